@@ -1,0 +1,33 @@
+# The two commands: `make run` and `make test`. Everything else is set up on the way.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export SAFESPACE_DATA_DIR ?= ./data
+
+.PHONY: run test setup migrate demo fuzz bench clean screenshot messages
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/safespace migrate
+	$(BIN)/safespace demo
+	$(BIN)/safespace serve --host 127.0.0.1 --port 8000
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Regenerate the message catalogs' template after changing user-facing strings.
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -o safespace/locale/messages.pot --no-location --omit-header .
+	$(BIN)/pybabel update -i safespace/locale/messages.pot -d safespace/locale --no-fuzzy-matching --omit-header
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""Safespace: anonymous trust pulse surveys and failure sharing for communities of practice."""

@@ -1,0 +1,3 @@
+from safespace.cli import main
+
+main()

@@ -1,0 +1,118 @@
+"""create_app(settings) -> Litestar: the one place that wires plugins, middleware and routers."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
+from litestar import Litestar, Response, get
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import MutableScopeHeaders
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.static_files import create_static_files_router
+from litestar.template import TemplateConfig
+from litestar.types import Message, Scope
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.db.engine import alchemy_config
+from safespace.identity.api import api_router
+from safespace.identity.controllers import (
+    CommunitiesController,
+    CommunityController,
+    ProfileController,
+    SignInController,
+)
+from safespace.identity.mail import Postman
+from safespace.mail import Mailer, make_mailer
+from safespace.settings import Settings, load_settings
+from safespace.web import (
+    SessionAuthMiddleware,
+    handle_http_error,
+    handle_server_error,
+    template_environment,
+)
+
+STATIC = Path(__file__).with_name("static")
+# Paths that need neither a session nor the database.
+PUBLIC = ["^/static/", "^/healthz$", "^/readyz$", "^/schema"]
+
+
+@get("/healthz", include_in_schema=False, sync_to_thread=False)
+def healthz() -> dict[str, str]:
+    """Liveness: the process answers. Touches nothing else."""
+    return {"status": "ok"}
+
+
+@get("/readyz", include_in_schema=False)
+async def readyz(db_session: NamedDependency[AsyncSession]) -> Response:
+    try:
+        await db_session.execute(text("SELECT 1"))
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        return Response({"status": "database unavailable"}, status_code=503)
+    return Response({"status": "ok"})
+
+
+async def _common_headers(message: Message, scope: Scope) -> None:
+    if message["type"] != "http.response.start":
+        return
+    headers = MutableScopeHeaders.from_message(message)
+    # Pages and API answers carry personal content: no cache, shared or local, may keep them.
+    if not scope["path"].startswith("/static/"):
+        headers.setdefault("Cache-Control", "no-store")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+
+
+def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -> Litestar:
+    settings = settings or load_settings()
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    db = alchemy_config(settings)
+    templates = template_environment()
+    postman = Postman(mailer or make_mailer(settings), templates, settings.base_url)
+    secret = settings.secret_key()
+
+    return Litestar(
+        route_handlers=[
+            healthz,
+            readyz,
+            SignInController,
+            ProfileController,
+            CommunitiesController,
+            CommunityController,
+            api_router,
+            create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
+        ],
+        plugins=[SQLAlchemyPlugin(config=db)],
+        dependencies={
+            "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
+            "postman": Provide(lambda: postman, sync_to_thread=False, use_cache=True),
+        },
+        middleware=[
+            DefineMiddleware(
+                SessionAuthMiddleware,
+                sessionmaker=db.create_session_maker(),
+                idle=timedelta(minutes=settings.session_idle_minutes),
+                exclude=PUBLIC,
+            )
+        ],
+        csrf_config=CSRFConfig(
+            secret=secret.hex(),
+            cookie_name="safespace_csrf",
+            cookie_secure=settings.secure_cookies,
+            cookie_httponly=True,
+            cookie_samesite="lax",
+            header_name="x-csrftoken",
+        ),
+        template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(templates)),
+        exception_handlers={HTTPException: handle_http_error, Exception: handle_server_error},
+        before_send=[_common_headers],
+        openapi_config=OpenAPIConfig(title="Safespace API", version="1", path="/schema"),
+        debug=False,
+    )

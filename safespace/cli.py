@@ -1,0 +1,207 @@
+"""The `safespace` command: serve, migrate, demo, create-community, invite, login-link."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from safespace.settings import Settings, SettingsError, load_settings
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        click.echo(f"Safespace cannot start: {exc}", err=True)
+        sys.exit(2)
+
+
+def _with_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run work in one transaction, committed if it returns."""
+    from safespace.db.engine import make_engine
+
+    async def run() -> T:
+        engine = make_engine(settings)
+        try:
+            async with async_sessionmaker(engine, expire_on_commit=False)() as db:
+                result = await work(db)
+                await db.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _fail(message: str) -> None:
+    click.echo(message, err=True)
+    sys.exit(1)
+
+
+@click.group(help="Safespace: anonymous trust pulse surveys and failure sharing.")
+def main() -> None:
+    pass
+
+
+@main.command(help="Serve the web app with uvicorn.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    import uvicorn
+
+    from safespace.app import create_app
+
+    settings = _settings()
+    app = create_app(settings)
+    click.echo(f"Safespace is serving {settings.base_url} (listening on {host}:{port}).")
+    # SQLite allows one writer: one worker process (see docs/ARCHITECTURE.md).
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
+
+
+@main.command(help="Apply database migrations (safe to run repeatedly).")
+def migrate() -> None:
+    from safespace.db.engine import make_engine
+    from safespace.db.migrate import current_revision, upgrade
+
+    settings = _settings()
+
+    async def run() -> str | None:
+        engine = make_engine(settings)
+        try:
+            await upgrade(engine)
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        revision = asyncio.run(run())
+    except OSError as exc:
+        _fail(f"Cannot reach the database ({exc}). Check SAFESPACE_DATABASE_URL.")
+    click.echo(f"Database is at revision {revision}.")
+
+
+@main.command(help="Create the demo community if it is missing, and print sign-in links.")
+def demo() -> None:
+    from safespace.demo import demo_links, ensure_demo
+    from safespace.identity.mail import link_url
+
+    settings = _settings()
+
+    async def work(db: AsyncSession) -> tuple[bool, dict[str, str]]:
+        made = await ensure_demo(db)
+        return made.created, await demo_links(db, made.community)
+
+    created, tokens = _with_db(settings, work)
+    from safespace.demo import NAME
+
+    click.echo(f"{'Created' if created else 'Found'} the demo community “{NAME}”.")
+    click.echo("One-time sign-in links (valid 15 minutes; run `safespace demo` again for new ones):")
+    click.echo(f"  facilitator: {link_url(settings.base_url, tokens['facilitator'])}")
+    click.echo(f"  member:      {link_url(settings.base_url, tokens['member'])}")
+
+
+@main.command("create-community", help="Create a community with a first facilitator.")
+@click.option("--name", required=True)
+@click.option("--facilitator", "facilitator_email", required=True, help="Email of the first facilitator.")
+@click.option("--vision", default="")
+@click.option("--min-group-size", type=int, default=None, help="k; default SAFESPACE_DEFAULT_MIN_GROUP_SIZE.")
+@click.option("--time-zone", default="UTC", show_default=True)
+def create_community(
+    name: str, facilitator_email: str, vision: str, min_group_size: int | None, time_zone: str
+) -> None:
+    from safespace.identity import services
+
+    settings = _settings()
+
+    async def work(db: AsyncSession):  # noqa: ANN202
+        person, _ = await services.get_or_create_person(db, facilitator_email)
+        k = settings.default_min_group_size if min_group_size is None else min_group_size
+        return await services.create_community(db, person.id, name, vision, k, time_zone)
+
+    try:
+        community = _with_db(settings, work)
+    except services.InvalidInput as exc:
+        _fail("\n".join(f"{field}: {message}" for field, message in exc.errors.items()))
+    click.echo(f"Created {community.name} ({community.id}). Sign in as {facilitator_email} to continue.")
+
+
+@main.command(help="Invite members to a community by email (prints the links when mail is off).")
+@click.option("--community", "community_ref", required=True, help="Community name or id.")
+@click.option("--team", default=None, help="Team name for this batch.")
+@click.argument("addresses", nargs=-1, required=True)
+def invite(community_ref: str, team: str | None, addresses: tuple[str, ...]) -> None:
+    from sqlalchemy import or_, select
+
+    from safespace.identity import services, signin
+    from safespace.identity.mail import Postman
+    from safespace.identity.models import Community, Team
+    from safespace.mail import make_mailer
+    from safespace.web import template_environment
+
+    settings = _settings()
+
+    async def work(db: AsyncSession):  # noqa: ANN202
+        clauses = [Community.name == community_ref]
+        try:
+            import uuid
+
+            clauses.append(Community.id == uuid.UUID(community_ref))
+        except ValueError:
+            pass
+        community = await db.scalar(select(Community).where(or_(*clauses)))
+        if community is None:
+            raise LookupError(f"No community named or numbered {community_ref!r}.")
+        team_id = None
+        if team:
+            team_id = await db.scalar(select(Team.id).where(Team.community_id == community.id, Team.name == team))
+            if team_id is None:
+                raise LookupError(f"{community.name} has no team named {team!r}.")
+        result = await services.invite(db, community.id, list(addresses), team_id)
+        tokens = [
+            await signin.issue_link(db, m.person_id, community.id, ttl=signin.INVITATION_LINK_TTL)
+            for m in result.invited
+        ]
+        await db.commit()
+        postman = Postman(make_mailer(settings), template_environment(), settings.base_url)
+        for membership, token in zip(result.invited, tokens, strict=True):
+            await postman.invitation(membership, token, "Safespace")
+        return result
+
+    try:
+        result = _with_db(settings, work)
+    except (LookupError, services.InvalidInput) as exc:
+        _fail(str(exc))
+    click.echo(f"Invited {len(result.invited)}; already members: {len(result.already_members)}.")
+    for entry in result.invalid:
+        click.echo(f"Not an email address (skipped): {entry}", err=True)
+    if result.invalid:
+        sys.exit(1)
+
+
+@main.command("login-link", help="Print a one-time sign-in link for EMAIL (for operators without mail).")
+@click.argument("email")
+def login_link(email: str) -> None:
+    from safespace.identity import services, signin
+    from safespace.identity.mail import link_url
+
+    settings = _settings()
+
+    async def work(db: AsyncSession) -> str | None:
+        person = await services.find_person(db, email.strip().lower())
+        return await signin.issue_link(db, person.id) if person else None
+
+    token = _with_db(settings, work)
+    if token is None:
+        _fail(f"No one with the address {email} has been invited yet.")
+    click.echo(link_url(settings.base_url, token))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Storage: the declarative base, engine set-up per database, and Alembic migrations."""

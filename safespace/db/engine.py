@@ -1,0 +1,49 @@
+"""Engine and session set-up for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from advanced_alchemy.extensions.litestar import (
+    AsyncSessionConfig,
+    EngineConfig,
+    SQLAlchemyAsyncConfig,
+)
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from safespace.settings import Settings
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # Deleted rows are overwritten, so a copy of the file does not keep what was removed.
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.close()
+
+
+def configure_engine(engine: AsyncEngine) -> AsyncEngine:
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def make_engine(settings: Settings) -> AsyncEngine:
+    if settings.is_sqlite:
+        from pathlib import Path
+
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    return configure_engine(create_async_engine(settings.database, pool_pre_ping=not settings.is_sqlite))
+
+
+def alchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
+    engine = make_engine(settings)
+    return SQLAlchemyAsyncConfig(
+        engine_instance=engine,
+        session_config=AsyncSessionConfig(expire_on_commit=False),
+        engine_config=EngineConfig(),
+        # plain "autocommit" rolls back a form POST that answers with a redirect
+        before_send_handler="autocommit_include_redirects",
+        create_all=False,
+    )

@@ -1,0 +1,6 @@
+"""Every area's models, imported in one place so Alembic and tests see the whole schema."""
+
+from safespace.db.base import Base
+from safespace.identity import models as identity_models  # noqa: F401
+
+metadata = Base.metadata

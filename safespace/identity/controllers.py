@@ -1,0 +1,387 @@
+"""HTML pages for signing in, profiles, communities, teams and members."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import Cookie
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, FromQuery, URLEncodedBody
+from litestar.response import Redirect, Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace import i18n
+from safespace.i18n import gettext as _
+from safespace.identity import services, signin
+from safespace.identity.mail import Postman
+from safespace.identity.models import Membership
+from safespace.identity.services import InvalidInput, Refused
+from safespace.settings import Settings
+from safespace.web import SESSION_COOKIE, Viewer, flash, page, provide_facilitation, provide_membership, provide_viewer
+
+log = logging.getLogger(__name__)
+NO_REFERRER = {"Referrer-Policy": "no-referrer"}
+Form = URLEncodedBody[dict[str, Any]]
+
+
+def _field(data: dict[str, Any], name: str) -> str:
+    """One form field as text (the last value if it was sent twice)."""
+    value = data.get(name, "")
+    return str(value[-1] if isinstance(value, list) else value or "").strip()
+
+
+class SignInController(Controller):
+    """Magic-link sign-in. The answer is the same whether an address is known or not."""
+
+    @get("/")
+    async def root(self, request: Request) -> Redirect:
+        viewer: Viewer | None = request.user
+        if viewer is None:
+            return Redirect("/signin")
+        place_ids = [p.community_id for p in viewer.places]
+        if viewer.community_id in place_ids:
+            return Redirect(f"/c/{viewer.community_id}")
+        if len(place_ids) == 1:
+            return Redirect(f"/c/{place_ids[0]}")
+        return Redirect("/communities")
+
+    @get("/signin")
+    async def sign_in_form(self) -> Template:
+        return page("identity/sign_in.html", values={}, errors={})
+
+    @post("/signin")
+    async def request_link(
+        self,
+        request: Request,
+        data: Form,
+        db_session: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
+        postman: NamedDependency[Postman],
+    ) -> Template:
+        raw = _field(data, "email")
+        try:
+            email = services.normalize_email(raw)
+        except InvalidInput as exc:
+            return page("identity/sign_in.html", status_code=422, values={"email": raw}, errors=exc.errors)
+        secret = settings.secret_key()
+        client = request.client.host if request.client else "unknown"
+        limited = await signin.over_limit(
+            db_session, signin.rate_key(secret, "address", email), signin.RATE_LIMIT_PER_ADDRESS
+        )
+        limited |= await signin.over_limit(
+            db_session, signin.rate_key(secret, "client", client), signin.RATE_LIMIT_PER_CLIENT
+        )
+        if limited:
+            # Counted before looking the address up, so this answer is the same for strangers.
+            return page(
+                "identity/sign_in.html",
+                status_code=429,
+                values={"email": raw},
+                errors={"email": _("Too many sign-in requests. Wait 15 minutes, then try again.")},
+            )
+        person = await services.find_person(db_session, email)
+        if person is not None:
+            token = await signin.issue_link(db_session, person.id)
+            await db_session.commit()  # the link must exist before the mail that carries it
+            try:
+                await postman.sign_in_link(person, token, language=i18n.current_language())
+            except OSError:
+                log.exception("a sign-in link could not be sent")
+        return page("identity/check_inbox.html", email=email)
+
+    @get("/signin/{token:str}")
+    async def follow_link(
+        self,
+        token: FromPath[str],
+        db_session: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
+    ) -> Redirect | Template:
+        signed_in = await signin.redeem_link(db_session, token)
+        if signed_in is None:
+            return page("identity/link_invalid.html", status_code=410, headers=NO_REFERRER, values={}, errors={})
+        # A fresh token at every sign-in: a session id planted before sign-in is worthless.
+        session_token = await signin.start_session(db_session, signed_in.person_id, signed_in.community_id)
+        target = f"/c/{signed_in.community_id}" if signed_in.community_id else "/"
+        return Redirect(
+            target,
+            headers=NO_REFERRER,
+            cookies=[
+                Cookie(
+                    key=SESSION_COOKIE,
+                    value=session_token,
+                    httponly=True,
+                    samesite="lax",
+                    secure=settings.secure_cookies,
+                    path="/",
+                    max_age=int(timedelta(days=30).total_seconds()),
+                )
+            ],
+        )
+
+    @post("/signout")
+    async def sign_out(self, request: Request, db_session: NamedDependency[AsyncSession]) -> Redirect:
+        if request.auth:
+            await signin.end_session(db_session, request.auth)
+        response = Redirect("/signin")
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+
+class ProfileController(Controller):
+    path = "/profile"
+    dependencies = {"viewer": Provide(provide_viewer, sync_to_thread=False)}
+
+    @get("/")
+    async def show(self, viewer: NamedDependency[Viewer]) -> Template:
+        values = {"display_name": viewer.display_name, "language": viewer.language or ""}
+        return page("identity/profile.html", values=values, errors={})
+
+    @post("/")
+    async def save(
+        self, data: Form, viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]
+    ) -> Template | Redirect:
+        values = {"display_name": _field(data, "display_name"), "language": _field(data, "language")}
+        try:
+            await services.update_profile(db_session, viewer.person_id, **values)
+        except InvalidInput as exc:
+            return page("identity/profile.html", status_code=422, values=values, errors=exc.errors)
+        i18n.set_language(values["language"] or i18n.current_language())
+        await flash(db_session, viewer, _("Your profile is saved."))
+        return Redirect("/profile")
+
+
+COMMUNITY_DEFAULTS = {"name": "", "vision": "", "time_zone": "UTC"}
+
+
+class CommunitiesController(Controller):
+    path = "/communities"
+    dependencies = {"viewer": Provide(provide_viewer, sync_to_thread=False)}
+
+    @get("/")
+    async def index(self, viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]) -> Template:
+        memberships = await services.memberships_of(db_session, viewer.person_id)
+        return page("identity/communities.html", memberships=memberships)
+
+    @get("/new")
+    async def new(self, settings: NamedDependency[Settings]) -> Template:
+        values = COMMUNITY_DEFAULTS | {"min_group_size": settings.default_min_group_size}
+        return page("identity/community_form.html", values=values, errors={}, community=None)
+
+    @post("/")
+    async def create(
+        self, data: Form, viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]
+    ) -> Template | Redirect:
+        values = {key: _field(data, key) for key in ("name", "vision", "min_group_size", "time_zone")}
+        try:
+            community = await services.create_community(db_session, viewer.person_id, **values)
+        except InvalidInput as exc:
+            return page("identity/community_form.html", status_code=422, values=values, errors=exc.errors, community=None)
+        await signin.remember_community(db_session, viewer.session_id, community.id)
+        await flash(db_session, viewer, _("Your community is ready. Add teams, then invite members."))
+        return Redirect(f"/c/{community.id}/teams")
+
+
+class CommunityController(Controller):
+    """One community's pages; every route checks membership (404 for strangers)."""
+
+    path = "/c/{community_id:uuid}"
+    dependencies = {
+        "viewer": Provide(provide_viewer, sync_to_thread=False),
+        "membership": Provide(provide_membership),
+        "facilitation": Provide(provide_facilitation),
+    }
+
+    @get("/")
+    async def home(
+        self,
+        membership: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template:
+        if viewer.community_id != membership.community_id:
+            await signin.remember_community(db_session, viewer.session_id, membership.community_id)
+        return page("identity/home.html", membership=membership, community=membership.community)
+
+    # --- settings ---
+
+    @get("/settings")
+    async def settings_form(self, facilitation: NamedDependency[Membership]) -> Template:
+        c = facilitation.community
+        values = {"name": c.name, "vision": c.vision, "min_group_size": c.min_group_size, "time_zone": c.time_zone}
+        return page("identity/community_form.html", values=values, errors={}, community=c)
+
+    @post("/settings")
+    async def save_settings(
+        self,
+        data: Form,
+        facilitation: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template | Redirect:
+        c = facilitation.community
+        values = {key: _field(data, key) for key in ("name", "vision", "min_group_size", "time_zone")}
+        try:
+            await services.update_community(db_session, c, **values)
+        except InvalidInput as exc:
+            return page("identity/community_form.html", status_code=422, values=values, errors=exc.errors, community=c)
+        await flash(db_session, viewer, _("Community settings saved."))
+        return Redirect(f"/c/{c.id}/settings")
+
+    # --- teams ---
+
+    async def _teams_page(self, db: AsyncSession, membership: Membership, status: int = 200, **extra: Any) -> Template:
+        teams = await services.teams_of(db, membership.community_id)
+        members = await services.roster(db, membership.community_id)
+        counts = {team.id: sum(1 for m in members if m.team_id == team.id and m.status != "deactivated") for team in teams}
+        context = {"values": {}, "errors": {}, "rename_errors": {}} | extra
+        return page(
+            "identity/teams.html", status_code=status, community=membership.community, teams=teams, counts=counts, **context
+        )
+
+    @get("/teams")
+    async def teams(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Template:
+        return await self._teams_page(db_session, facilitation)
+
+    @post("/teams")
+    async def create_team(
+        self,
+        data: Form,
+        facilitation: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template | Redirect:
+        name = _field(data, "name")
+        try:
+            team = await services.create_team(db_session, facilitation.community_id, name)
+        except InvalidInput as exc:
+            return await self._teams_page(db_session, facilitation, 422, values={"name": name}, errors=exc.errors)
+        await flash(db_session, viewer, _("Team “%(name)s” added.") % {"name": team.name})
+        return Redirect(f"/c/{facilitation.community_id}/teams")
+
+    @post("/teams/{team_id:uuid}")
+    async def rename_team(
+        self,
+        team_id: FromPath[uuid.UUID],
+        data: Form,
+        facilitation: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template | Redirect:
+        name = _field(data, "name")
+        try:
+            await services.rename_team(db_session, facilitation.community_id, team_id, name)
+        except InvalidInput as exc:  # raised before anything changed
+            if "team" in exc.errors:
+                raise NotFoundException(exc.errors["team"]) from None
+            errors = {str(team_id): exc.errors["name"]}
+            return await self._teams_page(db_session, facilitation, 422, rename_errors=errors)
+        await flash(db_session, viewer, _("Team renamed to “%(name)s”.") % {"name": " ".join(name.split())})
+        return Redirect(f"/c/{facilitation.community_id}/teams")
+
+    # --- members ---
+
+    async def _members_page(
+        self, db: AsyncSession, membership: Membership, status: int = 200, **extra: Any
+    ) -> Template:
+        context = {"values": {}, "errors": {}, "invalid": [], "show": "all"} | extra
+        members = await services.roster(db, membership.community_id)
+        if context["show"] in ("invited", "active", "deactivated"):
+            members = [m for m in members if m.status == context["show"]]
+        return page(
+            "identity/members.html",
+            status_code=status,
+            community=membership.community,
+            me=membership,
+            members=members,
+            teams=await services.teams_of(db, membership.community_id),
+            **context,
+        )
+
+    @get("/members")
+    async def members(
+        self,
+        facilitation: NamedDependency[Membership],
+        db_session: NamedDependency[AsyncSession],
+        show: FromQuery[str] = "all",
+    ) -> Template:
+        return await self._members_page(db_session, facilitation, show=show)
+
+    @post("/members")
+    async def invite(
+        self,
+        data: Form,
+        facilitation: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+        postman: NamedDependency[Postman],
+    ) -> Template | Redirect:
+        values = {"addresses": str(data.get("addresses", "")), "team": _field(data, "team")}
+        try:
+            result = await services.invite(db_session, facilitation.community_id, values["addresses"], values["team"])
+        except InvalidInput as exc:
+            return await self._members_page(db_session, facilitation, 422, values=values, errors=exc.errors)
+        tokens = [
+            await signin.issue_link(db_session, m.person_id, m.community_id, ttl=signin.INVITATION_LINK_TTL)
+            for m in result.invited
+        ]
+        await db_session.commit()  # invitations exist before the mails that announce them
+        sent = [await postman.invitation(m, t, viewer.name) for m, t in zip(result.invited, tokens, strict=True)]
+        notice = i18n.ngettext("%(num)d invitation sent.", "%(num)d invitations sent.", sum(sent))
+        if result.already_members:
+            notice += " " + i18n.ngettext(
+                "%(num)d address was already a member and was left as it is.",
+                "%(num)d addresses were already members and were left as they are.",
+                len(result.already_members),
+            )
+        if not all(sent):
+            notice += " " + _("Some invitations could not be mailed; check the mail settings and invite them again.")
+        await flash(db_session, viewer, notice, "success" if all(sent) else "warning")
+        if result.invalid:
+            # Keep the bad entries in the box so they can be fixed and sent again.
+            return await self._members_page(
+                db_session,
+                facilitation,
+                422,
+                values={"addresses": "\n".join(result.invalid), "team": values["team"]},
+                errors={"addresses": _("These entries are not email addresses; nothing was done with them.")},
+                invalid=result.invalid,
+                notice={"message": notice, "kind": "success"} if result.invited or result.already_members else None,
+            )
+        return Redirect(f"/c/{facilitation.community_id}/members")
+
+    @post("/members/{membership_id:uuid}")
+    async def change_member(
+        self,
+        membership_id: FromPath[uuid.UUID],
+        data: Form,
+        facilitation: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Redirect:
+        community_id = facilitation.community_id  # plain value: a rollback below expires the ORM objects
+        action = _field(data, "action")
+        changes: dict[str, Any] = {
+            "deactivate": {"status": "deactivated"},
+            "reactivate": {"status": "active"},
+            "make_facilitator": {"role": "facilitator"},
+            "make_member": {"role": "member"},
+            "move": {"team_id": _field(data, "team") or None},
+        }.get(action, {})
+        if not changes:
+            raise NotFoundException(_("That action is not available here."))
+        try:
+            member = await services.change_member(db_session, facilitation.community_id, membership_id, **changes)
+        except LookupError:
+            raise NotFoundException(_("That person is not a member of this community.")) from None
+        except (Refused, InvalidInput) as exc:
+            await db_session.rollback()
+            message = str(exc) if isinstance(exc, Refused) else next(iter(exc.errors.values()))
+            await flash(db_session, viewer, message, "error")
+            return Redirect(f"/c/{community_id}/members")
+        await flash(db_session, viewer, _("Saved the change for %(who)s.") % {"who": member.person.email})
+        return Redirect(f"/c/{community_id}/members")

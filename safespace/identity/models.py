@@ -1,0 +1,108 @@
+"""Who people are and where they belong. Nothing here points at an answer or a story."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from safespace.db.base import Base, RandomId, UTCDateTime
+
+ROLES = ("member", "facilitator")
+STATUSES = ("invited", "active", "deactivated")
+LANGUAGES = ("en", "es")
+
+
+class Person(RandomId, Base):
+    __tablename__ = "person"
+
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-cased
+    display_name: Mapped[str] = mapped_column(String(80), default="")
+    language: Mapped[str | None] = mapped_column(String(5))  # None: follow the browser
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    memberships: Mapped[list[Membership]] = relationship(back_populates="person")
+
+
+class Community(RandomId, Base):
+    __tablename__ = "community"
+    __table_args__ = (CheckConstraint("min_group_size >= 3", name="min_group_size_at_least_3"),)
+
+    name: Mapped[str] = mapped_column(String(120))
+    vision: Mapped[str] = mapped_column(Text, default="")
+    min_group_size: Mapped[int] = mapped_column(Integer, default=5)
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    teams: Mapped[list[Team]] = relationship(back_populates="community", order_by="Team.name")
+
+
+class Team(RandomId, Base):
+    __tablename__ = "team"
+    __table_args__ = (UniqueConstraint("community_id", "name"),)
+
+    community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(80))
+
+    community: Mapped[Community] = relationship(back_populates="teams")
+
+
+class Membership(RandomId, Base):
+    __tablename__ = "membership"
+    __table_args__ = (
+        UniqueConstraint("person_id", "community_id"),
+        CheckConstraint("role in ('member', 'facilitator')", name="known_role"),
+        CheckConstraint("status in ('invited', 'active', 'deactivated')", name="known_status"),
+    )
+
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
+    community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), index=True)
+    team_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("team.id", ondelete="SET NULL"))
+    role: Mapped[str] = mapped_column(String(16), default="member")
+    status: Mapped[str] = mapped_column(String(16), default="invited")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    person: Mapped[Person] = relationship(back_populates="memberships", lazy="joined")
+    community: Mapped[Community] = relationship(lazy="joined")
+    team: Mapped[Team | None] = relationship(lazy="joined")
+
+
+class LoginLink(RandomId, Base):
+    """A magic link. Only the SHA-256 of its token is kept: a database copy cannot sign anyone in."""
+
+    __tablename__ = "login_link"
+
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    community_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebSession(RandomId, Base):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is kept here."""
+
+    __tablename__ = "web_session"
+
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    community_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("community.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    flash: Mapped[str | None] = mapped_column(Text)  # a notice for the next page, then cleared
+
+
+class RateCounter(Base):
+    """Attempts per key and window, counted in the database so limits hold across replicas.
+
+    The key is an HMAC of the address or client, so the table holds no email or IP address.
+    """
+
+    __tablename__ = "rate_counter"
+
+    key: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,381 @@
+"""Communities, teams, members and invitations: the rules, callable without HTTP."""
+
+from __future__ import annotations
+
+import re
+import uuid
+import zoneinfo
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.i18n import gettext as _
+from safespace.identity.models import Community, Membership, Person, Team
+from safespace.settings import MIN_GROUP_SIZE_FLOOR
+
+
+class InvalidInput(Exception):
+    """Input a person can fix: field name -> message (already translated)."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+class Refused(Exception):
+    """An action the rules forbid (e.g. removing the last facilitator); the message says why."""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- people ------------------------------------------------------------------------------
+
+
+def normalize_email(raw: str) -> str:
+    """The address in the form we store it, or InvalidInput naming the problem."""
+    try:
+        return validate_email(raw.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        raise InvalidInput({"email": _("Enter an email address like name@example.org.")}) from None
+
+
+async def find_person(db: AsyncSession, email: str) -> Person | None:
+    return await db.scalar(select(Person).where(Person.email == email.lower()))
+
+
+async def get_or_create_person(db: AsyncSession, email: str) -> tuple[Person, bool]:
+    email = normalize_email(email)
+    person = await find_person(db, email)
+    if person:
+        return person, False
+    person = Person(email=email, display_name="", created_at=now())
+    db.add(person)
+    await db.flush()
+    return person, True
+
+
+async def update_profile(db: AsyncSession, person_id: uuid.UUID, display_name: str, language: str) -> Person:
+    display_name = " ".join(display_name.split())
+    errors = {}
+    if len(display_name) > 80:
+        errors["display_name"] = _("Keep your display name to 80 characters or fewer.")
+    if language not in ("", "en", "es"):
+        errors["language"] = _("Choose English or Spanish.")
+    if errors:
+        raise InvalidInput(errors)
+    person = await db.get_one(Person, person_id)
+    person.display_name = display_name
+    person.language = language or None
+    return person
+
+
+# --- communities ---------------------------------------------------------------------------
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _check_community(name: str, min_group_size: int | str | None, time_zone: str) -> tuple[str, int, str]:
+    errors: dict[str, str] = {}
+    name = " ".join(name.split())
+    if not name:
+        errors["name"] = _("Give the community a name.")
+    elif len(name) > 120:
+        errors["name"] = _("Keep the name to 120 characters or fewer.")
+    try:
+        k = int(min_group_size)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        errors["min_group_size"] = _("Enter a whole number of people, 3 or more.")
+        k = 0
+    else:
+        if k < MIN_GROUP_SIZE_FLOOR:
+            errors["min_group_size"] = _(
+                "The minimum group size cannot be below 3: results about one or two people "
+                "would tell everyone what those people answered."
+            )
+        elif k > 1000:
+            errors["min_group_size"] = _("Use a minimum group size of 1000 or fewer.")
+    if time_zone not in _time_zones():
+        errors["time_zone"] = _("Choose a time zone from the list, such as Europe/Madrid.")
+    if errors:
+        raise InvalidInput(errors)
+    return name, k, time_zone
+
+
+async def create_community(
+    db: AsyncSession,
+    founder_id: uuid.UUID,
+    name: str,
+    vision: str,
+    min_group_size: int | str | None,
+    time_zone: str,
+) -> Community:
+    name, k, time_zone = _check_community(name, min_group_size, time_zone)
+    community = Community(
+        name=name, vision=vision.strip(), min_group_size=k, time_zone=time_zone, created_at=now()
+    )
+    db.add(community)
+    await db.flush()
+    db.add(
+        Membership(
+            person_id=founder_id,
+            community_id=community.id,
+            role="facilitator",
+            status="active",
+            created_at=now(),
+        )
+    )
+    await db.flush()
+    return community
+
+
+async def update_community(
+    db: AsyncSession,
+    community: Community,
+    name: str,
+    vision: str,
+    min_group_size: int | str | None,
+    time_zone: str,
+) -> Community:
+    # Rounds lock k when they open (pulse issue); the community value applies to later rounds.
+    community.name, community.min_group_size, community.time_zone = _check_community(
+        name, min_group_size, time_zone
+    )
+    community.vision = vision.strip()
+    await db.flush()
+    return community
+
+
+async def memberships_of(db: AsyncSession, person_id: uuid.UUID) -> list[Membership]:
+    """Where a person may go: their active and invited memberships, by community name."""
+    rows = await db.scalars(
+        select(Membership)
+        .join(Community)
+        .where(Membership.person_id == person_id, Membership.status != "deactivated")
+        .order_by(Community.name)
+    )
+    return list(rows)
+
+
+async def active_membership(
+    db: AsyncSession, person_id: uuid.UUID, community_id: uuid.UUID
+) -> Membership | None:
+    return await db.scalar(
+        select(Membership).where(
+            Membership.person_id == person_id,
+            Membership.community_id == community_id,
+            Membership.status == "active",
+        )
+    )
+
+
+async def activate_invitations(db: AsyncSession, person_id: uuid.UUID) -> None:
+    """A person who proved their address has accepted the invitations sent to it."""
+    for membership in await db.scalars(
+        select(Membership).where(Membership.person_id == person_id, Membership.status == "invited")
+    ):
+        membership.status = "active"
+
+
+# --- teams ---------------------------------------------------------------------------------
+
+
+def _team_name(name: str) -> str:
+    name = " ".join(name.split())
+    if not name:
+        raise InvalidInput({"name": _("Give the team a name.")})
+    if len(name) > 80:
+        raise InvalidInput({"name": _("Keep the team name to 80 characters or fewer.")})
+    return name
+
+
+async def _ensure_unique_team(db: AsyncSession, community_id: uuid.UUID, name: str, except_id=None) -> None:  # noqa: ANN001
+    query = select(Team.id).where(Team.community_id == community_id, func.lower(Team.name) == name.lower())
+    if except_id is not None:
+        query = query.where(Team.id != except_id)
+    if await db.scalar(query):
+        raise InvalidInput({"name": _("There is already a team with that name.")})
+
+
+async def teams_of(db: AsyncSession, community_id: uuid.UUID) -> list[Team]:
+    return list(await db.scalars(select(Team).where(Team.community_id == community_id).order_by(Team.name)))
+
+
+async def create_team(db: AsyncSession, community_id: uuid.UUID, name: str) -> Team:
+    name = _team_name(name)
+    await _ensure_unique_team(db, community_id, name)
+    team = Team(community_id=community_id, name=name)
+    db.add(team)
+    await db.flush()
+    return team
+
+
+async def team_in(db: AsyncSession, community_id: uuid.UUID, team_id: uuid.UUID | str | None) -> Team | None:
+    """The team with that id in this community; None for no team; InvalidInput for a stranger."""
+    if team_id in (None, ""):
+        return None
+    try:
+        team_uuid = team_id if isinstance(team_id, uuid.UUID) else uuid.UUID(str(team_id))
+    except ValueError:
+        team_uuid = None
+    team = await db.get(Team, team_uuid) if team_uuid else None
+    if team is None or team.community_id != community_id:
+        raise InvalidInput({"team": _("Choose one of this community's teams.")})
+    return team
+
+
+async def rename_team(db: AsyncSession, community_id: uuid.UUID, team_id: uuid.UUID, name: str) -> Team:
+    team = await team_in(db, community_id, team_id)
+    assert team is not None
+    name = _team_name(name)
+    await _ensure_unique_team(db, community_id, name, except_id=team.id)
+    team.name = name
+    await db.flush()
+    return team
+
+
+# --- members -------------------------------------------------------------------------------
+
+_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+def split_addresses(text: str) -> tuple[list[str], list[str]]:
+    """Pasted text -> (valid normalized addresses, first seen first, no repeats; invalid entries)."""
+    valid: list[str] = []
+    invalid: list[str] = []
+    for entry in _SEPARATORS.split(text):
+        entry = entry.strip().strip("<>")
+        if not entry:
+            continue
+        try:
+            address = normalize_email(entry)
+        except InvalidInput:
+            if entry not in invalid:
+                invalid.append(entry)
+            continue
+        if address not in valid:
+            valid.append(address)
+    return valid, invalid
+
+
+@dataclass
+class Invitations:
+    invited: list[Membership] = field(default_factory=list)
+    already_members: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+
+
+async def invite(
+    db: AsyncSession, community_id: uuid.UUID, addresses: str | list[str], team_id: uuid.UUID | str | None
+) -> Invitations:
+    """Create memberships for new addresses; list invalid ones back; ignore existing members."""
+    text = addresses if isinstance(addresses, str) else "\n".join(addresses)
+    valid, invalid = split_addresses(text)
+    if not valid and not invalid:
+        raise InvalidInput({"addresses": _("Paste at least one email address.")})
+    team = await team_in(db, community_id, team_id)
+    result = Invitations(invalid=invalid)
+    for address in valid:
+        person, _created = await get_or_create_person(db, address)
+        existing = await db.scalar(
+            select(Membership).where(Membership.person_id == person.id, Membership.community_id == community_id)
+        )
+        if existing:
+            result.already_members.append(address)
+            continue
+        membership = Membership(
+            person_id=person.id,
+            community_id=community_id,
+            team_id=team.id if team else None,
+            role="member",
+            status="invited",
+            created_at=now(),
+        )
+        db.add(membership)
+        result.invited.append(membership)
+    await db.flush()
+    for membership in result.invited:
+        await db.refresh(membership, ["person", "team", "community"])
+    return result
+
+
+async def roster(db: AsyncSession, community_id: uuid.UUID) -> list[Membership]:
+    return list(
+        await db.scalars(
+            select(Membership)
+            .join(Person)
+            .where(Membership.community_id == community_id)
+            .order_by(func.lower(Person.display_name), Person.email)
+        )
+    )
+
+
+async def member_in(db: AsyncSession, community_id: uuid.UUID, membership_id: uuid.UUID) -> Membership:
+    membership = await db.get(Membership, membership_id)
+    if membership is None or membership.community_id != community_id:
+        raise LookupError("no such member in this community")
+    return membership
+
+
+async def _active_facilitators(db: AsyncSession, community_id: uuid.UUID) -> int:
+    return await db.scalar(
+        select(func.count())
+        .select_from(Membership)
+        .where(
+            Membership.community_id == community_id,
+            Membership.role == "facilitator",
+            Membership.status == "active",
+        )
+    ) or 0
+
+
+async def _keeps_a_facilitator(db: AsyncSession, membership: Membership) -> None:
+    if (
+        membership.role == "facilitator"
+        and membership.status == "active"
+        and await _active_facilitators(db, membership.community_id) <= 1
+    ):
+        raise Refused(
+            _("A community always keeps at least one facilitator. Make someone else a facilitator first.")
+        )
+
+
+async def change_member(
+    db: AsyncSession,
+    community_id: uuid.UUID,
+    membership_id: uuid.UUID,
+    *,
+    status: str | None = None,
+    role: str | None = None,
+    team_id: uuid.UUID | str | None = ...,  # type: ignore[assignment]
+) -> Membership:
+    """Deactivate/reactivate, grant/withdraw the facilitator role, or move to another team."""
+    membership = await member_in(db, community_id, membership_id)
+    if status is not None:
+        if status not in ("active", "deactivated"):
+            raise InvalidInput({"status": _("A member is either active or deactivated.")})
+        if status == "deactivated":
+            await _keeps_a_facilitator(db, membership)
+            membership.status = "deactivated"
+        else:
+            membership.status = "active"
+    if role is not None:
+        if role not in ("member", "facilitator"):
+            raise InvalidInput({"role": _("A role is either member or facilitator.")})
+        if role == "member":
+            await _keeps_a_facilitator(db, membership)
+        membership.role = role
+    if team_id is not ...:
+        team = await team_in(db, community_id, team_id)
+        membership.team_id = team.id if team else None
+    await db.flush()
+    await db.refresh(membership, ["team"])
+    return membership

@@ -1,0 +1,159 @@
+"""Magic links, database-backed sessions and rate limits.
+
+Our own small session store rather than a generic key-value backend: the cookie's token is
+kept only as a SHA-256 (a database copy cannot hijack a session), a new token is minted at
+every sign-in (no fixation), and idle sessions die on the server, not just in the browser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.identity.models import LoginLink, Person, RateCounter, WebSession
+from safespace.identity.services import activate_invitations, now
+
+SIGN_IN_LINK_TTL = timedelta(minutes=15)
+INVITATION_LINK_TTL = timedelta(days=7)
+SESSION_TOUCH_EVERY = timedelta(minutes=1)  # write last_seen_at at most this often
+
+# Sign-in requests allowed per window, per address and per client.
+RATE_WINDOW = timedelta(minutes=15)
+RATE_LIMIT_PER_ADDRESS = 5
+RATE_LIMIT_PER_CLIENT = 20
+
+
+def token_hash(token: str) -> bytes:
+    # Tokens carry 256 random bits: a fast hash is enough, there is nothing to guess.
+    return hashlib.sha256(token.encode()).digest()
+
+
+async def issue_link(
+    db: AsyncSession, person_id: uuid.UUID, community_id: uuid.UUID | None = None, ttl: timedelta = SIGN_IN_LINK_TTL
+) -> str:
+    """A new single-use link token. Older unused links of this person stop working."""
+    moment = now()
+    await db.execute(
+        update(LoginLink)
+        .where(LoginLink.person_id == person_id, LoginLink.used_at.is_(None))
+        .values(used_at=moment)
+    )
+    token = secrets.token_urlsafe(32)
+    db.add(
+        LoginLink(
+            token_hash=token_hash(token),
+            person_id=person_id,
+            community_id=community_id,
+            created_at=moment,
+            expires_at=moment + ttl,
+        )
+    )
+    await db.flush()
+    return token
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    person_id: uuid.UUID
+    community_id: uuid.UUID | None
+
+
+async def redeem_link(db: AsyncSession, token: str) -> SignedIn | None:
+    """Use a link once. None when it is unknown, used, superseded or expired."""
+    moment = now()
+    # One UPDATE claims the link, so two concurrent clicks cannot both succeed.
+    claimed = await db.execute(
+        update(LoginLink)
+        .where(
+            LoginLink.token_hash == token_hash(token),
+            LoginLink.used_at.is_(None),
+            LoginLink.expires_at > moment,
+        )
+        .values(used_at=moment)
+        .returning(LoginLink.person_id, LoginLink.community_id)
+    )
+    row = claimed.first()
+    if row is None:
+        return None
+    await activate_invitations(db, row.person_id)
+    return SignedIn(person_id=row.person_id, community_id=row.community_id)
+
+
+async def start_session(db: AsyncSession, person_id: uuid.UUID, community_id: uuid.UUID | None) -> str:
+    token = secrets.token_urlsafe(32)
+    moment = now()
+    db.add(
+        WebSession(
+            token_hash=token_hash(token),
+            person_id=person_id,
+            community_id=community_id,
+            created_at=moment,
+            last_seen_at=moment,
+        )
+    )
+    await db.flush()
+    return token
+
+
+async def load_session(db: AsyncSession, token: str, idle: timedelta) -> tuple[WebSession, Person] | None:
+    """The live session for a cookie token, touched; None (and the row gone) if idle too long."""
+    row = (
+        await db.execute(
+            select(WebSession, Person)
+            .join(Person, Person.id == WebSession.person_id)
+            .where(WebSession.token_hash == token_hash(token))
+        )
+    ).first()
+    if row is None:
+        return None
+    web_session, person = row
+    moment = now()
+    if moment - web_session.last_seen_at > idle:
+        await db.delete(web_session)
+        return None
+    if moment - web_session.last_seen_at > SESSION_TOUCH_EVERY:
+        web_session.last_seen_at = moment
+    return web_session, person
+
+
+async def end_session(db: AsyncSession, token: str) -> None:
+    await db.execute(delete(WebSession).where(WebSession.token_hash == token_hash(token)))
+
+
+async def remember_community(db: AsyncSession, session_id: uuid.UUID, community_id: uuid.UUID) -> None:
+    await db.execute(update(WebSession).where(WebSession.id == session_id).values(community_id=community_id))
+
+
+def rate_key(secret: bytes, kind: str, value: str) -> bytes:
+    return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).digest()
+
+
+async def over_limit(db: AsyncSession, key: bytes, limit: int, window: timedelta = RATE_WINDOW) -> bool:
+    """Count one attempt for key in the current window; True once more than limit were made."""
+    moment = now()
+    window_start = datetime.fromtimestamp(
+        moment.timestamp() // window.total_seconds() * window.total_seconds(), tz=moment.tzinfo
+    )
+    insert = pg_insert if db.bind.dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(RateCounter)
+        .values(key=key, window_start=window_start, count=1)
+        .on_conflict_do_update(
+            index_elements=[RateCounter.key, RateCounter.window_start],
+            set_={"count": RateCounter.count + 1},
+        )
+        .returning(RateCounter.count)
+    )
+    count = (await db.execute(statement)).scalar_one()
+    # Old windows are of no further use.
+    await db.execute(delete(RateCounter).where(RateCounter.window_start < window_start - window))
+    return count > limit

@@ -1,0 +1,141 @@
+"""Settings: one msgspec Struct, read from SAFESPACE_* environment variables (and .env)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import msgspec
+from dotenv import dotenv_values
+
+PREFIX = "SAFESPACE_"
+MIN_GROUP_SIZE_FLOOR = 3  # below 3, "aggregates" describe one or two people
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message names the variable and the fix."""
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    # Every field is documented in README.md (a test keeps the two in step).
+    data_dir: str = "./data"
+    database_url: str = ""  # empty: a SQLite file in data_dir
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key_file: str = ""  # empty: data_dir/secret.key, generated on first start
+    default_min_group_size: int = 5
+    session_idle_minutes: int = 60 * 24 * 3
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    smtp_host: str = ""  # empty: the console mailer prints messages instead of sending them
+    smtp_port: int = 587
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    mail_from: str = "Safespace <safespace@localhost>"
+
+    @property
+    def database(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{Path(self.data_dir).resolve() / 'safespace.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database.startswith("sqlite")
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    def secret_key(self) -> bytes:
+        """The installation's secret, created with mode 0600 on first use."""
+        path = Path(self.secret_key_file or Path(self.data_dir) / "secret.key")
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32) + "\n")
+        if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise SettingsError(
+                f"SAFESPACE_SECRET_KEY_FILE: {path} can be read by other users; run `chmod 600 {path}`."
+            )
+        key = bytes.fromhex(path.read_text().strip())
+        if len(key) < 32:
+            raise SettingsError(
+                f"SAFESPACE_SECRET_KEY_FILE: {path} must hold at least 32 bytes as hex; "
+                "delete it to have a new one generated."
+            )
+        return key
+
+
+def _field_names() -> tuple[str, ...]:
+    return Settings.__struct_fields__
+
+
+def setting_variables() -> list[tuple[str, object]]:
+    """(variable name, default) for every setting, for docs and checks."""
+    defaults = Settings()
+    return [(PREFIX + name.upper(), getattr(defaults, name)) for name in _field_names()]
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Settings:
+    """Read settings from the environment (which wins) and an optional .env file."""
+    source: dict[str, str | None] = {}
+    if env_file and Path(env_file).is_file():
+        source.update(dotenv_values(env_file))
+    source.update(os.environ if environ is None else environ)
+
+    known = {PREFIX + name.upper(): name for name in _field_names()}
+    raw: dict[str, str] = {}
+    for variable, value in source.items():
+        if not variable.startswith(PREFIX) or value is None:
+            continue
+        if variable not in known:
+            close = ", ".join(sorted(known))
+            raise SettingsError(f"{variable} is not a Safespace setting. Known settings: {close}.")
+        raw[known[variable]] = value
+
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+    _check(settings)
+    return settings
+
+
+def _explain(exc: msgspec.ValidationError) -> str:
+    text = str(exc)
+    name = text.rsplit("$.", 1)[-1].strip() if "$." in text else ""
+    variable = PREFIX + name.upper() if name else "a SAFESPACE_ setting"
+    reason = text.split(" - at ", 1)[0]
+    field_type = Settings.__annotations__.get(name, "")
+    return f"{variable}: {reason}. Expected a value of type {field_type}."
+
+
+def _check(settings: Settings) -> None:
+    if settings.default_min_group_size < MIN_GROUP_SIZE_FLOOR:
+        raise SettingsError(
+            f"SAFESPACE_DEFAULT_MIN_GROUP_SIZE: {settings.default_min_group_size} is below "
+            f"{MIN_GROUP_SIZE_FLOOR}; results about one or two people would identify them. Use 3 or more."
+        )
+    base = urlsplit(settings.base_url)
+    if base.scheme not in {"http", "https"} or not base.netloc:
+        raise SettingsError(
+            f"SAFESPACE_BASE_URL: {settings.base_url!r} is not an http(s) URL; "
+            "use the address people open, e.g. https://safespace.example.org."
+        )
+    if settings.database_url and not settings.database_url.startswith(
+        ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+    ):
+        raise SettingsError(
+            "SAFESPACE_DATABASE_URL: use sqlite+aiosqlite:///path/to/file.db or "
+            "postgresql+asyncpg://user:password@host/database."
+        )
+    if settings.session_idle_minutes < 5:
+        raise SettingsError("SAFESPACE_SESSION_IDLE_MINUTES: use at least 5 minutes.")
+    if not 0 < settings.smtp_port < 65536:
+        raise SettingsError("SAFESPACE_SMTP_PORT: use a port number between 1 and 65535.")

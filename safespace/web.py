@@ -1,0 +1,252 @@
+"""What every page and API route shares: templates, the signed-in viewer, guards, errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from litestar import Request, Response
+from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.params import FromPath
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from safespace import i18n
+from safespace.identity.models import Community, Membership, WebSession
+from safespace.identity.services import InvalidInput, Refused, active_membership
+from safespace.identity.signin import load_session
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+SESSION_COOKIE = "safespace_session"
+API_PREFIX = "/api/"
+
+
+def template_environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"], default_for_string=False),
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.install_gettext_callables(  # type: ignore[attr-defined]
+        lambda message: i18n.translations(i18n.current_language()).gettext(message),
+        lambda singular, plural, n: i18n.translations(i18n.current_language()).ngettext(singular, plural, n),
+        newstyle=True,
+    )
+    env.globals.update(current_language=i18n.current_language, languages=i18n.LANGUAGES)
+    return env
+
+
+# --- the signed-in viewer -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Place:
+    """A community the viewer can switch to, for the navigation."""
+
+    community_id: uuid.UUID
+    name: str
+    role: str
+
+
+@dataclass
+class Viewer:
+    person_id: uuid.UUID
+    session_id: uuid.UUID
+    email: str
+    display_name: str
+    language: str | None
+    community_id: uuid.UUID | None
+    places: list[Place] = field(default_factory=list)
+    flash: dict[str, str] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.email.split("@")[0]
+
+
+class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
+    """Loads the viewer from the session cookie (or leaves it None) and picks the language."""
+
+    def __init__(self, app, sessionmaker: async_sessionmaker[AsyncSession], idle: timedelta, **kwargs: Any) -> None:  # noqa: ANN001
+        super().__init__(app, **kwargs)
+        self.sessionmaker = sessionmaker
+        self.idle = idle
+
+    async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
+        token = connection.cookies.get(SESSION_COOKIE)
+        viewer = await self._viewer(token, pop_flash=connection.scope.get("method") == "GET") if token else None
+        i18n.set_language(
+            viewer.language if viewer and viewer.language else i18n.negotiate(connection.headers.get("accept-language"))
+        )
+        return AuthenticationResult(user=viewer, auth=token if viewer else None)
+
+    async def _viewer(self, token: str, pop_flash: bool) -> Viewer | None:
+        async with self.sessionmaker() as db:
+            loaded = await load_session(db, token, self.idle)
+            if loaded is None:
+                await db.commit()
+                return None
+            web_session, person = loaded
+            places = [
+                Place(m.community_id, m.community.name, m.role)
+                for m in await db.scalars(
+                    select(Membership)
+                    .join(Community)
+                    .where(Membership.person_id == person.id, Membership.status == "active")
+                    .order_by(Community.name)
+                )
+            ]
+            flash = None
+            if pop_flash and web_session.flash:
+                flash = json.loads(web_session.flash)
+                web_session.flash = None
+            await db.commit()
+            return Viewer(
+                person_id=person.id,
+                session_id=web_session.id,
+                email=person.email,
+                display_name=person.display_name,
+                language=person.language,
+                community_id=web_session.community_id,
+                places=places,
+                flash=flash,
+            )
+
+
+async def flash(db: AsyncSession, viewer: Viewer, message: str, kind: str = "success") -> None:
+    """A one-time notice shown on the next page the viewer opens."""
+    await db.execute(
+        update(WebSession)
+        .where(WebSession.id == viewer.session_id)
+        .values(flash=json.dumps({"message": message, "kind": kind}))
+    )
+
+
+# --- dependencies and guards -----------------------------------------------------------------
+
+
+def provide_viewer(request: Request) -> Viewer:
+    if request.user is None:
+        raise NotAuthorizedException(i18n.gettext("Sign in to continue."))
+    return request.user
+
+
+async def provide_membership(
+    community_id: FromPath[uuid.UUID], request: Request, db_session: NamedDependency[AsyncSession]
+) -> Membership:
+    """The viewer's active membership here. Any other community is 'not found', not 'forbidden'."""
+    viewer = provide_viewer(request)
+    membership = await active_membership(db_session, viewer.person_id, community_id)
+    if membership is None:
+        raise NotFoundException(i18n.gettext("There is no community at this address."))
+    return membership
+
+
+async def provide_facilitation(
+    community_id: FromPath[uuid.UUID], request: Request, db_session: NamedDependency[AsyncSession]
+) -> Membership:
+    membership = await provide_membership(community_id, request, db_session)
+    if membership.role != "facilitator":
+        raise PermissionDeniedException(i18n.gettext("Only the community's facilitators can do this."))
+    return membership
+
+
+# --- pages and errors ---------------------------------------------------------------------------
+
+
+def page(name: str, status_code: int = 200, headers: dict[str, str] | None = None, **context: Any) -> Template:
+    return Template(template_name=name, context=context, status_code=status_code, headers=headers)
+
+
+def is_api(request: Request) -> bool:
+    return request.url.path.startswith(API_PREFIX)
+
+
+def problem(status: int, title: str, detail: str = "", **extra: Any) -> Response:
+    """An RFC 9457 problem document."""
+    body = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return Response(content=body, status_code=status, media_type="application/problem+json")
+
+
+def _ensure_language(request: Request) -> None:
+    # Errors raised before authentication (e.g. unknown paths) still speak the browser's language.
+    if request.scope.get("user") is None:
+        i18n.set_language(i18n.negotiate(request.headers.get("accept-language")))
+
+
+def handle_http_error(request: Request, exc: HTTPException) -> Response:
+    _ensure_language(request)
+    status = exc.status_code
+    if is_api(request):
+        extra = {}
+        if isinstance(exc, ValidationException) and exc.extra:
+            extra["errors"] = exc.extra
+        return problem(status, _title(status), exc.detail if exc.detail != _title(status) else "", **extra)
+    if isinstance(exc, NotAuthorizedException):
+        return Redirect(f"/signin?next={quote(request.url.path)}")
+    detail = exc.detail
+    if status == 403 and "CSRF" in (exc.detail or ""):
+        detail = i18n.gettext("This form has expired. Go back, reload the page and try again.")
+    return page("errors/error.html", status_code=status, status=status, title=_title(status), detail=detail)
+
+
+def handle_invalid_input(request: Request, exc: InvalidInput) -> Response:
+    _ensure_language(request)
+    # HTML controllers catch InvalidInput to re-render their form; reaching here means JSON.
+    return problem(422, i18n.gettext("Some fields need attention"), errors=exc.errors)
+
+
+def handle_refused(request: Request, exc: Refused) -> Response:
+    _ensure_language(request)
+    if is_api(request):
+        return problem(409, i18n.gettext("Not allowed"), str(exc))
+    return page("errors/error.html", status_code=409, status=409, title=_title(409), detail=str(exc))
+
+
+def handle_server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    _ensure_language(request)
+    status = HTTP_500_INTERNAL_SERVER_ERROR
+    detail = i18n.gettext("Something went wrong on our side. Nothing was saved; please try again.")
+    if is_api(request):
+        return problem(status, _title(status), detail)
+    return page("errors/error.html", status_code=status, status=status, title=_title(status), detail=detail)
+
+
+def _title(status: int) -> str:
+    titles = {
+        400: i18n.gettext("That request could not be understood"),
+        401: i18n.gettext("Sign in to continue"),
+        403: i18n.gettext("You cannot do this here"),
+        404: i18n.gettext("Page not found"),
+        405: i18n.gettext("That action is not available here"),
+        409: i18n.gettext("Not allowed"),
+        429: i18n.gettext("Too many attempts"),
+        500: i18n.gettext("Something went wrong"),
+    }
+    return titles.get(status, i18n.gettext("That did not work"))

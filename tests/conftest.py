@@ -1,0 +1,168 @@
+"""Fixtures: every database test runs on SQLite and on PostgreSQL, with a real SMTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import os
+import re
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+
+import asyncpg
+import pytest
+from aiosmtpd.controller import Controller
+from litestar.testing import AsyncTestClient
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from safespace.app import create_app
+from safespace.db.engine import make_engine
+from safespace.db.migrate import upgrade
+from safespace.db.models import metadata
+from safespace.settings import Settings
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+POSTGRES_ADMIN = os.environ.get("SAFESPACE_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/postgres")
+BASE_URL = "http://testserver.local"
+
+
+async def _postgres_problem() -> str | None:
+    try:
+        connection = await asyncpg.connect(POSTGRES_ADMIN, timeout=5)
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        return f"PostgreSQL is not reachable at {POSTGRES_ADMIN} ({exc.__class__.__name__}: {exc})"
+    await connection.close()
+    return None
+
+
+POSTGRES_PROBLEM = asyncio.run(_postgres_problem())
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if POSTGRES_PROBLEM is None:
+        return [f"databases: SQLite and PostgreSQL ({POSTGRES_ADMIN})"]
+    verdict = "CI=true: this is a failure" if IN_CI else "the PostgreSQL half is SKIPPED"
+    return [f"databases: SQLite only. {POSTGRES_PROBLEM}; {verdict}."]
+
+
+# --- databases ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'safespace.db'}"
+        return
+    if POSTGRES_PROBLEM is not None:
+        if IN_CI:
+            pytest.fail(f"{POSTGRES_PROBLEM}. CI needs PostgreSQL: .ci/run starts it.")
+        pytest.skip(f"{POSTGRES_PROBLEM}: PostgreSQL half skipped (CI=true makes this a failure)")
+    name = f"safespace_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    server = POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    yield f"{server}/{name}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[AsyncEngine]:
+    settings = Settings(data_dir=str(tmp_path_factory.mktemp("data")), database_url=database_url)
+    engine = make_engine(settings)
+    await upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def db(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """A session on a database emptied before the test (the schema stays)."""
+    async with engine.begin() as connection:
+        for table in reversed(metadata.sorted_tables):
+            await connection.execute(delete(table))
+    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+        yield session
+
+
+# --- mail -------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Inbox:
+    """What a real SMTP server (aiosmtpd) received."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802 - aiosmtpd's hook
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append(message)  # type: ignore[arg-type]
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if m["To"] == address]
+
+    def last_link(self, address: str) -> str:
+        mails = self.to(address)
+        assert mails, f"no mail reached {address}"
+        text = mails[-1].get_body(("plain",)).get_content()
+        found = re.findall(r"https?://\S+/signin/[\w-]+", text)
+        assert found, f"no sign-in link in the mail to {address}"
+        return found[-1]
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()
+
+
+@pytest.fixture
+def inbox(smtp_server: tuple[Inbox, int]) -> Inbox:
+    smtp_server[0].messages.clear()
+    return smtp_server[0]
+
+
+# --- the app -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory, smtp_server: tuple[Inbox, int]) -> Settings:
+    return Settings(
+        data_dir=str(tmp_path_factory.mktemp("data")),
+        database_url=database_url,
+        base_url=BASE_URL,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_server[1],
+        smtp_security="none",
+    )
+
+
+@pytest.fixture
+async def client(settings: Settings, db: AsyncSession) -> AsyncIterator[AsyncTestClient]:
+    async with browser_like(create_app(settings)) as test_client:
+        yield test_client
+
+
+def browser_like(app) -> AsyncTestClient:  # noqa: ANN001
+    """A client that shows redirects instead of following them, so tests can check where they go."""
+    test_client = AsyncTestClient(app, base_url=BASE_URL)
+    test_client.follow_redirects = False
+    return test_client

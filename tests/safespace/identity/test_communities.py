@@ -1,0 +1,229 @@
+"""Communities, teams, members: what facilitators and members can do, and cannot."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.identity.models import Community, Membership, Person, Team
+from tests.conftest import browser_like
+from tests.helpers import api, make_community, post_form, sign_in
+
+
+async def test_facilitator_creates_a_community_in_the_form(client, db: AsyncSession) -> None:  # noqa: ANN001
+    await make_community(db)
+    await sign_in(client, db, "fac@x.org")
+    form = await client.get("/communities/new")
+    assert 'value="5"' in form.text  # the default k
+    response = await post_form(
+        client,
+        "/communities",
+        {"name": "River Restoration", "vision": "Rivers that live.", "min_group_size": "6", "time_zone": "Europe/Madrid"},
+    )
+    assert response.status_code in (302, 303)
+    created = await db.scalar(select(Community).where(Community.name == "River Restoration"))
+    assert created is not None and created.min_group_size == 6
+    home = await client.get(f"/c/{created.id}")
+    assert "Rivers that live." in home.text
+
+
+async def test_k_below_three_is_refused_in_the_form(client, db: AsyncSession) -> None:  # noqa: ANN001
+    await make_community(db)
+    await sign_in(client, db, "fac@x.org")
+    await client.get("/communities/new")
+    response = await post_form(
+        client, "/communities", {"name": "Tiny", "vision": "", "min_group_size": "2", "time_zone": "UTC"}
+    )
+    assert response.status_code == 422
+    assert "cannot be below 3" in response.text
+    assert 'value="Tiny"' in response.text  # what was typed is kept
+    assert await db.scalar(select(func.count()).select_from(Community).where(Community.name == "Tiny")) == 0
+
+
+async def test_k_below_three_is_refused_in_the_api(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    await sign_in(client, db, world.facilitator)
+    response = await api(client, "POST", "/api/v1/communities", {"name": "Tiny", "min_group_size": 2})
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "min_group_size" in response.json()["errors"]
+    lowered = await api(client, "PATCH", f"/api/v1/communities/{world.community.id}", {"min_group_size": 1})
+    assert lowered.status_code == 422
+    await db.refresh(world.community)
+    assert world.community.min_group_size == 5
+
+
+async def test_api_rejects_malformed_json_with_a_problem_document(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    await sign_in(client, db, world.facilitator)
+    response = await api(client, "POST", "/api/v1/communities", {"name": 42})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["status"] == 400 and body["title"]
+
+
+async def test_teams_are_created_and_renamed(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    await sign_in(client, db, world.facilitator)
+    base = f"/c/{world.community.id}/teams"
+    await client.get(base)
+    assert (await post_form(client, base, {"name": "Energy"})).status_code in (302, 303)
+    duplicate = await post_form(client, base, {"name": "energy"})
+    assert duplicate.status_code == 422 and "already a team" in duplicate.text
+    team = await db.scalar(select(Team).where(Team.name == "Energy"))
+    assert (await post_form(client, f"{base}/{team.id}", {"name": "Energy transition"})).status_code in (302, 303)
+    page = await client.get(base)
+    assert "Energy transition" in page.text
+
+
+async def test_invite_creates_one_member_and_lists_the_bad_address(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+    world = await make_community(db, teams={"Energy": []})
+    await sign_in(client, db, world.facilitator)
+    members_page = f"/c/{world.community.id}/members"
+    await client.get(members_page)
+    response = await post_form(
+        client,
+        members_page,
+        {"addresses": "a@x.org, not-an-address, a@x.org", "team": str(world.teams["Energy"])},
+    )
+    assert response.status_code == 422
+    assert "not-an-address" in response.text
+    assert "1 invitation sent." in response.text
+    people = (await db.scalars(select(Person.email).where(Person.email != world.facilitator))).all()
+    assert people == ["a@x.org"]
+    membership = await db.scalar(select(Membership).join(Person).where(Person.email == "a@x.org"))
+    assert membership.status == "invited" and membership.team_id == world.teams["Energy"]
+    assert len(inbox.to("a@x.org")) == 1
+
+
+async def test_invited_member_follows_the_link_and_lands_on_the_home_page(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    await sign_in(client, db, world.facilitator)
+    await client.get(f"/c/{world.community.id}/members")
+    await post_form(client, f"/c/{world.community.id}/members", {"addresses": "new@x.org", "team": ""})
+    link = inbox.last_link("new@x.org")
+    client.cookies.clear()
+    response = await client.get(link.replace("http://testserver.local", ""))
+    assert response.headers["location"] == f"/c/{world.community.id}"
+    home = await client.get(response.headers["location"])
+    assert home.status_code == 200
+    assert world.community.name in home.text and "We learn together." in home.text
+    membership = await db.scalar(select(Membership).join(Person).where(Person.email == "new@x.org"))
+    await db.refresh(membership)
+    assert membership.status == "active"
+
+
+async def test_roster_shows_name_email_team_role_status(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await make_community(db, teams={"Energy": ["e1@x.org"]})
+    await sign_in(client, db, world.facilitator)
+    roster = await client.get(f"/c/{world.community.id}/members")
+    for text in ("e1@x.org", "Energy", "facilitator", "member", "active"):
+        assert text in roster.text
+
+
+async def test_deactivate_and_reactivate_a_member(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await make_community(db, teams={"Energy": ["e1@x.org"]})
+    membership = await db.scalar(select(Membership).join(Person).where(Person.email == "e1@x.org"))
+    await sign_in(client, db, world.facilitator)
+    url = f"/c/{world.community.id}/members/{membership.id}"
+    await client.get(f"/c/{world.community.id}/members")
+    await post_form(client, url, {"action": "deactivate"})
+    await db.refresh(membership)
+    assert membership.status == "deactivated"
+
+    async with browser_like(client.app) as member:
+        await sign_in(member, db, "e1@x.org")
+        assert (await member.get(f"/c/{world.community.id}")).status_code == 404
+
+    await post_form(client, url, {"action": "reactivate"})
+    await db.refresh(membership)
+    assert membership.status == "active"
+
+
+async def test_community_always_keeps_a_facilitator(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await make_community(db, teams={"Energy": ["e1@x.org"]})
+    await sign_in(client, db, world.facilitator)
+    mine = await db.scalar(select(Membership).join(Person).where(Person.email == world.facilitator))
+    other = await db.scalar(select(Membership).join(Person).where(Person.email == "e1@x.org"))
+    url = f"/c/{world.community.id}/members"
+    await client.get(url)
+    await post_form(client, f"{url}/{mine.id}", {"action": "make_member"})
+    page = await client.get(url)
+    assert "at least one facilitator" in page.text
+    await db.refresh(mine)
+    assert mine.role == "facilitator"
+
+    await post_form(client, f"{url}/{other.id}", {"action": "make_facilitator"})
+    await post_form(client, f"{url}/{mine.id}", {"action": "make_member"})
+    await db.refresh(mine)
+    await db.refresh(other)
+    assert (mine.role, other.role) == ("member", "facilitator")
+    # Now a member: the facilitator pages are closed to me.
+    assert (await client.get(url)).status_code == 403
+
+
+async def test_member_gets_403_on_facilitator_pages_and_api(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await make_community(db, teams={"Energy": ["e1@x.org"]})
+    await sign_in(client, db, "e1@x.org")
+    c = world.community.id
+    for path in (f"/c/{c}/members", f"/c/{c}/teams", f"/c/{c}/settings"):
+        assert (await client.get(path)).status_code == 403, path
+    for path in (f"/api/v1/communities/{c}/members", f"/api/v1/communities/{c}/teams"):
+        response = await client.get(path)
+        assert response.status_code == 403, path
+        assert response.json()["status"] == 403
+    assert (await api(client, "POST", f"/api/v1/communities/{c}/teams", {"name": "Mine"})).status_code == 403
+    assert (await client.get(f"/c/{c}")).status_code == 200
+
+
+async def test_facilitator_of_a_gets_404_for_community_b(client, db: AsyncSession) -> None:  # noqa: ANN001
+    a = await make_community(db, name="A", facilitator="fa@x.org")
+    b = await make_community(db, name="B", facilitator="fb@x.org")
+    await sign_in(client, db, a.facilitator)
+    for path in (f"/c/{b.community.id}", f"/c/{b.community.id}/members", f"/c/{b.community.id}/settings"):
+        assert (await client.get(path)).status_code == 404, path
+    assert (await client.get(f"/api/v1/communities/{b.community.id}/members")).status_code == 404
+    assert (await api(client, "PATCH", f"/api/v1/communities/{b.community.id}", {"name": "Mine now"})).status_code == 404
+
+
+async def test_person_in_two_communities_switches_between_them(client, db: AsyncSession) -> None:  # noqa: ANN001
+    a = await make_community(db, name="Alpha circle", facilitator="fa@x.org", teams={"T": ["both@x.org"]})
+    b = await make_community(db, name="Beta circle", facilitator="fb@x.org", teams={"U": ["both@x.org"]})
+    await sign_in(client, db, "both@x.org")
+    page = await client.get(f"/c/{a.community.id}")
+    assert f'href="/c/{b.community.id}"' in page.text and "Beta circle" in page.text
+    assert "Beta circle" in (await client.get(f"/c/{b.community.id}")).text
+    # The start page remembers where I was last.
+    assert (await client.get("/")).headers["location"] == f"/c/{b.community.id}"
+
+
+async def test_member_sets_display_name_and_language(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await make_community(db, teams={"Energy": ["e1@x.org"]})
+    await sign_in(client, db, "e1@x.org")
+    await client.get("/profile")
+    response = await post_form(client, "/profile", {"display_name": "  Eva  Lund ", "language": "es"})
+    assert response.status_code in (302, 303)
+    page = await client.get("/profile")
+    assert "Eva Lund" in page.text
+    assert '<html lang="es">' in page.text and "Tu perfil" in page.text
+    home = await client.get(f"/c/{world.community.id}")
+    assert "Nuestra visión" in home.text
+
+
+async def test_api_lists_and_invites(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+    world = await make_community(db, teams={"Energy": ["e1@x.org"]})
+    await sign_in(client, db, world.facilitator)
+    c = world.community.id
+    invited = await api(
+        client,
+        "POST",
+        f"/api/v1/communities/{c}/members",
+        {"addresses": ["b@x.org", "nope", "e1@x.org"], "team_id": str(world.teams["Energy"])},
+    )
+    assert invited.status_code == 201, invited.text
+    body = invited.json()
+    assert [m["email"] for m in body["invited"]] == ["b@x.org"]
+    assert body["invalid"] == ["nope"] and body["already_members"] == ["e1@x.org"]
+    roster = (await client.get(f"/api/v1/communities/{c}/members")).json()
+    assert {m["email"] for m in roster} == {"fac@x.org", "e1@x.org", "b@x.org"}
+    assert len(inbox.to("b@x.org")) == 1

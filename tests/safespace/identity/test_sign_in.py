@@ -1,0 +1,158 @@
+"""Magic-link sign-in, sessions, rate limits and CSRF."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.identity import signin
+from safespace.identity.models import LoginLink, Person, WebSession
+from tests.helpers import make_community, post_form, sign_in
+
+
+async def _link_token(client, inbox, address: str) -> str:  # noqa: ANN001
+    await client.get("/signin")
+    response = await post_form(client, "/signin", {"email": address})
+    assert response.status_code == 200
+    return inbox.last_link(address).rsplit("/", 1)[1]
+
+
+async def test_magic_link_signs_in_once(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    token = await _link_token(client, inbox, world.facilitator)
+
+    first = await client.get(f"/signin/{token}")
+    assert first.status_code == 302
+    assert first.headers["referrer-policy"] == "no-referrer"
+    home = await client.get(first.headers["location"])
+    assert home.status_code == 200 and world.community.name in home.text
+
+    client.cookies.clear()
+    second = await client.get(f"/signin/{token}")
+    assert second.status_code == 410
+    assert "no longer works" in second.text
+    assert "safespace_session" not in second.cookies
+
+
+async def test_magic_link_fails_after_fifteen_minutes(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    token = await _link_token(client, inbox, world.facilitator)
+    # Age the link by 15 minutes and a second, as if the person came back too late.
+    await db.execute(
+        update(LoginLink).values(
+            created_at=LoginLink.created_at - timedelta(minutes=15, seconds=1),
+            expires_at=LoginLink.expires_at - timedelta(minutes=15, seconds=1),
+        )
+    )
+    await db.commit()
+    response = await client.get(f"/signin/{token}")
+    assert response.status_code == 410
+
+
+async def test_database_holds_only_the_link_hash(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    token = await _link_token(client, inbox, world.facilitator)
+    stored = (await db.scalars(select(LoginLink.token_hash))).all()
+    assert stored == [signin.token_hash(token)]
+    dump = repr([row for row in (await db.execute(select(LoginLink))).all()]) + repr(stored)
+    assert token not in dump and token.encode() not in b"".join(stored)
+
+
+async def test_newer_link_replaces_older_one(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    older = await _link_token(client, inbox, world.facilitator)
+    newer = await _link_token(client, inbox, world.facilitator)
+    assert (await client.get(f"/signin/{older}")).status_code == 410
+    assert (await client.get(f"/signin/{newer}")).status_code == 302
+
+
+async def test_sign_in_page_answers_the_same_for_unknown_addresses(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    await client.get("/signin")
+    known = await post_form(client, "/signin", {"email": world.facilitator})
+    unknown = await post_form(client, "/signin", {"email": "stranger@x.org"})
+    assert known.status_code == unknown.status_code == 200
+    assert known.text.replace(world.facilitator, "ADDRESS") == unknown.text.replace("stranger@x.org", "ADDRESS")
+    assert len(inbox.to(world.facilitator)) == 1
+    assert inbox.to("stranger@x.org") == []
+    assert await db.scalar(select(func.count()).select_from(Person).where(Person.email == "stranger@x.org")) == 0
+
+
+async def test_sign_in_requests_are_rate_limited_per_address(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    await client.get("/signin")
+    for _ in range(signin.RATE_LIMIT_PER_ADDRESS):
+        assert (await post_form(client, "/signin", {"email": world.facilitator})).status_code == 200
+    refused = await post_form(client, "/signin", {"email": world.facilitator})
+    assert refused.status_code == 429
+    assert "Too many sign-in requests" in refused.text
+    assert len(inbox.to(world.facilitator)) == signin.RATE_LIMIT_PER_ADDRESS
+    # Another address from the same client still gets through (until the per-client limit).
+    assert (await post_form(client, "/signin", {"email": "other@x.org"})).status_code == 200
+
+
+async def test_rate_limit_is_counted_in_the_database(settings, db: AsyncSession) -> None:  # noqa: ANN001
+    """Two app replicas share the count: it lives in the database, not in a process."""
+    key = signin.rate_key(settings.secret_key(), "address", "a@x.org")
+    results = [await signin.over_limit(db, key, limit=2) for _ in range(3)]
+    await db.commit()
+    assert results == [False, False, True]
+
+
+async def test_post_without_csrf_token_is_refused_and_changes_nothing(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    await sign_in(client, db, world.facilitator)
+    await client.get(f"/c/{world.community.id}/teams")
+    response = await client.post(f"/c/{world.community.id}/teams", data={"name": "Sneaky"})
+    assert response.status_code == 403
+    teams = await client.get(f"/c/{world.community.id}/teams")
+    assert "Sneaky" not in teams.text
+    json_response = await client.post(f"/api/v1/communities/{world.community.id}/teams", json={"name": "Sneaky"})
+    assert json_response.status_code == 403
+    assert json_response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_sign_out_ends_the_session_on_the_server(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    await sign_in(client, db, world.facilitator)
+    stolen = client.cookies.get("safespace_session")
+    await client.get("/profile")
+    response = await post_form(client, "/signout", {})
+    assert response.status_code in (302, 303)
+    assert await db.scalar(select(func.count()).select_from(WebSession)) == 0
+    client.cookies.set("safespace_session", stolen)
+    assert (await client.get("/profile")).status_code == 302
+
+
+async def test_session_id_changes_at_sign_in(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    client.cookies.set("safespace_session", "planted-by-an-attacker")
+    await sign_in(client, db, world.facilitator)
+    assert client.cookies.get("safespace_session") not in (None, "planted-by-an-attacker")
+
+
+async def test_idle_session_expires(client, db: AsyncSession, settings) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    await sign_in(client, db, world.facilitator)
+    assert (await client.get("/profile")).status_code == 200
+    await db.execute(
+        update(WebSession).values(
+            last_seen_at=WebSession.last_seen_at - timedelta(minutes=settings.session_idle_minutes + 1)
+        )
+    )
+    await db.commit()
+    response = await client.get("/profile")
+    assert response.status_code == 302 and response.headers["location"].startswith("/signin")
+
+
+async def test_no_session_is_sent_to_sign_in(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    for path in ("/profile", "/communities", f"/c/{world.community.id}", f"/c/{world.community.id}/members"):
+        response = await client.get(path)
+        assert response.status_code == 302, path
+        assert response.headers["location"] == f"/signin?next={path}"
+    api = await client.get("/api/v1/communities")
+    assert api.status_code == 401
+    assert api.json()["status"] == 401
