@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 import msgspec
@@ -109,11 +110,16 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None
 
 def _explain(exc: msgspec.ValidationError) -> str:
     text = str(exc)
-    name = text.rsplit("$.", 1)[-1].strip() if "$." in text else ""
+    found = re.search(r"\$\.(\w+)", text)
+    name = found.group(1) if found else ""
     variable = PREFIX + name.upper() if name else "a SAFESPACE_ setting"
     reason = text.split(" - at ", 1)[0]
-    field_type = Settings.__annotations__.get(name, "")
-    return f"{variable}: {reason}. Expected a value of type {field_type}."
+    hint = get_type_hints(Settings).get(name)
+    if get_origin(hint) is Literal:
+        expected = "one of " + ", ".join(get_args(hint))
+    else:
+        expected = f"a value of type {getattr(hint, '__name__', hint)}"
+    return f"{variable}: {reason}. Use {expected}."
 
 
 def _check(settings: Settings) -> None:

@@ -10,13 +10,15 @@ import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 import asyncpg
 import pytest
 from aiosmtpd.controller import Controller
-from litestar.testing import AsyncTestClient
+import httpx
+from litestar import Litestar
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -156,13 +158,41 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory, smtp_s
 
 
 @pytest.fixture
-async def client(settings: Settings, db: AsyncSession) -> AsyncIterator[AsyncTestClient]:
+async def client(settings: Settings, db: AsyncSession) -> AsyncIterator[httpx.AsyncClient]:
     async with browser_like(create_app(settings)) as test_client:
         yield test_client
 
 
-def browser_like(app) -> AsyncTestClient:  # noqa: ANN001
-    """A client that shows redirects instead of following them, so tests can check where they go."""
-    test_client = AsyncTestClient(app, base_url=BASE_URL)
-    test_client.follow_redirects = False
-    return test_client
+@asynccontextmanager
+async def running(app: Litestar) -> AsyncIterator[None]:
+    """The app's lifespan, entered and left in one task of its own (anyio requires it)."""
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(hold())
+    await asyncio.wait([task, asyncio.create_task(started.wait())], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()  # start-up failed: raise its error here
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+@asynccontextmanager
+async def browser_like(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the app, in the test's own event loop (as uvicorn would run it).
+
+    It keeps cookies like a browser and shows redirects instead of following them, so tests
+    can check where they go.
+    """
+    async with running(app):
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as test_client:
+            test_client.app = app  # type: ignore[attr-defined]
+            yield test_client

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from litestar.testing import AsyncTestClient
+from httpx import AsyncClient as AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.identity import services, signin

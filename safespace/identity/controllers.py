@@ -38,6 +38,8 @@ def _field(data: dict[str, Any], name: str) -> str:
 class SignInController(Controller):
     """Magic-link sign-in. The answer is the same whether an address is known or not."""
 
+    include_in_schema = False
+
     @get("/")
     async def root(self, request: Request) -> Redirect:
         viewer: Viewer | None = request.user
@@ -133,6 +135,7 @@ class SignInController(Controller):
 
 
 class ProfileController(Controller):
+    include_in_schema = False
     path = "/profile"
     dependencies = {"viewer": Provide(provide_viewer, sync_to_thread=False)}
 
@@ -159,6 +162,7 @@ COMMUNITY_DEFAULTS = {"name": "", "vision": "", "time_zone": "UTC"}
 
 
 class CommunitiesController(Controller):
+    include_in_schema = False
     path = "/communities"
     dependencies = {"viewer": Provide(provide_viewer, sync_to_thread=False)}
 
@@ -188,6 +192,8 @@ class CommunitiesController(Controller):
 
 class CommunityController(Controller):
     """One community's pages; every route checks membership (404 for strangers)."""
+
+    include_in_schema = False
 
     path = "/c/{community_id:uuid}"
     dependencies = {

@@ -1,0 +1,66 @@
+"""The `safespace` command, run as an operator would run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.identity.models import Community, Membership, Team
+
+
+def run(settings, *args: str) -> subprocess.CompletedProcess[str]:  # noqa: ANN001
+    env = {
+        **os.environ,
+        "SAFESPACE_DATA_DIR": settings.data_dir,
+        "SAFESPACE_DATABASE_URL": settings.database_url,
+        "SAFESPACE_BASE_URL": settings.base_url,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "safespace", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+async def test_demo_twice_gives_one_demo_community(settings, db: AsyncSession) -> None:  # noqa: ANN001
+    first = run(settings, "demo")
+    second = run(settings, "demo")
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert "Created the demo community" in first.stdout and "Found the demo community" in second.stdout
+    for out in (first.stdout, second.stdout):
+        assert "facilitator: http://testserver.local/signin/" in out and "member:" in out
+    assert await db.scalar(select(func.count()).select_from(Community)) == 1
+    sizes = dict(
+        (await db.execute(select(Team.name, func.count(Membership.id)).join(Membership).group_by(Team.name))).all()
+    )
+    assert sizes == {"Energy": 7, "Circular economy": 5}
+
+
+async def test_login_link_prints_a_link_that_works(settings, db: AsyncSession, client) -> None:  # noqa: ANN001
+    run(settings, "demo")
+    result = run(settings, "login-link", "mara@climate.example")
+    assert result.returncode == 0, result.stderr
+    link = result.stdout.strip()
+    response = await client.get(link.removeprefix("http://testserver.local"))
+    assert response.status_code == 302
+    unknown = run(settings, "login-link", "nobody@x.org")
+    assert unknown.returncode == 1 and "No one with the address" in unknown.stderr
+
+
+async def test_create_community_and_invite(settings, db: AsyncSession) -> None:  # noqa: ANN001
+    made = run(settings, "create-community", "--name", "Wetlands", "--facilitator", "w@x.org", "--time-zone", "Europe/Madrid")
+    assert made.returncode == 0, made.stderr
+    refused = run(settings, "create-community", "--name", "Tiny", "--facilitator", "t@x.org", "--min-group-size", "2")
+    assert refused.returncode == 1 and "below 3" in refused.stderr
+    invited = run(settings, "invite", "--community", "Wetlands", "m1@x.org", "m2@x.org,bad")
+    assert invited.returncode == 1 and "Invited 2" in invited.stdout and "bad" in invited.stderr
+    assert "/signin/" in invited.stdout  # the console mailer prints the invitations
+
+
+@pytest.mark.parametrize("command", ["serve", "migrate", "demo", "create-community", "invite", "login-link"])
+def test_every_command_has_help(command: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "safespace", command, "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "Usage:" in result.stdout
