@@ -29,7 +29,7 @@ from safespace.db.models import metadata
 from safespace.settings import Settings
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-POSTGRES_ADMIN = os.environ.get("SAFESPACE_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
 BASE_URL = "http://testserver.local"
 
 

@@ -1,0 +1,117 @@
+"""A real browser (Debian's Chromium, driven by Playwright) against the app served by uvicorn."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tests.conftest import IN_CI, free_port
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def served(settings, db: AsyncSession, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:  # noqa: ANN001
+    """`safespace demo` then `safespace serve` on a free port, as `make run` does."""
+    if not Path(CHROMIUM).exists():
+        if IN_CI:
+            pytest.fail("Chromium is missing: .ci/run installs Debian's chromium package.")
+        pytest.skip("Chromium is not installed (apt-get install -y chromium); browser test skipped")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "SAFESPACE_DATA_DIR": str(tmp_path),
+        "SAFESPACE_DATABASE_URL": settings.database_url,
+        "SAFESPACE_BASE_URL": base,
+    }
+    demo = subprocess.run([sys.executable, "-m", "safespace", "demo"], env=env, capture_output=True, text=True, timeout=120)
+    assert demo.returncode == 0, demo.stderr
+    links = dict(re.findall(r"^\s+(facilitator|member):\s+(\S+)$", demo.stdout, flags=re.MULTILINE))
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "safespace", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the server did not start: " + (tmp_path / "serve.log").read_text())
+        yield base, links
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
+
+
+def test_member_signs_in_and_switches_to_spanish(served, tmp_path: Path) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect, sync_playwright
+
+    base, links = served
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        page = browser.new_page(locale="en-GB", viewport={"width": 1100, "height": 800})
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+        page.goto(links["member"])
+        expect(page.get_by_role("heading", name="Climate Policy Practitioners", level=1)).to_be_visible()
+        expect(page.get_by_text("We help each other design climate policy")).to_be_visible()
+        page.screenshot(path=str(tmp_path / "home.png"), full_page=True)
+
+        page.get_by_role("link", name="Ines Duarte").click()
+        expect(page.get_by_role("heading", name="Your profile")).to_be_visible()
+        page.get_by_label("Español").check()
+        page.get_by_role("button", name="Save profile").click()
+
+        expect(page.get_by_role("heading", name="Tu perfil")).to_be_visible()
+        expect(page.get_by_text("Se ha guardado tu perfil.")).to_be_visible()
+        assert page.locator("html").get_attribute("lang") == "es"
+        page.get_by_role("link", name="Safespace", exact=True).click()
+        expect(page.get_by_role("heading", name="Nuestra visión")).to_be_visible()
+        page.screenshot(path=str(tmp_path / "home-es.png"), full_page=True)
+
+        page.get_by_role("button", name="Cerrar sesión").click()
+        # Signed out, the page follows the browser's language again.
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        assert dialogs == []
+        browser.close()
+
+
+def test_facilitator_invites_from_the_roster(served, tmp_path: Path) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect, sync_playwright
+
+    base, links = served
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+        page.goto(links["facilitator"])
+        page.get_by_role("link", name="Members").click()
+        expect(page.get_by_text("hana@climate.example", exact=True)).to_be_visible()
+        page.get_by_label("Email addresses").fill("new.person@climate.example, not-an-address")
+        page.get_by_label("Team for this batch").select_option(label="Energy")
+        page.get_by_role("button", name="Send invitations").click()
+        expect(page.get_by_text("1 invitation sent.")).to_be_visible()
+        expect(page.locator("#f-addresses-error")).to_contain_text("not-an-address")
+        expect(page.get_by_text("new.person@climate.example", exact=True)).to_be_visible()
+        page.screenshot(path=str(tmp_path / "members-phone.png"), full_page=True)
+        browser.close()
