@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
         dependencies={
             "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
             "postman": Provide(lambda: postman, sync_to_thread=False, use_cache=True),
+            "secret": Provide(lambda: secret, sync_to_thread=False, use_cache=True),
         },
         middleware=[
             DefineMiddleware(

@@ -121,7 +121,7 @@ class Inbox:
         mails = self.to(address)
         assert mails, f"no mail reached {address}"
         text = mails[-1].get_body(("plain",)).get_content()
-        found = re.findall(r"https?://\S+/signin/[\w-]+", text)
+        found = re.findall(r"https?://\S+/signin/[\w-]+(?:\?\S+)?", text)
         assert found, f"no sign-in link in the mail to {address}"
         return found[-1]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, FromQuery, URLEncodedBody
+from litestar.params import FromPath, FromQuery, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +26,18 @@ from safespace.web import SESSION_COOKIE, Viewer, flash, page, provide_facilitat
 
 log = logging.getLogger(__name__)
 NO_REFERRER = {"Referrer-Policy": "no-referrer"}
+
+
+def see_other(path: str) -> Redirect:
+    """After a form POST: the browser GETs the next page (303), so reloading it re-sends nothing."""
+    return Redirect(path, status_code=303)
+
+
+def local_path(value: str | None) -> str | None:
+    """A path on this site to go back to after sign-in; anything else (another host) is dropped."""
+    if value and value.startswith("/") and not value.startswith(("//", "/\\")) and "\n" not in value:
+        return value
+    return None
 Form = URLEncodedBody[dict[str, Any]]
 
 
@@ -53,8 +65,8 @@ class SignInController(Controller):
         return Redirect("/communities")
 
     @get("/signin")
-    async def sign_in_form(self) -> Template:
-        return page("identity/sign_in.html", values={}, errors={})
+    async def sign_in_form(self, next_path: Annotated[str | None, QueryParameter(query="next")] = None) -> Template:
+        return page("identity/sign_in.html", values={"next": local_path(next_path) or ""}, errors={})
 
     @post("/signin")
     async def request_link(
@@ -62,15 +74,16 @@ class SignInController(Controller):
         request: Request,
         data: Form,
         db_session: NamedDependency[AsyncSession],
-        settings: NamedDependency[Settings],
+        secret: NamedDependency[bytes],
         postman: NamedDependency[Postman],
     ) -> Template:
         raw = _field(data, "email")
+        next_path = local_path(_field(data, "next"))
+        values = {"email": raw, "next": next_path or ""}
         try:
             email = services.normalize_email(raw)
         except InvalidInput as exc:
-            return page("identity/sign_in.html", status_code=422, values={"email": raw}, errors=exc.errors)
-        secret = settings.secret_key()
+            return page("identity/sign_in.html", status_code=422, values=values, errors=exc.errors)
         client = request.client.host if request.client else "unknown"
         limited = await signin.over_limit(
             db_session, signin.rate_key(secret, "address", email), signin.RATE_LIMIT_PER_ADDRESS
@@ -83,7 +96,7 @@ class SignInController(Controller):
             return page(
                 "identity/sign_in.html",
                 status_code=429,
-                values={"email": raw},
+                values=values,
                 errors={"email": _("Too many sign-in requests. Wait 15 minutes, then try again.")},
             )
         person = await services.find_person(db_session, email)
@@ -91,7 +104,7 @@ class SignInController(Controller):
             token = await signin.issue_link(db_session, person.id)
             await db_session.commit()  # the link must exist before the mail that carries it
             try:
-                await postman.sign_in_link(person, token, language=i18n.current_language())
+                await postman.sign_in_link(person, token, language=i18n.current_language(), next_path=next_path)
             except OSError:
                 log.exception("a sign-in link could not be sent")
         return page("identity/check_inbox.html", email=email)
@@ -99,16 +112,20 @@ class SignInController(Controller):
     @get("/signin/{token:str}")
     async def follow_link(
         self,
+        request: Request,
         token: FromPath[str],
         db_session: NamedDependency[AsyncSession],
         settings: NamedDependency[Settings],
+        next_path: Annotated[str | None, QueryParameter(query="next")] = None,
     ) -> Redirect | Template:
         signed_in = await signin.redeem_link(db_session, token)
         if signed_in is None:
             return page("identity/link_invalid.html", status_code=410, headers=NO_REFERRER, values={}, errors={})
+        if request.auth:  # whoever was signed in on this browser before is signed out
+            await signin.end_session(db_session, request.auth)
         # A fresh token at every sign-in: a session id planted before sign-in is worthless.
         session_token = await signin.start_session(db_session, signed_in.person_id, signed_in.community_id)
-        target = f"/c/{signed_in.community_id}" if signed_in.community_id else "/"
+        target = local_path(next_path) or (f"/c/{signed_in.community_id}" if signed_in.community_id else "/")
         return Redirect(
             target,
             headers=NO_REFERRER,
@@ -129,7 +146,7 @@ class SignInController(Controller):
     async def sign_out(self, request: Request, db_session: NamedDependency[AsyncSession]) -> Redirect:
         if request.auth:
             await signin.end_session(db_session, request.auth)
-        response = Redirect("/signin")
+        response = see_other("/signin")
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
@@ -155,7 +172,7 @@ class ProfileController(Controller):
             return page("identity/profile.html", status_code=422, values=values, errors=exc.errors)
         i18n.set_language(values["language"] or i18n.current_language())
         await flash(db_session, viewer, _("Your profile is saved."))
-        return Redirect("/profile")
+        return see_other("/profile")
 
 
 COMMUNITY_DEFAULTS = {"name": "", "vision": "", "time_zone": "UTC"}
@@ -187,7 +204,7 @@ class CommunitiesController(Controller):
             return page("identity/community_form.html", status_code=422, values=values, errors=exc.errors, community=None)
         await signin.remember_community(db_session, viewer.session_id, community.id)
         await flash(db_session, viewer, _("Your community is ready. Add teams, then invite members."))
-        return Redirect(f"/c/{community.id}/teams")
+        return see_other(f"/c/{community.id}/teams")
 
 
 class CommunityController(Controller):
@@ -236,7 +253,7 @@ class CommunityController(Controller):
         except InvalidInput as exc:
             return page("identity/community_form.html", status_code=422, values=values, errors=exc.errors, community=c)
         await flash(db_session, viewer, _("Community settings saved."))
-        return Redirect(f"/c/{c.id}/settings")
+        return see_other(f"/c/{c.id}/settings")
 
     # --- teams ---
 
@@ -267,7 +284,7 @@ class CommunityController(Controller):
         except InvalidInput as exc:
             return await self._teams_page(db_session, facilitation, 422, values={"name": name}, errors=exc.errors)
         await flash(db_session, viewer, _("Team “%(name)s” added.") % {"name": team.name})
-        return Redirect(f"/c/{facilitation.community_id}/teams")
+        return see_other(f"/c/{facilitation.community_id}/teams")
 
     @post("/teams/{team_id:uuid}")
     async def rename_team(
@@ -287,7 +304,7 @@ class CommunityController(Controller):
             errors = {str(team_id): exc.errors["name"]}
             return await self._teams_page(db_session, facilitation, 422, rename_errors=errors)
         await flash(db_session, viewer, _("Team renamed to “%(name)s”.") % {"name": " ".join(name.split())})
-        return Redirect(f"/c/{facilitation.community_id}/teams")
+        return see_other(f"/c/{facilitation.community_id}/teams")
 
     # --- members ---
 
@@ -346,7 +363,7 @@ class CommunityController(Controller):
             )
         if not all(sent):
             notice += " " + _("Some invitations could not be mailed; check the mail settings and invite them again.")
-        await flash(db_session, viewer, notice, "success" if all(sent) else "warning")
+        kind = "success" if all(sent) else "warning"
         if result.invalid:
             # Keep the bad entries in the box so they can be fixed and sent again.
             return await self._members_page(
@@ -356,9 +373,10 @@ class CommunityController(Controller):
                 values={"addresses": "\n".join(result.invalid), "team": values["team"]},
                 errors={"addresses": _("These entries are not email addresses; nothing was done with them.")},
                 invalid=result.invalid,
-                notice={"message": notice, "kind": "success"} if result.invited or result.already_members else None,
+                notice={"message": notice, "kind": kind} if result.invited or result.already_members else None,
             )
-        return Redirect(f"/c/{facilitation.community_id}/members")
+        await flash(db_session, viewer, notice, kind)
+        return see_other(f"/c/{facilitation.community_id}/members")
 
     @post("/members/{membership_id:uuid}")
     async def change_member(
@@ -388,6 +406,6 @@ class CommunityController(Controller):
             await db_session.rollback()
             message = str(exc) if isinstance(exc, Refused) else next(iter(exc.errors.values()))
             await flash(db_session, viewer, message, "error")
-            return Redirect(f"/c/{community_id}/members")
+            return see_other(f"/c/{community_id}/members")
         await flash(db_session, viewer, _("Saved the change for %(who)s.") % {"who": member.person.email})
-        return Redirect(f"/c/{community_id}/members")
+        return see_other(f"/c/{community_id}/members")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from jinja2 import Environment
 
@@ -15,8 +16,9 @@ from safespace.mail.messages import render
 log = logging.getLogger(__name__)
 
 
-def link_url(base_url: str, token: str) -> str:
-    return f"{base_url.rstrip('/')}/signin/{token}"
+def link_url(base_url: str, token: str, next_path: str | None = None) -> str:
+    url = f"{base_url.rstrip('/')}/signin/{token}"
+    return f"{url}?{urlencode({'next': next_path})}" if next_path else url
 
 
 @dataclass
@@ -25,13 +27,15 @@ class Postman:
     templates: Environment
     base_url: str
 
-    async def sign_in_link(self, person: Person, token: str, language: str | None = None) -> None:
+    async def sign_in_link(
+        self, person: Person, token: str, language: str | None = None, next_path: str | None = None
+    ) -> None:
         message = render(
             self.templates,
             "sign_in",
             to=person.email,
             language=person.language or language or DEFAULT_LANGUAGE,
-            link=link_url(self.base_url, token),
+            link=link_url(self.base_url, token, next_path),
             minutes=15,
         )
         await self.mailer.send(message)

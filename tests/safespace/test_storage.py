@@ -36,3 +36,33 @@ async def test_openapi_documents_the_api(client) -> None:  # noqa: ANN001
     assert "/api/v1/communities/{community_id}/members" in schema["paths"]
     # Pages are for people; the schema documents what programs may call.
     assert all(path.startswith("/api/v1/") for path in schema["paths"])
+
+
+async def test_healthz_answers_without_the_database(tmp_path) -> None:  # noqa: ANN001
+    """Liveness needs no database; readiness says the database is down."""
+    from safespace.app import create_app
+    from safespace.settings import Settings
+    from tests.conftest import browser_like, free_port
+
+    unreachable = f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/nothing"
+    app = create_app(Settings(data_dir=str(tmp_path), database_url=unreachable))
+    async with browser_like(app) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503 and ready.json() == {"status": "database unavailable"}
+
+
+async def test_unknown_pages_get_a_friendly_404(client) -> None:  # noqa: ANN001
+    page = await client.get("/no/such/page", headers={"accept-language": "es"})
+    assert page.status_code == 404
+    assert "text/html" in page.headers["content-type"] and "Página no encontrada" in page.text
+    api = await client.get("/api/v1/nothing-here")
+    assert api.status_code == 404 and api.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_pages_are_not_cached(client) -> None:  # noqa: ANN001
+    page = await client.get("/signin")
+    assert page.headers["cache-control"] == "no-store"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    css = await client.get("/static/safespace.css")
+    assert css.status_code == 200 and "no-store" not in css.headers.get("cache-control", "")

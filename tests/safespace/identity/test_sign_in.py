@@ -152,3 +152,45 @@ async def test_no_session_is_sent_to_sign_in(client, db: AsyncSession) -> None: 
     api = await client.get("/api/v1/communities")
     assert api.status_code == 401
     assert api.json()["status"] == 401
+
+
+async def test_sign_in_returns_to_the_page_that_asked_for_it(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    wanted = f"/c/{world.community.id}/members"
+    sent_away = await client.get(wanted)
+    form = await client.get(sent_away.headers["location"])
+    assert f'name="next" value="{wanted}"' in form.text
+    await post_form(client, "/signin", {"email": world.facilitator, "next": wanted})
+    link = inbox.last_link(world.facilitator)
+    response = await client.get(link.removeprefix("http://testserver.local"))
+    assert response.headers["location"] == wanted
+
+
+async def test_sign_in_never_sends_people_to_another_site(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    await client.get("/signin")
+    for target in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
+        await post_form(client, "/signin", {"email": world.facilitator, "next": target})
+        link = inbox.last_link(world.facilitator)
+        assert "evil" not in link
+        token = link.rsplit("/", 1)[1]
+        response = await client.get(f"/signin/{token}", params={"next": target})
+        assert "evil" not in response.headers["location"]
+
+
+async def test_sign_in_requests_are_rate_limited_per_client(client, db: AsyncSession) -> None:  # noqa: ANN001
+    await client.get("/signin")
+    answers = [
+        (await post_form(client, "/signin", {"email": f"person{i}@x.org"})).status_code
+        for i in range(signin.RATE_LIMIT_PER_CLIENT + 1)
+    ]
+    assert answers == [200] * signin.RATE_LIMIT_PER_CLIENT + [429]
+
+
+async def test_signing_in_as_someone_else_ends_the_previous_session(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await make_community(db, teams={"Energy": ["e1@x.org"]})
+    await sign_in(client, db, world.facilitator)
+    await sign_in(client, db, "e1@x.org")
+    owners = (await db.execute(select(WebSession.person_id))).scalars().all()
+    member = await db.scalar(select(Person).where(Person.email == "e1@x.org"))
+    assert owners == [member.id]
