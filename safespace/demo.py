@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.identity import services, signin
-from safespace.identity.models import Community, Membership, Person
+from safespace.identity.models import Community, Person
 
 NAME = "Climate Policy Practitioners"
 VISION = (
@@ -55,16 +55,7 @@ async def ensure_demo(db: AsyncSession) -> Demo:
         for display_name, email in people:
             person, _ = await services.get_or_create_person(db, email)
             person.display_name = display_name
-            db.add(
-                Membership(
-                    person_id=person.id,
-                    community_id=community.id,
-                    team_id=team.id,
-                    role="member",
-                    status="active",
-                    created_at=services.now(),
-                )
-            )
+            services.add_membership(db, community.id, person.id, team.id, "active")
     await db.flush()
     return Demo(community, created=True)
 

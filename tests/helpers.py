@@ -9,7 +9,7 @@ from httpx import AsyncClient as AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.identity import services, signin
-from safespace.identity.models import Community, Membership
+from safespace.identity.models import Community
 
 
 def csrf(client: AsyncTestClient) -> str:
@@ -64,16 +64,7 @@ async def make_community(
         team_ids[team_name] = team.id
         for address in emails:
             member, _ = await services.get_or_create_person(db, address)
-            db.add(
-                Membership(
-                    person_id=member.id,
-                    community_id=community.id,
-                    team_id=team.id,
-                    role="member",
-                    status="active",
-                    created_at=services.now(),
-                )
-            )
+            services.add_membership(db, community.id, member.id, team.id, "active")
             members[address] = team_name
     await db.commit()
     return World(community, facilitator, members, team_ids)

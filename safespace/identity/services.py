@@ -291,20 +291,21 @@ async def invite(
         if existing:
             result.already_members.append(address)
             continue
-        membership = Membership(
-            person_id=person.id,
-            community_id=community_id,
-            team_id=team.id if team else None,
-            role="member",
-            status="invited",
-            created_at=now(),
-        )
-        db.add(membership)
-        result.invited.append(membership)
+        result.invited.append(add_membership(db, community_id, person.id, team.id if team else None, "invited"))
     await db.flush()
     for membership in result.invited:
         await db.refresh(membership, ["person", "team", "community"])
     return result
+
+
+def add_membership(
+    db: AsyncSession, community_id: uuid.UUID, person_id: uuid.UUID, team_id: uuid.UUID | None, status: str
+) -> Membership:
+    membership = Membership(
+        person_id=person_id, community_id=community_id, team_id=team_id, role="member", status=status, created_at=now()
+    )
+    db.add(membership)
+    return membership
 
 
 async def roster(db: AsyncSession, community_id: uuid.UUID) -> list[Membership]:
