@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,6 +34,11 @@ from safespace.identity.controllers import (
     SignInController,
 )
 from safespace.identity.mail import Postman
+from safespace.privacy.crypto import Keyring
+from safespace.pulse.api import pulse_api
+from safespace.pulse.controllers import InstrumentsController, PulseController, SurveysController
+from safespace.pulse.mail import RoundMailer
+from safespace.pulse.schedule import run_periodically
 from safespace.mail import Mailer, make_mailer
 from safespace.settings import Settings, load_settings
 from safespace.web import (
@@ -75,8 +84,28 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     db = alchemy_config(settings)
     templates = template_environment()
-    postman = Postman(mailer or make_mailer(settings), templates, settings.base_url)
+    mailer = mailer or make_mailer(settings)
+    postman = Postman(mailer, templates, settings.base_url)
+    round_mailer = RoundMailer(mailer, templates, settings.base_url)
     secret = settings.secret_key()
+    keyring = Keyring.load(settings.encryption_key_path)
+    sessionmaker = db.create_session_maker()
+
+    @asynccontextmanager
+    async def schedule(_app: Litestar) -> AsyncIterator[None]:
+        """The periodic task that opens, reminds and closes rounds (a lease keeps replicas apart)."""
+        if not settings.schedule_interval_seconds:
+            yield
+            return
+        task = asyncio.create_task(
+            run_periodically(sessionmaker, keyring, round_mailer, settings.schedule_interval_seconds)
+        )
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     return Litestar(
         route_handlers=[
@@ -86,7 +115,11 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
             ProfileController,
             CommunitiesController,
             CommunityController,
+            PulseController,
+            SurveysController,
+            InstrumentsController,
             api_router,
+            pulse_api,
             create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
         ],
         plugins=[SQLAlchemyPlugin(config=db)],
@@ -94,11 +127,12 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
             "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
             "postman": Provide(lambda: postman, sync_to_thread=False, use_cache=True),
             "secret": Provide(lambda: secret, sync_to_thread=False, use_cache=True),
+            "keyring": Provide(lambda: keyring, sync_to_thread=False, use_cache=True),
         },
         middleware=[
             DefineMiddleware(
                 SessionAuthMiddleware,
-                sessionmaker=db.create_session_maker(),
+                sessionmaker=sessionmaker,
                 idle=timedelta(minutes=settings.session_idle_minutes),
                 exclude=PUBLIC,
             )
@@ -115,5 +149,6 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
         exception_handlers={HTTPException: handle_http_error, Exception: handle_server_error},
         before_send=[_common_headers],
         openapi_config=OpenAPIConfig(title="Safespace API", version="1", path="/schema"),
+        lifespan=[schedule],
         debug=False,
     )

@@ -28,8 +28,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_url: str = ""  # empty: a SQLite file in data_dir
     base_url: str = "http://127.0.0.1:8000"
     secret_key_file: str = ""  # empty: data_dir/secret.key, generated on first start
+    encryption_key_file: str = ""  # empty: data_dir/encryption.keys, generated on first start
     default_min_group_size: int = 5
     session_idle_minutes: int = 60 * 24 * 3
+    schedule_interval_seconds: int = 60  # how often `serve` opens/closes rounds; 0: only `safespace tick`
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     smtp_host: str = ""  # empty: the console mailer prints messages instead of sending them
     smtp_port: int = 587
@@ -51,6 +53,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def secure_cookies(self) -> bool:
         return self.base_url.startswith("https://")
+
+    @property
+    def encryption_key_path(self) -> Path:
+        return Path(self.encryption_key_file or Path(self.data_dir) / "encryption.keys")
 
     def secret_key(self) -> bytes:
         """The installation's secret, created with mode 0600 on first use."""
@@ -143,5 +149,7 @@ def _check(settings: Settings) -> None:
         )
     if settings.session_idle_minutes < 5:
         raise SettingsError("SAFESPACE_SESSION_IDLE_MINUTES: use at least 5 minutes.")
+    if settings.schedule_interval_seconds < 0:
+        raise SettingsError("SAFESPACE_SCHEDULE_INTERVAL_SECONDS: use 0 (off) or a number of seconds, e.g. 60.")
     if not 0 < settings.smtp_port < 65536:
         raise SettingsError("SAFESPACE_SMTP_PORT: use a port number between 1 and 65535.")

@@ -154,6 +154,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory, smtp_s
         smtp_host="127.0.0.1",
         smtp_port=smtp_server[1],
         smtp_security="none",
+        schedule_interval_seconds=0,  # tests drive the schedule with explicit ticks
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
@@ -21,6 +22,7 @@ from safespace.identity import services, signin
 from safespace.identity.mail import Postman
 from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput, Refused
+from safespace.pulse import services as pulse
 from safespace.settings import Settings
 from safespace.web import SESSION_COOKIE, Viewer, flash, page, provide_facilitation, provide_membership, provide_viewer
 
@@ -228,7 +230,15 @@ class CommunityController(Controller):
     ) -> Template:
         if viewer.community_id != membership.community_id:
             await signin.remember_community(db_session, viewer.session_id, membership.community_id)
-        return page("identity/home.html", membership=membership, community=membership.community)
+        zone = ZoneInfo(membership.community.time_zone)
+        return page(
+            "identity/home.html",
+            membership=membership,
+            community=membership.community,
+            open_rounds=await pulse.open_rounds_for(db_session, membership.community_id, membership.person_id),
+            closed_rounds=await pulse.recent_closed_rounds(db_session, membership.community_id),
+            zone=zone,
+        )
 
     # --- settings ---
 

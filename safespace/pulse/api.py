@@ -1,0 +1,44 @@
+"""JSON API for pulse results: the same rules as the pages (P1–P3)."""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar import Router, get
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace import i18n
+from safespace.identity.models import Membership
+from safespace.identity.services import now
+from safespace.privacy.crypto import Keyring
+from safespace.pulse import services
+from safespace.pulse.results import RoundResult, round_result
+from safespace.web import provide_membership, provide_viewer
+
+
+@get("/communities/{community_id:uuid}/rounds/{round_id:uuid}/results", tags=["pulse"])
+async def round_results(
+    round_id: FromPath[uuid.UUID],
+    membership: NamedDependency[Membership],
+    db_session: NamedDependency[AsyncSession],
+    keyring: NamedDependency[Keyring],
+) -> RoundResult:
+    """A round's results: only a response rate while open; scores only after close and with k answers."""
+    try:
+        round_ = await services.round_in(db_session, membership.community_id, round_id)
+    except LookupError:
+        raise NotFoundException(i18n.gettext("There is no such round in this community.")) from None
+    return await round_result(db_session, keyring, round_, i18n.current_language(), now())
+
+
+pulse_api = Router(
+    path="/api/v1",
+    route_handlers=[round_results],
+    dependencies={
+        "viewer": Provide(provide_viewer, sync_to_thread=False),
+        "membership": Provide(provide_membership),
+    },
+)

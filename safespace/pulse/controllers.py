@@ -1,0 +1,333 @@
+"""HTML pages: answering a round, its results, and the facilitators' survey pages."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from litestar import Controller, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, URLEncodedBody
+from litestar.response import Redirect, Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace import i18n
+from safespace.i18n import gettext as _
+from safespace.identity.controllers import see_other
+from safespace.identity.models import Membership
+from safespace.identity.services import InvalidInput, active_membership, now
+from safespace.privacy.crypto import Keyring
+from safespace.pulse import schedule, services
+from safespace.pulse.results import round_result
+from safespace.web import Viewer, flash, page, provide_facilitation, provide_membership, provide_viewer
+from surveys import cadence as cadence_rules
+from surveys.instrument import InstrumentError, custom_instrument
+
+Form = URLEncodedBody[dict[str, Any]]
+
+
+def _text(data: dict[str, Any], name: str) -> str:
+    value = data.get(name, "")
+    return str(value[-1] if isinstance(value, list) else value or "").strip()
+
+
+def _single_values(data: dict[str, Any]) -> dict[str, str]:
+    return {k: (v[-1] if isinstance(v, list) else v) for k, v in data.items()}
+
+
+def weekday_names() -> list[str]:
+    return [_("Monday"), _("Tuesday"), _("Wednesday"), _("Thursday"), _("Friday"), _("Saturday"), _("Sunday")]
+
+
+class PulseController(Controller):
+    """Answering and results, for every active member of the community."""
+
+    path = "/c/{community_id:uuid}/rounds"
+    include_in_schema = False
+    dependencies = {
+        "viewer": Provide(provide_viewer, sync_to_thread=False),
+        "membership": Provide(provide_membership),
+    }
+
+    async def _round(self, db: AsyncSession, membership: Membership, round_id: uuid.UUID):  # noqa: ANN202
+        try:
+            return await services.round_in(db, membership.community_id, round_id)
+        except LookupError:
+            raise NotFoundException(_("There is no such round in this community.")) from None
+
+    async def _answer_page(
+        self, db: AsyncSession, membership: Membership, round_id: uuid.UUID, status: int = 200, **extra: Any
+    ) -> Template:
+        round_ = await self._round(db, membership, round_id)
+        survey = await services.survey_in(db, membership.community_id, round_.survey_id)
+        answered = await services.has_answered(db, round_.id, membership.person_id)
+        zone = ZoneInfo(membership.community.time_zone)
+        context = {"values": {}, "errors": {}} | extra
+        return page(
+            "pulse/answer.html",
+            status_code=status,
+            community=membership.community,
+            round=round_,
+            survey=survey,
+            instruments=services.round_instruments(round_),
+            open=services.is_open(round_, now()),
+            answered=answered,
+            closes=round_.closes_at.astimezone(zone),
+            language=i18n.current_language(),
+            **context,
+        )
+
+    @get("/{round_id:uuid}")
+    async def answer_form(
+        self,
+        round_id: FromPath[uuid.UUID],
+        membership: NamedDependency[Membership],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template:
+        return await self._answer_page(db_session, membership, round_id)
+
+    @post("/{round_id:uuid}")
+    async def answer(
+        self,
+        round_id: FromPath[uuid.UUID],
+        data: Form,
+        membership: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+        keyring: NamedDependency[Keyring],
+    ) -> Template | Redirect:
+        community_id = membership.community_id  # plain values: a rollback expires ORM objects
+        form = _single_values(data)
+        try:
+            await services.submit(db_session, keyring, membership, round_id, form)
+        except LookupError:
+            raise NotFoundException(_("There is no such round in this community.")) from None
+        except InvalidInput as exc:
+            return await self._answer_page(db_session, membership, round_id, 422, values=form, errors=exc.errors)
+        except services.RoundNotOpen:
+            return await self._answer_page(
+                db_session, membership, round_id, 409, errors={"round": _("This round is closed; answers are no longer accepted.")}
+            )
+        except services.AlreadyAnswered:
+            # The rollback expired the membership: load it again for the page.
+            membership = await active_membership(db_session, viewer.person_id, community_id)
+            return await self._answer_page(db_session, membership, round_id, 409)
+        await flash(db_session, viewer, _("Thank you. Your answers were added to the totals; nothing links them to you."))
+        return see_other(f"/c/{community_id}")
+
+    @get("/{round_id:uuid}/results")
+    async def results(
+        self,
+        round_id: FromPath[uuid.UUID],
+        membership: NamedDependency[Membership],
+        db_session: NamedDependency[AsyncSession],
+        keyring: NamedDependency[Keyring],
+    ) -> Template:
+        round_ = await self._round(db_session, membership, round_id)
+        survey = await services.survey_in(db_session, membership.community_id, round_.survey_id)
+        result = await round_result(db_session, keyring, round_, i18n.current_language(), now())
+        zone = ZoneInfo(membership.community.time_zone)
+        return page(
+            "pulse/results.html",
+            community=membership.community,
+            membership=membership,
+            survey=survey,
+            result=result,
+            opens=round_.opens_at.astimezone(zone),
+            closes=round_.closes_at.astimezone(zone),
+        )
+
+
+class SurveysController(Controller):
+    """Facilitators create surveys, see their schedule, pause, change cadence, close early."""
+
+    path = "/c/{community_id:uuid}/surveys"
+    include_in_schema = False
+    dependencies = {
+        "viewer": Provide(provide_viewer, sync_to_thread=False),
+        "facilitation": Provide(provide_facilitation),
+    }
+
+    async def _index(self, db: AsyncSession, facilitation: Membership, status: int = 200, **extra: Any) -> Template:
+        community = facilitation.community
+        today = now().astimezone(ZoneInfo(community.time_zone)).date()
+        context = {
+            "values": {"every": "monthly", "weekday": "0", "day_of_month": "1", "open_days": "5", "start": today.isoformat()},
+            "errors": {},
+        } | extra
+        return page(
+            "pulse/surveys.html",
+            status_code=status,
+            community=community,
+            surveys=await services.surveys_of(db, community.id),
+            available=await services.available_instruments(db, community.id),
+            weekdays=weekday_names(),
+            language=i18n.current_language(),
+            **context,
+        )
+
+    @get("/")
+    async def index(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Template:
+        return await self._index(db_session, facilitation)
+
+    @post("/")
+    async def create(
+        self,
+        data: Form,
+        facilitation: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template | Redirect:
+        chosen = data.get("instruments", [])
+        chosen = chosen if isinstance(chosen, list) else [chosen]
+        values = {key: _text(data, key) for key in ("title", "every", "weekday", "day_of_month", "open_days", "start")}
+        form = services.CadenceForm(values["every"], values["weekday"], values["day_of_month"], values["open_days"], values["start"])
+        try:
+            survey = await services.create_survey(
+                db_session, facilitation.community_id, facilitation.community.time_zone, values["title"], chosen, form
+            )
+        except InvalidInput as exc:
+            return await self._index(db_session, facilitation, 422, values=values | {"instruments": chosen}, errors=exc.errors)
+        await flash(db_session, viewer, _("Survey created. Rounds will open on their own, on the schedule below."))
+        return see_other(f"/c/{facilitation.community_id}/surveys/{survey.id}")
+
+    async def _survey_page(
+        self, db: AsyncSession, facilitation: Membership, survey_id: uuid.UUID, status: int = 200, **extra: Any
+    ) -> Template:
+        try:
+            survey = await services.survey_in(db, facilitation.community_id, survey_id)
+        except LookupError:
+            raise NotFoundException(_("There is no such survey in this community.")) from None
+        zone = ZoneInfo(facilitation.community.time_zone)
+        rounds = await services.rounds_of(db, survey.id)
+        cadence = services.survey_cadence(survey)
+        moment = now()
+        after = max([moment] + [r.closes_at for r in rounds])
+        upcoming = []
+        if not survey.paused:
+            window = cadence_rules.first_window_after(cadence, after)
+            for _i in range(3):
+                upcoming.append(window)
+                window = cadence_rules.next_window(cadence, window.opens_at)
+        answered = {r.id: await services.respondents(db, r.id) for r in rounds if not r.closed}
+        values = {k: str(v) for k, v in survey.cadence.items()}
+        context = {"values": values, "errors": {}} | extra
+        return page(
+            "pulse/survey.html",
+            status_code=status,
+            community=facilitation.community,
+            survey=survey,
+            rounds=rounds,
+            upcoming=upcoming,
+            answered=answered,
+            zone=zone,
+            moment=moment,
+            weekdays=weekday_names(),
+            **context,
+        )
+
+    @get("/{survey_id:uuid}")
+    async def show(
+        self,
+        survey_id: FromPath[uuid.UUID],
+        facilitation: NamedDependency[Membership],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template:
+        return await self._survey_page(db_session, facilitation, survey_id)
+
+    @post("/{survey_id:uuid}")
+    async def change(
+        self,
+        survey_id: FromPath[uuid.UUID],
+        data: Form,
+        facilitation: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+        keyring: NamedDependency[Keyring],
+    ) -> Template | Redirect:
+        community_id = facilitation.community_id
+        try:
+            survey = await services.survey_in(db_session, community_id, survey_id)
+        except LookupError:
+            raise NotFoundException(_("There is no such survey in this community.")) from None
+        action = _text(data, "action")
+        if action in ("pause", "resume"):
+            survey.paused = action == "pause"
+            notice = _("Survey paused: no new rounds open until you resume it.") if survey.paused else _("Survey resumed.")
+        elif action == "cadence":
+            values = {key: _text(data, key) for key in ("every", "weekday", "day_of_month", "open_days", "start")}
+            form = services.CadenceForm(values["every"], values["weekday"], values["day_of_month"], values["open_days"], values["start"])
+            try:
+                await services.change_cadence(db_session, survey, facilitation.community.time_zone, form)
+            except InvalidInput as exc:
+                return await self._survey_page(db_session, facilitation, survey_id, 422, values=values, errors=exc.errors)
+            notice = _("Schedule changed. It applies from the next round on.")
+        elif action == "close_round":
+            open_round = next((r for r in await services.rounds_of(db_session, survey.id) if not r.closed), None)
+            if open_round is None:
+                notice = _("There is no open round to close.")
+            else:
+                await schedule.close_round(db_session, keyring, open_round, now())
+                notice = _("Round closed. Its results are now final.")
+        else:
+            raise NotFoundException(_("That action is not available here."))
+        await flash(db_session, viewer, notice)
+        return see_other(f"/c/{community_id}/surveys/{survey_id}")
+
+
+class InstrumentsController(Controller):
+    """Facilitators build their own instrument: Likert items, reverse keys, one open question."""
+
+    path = "/c/{community_id:uuid}/instruments"
+    include_in_schema = False
+    dependencies = {
+        "viewer": Provide(provide_viewer, sync_to_thread=False),
+        "facilitation": Provide(provide_facilitation),
+    }
+    ROWS = 10
+
+    @get("/new")
+    async def new(self, facilitation: NamedDependency[Membership]) -> Template:
+        return page(
+            "pulse/instrument_form.html", community=facilitation.community, values={"points": "5"}, errors={}, rows=self.ROWS
+        )
+
+    @post("/")
+    async def create(
+        self,
+        data: Form,
+        facilitation: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template | Redirect:
+        values = _single_values(data)
+        items = [
+            (f"q{i}", _text(data, f"item{i}"), bool(_text(data, f"reverse{i}")))
+            for i in range(1, self.ROWS + 1)
+            if _text(data, f"item{i}")
+        ]
+        name = _text(data, "name")
+        try:
+            points = int(_text(data, "points") or 0)
+            key = "custom_" + uuid.uuid4().hex[:12]
+            instrument = custom_instrument(key, name, points, items, _text(data, "free_text") or None, i18n.current_language())
+        except (ValueError, InstrumentError) as exc:
+            reason = exc.reason if isinstance(exc, InstrumentError) else str(exc)
+            message = _("Check the instrument: %(reason)s") % {"reason": reason}
+            if not name:
+                message = _("Give the instrument a name.")
+            elif not items:
+                message = _("Write at least one statement.")
+            return page(
+                "pulse/instrument_form.html",
+                status_code=422,
+                community=facilitation.community,
+                values=values,
+                errors={"instrument": message},
+                rows=self.ROWS,
+            )
+        await services.save_custom_instrument(db_session, facilitation.community_id, instrument)
+        await flash(db_session, viewer, _("Instrument saved. Choose it when you create a survey."))
+        return see_other(f"/c/{facilitation.community_id}/surveys")

@@ -1,0 +1,55 @@
+"""Mail about rounds: the invitation when a round opens and one reminder before it closes."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from safespace.i18n import DEFAULT_LANGUAGE
+from safespace.identity.models import Community, Person
+from safespace.mail import Mailer
+from safespace.mail.messages import render
+from safespace.pulse.models import Round, Survey
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RoundMailer:
+    mailer: Mailer
+    templates: Environment
+    base_url: str
+
+    async def send_all(
+        self, sessionmaker: async_sessionmaker[AsyncSession], mails: list[tuple[str, uuid.UUID, uuid.UUID]]
+    ) -> int:
+        """Send the noted mails; a failure is logged (without the address) and the rest go on."""
+        sent = 0
+        async with sessionmaker() as db:
+            for kind, round_id, person_id in mails:
+                round_ = await db.get_one(Round, round_id)
+                survey = await db.get_one(Survey, round_.survey_id)
+                community = await db.get_one(Community, round_.community_id)
+                person = await db.get_one(Person, person_id)
+                closes = round_.closes_at.astimezone(ZoneInfo(community.time_zone))
+                message = render(
+                    self.templates,
+                    "round_open" if kind == "invitation" else "round_reminder",
+                    to=person.email,
+                    language=person.language or DEFAULT_LANGUAGE,
+                    community=community,
+                    survey=survey,
+                    closes=closes,
+                    link=f"{self.base_url.rstrip('/')}/c/{community.id}/rounds/{round_.id}",
+                )
+                try:
+                    await self.mailer.send(message)
+                    sent += 1
+                except OSError:
+                    log.exception("a %s mail for a round could not be sent", kind)
+        return sent

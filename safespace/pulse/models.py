@@ -1,0 +1,125 @@
+"""Surveys, rounds, the participation ledger, tallies and comments.
+
+What is stored about answering is split on purpose: `participation` knows WHO answered a round
+and nothing else; `tally` and the comment tables know WHAT was answered and nothing about who.
+No row on the "what" side has a member id, an email, a name, a time or an ordered id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from safespace.db.base import Base, RandomId, UTCDateTime
+
+
+class CustomInstrument(RandomId, Base):
+    """An instrument a facilitator built in the pages (surveys.instrument's dict form)."""
+
+    __tablename__ = "custom_instrument"
+
+    community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), index=True)
+    definition: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Survey(RandomId, Base):
+    __tablename__ = "survey"
+
+    community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str] = mapped_column(String(120))
+    instruments: Mapped[list] = mapped_column(JSON)  # instrument keys: built-in names or "custom:<id>"
+    cadence: Mapped[dict] = mapped_column(JSON)  # surveys.cadence.Cadence as a dict
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Round(RandomId, Base):
+    __tablename__ = "round"
+    __table_args__ = (UniqueConstraint("survey_id", "number"),)
+
+    survey_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("survey.id", ondelete="CASCADE"), index=True)
+    community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    opens_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closes_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Locked when the round opens: later changes to the community never reach this round.
+    min_group_size: Mapped[int] = mapped_column(Integer)
+    instruments: Mapped[list] = mapped_column(JSON)  # snapshot of the instrument definitions
+    population: Mapped[dict] = mapped_column(JSON)  # group key -> active members at opening
+    reminder_sent: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Participation(Base):
+    """Who answered a round: the ledger. No time, no order, nothing about the answers.
+
+    The primary key is (round, random person id), so even the physical order of rows follows
+    random ids rather than the order people answered (SQLite: WITHOUT ROWID).
+    """
+
+    __tablename__ = "participation"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    round_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("round.id", ondelete="CASCADE"), primary_key=True)
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), primary_key=True)
+
+
+class RoundMail(Base):
+    """Which mail about a round went to whom, so nobody gets the same mail twice."""
+
+    __tablename__ = "round_mail"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    round_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("round.id", ondelete="CASCADE"), primary_key=True)
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # "invitation" | "reminder"
+
+
+class Tally(Base):
+    """Sufficient statistics of one instrument in one round for one group (surveys.tally.Tally)."""
+
+    __tablename__ = "tally"
+
+    round_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("round.id", ondelete="CASCADE"), primary_key=True)
+    instrument: Mapped[str] = mapped_column(String(80), primary_key=True)
+    group_key: Mapped[str] = mapped_column(String(40), primary_key=True)  # "community" or a team id
+    respondents: Mapped[int] = mapped_column(Integer, default=0)
+    data: Mapped[bytes] = mapped_column(LargeBinary)  # msgspec JSON of surveys.tally.Tally
+
+
+class PendingComment(RandomId, Base):
+    """A free-text answer waiting for its round to close. Encrypted; no member, no time."""
+
+    __tablename__ = "pending_comment"
+
+    round_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("round.id", ondelete="CASCADE"), index=True)
+    instrument: Mapped[str] = mapped_column(String(80))
+    group_key: Mapped[str] = mapped_column(String(40))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ReleasedComment(RandomId, Base):
+    """A comment after its round closed, re-inserted in a shuffled order (position)."""
+
+    __tablename__ = "released_comment"
+
+    round_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("round.id", ondelete="CASCADE"), index=True)
+    instrument: Mapped[str] = mapped_column(String(80))
+    group_key: Mapped[str] = mapped_column(String(40))
+    position: Mapped[int] = mapped_column(Integer)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Lease(Base):
+    """Who may run periodic work now, so two replicas never do the same work twice."""
+
+    __tablename__ = "lease"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(80))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+

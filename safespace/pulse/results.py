@@ -1,0 +1,133 @@
+"""A round's results as people may see them: every figure passes surveys.disclosure first.
+
+This is the minimal view of the pulse work: whole-community figures only. Team comparisons,
+which need complementary suppression (P2), come with the insights pages.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.privacy.crypto import Keyring, associated_data
+from safespace.pulse.models import ReleasedComment, Round, Tally
+from safespace.pulse.services import COMMUNITY, is_open, respondents, round_instruments
+from surveys import disclosure, stats
+from surveys import tally as tally_rules
+
+
+class ItemResult(msgspec.Struct):
+    key: str
+    text: str
+    reverse: bool
+    mean: float | None
+    favourable: float | None
+    neutral: float | None
+    unfavourable: float | None
+    distribution: list[int]  # answers per scale point 1..points
+
+
+class InstrumentResult(msgspec.Struct):
+    key: str
+    name: str
+    points: int
+    score: stats.Estimate | None
+    favourable: float | None
+    reliability: float | None  # Cronbach's alpha, only with at least 10 complete answer sets
+    items: list[ItemResult]
+    comments: list[str]
+
+
+class RoundResult(msgspec.Struct):
+    round_id: str
+    number: int
+    opens_at: datetime
+    closes_at: datetime
+    status: str  # "open" | "closed" | "scheduled"
+    min_group_size: int
+    members: int
+    respondents: int | None  # None: hidden (fewer than k, or still open)
+    response_rate: float | None  # None: hidden (fewer than k answered, or fewer than k members)
+    instruments: list[InstrumentResult]  # empty unless the round is closed and met k
+
+
+MIN_FOR_RELIABILITY = 10
+
+
+def _instrument_result(instrument, tally: tally_rules.Tally, language: str, comments: list[str]) -> InstrumentResult:  # noqa: ANN001
+    items = []
+    for item in instrument.items:
+        estimate = stats.item_estimate(tally, item.key)
+        shares = stats.item_shares(tally, item.key)
+        items.append(
+            ItemResult(
+                key=item.key,
+                text=item.text.get(language),
+                reverse=item.reverse,
+                mean=estimate.mean if estimate else None,
+                favourable=shares.favourable if shares else None,
+                neutral=shares.neutral if shares else None,
+                unfavourable=shares.unfavourable if shares else None,
+                distribution=list(tally.counts[item.key]),
+            )
+        )
+    pooled = stats.favourable(tally)
+    return InstrumentResult(
+        key=instrument.key,
+        name=instrument.name.get(language),
+        points=instrument.scale.points,
+        score=stats.scale_estimate(tally),
+        favourable=pooled.favourable if pooled else None,
+        reliability=stats.cronbach_alpha(tally) if tally.complete_n >= MIN_FOR_RELIABILITY else None,
+        items=items,
+        comments=comments,
+    )
+
+
+async def round_result(
+    db: AsyncSession, keyring: Keyring, round_: Round, language: str, moment: datetime
+) -> RoundResult:
+    answered = await respondents(db, round_.id)
+    members = int(round_.population.get(COMMUNITY, 0))
+    view = disclosure.group_view(answered, members, round_.min_group_size, closed=round_.closed)
+    status = "closed" if round_.closed else ("open" if is_open(round_, moment) else "scheduled")
+    instruments: list[InstrumentResult] = []
+    if view.results:
+        tallies = {
+            row.instrument: msgspec.json.decode(row.data, type=tally_rules.Tally)
+            for row in await db.scalars(
+                select(Tally).where(Tally.round_id == round_.id, Tally.group_key == COMMUNITY)
+            )
+        }
+        show_comments = disclosure.comments_visible(answered, round_.min_group_size)
+        released = (
+            await db.scalars(
+                select(ReleasedComment).where(ReleasedComment.round_id == round_.id).order_by(ReleasedComment.position)
+            )
+            if show_comments
+            else []
+        )
+        comments: dict[str, list[str]] = {}
+        for c in released:
+            text = keyring.open(c.body, associated_data("released_comment", "body", f"{round_.id}/{c.id}"))
+            comments.setdefault(c.instrument, []).append(text)
+        for instrument in round_instruments(round_):
+            if instrument.key in tallies:
+                instruments.append(
+                    _instrument_result(instrument, tallies[instrument.key], language, comments.get(instrument.key, []))
+                )
+    return RoundResult(
+        round_id=str(round_.id),
+        number=round_.number,
+        opens_at=round_.opens_at,
+        closes_at=round_.closes_at,
+        status=status,
+        min_group_size=round_.min_group_size,
+        members=members,
+        respondents=view.respondents,
+        response_rate=view.response_rate,
+        instruments=instruments,
+    )

@@ -1,0 +1,244 @@
+"""Rounds open, remind and close on their own: `safespace tick` and the periodic task of `serve`.
+
+Every step is idempotent and guarded by a lease row, so cron every minute plus several app
+replicas never open a round twice, close it twice, or mail anyone twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import msgspec
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from safespace.identity.models import Community, Membership, Person
+from safespace.identity.services import now
+from safespace.privacy.crypto import Keyring, associated_data
+from safespace.pulse.mail import RoundMailer
+from safespace.pulse.models import (
+    Lease,
+    Participation,
+    PendingComment,
+    ReleasedComment,
+    Round,
+    RoundMail,
+    Survey,
+    Tally,
+)
+from safespace.pulse.services import COMMUNITY, available_instruments, survey_cadence
+from surveys import cadence as cadence_rules
+from surveys import tally as tally_rules
+from surveys.instrument import instrument_to_dict
+
+log = logging.getLogger(__name__)
+LEASE_NAME = "schedule"
+LEASE_TIME = timedelta(minutes=2)
+REMIND_BEFORE_CLOSE = timedelta(days=1)
+
+
+@dataclass
+class TickReport:
+    opened: int = 0
+    closed: int = 0
+    reminded: int = 0
+    mails: list[tuple[str, uuid.UUID, uuid.UUID]] = field(default_factory=list)  # (kind, round, person)
+    skipped: bool = False
+
+
+def holder_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def take_lease(db: AsyncSession, holder: str, moment: datetime) -> bool:
+    """True if this process may do the periodic work now (committed before returning)."""
+    taken = await db.execute(
+        update(Lease)
+        .where(Lease.name == LEASE_NAME, (Lease.expires_at < moment) | (Lease.holder == holder))
+        .values(holder=holder, expires_at=moment + LEASE_TIME)
+    )
+    if taken.rowcount == 0:
+        if await db.get(Lease, LEASE_NAME) is not None:
+            await db.rollback()
+            return False
+        db.add(Lease(name=LEASE_NAME, holder=holder, expires_at=moment + LEASE_TIME))
+        try:
+            await db.flush()
+        except Exception:  # noqa: BLE001 - another replica inserted it first
+            await db.rollback()
+            return False
+    await db.commit()
+    return True
+
+
+async def release_lease(db: AsyncSession, holder: str) -> None:
+    await db.execute(delete(Lease).where(Lease.name == LEASE_NAME, Lease.holder == holder))
+    await db.commit()
+
+
+async def open_round(db: AsyncSession, survey: Survey, window: cadence_rules.Window) -> Round:
+    """Open a round: lock k, snapshot the instruments and who may answer, create empty tallies."""
+    community = await db.get_one(Community, survey.community_id)
+    available = await available_instruments(db, survey.community_id)
+    instruments = [available[key] for key in survey.instruments if key in available]
+    members = (
+        await db.execute(
+            select(Membership.team_id, func.count())
+            .where(Membership.community_id == survey.community_id, Membership.status == "active")
+            .group_by(Membership.team_id)
+        )
+    ).all()
+    population = {COMMUNITY: sum(n for _team, n in members)}
+    population |= {str(team): n for team, n in members if team is not None}
+    number = (await db.scalar(select(func.max(Round.number)).where(Round.survey_id == survey.id)) or 0) + 1
+    round_ = Round(
+        survey_id=survey.id,
+        community_id=survey.community_id,
+        number=number,
+        opens_at=window.opens_at,
+        closes_at=window.closes_at,
+        closed=False,
+        min_group_size=community.min_group_size,
+        instruments=[instrument_to_dict(i) for i in instruments],
+        population=population,
+        reminder_sent=False,
+    )
+    db.add(round_)
+    await db.flush()
+    for instrument in instruments:
+        empty = tally_rules.new_tally(instrument.item_keys, instrument.reverse_keys, instrument.scale.points)
+        for group in population:
+            db.add(
+                Tally(
+                    round_id=round_.id,
+                    instrument=instrument.key,
+                    group_key=group,
+                    respondents=0,
+                    data=msgspec.json.encode(empty),
+                )
+            )
+    await db.flush()
+    return round_
+
+
+async def close_round(db: AsyncSession, keyring: Keyring, round_: Round, moment: datetime) -> None:
+    """Freeze the round and release its comments in a shuffled order, re-sealed under new ids.
+
+    Deleting the pending rows and inserting new ones in random order means neither ids, nor
+    positions, nor the physical order of rows can be paired with the order people answered.
+    """
+    round_.closed = True
+    if round_.closes_at > moment:
+        round_.closes_at = moment  # closed early
+    pending = list(await db.scalars(select(PendingComment).where(PendingComment.round_id == round_.id)))
+    texts = [
+        (c.instrument, c.group_key, keyring.open(c.body, associated_data("pending_comment", "body", f"{round_.id}/{c.id}")))
+        for c in pending
+    ]
+    await db.execute(delete(PendingComment).where(PendingComment.round_id == round_.id))
+    random.SystemRandom().shuffle(texts)
+    for position, (instrument, group_key, text) in enumerate(texts):
+        comment_id = uuid.uuid4()
+        db.add(
+            ReleasedComment(
+                id=comment_id,
+                round_id=round_.id,
+                instrument=instrument,
+                group_key=group_key,
+                position=position,
+                body=keyring.seal(text, associated_data("released_comment", "body", f"{round_.id}/{comment_id}")),
+            )
+        )
+    await db.flush()
+
+
+async def _members_to_mail(db: AsyncSession, round_: Round, kind: str, unanswered_only: bool) -> list[Person]:
+    query = (
+        select(Person)
+        .join(Membership, Membership.person_id == Person.id)
+        .where(Membership.community_id == round_.community_id, Membership.status == "active")
+        .where(~select(RoundMail).where(RoundMail.round_id == round_.id, RoundMail.person_id == Person.id, RoundMail.kind == kind).exists())
+    )
+    if unanswered_only:
+        query = query.where(
+            ~select(Participation).where(Participation.round_id == round_.id, Participation.person_id == Person.id).exists()
+        )
+    return list(await db.scalars(query))
+
+
+async def _note_mails(db: AsyncSession, report: TickReport, round_: Round, kind: str, unanswered_only: bool) -> None:
+    for person in await _members_to_mail(db, round_, kind, unanswered_only):
+        db.add(RoundMail(round_id=round_.id, person_id=person.id, kind=kind))
+        report.mails.append((kind, round_.id, person.id))
+
+
+async def run_schedule(db: AsyncSession, keyring: Keyring, moment: datetime) -> TickReport:
+    """One pass: open due rounds, remind, close. Mails are only noted here (sent after commit)."""
+    report = TickReport()
+    for survey in await db.scalars(select(Survey)):
+        last = await db.scalar(select(Round).where(Round.survey_id == survey.id).order_by(Round.number.desc()).limit(1))
+        if last is not None and not last.closed:
+            if moment >= last.closes_at:
+                await close_round(db, keyring, last, moment)
+                report.closed += 1
+            elif (
+                not last.reminder_sent
+                and moment >= last.closes_at - REMIND_BEFORE_CLOSE
+                and last.closes_at - last.opens_at > REMIND_BEFORE_CLOSE  # no reminder on the heels of the invitation
+            ):
+                last.reminder_sent = True
+                await _note_mails(db, report, last, "reminder", unanswered_only=True)
+                report.reminded += 1
+            continue
+        if survey.paused:
+            continue
+        window = cadence_rules.window_at(survey_cadence(survey), moment)
+        if window is None or (last is not None and window.opens_at < last.closes_at):
+            continue
+        round_ = await open_round(db, survey, window)
+        await _note_mails(db, report, round_, "invitation", unanswered_only=False)
+        report.opened += 1
+    return report
+
+
+async def tick(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    keyring: Keyring,
+    mailer: RoundMailer | None,
+    moment: datetime | None = None,
+    holder: str | None = None,
+) -> TickReport:
+    moment = moment or now()
+    holder = holder or holder_name()
+    async with sessionmaker() as db:
+        if not await take_lease(db, holder, moment):
+            return TickReport(skipped=True)
+        try:
+            report = await run_schedule(db, keyring, moment)
+            await db.commit()  # the mail ledger is written before any mail goes out
+        finally:
+            await release_lease(db, holder)
+    if mailer is not None:
+        await mailer.send_all(sessionmaker, report.mails)
+    return report
+
+
+async def run_periodically(
+    sessionmaker: async_sessionmaker[AsyncSession], keyring: Keyring, mailer: RoundMailer, every: float
+) -> None:
+    """The periodic task inside `safespace serve`."""
+    while True:
+        try:
+            report = await tick(sessionmaker, keyring, mailer)
+            if report.opened or report.closed or report.reminded:
+                log.info("schedule: opened %d, closed %d, reminded %d", report.opened, report.closed, report.reminded)
+        except Exception:  # noqa: BLE001 - the next pass tries again
+            log.exception("schedule pass failed")
+        await asyncio.sleep(every * random.uniform(0.9, 1.1))

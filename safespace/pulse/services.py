@@ -1,0 +1,299 @@
+"""Surveys and answering: the rules, callable without HTTP.
+
+Answering is the privacy-critical path. In one transaction it adds the member to the round's
+participation ledger and folds the answers into tallies; no row ever holds one person's answers,
+and free text goes encrypted into pending comments with no member id and no time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import msgspec
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.i18n import gettext as _
+from safespace.identity.models import Membership
+from safespace.identity.services import InvalidInput, now
+from safespace.privacy.crypto import Keyring, associated_data
+from safespace.pulse.models import CustomInstrument, Participation, PendingComment, Round, Survey, Tally
+from surveys import cadence as cadence_rules
+from surveys import tally as tally_rules
+from surveys.instrument import Instrument, builtin_instruments, instrument_to_dict, parse_instrument
+
+COMMUNITY = "community"  # the group key of the whole-community tally
+MAX_COMMENT_CHARS = 2000
+
+
+class AlreadyAnswered(Exception):
+    """This member is in the round's ledger already; answers cannot be changed (nothing links them)."""
+
+
+class RoundNotOpen(Exception):
+    """The round is closed, or not open yet."""
+
+
+# --- instruments -------------------------------------------------------------------------------
+
+
+async def available_instruments(db: AsyncSession, community_id: uuid.UUID) -> dict[str, Instrument]:
+    """Built-in instruments and this community's own, by the key a survey stores."""
+    found = dict(builtin_instruments())
+    for row in await db.scalars(select(CustomInstrument).where(CustomInstrument.community_id == community_id)):
+        found[f"custom:{row.id}"] = parse_instrument(row.definition, f"custom instrument {row.id}")
+    return found
+
+
+def round_instruments(round_: Round) -> list[Instrument]:
+    """The instruments as they were when the round opened."""
+    return [parse_instrument(definition, f"round {round_.id}") for definition in round_.instruments]
+
+
+async def save_custom_instrument(db: AsyncSession, community_id: uuid.UUID, instrument: Instrument) -> CustomInstrument:
+    row = CustomInstrument(community_id=community_id, definition=instrument_to_dict(instrument), created_at=now())
+    db.add(row)
+    await db.flush()
+    return row
+
+
+# --- surveys -------------------------------------------------------------------------------------
+
+
+@dataclass
+class CadenceForm:
+    every: str
+    weekday: int | str
+    day_of_month: int | str
+    open_days: int | str
+    start: date | str
+
+
+def make_cadence(form: CadenceForm, time_zone: str) -> cadence_rules.Cadence:
+    try:
+        candidate = msgspec.convert(
+            {
+                "every": form.every,
+                "weekday": int(form.weekday or 0),
+                "day_of_month": int(form.day_of_month or 1),
+                "open_days": int(form.open_days or 0),
+                "start": str(form.start),
+                "time_zone": time_zone,
+            },
+            cadence_rules.Cadence,
+        )
+    except (ValueError, msgspec.ValidationError):
+        raise InvalidInput({"cadence": _("Choose how often rounds open, the day, and how many days they stay open.")}) from None
+    try:
+        return cadence_rules.validate(candidate)
+    except cadence_rules.CadenceError as exc:
+        raise InvalidInput({"cadence": str(exc)}) from None
+
+
+async def create_survey(
+    db: AsyncSession, community_id: uuid.UUID, time_zone: str, title: str, instrument_keys: list[str], form: CadenceForm
+) -> Survey:
+    errors: dict[str, str] = {}
+    title = " ".join(title.split())
+    if not title:
+        errors["title"] = _("Give the survey a title, such as “Monthly pulse”.")
+    available = await available_instruments(db, community_id)
+    chosen = [key for key in dict.fromkeys(instrument_keys) if key]
+    if not chosen or any(key not in available for key in chosen):
+        errors["instruments"] = _("Choose at least one of the instruments listed.")
+    try:
+        cadence = make_cadence(form, time_zone)
+    except InvalidInput as exc:
+        errors |= exc.errors
+    if errors:
+        raise InvalidInput(errors)
+    survey = Survey(
+        community_id=community_id,
+        title=title,
+        instruments=chosen,
+        cadence=msgspec.to_builtins(cadence),
+        paused=False,
+        created_at=now(),
+    )
+    db.add(survey)
+    await db.flush()
+    return survey
+
+
+def survey_cadence(survey: Survey) -> cadence_rules.Cadence:
+    return msgspec.convert(survey.cadence, cadence_rules.Cadence)
+
+
+async def change_cadence(db: AsyncSession, survey: Survey, time_zone: str, form: CadenceForm) -> Survey:
+    """Applies to future rounds: rounds already opened keep their dates (tick never overlaps them)."""
+    survey.cadence = msgspec.to_builtins(make_cadence(form, time_zone))
+    await db.flush()
+    return survey
+
+
+async def surveys_of(db: AsyncSession, community_id: uuid.UUID) -> list[Survey]:
+    return list(await db.scalars(select(Survey).where(Survey.community_id == community_id).order_by(Survey.created_at)))
+
+
+async def survey_in(db: AsyncSession, community_id: uuid.UUID, survey_id: uuid.UUID) -> Survey:
+    survey = await db.get(Survey, survey_id)
+    if survey is None or survey.community_id != community_id:
+        raise LookupError("no such survey in this community")
+    return survey
+
+
+async def round_in(db: AsyncSession, community_id: uuid.UUID, round_id: uuid.UUID) -> Round:
+    round_ = await db.get(Round, round_id)
+    if round_ is None or round_.community_id != community_id:
+        raise LookupError("no such round in this community")
+    return round_
+
+
+async def rounds_of(db: AsyncSession, survey_id: uuid.UUID) -> list[Round]:
+    return list(await db.scalars(select(Round).where(Round.survey_id == survey_id).order_by(Round.number.desc())))
+
+
+def is_open(round_: Round, moment: datetime) -> bool:
+    return not round_.closed and round_.opens_at <= moment < round_.closes_at
+
+
+@dataclass
+class OpenRound:
+    round: Round
+    survey: Survey
+    answered: bool
+
+
+async def open_rounds_for(db: AsyncSession, community_id: uuid.UUID, person_id: uuid.UUID) -> list[OpenRound]:
+    moment = now()
+    rows = await db.execute(
+        select(Round, Survey, Participation.person_id)
+        .join(Survey, Survey.id == Round.survey_id)
+        .outerjoin(Participation, (Participation.round_id == Round.id) & (Participation.person_id == person_id))
+        .where(Round.community_id == community_id, Round.closed.is_(False), Round.opens_at <= moment)
+        .order_by(Round.closes_at)
+    )
+    return [OpenRound(r, s, answered=p is not None) for r, s, p in rows if is_open(r, moment)]
+
+
+async def recent_closed_rounds(db: AsyncSession, community_id: uuid.UUID, limit: int = 5) -> list[tuple[Round, Survey]]:
+    rows = await db.execute(
+        select(Round, Survey)
+        .join(Survey, Survey.id == Round.survey_id)
+        .where(Round.community_id == community_id, Round.closed.is_(True))
+        .order_by(Round.closes_at.desc())
+        .limit(limit)
+    )
+    return [(r, s) for r, s in rows]
+
+
+async def has_answered(db: AsyncSession, round_id: uuid.UUID, person_id: uuid.UUID) -> bool:
+    return await db.get(Participation, (round_id, person_id)) is not None
+
+
+async def respondents(db: AsyncSession, round_id: uuid.UUID) -> int:
+    return await db.scalar(select(func.count()).select_from(Participation).where(Participation.round_id == round_id)) or 0
+
+
+# --- answering -------------------------------------------------------------------------------------
+
+
+def field_name(instrument: str, item: str) -> str:
+    return f"{instrument}.{item}"
+
+
+def read_answers(instruments: list[Instrument], form: dict[str, str]) -> tuple[dict[str, dict], dict[str, str]]:
+    """Form fields -> (answers per instrument, comment per instrument). Raises InvalidInput.
+
+    Fields are "<instrument>.<item>" with a scale point or "skip" (prefer not to answer), and
+    "<instrument>.comment". Unknown fields are refused: they could only come from a forged form.
+    """
+    answers: dict[str, dict[str, int | None]] = {i.key: {} for i in instruments}
+    comments: dict[str, str] = {}
+    by_key = {i.key: i for i in instruments}
+    errors: dict[str, str] = {}
+    for name, raw in form.items():
+        if name == "_csrf_token":
+            continue
+        instrument_key, _dot, item_key = name.partition(".")
+        instrument = by_key.get(instrument_key)
+        if instrument is None:
+            errors[name] = _("This question is not part of the round.")
+            continue
+        if item_key == "comment":
+            text = str(raw).strip()
+            if len(text) > MAX_COMMENT_CHARS:
+                errors[name] = _("Keep your comment to %(n)s characters or fewer.") % {"n": MAX_COMMENT_CHARS}
+            elif text and instrument.free_text is not None:
+                comments[instrument_key] = text
+            continue
+        value = str(raw).strip()
+        if value in ("", "skip"):
+            answers[instrument_key][item_key] = None
+            continue
+        try:
+            answers[instrument_key][item_key] = int(value)
+        except ValueError:
+            errors[name] = _("Choose one of the points on the scale, or “prefer not to answer”.")
+    for instrument in instruments:
+        try:
+            answers[instrument.key] = tally_rules.check_answers(
+                tally_rules.new_tally(instrument.item_keys, instrument.reverse_keys, instrument.scale.points),
+                answers[instrument.key],
+            )
+        except tally_rules.AnswerError as exc:
+            errors[field_name(instrument.key, exc.item or "")] = _("This answer is not on the scale: %(reason)s") % {
+                "reason": exc.reason
+            }
+    if errors:
+        raise InvalidInput(errors)
+    return answers, comments
+
+
+async def submit(
+    db: AsyncSession, keyring: Keyring, membership: Membership, round_id: uuid.UUID, form: dict[str, str]
+) -> None:
+    """Record that the member answered and fold the answers in, all or nothing."""
+    round_ = await round_in(db, membership.community_id, round_id)
+    if not is_open(round_, now()):
+        raise RoundNotOpen
+    answers, comments = read_answers(round_instruments(round_), form)
+    person_id = membership.person_id
+    team_key = str(membership.team_id) if membership.team_id else None
+    groups = [COMMUNITY] + ([team_key] if team_key in round_.population else [])
+
+    # End the reading transaction: the ledger INSERT must open the writing one, so SQLite takes
+    # its write lock before the tallies are read (no lost update between concurrent answers).
+    await db.commit()
+    try:
+        db.add(Participation(round_id=round_id, person_id=person_id))
+        await db.flush()
+    except IntegrityError:
+        await db.rollback()
+        raise AlreadyAnswered from None
+    # FOR UPDATE: on PostgreSQL concurrent answers to the same round queue here, row by row.
+    tallies = await db.scalars(
+        select(Tally)
+        .where(Tally.round_id == round_id, Tally.group_key.in_(groups))
+        .order_by(Tally.instrument, Tally.group_key)
+        .with_for_update()
+    )
+    for row in tallies:
+        folded = tally_rules.fold(msgspec.json.decode(row.data, type=tally_rules.Tally), answers[row.instrument])
+        row.data = msgspec.json.encode(folded)
+        row.respondents = folded.respondents
+    for instrument_key, text in comments.items():
+        comment_id = uuid.uuid4()
+        db.add(
+            PendingComment(
+                id=comment_id,
+                round_id=round_id,
+                instrument=instrument_key,
+                group_key=team_key or COMMUNITY,
+                body=keyring.seal(text, associated_data("pending_comment", "body", f"{round_id}/{comment_id}")),
+            )
+        )
+    await db.commit()
