@@ -91,11 +91,13 @@ def migrate() -> None:
 def demo() -> None:
     from safespace.demo import demo_links, ensure_demo
     from safespace.identity.mail import link_url
+    from safespace.privacy.crypto import Keyring
 
     settings = _settings()
+    keyring = Keyring.load(settings.encryption_key_path)
 
     async def work(db: AsyncSession) -> tuple[bool, dict[str, str]]:
-        made = await ensure_demo(db)
+        made = await ensure_demo(db, keyring)
         return made.created, await demo_links(db, made.community)
 
     created, tokens = _with_db(settings, work)
@@ -183,6 +185,55 @@ def invite(community_ref: str, team: str | None, addresses: tuple[str, ...]) -> 
         click.echo(f"Not an email address (skipped): {entry}", err=True)
     if result.invalid:
         sys.exit(1)
+
+
+@main.command(help="Open, remind and close rounds that are due (idempotent; safe to run from cron every minute).")
+def tick() -> None:
+    from safespace.db.engine import make_engine
+    from safespace.mail import make_mailer
+    from safespace.privacy.crypto import Keyring
+    from safespace.pulse.mail import RoundMailer
+    from safespace.pulse.schedule import tick as run_tick
+    from safespace.web import template_environment
+
+    settings = _settings()
+
+    async def run():  # noqa: ANN202
+        engine = make_engine(settings)
+        try:
+            mailer = RoundMailer(make_mailer(settings), template_environment(), settings.base_url)
+            return await run_tick(
+                async_sessionmaker(engine, expire_on_commit=False), Keyring.load(settings.encryption_key_path), mailer
+            )
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(run())
+    if report.skipped:
+        click.echo("Another process is running the schedule right now; nothing to do.")
+    else:
+        click.echo(f"Opened {report.opened}, reminded {report.reminded}, closed {report.closed} round(s).")
+
+
+@main.group(help="Encryption keys for comments and stories (kept outside the database).")
+def keys() -> None:
+    pass
+
+
+@keys.command("rotate", help="Add a new key, re-encrypt every comment with it, then retire the old keys.")
+def rotate_keys() -> None:
+    from safespace.privacy.crypto import Keyring
+    from safespace.privacy.rotation import reseal_all
+
+    settings = _settings()
+    keyring = Keyring.load(settings.encryption_key_path)
+    new_id = keyring.add_key()  # saved first: a crash below leaves every row readable
+
+    resealed = _with_db(settings, lambda db: reseal_all(db, keyring))
+    # A second pass catches a comment a running server sealed just before it saw the new key.
+    resealed += _with_db(settings, lambda db: reseal_all(db, keyring))
+    keyring.retire_older_keys()
+    click.echo(f"Key {new_id} is now in use; re-encrypted {resealed} value(s); older keys removed.")
 
 
 @main.command("login-link", help="Print a one-time sign-in link for EMAIL (for operators without mail).")

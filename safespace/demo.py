@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import random
+import uuid
 from dataclasses import dataclass
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
+
+import msgspec
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.identity import services, signin
-from safespace.identity.models import Community, Person
+from safespace.identity.models import Community, Membership, Person
+from safespace.identity.services import now
+from safespace.privacy.crypto import Keyring, associated_data
+from safespace.pulse import schedule
+from safespace.pulse import services as pulse
+from safespace.pulse.models import Participation, PendingComment, Tally
+from surveys import cadence as cadence_rules
+from surveys import tally as tally_rules
+from surveys.instrument import builtin_instruments
 
 NAME = "Climate Policy Practitioners"
 VISION = (
@@ -37,13 +51,25 @@ TEAMS = {
 DEMO_MEMBER = TEAMS["Energy"][0]
 
 
+SURVEY_TITLE = "Weekly pulse"
+PAST_ROUNDS = 12
+DEMO_COMMENTS = [
+    "Say thank you when someone admits a mistake in the weekly call.",
+    "Facilitators could share their own failures first.",
+    "Fewer people in the review meetings; it is hard to speak up in front of thirty people.",
+    "Keep the monthly 'what went wrong' session, it really helps.",
+    "Answer questions in the forum faster so newcomers feel welcome.",
+    "Make it normal to say 'I don't know' in meetings.",
+]
+
+
 @dataclass
 class Demo:
     community: Community
     created: bool
 
 
-async def ensure_demo(db: AsyncSession) -> Demo:
+async def ensure_demo(db: AsyncSession, keyring: Keyring, today: date | None = None) -> Demo:
     existing = await db.scalar(select(Community).where(Community.name == NAME))
     if existing:
         return Demo(existing, created=False)
@@ -57,7 +83,56 @@ async def ensure_demo(db: AsyncSession) -> Demo:
             person.display_name = display_name
             services.add_membership(db, community.id, person.id, team.id, "active")
     await db.flush()
+    await _pulse_history(db, keyring, community, today or now().astimezone(ZoneInfo(community.time_zone)).date())
     return Demo(community, created=True)
+
+
+async def _pulse_history(db: AsyncSession, keyring: Keyring, community: Community, today: date) -> None:
+    """A weekly survey with 12 closed rounds (trust rising after week 6) and one open round.
+
+    The past answers are folded into tallies exactly as real ones are, from a seeded generator;
+    they are never stored one by one.
+    """
+    start = today - timedelta(weeks=PAST_ROUNDS)
+    form = pulse.CadenceForm("weekly", today.weekday(), 1, 3, start.isoformat())
+    survey = await pulse.create_survey(db, community.id, community.time_zone, SURVEY_TITLE, ["psychological_safety"], form)
+    cadence = pulse.survey_cadence(survey)
+    instrument = builtin_instruments()["psychological_safety"]
+    members = list(
+        await db.scalars(select(Membership).where(Membership.community_id == community.id, Membership.role == "member"))
+    )
+    rng = random.Random(2026)
+    for number in range(1, PAST_ROUNDS + 1):
+        window = cadence_rules.window(cadence, number)
+        round_ = await schedule.open_round(db, survey, window)
+        level = 4.2 + (0.13 * (number - 6) if number > 6 else 0.0) + rng.uniform(-0.15, 0.15)
+        answering = rng.sample(members, rng.randint(9, len(members)))
+        for membership in answering:
+            answers = {}
+            for item in instrument.items:
+                if rng.random() < 0.04:
+                    answers[item.key] = None  # prefer not to answer
+                    continue
+                keyed = min(7, max(1, round(rng.gauss(level, 1.1))))
+                answers[item.key] = 8 - keyed if item.reverse else keyed
+            await _fold(db, round_, membership, answers)
+        if len(answering) >= 10:
+            for text in rng.sample(DEMO_COMMENTS, 2):
+                comment_id = uuid.uuid4()
+                aad = associated_data("pending_comment", "body", f"{round_.id}/{comment_id}")
+                db.add(PendingComment(id=comment_id, round_id=round_.id, instrument=instrument.key,
+                                      group_key=pulse.COMMUNITY, body=keyring.seal(text, aad)))
+        await db.flush()
+        await schedule.close_round(db, keyring, round_, window.closes_at)
+    await schedule.open_round(db, survey, cadence_rules.window(cadence, PAST_ROUNDS + 1))
+
+
+async def _fold(db: AsyncSession, round_, membership: Membership, answers: dict) -> None:  # noqa: ANN001
+    db.add(Participation(round_id=round_.id, person_id=membership.person_id))
+    groups = [pulse.COMMUNITY, str(membership.team_id)]
+    for row in await db.scalars(select(Tally).where(Tally.round_id == round_.id, Tally.group_key.in_(groups))):
+        folded = tally_rules.fold(msgspec.json.decode(row.data, type=tally_rules.Tally), answers)
+        row.data, row.respondents = msgspec.json.encode(folded), folded.respondents
 
 
 async def demo_links(db: AsyncSession, community: Community) -> dict[str, str]:

@@ -35,12 +35,26 @@ class Keyring:
 
     keys: dict[int, bytes]
     path: Path | None = None
+    _mtime: float = 0.0
+
+    def refresh(self) -> None:
+        """Pick up a key added by `safespace keys rotate` in another process."""
+        if self.path is None:
+            return
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if mtime != self._mtime:
+            self.keys = Keyring.load(self.path).keys
+            self._mtime = mtime
 
     @property
     def current_id(self) -> int:
         return max(self.keys)
 
     def seal(self, plaintext: str, aad: bytes, nonce: bytes | None = None) -> bytes:
+        self.refresh()
         key_id = self.current_id
         nonce = nonce or os.urandom(NONCE_BYTES)
         header = bytes([FORMAT_VERSION]) + key_id.to_bytes(4, "big") + nonce
@@ -51,6 +65,8 @@ class Keyring:
         if len(sealed) < HEADER_BYTES + 16 or sealed[0] != FORMAT_VERSION:
             raise KeyringError("not a Safespace ciphertext")
         key_id = int.from_bytes(sealed[1:5], "big")
+        if key_id not in self.keys:
+            self.refresh()
         if key_id not in self.keys:
             raise KeyringError(f"key {key_id} is not in the key file; restore it from your backup")
         header, nonce = sealed[:HEADER_BYTES], sealed[5:HEADER_BYTES]
@@ -70,6 +86,7 @@ class Keyring:
         if not path.exists():
             keyring = cls({1: AESGCM.generate_key(bit_length=256)}, path)
             keyring.save()
+            keyring._mtime = path.stat().st_mtime
             return keyring
         try:
             data = json.loads(path.read_text())
@@ -78,7 +95,7 @@ class Keyring:
             raise KeyringError(f"{path} is not a Safespace key file ({exc})") from None
         if not keys or any(len(k) != 32 for k in keys.values()):
             raise KeyringError(f"{path} must hold 256-bit keys")
-        return cls(keys, path)
+        return cls(keys, path, path.stat().st_mtime)
 
     def save(self) -> None:
         assert self.path is not None

@@ -220,7 +220,7 @@ def read_answers(instruments: list[Instrument], form: dict[str, str]) -> tuple[d
             continue
         instrument_key, _dot, item_key = name.partition(".")
         instrument = by_key.get(instrument_key)
-        if instrument is None:
+        if instrument is None or (item_key != "comment" and item_key not in instrument.item_keys):
             errors[name] = _("This question is not part of the round.")
             continue
         if item_key == "comment":

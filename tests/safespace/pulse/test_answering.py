@@ -1,0 +1,129 @@
+"""Answering a round: one answer set per member, folded into tallies, nothing stored per person."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.identity.models import Membership, Person
+from safespace.pulse.models import Participation, PendingComment, Round, Tally
+from surveys import tally as tally_rules
+from tests.helpers import make_community, post_form, sign_in
+from tests.safespace.pulse.conftest import answers, open_pulse, post_as, session_cookie
+
+
+async def _counts(db: AsyncSession, round_id) -> tuple[int, int, int]:  # noqa: ANN001
+    participations = await db.scalar(select(func.count()).select_from(Participation).where(Participation.round_id == round_id))
+    community = await db.scalar(select(Tally.respondents).where(Tally.round_id == round_id, Tally.group_key == "community"))
+    comments = await db.scalar(select(func.count()).select_from(PendingComment).where(PendingComment.round_id == round_id))
+    return participations, community, comments
+
+
+async def test_member_answers_once_and_the_answers_are_folded(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+    await sign_in(client, db, "m0@x.org")
+    home = await client.get(f"/c/{pulse.world.community.id}")
+    assert "Answer now" in home.text and pulse.url in home.text
+    form_page = await client.get(pulse.url)
+    assert "cannot change your answers" in form_page.text
+    assert form_page.text.count("Prefer not to answer") == 7
+    response = await post_form(client, pulse.url, answers(6, comment="More time for questions."))
+    assert response.status_code == 303
+    assert await _counts(db, pulse.round.id) == (1, 1, 1)
+    tally = msgspec.json.decode(
+        await db.scalar(select(Tally.data).where(Tally.round_id == pulse.round.id, Tally.group_key == "community")),
+        type=tally_rules.Tally,
+    )
+    assert all(tally.counts[key][5] == 1 for key in tally.items)  # everyone's "6" is in the 6th cell
+    again = await client.get(pulse.url)
+    assert "You have already answered this round" in again.text
+    second = await post_form(client, pulse.url, answers(1))
+    assert second.status_code == 409 and "already answered" in second.text
+    assert await _counts(db, pulse.round.id) == (1, 1, 1)
+    home = await client.get(f"/c/{pulse.world.community.id}")
+    assert "You have answered this round" in home.text
+
+
+async def test_prefer_not_to_answer_is_counted_as_skipped(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+    await sign_in(client, db, "m1@x.org")
+    await client.get(pulse.url)
+    skipped = answers(4, **{"psychological_safety.ps_help": "skip"})
+    assert (await post_form(client, pulse.url, skipped)).status_code == 303
+    row = await db.scalar(select(Tally.data).where(Tally.round_id == pulse.round.id, Tally.group_key == "community"))
+    tally = msgspec.json.decode(row, type=tally_rules.Tally)
+    assert tally.skipped["ps_help"] == 1 and sum(tally.counts["ps_help"]) == 0
+
+
+async def test_bad_input_gives_a_clear_error_and_writes_nothing(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+    await sign_in(client, db, "m2@x.org")
+    await client.get(pulse.url)
+    eight = await post_form(client, pulse.url, answers(4, **{"psychological_safety.ps_help": "8"}))
+    assert eight.status_code == 422 and "not on the scale" in eight.text
+    unknown = await post_form(client, pulse.url, answers(4, **{"psychological_safety.ps_salary": "3"}))
+    assert unknown.status_code == 422 and "not part of the round" in unknown.text
+    no_csrf = await client.post(pulse.url, data=answers(4))
+    assert no_csrf.status_code == 403
+    other = await make_community(db, name="Elsewhere", facilitator="else@x.org")
+    foreign = await post_form(client, f"/c/{other.community.id}/rounds/{pulse.round.id}", answers(4))
+    assert foreign.status_code == 404
+    wrong_community = await post_form(
+        client, f"/c/{pulse.world.community.id}/rounds/00000000-0000-4000-8000-000000000000", answers(4)
+    )
+    assert wrong_community.status_code == 404
+    assert await _counts(db, pulse.round.id) == (0, 0, 0)
+
+
+async def test_deactivated_member_cannot_answer(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+    await sign_in(client, db, "m3@x.org")
+    await client.get(pulse.url)
+    membership = await db.scalar(select(Membership).join(Person).where(Person.email == "m3@x.org"))
+    membership.status = "deactivated"
+    await db.commit()
+    assert (await post_form(client, pulse.url, answers(4))).status_code == 404
+    assert await _counts(db, pulse.round.id) == (0, 0, 0)
+
+
+async def test_closed_round_refuses_answers(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+    from tests.safespace.pulse.conftest import after_close
+
+    await sign_in(client, db, "m4@x.org")
+    await client.get(pulse.url)
+    assert (await pulse.tick(after_close(pulse))).closed == 1
+    response = await post_form(client, pulse.url, answers(4))
+    assert response.status_code == 409 and "closed" in response.text
+    assert await _counts(db, pulse.round.id) == (0, 0, 0)
+
+
+async def test_twenty_parallel_submissions_by_one_member_count_once(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+    session = await session_cookie(db, "m5@x.org")
+    results = await asyncio.gather(*[post_as(client, session, pulse.url, answers(3)) for _ in range(20)])
+    statuses = sorted(r.status_code for r in results)
+    assert statuses == [303] + [409] * 19
+    assert await _counts(db, pulse.round.id) == (1, 1, 0)
+    team = await db.scalar(select(Tally.respondents).where(Tally.round_id == pulse.round.id, Tally.group_key != "community"))
+    assert team == 1
+
+
+async def test_two_hundred_members_answering_at_once_are_all_counted(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    pulse = await open_pulse(db, engine, settings, members=200)
+    sessions = [await session_cookie(db, f"m{i}@x.org") for i in range(200)]
+    results = await asyncio.gather(*[post_as(client, s, pulse.url, answers(1 + i % 7)) for i, s in enumerate(sessions)])
+    assert [r.status_code for r in results] == [303] * 200
+    participations, community, _comments = await _counts(db, pulse.round.id)
+    assert participations == community == 200
+    tally = msgspec.json.decode(
+        await db.scalar(select(Tally.data).where(Tally.round_id == pulse.round.id, Tally.group_key == "community")),
+        type=tally_rules.Tally,
+    )
+    assert tally.respondents == 200 and sum(tally.counts["ps_help"]) == 200
+
+
+async def test_k_is_locked_when_the_round_opens(db: AsyncSession, pulse) -> None:  # noqa: ANN001
+    pulse.world.community.min_group_size = 9
+    db.add(pulse.world.community)
+    await db.commit()
+    round_ = await db.get(Round, pulse.round.id)
+    await db.refresh(round_)
+    assert round_.min_group_size == 5

@@ -1,0 +1,33 @@
+"""`safespace keys rotate` re-encrypts every comment and retires the old key."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.privacy.crypto import Keyring, associated_data
+from safespace.pulse.models import ReleasedComment
+from tests.safespace.pulse.conftest import after_close, answers, post_as, session_cookie
+
+
+async def test_rotation_reseals_comments(client, db: AsyncSession, pulse, settings) -> None:  # noqa: ANN001
+    for i in range(5):
+        session = await session_cookie(db, f"m{i}@x.org")
+        await post_as(client, session, pulse.url, answers(4, comment=f"note {i}"))
+    await pulse.tick(after_close(pulse))
+    env = {**os.environ, "SAFESPACE_DATA_DIR": settings.data_dir, "SAFESPACE_DATABASE_URL": settings.database_url}
+    result = subprocess.run([sys.executable, "-m", "safespace", "keys", "rotate"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "re-encrypted 5" in result.stdout
+    keyring = Keyring.load(settings.encryption_key_path)
+    assert list(keyring.keys) == [2]
+    texts = set()
+    for comment in await db.scalars(select(ReleasedComment)):
+        await db.refresh(comment)
+        assert keyring.key_id_of(comment.body) == 2
+        texts.add(keyring.open(comment.body, associated_data("released_comment", "body", f"{comment.round_id}/{comment.id}")))
+    assert texts == {f"note {i}" for i in range(5)}

@@ -1,0 +1,150 @@
+"""The promises of a round, tested by attack: read the database, watch the results while open."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import inspect, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.db.models import metadata
+from safespace.identity.models import Person
+from safespace.privacy.crypto import associated_data
+from safespace.pulse.models import ReleasedComment
+from tests.helpers import sign_in
+from tests.safespace.pulse.conftest import after_close, answers, open_pulse, post_as, session_cookie
+
+# The tables that hold what was answered. None of them may hold anything about who.
+ANSWER_TABLES = {"tally", "pending_comment", "released_comment"}
+
+
+async def _answer_round(client, db: AsyncSession, pulse, comments: list[str]) -> None:  # noqa: ANN001
+    for i, comment in enumerate(comments):
+        session = await session_cookie(db, f"m{i}@x.org")
+        response = await post_as(client, session, pulse.url, answers(3 + i % 4, comment=comment))
+        assert response.status_code == 303
+
+
+async def test_dump_has_no_member_to_answer_link(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    pulse = await open_pulse(db, engine, settings, members=6)
+    await _answer_round(client, db, pulse, [f"comment number {i}" for i in range(6)])
+    people = (await db.execute(select(Person.id, Person.email, Person.display_name))).all()
+    assert (await pulse.tick(after_close(pulse))).closed == 1
+
+    # No column of an answer table is a time, a member reference, or an auto-numbered id.
+    for table in metadata.sorted_tables:
+        if table.name not in ANSWER_TABLES:
+            continue
+        for column in table.columns:
+            assert "person" not in column.name and "member" not in column.name, f"{table.name}.{column.name}"
+            assert column.type.python_type not in (datetime, date), f"{table.name}.{column.name} is a time"
+            assert not (column.primary_key and column.autoincrement is True and column.type.python_type is int)
+        for fk in table.foreign_keys:
+            assert fk.column.table.name in {"round"}, f"{table.name} points to {fk.column.table.name}"
+
+    # Every value of every row, as text and bytes: no person's id, email or name appears.
+    needles = []
+    for person_id, email, name in people:
+        needles += [str(person_id), person_id.hex, email] + ([name] if name else [])
+    async with engine.connect() as connection:
+        for table_name in ANSWER_TABLES:
+            rows = (await connection.execute(text(f"SELECT * FROM {table_name}"))).all()
+            assert rows or table_name == "pending_comment", f"{table_name} is empty: the attack proves nothing"
+            dump = repr(rows)
+            for needle in needles:
+                assert needle not in dump, f"{table_name} mentions {needle}"
+            for row in rows:
+                for value in row:
+                    if isinstance(value, (bytes, memoryview)):
+                        raw = bytes(value)
+                        assert not any(uuid.UUID(str(p)).bytes in raw for p, _e, _n in people)
+    # The comment text is not readable in the dump (encrypted at rest).
+    async with engine.connect() as connection:
+        raw = repr((await connection.execute(text("SELECT body FROM released_comment"))).all())
+    assert "comment number" not in raw
+
+
+async def test_released_comments_are_not_in_answer_order(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    """Over several rounds the released order is a shuffle, in positions and in the table itself."""
+    orders, physical = [], []
+    for attempt in range(4):
+        pulse = await open_pulse(db, engine, settings, members=6) if attempt == 0 else await _next_round(db, pulse)
+        await _answer_round(client, db, pulse, [f"c{i}" for i in range(6)])
+        await pulse.tick(after_close(pulse))
+        released = list(
+            await db.scalars(
+                select(ReleasedComment).where(ReleasedComment.round_id == pulse.round.id).order_by(ReleasedComment.position)
+            )
+        )
+        texts = [
+            pulse.keyring.open(c.body, associated_data("released_comment", "body", f"{pulse.round.id}/{c.id}"))
+            for c in released
+        ]
+        assert sorted(texts) == [f"c{i}" for i in range(6)]
+        orders.append(texts)
+        async with engine.connect() as connection:
+            ids = [str(r[0]).replace("-", "") for r in (await connection.execute(
+                text("SELECT id FROM released_comment WHERE round_id = :r"),
+                {"r": str(pulse.round.id) if engine.dialect.name == "postgresql" else pulse.round.id.hex},
+            )).all()]
+        by_id = {c.id.hex: t for c, t in zip(released, texts, strict=True)}
+        physical.append([by_id[i] for i in ids])
+    answered = [f"c{i}" for i in range(6)]
+    assert any(order != answered for order in orders), "positions follow the answer order"
+    assert any(order != answered for order in physical), "the table's row order follows the answer order"
+
+
+async def _next_round(db: AsyncSession, pulse):  # noqa: ANN001, ANN202
+    """Open the survey's next round (the cadence's next window) and return a Pulse for it."""
+    from dataclasses import replace
+
+    from safespace.pulse import schedule, services
+    from safespace.pulse.models import Round, Survey
+    from surveys import cadence as cadence_rules
+
+    survey = await db.get(Survey, pulse.survey_id)
+    await db.refresh(survey)
+    window = cadence_rules.window(services.survey_cadence(survey), pulse.round.number + 1)
+    round_ = await schedule.open_round(db, survey, window)
+    round_.opens_at = pulse.round.opens_at  # keep it open now, for the test
+    round_.closes_at = pulse.round.closes_at
+    await db.commit()
+    # Members answered the previous round; the ledger is per round, so they may answer again.
+    return replace(pulse, round=await db.get(Round, round_.id))
+
+
+async def test_open_round_shows_only_a_response_rate_and_only_from_k(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+    await sign_in(client, db, pulse.world.facilitator)
+    results_url = f"{pulse.url}/results"
+    api_url = f"/api/v1/communities/{pulse.world.community.id}/rounds/{pulse.round.id}/results"
+    for i in range(6):
+        body = (await client.get(api_url)).json()
+        page = (await client.get(results_url)).text
+        assert body["instruments"] == [] and body["respondents"] is None
+        assert "Scale score" not in page
+        if i < 5:  # fewer than k = 5 answered: not even the rate
+            assert body["response_rate"] is None and "appears once at least 5" in page
+        else:
+            assert body["response_rate"] == round(5 / 7, 6) or abs(body["response_rate"] - 5 / 7) < 1e-9
+        session = await session_cookie(db, f"m{i}@x.org")
+        assert (await post_as(client, session, pulse.url, answers(4))).status_code == 303
+    await pulse.tick(after_close(pulse))
+    closed = (await client.get(api_url)).json()
+    assert closed["status"] == "closed" and closed["respondents"] == 6
+    assert closed["instruments"][0]["score"]["mean"] == 4.0
+    assert "Scale score" in (await client.get(results_url)).text
+
+
+async def test_round_with_fewer_than_k_answers_shows_nothing_after_close(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+    for i in range(4):
+        session = await session_cookie(db, f"m{i}@x.org")
+        await post_as(client, session, pulse.url, answers(7, comment="only four of us"))
+    await pulse.tick(after_close(pulse))
+    await sign_in(client, db, pulse.world.facilitator)
+    body = (await client.get(f"/api/v1/communities/{pulse.world.community.id}/rounds/{pulse.round.id}/results")).json()
+    assert body["instruments"] == [] and body["respondents"] is None and body["response_rate"] is None
+    page = (await client.get(f"{pulse.url}/results")).text
+    assert "Fewer than 5 people answered" in page and "only four of us" not in page
+    assert not re.search(r"\b7\.00\b", page)

@@ -1,0 +1,170 @@
+"""Rounds open, remind and close on their own; every step happens once, whoever runs it."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from safespace.app import create_app
+from safespace.identity.services import now
+from safespace.mail import make_mailer
+from safespace.privacy.crypto import Keyring
+from safespace.pulse import schedule, services
+from safespace.pulse.mail import RoundMailer
+from safespace.identity.models import Person
+from safespace.pulse.models import Lease, Participation, Round
+from safespace.web import template_environment
+from tests.helpers import make_community, post_form, sign_in
+
+MADRID = ZoneInfo("Europe/Madrid")
+
+
+async def _survey(db: AsyncSession, start, every: str = "weekly", open_days: int = 3):  # noqa: ANN001, ANN202
+    world = await make_community(db, teams={"Energy": [f"m{i}@x.org" for i in range(6)]})
+    form = services.CadenceForm(every, start.weekday(), start.day, open_days, start.isoformat())
+    survey = await services.create_survey(db, world.community.id, "Europe/Madrid", "Pulse", ["psychological_safety"], form)
+    await db.commit()
+    return world, survey
+
+
+def _mailer(settings) -> RoundMailer:  # noqa: ANN001
+    return RoundMailer(make_mailer(settings), template_environment(), settings.base_url)
+
+
+async def test_tick_opens_mails_reminds_and_closes_exactly_once(db: AsyncSession, engine, settings, inbox) -> None:  # noqa: ANN001
+    start = datetime(2026, 3, 23, tzinfo=MADRID).date()  # a Monday; summer time starts on Sunday the 29th
+    world, survey = await _survey(db, start)
+    sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    keyring = Keyring.load(settings.encryption_key_path)
+    mailer = _mailer(settings)
+    monday_morning = datetime(2026, 3, 23, 9, tzinfo=MADRID)
+
+    first = await schedule.tick(sessionmaker, keyring, mailer, moment=monday_morning)
+    again = await schedule.tick(sessionmaker, keyring, mailer, moment=monday_morning + timedelta(minutes=1))
+    assert (first.opened, again.opened) == (1, 0)
+    round_ = await db.scalar(select(Round).where(Round.survey_id == survey.id))
+    assert round_.opens_at == datetime(2026, 3, 23, tzinfo=MADRID)
+    assert round_.closes_at == datetime(2026, 3, 26, tzinfo=MADRID)
+    invited = {m["To"] for m in inbox.messages}
+    assert invited == {world.facilitator} | set(world.members)  # every active member, once
+    assert len(inbox.messages) == 7
+    assert f"/c/{world.community.id}/rounds/{round_.id}" in inbox.messages[0].get_body(("plain",)).get_content()
+
+    # Two members answered (the ledger says so); the reminder goes to the five others, once.
+    for email in ("m0@x.org", "m1@x.org"):
+        person = await db.scalar(select(Person).where(Person.email == email))
+        db.add(Participation(round_id=round_.id, person_id=person.id))
+    await db.commit()
+    inbox.messages.clear()
+    reminder_time = datetime(2026, 3, 25, 1, tzinfo=MADRID)
+    reminded = await schedule.tick(sessionmaker, keyring, mailer, moment=reminder_time)
+    await schedule.tick(sessionmaker, keyring, mailer, moment=reminder_time + timedelta(hours=2))
+    assert reminded.reminded == 1
+    assert {m["To"] for m in inbox.messages} == {world.facilitator} | set(world.members) - {"m0@x.org", "m1@x.org"}
+    assert len(inbox.messages) == 5
+
+    closed = await schedule.tick(sessionmaker, keyring, mailer, moment=datetime(2026, 3, 26, 0, 0, 1, tzinfo=MADRID))
+    assert closed.closed == 1
+    assert (await schedule.tick(sessionmaker, keyring, mailer, moment=datetime(2026, 3, 27, tzinfo=MADRID))).closed == 0
+    # The next Monday (after the clock change to summer time) opens round 2 at local midnight.
+    nxt = await schedule.tick(sessionmaker, keyring, mailer, moment=datetime(2026, 3, 30, 0, 30, tzinfo=MADRID))
+    assert nxt.opened == 1
+    second = await db.scalar(select(Round).where(Round.survey_id == survey.id, Round.number == 2))
+    assert second.opens_at == datetime(2026, 3, 30, tzinfo=MADRID)
+    assert second.opens_at.utcoffset() != round_.opens_at.astimezone(MADRID).utcoffset()
+
+
+async def test_a_lease_keeps_two_replicas_from_doing_the_work_twice(db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    start = now().astimezone(MADRID).date()
+    _world, survey = await _survey(db, start)
+    sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    keyring = Keyring.load(settings.encryption_key_path)
+    moment = now()
+    db.add(Lease(name=schedule.LEASE_NAME, holder="other-replica", expires_at=moment + timedelta(minutes=1)))
+    await db.commit()
+    blocked = await schedule.tick(sessionmaker, keyring, None, moment=moment, holder="me")
+    assert blocked.skipped and blocked.opened == 0
+    # Two replicas at once after the lease expired: one does the work.
+    later = moment + timedelta(minutes=2)
+    reports = await asyncio.gather(
+        schedule.tick(sessionmaker, keyring, None, moment=later, holder="a"),
+        schedule.tick(sessionmaker, keyring, None, moment=later, holder="b"),
+    )
+    assert sum(r.opened for r in reports) == 1
+    assert await db.scalar(select(func.count()).select_from(Round).where(Round.survey_id == survey.id)) == 1
+
+
+async def test_paused_survey_opens_no_round(db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    _world, survey = await _survey(db, now().astimezone(MADRID).date())
+    survey.paused = True
+    await db.commit()
+    report = await schedule.tick(async_sessionmaker(engine), Keyring.load(settings.encryption_key_path), None)
+    assert report.opened == 0
+
+
+async def test_serve_runs_the_schedule_by_itself(db: AsyncSession, settings) -> None:  # noqa: ANN001
+    from msgspec import structs
+
+    from tests.conftest import running
+
+    _world, survey = await _survey(db, now().astimezone(MADRID).date())
+    app = create_app(structs.replace(settings, schedule_interval_seconds=1))
+    async with running(app):
+        for _ in range(50):
+            if await db.scalar(select(func.count()).select_from(Round).where(Round.survey_id == survey.id)):
+                break
+            await asyncio.sleep(0.1)
+    assert await db.scalar(select(func.count()).select_from(Round).where(Round.survey_id == survey.id)) == 1
+
+
+async def test_facilitator_creates_pauses_reschedules_and_closes(client, db: AsyncSession, settings, engine) -> None:  # noqa: ANN001
+    world = await make_community(db, teams={"Energy": [f"m{i}@x.org" for i in range(6)]})
+    await sign_in(client, db, world.facilitator)
+    base = f"/c/{world.community.id}/surveys"
+    page = await client.get(base)
+    assert "Psychological safety" in page.text and "Trust" in page.text
+    today = now().astimezone(MADRID).date()
+    bad = await post_form(client, base, {"title": "", "every": "weekly", "weekday": "0", "day_of_month": "1",
+                                         "open_days": "9", "start": today.isoformat()})
+    assert bad.status_code == 422 and "title" in bad.text.lower() and "open_days" in bad.text
+    created = await post_form(client, base, {
+        "title": "Team pulse", "instruments": ["psychological_safety", "trust"], "every": "weekly",
+        "weekday": str(today.weekday()), "day_of_month": "1", "open_days": "3", "start": today.isoformat(),
+    })
+    assert created.status_code == 303
+    survey_url = created.headers["location"]
+    await schedule.tick(async_sessionmaker(engine, expire_on_commit=False), Keyring.load(settings.encryption_key_path), None)
+    schedule_page = await client.get(survey_url)
+    assert "open" in schedule_page.text and "scheduled" in schedule_page.text  # the open round and the next ones
+
+    await post_form(client, survey_url, {"action": "pause"})
+    assert "Resume survey" in (await client.get(survey_url)).text
+    await post_form(client, survey_url, {"action": "resume"})
+    changed = await post_form(client, survey_url, {"action": "cadence", "every": "monthly", "weekday": "0",
+                                                  "day_of_month": "31", "open_days": "5", "start": today.isoformat()})
+    assert changed.status_code == 303
+    closing = await post_form(client, survey_url, {"action": "close_round"})
+    assert closing.status_code == 303
+    round_ = await db.scalar(select(Round).order_by(Round.number))
+    await db.refresh(round_)
+    assert round_.closed and round_.closes_at <= now()
+
+
+async def test_facilitator_builds_a_custom_instrument(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    await sign_in(client, db, world.facilitator)
+    url = f"/c/{world.community.id}/instruments"
+    await client.get(f"{url}/new")
+    empty = await post_form(client, url, {"name": "Meetings", "points": "5"})
+    assert empty.status_code == 422 and "at least one statement" in empty.text
+    saved = await post_form(client, url, {
+        "name": "Meetings", "points": "5", "item1": "Our meetings end with clear next steps.",
+        "item2": "Meetings here are a waste of time.", "reverse2": "1", "free_text": "What would improve our meetings?",
+    })
+    assert saved.status_code == 303
+    page = await client.get(f"/c/{world.community.id}/surveys")
+    assert "Meetings" in page.text and "custom:" in page.text
