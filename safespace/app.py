@@ -49,6 +49,10 @@ from safespace.web import (
 )
 
 STATIC = Path(__file__).with_name("static")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
+)
 # Paths that need neither a session nor the database.
 PUBLIC = ["^/static/", "^/healthz$", "^/readyz$", "^/schema"]
 
@@ -77,6 +81,10 @@ async def _common_headers(message: Message, scope: Scope) -> None:
         headers.setdefault("Cache-Control", "no-store")
     headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("X-Content-Type-Options", "nosniff")
+    # Our own scripts and styles only; no framing (clickjacking), forms post only to us.
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()")
 
 
 def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -> Litestar:
@@ -98,7 +106,13 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
             yield
             return
         task = asyncio.create_task(
-            run_periodically(sessionmaker, keyring, round_mailer, settings.schedule_interval_seconds)
+            run_periodically(
+                sessionmaker,
+                keyring,
+                round_mailer,
+                settings.schedule_interval_seconds,
+                timedelta(minutes=settings.session_idle_minutes),
+            )
         )
         try:
             yield

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import timedelta
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -203,7 +204,10 @@ def tick() -> None:
         try:
             mailer = RoundMailer(make_mailer(settings), template_environment(), settings.base_url)
             return await run_tick(
-                async_sessionmaker(engine, expire_on_commit=False), Keyring.load(settings.encryption_key_path), mailer
+                async_sessionmaker(engine, expire_on_commit=False),
+                Keyring.load(settings.encryption_key_path),
+                mailer,
+                session_idle=timedelta(minutes=settings.session_idle_minutes),
             )
         finally:
             await engine.dispose()

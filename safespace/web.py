@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Request, Response
+from litestar.background_tasks import BackgroundTask
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.exceptions import (
@@ -176,8 +177,14 @@ async def provide_facilitation(
 # --- pages and errors ---------------------------------------------------------------------------
 
 
-def page(name: str, status_code: int = 200, headers: dict[str, str] | None = None, **context: Any) -> Template:
-    return Template(template_name=name, context=context, status_code=status_code, headers=headers)
+def page(
+    name: str,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    background: BackgroundTask | None = None,
+    **context: Any,
+) -> Template:
+    return Template(template_name=name, context=context, status_code=status_code, headers=headers, background=background)
 
 
 def is_api(request: Request) -> bool:
@@ -229,10 +236,11 @@ def handle_refused(request: Request, exc: Refused) -> Response:
 
 
 def handle_server_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # The route's template, never the path: a path can carry a sign-in token.
+    log.exception("unhandled error on %s %s", request.method, request.scope.get("path_template", "?"))
     _ensure_language(request)
     status = HTTP_500_INTERNAL_SERVER_ERROR
-    detail = i18n.gettext("Something went wrong on our side. Nothing was saved; please try again.")
+    detail = i18n.gettext("Something went wrong on our side. Please try again; if it keeps happening, tell your facilitator.")
     if is_api(request):
         return problem(status, _title(status), detail)
     return page("errors/error.html", status_code=status, status=status, title=_title(status), detail=detail)

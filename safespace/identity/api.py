@@ -13,6 +13,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace import i18n
 from safespace.i18n import gettext as _
 from safespace.identity import services, signin
 from safespace.identity.mail import Postman
@@ -99,6 +100,7 @@ class InviteOut(msgspec.Struct):
     invited: list[MemberOut]
     already_members: list[str]
     invalid: list[str]
+    not_mailed: list[str]  # invited, but the mail server refused the invitation: invite them again later
 
 
 class MemberPatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -209,9 +211,12 @@ class CommunitiesApi(Controller):
             for m in result.invited
         ]
         await db_session.commit()
-        for membership, token in zip(result.invited, tokens, strict=True):
-            await postman.invitation(membership, token, viewer.name)
-        return InviteOut([MemberOut.of(m) for m in result.invited], result.already_members, result.invalid)
+        not_mailed = [
+            membership.person.email
+            for membership, token in zip(result.invited, tokens, strict=True)
+            if not await postman.invitation(membership, token, viewer.name, i18n.current_language())
+        ]
+        return InviteOut([MemberOut.of(m) for m in result.invited], result.already_members, result.invalid, not_mailed)
 
     @patch("/{community_id:uuid}/members/{membership_id:uuid}")
     async def change_member(

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
@@ -87,38 +88,52 @@ class SignInController(Controller):
         except InvalidInput as exc:
             return page("identity/sign_in.html", status_code=422, values=values, errors=exc.errors)
         client = request.client.host if request.client else "unknown"
-        limited = await signin.over_limit(
-            db_session, signin.rate_key(secret, "address", email), signin.RATE_LIMIT_PER_ADDRESS
-        )
-        limited |= await signin.over_limit(
-            db_session, signin.rate_key(secret, "client", client), signin.RATE_LIMIT_PER_CLIENT
-        )
-        if limited:
-            # Counted before looking the address up, so this answer is the same for strangers.
+        if await signin.over_limit(db_session, signin.rate_key(secret, "client", client), signin.RATE_LIMIT_PER_CLIENT):
             return page(
                 "identity/sign_in.html",
                 status_code=429,
                 values=values,
-                errors={"email": _("Too many sign-in requests. Wait 15 minutes, then try again.")},
+                errors={"email": _("Too many sign-in requests from here. Wait 15 minutes, then try again.")},
             )
-        person = await services.find_person(db_session, email)
+        # Past the per-address limit the page answers as always but sends nothing more: the same
+        # answer for strangers, and no way to flood someone's inbox or lock them out with a message.
+        address_ok = not await signin.over_limit(
+            db_session, signin.rate_key(secret, "address", email), signin.RATE_LIMIT_PER_ADDRESS
+        )
+        person = await services.find_person(db_session, email) if address_ok else None
+        background = None
         if person is not None:
             token = await signin.issue_link(db_session, person.id)
-            await db_session.commit()  # the link must exist before the mail that carries it
-            try:
-                await postman.sign_in_link(person, token, language=i18n.current_language(), next_path=next_path)
-            except OSError:
-                log.exception("a sign-in link could not be sent")
-        return page("identity/check_inbox.html", email=email)
+            # Sent after the response (and after the commit that stores the link), so the answer
+            # takes as long for a known address as for an unknown one.
+            background = BackgroundTask(
+                postman.sign_in_link, person, token, language=i18n.current_language(), next_path=next_path
+            )
+        return page("identity/check_inbox.html", background=background, email=email)
 
     @get("/signin/{token:str}")
+    async def confirm_link(
+        self,
+        token: FromPath[str],
+        db_session: NamedDependency[AsyncSession],
+        next_path: Annotated[str | None, QueryParameter(query="next")] = None,
+    ) -> Template:
+        """Opening the link only shows a button: mail scanners that fetch links cannot use it up."""
+        link = await signin.peek_link(db_session, token)
+        if link is None:
+            return page("identity/link_invalid.html", status_code=410, headers=NO_REFERRER, values={}, errors={})
+        return page(
+            "identity/confirm_link.html", headers=NO_REFERRER, token=token, link=link, next=local_path(next_path) or ""
+        )
+
+    @post("/signin/{token:str}")
     async def follow_link(
         self,
         request: Request,
         token: FromPath[str],
+        data: Form,
         db_session: NamedDependency[AsyncSession],
         settings: NamedDependency[Settings],
-        next_path: Annotated[str | None, QueryParameter(query="next")] = None,
     ) -> Redirect | Template:
         signed_in = await signin.redeem_link(db_session, token)
         if signed_in is None:
@@ -127,9 +142,11 @@ class SignInController(Controller):
             await signin.end_session(db_session, request.auth)
         # A fresh token at every sign-in: a session id planted before sign-in is worthless.
         session_token = await signin.start_session(db_session, signed_in.person_id, signed_in.community_id)
-        target = local_path(next_path) or (f"/c/{signed_in.community_id}" if signed_in.community_id else "/")
+        next_path = local_path(_field(data, "next"))
+        target = next_path or (f"/c/{signed_in.community_id}" if signed_in.community_id else "/")
         return Redirect(
             target,
+            status_code=303,
             headers=NO_REFERRER,
             cookies=[
                 Cookie(
@@ -165,14 +182,18 @@ class ProfileController(Controller):
 
     @post("/")
     async def save(
-        self, data: Form, viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]
+        self,
+        request: Request,
+        data: Form,
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
     ) -> Template | Redirect:
         values = {"display_name": _field(data, "display_name"), "language": _field(data, "language")}
         try:
             await services.update_profile(db_session, viewer.person_id, **values)
         except InvalidInput as exc:
             return page("identity/profile.html", status_code=422, values=values, errors=exc.errors)
-        i18n.set_language(values["language"] or i18n.current_language())
+        i18n.set_language(values["language"] or i18n.negotiate(request.headers.get("accept-language")))
         await flash(db_session, viewer, _("Your profile is saved."))
         return see_other("/profile")
 
@@ -189,6 +210,18 @@ class CommunitiesController(Controller):
     async def index(self, viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]) -> Template:
         memberships = await services.memberships_of(db_session, viewer.person_id)
         return page("identity/communities.html", memberships=memberships)
+
+    @post("/{community_id:uuid}/accept")
+    async def accept(
+        self,
+        community_id: FromPath[uuid.UUID],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Redirect:
+        """A signed-in person accepts an invitation they can see on their communities page."""
+        if not await services.accept_invitation(db_session, viewer.person_id, community_id):
+            raise NotFoundException(_("There is no invitation to this community for you."))
+        return see_other(f"/c/{community_id}")
 
     @get("/new")
     async def new(self, settings: NamedDependency[Settings]) -> Template:
@@ -363,7 +396,10 @@ class CommunityController(Controller):
             for m in result.invited
         ]
         await db_session.commit()  # invitations exist before the mails that announce them
-        sent = [await postman.invitation(m, t, viewer.name) for m, t in zip(result.invited, tokens, strict=True)]
+        language = i18n.current_language()
+        sent = [
+            await postman.invitation(m, t, viewer.name, language) for m, t in zip(result.invited, tokens, strict=True)
+        ]
         notice = i18n.ngettext("%(num)d invitation sent.", "%(num)d invitations sent.", sum(sent))
         if result.already_members:
             notice += " " + i18n.ngettext(

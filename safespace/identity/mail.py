@@ -40,13 +40,13 @@ class Postman:
         )
         await self.mailer.send(message)
 
-    async def invitation(self, membership: Membership, token: str, inviter_name: str) -> bool:
+    async def invitation(self, membership: Membership, token: str, inviter_name: str, language: str | None = None) -> bool:
         """Send one invitation; False (and a log line without the address) if the mail server refused."""
         message = render(
             self.templates,
             "invitation",
             to=membership.person.email,
-            language=membership.person.language or DEFAULT_LANGUAGE,
+            language=membership.person.language or language or DEFAULT_LANGUAGE,
             link=link_url(self.base_url, token),
             community=membership.community,
             inviter=inviter_name,
@@ -54,7 +54,8 @@ class Postman:
         )
         try:
             await self.mailer.send(message)
-        except OSError:
-            log.exception("an invitation could not be sent")
+        except OSError as exc:
+            # The class only: an SMTP error's text can contain the address.
+            log.error("an invitation could not be sent (%s)", exc.__class__.__name__)
             return False
         return True

@@ -34,6 +34,15 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_text(value: str, *, multiline: bool = False) -> str:
+    """Text as we store it: no control characters (PostgreSQL refuses NUL), normal line ends."""
+    value = _CONTROL.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
+    return value.strip() if multiline else " ".join(value.split())
+
+
 # --- people ------------------------------------------------------------------------------
 
 
@@ -61,7 +70,7 @@ async def get_or_create_person(db: AsyncSession, email: str) -> tuple[Person, bo
 
 
 async def update_profile(db: AsyncSession, person_id: uuid.UUID, display_name: str, language: str) -> Person:
-    display_name = " ".join(display_name.split())
+    display_name = clean_text(display_name)
     errors = {}
     if len(display_name) > 80:
         errors["display_name"] = _("Keep your display name to 80 characters or fewer.")
@@ -80,12 +89,20 @@ async def update_profile(db: AsyncSession, person_id: uuid.UUID, display_name: s
 
 @cache
 def _time_zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+    # Only real IANA zones: "localtime" would follow the server's own setting.
+    return frozenset(z for z in zoneinfo.available_timezones() if "/" in z or z == "UTC")
+
+
+def _check_vision(vision: str) -> str:
+    vision = clean_text(vision, multiline=True)
+    if len(vision) > 4000:
+        raise InvalidInput({"vision": _("Keep the vision statement to 4000 characters or fewer.")})
+    return vision
 
 
 def _check_community(name: str, min_group_size: int | str | None, time_zone: str) -> tuple[str, int, str]:
     errors: dict[str, str] = {}
-    name = " ".join(name.split())
+    name = clean_text(name)
     if not name:
         errors["name"] = _("Give the community a name.")
     elif len(name) > 120:
@@ -120,7 +137,7 @@ async def create_community(
 ) -> Community:
     name, k, time_zone = _check_community(name, min_group_size, time_zone)
     community = Community(
-        name=name, vision=vision.strip(), min_group_size=k, time_zone=time_zone, created_at=now()
+        name=name, vision=_check_vision(vision), min_group_size=k, time_zone=time_zone, created_at=now()
     )
     db.add(community)
     await db.flush()
@@ -130,6 +147,7 @@ async def create_community(
             community_id=community.id,
             role="facilitator",
             status="active",
+            accepted=True,
             created_at=now(),
         )
     )
@@ -146,10 +164,9 @@ async def update_community(
     time_zone: str,
 ) -> Community:
     # Rounds lock k when they open (pulse issue); the community value applies to later rounds.
-    community.name, community.min_group_size, community.time_zone = _check_community(
-        name, min_group_size, time_zone
-    )
-    community.vision = vision.strip()
+    checked = _check_community(name, min_group_size, time_zone)
+    community.vision = _check_vision(vision)
+    community.name, community.min_group_size, community.time_zone = checked
     await db.flush()
     return community
 
@@ -177,19 +194,26 @@ async def active_membership(
     )
 
 
-async def activate_invitations(db: AsyncSession, person_id: uuid.UUID) -> None:
-    """A person who proved their address has accepted the invitations sent to it."""
-    for membership in await db.scalars(
-        select(Membership).where(Membership.person_id == person_id, Membership.status == "invited")
-    ):
-        membership.status = "active"
+async def accept_invitation(db: AsyncSession, person_id: uuid.UUID, community_id: uuid.UUID) -> bool:
+    """The person joins the community they were invited to (and proved their address for)."""
+    membership = await db.scalar(
+        select(Membership).where(
+            Membership.person_id == person_id,
+            Membership.community_id == community_id,
+            Membership.status == "invited",
+        )
+    )
+    if membership is None:
+        return False
+    membership.status, membership.accepted = "active", True
+    return True
 
 
 # --- teams ---------------------------------------------------------------------------------
 
 
 def _team_name(name: str) -> str:
-    name = " ".join(name.split())
+    name = clean_text(name)
     if not name:
         raise InvalidInput({"name": _("Give the team a name.")})
     if len(name) > 80:
@@ -302,7 +326,13 @@ def add_membership(
     db: AsyncSession, community_id: uuid.UUID, person_id: uuid.UUID, team_id: uuid.UUID | None, status: str
 ) -> Membership:
     membership = Membership(
-        person_id=person_id, community_id=community_id, team_id=team_id, role="member", status=status, created_at=now()
+        person_id=person_id,
+        community_id=community_id,
+        team_id=team_id,
+        role="member",
+        status=status,
+        accepted=status == "active",
+        created_at=now(),
     )
     db.add(membership)
     return membership
@@ -338,15 +368,9 @@ async def _active_facilitators(db: AsyncSession, community_id: uuid.UUID) -> int
     ) or 0
 
 
-async def _keeps_a_facilitator(db: AsyncSession, membership: Membership) -> None:
-    if (
-        membership.role == "facilitator"
-        and membership.status == "active"
-        and await _active_facilitators(db, membership.community_id) <= 1
-    ):
-        raise Refused(
-            _("A community always keeps at least one facilitator. Make someone else a facilitator first.")
-        )
+async def _lock_community(db: AsyncSession, community_id: uuid.UUID) -> None:
+    """Serialise role changes in one community (PostgreSQL row lock; SQLite's write lock)."""
+    await db.execute(select(Community.id).where(Community.id == community_id).with_for_update())
 
 
 async def change_member(
@@ -359,24 +383,28 @@ async def change_member(
     team_id: uuid.UUID | str | None = ...,  # type: ignore[assignment]
 ) -> Membership:
     """Deactivate/reactivate, grant/withdraw the facilitator role, or move to another team."""
+    await _lock_community(db, community_id)
     membership = await member_in(db, community_id, membership_id)
     if status is not None:
         if status not in ("active", "deactivated"):
             raise InvalidInput({"status": _("A member is either active or deactivated.")})
         if status == "deactivated":
-            await _keeps_a_facilitator(db, membership)
             membership.status = "deactivated"
-        else:
-            membership.status = "active"
+        elif membership.status == "deactivated":
+            # Only someone who accepted the invitation becomes active; others are invited again.
+            membership.status = "active" if membership.accepted else "invited"
     if role is not None:
         if role not in ("member", "facilitator"):
             raise InvalidInput({"role": _("A role is either member or facilitator.")})
-        if role == "member":
-            await _keeps_a_facilitator(db, membership)
         membership.role = role
     if team_id is not ...:
         team = await team_in(db, community_id, team_id)
         membership.team_id = team.id if team else None
     await db.flush()
+    # Counted after the change, under the lock: two facilitators demoting each other cannot both pass.
+    if await _active_facilitators(db, community_id) == 0:
+        raise Refused(
+            _("A community always keeps at least one facilitator. Make someone else a facilitator first.")
+        )
     await db.refresh(membership, ["team"])
     return membership

@@ -19,12 +19,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace.identity.models import LoginLink, Person, RateCounter, WebSession
-from safespace.identity.services import activate_invitations, now
+from safespace.identity.models import Community, LoginLink, Person, RateCounter, WebSession
+from safespace.identity.services import accept_invitation, now
 
 SIGN_IN_LINK_TTL = timedelta(minutes=15)
 INVITATION_LINK_TTL = timedelta(days=7)
-SESSION_TOUCH_EVERY = timedelta(minutes=1)  # write last_seen_at at most this often
+# last_seen_at is kept to the hour: enough to end idle sessions, too coarse to time anyone's answers.
+SESSION_TOUCH_EVERY = timedelta(hours=1)
 
 # Sign-in requests allowed per window, per address and per client.
 RATE_WINDOW = timedelta(minutes=15)
@@ -40,11 +41,16 @@ def token_hash(token: str) -> bytes:
 async def issue_link(
     db: AsyncSession, person_id: uuid.UUID, community_id: uuid.UUID | None = None, ttl: timedelta = SIGN_IN_LINK_TTL
 ) -> str:
-    """A new single-use link token. Older unused links of this person stop working."""
+    """A new single-use link token. Older unused links of the same kind stop working.
+
+    "Same kind": sign-in links replace sign-in links, an invitation replaces the earlier
+    invitation to the same community; one never cancels the other.
+    """
     moment = now()
+    same_kind = LoginLink.community_id.is_(None) if community_id is None else LoginLink.community_id == community_id
     await db.execute(
         update(LoginLink)
-        .where(LoginLink.person_id == person_id, LoginLink.used_at.is_(None))
+        .where(LoginLink.person_id == person_id, LoginLink.used_at.is_(None), same_kind)
         .values(used_at=moment)
     )
     token = secrets.token_urlsafe(32)
@@ -67,6 +73,29 @@ class SignedIn:
     community_id: uuid.UUID | None
 
 
+@dataclass(frozen=True)
+class LinkPreview:
+    invitation_to: str | None  # the community's name for an invitation, None for a sign-in link
+
+
+async def peek_link(db: AsyncSession, token: str) -> LinkPreview | None:
+    """Whether a link would still work, without using it."""
+    row = (
+        await db.execute(
+            select(LoginLink.community_id, Community.name)
+            .outerjoin(Community, Community.id == LoginLink.community_id)
+            .where(
+                LoginLink.token_hash == token_hash(token),
+                LoginLink.used_at.is_(None),
+                LoginLink.expires_at > now(),
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    return LinkPreview(invitation_to=row.name)
+
+
 async def redeem_link(db: AsyncSession, token: str) -> SignedIn | None:
     """Use a link once. None when it is unknown, used, superseded or expired."""
     moment = now()
@@ -84,13 +113,14 @@ async def redeem_link(db: AsyncSession, token: str) -> SignedIn | None:
     row = claimed.first()
     if row is None:
         return None
-    await activate_invitations(db, row.person_id)
+    if row.community_id is not None:
+        await accept_invitation(db, row.person_id, row.community_id)
     return SignedIn(person_id=row.person_id, community_id=row.community_id)
 
 
 async def start_session(db: AsyncSession, person_id: uuid.UUID, community_id: uuid.UUID | None) -> str:
     token = secrets.token_urlsafe(32)
-    moment = now()
+    moment = now().replace(minute=0, second=0, microsecond=0)  # to the hour, like last_seen_at
     db.add(
         WebSession(
             token_hash=token_hash(token),
@@ -121,8 +151,15 @@ async def load_session(db: AsyncSession, token: str, idle: timedelta) -> tuple[W
         await db.delete(web_session)
         return None
     if moment - web_session.last_seen_at > SESSION_TOUCH_EVERY:
-        web_session.last_seen_at = moment
+        web_session.last_seen_at = moment.replace(minute=0, second=0, microsecond=0)
     return web_session, person
+
+
+async def forget_old_sign_ins(db: AsyncSession, idle: timedelta) -> None:
+    """Delete used or expired links and idle sessions: nothing kept longer than it is useful."""
+    moment = now()
+    await db.execute(delete(LoginLink).where((LoginLink.expires_at < moment) | (LoginLink.used_at.is_not(None))))
+    await db.execute(delete(WebSession).where(WebSession.last_seen_at < moment - idle))
 
 
 async def end_session(db: AsyncSession, token: str) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from safespace.identity.models import Community, Membership, Person
 from safespace.identity.services import now
+from safespace.identity.signin import forget_old_sign_ins
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.pulse.mail import RoundMailer
 from safespace.pulse.models import (
@@ -179,9 +180,12 @@ async def _note_mails(db: AsyncSession, report: TickReport, round_: Round, kind:
         report.mails.append((kind, round_.id, person.id))
 
 
-async def run_schedule(db: AsyncSession, keyring: Keyring, moment: datetime) -> TickReport:
+async def run_schedule(
+    db: AsyncSession, keyring: Keyring, moment: datetime, session_idle: timedelta = timedelta(days=3)
+) -> TickReport:
     """One pass: open due rounds, remind, close. Mails are only noted here (sent after commit)."""
     report = TickReport()
+    await forget_old_sign_ins(db, session_idle)
     for survey in await db.scalars(select(Survey)):
         last = await db.scalar(select(Round).where(Round.survey_id == survey.id).order_by(Round.number.desc()).limit(1))
         if last is not None and not last.closed:
@@ -214,6 +218,7 @@ async def tick(
     mailer: RoundMailer | None,
     moment: datetime | None = None,
     holder: str | None = None,
+    session_idle: timedelta = timedelta(days=3),
 ) -> TickReport:
     moment = moment or now()
     holder = holder or holder_name()
@@ -221,7 +226,7 @@ async def tick(
         if not await take_lease(db, holder, moment):
             return TickReport(skipped=True)
         try:
-            report = await run_schedule(db, keyring, moment)
+            report = await run_schedule(db, keyring, moment, session_idle)
             await db.commit()  # the mail ledger is written before any mail goes out
         finally:
             await release_lease(db, holder)
@@ -231,12 +236,16 @@ async def tick(
 
 
 async def run_periodically(
-    sessionmaker: async_sessionmaker[AsyncSession], keyring: Keyring, mailer: RoundMailer, every: float
+    sessionmaker: async_sessionmaker[AsyncSession],
+    keyring: Keyring,
+    mailer: RoundMailer,
+    every: float,
+    session_idle: timedelta,
 ) -> None:
     """The periodic task inside `safespace serve`."""
     while True:
         try:
-            report = await tick(sessionmaker, keyring, mailer)
+            report = await tick(sessionmaker, keyring, mailer, session_idle=session_idle)
             if report.opened or report.closed or report.reminded:
                 log.info("schedule: opened %d, closed %d, reminded %d", report.opened, report.closed, report.reminded)
         except Exception:  # noqa: BLE001 - the next pass tries again

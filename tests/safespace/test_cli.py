@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tests.helpers import follow_link
 from safespace.identity.models import Community, Membership, Team
 
 
@@ -43,9 +44,8 @@ async def test_login_link_prints_a_link_that_works(settings, db: AsyncSession, c
     run(settings, "demo")
     result = run(settings, "login-link", "mara@climate.example")
     assert result.returncode == 0, result.stderr
-    link = result.stdout.strip()
-    response = await client.get(link.removeprefix("http://testserver.local"))
-    assert response.status_code == 302
+    response = await follow_link(client, result.stdout.strip())
+    assert response.status_code == 303
     unknown = run(settings, "login-link", "nobody@x.org")
     assert unknown.returncode == 1 and "No one with the address" in unknown.stderr
 

@@ -64,5 +64,8 @@ async def test_pages_are_not_cached(client) -> None:  # noqa: ANN001
     page = await client.get("/signin")
     assert page.headers["cache-control"] == "no-store"
     assert page.headers["x-content-type-options"] == "nosniff"
+    csp = page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert page.headers["x-frame-options"] == "DENY"
     css = await client.get("/static/safespace.css")
     assert css.status_code == 200 and "no-store" not in css.headers.get("cache-control", "")

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.identity.models import Community, Membership, Person, Team
 from tests.conftest import browser_like
-from tests.helpers import api, make_community, post_form, sign_in
+from tests.helpers import follow_link, api, make_community, post_form, sign_in
 
 
 async def test_facilitator_creates_a_community_in_the_form(client, db: AsyncSession) -> None:  # noqa: ANN001
@@ -103,7 +103,7 @@ async def test_invited_member_follows_the_link_and_lands_on_the_home_page(client
     await post_form(client, f"/c/{world.community.id}/members", {"addresses": "new@x.org", "team": ""})
     link = inbox.last_link("new@x.org")
     client.cookies.clear()
-    response = await client.get(link.replace("http://testserver.local", ""))
+    response = await follow_link(client, link)
     assert response.headers["location"] == f"/c/{world.community.id}"
     home = await client.get(response.headers["location"])
     assert home.status_code == 200
@@ -224,6 +224,52 @@ async def test_api_lists_and_invites(client, db: AsyncSession, inbox) -> None:  
     body = invited.json()
     assert [m["email"] for m in body["invited"]] == ["b@x.org"]
     assert body["invalid"] == ["nope"] and body["already_members"] == ["e1@x.org"]
+    assert body["not_mailed"] == []
     roster = (await client.get(f"/api/v1/communities/{c}/members")).json()
     assert {m["email"] for m in roster} == {"fac@x.org", "e1@x.org", "b@x.org"}
     assert len(inbox.to("b@x.org")) == 1
+
+
+async def test_signing_in_does_not_accept_other_invitations(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+    """An invitation is accepted only by its own link or by the person, not by signing in elsewhere."""
+    a = await make_community(db, name="Alpha circle", facilitator="fa@x.org", teams={"T": ["both@x.org"]})
+    b = await make_community(db, name="Beta circle", facilitator="fb@x.org")
+    await sign_in(client, db, b.facilitator)
+    await client.get(f"/c/{b.community.id}/members")
+    await post_form(client, f"/c/{b.community.id}/members", {"addresses": "both@x.org", "team": ""})
+    client.cookies.clear()
+    await sign_in(client, db, "both@x.org")  # an ordinary sign-in link
+    invited = await db.scalar(
+        select(Membership).join(Person).where(Person.email == "both@x.org", Membership.community_id == b.community.id)
+    )
+    await db.refresh(invited)
+    assert invited.status == "invited"
+    page = await client.get("/communities")
+    assert "Accept invitation" in page.text and f'href="/c/{b.community.id}"' not in page.text
+    assert (await client.get(f"/c/{b.community.id}")).status_code == 404
+    accepted = await post_form(client, f"/communities/{b.community.id}/accept", {})
+    assert accepted.headers["location"] == f"/c/{b.community.id}"
+    assert (await client.get(f"/c/{b.community.id}")).status_code == 200
+    assert a.community.id != b.community.id
+
+
+async def test_reactivating_someone_who_never_accepted_leaves_them_invited(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    await sign_in(client, db, world.facilitator)
+    members = f"/c/{world.community.id}/members"
+    await client.get(members)
+    await post_form(client, members, {"addresses": "late@x.org", "team": ""})
+    membership = await db.scalar(select(Membership).join(Person).where(Person.email == "late@x.org"))
+    for action in ("deactivate", "reactivate"):
+        await post_form(client, f"{members}/{membership.id}", {"action": action})
+    await db.refresh(membership)
+    assert membership.status == "invited"
+
+
+async def test_control_characters_never_reach_the_database(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    await sign_in(client, db, world.facilitator)
+    await client.get(f"/c/{world.community.id}/teams")
+    response = await post_form(client, f"/c/{world.community.id}/teams", {"name": "Wa\x00ter\x07"})
+    assert response.status_code == 303
+    assert await db.scalar(select(Team.name).where(Team.community_id == world.community.id)) == "Water"

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.identity import signin
 from safespace.identity.models import LoginLink, Person, WebSession
-from tests.helpers import make_community, post_form, sign_in
+from tests.helpers import follow_link, make_community, post_form, sign_in
 
 
 async def _link_token(client, inbox, address: str) -> str:  # noqa: ANN001
@@ -23,11 +23,16 @@ async def test_magic_link_signs_in_once(client, db: AsyncSession, inbox) -> None
     world = await make_community(db)
     token = await _link_token(client, inbox, world.facilitator)
 
-    first = await client.get(f"/signin/{token}")
-    assert first.status_code == 302
+    # Opening the link (as a mail scanner would) uses nothing up; the button signs in.
+    for _ in range(2):
+        preview = await client.get(f"/signin/{token}")
+        assert preview.status_code == 200 and preview.headers["referrer-policy"] == "no-referrer"
+        assert "safespace_session" not in preview.cookies
+    first = await follow_link(client, f"/signin/{token}")
+    assert first.status_code == 303
     assert first.headers["referrer-policy"] == "no-referrer"
     home = await client.get(first.headers["location"])
-    while home.status_code == 302:
+    while home.status_code in (302, 303):
         home = await client.get(home.headers["location"])
     assert home.status_code == 200 and world.community.name in home.text
 
@@ -35,7 +40,9 @@ async def test_magic_link_signs_in_once(client, db: AsyncSession, inbox) -> None
     second = await client.get(f"/signin/{token}")
     assert second.status_code == 410
     assert "no longer works" in second.text
-    assert "safespace_session" not in second.cookies
+    await client.get("/signin")
+    replay = await post_form(client, f"/signin/{token}", {})
+    assert replay.status_code == 410 and "safespace_session" not in replay.cookies
 
 
 async def test_magic_link_fails_after_fifteen_minutes(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
@@ -46,7 +53,7 @@ async def test_magic_link_fails_after_fifteen_minutes(client, db: AsyncSession, 
         link.created_at -= timedelta(minutes=15, seconds=1)
         link.expires_at -= timedelta(minutes=15, seconds=1)
     await db.commit()
-    response = await client.get(f"/signin/{token}")
+    response = await follow_link(client, f"/signin/{token}")
     assert response.status_code == 410
 
 
@@ -63,8 +70,8 @@ async def test_newer_link_replaces_older_one(client, db: AsyncSession, inbox) ->
     world = await make_community(db)
     older = await _link_token(client, inbox, world.facilitator)
     newer = await _link_token(client, inbox, world.facilitator)
-    assert (await client.get(f"/signin/{older}")).status_code == 410
-    assert (await client.get(f"/signin/{newer}")).status_code == 302
+    assert (await follow_link(client, f"/signin/{older}")).status_code == 410
+    assert (await follow_link(client, f"/signin/{newer}")).status_code == 303
 
 
 async def test_sign_in_page_answers_the_same_for_unknown_addresses(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
@@ -79,17 +86,15 @@ async def test_sign_in_page_answers_the_same_for_unknown_addresses(client, db: A
     assert await db.scalar(select(func.count()).select_from(Person).where(Person.email == "stranger@x.org")) == 0
 
 
-async def test_sign_in_requests_are_rate_limited_per_address(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+async def test_sign_in_mails_to_one_address_are_limited(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
     world = await make_community(db)
     await client.get("/signin")
-    for _ in range(signin.RATE_LIMIT_PER_ADDRESS):
-        assert (await post_form(client, "/signin", {"email": world.facilitator})).status_code == 200
-    refused = await post_form(client, "/signin", {"email": world.facilitator})
-    assert refused.status_code == 429
-    assert "Too many sign-in requests" in refused.text
+    answers = [await post_form(client, "/signin", {"email": world.facilitator}) for _ in range(8)]
+    # The page answers the same every time (nothing tells a stranger the address is limited)...
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.text for a in answers}) == 1
+    # ...but no more than the limit of mails reaches the inbox.
     assert len(inbox.to(world.facilitator)) == signin.RATE_LIMIT_PER_ADDRESS
-    # Another address from the same client still gets through (until the per-client limit).
-    assert (await post_form(client, "/signin", {"email": "other@x.org"})).status_code == 200
 
 
 async def test_rate_limit_is_counted_in_the_database(settings, db: AsyncSession) -> None:  # noqa: ANN001
@@ -161,8 +166,7 @@ async def test_sign_in_returns_to_the_page_that_asked_for_it(client, db: AsyncSe
     form = await client.get(sent_away.headers["location"])
     assert f'name="next" value="{wanted}"' in form.text
     await post_form(client, "/signin", {"email": world.facilitator, "next": wanted})
-    link = inbox.last_link(world.facilitator)
-    response = await client.get(link.removeprefix("http://testserver.local"))
+    response = await follow_link(client, inbox.last_link(world.facilitator))
     assert response.headers["location"] == wanted
 
 
@@ -173,8 +177,9 @@ async def test_sign_in_never_sends_people_to_another_site(client, db: AsyncSessi
         await post_form(client, "/signin", {"email": world.facilitator, "next": target})
         link = inbox.last_link(world.facilitator)
         assert "evil" not in link
-        token = link.rsplit("/", 1)[1]
-        response = await client.get(f"/signin/{token}", params={"next": target})
+        token = link.rsplit("/", 1)[1].split("?")[0]
+        await client.get(f"/signin/{token}", params={"next": target})
+        response = await post_form(client, f"/signin/{token}", {"next": target})
         assert "evil" not in response.headers["location"]
 
 
@@ -194,3 +199,17 @@ async def test_signing_in_as_someone_else_ends_the_previous_session(client, db: 
     owners = (await db.execute(select(WebSession.person_id))).scalars().all()
     member = await db.scalar(select(Person).where(Person.email == "e1@x.org"))
     assert owners == [member.id]
+
+
+async def test_old_links_and_idle_sessions_are_forgotten(db: AsyncSession, client) -> None:  # noqa: ANN001
+    world = await make_community(db)
+    await sign_in(client, db, world.facilitator)
+    person = await db.scalar(select(Person).where(Person.email == world.facilitator))
+    await signin.issue_link(db, person.id)  # an unused, still valid link stays
+    for web_session in await db.scalars(select(WebSession)):
+        web_session.last_seen_at -= timedelta(days=4)
+    await db.commit()
+    await signin.forget_old_sign_ins(db, timedelta(days=3))
+    await db.commit()
+    assert await db.scalar(select(func.count()).select_from(WebSession)) == 0
+    assert await db.scalar(select(func.count()).select_from(LoginLink)) == 1

@@ -91,6 +91,7 @@ def upgrade() -> None:
     sa.Column('team_id', sa.Uuid(), nullable=True),
     sa.Column('role', sa.String(length=16), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('accepted', sa.Boolean(), nullable=False),
     sa.Column('created_at', DateTimeUTC(timezone=True), nullable=False),
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.CheckConstraint("role in ('member', 'facilitator')", name=op.f('ck_membership_known_role')),
