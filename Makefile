@@ -27,7 +27,7 @@ test: $(STAMP)
 # Regenerate the message catalogs' template after changing user-facing strings.
 messages: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k lazy --sort-output -o safespace/locale/messages.pot --no-location --omit-header .
-	$(BIN)/pybabel update -i safespace/locale/messages.pot -d safespace/locale --no-fuzzy-matching --no-wrap
+	$(BIN)/pybabel update -i safespace/locale/messages.pot -d safespace/locale --no-fuzzy-matching --no-wrap --ignore-obsolete
 
 clean:
 	rm -rf $(VENV) .pytest_cache

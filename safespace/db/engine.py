@@ -34,7 +34,11 @@ def make_engine(settings: Settings) -> AsyncEngine:
         from pathlib import Path
 
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    return configure_engine(create_async_engine(settings.database, pool_pre_ping=not settings.is_sqlite))
+    if settings.is_sqlite:
+        return configure_engine(create_async_engine(settings.database))
+    # A stuck lock or query fails the request instead of holding a worker forever.
+    timeouts = {"server_settings": {"lock_timeout": "10s", "statement_timeout": "30s"}}
+    return configure_engine(create_async_engine(settings.database, pool_pre_ping=True, connect_args=timeouts))
 
 
 def alchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:

@@ -40,6 +40,25 @@ async def test_demo_twice_gives_one_demo_community(settings, db: AsyncSession) -
     assert sizes == {"Energy": 7, "Circular economy": 5}
 
 
+async def test_demo_has_a_year_of_pulse_history_with_a_rising_trend(settings, db: AsyncSession) -> None:  # noqa: ANN001
+    import msgspec
+
+    from safespace.pulse.models import Round, Tally
+    from surveys import stats
+    from surveys import tally as tally_rules
+
+    assert run(settings, "demo").returncode == 0
+    rounds = list(await db.scalars(select(Round).order_by(Round.number)))
+    assert [r.closed for r in rounds] == [True] * 12 + [False]
+    means = []
+    for round_ in rounds[:12]:
+        data = await db.scalar(select(Tally.data).where(Tally.round_id == round_.id, Tally.group_key == "community"))
+        tally = msgspec.json.decode(data, type=tally_rules.Tally)
+        assert tally.respondents >= 9
+        means.append(stats.scale_estimate(tally).mean)
+    assert sum(means[8:]) / 4 > sum(means[:6]) / 6 + 0.3  # trust rises after week 6
+
+
 async def test_login_link_prints_a_link_that_works(settings, db: AsyncSession, client) -> None:  # noqa: ANN001
     run(settings, "demo")
     result = run(settings, "login-link", "mara@climate.example")
