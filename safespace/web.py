@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 SESSION_COOKIE = "safespace_session"
+LANGUAGE_COOKIE = "safespace_lang"  # the language chosen on the sign-in pages, before any profile
 API_PREFIX = "/api/"
 
 
@@ -87,6 +88,16 @@ class Viewer:
         return self.display_name or self.email.split("@")[0]
 
 
+def language_for(connection: ASGIConnection, viewer: Viewer | None = None) -> str:
+    """The person's choice, else the language picked on this browser, else Accept-Language."""
+    if viewer and viewer.language:
+        return viewer.language
+    chosen = connection.cookies.get(LANGUAGE_COOKIE)
+    if chosen in i18n.LANGUAGES:
+        return chosen
+    return i18n.negotiate(connection.headers.get("accept-language"))
+
+
 class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
     """Loads the viewer from the session cookie (or leaves it None) and picks the language."""
 
@@ -98,9 +109,7 @@ class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
         token = connection.cookies.get(SESSION_COOKIE)
         viewer = await self._viewer(token, pop_flash=connection.scope.get("method") == "GET") if token else None
-        i18n.set_language(
-            viewer.language if viewer and viewer.language else i18n.negotiate(connection.headers.get("accept-language"))
-        )
+        i18n.set_language(language_for(connection, viewer))
         return AuthenticationResult(user=viewer, auth=token if viewer else None)
 
     async def _viewer(self, token: str, pop_flash: bool) -> Viewer | None:
@@ -203,7 +212,7 @@ def problem(status: int, title: str, detail: str = "", **extra: Any) -> Response
 def _ensure_language(request: Request) -> None:
     # Errors raised before authentication (e.g. unknown paths) still speak the browser's language.
     if request.scope.get("user") is None:
-        i18n.set_language(i18n.negotiate(request.headers.get("accept-language")))
+        i18n.set_language(language_for(request))
 
 
 def handle_http_error(request: Request, exc: HTTPException) -> Response:

@@ -57,3 +57,21 @@ def test_dockerfile_runs_as_a_non_root_user() -> None:
 def test_readme_screenshot_exists() -> None:
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
     assert images and all((ROOT / image).is_file() for image in images)
+
+
+def test_every_command_is_in_the_readme() -> None:
+    import click
+
+    from safespace.cli import main
+
+    def names(group: click.Group, prefix: str = "safespace") -> list[str]:
+        found = []
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                found += names(command, f"{prefix} {name}")
+            else:
+                found.append(f"{prefix} {name}")
+        return found
+
+    missing = [name for name in names(main) if f"`{name}" not in README]
+    assert not missing, f"commands missing from the README: {missing}"

@@ -25,7 +25,7 @@ from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput, Refused
 from safespace.pulse import services as pulse
 from safespace.settings import Settings
-from safespace.web import SESSION_COOKIE, Viewer, flash, page, provide_facilitation, provide_membership, provide_viewer
+from safespace.web import LANGUAGE_COOKIE, SESSION_COOKIE, Viewer, flash, page, provide_facilitation, provide_membership, provide_viewer
 
 log = logging.getLogger(__name__)
 NO_REFERRER = {"Referrer-Policy": "no-referrer"}
@@ -160,6 +160,17 @@ class SignInController(Controller):
                 )
             ],
         )
+
+    @get("/language/{code:str}")
+    async def choose_language(
+        self, code: FromPath[str], next_path: Annotated[str | None, QueryParameter(query="next")] = None
+    ) -> Redirect:
+        """Switch the language of this browser (a signed-in person sets theirs in the profile)."""
+        if code not in i18n.LANGUAGES:
+            raise NotFoundException(_("That language is not available."))
+        response = Redirect(local_path(next_path) or "/signin")
+        response.set_cookie(LANGUAGE_COOKIE, code, max_age=365 * 24 * 3600, path="/", samesite="lax", httponly=True)
+        return response
 
     @post("/signout")
     async def sign_out(self, request: Request, db_session: NamedDependency[AsyncSession]) -> Redirect:

@@ -60,3 +60,15 @@ def test_accept_language_picks_our_language() -> None:
 async def test_pages_follow_the_browser_language(client) -> None:  # noqa: ANN001
     page = await client.get("/signin", headers={"accept-language": "es-MX,es;q=0.9"})
     assert '<html lang="es">' in page.text and "Iniciar sesión" in page.text
+
+
+async def test_signed_out_visitor_can_switch_language(client) -> None:  # noqa: ANN001
+    english = await client.get("/signin", headers={"accept-language": "en"})
+    assert 'href="/language/es?next=/signin"' in english.text
+    switched = await client.get("/language/es?next=/signin")
+    assert switched.headers["location"] == "/signin"
+    page = await client.get("/signin", headers={"accept-language": "en"})
+    assert "Iniciar sesión" in page.text
+    assert (await client.get("/language/fr")).status_code == 404
+    offsite = await client.get("/language/en?next=//evil.example")
+    assert offsite.headers["location"] == "/signin"
