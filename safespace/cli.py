@@ -63,7 +63,15 @@ def serve(host: str, port: int) -> None:
     app = create_app(settings)
     click.echo(f"Safespace is serving {settings.base_url} (listening on {host}:{port}).")
     # SQLite allows one writer: one worker process (see docs/ARCHITECTURE.md).
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        access_log=False,  # an access log would pair people with the time of an answer (P7)
+        proxy_headers=True,
+        forwarded_allow_ips=settings.trusted_proxies,
+    )
 
 
 @main.command(help="Apply database migrations (safe to run repeatedly).")

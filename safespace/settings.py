@@ -31,6 +31,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     encryption_key_file: str = ""  # empty: data_dir/encryption.keys, generated on first start
     default_min_group_size: int = 5
     session_idle_minutes: int = 60 * 24 * 3
+    trusted_proxies: str = "127.0.0.1"  # proxies whose X-Forwarded-For names the real client (rate limits)
     schedule_interval_seconds: int = 60  # how often `serve` opens/closes rounds; 0: only `safespace tick`
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     smtp_host: str = ""  # empty: the console mailer prints messages instead of sending them
