@@ -235,7 +235,7 @@ def keys() -> None:
 @keys.command("rotate", help="Add a new key, re-encrypt every comment with it, then retire the old keys.")
 def rotate_keys() -> None:
     from safespace.privacy.crypto import Keyring
-    from safespace.privacy.rotation import reseal_all
+    from safespace.privacy.rotation import count_not_current, reseal_all
 
     settings = _settings()
     keyring = Keyring.load(settings.encryption_key_path)
@@ -244,6 +244,10 @@ def rotate_keys() -> None:
     resealed = _with_db(settings, lambda db: reseal_all(db, keyring))
     # A second pass catches a comment a running server sealed just before it saw the new key.
     resealed += _with_db(settings, lambda db: reseal_all(db, keyring))
+    if _with_db(settings, lambda db: count_not_current(db, keyring)):
+        click.echo(f"Key {new_id} is now in use; re-encrypted {resealed} value(s). Some values were written with an "
+                   "older key meanwhile: run `safespace keys rotate` again later to retire the older keys.")
+        return
     keyring.retire_older_keys()
     click.echo(f"Key {new_id} is now in use; re-encrypted {resealed} value(s); older keys removed.")
 

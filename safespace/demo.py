@@ -123,7 +123,7 @@ async def _pulse_history(db: AsyncSession, keyring: Keyring, community: Communit
                 db.add(PendingComment(id=comment_id, round_id=round_.id, instrument=instrument.key,
                                       group_key=pulse.COMMUNITY, body=keyring.seal(text, aad)))
         await db.flush()
-        await schedule.close_round(db, keyring, round_, window.closes_at)
+        await schedule.close_round(db, keyring, round_.id, window.closes_at)
     await schedule.open_round(db, survey, cadence_rules.window(cadence, PAST_ROUNDS + 1))
 
 

@@ -25,6 +25,11 @@ def effective_k(k: int) -> int:
     return max(k, MIN_GROUP_SIZE_FLOOR)
 
 
+def enough(n: int, k: int) -> bool:
+    """P1 for any one figure: it describes at least k people."""
+    return n >= effective_k(k)
+
+
 def group_view(respondents: int, members: int, k: int, closed: bool) -> GroupView:
     """P1: nothing about fewer than k respondents. P3: no results while the round is open.
 
@@ -41,3 +46,19 @@ def group_view(respondents: int, members: int, k: int, closed: bool) -> GroupVie
 def comments_visible(respondents: int, k: int, threshold: int = DEFAULT_COMMENT_THRESHOLD) -> bool:
     """P5: free text only for groups meeting the comment threshold (never below k)."""
     return respondents >= max(threshold, effective_k(k))
+
+
+def groups_to_keep(community: int, teams: dict[str, int], k: int) -> set[str]:
+    """Which team tallies may be kept once a round closes (P1 and P2 at the storage level).
+
+    A team with fewer than k respondents is dropped. If the people not covered by the kept teams
+    (the community minus their sum) are between 1 and k-1, they could be recovered by
+    differencing, so the smallest kept teams are dropped too until that remainder reaches k or
+    no team is kept. The community tally itself is kept only if it meets k (the caller checks).
+    """
+    k = effective_k(k)
+    kept = {team: n for team, n in teams.items() if n >= k}
+    while kept and 0 < community - sum(kept.values()) < k:
+        smallest = min(kept, key=lambda team: (kept[team], team))
+        del kept[smallest]
+    return set(kept)

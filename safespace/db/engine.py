@@ -34,11 +34,14 @@ def make_engine(settings: Settings) -> AsyncEngine:
         from pathlib import Path
 
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    # hide_parameters: an error on the answer path must not log the values it was writing (P7).
     if settings.is_sqlite:
-        return configure_engine(create_async_engine(settings.database))
+        return configure_engine(create_async_engine(settings.database, hide_parameters=True))
     # A stuck lock or query fails the request instead of holding a worker forever.
     timeouts = {"server_settings": {"lock_timeout": "10s", "statement_timeout": "30s"}}
-    return configure_engine(create_async_engine(settings.database, pool_pre_ping=True, connect_args=timeouts))
+    return configure_engine(
+        create_async_engine(settings.database, pool_pre_ping=True, connect_args=timeouts, hide_parameters=True)
+    )
 
 
 def alchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:

@@ -28,3 +28,12 @@ async def reseal_all(db: AsyncSession, keyring: Keyring) -> int:
             count += 1
     await db.flush()
     return count
+
+
+async def count_not_current(db: AsyncSession, keyring: Keyring) -> int:
+    """Sealed values still under an older key (must be 0 before older keys are retired)."""
+    count = 0
+    for model, _table, column, _row_ref in SEALED:
+        for sealed in await db.scalars(select(getattr(model, column))):
+            count += keyring.key_id_of(sealed) != keyring.current_id
+    return count

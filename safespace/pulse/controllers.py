@@ -17,7 +17,7 @@ from safespace import i18n
 from safespace.i18n import gettext as _
 from safespace.identity.controllers import see_other
 from safespace.identity.models import Membership
-from safespace.identity.services import InvalidInput, active_membership, now
+from safespace.identity.services import InvalidInput, active_membership, clean_text, now
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import schedule, services
 from safespace.pulse.results import round_result
@@ -207,10 +207,13 @@ class SurveysController(Controller):
         after = max([moment] + [r.closes_at for r in rounds])
         upcoming = []
         if not survey.paused:
-            window = cadence_rules.first_window_after(cadence, after)
-            for _i in range(3):
-                upcoming.append(window)
-                window = cadence_rules.next_window(cadence, window.opens_at)
+            try:
+                window = cadence_rules.first_window_after(cadence, after)
+                for _i in range(3):
+                    upcoming.append(window)
+                    window = cadence_rules.next_window(cadence, window.opens_at)
+            except ValueError:  # the schedule runs past the year 9999
+                pass
         answered = {r.id: await services.respondents(db, r.id) for r in rounds if not r.closed}
         values = {k: str(v) for k, v in survey.cadence.items()}
         context = {"values": values, "errors": {}} | extra
@@ -269,7 +272,9 @@ class SurveysController(Controller):
             if open_round is None:
                 notice = _("There is no open round to close.")
             else:
-                await schedule.close_round(db_session, keyring, open_round, now())
+                await schedule.close_round(db_session, keyring, open_round.id, now())
+                await db_session.commit()
+                await schedule.scrub(db_session)
                 notice = _("Round closed. Its results are now final.")
         else:
             raise NotFoundException(_("That action is not available here."))
@@ -304,19 +309,24 @@ class InstrumentsController(Controller):
     ) -> Template | Redirect:
         values = _single_values(data)
         items = [
-            (f"q{i}", _text(data, f"item{i}"), bool(_text(data, f"reverse{i}")))
+            (f"q{i}", clean_text(_text(data, f"item{i}")), bool(_text(data, f"reverse{i}")))
             for i in range(1, self.ROWS + 1)
-            if _text(data, f"item{i}")
+            if clean_text(_text(data, f"item{i}"))
         ]
-        name = _text(data, "name")
+        name = clean_text(_text(data, "name"))
+        too_long = len(name) > 120 or any(len(text) > 300 for _k, text, _r in items) or len(_text(data, "free_text")) > 300
         try:
+            if too_long:
+                raise ValueError(_("keep the name to 120 characters and each statement to 300."))
             points = int(_text(data, "points") or 0)
             key = "custom_" + uuid.uuid4().hex[:12]
             instrument = custom_instrument(key, name, points, items, _text(data, "free_text") or None, i18n.current_language())
         except (ValueError, InstrumentError) as exc:
             reason = exc.reason if isinstance(exc, InstrumentError) else str(exc)
             message = _("Check the instrument: %(reason)s") % {"reason": reason}
-            if not name:
+            if too_long:
+                pass
+            elif not name:
                 message = _("Give the instrument a name.")
             elif not items:
                 message = _("Write at least one statement.")

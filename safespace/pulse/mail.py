@@ -44,6 +44,7 @@ class RoundMailer:
                     language=person.language or DEFAULT_LANGUAGE,
                     community=community,
                     survey=survey,
+                    round=round_,
                     closes=closes,
                     link=f"{self.base_url.rstrip('/')}/c/{community.id}/rounds/{round_.id}",
                 )

@@ -27,14 +27,14 @@ class ItemResult(msgspec.Struct):
     favourable: float | None
     neutral: float | None
     unfavourable: float | None
-    distribution: list[int]  # answers per scale point 1..points
+    distribution: list[int]  # answers per scale point 1..points; empty when fewer than k answered the item
 
 
 class InstrumentResult(msgspec.Struct):
     key: str
     name: str
     points: int
-    score: stats.Estimate | None
+    score: stats.Estimate | None  # None when fewer than k answered any of its items
     favourable: float | None
     reliability: float | None  # Cronbach's alpha, only with at least 10 complete answer sets
     items: list[ItemResult]
@@ -57,11 +57,15 @@ class RoundResult(msgspec.Struct):
 MIN_FOR_RELIABILITY = 10
 
 
-def _instrument_result(instrument, tally: tally_rules.Tally, language: str, comments: list[str]) -> InstrumentResult:  # noqa: ANN001
+def _instrument_result(
+    instrument, tally: tally_rules.Tally, k: int, language: str, comments: list[str]  # noqa: ANN001
+) -> InstrumentResult:
     items = []
     for item in instrument.items:
-        estimate = stats.item_estimate(tally, item.key)
-        shares = stats.item_shares(tally, item.key)
+        # P1 per item too: five people in the round but one who answered this item is one person.
+        shown = disclosure.enough(sum(tally.counts[item.key]), k)
+        estimate = stats.item_estimate(tally, item.key) if shown else None
+        shares = stats.item_shares(tally, item.key) if shown else None
         items.append(
             ItemResult(
                 key=item.key,
@@ -71,16 +75,25 @@ def _instrument_result(instrument, tally: tally_rules.Tally, language: str, comm
                 favourable=shares.favourable if shares else None,
                 neutral=shares.neutral if shares else None,
                 unfavourable=shares.unfavourable if shares else None,
-                distribution=list(tally.counts[item.key]),
+                distribution=list(tally.counts[item.key]) if shown else [],
             )
         )
-    pooled = stats.favourable(tally)
+    scored = disclosure.enough(tally.score_n, k)
+    # Pooled over the statements that are shown only: pooling a hidden one in would let it be
+    # recovered by subtracting the shown ones.
+    answered = {item.key: sum(item.distribution) for item in items if item.favourable is not None}
+    total = sum(answered.values())
+    favourable_share = (
+        sum(item.favourable * answered[item.key] for item in items if item.key in answered) / total
+        if scored and total
+        else None
+    )
     return InstrumentResult(
         key=instrument.key,
         name=instrument.name.get(language),
         points=instrument.scale.points,
-        score=stats.scale_estimate(tally),
-        favourable=pooled.favourable if pooled else None,
+        score=stats.scale_estimate(tally) if scored else None,
+        favourable=favourable_share,
         reliability=stats.cronbach_alpha(tally) if tally.complete_n >= MIN_FOR_RELIABILITY else None,
         items=items,
         comments=comments,
@@ -117,7 +130,9 @@ async def round_result(
         for instrument in round_instruments(round_):
             if instrument.key in tallies:
                 instruments.append(
-                    _instrument_result(instrument, tallies[instrument.key], language, comments.get(instrument.key, []))
+                    _instrument_result(
+                        instrument, tallies[instrument.key], round_.min_group_size, language, comments.get(instrument.key, [])
+                    )
                 )
     return RoundResult(
         round_id=str(round_.id),

@@ -36,6 +36,7 @@ from safespace.pulse.models import (
 )
 from safespace.pulse.services import COMMUNITY, available_instruments, survey_cadence
 from surveys import cadence as cadence_rules
+from surveys import disclosure
 from surveys import tally as tally_rules
 from surveys.instrument import instrument_to_dict
 
@@ -97,7 +98,9 @@ async def open_round(db: AsyncSession, survey: Survey, window: cadence_rules.Win
         )
     ).all()
     population = {COMMUNITY: sum(n for _team, n in members)}
-    population |= {str(team): n for team, n in members if team is not None}
+    k = disclosure.effective_k(community.min_group_size)
+    # A team smaller than k can never be shown: its members count in the community tally only.
+    population |= {str(team): n for team, n in members if team is not None and n >= k}
     number = (await db.scalar(select(func.max(Round.number)).where(Round.survey_id == survey.id)) or 0) + 1
     round_ = Round(
         survey_id=survey.id,
@@ -129,35 +132,86 @@ async def open_round(db: AsyncSession, survey: Survey, window: cadence_rules.Win
     return round_
 
 
-async def close_round(db: AsyncSession, keyring: Keyring, round_: Round, moment: datetime) -> None:
-    """Freeze the round and release its comments in a shuffled order, re-sealed under new ids.
+async def close_round(db: AsyncSession, keyring: Keyring, round_id: uuid.UUID, moment: datetime) -> bool:
+    """Freeze a round and remove everything that could pair people with answers (P4 after release).
 
-    Deleting the pending rows and inserting new ones in random order means neither ids, nor
-    positions, nor the physical order of rows can be paired with the order people answered.
+    - the ledger is re-inserted in a shuffled order in this one transaction (no insertion order,
+      and on PostgreSQL one transaction id for all rows);
+    - tallies of groups below k, or that would let a small group be recovered by subtraction,
+      are deleted: a closed round keeps no tally about fewer than k people;
+    - pending comments are opened, deleted and re-inserted as released comments in a shuffled
+      order under new random ids (re-sealed for their new row); comments that could never be
+      shown (the round missed the comment threshold) are deleted instead;
+    - the round's mail ledger is deleted (reminder rows would tell who answered late).
+    Returns False if the round was closed already (by another replica or a facilitator).
     """
+    round_ = await db.scalar(select(Round).where(Round.id == round_id).with_for_update())
+    if round_ is None or round_.closed:
+        return False
     round_.closed = True
     if round_.closes_at > moment:
         round_.closes_at = moment  # closed early
-    pending = list(await db.scalars(select(PendingComment).where(PendingComment.round_id == round_.id)))
-    texts = [
-        (c.instrument, c.group_key, keyring.open(c.body, associated_data("pending_comment", "body", f"{round_.id}/{c.id}")))
-        for c in pending
-    ]
-    await db.execute(delete(PendingComment).where(PendingComment.round_id == round_.id))
-    random.SystemRandom().shuffle(texts)
+    random_order = random.SystemRandom()
+
+    people = list(await db.scalars(select(Participation.person_id).where(Participation.round_id == round_id)))
+    await db.execute(delete(Participation).where(Participation.round_id == round_id))
+    random_order.shuffle(people)
+    db.add_all([Participation(round_id=round_id, person_id=person) for person in people])
+
+    answered = len(people)
+    tallies = list(await db.scalars(select(Tally).where(Tally.round_id == round_id)))
+    team_counts = {t.group_key: t.respondents for t in tallies if t.group_key != COMMUNITY}
+    keep = disclosure.groups_to_keep(answered, team_counts, round_.min_group_size) if answered >= round_.min_group_size else set()
+    if answered >= disclosure.effective_k(round_.min_group_size):
+        keep.add(COMMUNITY)
+    kept = [(t.instrument, t.group_key, t.respondents, t.data) for t in tallies if t.group_key in keep]
+    await db.execute(delete(Tally).where(Tally.round_id == round_id))
+    db.add_all([Tally(round_id=round_id, instrument=i, group_key=g, respondents=n, data=d) for i, g, n, d in kept])
+
+    pending = list(await db.scalars(select(PendingComment).where(PendingComment.round_id == round_id)))
+    texts = []
+    if disclosure.comments_visible(answered, round_.min_group_size):
+        texts = [
+            (
+                c.instrument,
+                c.group_key if c.group_key in keep else COMMUNITY,  # no pointer to a hidden team
+                keyring.open(c.body, associated_data("pending_comment", "body", f"{round_id}/{c.id}")),
+            )
+            for c in pending
+        ]
+    await db.execute(delete(PendingComment).where(PendingComment.round_id == round_id))
+    random_order.shuffle(texts)
     for position, (instrument, group_key, text) in enumerate(texts):
         comment_id = uuid.uuid4()
         db.add(
             ReleasedComment(
                 id=comment_id,
-                round_id=round_.id,
+                round_id=round_id,
                 instrument=instrument,
                 group_key=group_key,
                 position=position,
-                body=keyring.seal(text, associated_data("released_comment", "body", f"{round_.id}/{comment_id}")),
+                body=keyring.seal(text, associated_data("released_comment", "body", f"{round_id}/{comment_id}")),
             )
         )
+    await db.execute(delete(RoundMail).where(RoundMail.round_id == round_id))
     await db.flush()
+    return True
+
+
+async def scrub(db: AsyncSession) -> None:
+    """After a close is committed, drop the old row versions the database still keeps.
+
+    SQLite's write-ahead log holds every committed page image until a checkpoint; PostgreSQL
+    keeps dead row versions until VACUUM. Either would let someone with the files replay the
+    round answer by answer.
+    """
+    engine = db.bind
+    async with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        else:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.exec_driver_sql("VACUUM participation, tally, pending_comment, released_comment, round_mail")
 
 
 async def _members_to_mail(db: AsyncSession, round_: Round, kind: str, unanswered_only: bool) -> list[Person]:
@@ -185,31 +239,42 @@ async def run_schedule(
 ) -> TickReport:
     """One pass: open due rounds, remind, close. Mails are only noted here (sent after commit)."""
     report = TickReport()
+    # This write also opens the transaction, so on SQLite the savepoints below nest inside it.
     await forget_old_sign_ins(db, session_idle)
-    for survey in await db.scalars(select(Survey)):
-        last = await db.scalar(select(Round).where(Round.survey_id == survey.id).order_by(Round.number.desc()).limit(1))
-        if last is not None and not last.closed:
-            if moment >= last.closes_at:
-                await close_round(db, keyring, last, moment)
-                report.closed += 1
-            elif (
-                not last.reminder_sent
-                and moment >= last.closes_at - REMIND_BEFORE_CLOSE
-                and last.closes_at - last.opens_at > REMIND_BEFORE_CLOSE  # no reminder on the heels of the invitation
-            ):
-                last.reminder_sent = True
-                await _note_mails(db, report, last, "reminder", unanswered_only=True)
-                report.reminded += 1
-            continue
-        if survey.paused:
-            continue
-        window = cadence_rules.window_at(survey_cadence(survey), moment)
-        if window is None or (last is not None and window.opens_at < last.closes_at):
-            continue
-        round_ = await open_round(db, survey, window)
-        await _note_mails(db, report, round_, "invitation", unanswered_only=False)
-        report.opened += 1
+    for survey in list(await db.scalars(select(Survey))):
+        try:
+            # A savepoint per survey: one broken survey (say, a comment sealed with a lost key)
+            # must not stop rounds opening and closing in every other community.
+            async with db.begin_nested():
+                await _advance(db, keyring, survey, moment, report)
+        except Exception:  # noqa: BLE001
+            log.exception("schedule: survey %s skipped this pass", survey.id)
     return report
+
+
+async def _advance(db: AsyncSession, keyring: Keyring, survey: Survey, moment: datetime, report: TickReport) -> None:
+    last = await db.scalar(select(Round).where(Round.survey_id == survey.id).order_by(Round.number.desc()).limit(1))
+    if last is not None and not last.closed:
+        if moment >= last.closes_at:
+            if await close_round(db, keyring, last.id, moment):
+                report.closed += 1
+        elif (
+            not last.reminder_sent
+            and moment >= last.closes_at - REMIND_BEFORE_CLOSE
+            and last.closes_at - last.opens_at > REMIND_BEFORE_CLOSE  # no reminder on the heels of the invitation
+        ):
+            last.reminder_sent = True
+            await _note_mails(db, report, last, "reminder", unanswered_only=True)
+            report.reminded += 1
+        return
+    if survey.paused:
+        return
+    window = cadence_rules.window_at(survey_cadence(survey), moment)
+    if window is None or (last is not None and window.opens_at < last.closes_at):
+        return
+    round_ = await open_round(db, survey, window)
+    await _note_mails(db, report, round_, "invitation", unanswered_only=False)
+    report.opened += 1
 
 
 async def tick(
@@ -228,8 +293,13 @@ async def tick(
         try:
             report = await run_schedule(db, keyring, moment, session_idle)
             await db.commit()  # the mail ledger is written before any mail goes out
+        except Exception:
+            await db.rollback()
+            raise
         finally:
             await release_lease(db, holder)
+        if report.closed:
+            await scrub(db)
     if mailer is not None:
         await mailer.send_all(sessionmaker, report.mails)
     return report

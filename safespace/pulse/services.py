@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import msgspec
 from sqlalchemy import func, select
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
-from safespace.identity.services import InvalidInput, now
+from safespace.identity.services import InvalidInput, clean_text, now
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.pulse.models import CustomInstrument, Participation, PendingComment, Round, Survey, Tally
 from surveys import cadence as cadence_rules
@@ -87,6 +87,9 @@ def make_cadence(form: CadenceForm, time_zone: str) -> cadence_rules.Cadence:
         )
     except (ValueError, msgspec.ValidationError):
         raise InvalidInput({"cadence": _("Choose how often rounds open, the day, and how many days they stay open.")}) from None
+    today = now().date()
+    if not today - timedelta(days=366) <= candidate.start <= today + timedelta(days=5 * 366):
+        raise InvalidInput({"cadence": _("Choose a start date between a year ago and five years from now.")})
     try:
         return cadence_rules.validate(candidate)
     except cadence_rules.CadenceError as exc:
@@ -97,9 +100,11 @@ async def create_survey(
     db: AsyncSession, community_id: uuid.UUID, time_zone: str, title: str, instrument_keys: list[str], form: CadenceForm
 ) -> Survey:
     errors: dict[str, str] = {}
-    title = " ".join(title.split())
+    title = clean_text(title)
     if not title:
         errors["title"] = _("Give the survey a title, such as “Monthly pulse”.")
+    elif len(title) > 120:
+        errors["title"] = _("Keep the title to 120 characters or fewer.")
     available = await available_instruments(db, community_id)
     chosen = [key for key in dict.fromkeys(instrument_keys) if key]
     if not chosen or any(key not in available for key in chosen):
@@ -274,6 +279,14 @@ async def submit(
     except IntegrityError:
         await db.rollback()
         raise AlreadyAnswered from None
+    # Checked again under the write lock: a close that committed meanwhile wins, so no answer
+    # lands in a frozen round (PostgreSQL: FOR SHARE waits for a close holding the round).
+    still_open = await db.scalar(
+        select(Round.id).where(Round.id == round_id, Round.closed.is_(False)).with_for_update(read=True)
+    )
+    if still_open is None or not is_open(round_, now()):
+        await db.rollback()
+        raise RoundNotOpen
     # FOR UPDATE: on PostgreSQL concurrent answers to the same round queue here, row by row.
     tallies = await db.scalars(
         select(Tally)

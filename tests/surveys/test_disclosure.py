@@ -39,3 +39,28 @@ def test_comments_need_the_threshold_and_never_less_than_k() -> None:
     assert not comments_visible(9, k=5)
     assert comments_visible(10, k=5)
     assert not comments_visible(11, k=12)
+
+
+def test_small_teams_and_their_complement_are_dropped() -> None:
+    from surveys.disclosure import groups_to_keep
+
+    assert groups_to_keep(12, {"a": 7, "b": 5}, k=5) == {"a", "b"}
+    assert groups_to_keep(12, {"a": 8, "b": 4}, k=5) == set()  # 12 - 8 = 4 would reveal team b
+    # 20 - 8 - 8 = 4 would reveal team c (and the rest): drop the smallest kept team, b.
+    assert len(groups_to_keep(20, {"a": 8, "b": 8, "c": 4}, k=5)) == 1
+
+
+@given(
+    st.lists(st.integers(0, 30), min_size=0, max_size=6),
+    st.integers(0, 30),
+    st.integers(3, 10),
+)
+def test_no_hidden_people_can_be_recovered_by_subtraction(team_sizes: list[int], no_team: int, k: int) -> None:
+    from surveys.disclosure import groups_to_keep
+
+    teams = {f"t{i}": n for i, n in enumerate(team_sizes)}
+    community = sum(team_sizes) + no_team
+    kept = groups_to_keep(community, teams, k)
+    assert all(teams[t] >= k for t in kept)
+    remainder = community - sum(teams[t] for t in kept)
+    assert remainder == 0 or remainder >= k or not kept

@@ -93,7 +93,8 @@ async def test_closed_round_refuses_answers(client, db: AsyncSession, pulse) -> 
     assert (await pulse.tick(after_close(pulse))).closed == 1
     response = await post_form(client, pulse.url, answers(4))
     assert response.status_code == 409 and "closed" in response.text
-    assert await _counts(db, pulse.round.id) == (0, 0, 0)
+    # Nobody answered before the close: no ledger row, and (below k) no tally is kept at all.
+    assert await _counts(db, pulse.round.id) == (0, None, 0)
 
 
 async def test_twenty_parallel_submissions_by_one_member_count_once(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
