@@ -1,111 +1,82 @@
 """Pulse-answer submission throughput against the bare /healthz, on SQLite then PostgreSQL.
 
-    .venv/bin/python bench/submit.py [--members 2000] [--concurrency 32] [--db sqlite|postgresql|both]
+    .venv/bin/python bench/submit.py [--members 2000] [--concurrency 32] [--db both] [--think 120]
 
-For each database the script seeds, in this process and before the server starts, a community
-with --members members in 4 teams, a signed-in session per member and an open round of the
-psychological-safety pulse. It then starts `python -m safespace serve` (uvicorn, one worker) on
-127.0.0.1 as a subprocess and drives it with one small asyncio HTTP/1.1 keep-alive client, the
-same tool and the same number of connections (--concurrency) for every phase:
+Per database: seed in-process (service functions, committed) --members members in 4 teams, each
+with a session, and an open psychological-safety round; start `python -m safespace serve`
+(uvicorn, one worker); drive it with one asyncio HTTP/1.1 keep-alive client, --concurrency
+connections in every phase: /healthz (1 s warm-up, then 5 s counted); every member GETs the
+answer form (sets the CSRF cookie); every member POSTs it (session + CSRF, seven items, a comment
+for one in ten; success is a 303). Before the POSTs the sessions are made --think seconds old,
+as if members took that long to answer, so each POST also pays the session touch a real one does.
 
-  healthz      GET /healthz in a loop: 1 s warm-up, then counted for 5 s.
-  forms        every member GETs the answer form once (with the session cookie; this hands out
-               the CSRF cookie).
-  submissions  every member POSTs the form once (session + CSRF cookie, _csrf_token, the seven
-               items, a comment for one in ten). Success is a 303. Timed on its own:
-               "submissions/s" is POSTs per second over this phase.
-
-The ratio is submissions/s divided by healthz/s: the cost of an answer relative to the cheapest
-request the server can serve (target: >= 0.20). "pairs/s" is members / (forms + submissions
-time), the rate of whole GET+POST visits. The CPU line shows where the time went during the POST
-phase: the server process (100% = the one worker is saturated), this client, and the whole
-machine (2 cores here, shared with PostgreSQL). Afterwards ten members answer again (each must
-get a 409), then the ledger is checked: participation rows == community tally respondents ==
-sum of team tallies == 303 responses, and pending comments == comments accepted. "lost" is
-303s minus community respondents; any mismatch is printed loudly and the exit code is 1.
-Otherwise the exit code is 0: the figures are information, not a test.
+submissions/s counts POSTs over the POST phase alone; ratio = submissions/s / healthz/s (target
+>= 0.20); pairs/s = members / (GET + POST phases). CPU lines: the server process (100% = its one
+worker is saturated), this client, the machine (shared with PostgreSQL). Ten members then answer
+again (each must get a 409) and the ledger is checked: participation rows == community tally
+respondents == sum of team tallies, pending comments == comments accepted. "lost" = answers
+acknowledged with a 303 but not counted; it or a wrong ledger exits 1, else 0: figures, not a test.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import os
-import random
-import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
+import argparse, asyncio, os, random, shutil, signal, socket, subprocess, sys, tempfile, time, uuid  # noqa: E401
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import asyncpg
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from sqlalchemy import func, select  # noqa: E402
-from sqlalchemy.ext.asyncio import async_sessionmaker  # noqa: E402
-
-from safespace.db.engine import make_engine  # noqa: E402
-from safespace.db.migrate import upgrade  # noqa: E402
-from safespace.identity import services as identity  # noqa: E402
-from safespace.identity.signin import start_session  # noqa: E402
-from safespace.pulse import services as pulse  # noqa: E402
-from safespace.pulse.models import Participation, PendingComment, Tally  # noqa: E402
-from safespace.pulse.schedule import open_round  # noqa: E402
-from safespace.settings import Settings  # noqa: E402
-from safespace.web import SESSION_COOKIE  # noqa: E402
-from surveys.cadence import window_at  # noqa: E402
-from surveys.instrument import builtin_instruments  # noqa: E402
+from safespace.db.engine import make_engine
+from safespace.db.migrate import upgrade
+from safespace.identity import services as identity, signin
+from safespace.identity.models import WebSession
+from safespace.pulse import schedule, services as pulse
+from safespace.pulse.models import Participation, PendingComment, Tally
+from safespace.settings import Settings
+from safespace.web import SESSION_COOKIE
+from surveys.cadence import window_at
+from surveys.instrument import builtin_instruments
 
 PG_ADMIN = "postgresql://root@127.0.0.1:5432/postgres"
-CSRF_COOKIE = "safespace_csrf"
-INSTRUMENT = "psychological_safety"
-TEAMS = 4
-WARMUP_SECONDS, HEALTHZ_SECONDS = 1.0, 5.0
-RECHECK = 10  # members who answer a second time and must be refused
+CSRF_COOKIE, INSTRUMENT = "safespace_csrf", "psychological_safety"
+TEAMS, RECHECK, WARMUP_SECONDS, HEALTHZ_SECONDS = 4, 10, 1.0, 5.0
 
 
 class Connection:
-    """One keep-alive HTTP/1.1 connection; just enough protocol for this app (cheap on CPU)."""
+    """One keep-alive HTTP/1.1 connection: just enough protocol for this app, cheap on CPU."""
 
     def __init__(self, port: int) -> None:
         self.port, self.reader, self.writer = port, None, None
 
-    async def request(self, method: str, path: str, cookies: dict[str, str], body: bytes = b"") -> tuple[int, dict[str, str]]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        if cookies:
-            head += "Cookie: " + "; ".join(f"{k}={v}" for k, v in cookies.items()) + "\r\n"
-        if method == "POST":
-            head += f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n"
-        self.writer.write(head.encode() + b"\r\n" + body)
-        lines = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        status, length, chunked, close, set_cookies = int(lines[0].split(" ", 2)[1]), 0, False, False, {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            name, value = name.lower(), value.strip()
-            if name == "content-length":
-                length = int(value)
-            elif name == "transfer-encoding":
-                chunked = "chunked" in value.lower()
-            elif name == "connection":
-                close = value.lower() == "close"
-            elif name == "set-cookie":
-                key, _, cookie = value.split(";", 1)[0].partition("=")
-                set_cookies[key.strip()] = cookie.strip()
-        if chunked:
-            while size := int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16):
-                await self.reader.readexactly(size + 2)
-            await self.reader.readuntil(b"\r\n")
-        else:
+    async def request(self, method: str, path: str, cookies: dict, body: bytes = b"") -> tuple[int, dict[str, str]]:
+        try:
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+            head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            if cookies:
+                head += "Cookie: " + "; ".join(f"{k}={v}" for k, v in cookies.items()) + "\r\n"
+            if method == "POST":
+                head += f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n"
+            self.writer.write(head.encode() + b"\r\n" + body)
+            lines = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+            status, length, close, set_cookies = int(lines[0].split(" ", 2)[1]), 0, False, {}
+            for name, _, value in (line.partition(":") for line in lines[1:]):
+                name, value = name.lower(), value.strip()
+                if name == "content-length":
+                    length = int(value)
+                elif name == "connection":
+                    close = value.lower() == "close"
+                elif name == "set-cookie":
+                    key, _, cookie = value.split(";", 1)[0].partition("=")
+                    set_cookies[key.strip()] = cookie.strip()
             await self.reader.readexactly(length)
+        except (OSError, asyncio.IncompleteReadError):
+            self.close()
+            raise ConnectionError(f"{method} {path}: the server dropped the connection") from None
         if close:
             self.close()
         return status, set_cookies
@@ -116,31 +87,53 @@ class Connection:
         self.reader = self.writer = None
 
 
-class CpuMeter:
-    """CPU seconds of the server process, this process and the machine, between start and stop."""
+async def drive(port: int, concurrency: int, jobs, call) -> float:  # noqa: ANN001
+    """Run call(connection, job) for every job over `concurrency` connections; seconds taken."""
+    queue, conns = iter(jobs), [Connection(port) for _ in range(concurrency)]
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    async def worker(conn: Connection) -> None:
+        for job in queue:
+            await call(conn, job)
+        conn.close()
 
-    def _sample(self) -> tuple[float, float, float, float]:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        cpu = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        busy = (sum(cpu) - cpu[3] - cpu[4]) / os.sysconf("SC_CLK_TCK")
-        return time.perf_counter(), server, time.process_time(), busy
-
-    def start(self) -> None:
-        self.begin = self._sample()
-
-    def stop(self) -> str:
-        wall, server, client, busy = (b - a for a, b in zip(self.begin, self._sample()))
-        return (f"server {server / wall:.0%} of a core, client {client / wall:.0%}, "
-                f"machine {busy / wall / os.cpu_count():.0%} of {os.cpu_count()} cores")
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in conns))
+    return time.perf_counter() - started
 
 
-async def seed(settings: Settings, members: int) -> tuple[str, str, list[str]]:
-    """Community, teams, members with sessions and an open round; committed. Returns ids and cookies."""
-    engine = make_engine(settings)
+async def healthz_rate(port: int, concurrency: int) -> float:
+    start = time.perf_counter() + WARMUP_SECONDS
+    end, counted = start + HEALTHZ_SECONDS, 0
+
+    async def call(conn: Connection, _job: bool) -> None:
+        nonlocal counted
+        status, _ = await conn.request("GET", "/healthz", {})
+        assert status == 200, f"/healthz answered {status}"
+        counted += start <= time.perf_counter() < end
+
+    await drive(port, concurrency, iter(lambda: time.perf_counter() < end, False), call)
+    return counted / HEALTHZ_SECONDS
+
+
+def cpu_meter(pid: int):  # noqa: ANN201
+    """Starts measuring; the returned function reports server, client and machine CPU since then."""
+    def sample() -> tuple[float, ...]:
+        tick, fields = os.sysconf("SC_CLK_TCK"), Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        machine = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        busy = sum(machine) - machine[3] - machine[4]  # all but idle and iowait
+        return time.perf_counter(), (int(fields[11]) + int(fields[12])) / tick, time.process_time(), busy / tick
+
+    begin = sample()
+
+    def report() -> str:
+        wall, server, client, busy = (b - a for a, b in zip(begin, sample()))
+        cores = os.cpu_count()
+        return f"server {server / wall:.0%} of a core, client {client / wall:.0%}, machine {busy / wall / cores:.0%} of {cores} cores"
+    return report
+
+
+async def seed(engine: AsyncEngine, members: int) -> tuple[str, str, list[str]]:
+    """Community, teams, members with sessions and an open round, committed: (community, round, cookies)."""
     await upgrade(engine)
     async with async_sessionmaker(engine, expire_on_commit=False)() as db:
         founder, _ = await identity.get_or_create_person(db, "facilitator@bench.example")
@@ -150,92 +143,41 @@ async def seed(settings: Settings, members: int) -> tuple[str, str, list[str]]:
         for n in range(members):
             person, _ = await identity.get_or_create_person(db, f"member{n}@bench.example")
             identity.add_membership(db, community.id, person.id, teams[n % TEAMS].id, "active")
-            tokens.append(await start_session(db, person.id, community.id))
-        today = identity.now().date()  # the community's time zone is UTC
+            tokens.append(await signin.start_session(db, person.id, community.id))
+        today = identity.now().date()  # the community's time zone is UTC: the round opened at midnight
         form = pulse.CadenceForm(every="weekly", weekday=today.weekday(), day_of_month=1, open_days=6, start=today)
         survey = await pulse.create_survey(db, community.id, "UTC", "Bench pulse", [INSTRUMENT], form)
         window = window_at(pulse.survey_cadence(survey), identity.now())
         assert window is not None, "the bench round should be open now"
-        round_ = await open_round(db, survey, window)
+        round_ = await schedule.open_round(db, survey, window)
         await db.commit()
-    await engine.dispose()
     return str(community.id), str(round_.id), tokens
 
 
-async def ledger(settings: Settings, round_id: str) -> dict[str, int]:
-    import uuid
-
-    rid = uuid.UUID(round_id)
-    engine = make_engine(settings)
-    async with async_sessionmaker(engine)() as db:
-        tallies = dict((await db.execute(
-            select(Tally.group_key, Tally.respondents).where(Tally.round_id == rid, Tally.instrument == INSTRUMENT)
-        )).all())
-        found = {
-            "participation": await db.scalar(select(func.count()).select_from(Participation).where(Participation.round_id == rid)),
-            "community": tallies.pop(pulse.COMMUNITY),
-            "teams": sum(tallies.values()),
-            "comments": await db.scalar(select(func.count()).select_from(PendingComment).where(PendingComment.round_id == rid)),
-        }
-    await engine.dispose()
-    return found
+async def ledger(engine: AsyncEngine, round_id: uuid.UUID) -> dict[str, int]:
+    async with engine.connect() as db:
+        rows = await db.execute(select(Tally.group_key, Tally.respondents).where(Tally.round_id == round_id, Tally.instrument == INSTRUMENT))
+        tallies = dict(rows.all())
+        count = [await db.scalar(select(func.count()).where(m.round_id == round_id)) for m in (Participation, PendingComment)]
+    return {"participation": count[0], "community": tallies.pop(pulse.COMMUNITY), "teams": sum(tallies.values()), "comments": count[1]}
 
 
 def answer_body(csrf: str, rng: random.Random, comment: bool) -> bytes:
     fields = {"_csrf_token": csrf}
-    for item in builtin_instruments()[INSTRUMENT].item_keys:
-        fields[f"{INSTRUMENT}.{item}"] = str(rng.randint(1, 7))
+    fields |= {f"{INSTRUMENT}.{item}": str(rng.randint(1, 7)) for item in builtin_instruments()[INSTRUMENT].item_keys}
     if comment:
         fields[f"{INSTRUMENT}.comment"] = "More time in retrospectives to talk about what went wrong."
     return urlencode(fields).encode()
 
 
-async def drive(port: int, concurrency: int, jobs: list, call) -> float:  # noqa: ANN001
-    """Run call(connection, job) for every job over `concurrency` connections; seconds taken."""
-    queue = iter(jobs)
-    conns = [Connection(port) for _ in range(concurrency)]
-
-    async def worker(conn: Connection) -> None:
-        for job in queue:
-            await call(conn, job)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(c) for c in conns))
-    elapsed = time.perf_counter() - started
-    for conn in conns:
-        conn.close()
-    return elapsed
-
-
-async def healthz_rate(port: int, concurrency: int) -> float:
-    started = time.perf_counter()
-    window = (started + WARMUP_SECONDS, started + WARMUP_SECONDS + HEALTHZ_SECONDS)
-    counted = 0
-
-    async def call(conn: Connection, _job: None) -> None:
-        nonlocal counted
-        status, _ = await conn.request("GET", "/healthz", {})
-        assert status == 200, f"/healthz answered {status}"
-        counted += window[0] <= time.perf_counter() < window[1]
-
-    def until_end():  # noqa: ANN202
-        while time.perf_counter() < window[1]:
-            yield None
-
-    await drive(port, concurrency, until_end(), call)
-    return counted / HEALTHZ_SECONDS
-
-
-def profiler(pid: int, path: str | None, label: str) -> subprocess.Popen | None:
-    """py-spy recording the server during the POST phase (--profile x.svg: flame graph, x.txt: folded)."""
-    if not path:
-        return None
+def profiler(pid: int, path: str, label: str) -> subprocess.Popen:
+    """py-spy on the server during the POSTs: --profile x.svg gives a flame graph, x.txt folded stacks."""
     out = Path(path).with_stem(f"{Path(path).stem}-{label}")
-    fmt = "raw" if out.suffix == ".txt" else "flamegraph"
-    spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--rate", "250",
-                            "--format", fmt, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--rate", "250",
+               "--format", "raw" if out.suffix == ".txt" else "flamegraph", "-o", str(out)]
+    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print(f"{label}: profiling the server's POST phase into {out}")
     time.sleep(1)  # let it attach
-    print(f"{label}: profiling the server into {out}")
     return spy
 
 
@@ -243,97 +185,85 @@ async def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "safespace", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=os.environ | env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )
+    command = [sys.executable, "-m", "safespace", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(command, cwd=Path(__file__).resolve().parent.parent, env=os.environ | env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     for _ in range(300):
         if proc.poll() is not None:
             raise SystemExit(f"the server exited with {proc.returncode}:\n{log.read_text()}")
-        probe = Connection(port)
         try:
-            if (await probe.request("GET", "/healthz", {}))[0] == 200:
-                probe.close()
-                return proc, port
-        except OSError:
+            await drive(port, 1, [None], lambda conn, _: conn.request("GET", "/healthz", {}))
+            return proc, port
+        except ConnectionError:
             await asyncio.sleep(0.1)
     raise SystemExit("the server did not answer /healthz within 30 s")
 
 
 async def bench(label: str, database_url: str, args: argparse.Namespace) -> bool:
-    """Seed, serve, measure and check one database; prints its block. False if answers were lost."""
+    """Seed, serve, measure and check one database; prints its block. False if the ledger is wrong."""
     data_dir = Path(tempfile.mkdtemp(prefix="safespace-bench-"))
-    env = {"SAFESPACE_DATA_DIR": str(data_dir), "SAFESPACE_DATABASE_URL": database_url,
-           "SAFESPACE_BASE_URL": "http://127.0.0.1", "SAFESPACE_SCHEDULE_INTERVAL_SECONDS": "0",
-           "SAFESPACE_LOG_LEVEL": "WARNING"}
-    settings = Settings(data_dir=str(data_dir), database_url=database_url, base_url=env["SAFESPACE_BASE_URL"],
+    settings = Settings(data_dir=str(data_dir), database_url=database_url, base_url="http://127.0.0.1",
                         schedule_interval_seconds=0, log_level="WARNING")
-    started = time.perf_counter()
-    community_id, round_id, tokens = await seed(settings, args.members)
-    print(f"{label}: seeded {args.members} members in {time.perf_counter() - started:.1f} s; serving from {data_dir}")
+    env = {f"SAFESPACE_{name.upper()}": str(getattr(settings, name))
+           for name in ("data_dir", "database_url", "base_url", "schedule_interval_seconds", "log_level")}
+    started, engine = time.perf_counter(), make_engine(settings)
+    community_id, round_id, tokens = await seed(engine, args.members)
+    print(f"{label}: seeded {args.members} members in {time.perf_counter() - started:.1f} s, data in {data_dir}")
+    path, members, rng = f"/c/{community_id}/rounds/{round_id}", list(range(args.members)), random.Random(1)
+    csrf, bodies, first, again = {}, {}, {}, {}
+
+    async def get_form(conn: Connection, member: int) -> None:
+        status, cookies = await conn.request("GET", path, {SESSION_COOKIE: tokens[member]})
+        assert status == 200 and CSRF_COOKIE in cookies, f"the form answered {status}"
+        csrf[member] = cookies[CSRF_COOKIE]
+        bodies[member] = answer_body(csrf[member], rng, comment=member % 10 == 0)
+
+    def post_into(statuses: dict[int, int]):  # noqa: ANN202
+        async def post(conn: Connection, member: int) -> None:
+            try:
+                cookies = {SESSION_COOKIE: tokens[member], CSRF_COOKIE: csrf[member]}
+                statuses[member] = (await conn.request("POST", path, cookies, bodies[member]))[0]
+            except ConnectionError:
+                statuses[member] = 0  # no answer: the server dropped the connection
+        return post
+
     proc, port = await start_server(env, data_dir / "server.log")
     try:
-        meter = CpuMeter(proc.pid)
-        meter.start()
+        meter = cpu_meter(proc.pid)
         healthz = await healthz_rate(port, args.concurrency)
-        healthz_cpu = meter.stop()
-
-        path = f"/c/{community_id}/rounds/{round_id}"
-        csrf: dict[int, str] = {}
-        statuses: Counter[int] = Counter()
-        rng = random.Random(1)
-        bodies: dict[int, bytes] = {}
-
-        async def get_form(conn: Connection, member: int) -> None:
-            status, cookies = await conn.request("GET", path, {SESSION_COOKIE: tokens[member]})
-            assert status == 200 and CSRF_COOKIE in cookies, f"form GET answered {status}"
-            csrf[member] = cookies[CSRF_COOKIE]
-            bodies[member] = answer_body(csrf[member], rng, comment=member % 10 == 0)
-
-        async def post_answer(conn: Connection, member: int) -> None:
-            cookies = {SESSION_COOKIE: tokens[member], CSRF_COOKIE: csrf[member]}
-            statuses[(await conn.request("POST", path, cookies, bodies[member]))[0]] += 1
-
-        members = list(range(args.members))
+        healthz_cpu = meter()
         forms_time = await drive(port, args.concurrency, members, get_form)
-        spy = profiler(proc.pid, args.profile, label)
-        meter.start()
-        posts_time = await drive(port, args.concurrency, members, post_answer)
-        posts_cpu = meter.stop()
+        if args.think:
+            async with engine.begin() as db:
+                await db.execute(update(WebSession).values(last_seen_at=identity.now() - timedelta(seconds=args.think)))
+        spy = profiler(proc.pid, args.profile, label) if args.profile else None
+        meter = cpu_meter(proc.pid)
+        posts_time = await drive(port, args.concurrency, members, post_into(first))
+        posts_cpu = meter()
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
-        accepted = statuses[303]
-        comments = sum(1 for m in members if m % 10 == 0) if accepted == args.members else None
-        again: Counter[int] = Counter()
-
-        async def post_again(conn: Connection, member: int) -> None:
-            cookies = {SESSION_COOKIE: tokens[member], CSRF_COOKIE: csrf[member]}
-            again[(await conn.request("POST", path, cookies, bodies[member]))[0]] += 1
-
-        await drive(port, 1, members[:RECHECK], post_again)
+        await drive(port, 1, members[:RECHECK], post_into(again))
     finally:
         proc.terminate()
         proc.wait(timeout=15)
-
-    found = await ledger(settings, round_id)
+    found = await ledger(engine, uuid.UUID(round_id))
+    await engine.dispose()
+    accepted = [m for m in members if 303 in (first.get(m), again.get(m))]
+    lost, phantom = max(len(accepted) - found["community"], 0), max(found["community"] - len(accepted), 0)
     submissions = args.members / posts_time
-    lost = accepted - found["community"]
-    print(f"{label + ':':<12} submissions {submissions:.1f}/s  healthz {healthz:.1f}/s  "
-          f"ratio {submissions / healthz:.2f} (target >= 0.20)  lost {lost}")
-    print(f"{'':12} forms {args.members / forms_time:.1f}/s, GET+POST pairs {args.members / (forms_time + posts_time):.1f}/s;"
-          f" POST statuses {dict(statuses)}, second answers {dict(again)}")
-    print(f"{'':12} CPU during POSTs: {posts_cpu}")
-    print(f"{'':12} CPU during healthz: {healthz_cpu}")
-    ok = accepted == found["participation"] == found["community"] == found["teams"] and set(again) <= {409}
-    if comments is not None:
-        ok = ok and found["comments"] == comments
+    pairs, pad = args.members / (forms_time + posts_time), " " * 12
+    print(f"{label + ':':<12} submissions {submissions:.1f}/s  healthz {healthz:.1f}/s  ratio {submissions / healthz:.2f} (target >= 0.20)  lost {lost}")
+    print(f"{pad} forms {args.members / forms_time:.1f}/s, GET+POST pairs {pairs:.1f}/s; POST statuses {dict(Counter(first.values()))}, "
+          f"second answers {dict(Counter(again.values()))}")
+    print(f"{pad} CPU during the POSTs: {posts_cpu}\n{pad} CPU during healthz:   {healthz_cpu}")
+    commented = sum(m % 10 == 0 for m in accepted)
+    ok = found["participation"] == found["community"] == found["teams"] and not lost
+    ok = ok and all(again[m] == 409 for m in again if first[m] == 303) and (found["comments"] == commented or phantom > 0)
     if not ok:
-        print(f"!!! {label}: LEDGER MISMATCH: 303s {accepted}, {found}, comments sent {comments}, "
-              f"second answers {dict(again)}", file=sys.stderr)
-    if accepted != args.members:
-        print(f"!!! {label}: {args.members - accepted} submissions were refused; see {data_dir / 'server.log'}", file=sys.stderr)
-    if ok and accepted == args.members:
+        print(f"!!! {label}: LEDGER WRONG: 303s {len(accepted)}, comments sent {commented}, {found}", file=sys.stderr)
+    if failed := sum(status != 303 for status in first.values()):
+        print(f"!!! {label}: {failed} POSTs got no 303, yet {phantom} of them were counted; see {data_dir / 'server.log'}", file=sys.stderr)
+    elif ok:
         shutil.rmtree(data_dir)
     return ok
 
@@ -342,22 +272,19 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--members", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--profile", metavar="FILE", help="py-spy the server during the POSTs (.svg or .txt)")
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--think", type=int, default=120, help="seconds between opening the form and sending it")
+    parser.add_argument("--profile", metavar="FILE", help="py-spy the server during the POSTs (.svg or .txt)")
     args = parser.parse_args()
-    print(f"{args.members} members, {args.concurrency} connections, one uvicorn worker, {os.cpu_count()} CPUs")
-    ok = True
-    if args.db in ("sqlite", "both"):
-        ok &= await bench("sqlite", "", args)
+    print(f"{args.members} members, {args.concurrency} connections, think {args.think} s, one uvicorn worker, {os.cpu_count()} CPUs")
+    ok = await bench("sqlite", "", args) if args.db in ("sqlite", "both") else True
     if args.db in ("postgresql", "both"):
-        import asyncpg
-
-        name = f"safespace_bench_{secrets.token_hex(4)}"
         try:
             admin = await asyncpg.connect(PG_ADMIN, timeout=5)
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
             print(f"postgresql: skipped, cannot reach {PG_ADMIN} ({exc})")
             return 0 if ok else 1
+        name = f"safespace_bench_{uuid.uuid4().hex[:8]}"
         try:
             await admin.execute(f'CREATE DATABASE "{name}"')
             ok &= await bench("postgresql", f"postgresql+asyncpg://root@127.0.0.1:5432/{name}", args)

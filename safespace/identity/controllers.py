@@ -68,7 +68,7 @@ class SignInController(Controller):
         return Redirect("/communities")
 
     @get("/signin")
-    async def sign_in_form(self, next_path: Annotated[str | None, QueryParameter(query="next")] = None) -> Template:
+    async def sign_in_form(self, next_path: Annotated[str | None, QueryParameter(name="next")] = None) -> Template:
         return page("identity/sign_in.html", values={"next": local_path(next_path) or ""}, errors={})
 
     @post("/signin")
@@ -116,7 +116,7 @@ class SignInController(Controller):
         self,
         token: FromPath[str],
         db_session: NamedDependency[AsyncSession],
-        next_path: Annotated[str | None, QueryParameter(query="next")] = None,
+        next_path: Annotated[str | None, QueryParameter(name="next")] = None,
     ) -> Template:
         """Opening the link only shows a button: mail scanners that fetch links cannot use it up."""
         link = await signin.peek_link(db_session, token)
@@ -163,7 +163,7 @@ class SignInController(Controller):
 
     @get("/language/{code:str}")
     async def choose_language(
-        self, code: FromPath[str], next_path: Annotated[str | None, QueryParameter(query="next")] = None
+        self, code: FromPath[str], next_path: Annotated[str | None, QueryParameter(name="next")] = None
     ) -> Redirect:
         """Switch the language of this browser (a signed-in person sets theirs in the profile)."""
         if code not in i18n.LANGUAGES:
