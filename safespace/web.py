@@ -186,6 +186,12 @@ async def provide_facilitation(
 # --- pages and errors ---------------------------------------------------------------------------
 
 
+def form_text(data: dict[str, Any], name: str) -> str:
+    """One form field as text (the last value if it was sent twice)."""
+    value = data.get(name, "")
+    return str(value[-1] if isinstance(value, list) else value or "").strip()
+
+
 def page(
     name: str,
     status_code: int = 200,

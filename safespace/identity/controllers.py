@@ -25,7 +25,7 @@ from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput, Refused
 from safespace.pulse import services as pulse
 from safespace.settings import Settings
-from safespace.web import LANGUAGE_COOKIE, SESSION_COOKIE, Viewer, flash, page, provide_facilitation, provide_membership, provide_viewer
+from safespace.web import LANGUAGE_COOKIE, SESSION_COOKIE, Viewer, flash, form_text, page, provide_facilitation, provide_membership, provide_viewer
 
 log = logging.getLogger(__name__)
 NO_REFERRER = {"Referrer-Policy": "no-referrer"}
@@ -42,12 +42,6 @@ def local_path(value: str | None) -> str | None:
         return value
     return None
 Form = URLEncodedBody[dict[str, Any]]
-
-
-def _field(data: dict[str, Any], name: str) -> str:
-    """One form field as text (the last value if it was sent twice)."""
-    value = data.get(name, "")
-    return str(value[-1] if isinstance(value, list) else value or "").strip()
 
 
 class SignInController(Controller):
@@ -80,8 +74,8 @@ class SignInController(Controller):
         secret: NamedDependency[bytes],
         postman: NamedDependency[Postman],
     ) -> Template:
-        raw = _field(data, "email")
-        next_path = local_path(_field(data, "next"))
+        raw = form_text(data, "email")
+        next_path = local_path(form_text(data, "next"))
         values = {"email": raw, "next": next_path or ""}
         try:
             email = services.normalize_email(raw)
@@ -142,7 +136,7 @@ class SignInController(Controller):
             await signin.end_session(db_session, request.auth)
         # A fresh token at every sign-in: a session id planted before sign-in is worthless.
         session_token = await signin.start_session(db_session, signed_in.person_id, signed_in.community_id)
-        next_path = local_path(_field(data, "next"))
+        next_path = local_path(form_text(data, "next"))
         target = next_path or (f"/c/{signed_in.community_id}" if signed_in.community_id else "/")
         return Redirect(
             target,
@@ -199,7 +193,7 @@ class ProfileController(Controller):
         viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession],
     ) -> Template | Redirect:
-        values = {"display_name": _field(data, "display_name"), "language": _field(data, "language")}
+        values = {"display_name": form_text(data, "display_name"), "language": form_text(data, "language")}
         try:
             await services.update_profile(db_session, viewer.person_id, **values)
         except InvalidInput as exc:
@@ -243,7 +237,7 @@ class CommunitiesController(Controller):
     async def create(
         self, data: Form, viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]
     ) -> Template | Redirect:
-        values = {key: _field(data, key) for key in ("name", "vision", "min_group_size", "time_zone")}
+        values = {key: form_text(data, key) for key in ("name", "vision", "min_group_size", "time_zone")}
         try:
             community = await services.create_community(db_session, viewer.person_id, **values)
         except InvalidInput as exc:
@@ -301,7 +295,7 @@ class CommunityController(Controller):
         db_session: NamedDependency[AsyncSession],
     ) -> Template | Redirect:
         c = facilitation.community
-        values = {key: _field(data, key) for key in ("name", "vision", "min_group_size", "time_zone")}
+        values = {key: form_text(data, key) for key in ("name", "vision", "min_group_size", "time_zone")}
         try:
             await services.update_community(db_session, c, **values)
         except InvalidInput as exc:
@@ -332,7 +326,7 @@ class CommunityController(Controller):
         viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession],
     ) -> Template | Redirect:
-        name = _field(data, "name")
+        name = form_text(data, "name")
         try:
             team = await services.create_team(db_session, facilitation.community_id, name)
         except InvalidInput as exc:
@@ -349,7 +343,7 @@ class CommunityController(Controller):
         viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession],
     ) -> Template | Redirect:
-        name = _field(data, "name")
+        name = form_text(data, "name")
         try:
             await services.rename_team(db_session, facilitation.community_id, team_id, name)
         except InvalidInput as exc:  # raised before anything changed
@@ -397,7 +391,7 @@ class CommunityController(Controller):
         db_session: NamedDependency[AsyncSession],
         postman: NamedDependency[Postman],
     ) -> Template | Redirect:
-        values = {"addresses": str(data.get("addresses", "")), "team": _field(data, "team")}
+        values = {"addresses": str(data.get("addresses", "")), "team": form_text(data, "team")}
         try:
             result = await services.invite(db_session, facilitation.community_id, values["addresses"], values["team"])
         except InvalidInput as exc:
@@ -445,13 +439,13 @@ class CommunityController(Controller):
         db_session: NamedDependency[AsyncSession],
     ) -> Redirect:
         community_id = facilitation.community_id  # plain value: a rollback below expires the ORM objects
-        action = _field(data, "action")
+        action = form_text(data, "action")
         changes: dict[str, Any] = {
             "deactivate": {"status": "deactivated"},
             "reactivate": {"status": "active"},
             "make_facilitator": {"role": "facilitator"},
             "make_member": {"role": "member"},
-            "move": {"team_id": _field(data, "team") or None},
+            "move": {"team_id": form_text(data, "team") or None},
         }.get(action, {})
         if not changes:
             raise NotFoundException(_("That action is not available here."))

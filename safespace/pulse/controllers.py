@@ -21,16 +21,11 @@ from safespace.identity.services import InvalidInput, active_membership, clean_t
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import schedule, services
 from safespace.pulse.results import round_result
-from safespace.web import Viewer, flash, page, provide_facilitation, provide_membership, provide_viewer
+from safespace.web import Viewer, flash, form_text, page, provide_facilitation, provide_membership, provide_viewer
 from surveys import cadence as cadence_rules
 from surveys.instrument import InstrumentError, custom_instrument
 
 Form = URLEncodedBody[dict[str, Any]]
-
-
-def _text(data: dict[str, Any], name: str) -> str:
-    value = data.get(name, "")
-    return str(value[-1] if isinstance(value, list) else value or "").strip()
 
 
 def _single_values(data: dict[str, Any]) -> dict[str, str]:
@@ -182,7 +177,7 @@ class SurveysController(Controller):
     ) -> Template | Redirect:
         chosen = data.get("instruments", [])
         chosen = chosen if isinstance(chosen, list) else [chosen]
-        values = {key: _text(data, key) for key in ("title", "every", "weekday", "day_of_month", "open_days", "start")}
+        values = {key: form_text(data, key) for key in ("title", "every", "weekday", "day_of_month", "open_days", "start")}
         form = services.CadenceForm(values["every"], values["weekday"], values["day_of_month"], values["open_days"], values["start"])
         try:
             survey = await services.create_survey(
@@ -255,12 +250,12 @@ class SurveysController(Controller):
             survey = await services.survey_in(db_session, community_id, survey_id)
         except LookupError:
             raise NotFoundException(_("There is no such survey in this community.")) from None
-        action = _text(data, "action")
+        action = form_text(data, "action")
         if action in ("pause", "resume"):
             survey.paused = action == "pause"
             notice = _("Survey paused: no new rounds open until you resume it.") if survey.paused else _("Survey resumed.")
         elif action == "cadence":
-            values = {key: _text(data, key) for key in ("every", "weekday", "day_of_month", "open_days", "start")}
+            values = {key: form_text(data, key) for key in ("every", "weekday", "day_of_month", "open_days", "start")}
             form = services.CadenceForm(values["every"], values["weekday"], values["day_of_month"], values["open_days"], values["start"])
             try:
                 await services.change_cadence(db_session, survey, facilitation.community.time_zone, form)
@@ -309,18 +304,18 @@ class InstrumentsController(Controller):
     ) -> Template | Redirect:
         values = _single_values(data)
         items = [
-            (f"q{i}", clean_text(_text(data, f"item{i}")), bool(_text(data, f"reverse{i}")))
+            (f"q{i}", clean_text(form_text(data, f"item{i}")), bool(form_text(data, f"reverse{i}")))
             for i in range(1, self.ROWS + 1)
-            if clean_text(_text(data, f"item{i}"))
+            if clean_text(form_text(data, f"item{i}"))
         ]
-        name = clean_text(_text(data, "name"))
-        too_long = len(name) > 120 or any(len(text) > 300 for _k, text, _r in items) or len(_text(data, "free_text")) > 300
+        name = clean_text(form_text(data, "name"))
+        too_long = len(name) > 120 or any(len(text) > 300 for _k, text, _r in items) or len(form_text(data, "free_text")) > 300
         try:
             if too_long:
                 raise ValueError(_("keep the name to 120 characters and each statement to 300."))
-            points = int(_text(data, "points") or 0)
+            points = int(form_text(data, "points") or 0)
             key = "custom_" + uuid.uuid4().hex[:12]
-            instrument = custom_instrument(key, name, points, items, _text(data, "free_text") or None, i18n.current_language())
+            instrument = custom_instrument(key, name, points, items, form_text(data, "free_text") or None, i18n.current_language())
         except (ValueError, InstrumentError) as exc:
             reason = exc.reason if isinstance(exc, InstrumentError) else str(exc)
             message = _("Check the instrument: %(reason)s") % {"reason": reason}
