@@ -1,14 +1,13 @@
 """Pulse-answer submission throughput against the bare /healthz, on SQLite then PostgreSQL.
 
-    .venv/bin/python bench/submit.py [--members 2000] [--concurrency 32] [--db both] [--think 120]
+    .venv/bin/python bench/submit.py [--members 2000] [--concurrency 32] [--db sqlite|postgresql|both]
 
 Per database: seed in-process (service functions, committed) --members members in 4 teams, each
 with a session, and an open psychological-safety round; start `python -m safespace serve`
 (uvicorn, one worker); drive it with one asyncio HTTP/1.1 keep-alive client, --concurrency
 connections in every phase: /healthz (1 s warm-up, then 5 s counted); every member GETs the
 answer form (sets the CSRF cookie); every member POSTs it (session + CSRF, seven items, a comment
-for one in ten; success is a 303). Before the POSTs the sessions are made --think seconds old,
-as if members took that long to answer, so each POST also pays the session touch a real one does.
+for one in ten; success is a 303). --profile FILE records the server during the POSTs with py-spy.
 
 submissions/s counts POSTs over the POST phase alone; ratio = submissions/s / healthz/s (target
 >= 0.20); pairs/s = members / (GET + POST phases). CPU lines: the server process (100% = its one
@@ -22,18 +21,16 @@ from __future__ import annotations
 
 import argparse, asyncio, os, random, shutil, signal, socket, subprocess, sys, tempfile, time, uuid  # noqa: E401
 from collections import Counter
-from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
 import asyncpg
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from safespace.db.engine import make_engine
 from safespace.db.migrate import upgrade
 from safespace.identity import services as identity, signin
-from safespace.identity.models import WebSession
 from safespace.pulse import schedule, services as pulse
 from safespace.pulse.models import Participation, PendingComment, Tally
 from safespace.settings import Settings
@@ -156,10 +153,11 @@ async def seed(engine: AsyncEngine, members: int) -> tuple[str, str, list[str]]:
 
 async def ledger(engine: AsyncEngine, round_id: uuid.UUID) -> dict[str, int]:
     async with engine.connect() as db:
-        rows = await db.execute(select(Tally.group_key, Tally.respondents).where(Tally.round_id == round_id, Tally.instrument == INSTRUMENT))
-        tallies = dict(rows.all())
+        query = select(Tally.group_key, Tally.respondents).where(Tally.round_id == round_id, Tally.instrument == INSTRUMENT)
+        tallies = dict((await db.execute(query)).all())
         count = [await db.scalar(select(func.count()).where(m.round_id == round_id)) for m in (Participation, PendingComment)]
-    return {"participation": count[0], "community": tallies.pop(pulse.COMMUNITY), "teams": sum(tallies.values()), "comments": count[1]}
+    community = tallies.pop(pulse.COMMUNITY)
+    return {"participation": count[0], "community": community, "teams": sum(tallies.values()), "comments": count[1]}
 
 
 def answer_body(csrf: str, rng: random.Random, comment: bool) -> bytes:
@@ -173,7 +171,7 @@ def answer_body(csrf: str, rng: random.Random, comment: bool) -> bytes:
 def profiler(pid: int, path: str, label: str) -> subprocess.Popen:
     """py-spy on the server during the POSTs: --profile x.svg gives a flame graph, x.txt folded stacks."""
     out = Path(path).with_stem(f"{Path(path).stem}-{label}")
-    command = [str(Path(sys.executable).with_name("py-spy")), "record", "--nonblocking", "--pid", str(pid), "--rate", "250",
+    command = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--rate", "100",
                "--format", "raw" if out.suffix == ".txt" else "flamegraph", "-o", str(out)]
     spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     print(f"{label}: profiling the server's POST phase into {out}")
@@ -186,7 +184,8 @@ async def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "safespace", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(command, cwd=Path(__file__).resolve().parent.parent, env=os.environ | env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(command, cwd=Path(__file__).resolve().parent.parent, env=os.environ | env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
     for _ in range(300):
         if proc.poll() is not None:
             raise SystemExit(f"the server exited with {proc.returncode}:\n{log.read_text()}")
@@ -232,9 +231,6 @@ async def bench(label: str, database_url: str, args: argparse.Namespace) -> bool
         healthz = await healthz_rate(port, args.concurrency)
         healthz_cpu = meter()
         forms_time = await drive(port, args.concurrency, members, get_form)
-        if args.think:
-            async with engine.begin() as db:
-                await db.execute(update(WebSession).values(last_seen_at=identity.now() - timedelta(seconds=args.think)))
         spy = profiler(proc.pid, args.profile, label) if args.profile else None
         meter = cpu_meter(proc.pid)
         posts_time = await drive(port, args.concurrency, members, post_into(first))
@@ -252,9 +248,10 @@ async def bench(label: str, database_url: str, args: argparse.Namespace) -> bool
     lost, phantom = max(len(accepted) - found["community"], 0), max(found["community"] - len(accepted), 0)
     submissions = args.members / posts_time
     pairs, pad = args.members / (forms_time + posts_time), " " * 12
-    print(f"{label + ':':<12} submissions {submissions:.1f}/s  healthz {healthz:.1f}/s  ratio {submissions / healthz:.2f} (target >= 0.20)  lost {lost}")
-    print(f"{pad} forms {args.members / forms_time:.1f}/s, GET+POST pairs {pairs:.1f}/s; POST statuses {dict(Counter(first.values()))}, "
-          f"second answers {dict(Counter(again.values()))}")
+    print(f"{label + ':':<12} submissions {submissions:.1f}/s  healthz {healthz:.1f}/s  "
+          f"ratio {submissions / healthz:.2f} (target >= 0.20)  lost {lost}")
+    print(f"{pad} forms {args.members / forms_time:.1f}/s, GET+POST pairs {pairs:.1f}/s; "
+          f"POST statuses {dict(Counter(first.values()))}, second answers {dict(Counter(again.values()))}")
     print(f"{pad} CPU during the POSTs: {posts_cpu}\n{pad} CPU during healthz:   {healthz_cpu}")
     commented = sum(m % 10 == 0 for m in accepted)
     ok = found["participation"] == found["community"] == found["teams"] and not lost
@@ -262,7 +259,8 @@ async def bench(label: str, database_url: str, args: argparse.Namespace) -> bool
     if not ok:
         print(f"!!! {label}: LEDGER WRONG: 303s {len(accepted)}, comments sent {commented}, {found}", file=sys.stderr)
     if failed := sum(status != 303 for status in first.values()):
-        print(f"!!! {label}: {failed} POSTs got no 303, yet {phantom} of them were counted; see {data_dir / 'server.log'}", file=sys.stderr)
+        print(f"!!! {label}: {failed} POSTs got no 303, yet {phantom} of them were counted; "
+              f"see {data_dir / 'server.log'}", file=sys.stderr)
     elif ok:
         shutil.rmtree(data_dir)
     return ok
@@ -273,10 +271,9 @@ async def main() -> int:
     parser.add_argument("--members", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--think", type=int, default=120, help="seconds between opening the form and sending it")
     parser.add_argument("--profile", metavar="FILE", help="py-spy the server during the POSTs (.svg or .txt)")
     args = parser.parse_args()
-    print(f"{args.members} members, {args.concurrency} connections, think {args.think} s, one uvicorn worker, {os.cpu_count()} CPUs")
+    print(f"{args.members} members, {args.concurrency} connections, one uvicorn worker, {os.cpu_count()} CPUs")
     ok = await bench("sqlite", "", args) if args.db in ("sqlite", "both") else True
     if args.db in ("postgresql", "both"):
         try:

@@ -108,31 +108,36 @@ class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
 
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
         token = connection.cookies.get(SESSION_COOKIE)
-        viewer = await self._viewer(token, pop_flash=connection.scope.get("method") == "GET") if token else None
+        # Only a GET renders a full page: the navigation and the one-time notice are for it.
+        page_view = connection.scope.get("method") in ("GET", "HEAD")
+        viewer = await self._viewer(token, page_view) if token else None
         i18n.set_language(language_for(connection, viewer))
         return AuthenticationResult(user=viewer, auth=token if viewer else None)
 
-    async def _viewer(self, token: str, pop_flash: bool) -> Viewer | None:
+    async def _viewer(self, token: str, page_view: bool) -> Viewer | None:
         async with self.sessionmaker() as db:
             loaded = await load_session(db, token, self.idle)
             if loaded is None:
-                await db.commit()
+                await db.commit()  # an idle session was deleted
                 return None
             web_session, person = loaded
-            places = [
-                Place(m.community_id, m.community.name, m.role)
-                for m in await db.scalars(
-                    select(Membership)
-                    .join(Community)
-                    .where(Membership.person_id == person.id, Membership.status == "active")
-                    .order_by(Community.name)
-                )
-            ]
+            places = []
+            if page_view:
+                places = [
+                    Place(m.community_id, m.community.name, m.role)
+                    for m in await db.scalars(
+                        select(Membership)
+                        .join(Community)
+                        .where(Membership.person_id == person.id, Membership.status == "active")
+                        .order_by(Community.name)
+                    )
+                ]
             flash = None
-            if pop_flash and web_session.flash:
+            if page_view and web_session.flash:
                 flash = json.loads(web_session.flash)
                 web_session.flash = None
-            await db.commit()
+            if db.dirty:  # touched (at most hourly) or a notice was taken: otherwise nothing to write
+                await db.commit()
             return Viewer(
                 person_id=person.id,
                 session_id=web_session.id,

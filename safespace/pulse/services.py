@@ -48,9 +48,18 @@ async def available_instruments(db: AsyncSession, community_id: uuid.UUID) -> di
     return found
 
 
+_round_instruments: dict[uuid.UUID, list[Instrument]] = {}
+
+
 def round_instruments(round_: Round) -> list[Instrument]:
-    """The instruments as they were when the round opened."""
-    return [parse_instrument(definition, f"round {round_.id}") for definition in round_.instruments]
+    """The instruments as they were when the round opened (fixed from then on, so cached)."""
+    cached = _round_instruments.get(round_.id)
+    if cached is None:
+        if len(_round_instruments) > 1000:
+            _round_instruments.clear()
+        cached = [parse_instrument(definition, f"round {round_.id}") for definition in round_.instruments]
+        _round_instruments[round_.id] = cached
+    return cached
 
 
 async def save_custom_instrument(db: AsyncSession, community_id: uuid.UUID, instrument: Instrument) -> CustomInstrument:
@@ -261,7 +270,10 @@ def read_answers(instruments: list[Instrument], form: dict[str, str]) -> tuple[d
 async def submit(
     db: AsyncSession, keyring: Keyring, membership: Membership, round_id: uuid.UUID, form: dict[str, str]
 ) -> None:
-    """Record that the member answered and fold the answers in, all or nothing."""
+    """Record that the member answered and fold the answers in, all or nothing.
+
+    The caller commits (so a notice for the member can share the one transaction).
+    """
     round_ = await round_in(db, membership.community_id, round_id)
     if not is_open(round_, now()):
         raise RoundNotOpen
@@ -270,9 +282,9 @@ async def submit(
     team_key = str(membership.team_id) if membership.team_id else None
     groups = [COMMUNITY] + ([team_key] if team_key in round_.population else [])
 
-    # End the reading transaction: the ledger INSERT must open the writing one, so SQLite takes
-    # its write lock before the tallies are read (no lost update between concurrent answers).
-    await db.commit()
+    # The ledger INSERT is the first write: SQLite (whose driver runs the reads above outside
+    # any transaction) takes its write lock here, before the tallies are read, so concurrent
+    # answers cannot lose an update.
     try:
         db.add(Participation(round_id=round_id, person_id=person_id))
         await db.flush()
@@ -309,4 +321,4 @@ async def submit(
                 body=keyring.seal(text, associated_data("pending_comment", "body", f"{round_id}/{comment_id}")),
             )
         )
-    await db.commit()
+    await db.flush()
