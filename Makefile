@@ -24,6 +24,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Benchmarks print ratios against the bare /healthz measured in the same run; not part of `make test`.
+bench: $(STAMP)
+	$(BIN)/python bench/submit.py $(BENCH_ARGS)
+
 # Regenerate the message catalogs' template after changing user-facing strings.
 messages: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k lazy --sort-output -o safespace/locale/messages.pot --no-location --omit-header .
