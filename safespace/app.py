@@ -87,9 +87,17 @@ async def _common_headers(message: Message, scope: Scope) -> None:
     headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()")
 
 
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # P7: these libraries' debug logs print SQL parameters, which on the answer path include the
+    # member's id. They stay at INFO whatever SAFESPACE_LOG_LEVEL says.
+    for name in ("aiosqlite", "asyncpg", "sqlalchemy.engine", "sqlalchemy.pool"):
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))
+
+
 def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -> Litestar:
     settings = settings or load_settings()
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     db = alchemy_config(settings)
     templates = template_environment()
     mailer = mailer or make_mailer(settings)

@@ -18,10 +18,14 @@ T = TypeVar("T")
 
 def _settings() -> Settings:
     try:
-        return load_settings()
+        settings = load_settings()
     except SettingsError as exc:
         click.echo(f"Safespace cannot start: {exc}", err=True)
         sys.exit(2)
+    from safespace.app import configure_logging
+
+    configure_logging(settings.log_level)
+    return settings
 
 
 def _with_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
