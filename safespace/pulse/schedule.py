@@ -55,8 +55,11 @@ class TickReport:
     skipped: bool = False
 
 
+_HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # unique even across containers
+
+
 def holder_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return _HOLDER
 
 
 async def take_lease(db: AsyncSession, holder: str, moment: datetime) -> bool:
