@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from safespace.i18n import DEFAULT_LANGUAGE
 from safespace.identity.models import Community, Person
 from safespace.mail import Mailer
 from safespace.mail.messages import render
-from safespace.pulse.models import Round, Survey
+from safespace.pulse.models import Round, RoundMail, Survey
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,16 @@ class RoundMailer:
                     closes=closes,
                     link=f"{self.base_url.rstrip('/')}/c/{community.id}/rounds/{round_.id}",
                 )
+                key = (RoundMail.round_id == round_id, RoundMail.person_id == person_id, RoundMail.kind == kind)
                 try:
                     await self.mailer.send(message)
                     sent += 1
-                except OSError:
-                    log.exception("a %s mail for a round could not be sent", kind)
+                    # A retried mail that went out now is done.
+                    await db.execute(update(RoundMail).where(*key, RoundMail.failures > 0).values(failures=0))
+                    await db.commit()
+                except Exception as exc:  # noqa: BLE001 - one refused mail must not stop the others
+                    # The class only: an SMTP error's text can carry the address (P7).
+                    log.error("a round %s mail was refused (%s); the next pass tries again", kind, exc.__class__.__name__)
+                    await db.execute(update(RoundMail).where(*key).values(failures=RoundMail.failures + 1))
+                    await db.commit()
         return sent

@@ -69,7 +69,11 @@ class Participation(Base):
 
 
 class RoundMail(Base):
-    """Which mail about a round went to whom, so nobody gets the same mail twice."""
+    """Which mail about a round went to whom, so nobody gets the same mail twice.
+
+    A row is written before its mail goes out (at most once: a crash while sending loses the
+    mail rather than repeating it). A mail the server refused is marked for another try.
+    """
 
     __tablename__ = "round_mail"
     __table_args__ = {"sqlite_with_rowid": False}
@@ -77,6 +81,7 @@ class RoundMail(Base):
     round_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("round.id", ondelete="CASCADE"), primary_key=True)
     person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # "invitation" | "reminder"
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # > 0: refused that often, to try again
 
 
 class Tally(Base):

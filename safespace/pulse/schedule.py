@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 LEASE_NAME = "schedule"
 LEASE_TIME = timedelta(minutes=2)
 REMIND_BEFORE_CLOSE = timedelta(days=1)
+MAX_MAIL_FAILURES = 3
 
 
 @dataclass
@@ -237,6 +238,16 @@ async def _note_mails(db: AsyncSession, report: TickReport, round_: Round, kind:
         report.mails.append((kind, round_.id, person.id))
 
 
+async def _retry_refused_mails(db: AsyncSession, report: TickReport, round_: Round) -> None:
+    refused = await db.scalars(
+        select(RoundMail).where(
+            RoundMail.round_id == round_.id, RoundMail.failures > 0, RoundMail.failures < MAX_MAIL_FAILURES
+        )
+    )
+    for mail in refused:
+        report.mails.append((mail.kind, round_.id, mail.person_id))
+
+
 async def run_schedule(
     db: AsyncSession, keyring: Keyring, moment: datetime, session_idle: timedelta = timedelta(days=3)
 ) -> TickReport:
@@ -258,6 +269,8 @@ async def run_schedule(
 async def _advance(db: AsyncSession, keyring: Keyring, survey: Survey, moment: datetime, report: TickReport) -> None:
     last = await db.scalar(select(Round).where(Round.survey_id == survey.id).order_by(Round.number.desc()).limit(1))
     if last is not None and not last.closed:
+        if moment < last.closes_at:
+            await _retry_refused_mails(db, report, last)
         if moment >= last.closes_at:
             if await close_round(db, keyring, last.id, moment):
                 report.closed += 1

@@ -168,3 +168,31 @@ async def test_facilitator_builds_a_custom_instrument(client, db: AsyncSession) 
     assert saved.status_code == 303
     page = await client.get(f"/c/{world.community.id}/surveys")
     assert "Meetings" in page.text and "custom:" in page.text
+
+
+async def test_a_refused_invitation_is_tried_again_and_a_sent_one_never(db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    """At most once for mail that went out; again (up to three times) for mail the server refused."""
+    from safespace.mail import Message
+
+    class FlakyMailer:
+        def __init__(self) -> None:
+            self.delivered: list[str] = []
+            self.refuse = {"m0@x.org"}
+
+        async def send(self, message: Message) -> None:
+            if message.to in self.refuse:
+                raise ConnectionRefusedError("mail server down")
+            self.delivered.append(message.to)
+
+    world, _survey_row = await _survey(db, now().astimezone(MADRID).date())
+    flaky = FlakyMailer()
+    mailer = RoundMailer(flaky, template_environment(), settings.base_url)
+    sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    keyring = Keyring.load(settings.encryption_key_path)
+    await schedule.tick(sessionmaker, keyring, mailer)
+    assert sorted(flaky.delivered) == sorted({world.facilitator} | set(world.members) - {"m0@x.org"})
+    flaky.refuse.clear()
+    await schedule.tick(sessionmaker, keyring, mailer)
+    await schedule.tick(sessionmaker, keyring, mailer)
+    assert flaky.delivered.count("m0@x.org") == 1
+    assert len(flaky.delivered) == 7  # everyone exactly once

@@ -109,6 +109,7 @@ def upgrade() -> None:
     sa.Column('round_id', sa.Uuid(), nullable=False),
     sa.Column('person_id', sa.Uuid(), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('failures', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['person_id'], ['person.id'], name=op.f('fk_round_mail_person_id_person'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['round_id'], ['round.id'], name=op.f('fk_round_mail_round_id_round'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('round_id', 'person_id', 'kind', name=op.f('pk_round_mail')),
