@@ -278,7 +278,7 @@ async def main() -> int:
     if args.db in ("postgresql", "both"):
         try:
             admin = await asyncpg.connect(PG_ADMIN, timeout=5)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             print(f"postgresql: skipped, cannot reach {PG_ADMIN} ({exc})")
             return 0 if ok else 1
         name = f"safespace_bench_{uuid.uuid4().hex[:8]}"

@@ -36,7 +36,7 @@ BASE_URL = "http://testserver.local"
 async def _postgres_problem() -> str | None:
     try:
         connection = await asyncpg.connect(POSTGRES_ADMIN, timeout=5)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         return f"PostgreSQL is not reachable at {POSTGRES_ADMIN} ({exc.__class__.__name__}: {exc})"
     await connection.close()
     return None

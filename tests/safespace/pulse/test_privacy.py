@@ -75,8 +75,10 @@ async def test_dump_has_no_member_to_answer_link(client, db: AsyncSession, engin
 async def test_released_comments_are_not_in_answer_order(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
     """Over several rounds the released order is a shuffle, in positions and in the table itself."""
     orders, physical = [], []
+    pulse = await open_pulse(db, engine, settings, members=10)
     for attempt in range(4):
-        pulse = await open_pulse(db, engine, settings, members=10) if attempt == 0 else await _next_round(db, pulse)
+        if attempt:
+            pulse = await _next_round(db, pulse)
         await _answer_round(client, db, pulse, [f"c{i}" for i in range(10)])
         await pulse.tick(after_close(pulse))
         released = list(
