@@ -39,6 +39,7 @@ from safespace.pulse.api import pulse_api
 from safespace.pulse.controllers import InstrumentsController, PulseController, SurveysController
 from safespace.pulse.mail import RoundMailer
 from safespace.pulse.schedule import run_periodically
+from safespace.stories.controllers import StoriesController
 from safespace.mail import Mailer, make_mailer
 from safespace.settings import Settings, load_settings
 from safespace.web import (
@@ -89,10 +90,10 @@ async def _common_headers(message: Message, scope: Scope) -> None:
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    # P7: these libraries' debug logs print SQL parameters, which on the answer path include the
-    # member's id. They stay at INFO whatever SAFESPACE_LOG_LEVEL says.
-    for name in ("aiosqlite", "asyncpg", "sqlalchemy.engine", "sqlalchemy.pool"):
-        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))
+    # P7: these libraries' info and debug logs print SQL and its parameters, which on the answer
+    # path include the member's id. They stay at WARNING whatever SAFESPACE_LOG_LEVEL says.
+    for name in ("aiosqlite", "asyncpg", "sqlalchemy"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -> Litestar:
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
                 round_mailer,
                 settings.schedule_interval_seconds,
                 timedelta(minutes=settings.session_idle_minutes),
+                (settings.story_release_weekday, settings.story_release_hour),
             )
         )
         try:
@@ -140,6 +142,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
             PulseController,
             SurveysController,
             InstrumentsController,
+            StoriesController,
             api_router,
             pulse_api,
             create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),

@@ -220,6 +220,7 @@ def tick() -> None:
                 Keyring.load(settings.encryption_key_path),
                 mailer,
                 session_idle=timedelta(minutes=settings.session_idle_minutes),
+                story_release=(settings.story_release_weekday, settings.story_release_hour),
             )
         finally:
             await engine.dispose()
@@ -228,7 +229,10 @@ def tick() -> None:
     if report.skipped:
         click.echo("Another process is running the schedule right now; nothing to do.")
     else:
-        click.echo(f"Opened {report.opened}, reminded {report.reminded}, closed {report.closed} round(s).")
+        click.echo(
+            f"Opened {report.opened}, reminded {report.reminded}, closed {report.closed} round(s); "
+            f"released {report.stories_released} story(ies)."
+        )
 
 
 @main.group(help="Encryption keys for comments and stories (kept outside the database).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from safespace.privacy.crypto import Keyring, associated_data
 from safespace.pulse import schedule
 from safespace.pulse import services as pulse
 from safespace.pulse.models import Participation, PendingComment, Tally
+from safespace.stories import receipts
+from safespace.stories.models import Story
 from surveys import cadence as cadence_rules
 from surveys import tally as tally_rules
 from surveys.instrument import builtin_instruments
@@ -63,6 +66,31 @@ DEMO_COMMENTS = [
 ]
 
 
+DEMO_STORIES = [
+    ("The consultation nobody came to", "We announced a public consultation on the heat plan two weeks ahead, by email only. Four people came.",
+     "The groups most affected do not read our newsletters; their associations do.",
+     "Ask the associations first, a month ahead, and go to their meetings.", ["stakeholders", "communication"]),
+    ("A model we trusted too much", "Our emissions model said the subsidy would pay back in three years. It took seven.",
+     "We never checked the model against last year's programme.", "Back-test every model on one past year before we use it.",
+     ["data and evidence"]),
+    ("I said yes to a deadline I knew was impossible", "I promised the ministry a draft in one week to look capable. It was late and thin.",
+     "Saying 'two weeks' early costs less than apologising late.", "Give the honest estimate, with what could make it shorter.",
+     ["implementation"]),
+    ("The pilot that worked only in the pilot", "Our repair-café pilot thrived with two enthusiastic volunteers and collapsed when they left.",
+     "We measured participation, not how much depended on two people.", "Plan the hand-over from the first month.",
+     ["implementation", "funding"]),
+    ("A chart that told the wrong story", "I showed a map of recycling rates without population; the small towns looked like failures.",
+     "Every map needs a denominator, and the audience reads colours first.", "Show rates per person and test the chart on a colleague.",
+     ["data and evidence", "communication"]),
+    ("We forgot the night shift", "The new bus timetable for the industrial park ignored the night shift, who then drove.",
+     "Our survey ran only in office hours.", "Ask at the times people actually work.", ["stakeholders", "policy design"]),
+    ("Funding rules we read too late", "We designed the programme first and read the grant conditions after: two measures were not eligible.",
+     "Conditions are design constraints, not paperwork.", "Read the rules with the whole team on day one.", ["funding", "policy design"]),
+    ("I kept a problem to myself for a month", "I saw the data feed was broken but hoped to fix it quietly. The report went out wrong.",
+     "The team would have fixed it in a day.", "Say it in the next stand-up, even unfinished.", ["data and evidence"]),
+]
+
+
 @dataclass
 class Demo:
     community: Community
@@ -83,8 +111,24 @@ async def ensure_demo(db: AsyncSession, keyring: Keyring, today: date | None = N
             person.display_name = display_name
             services.add_membership(db, community.id, person.id, team.id, "active")
     await db.flush()
-    await _pulse_history(db, keyring, community, today or now().astimezone(ZoneInfo(community.time_zone)).date())
+    today = today or now().astimezone(ZoneInfo(community.time_zone)).date()
+    await _pulse_history(db, keyring, community, today)
+    await _stories(db, keyring, community, today)
     return Demo(community, created=True)
+
+
+async def _stories(db: AsyncSession, keyring: Keyring, community: Community, today: date) -> None:
+    """Eight released stories in three weekly batches, written as good failure stories read."""
+    for batch, (start, end) in enumerate([(0, 3), (3, 6), (6, 8)]):
+        day = today - timedelta(weeks=3 - batch)
+        for position, (title, happened, learned, differently, tags) in enumerate(DEMO_STORIES[start:end]):
+            story_id = uuid.uuid4()
+            locator, salt, hashed = receipts.seal(receipts.new_code())  # nobody holds these codes
+            text = {"title": title, "happened": happened, "learned": learned, "differently": differently}
+            db.add(Story(id=story_id, community_id=community.id, status="released", released_on=day, position=position,
+                         tags=tags, wants_advice=batch == 2, body=keyring.seal(json.dumps(text), associated_data("story", "body", story_id)),
+                         receipt_locator=locator, receipt_salt=salt, receipt_hash=hashed))
+    await db.flush()
 
 
 async def _pulse_history(db: AsyncSession, keyring: Keyring, community: Community, today: date) -> None:

@@ -31,6 +31,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     encryption_key_file: str = ""  # empty: data_dir/encryption.keys, generated on first start
     default_min_group_size: int = 5
     session_idle_minutes: int = 60 * 24 * 3
+    stories_per_week: int = 3  # most stories one member may share in a week
+    story_release_weekday: int = 0  # the weekly release of waiting stories: 0 = Monday
+    story_release_hour: int = 9  # ... at this hour in the community's time zone
     trusted_proxies: str = "127.0.0.1"  # proxies whose X-Forwarded-For names the real client (rate limits)
     schedule_interval_seconds: int = 60  # how often `serve` opens/closes rounds; 0: only `safespace tick`
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -150,6 +153,12 @@ def _check(settings: Settings) -> None:
         )
     if settings.session_idle_minutes < 5:
         raise SettingsError("SAFESPACE_SESSION_IDLE_MINUTES: use at least 5 minutes.")
+    if settings.stories_per_week < 1:
+        raise SettingsError("SAFESPACE_STORIES_PER_WEEK: use 1 or more.")
+    if not 0 <= settings.story_release_weekday <= 6:
+        raise SettingsError("SAFESPACE_STORY_RELEASE_WEEKDAY: use 0 (Monday) to 6 (Sunday).")
+    if not 0 <= settings.story_release_hour <= 23:
+        raise SettingsError("SAFESPACE_STORY_RELEASE_HOUR: use an hour from 0 to 23.")
     if settings.schedule_interval_seconds < 0:
         raise SettingsError("SAFESPACE_SCHEDULE_INTERVAL_SECONDS: use 0 (off) or a number of seconds, e.g. 60.")
     if not 0 < settings.smtp_port < 65536:

@@ -3,5 +3,6 @@
 from safespace.db.base import Base
 from safespace.identity import models as identity_models  # noqa: F401
 from safespace.pulse import models as pulse_models  # noqa: F401
+from safespace.stories import models as stories_models  # noqa: F401
 
 metadata = Base.metadata

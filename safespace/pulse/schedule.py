@@ -35,6 +35,7 @@ from safespace.pulse.models import (
     Tally,
 )
 from safespace.pulse.services import COMMUNITY, available_instruments, survey_cadence
+from safespace.stories import services as stories
 from surveys import cadence as cadence_rules
 from surveys import disclosure
 from surveys import tally as tally_rules
@@ -54,6 +55,7 @@ class TickReport:
     reminded: int = 0
     mails: list[tuple[str, uuid.UUID, uuid.UUID]] = field(default_factory=list)  # (kind, round, person)
     skipped: bool = False
+    stories_released: int = 0
 
 
 _HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # unique even across containers
@@ -202,7 +204,11 @@ async def close_round(db: AsyncSession, keyring: Keyring, round_id: uuid.UUID, m
     return True
 
 
-async def scrub(db: AsyncSession) -> None:
+ANSWER_TABLES = ("participation", "tally", "pending_comment", "released_comment", "round_mail")
+STORY_TABLES = ("story", "story_quota")
+
+
+async def scrub(db: AsyncSession, tables: tuple[str, ...] = ANSWER_TABLES) -> None:
     """After a close is committed, drop the old row versions the database still keeps.
 
     SQLite's write-ahead log holds every committed page image until a checkpoint; PostgreSQL
@@ -215,7 +221,7 @@ async def scrub(db: AsyncSession) -> None:
             await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         else:
             autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await autocommit.exec_driver_sql("VACUUM participation, tally, pending_comment, released_comment, round_mail")
+            await autocommit.exec_driver_sql(f"VACUUM {', '.join(tables)}")
 
 
 async def _members_to_mail(db: AsyncSession, round_: Round, kind: str, unanswered_only: bool) -> list[Person]:
@@ -249,12 +255,21 @@ async def _retry_refused_mails(db: AsyncSession, report: TickReport, round_: Rou
 
 
 async def run_schedule(
-    db: AsyncSession, keyring: Keyring, moment: datetime, session_idle: timedelta = timedelta(days=3)
+    db: AsyncSession,
+    keyring: Keyring,
+    moment: datetime,
+    session_idle: timedelta = timedelta(days=3),
+    story_release: tuple[int, int] = (0, 9),
 ) -> TickReport:
-    """One pass: open due rounds, remind, close. Mails are only noted here (sent after commit)."""
+    """One pass: open due rounds, remind, close; release story batches. Mails are only noted here."""
     report = TickReport()
     # This write also opens the transaction, so on SQLite the savepoints below nest inside it.
     await forget_old_sign_ins(db, session_idle)
+    try:
+        async with db.begin_nested():
+            report.stories_released = await stories.release_due(db, keyring, moment, *story_release)
+    except Exception:  # noqa: BLE001 - stories must not stop the rounds
+        log.exception("schedule: story release skipped this pass")
     for survey in list(await db.scalars(select(Survey))):
         try:
             # A savepoint per survey: one broken survey (say, a comment sealed with a lost key)
@@ -300,6 +315,7 @@ async def tick(
     moment: datetime | None = None,
     holder: str | None = None,
     session_idle: timedelta = timedelta(days=3),
+    story_release: tuple[int, int] = (0, 9),
 ) -> TickReport:
     moment = moment or now()
     holder = holder or holder_name()
@@ -307,7 +323,7 @@ async def tick(
         if not await take_lease(db, holder, moment):
             return TickReport(skipped=True)
         try:
-            report = await run_schedule(db, keyring, moment, session_idle)
+            report = await run_schedule(db, keyring, moment, session_idle, story_release)
             await db.commit()  # the mail ledger is written before any mail goes out
         except Exception:
             await db.rollback()
@@ -316,6 +332,8 @@ async def tick(
             await release_lease(db, holder)
         if report.closed:
             await scrub(db)
+        if report.stories_released:
+            await scrub(db, STORY_TABLES)
     if mailer is not None:
         await mailer.send_all(sessionmaker, report.mails)
     return report
@@ -327,11 +345,12 @@ async def run_periodically(
     mailer: RoundMailer,
     every: float,
     session_idle: timedelta,
+    story_release: tuple[int, int],
 ) -> None:
     """The periodic task inside `safespace serve`."""
     while True:
         try:
-            report = await tick(sessionmaker, keyring, mailer, session_idle=session_idle)
+            report = await tick(sessionmaker, keyring, mailer, session_idle=session_idle, story_release=story_release)
             if report.opened or report.closed or report.reminded:
                 log.info("schedule: opened %d, closed %d, reminded %d", report.opened, report.closed, report.reminded)
         except Exception:  # noqa: BLE001 - the next pass tries again

@@ -151,3 +151,37 @@ def test_member_answers_the_open_round(served, tmp_path: Path) -> None:  # noqa:
         expect(page.get_by_text("Scale score")).to_be_visible()
         assert problems == [], problems
         browser.close()
+
+
+def test_member_shares_a_story_and_finds_it_with_the_receipt(served, tmp_path: Path) -> None:  # noqa: ANN001
+    """Write a story that names a member, see the warning, edit, share, keep the receipt, read it back."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, links = served
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1000, "height": 900})
+        page.goto(links["member"])
+        page.get_by_role("button", name="Continue").click()
+        page.get_by_role("link", name="Read the stories").click()
+        expect(page.get_by_role("heading", name="A model we trusted too much")).to_be_visible()
+        page.get_by_role("link", name="Share a failure").first.click()
+        page.get_by_label("Title").fill("The workshop I ran alone")
+        page.get_by_label("What happened").fill("Sofia offered to help and I said no; the workshop ran over by an hour.")
+        page.get_by_label("What you learned").fill("Accepting help is part of the job.")
+        page.get_by_role("button", name="Share my story").click()
+        expect(page.get_by_role("alert")).to_contain_text("a member's name")
+        expect(page.get_by_role("alert")).to_contain_text("Sofia")
+        page.get_by_label("What happened").fill("A colleague offered to help and I said no; the workshop ran over by an hour.")
+        page.get_by_role("button", name="Share it as it is").click()
+        code = page.locator("#receipt-code").inner_text()
+        assert len(code) == 19 and code.count("-") == 3
+        page.screenshot(path=str(tmp_path / "receipt.png"))
+        page.get_by_role("link", name="Back to the stories").click()
+        expect(page.get_by_text("The workshop I ran alone")).to_have_count(0)  # waits for its batch
+        page.get_by_role("link", name="My story (with a receipt code)").click()
+        page.get_by_label("Receipt code").fill(code.lower())
+        page.get_by_role("button", name="Open my story").click()
+        expect(page.get_by_text("Waiting for release with the next batch.")).to_be_visible()
+        expect(page.get_by_role("heading", name="The workshop I ran alone")).to_be_visible()
+        browser.close()

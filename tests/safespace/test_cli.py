@@ -57,6 +57,10 @@ async def test_demo_has_a_year_of_pulse_history_with_a_rising_trend(settings, db
         assert tally.respondents >= 9
         means.append(stats.scale_estimate(tally).mean)
     assert sum(means[8:]) / 4 > sum(means[:6]) / 6 + 0.3  # trust rises after week 6
+    from safespace.stories.models import Story
+
+    batches = (await db.execute(select(Story.released_on, func.count()).group_by(Story.released_on))).all()
+    assert sorted(n for _day, n in batches) == [2, 3, 3]
 
 
 async def test_login_link_prints_a_link_that_works(settings, db: AsyncSession, client) -> None:  # noqa: ANN001

@@ -1,0 +1,68 @@
+"""stories
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-26
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from advanced_alchemy.types import DateTimeUTC
+
+
+revision = '0003'
+down_revision = '0002'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+
+    op.create_table('story',
+    sa.Column('community_id', sa.Uuid(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('released_on', sa.Date(), nullable=True),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('tags', sa.JSON(), nullable=False),
+    sa.Column('wants_advice', sa.Boolean(), nullable=False),
+    sa.Column('body', sa.LargeBinary(), nullable=False),
+    sa.Column('receipt_locator', sa.String(length=4), nullable=False),
+    sa.Column('receipt_salt', sa.LargeBinary(length=16), nullable=False),
+    sa.Column('receipt_hash', sa.LargeBinary(length=32), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['community_id'], ['community.id'], name=op.f('fk_story_community_id_community'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_story'))
+    )
+    with op.batch_alter_table('story', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_story_community_id'), ['community_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_story_receipt_locator'), ['receipt_locator'], unique=False)
+
+    op.create_table('story_quota',
+    sa.Column('person_id', sa.Uuid(), nullable=False),
+    sa.Column('week', sa.String(length=8), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['person_id'], ['person.id'], name=op.f('fk_story_quota_person_id_person'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('person_id', 'week', name=op.f('pk_story_quota')),
+    sqlite_with_rowid=False
+    )
+    op.create_table('story_release',
+    sa.Column('community_id', sa.Uuid(), nullable=False),
+    sa.Column('week', sa.String(length=8), nullable=False),
+    sa.ForeignKeyConstraint(['community_id'], ['community.id'], name=op.f('fk_story_release_community_id_community'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('community_id', 'week', name=op.f('pk_story_release'))
+    )
+
+
+
+def downgrade() -> None:
+
+    op.drop_table('story_release')
+    op.drop_table('story_quota')
+    with op.batch_alter_table('story', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_story_receipt_locator'))
+        batch_op.drop_index(batch_op.f('ix_story_community_id'))
+
+    op.drop_table('story')
+

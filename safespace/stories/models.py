@@ -1,0 +1,53 @@
+"""Failure stories: no author, no time finer than a day, random ids, text sealed at rest."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from safespace.db.base import Base, RandomId
+
+
+class Story(RandomId, Base):
+    """One story. Who wrote it is nowhere: only the receipt code (held by the author) finds it again.
+
+    Pending stories wait in their community's batch; at release they are re-inserted in a
+    shuffled order under new ids, so neither ids nor row order pair them with anything.
+    """
+
+    __tablename__ = "story"
+
+    community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # "pending" | "released"
+    released_on: Mapped[date | None] = mapped_column(Date)  # a day, never a time
+    position: Mapped[int] = mapped_column(Integer, default=0)  # shuffled order within its release
+    tags: Mapped[list] = mapped_column(JSON)
+    wants_advice: Mapped[bool] = mapped_column(Boolean, default=False)
+    body: Mapped[bytes] = mapped_column(LargeBinary)  # sealed JSON: title, happened, learned, differently
+    # The receipt: a public locator finds the row, the rest is checked against a slow scrypt hash.
+    receipt_locator: Mapped[str] = mapped_column(String(4), index=True)
+    receipt_salt: Mapped[bytes] = mapped_column(LargeBinary(16))
+    receipt_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class StoryQuota(Base):
+    """How many stories a member shared in a week: nothing here points to a story."""
+
+    __tablename__ = "story_quota"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), primary_key=True)
+    week: Mapped[str] = mapped_column(String(8), primary_key=True)  # ISO year and week, e.g. 2026-W48
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StoryRelease(Base):
+    """The weekly release of a community's batch happened for this week."""
+
+    __tablename__ = "story_release"
+
+    community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), primary_key=True)
+    week: Mapped[str] = mapped_column(String(8), primary_key=True)

@@ -1,0 +1,198 @@
+"""Failure stories: shared without a trace of the author, released in shuffled batches."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from safespace.identity.models import Person
+from safespace.identity.services import now
+from safespace.privacy.crypto import Keyring
+from safespace.pulse import schedule
+from safespace.stories.identifying import find_identifying, roster_names
+from safespace.stories.models import Story
+from tests.helpers import make_community, post_form, sign_in
+
+STORY = {"title": "The consultation nobody came to", "happened": "We announced it too late.",
+         "learned": "Start outreach a month before.", "differently": "Ask the groups when they can meet."}
+
+
+async def _world(db: AsyncSession):  # noqa: ANN202
+    world = await make_community(db, teams={"Energy": [f"m{i}@x.org" for i in range(6)]})
+    for person in await db.scalars(select(Person).where(Person.email.in_(["m0@x.org", "m1@x.org"]))):
+        person.display_name = {"m0@x.org": "Ines Duarte", "m1@x.org": "Tomás Rivera"}[person.email]
+    await db.commit()
+    return world
+
+
+async def _share(client, world, story=STORY, **extra) -> tuple[int, str | None]:  # noqa: ANN001
+    base = f"/c/{world.community.id}/stories"
+    await client.get(f"{base}/new")
+    response = await post_form(client, base, story | extra)
+    found = re.search(r'id="receipt-code"[^>]*>([A-Z0-9-]{19})<', response.text)
+    return response.status_code, found.group(1) if found else None
+
+
+async def _release(engine, settings, moment: datetime | None = None) -> schedule.TickReport:  # noqa: ANN001
+    return await schedule.tick(
+        async_sessionmaker(engine, expire_on_commit=False), Keyring.load(settings.encryption_key_path), None,
+        moment=moment or now(), story_release=(now().weekday(), 23),  # weekly release late today: not yet
+    )
+
+
+async def test_a_story_alone_waits_three_go_out_together(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    world = await _world(db)
+    await sign_in(client, db, "m2@x.org")
+    status, code = await _share(client, world)
+    assert status == 200 and code
+    await _release(engine, settings)
+    wall = await client.get(f"/c/{world.community.id}/stories")
+    assert "The consultation nobody came to" not in wall.text
+    for title in ("Second story", "Third story"):
+        assert (await _share(client, world, STORY | {"title": title}))[0] == 200
+    report = await _release(engine, settings)
+    assert report.stories_released == 3
+    wall = await client.get(f"/c/{world.community.id}/stories")
+    for title in ("The consultation nobody came to", "Second story", "Third story"):
+        assert title in wall.text
+    assert f"Released on {now().astimezone(__import__('zoneinfo').ZoneInfo('Europe/Madrid')).date().isoformat()}" in wall.text
+
+
+async def test_the_weekly_release_sends_a_lone_story(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    world = await _world(db)
+    await sign_in(client, db, "m2@x.org")
+    await _share(client, world)
+    moment = now()
+    report = await schedule.tick(async_sessionmaker(engine), Keyring.load(settings.encryption_key_path), None,
+                                 moment=moment, story_release=(0, 0))  # Monday 00:00 has passed this week
+    assert report.stories_released == 1
+    assert "The consultation nobody came to" in (await client.get(f"/c/{world.community.id}/stories")).text
+
+
+async def test_receipt_opens_the_story_and_withdraw_removes_it_everywhere(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    world = await _world(db)
+    await sign_in(client, db, "m2@x.org")
+    codes = [(await _share(client, world, STORY | {"title": f"Story {i}"}))[1] for i in range(3)]
+    await _release(engine, settings)
+    mine = f"/c/{world.community.id}/stories/mine"
+    await client.get(mine)
+    opened = await post_form(client, mine, {"code": codes[0].lower().replace("-", " ")})
+    assert opened.status_code == 200 and "Story 0" in opened.text and "Released on" in opened.text
+    withdrawn = await post_form(client, mine, {"code": codes[0], "action": "withdraw"})
+    assert "withdrawn and deleted" in withdrawn.text
+    wall = await client.get(f"/c/{world.community.id}/stories", params={"q": "Story"})
+    assert "Story 0" not in wall.text and "Story 1" in wall.text
+    assert await db.scalar(select(func.count()).select_from(Story)) == 2
+    assert (await post_form(client, mine, {"code": codes[0]})).status_code == 404
+
+
+async def test_wrong_receipt_codes_are_rate_limited_and_no_code_is_stored(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await _world(db)
+    await sign_in(client, db, "m2@x.org")
+    _status, code = await _share(client, world)
+    mine = f"/c/{world.community.id}/stories/mine"
+    await client.get(mine)
+    statuses = [(await post_form(client, mine, {"code": "2222-3333-4444-5555"})).status_code for _ in range(11)]
+    assert statuses == [404] * 10 + [429]
+    assert (await post_form(client, mine, {"code": code})).status_code == 429  # even the right code, for a while
+    raw = code.replace("-", "")
+    async with db.bind.connect() as connection:
+        dump = repr((await connection.execute(text("SELECT * FROM story"))).all())
+    assert raw not in dump and raw[4:] not in dump and code not in dump
+
+
+async def test_identity_warning_catches_names_emails_and_phones(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await _world(db)
+    await sign_in(client, db, "m2@x.org")
+    status, code = await _share(client, world, STORY | {
+        "happened": "Ines told me at the meeting; write to tomas@x.org or call +34 612 345 678.",
+    })
+    assert status == 200 and code is None  # not stored yet: the writer decides
+    page = (await client.get(f"/c/{world.community.id}/stories/new")).text
+    assert "Ines" not in page
+    assert await db.scalar(select(func.count()).select_from(Story)) == 0
+    warned = await post_form(client, f"/c/{world.community.id}/stories", STORY | {
+        "happened": "Ines told me at the meeting; write to tomas@x.org or call +34 612 345 678."})
+    for expected in ("a member's name", "Ines", "tomas@x.org", "+34 612 345 678"):
+        assert expected in warned.text
+    confirmed = await post_form(client, f"/c/{world.community.id}/stories", STORY | {
+        "happened": "Ines told me at the meeting.", "confirmed": "yes"})
+    assert "receipt-code" in confirmed.text
+
+
+def test_an_ordinary_word_that_is_nobodys_name_is_not_flagged() -> None:
+    names = roster_names(["Ines Duarte", "Mark Energy"], [])
+    # "market" is not "Mark", "energy" alone is not "Mark Energy", and Grace is nobody here.
+    assert find_identifying("The energy market and the budget of Grace", names) == []
+    assert [f.text for f in find_identifying("Then MARK said no.", names)] == ["MARK"]
+    assert find_identifying("We had a grace period on the energy budget.", roster_names(["Ines Duarte"], [])) == []
+
+
+async def test_the_fourth_story_in_a_week_is_refused(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await _world(db)
+    await sign_in(client, db, "m2@x.org")
+    statuses = [(await _share(client, world, STORY | {"title": f"Story {i}"}))[0] for i in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    refused = await post_form(client, f"/c/{world.community.id}/stories", STORY)
+    assert "shared 3 stories this week" in refused.text
+    assert await db.scalar(select(func.count()).select_from(Story)) == 3
+
+
+async def test_html_in_a_story_is_shown_as_text(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    world = await _world(db)
+    await sign_in(client, db, "m2@x.org")
+    payload = '<script>alert("x")</script><img src=x onerror=alert(1)>{{ 7*7 }}'
+    for i in range(3):
+        await _share(client, world, STORY | {"title": f"T{i}", "happened": payload})
+    await _release(engine, settings)
+    wall = (await client.get(f"/c/{world.community.id}/stories")).text
+    assert "<script>alert" not in wall and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in wall
+    assert "{{ 7*7 }}" in wall and ">49<" not in wall and "\n49" not in wall
+
+
+async def test_dump_after_release_has_no_author_and_batches_are_shuffled(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    world = await _world(db)
+    orders = []
+    for batch in range(4):
+        for writer in range(3):
+            client.cookies.clear()
+            await sign_in(client, db, f"m{(batch * 3 + writer) % 6}@x.org")  # two stories each: under the limit
+            await _share(client, world, STORY | {"title": f"b{batch}-w{writer}"})
+        await _release(engine, settings, now() + timedelta(seconds=batch))
+    people = (await db.execute(select(Person.id, Person.email))).all()
+    async with engine.connect() as connection:
+        rows = (await connection.execute(text("SELECT * FROM story"))).all()
+        columns = list((await connection.execute(text("SELECT * FROM story"))).keys())
+    assert len(rows) == 12
+    assert not any(c for c in columns if "person" in c or "member" in c or c.endswith("_at"))
+    dump = repr(rows)
+    for person_id, email in people:
+        assert str(person_id) not in dump and person_id.hex not in dump and email not in dump
+    wall = (await client.get(f"/c/{world.community.id}/stories")).text
+    titles = re.findall(r"b(\d)-w(\d)", wall)
+    for batch in range(4):
+        orders.append([w for b, w in titles if b == str(batch)])
+    assert all(sorted(order) == ["0", "1", "2"] for order in orders)
+    assert any(order != ["0", "1", "2"] for order in orders), "every batch came out in the order it was written"
+
+
+async def test_key_rotation_reseals_every_story(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    import os
+    import subprocess
+    import sys
+
+    world = await _world(db)
+    await sign_in(client, db, "m2@x.org")
+    codes = [(await _share(client, world, STORY | {"title": f"Rotated {i}"}))[1] for i in range(2)]
+    env = {**os.environ, "SAFESPACE_DATA_DIR": settings.data_dir, "SAFESPACE_DATABASE_URL": settings.database_url}
+    result = subprocess.run([sys.executable, "-m", "safespace", "keys", "rotate"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and "re-encrypted 2" in result.stdout, result.stderr
+    keyring = Keyring.load(settings.encryption_key_path)
+    assert list(keyring.keys) == [2]
+    mine = f"/c/{world.community.id}/stories/mine"
+    for i, code in enumerate(codes):
+        opened = await post_form(client, mine, {"code": code})
+        assert f"Rotated {i}" in opened.text
