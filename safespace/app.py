@@ -39,7 +39,7 @@ from safespace.pulse.api import pulse_api
 from safespace.pulse.controllers import InstrumentsController, PulseController, SurveysController
 from safespace.pulse.mail import RoundMailer
 from safespace.pulse.schedule import run_periodically
-from safespace.stories.controllers import StoriesController
+from safespace.stories.controllers import ReviewController, StoriesController
 from safespace.mail import Mailer, make_mailer
 from safespace.settings import Settings, load_settings
 from safespace.web import (
@@ -142,6 +142,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
             PulseController,
             SurveysController,
             InstrumentsController,
+            ReviewController,
             StoriesController,
             api_router,
             pulse_api,

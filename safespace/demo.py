@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import uuid
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from safespace.pulse import schedule
 from safespace.pulse import services as pulse
 from safespace.pulse.models import Participation, PendingComment, Tally
 from safespace.stories import receipts
-from safespace.stories.models import Story
+from safespace.stories.models import Reaction, Reply, Story
 from surveys import cadence as cadence_rules
 from surveys import tally as tally_rules
 from surveys.instrument import builtin_instruments
@@ -91,6 +92,14 @@ DEMO_STORIES = [
 ]
 
 
+DEMO_REPLIES = [
+    "Same here. What helped us was a short checklist before every public meeting.",
+    "Thank you for writing this down; I am about to make the same mistake.",
+    "We had this too. Asking one person outside the team to read it first caught most of it.",
+    "Could you share the template you use now?",
+]
+
+
 @dataclass
 class Demo:
     community: Community
@@ -128,6 +137,15 @@ async def _stories(db: AsyncSession, keyring: Keyring, community: Community, tod
             db.add(Story(id=story_id, community_id=community.id, status="released", released_on=day, position=position,
                          tags=tags, wants_advice=batch == 2, body=keyring.seal(json.dumps(text), associated_data("story", "body", story_id)),
                          receipt_locator=locator, receipt_salt=salt, receipt_hash=hashed))
+            await db.flush()
+            rng = random.Random(f"{batch}-{position}")
+            for kind in ("been_there", "helps_me", "thank_you"):
+                for _i in range(rng.randint(0, 6)):  # demo reactions: random markers, nobody's
+                    db.add(Reaction(story_id=story_id, kind=kind, marker=os.urandom(32)))
+            for reply_position, reply_text in enumerate(rng.sample(DEMO_REPLIES, rng.randint(0, 2))):
+                reply_id = uuid.uuid4()
+                db.add(Reply(id=reply_id, story_id=story_id, status="released", released_on=day + timedelta(days=7),
+                             position=reply_position, body=keyring.seal(reply_text, associated_data("reply", "body", reply_id))))
     await db.flush()
 
 

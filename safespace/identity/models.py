@@ -34,6 +34,7 @@ class Community(RandomId, Base):
     vision: Mapped[str] = mapped_column(Text, default="")
     min_group_size: Mapped[int] = mapped_column(Integer, default=5)
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    moderate_stories: Mapped[bool] = mapped_column(Boolean, default=False)  # facilitators approve stories first
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     teams: Mapped[list[Team]] = relationship(back_populates="community", order_by="Team.name")

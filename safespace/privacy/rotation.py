@@ -7,13 +7,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.pulse.models import PendingComment, ReleasedComment
-from safespace.stories.models import Story
+from safespace.stories.models import Reply, Story
 
 # Each sealed column, with how its associated data is built from the row.
 SEALED = [
     (PendingComment, "pending_comment", "body", lambda row: f"{row.round_id}/{row.id}"),
     (ReleasedComment, "released_comment", "body", lambda row: f"{row.round_id}/{row.id}"),
     (Story, "story", "body", lambda row: row.id),
+    (Reply, "reply", "body", lambda row: row.id),
 ]
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import uuid
+
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromQuery, URLEncodedBody
-from litestar.response import Template
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, FromQuery, URLEncodedBody
+from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.i18n import gettext as _
@@ -17,7 +20,8 @@ from safespace.identity.services import InvalidInput
 from safespace.privacy.crypto import Keyring
 from safespace.settings import Settings
 from safespace.stories import services
-from safespace.web import form_text, page, provide_membership, provide_viewer
+from safespace.identity.controllers import see_other
+from safespace.web import Viewer, flash, form_text, page, provide_facilitation, provide_membership, provide_viewer
 
 Form = URLEncodedBody[dict[str, Any]]
 RECEIPT_ATTEMPTS = 10  # wrong receipt codes per client per 15 minutes
@@ -41,9 +45,61 @@ class StoriesController(Controller):
         q: FromQuery[str] = "",
     ) -> Template:
         stories = await services.wall(db_session, keyring, membership.community_id, tag or None, q or None)
+        ids = [item.story.id for item in stories]
         return page(
-            "stories/wall.html", community=membership.community, stories=stories, tags=services.DEFAULT_TAGS, tag=tag, q=q
+            "stories/wall.html",
+            community=membership.community,
+            membership=membership,
+            stories=stories,
+            replies=await services.released_replies(db_session, keyring, ids),
+            reactions=await services.reaction_counts(db_session, ids),
+            kinds=reaction_labels(),
+            tags=services.DEFAULT_TAGS,
+            tag=tag,
+            q=q,
         )
+
+    async def _released(self, db: AsyncSession, membership: Membership, story_id: uuid.UUID):  # noqa: ANN202
+        try:
+            return await services.released_story(db, membership.community_id, story_id)
+        except LookupError:
+            raise NotFoundException(_("There is no such story here.")) from None
+
+    @post("/{story_id:uuid}/react")
+    async def react(
+        self,
+        story_id: FromPath[uuid.UUID],
+        data: Form,
+        membership: NamedDependency[Membership],
+        db_session: NamedDependency[AsyncSession],
+        secret: NamedDependency[bytes],
+    ) -> Redirect:
+        story = await self._released(db_session, membership, story_id)
+        try:
+            await services.toggle_reaction(db_session, secret, membership.person_id, story, form_text(data, "kind"))
+        except InvalidInput as exc:
+            raise NotFoundException(next(iter(exc.errors.values()))) from None
+        return see_other(f"/c/{membership.community_id}/stories#s-{story_id}")
+
+    @post("/{story_id:uuid}/reply")
+    async def reply(
+        self,
+        story_id: FromPath[uuid.UUID],
+        data: Form,
+        membership: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+        keyring: NamedDependency[Keyring],
+    ) -> Redirect:
+        story = await self._released(db_session, membership, story_id)
+        community_id = membership.community_id
+        try:
+            await services.reply(db_session, keyring, story, form_text(data, "reply"))
+        except InvalidInput as exc:
+            await flash(db_session, viewer, next(iter(exc.errors.values())), "error")
+            return see_other(f"/c/{community_id}/stories#s-{story_id}")
+        await flash(db_session, viewer, _("Thank you. Your reply goes out with the next batch, without your name."))
+        return see_other(f"/c/{community_id}/stories#s-{story_id}")
 
     def _form(self, membership: Membership, status: int = 200, **context: Any) -> Template:
         context = {"values": {}, "errors": {}, "findings": []} | context
@@ -78,7 +134,14 @@ class StoriesController(Controller):
             return self._form(membership, 200, values=values, findings=findings)
         try:
             code = await services.share(
-                db_session, keyring, membership, text, tags, wants_advice, settings.stories_per_week
+                db_session,
+                keyring,
+                membership,
+                text,
+                tags,
+                wants_advice,
+                settings.stories_per_week,
+                moderated=membership.community.moderate_stories,
             )
         except services.WeeklyLimit:
             message = _("You have shared %(n)s stories this week, the most a member may. Keep this one for next week.") % {
@@ -117,6 +180,67 @@ class StoriesController(Controller):
             await services.withdraw(db_session, story)
             return page("stories/mine.html", community=community, story=None, text=None, errors={}, withdrawn=True)
         return page(
-            "stories/mine.html", community=community, story=story, text=services.open_story(keyring, story), errors={}, code=code
+            "stories/mine.html",
+            community=community,
+            story=story,
+            text=services.open_story(keyring, story),
+            replies=(await services.released_replies(db_session, keyring, [story.id])).get(story.id, []),
+            reactions=(await services.reaction_counts(db_session, [story.id])).get(story.id, {}),
+            kinds=reaction_labels(),
+            errors={},
+            code=code,
         )
+
+
+class ReviewController(Controller):
+    """Facilitators read stories waiting for review (text only) and approve or decline them."""
+
+    path = "/c/{community_id:uuid}/stories/review"
+    include_in_schema = False
+    dependencies = {
+        "viewer": Provide(provide_viewer, sync_to_thread=False),
+        "facilitation": Provide(provide_facilitation),
+    }
+
+    @get("/")
+    async def queue(
+        self,
+        facilitation: NamedDependency[Membership],
+        db_session: NamedDependency[AsyncSession],
+        keyring: NamedDependency[Keyring],
+    ) -> Template:
+        waiting = await services.review_queue(db_session, keyring, facilitation.community_id)
+        return page("stories/review.html", community=facilitation.community, waiting=waiting)
+
+    @post("/")
+    async def decide(
+        self,
+        data: Form,
+        facilitation: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Redirect:
+        community = facilitation.community
+        action = form_text(data, "action")
+        back = see_other(f"/c/{community.id}/stories/review")
+        if action in ("moderation_on", "moderation_off"):
+            community.moderate_stories = action == "moderation_on"
+            await flash(db_session, viewer, _("Stories now wait for a facilitator's approval.") if community.moderate_stories
+                        else _("Stories now go straight to the next batch."))
+            return back
+        try:
+            story_id = uuid.UUID(form_text(data, "story"))
+            await services.moderate(db_session, community.id, story_id, action == "approve", form_text(data, "reason"))
+        except (ValueError, LookupError):
+            raise NotFoundException(_("There is no such story waiting for review.")) from None
+        except InvalidInput as exc:
+            await flash(db_session, viewer, next(iter(exc.errors.values())), "error")
+            return back
+        await flash(db_session, viewer, _("Approved: it goes out with the next batch.") if action == "approve"
+                    else _("Declined. The author sees your reason with their receipt code."))
+        return back
+
+
+def reaction_labels() -> dict[str, str]:
+    return {"been_there": _("I've been there"), "helps_me": _("This helps me"), "thank_you": _("Thank you for sharing")}
 

@@ -21,7 +21,8 @@ class Story(RandomId, Base):
     __tablename__ = "story"
 
     community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), index=True)
-    status: Mapped[str] = mapped_column(String(16))  # "pending" | "released"
+    status: Mapped[str] = mapped_column(String(16))  # "review" | "pending" | "released" | "declined"
+    decline_reason: Mapped[str | None] = mapped_column(String(500))  # shown to the author with the receipt
     released_on: Mapped[date | None] = mapped_column(Date)  # a day, never a time
     position: Mapped[int] = mapped_column(Integer, default=0)  # shuffled order within its release
     tags: Mapped[list] = mapped_column(JSON)
@@ -51,3 +52,31 @@ class StoryRelease(Base):
 
     community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), primary_key=True)
     week: Mapped[str] = mapped_column(String(8), primary_key=True)
+
+
+class Reaction(RandomId, Base):
+    """One reaction: counted per story and kind, never listed.
+
+    `marker` is HMAC-SHA256(installation secret, member, story, kind): it makes "one of each kind
+    per member" a unique constraint without storing the member. A copy of the database alone
+    cannot tell who reacted; whoever also holds the secret key file could test each member
+    (see docs/THREAT_MODEL.md).
+    """
+
+    __tablename__ = "reaction"
+
+    story_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("story.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "been_there" | "helps_me" | "thank_you"
+    marker: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+
+
+class Reply(RandomId, Base):
+    """A reply to a story: anonymous like the story, sealed, released with the next batch."""
+
+    __tablename__ = "reply"
+
+    story_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("story.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # "pending" | "released"
+    released_on: Mapped[date | None] = mapped_column(Date)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    body: Mapped[bytes] = mapped_column(LargeBinary)

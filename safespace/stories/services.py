@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import random
 import uuid
@@ -20,12 +22,15 @@ from safespace.identity.services import InvalidInput, clean_text, now
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.stories import receipts
 from safespace.stories.identifying import Finding, find_identifying, roster_names
-from safespace.stories.models import Story, StoryQuota, StoryRelease
+from safespace.stories.models import Reaction, Reply, Story, StoryQuota, StoryRelease
 
 FIELDS = ("title", "happened", "learned", "differently")
 MAX_CHARS = {"title": 120, "happened": 4000, "learned": 4000, "differently": 4000}
 DEFAULT_TAGS = ("policy design", "stakeholders", "data and evidence", "communication", "implementation", "funding")
 BATCH_SIZE = 3  # a batch goes out as soon as this many stories wait
+REPLIES_AT_ONCE = 3  # a story's replies go out at once when this many wait, else with the weekly release
+REACTIONS = ("been_there", "helps_me", "thank_you")
+MAX_REPLY_CHARS = 2000
 
 
 class WeeklyLimit(Exception):
@@ -97,8 +102,9 @@ async def share(
     tags: list[str],
     wants_advice: bool,
     weekly_limit: int,
+    moderated: bool = False,
 ) -> str:
-    """Store a story in the community's pending batch; returns its receipt code (shown once)."""
+    """Store a story in the community's pending batch (or for review); returns its receipt code."""
     insert = pg_insert if db.bind.dialect.name == "postgresql" else sqlite_insert
     counted = await db.execute(
         insert(StoryQuota)
@@ -115,7 +121,7 @@ async def share(
         Story(
             id=story_id,
             community_id=membership.community_id,
-            status="pending",
+            status="review" if moderated else "pending",
             released_on=None,
             position=0,
             tags=tags,
@@ -140,6 +146,12 @@ async def release_due(db: AsyncSession, keyring: Keyring, moment: datetime, week
     pending = (
         await db.execute(select(Story.community_id, func.count()).where(Story.status == "pending").group_by(Story.community_id))
     ).all()
+    # Communities with only replies waiting still get their weekly release.
+    with_replies = await db.scalars(
+        select(Story.community_id).join(Reply, Reply.story_id == Story.id).where(Reply.status == "pending").distinct()
+    )
+    known = {c for c, _n in pending}
+    pending += [(c, 0) for c in with_replies if c not in known]
     for community_id, count in pending:
         community = await db.get_one(Community, community_id)
         local = moment.astimezone(ZoneInfo(community.time_zone))
@@ -147,10 +159,15 @@ async def release_due(db: AsyncSession, keyring: Keyring, moment: datetime, week
         weekly_due = (local.weekday(), local.hour) >= (weekday, hour) and await db.get(
             StoryRelease, (community_id, week)
         ) is None
-        if count >= BATCH_SIZE or weekly_due:
+        if (count >= BATCH_SIZE or weekly_due) and count:
             released += await _release(db, keyring, community_id, local.date())
         if weekly_due:
             db.add(StoryRelease(community_id=community_id, week=week))
+            await _release_replies(db, keyring, community_id, local.date(), minimum=1)
+    for community_id in {c for c, _n in pending}:
+        community = await db.get_one(Community, community_id)
+        await _release_replies(db, keyring, community_id, moment.astimezone(ZoneInfo(community.time_zone)).date(),
+                               minimum=REPLIES_AT_ONCE)
     await db.flush()
     return released
 
@@ -179,6 +196,116 @@ async def _release(db: AsyncSession, keyring: Keyring, community_id: uuid.UUID, 
             )
         )
     return len(opened)
+
+
+async def _release_replies(
+    db: AsyncSession, keyring: Keyring, community_id: uuid.UUID, day: date, minimum: int
+) -> None:
+    """Release the waiting replies of each story that has at least `minimum` of them, shuffled.
+
+    One reply alone never goes out on its own before the weekly release: its time would point
+    to whoever was online then.
+    """
+    waiting = list(
+        await db.scalars(
+            select(Reply).join(Story, Story.id == Reply.story_id).where(
+                Story.community_id == community_id, Reply.status == "pending"
+            )
+        )
+    )
+    by_story: dict[uuid.UUID, list[Reply]] = {}
+    for reply in waiting:
+        by_story.setdefault(reply.story_id, []).append(reply)
+    shuffle = random.SystemRandom().shuffle
+    for story_id, replies in by_story.items():
+        if len(replies) < minimum:
+            continue
+        texts = [keyring.open(r.body, associated_data("reply", "body", r.id)) for r in replies]
+        await db.execute(delete(Reply).where(Reply.id.in_([r.id for r in replies])))
+        shuffle(texts)
+        start = (await db.scalar(select(func.count()).select_from(Reply).where(Reply.story_id == story_id))) or 0
+        for offset, text in enumerate(texts):
+            reply_id = uuid.uuid4()
+            db.add(Reply(id=reply_id, story_id=story_id, status="released", released_on=day, position=start + offset,
+                         body=keyring.seal(text, associated_data("reply", "body", reply_id))))
+
+
+async def reply(db: AsyncSession, keyring: Keyring, story: Story, text: str) -> None:
+    text = clean_text(text, multiline=True)
+    if not text:
+        raise InvalidInput({"reply": _("Write a reply first.")})
+    if len(text) > MAX_REPLY_CHARS:
+        raise InvalidInput({"reply": _("Keep your reply to %(n)s characters or fewer.") % {"n": MAX_REPLY_CHARS}})
+    reply_id = uuid.uuid4()
+    db.add(Reply(id=reply_id, story_id=story.id, status="pending", released_on=None, position=0,
+                 body=keyring.seal(text, associated_data("reply", "body", reply_id))))
+    await db.flush()
+
+
+async def released_replies(db: AsyncSession, keyring: Keyring, story_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+    found: dict[uuid.UUID, list[str]] = {}
+    rows = await db.scalars(
+        select(Reply).where(Reply.story_id.in_(story_ids), Reply.status == "released").order_by(Reply.position)
+    )
+    for r in rows:
+        found.setdefault(r.story_id, []).append(keyring.open(r.body, associated_data("reply", "body", r.id)))
+    return found
+
+
+def reaction_marker(secret: bytes, person_id: uuid.UUID, story_id: uuid.UUID, kind: str) -> bytes:
+    return hmac.new(secret, f"reaction:{person_id}:{story_id}:{kind}".encode(), hashlib.sha256).digest()
+
+
+async def toggle_reaction(
+    db: AsyncSession, secret: bytes, person_id: uuid.UUID, story: Story, kind: str
+) -> bool:
+    """Add the member's reaction of this kind, or take it back; True if it is now there."""
+    if kind not in REACTIONS or story.status != "released":
+        raise InvalidInput({"reaction": _("That reaction is not available.")})
+    marker = reaction_marker(secret, person_id, story.id, kind)
+    removed = await db.execute(delete(Reaction).where(Reaction.marker == marker))
+    if removed.rowcount:
+        return False
+    db.add(Reaction(story_id=story.id, kind=kind, marker=marker))
+    await db.flush()
+    return True
+
+
+async def reaction_counts(db: AsyncSession, story_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
+    counts: dict[uuid.UUID, dict[str, int]] = {}
+    rows = await db.execute(
+        select(Reaction.story_id, Reaction.kind, func.count()).where(Reaction.story_id.in_(story_ids))
+        .group_by(Reaction.story_id, Reaction.kind)
+    )
+    for story_id, kind, n in rows:
+        counts.setdefault(story_id, {})[kind] = n
+    return counts
+
+
+async def released_story(db: AsyncSession, community_id: uuid.UUID, story_id: uuid.UUID) -> Story:
+    story = await db.get(Story, story_id)
+    if story is None or story.community_id != community_id or story.status != "released":
+        raise LookupError("no such story")
+    return story
+
+
+async def review_queue(db: AsyncSession, keyring: Keyring, community_id: uuid.UUID) -> list[SharedStory]:
+    stories = await db.scalars(select(Story).where(Story.community_id == community_id, Story.status == "review"))
+    return [SharedStory(s, open_story(keyring, s)) for s in stories]
+
+
+async def moderate(db: AsyncSession, community_id: uuid.UUID, story_id: uuid.UUID, approve: bool, reason: str) -> None:
+    """Approved stories join the pending batch (and still go out shuffled); declined never appear."""
+    story = await db.get(Story, story_id)
+    if story is None or story.community_id != community_id or story.status != "review":
+        raise LookupError("no such story waiting for review")
+    if approve:
+        story.status = "pending"
+        return
+    reason = clean_text(reason)
+    if not reason:
+        raise InvalidInput({"reason": _("Tell the author why, so they can write it differently.")})
+    story.status, story.decline_reason = "declined", reason[:500]
 
 
 async def wall(

@@ -23,6 +23,7 @@ def upgrade() -> None:
     op.create_table('story',
     sa.Column('community_id', sa.Uuid(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('decline_reason', sa.String(length=500), nullable=True),
     sa.Column('released_on', sa.Date(), nullable=True),
     sa.Column('position', sa.Integer(), nullable=False),
     sa.Column('tags', sa.JSON(), nullable=False),
@@ -53,11 +54,44 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['community_id'], ['community.id'], name=op.f('fk_story_release_community_id_community'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('community_id', 'week', name=op.f('pk_story_release'))
     )
+    op.create_table('reaction',
+    sa.Column('story_id', sa.Uuid(), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('marker', sa.LargeBinary(length=32), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['story_id'], ['story.id'], name=op.f('fk_reaction_story_id_story'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_reaction')),
+    sa.UniqueConstraint('marker', name=op.f('uq_reaction_marker'))
+    )
+    with op.batch_alter_table('reaction', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_reaction_story_id'), ['story_id'], unique=False)
+
+    op.create_table('reply',
+    sa.Column('story_id', sa.Uuid(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('released_on', sa.Date(), nullable=True),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('body', sa.LargeBinary(), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['story_id'], ['story.id'], name=op.f('fk_reply_story_id_story'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_reply'))
+    )
+    with op.batch_alter_table('reply', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_reply_story_id'), ['story_id'], unique=False)
+
 
 
 
 def downgrade() -> None:
 
+    with op.batch_alter_table('reply', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_reply_story_id'))
+
+    op.drop_table('reply')
+    with op.batch_alter_table('reaction', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_reaction_story_id'))
+
+    op.drop_table('reaction')
     op.drop_table('story_release')
     op.drop_table('story_quota')
     with op.batch_alter_table('story', schema=None) as batch_op:

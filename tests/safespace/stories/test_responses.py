@@ -1,0 +1,96 @@
+"""Reactions, replies and moderation: counts and text without a trace of who."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.identity.models import Person
+from safespace.stories.models import Reaction, Reply, Story
+from tests.helpers import post_form, sign_in
+from tests.safespace.stories.test_stories import STORY, _release, _share, _world
+
+
+async def _released_story(client, db, engine, settings, world):  # noqa: ANN001, ANN202
+    await sign_in(client, db, "m2@x.org")
+    codes = [(await _share(client, world, STORY | {"title": f"S{i}"}))[1] for i in range(3)]
+    await _release(engine, settings)
+    story = await db.scalar(select(Story).where(Story.status == "released").order_by(Story.position))
+    return story, codes
+
+
+async def test_one_reaction_of_each_kind_per_member_shown_as_counts(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    world = await _world(db)
+    story, _codes = await _released_story(client, db, engine, settings, world)
+    url = f"/c/{world.community.id}/stories/{story.id}/react"
+    for kind in ("been_there", "been_there", "helps_me"):  # the second "been there" takes it back
+        assert (await post_form(client, url, {"kind": kind})).status_code == 303
+    for email in ("m3@x.org", "m4@x.org"):
+        client.cookies.clear()
+        await sign_in(client, db, email)
+        await post_form(client, url, {"kind": "thank_you"})
+    counts = dict((await db.execute(select(Reaction.kind, func.count()).group_by(Reaction.kind))).all())
+    assert counts == {"helps_me": 1, "thank_you": 2}
+    assert (await post_form(client, url, {"kind": "love"})).status_code == 404
+    # A dump shows markers, not people.
+    people = (await db.execute(select(Person.id, Person.email))).all()
+    async with engine.connect() as connection:
+        dump = repr((await connection.execute(text("SELECT * FROM reaction"))).all())
+    for person_id, email in people:
+        assert str(person_id) not in dump and person_id.hex not in dump and email not in dump
+
+
+async def test_a_lone_reply_waits_three_go_out_together(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    world = await _world(db)
+    story, codes = await _released_story(client, db, engine, settings, world)
+    url = f"/c/{world.community.id}/stories/{story.id}/reply"
+    await post_form(client, url, {"reply": "Same here: we now phone the associations first."})
+    await _release(engine, settings)
+    wall = (await client.get(f"/c/{world.community.id}/stories")).text
+    assert "we now phone the associations" not in wall
+    for i in range(2):
+        await post_form(client, url, {"reply": f"Another reply {i}"})
+    await _release(engine, settings)
+    wall = (await client.get(f"/c/{world.community.id}/stories")).text
+    assert "we now phone the associations" in wall and "Another reply 1" in wall
+    assert await db.scalar(select(func.count()).select_from(Reply).where(Reply.status == "released")) == 3
+    # The author reads the replies with the receipt code.
+    mine = f"/c/{world.community.id}/stories/mine"
+    for code in codes:
+        page = (await post_form(client, mine, {"code": code})).text
+        if "Another reply 0" in page:
+            break
+    else:
+        raise AssertionError("no receipt showed the replies")
+
+
+async def test_moderation_holds_stories_and_tells_the_author_why(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    world = await _world(db)
+    await sign_in(client, db, world.facilitator)
+    review = f"/c/{world.community.id}/stories/review"
+    await client.get(review)
+    await post_form(client, review, {"action": "moderation_on"})
+    client.cookies.clear()
+    await sign_in(client, db, "m2@x.org")
+    codes = [(await _share(client, world, STORY | {"title": f"M{i}"}))[1] for i in range(3)]
+    await _release(engine, settings)
+    assert "M0" not in (await client.get(f"/c/{world.community.id}/stories")).text  # held for review
+    assert (await client.get(review)).status_code == 403  # members cannot review
+    client.cookies.clear()
+    await sign_in(client, db, world.facilitator)
+    queue = (await client.get(review)).text
+    ids = re.findall(r'name="story" value="([0-9a-f-]+)"', queue)
+    assert len(ids) == 3
+    for story_id in ids[:2]:
+        await post_form(client, review, {"story": story_id, "action": "approve"})
+    await post_form(client, review, {"story": ids[2], "action": "decline", "reason": "It names a partner organisation."})
+    await _release(engine, settings)  # two approved: below three, they wait for the weekly release
+    client.cookies.clear()
+    await sign_in(client, db, "m2@x.org")
+    mine = f"/c/{world.community.id}/stories/mine"
+    await client.get(mine)
+    reasons = [(await post_form(client, mine, {"code": code})).text for code in codes]
+    assert sum("It names a partner organisation." in page for page in reasons) == 1
+    assert await db.scalar(select(func.count()).select_from(Story).where(Story.status == "pending")) == 2
