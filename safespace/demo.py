@@ -141,7 +141,7 @@ async def _stories(db: AsyncSession, keyring: Keyring, community: Community, tod
             rng = random.Random(f"{batch}-{position}")
             for kind in ("been_there", "helps_me", "thank_you"):
                 for _i in range(rng.randint(0, 6)):  # demo reactions: random markers, nobody's
-                    db.add(Reaction(story_id=story_id, kind=kind, marker=os.urandom(32)))
+                    db.add(Reaction(story_id=story_id, kind=kind, month=day.strftime("%Y-%m"), marker=os.urandom(32)))
             for reply_position, reply_text in enumerate(rng.sample(DEMO_REPLIES, rng.randint(0, 2))):
                 reply_id = uuid.uuid4()
                 db.add(Reply(id=reply_id, story_id=story_id, status="released", released_on=day + timedelta(days=7),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from safespace.db.base import Base, RandomId, UTCDateTime
@@ -35,6 +35,7 @@ class Community(RandomId, Base):
     min_group_size: Mapped[int] = mapped_column(Integer, default=5)
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     moderate_stories: Mapped[bool] = mapped_column(Boolean, default=False)  # facilitators approve stories first
+    story_tags: Mapped[list | None] = mapped_column(JSON)  # the topics members choose from; None: the defaults
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     teams: Mapped[list[Team]] = relationship(back_populates="community", order_by="Team.name")

@@ -19,7 +19,7 @@ from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput
 from safespace.privacy.crypto import Keyring
 from safespace.settings import Settings
-from safespace.stories import services
+from safespace.stories import moderation, services
 from safespace.identity.controllers import see_other
 from safespace.web import Viewer, flash, form_text, page, provide_facilitation, provide_membership, provide_viewer
 
@@ -54,7 +54,7 @@ class StoriesController(Controller):
             replies=await services.released_replies(db_session, keyring, ids),
             reactions=await services.reaction_counts(db_session, ids),
             kinds=reaction_labels(),
-            tags=services.DEFAULT_TAGS,
+            tags=moderation.community_tags(membership.community),
             tag=tag,
             q=q,
         )
@@ -81,6 +81,37 @@ class StoriesController(Controller):
             raise NotFoundException(next(iter(exc.errors.values()))) from None
         return see_other(f"/c/{membership.community_id}/stories#s-{story_id}")
 
+    @post("/{story_id:uuid}/flag")
+    async def flag(
+        self,
+        story_id: FromPath[uuid.UUID],
+        data: Form,
+        membership: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+        secret: NamedDependency[bytes],
+    ) -> Redirect:
+        story = await self._released(db_session, membership, story_id)
+        community_id = membership.community_id
+        try:
+            reply_id = uuid.UUID(form_text(data, "reply")) if form_text(data, "reply") else None
+            await moderation.flag(db_session, secret, membership.person_id, story, reply_id)
+        except (ValueError, LookupError):
+            raise NotFoundException(_("There is no such reply here.")) from None
+        await flash(db_session, viewer, _("Thank you. A facilitator will look at it; nobody sees who reported it."))
+        return see_other(f"/c/{community_id}/stories#s-{story_id}")
+
+    @post("/check", media_type="application/json")
+    async def check(
+        self, data: Form, membership: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
+    ) -> dict[str, list[dict[str, str]]]:
+        """The identifying-details check while the member types (the page works without it)."""
+        values = {name: form_text(data, name) for name in services.FIELDS}
+        text = services.StoryText(**{k: v[:5000] for k, v in values.items()})
+        findings = await services.identifying_details(db_session, membership.community_id, text)
+        labels = finding_labels()
+        return {"findings": [{"label": labels[f.kind], "text": f.text} for f in findings]}
+
     @post("/{story_id:uuid}/reply")
     async def reply(
         self,
@@ -104,7 +135,11 @@ class StoriesController(Controller):
     def _form(self, membership: Membership, status: int = 200, **context: Any) -> Template:
         context = {"values": {}, "errors": {}, "findings": []} | context
         return page(
-            "stories/share.html", status_code=status, community=membership.community, tags=services.DEFAULT_TAGS, **context
+            "stories/share.html",
+            status_code=status,
+            community=membership.community,
+            tags=moderation.community_tags(membership.community),
+            **context,
         )
 
     @get("/new")
@@ -125,7 +160,7 @@ class StoriesController(Controller):
             "wants_advice": form_text(data, "wants_advice"),
         }
         try:
-            text, tags, wants_advice = services.read_form(values)
+            text, tags, wants_advice = services.read_form(values, moderation.community_tags(membership.community))
         except InvalidInput as exc:
             return self._form(membership, 422, values=values, errors=exc.errors)
         findings = await services.identifying_details(db_session, membership.community_id, text)
@@ -179,6 +214,13 @@ class StoriesController(Controller):
         if form_text(data, "action") == "withdraw":
             await services.withdraw(db_session, story)
             return page("stories/mine.html", community=community, story=None, text=None, errors={}, withdrawn=True)
+        if form_text(data, "action") == "edit":
+            values = {name: form_text(data, name) for name in services.FIELDS}
+            try:
+                text, _tags, _advice = services.read_form(values, moderation.community_tags(community))
+            except InvalidInput as exc:
+                return page("stories/mine.html", status_code=422, community=community, story=None, text=None, errors=exc.errors)
+            await services.edit(db_session, keyring, story, text, community.moderate_stories)
         return page(
             "stories/mine.html",
             community=community,
@@ -209,8 +251,18 @@ class ReviewController(Controller):
         db_session: NamedDependency[AsyncSession],
         keyring: NamedDependency[Keyring],
     ) -> Template:
-        waiting = await services.review_queue(db_session, keyring, facilitation.community_id)
-        return page("stories/review.html", community=facilitation.community, waiting=waiting)
+        community = facilitation.community
+        months, per_tag = await moderation.activity(db_session, community.id)
+        return page(
+            "stories/review.html",
+            community=community,
+            waiting=await moderation.review_queue(db_session, keyring, community.id),
+            flagged=await moderation.flagged(db_session, keyring, community.id),
+            tags="\n".join(moderation.community_tags(community)),
+            months=months,
+            per_tag=per_tag,
+            errors={},
+        )
 
     @post("/")
     async def decide(
@@ -223,6 +275,29 @@ class ReviewController(Controller):
         community = facilitation.community
         action = form_text(data, "action")
         back = see_other(f"/c/{community.id}/stories/review")
+        if action == "tags":
+            try:
+                await moderation.set_tags(db_session, community, str(data.get("tags", "")))
+            except InvalidInput as exc:
+                await flash(db_session, viewer, next(iter(exc.errors.values())), "error")
+                return back
+            await flash(db_session, viewer, _("Topics saved."))
+            return back
+        if action in ("hide", "dismiss"):
+            try:
+                story_id = uuid.UUID(form_text(data, "story"))
+                reply_id = uuid.UUID(form_text(data, "reply")) if form_text(data, "reply") else None
+                if action == "hide":
+                    await moderation.hide(db_session, community.id, story_id, reply_id, form_text(data, "reason"))
+                else:
+                    await moderation.dismiss_flags(db_session, community.id, story_id, reply_id)
+            except (ValueError, LookupError):
+                raise NotFoundException(_("There is no such story here.")) from None
+            except InvalidInput as exc:
+                await flash(db_session, viewer, next(iter(exc.errors.values())), "error")
+                return back
+            await flash(db_session, viewer, _("Hidden from every page.") if action == "hide" else _("Reports dismissed."))
+            return back
         if action in ("moderation_on", "moderation_off"):
             community.moderate_stories = action == "moderation_on"
             await flash(db_session, viewer, _("Stories now wait for a facilitator's approval.") if community.moderate_stories
@@ -230,7 +305,7 @@ class ReviewController(Controller):
             return back
         try:
             story_id = uuid.UUID(form_text(data, "story"))
-            await services.moderate(db_session, community.id, story_id, action == "approve", form_text(data, "reason"))
+            await moderation.moderate(db_session, community.id, story_id, action == "approve", form_text(data, "reason"))
         except (ValueError, LookupError):
             raise NotFoundException(_("There is no such story waiting for review.")) from None
         except InvalidInput as exc:
@@ -239,6 +314,16 @@ class ReviewController(Controller):
         await flash(db_session, viewer, _("Approved: it goes out with the next batch.") if action == "approve"
                     else _("Declined. The author sees your reason with their receipt code."))
         return back
+
+
+def finding_labels() -> dict[str, str]:
+    return {
+        "name": _("a member's name"),
+        "email": _("an email address"),
+        "phone": _("a phone number"),
+        "url": _("a web address"),
+        "date": _("an exact date"),
+    }
 
 
 def reaction_labels() -> dict[str, str]:

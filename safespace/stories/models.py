@@ -21,8 +21,8 @@ class Story(RandomId, Base):
     __tablename__ = "story"
 
     community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), index=True)
-    status: Mapped[str] = mapped_column(String(16))  # "review" | "pending" | "released" | "declined"
-    decline_reason: Mapped[str | None] = mapped_column(String(500))  # shown to the author with the receipt
+    status: Mapped[str] = mapped_column(String(16))  # "review" | "pending" | "released" | "declined" | "hidden"
+    decline_reason: Mapped[str | None] = mapped_column(String(500))  # declined or hidden: shown with the receipt
     released_on: Mapped[date | None] = mapped_column(Date)  # a day, never a time
     position: Mapped[int] = mapped_column(Integer, default=0)  # shuffled order within its release
     tags: Mapped[list] = mapped_column(JSON)
@@ -67,6 +67,7 @@ class Reaction(RandomId, Base):
 
     story_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("story.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # "been_there" | "helps_me" | "thank_you"
+    month: Mapped[str] = mapped_column(String(7))  # e.g. 2026-11: for monthly counts, nothing finer
     marker: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
 
 
@@ -76,7 +77,17 @@ class Reply(RandomId, Base):
     __tablename__ = "reply"
 
     story_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("story.id", ondelete="CASCADE"), index=True)
-    status: Mapped[str] = mapped_column(String(16))  # "pending" | "released"
+    status: Mapped[str] = mapped_column(String(16))  # "pending" | "released" | "hidden"
     released_on: Mapped[date | None] = mapped_column(Date)
     position: Mapped[int] = mapped_column(Integer, default=0)
     body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Flag(RandomId, Base):
+    """A member's report that a story or reply is harmful. Like reactions: a marker, no member."""
+
+    __tablename__ = "flag"
+
+    story_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("story.id", ondelete="CASCADE"), index=True)
+    reply_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("reply.id", ondelete="CASCADE"))
+    marker: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)

@@ -58,7 +58,7 @@ def _aad(story_id: uuid.UUID) -> bytes:
     return associated_data("story", "body", story_id)
 
 
-def read_form(values: dict[str, str]) -> tuple[StoryText, list[str], bool]:
+def read_form(values: dict[str, str], allowed_tags: list[str] | tuple[str, ...] = DEFAULT_TAGS) -> tuple[StoryText, list[str], bool]:
     errors: dict[str, str] = {}
     fields = {}
     for name in FIELDS:
@@ -69,9 +69,9 @@ def read_form(values: dict[str, str]) -> tuple[StoryText, list[str], bool]:
     text = StoryText(**fields)
     if not any(fields.values()):
         errors["happened"] = _("Write at least what happened, or what you learned.")
-    tags = [t for t in values.get("tags", []) if t in DEFAULT_TAGS] if isinstance(values.get("tags"), list) else (
-        [values["tags"]] if values.get("tags") in DEFAULT_TAGS else []
-    )
+    chosen = values.get("tags", [])
+    chosen = chosen if isinstance(chosen, list) else [chosen]
+    tags = [t for t in chosen if t in allowed_tags]
     if errors:
         raise InvalidInput(errors)
     return text, tags, bool(values.get("wants_advice"))
@@ -242,13 +242,15 @@ async def reply(db: AsyncSession, keyring: Keyring, story: Story, text: str) -> 
     await db.flush()
 
 
-async def released_replies(db: AsyncSession, keyring: Keyring, story_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
-    found: dict[uuid.UUID, list[str]] = {}
+async def released_replies(
+    db: AsyncSession, keyring: Keyring, story_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[tuple[uuid.UUID, str]]]:
+    found: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = {}
     rows = await db.scalars(
         select(Reply).where(Reply.story_id.in_(story_ids), Reply.status == "released").order_by(Reply.position)
     )
     for r in rows:
-        found.setdefault(r.story_id, []).append(keyring.open(r.body, associated_data("reply", "body", r.id)))
+        found.setdefault(r.story_id, []).append((r.id, keyring.open(r.body, associated_data("reply", "body", r.id))))
     return found
 
 
@@ -266,7 +268,7 @@ async def toggle_reaction(
     removed = await db.execute(delete(Reaction).where(Reaction.marker == marker))
     if removed.rowcount:
         return False
-    db.add(Reaction(story_id=story.id, kind=kind, marker=marker))
+    db.add(Reaction(story_id=story.id, kind=kind, month=now().strftime("%Y-%m"), marker=marker))
     await db.flush()
     return True
 
@@ -289,23 +291,14 @@ async def released_story(db: AsyncSession, community_id: uuid.UUID, story_id: uu
     return story
 
 
-async def review_queue(db: AsyncSession, keyring: Keyring, community_id: uuid.UUID) -> list[SharedStory]:
-    stories = await db.scalars(select(Story).where(Story.community_id == community_id, Story.status == "review"))
-    return [SharedStory(s, open_story(keyring, s)) for s in stories]
-
-
-async def moderate(db: AsyncSession, community_id: uuid.UUID, story_id: uuid.UUID, approve: bool, reason: str) -> None:
-    """Approved stories join the pending batch (and still go out shuffled); declined never appear."""
-    story = await db.get(Story, story_id)
-    if story is None or story.community_id != community_id or story.status != "review":
-        raise LookupError("no such story waiting for review")
-    if approve:
+async def edit(db: AsyncSession, keyring: Keyring, story: Story, text: StoryText, moderated: bool) -> None:
+    """The author changes the text; with moderation on, the story goes back to review."""
+    if story.status in ("declined", "hidden") and not moderated:
         story.status = "pending"
-        return
-    reason = clean_text(reason)
-    if not reason:
-        raise InvalidInput({"reason": _("Tell the author why, so they can write it differently.")})
-    story.status, story.decline_reason = "declined", reason[:500]
+    if moderated:
+        story.status = "review"
+    story.body = keyring.seal(json.dumps(text.__dict__), _aad(story.id))
+    await db.flush()
 
 
 async def wall(

@@ -169,6 +169,7 @@ def test_member_shares_a_story_and_finds_it_with_the_receipt(served, tmp_path: P
         page.get_by_label("Title").fill("The workshop I ran alone")
         page.get_by_label("What happened").fill("Sofia offered to help and I said no; the workshop ran over by an hour.")
         page.get_by_label("What you learned").fill("Accepting help is part of the job.")
+        expect(page.locator("#live-findings")).to_contain_text("Sofia")  # while typing, from our script
         page.get_by_role("button", name="Share my story").click()
         expect(page.get_by_role("alert")).to_contain_text("a member's name")
         expect(page.get_by_role("alert")).to_contain_text("Sofia")

@@ -57,6 +57,7 @@ def upgrade() -> None:
     op.create_table('reaction',
     sa.Column('story_id', sa.Uuid(), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('month', sa.String(length=7), nullable=False),
     sa.Column('marker', sa.LargeBinary(length=32), nullable=False),
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.ForeignKeyConstraint(['story_id'], ['story.id'], name=op.f('fk_reaction_story_id_story'), ondelete='CASCADE'),
@@ -79,11 +80,28 @@ def upgrade() -> None:
     with op.batch_alter_table('reply', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_reply_story_id'), ['story_id'], unique=False)
 
+    op.create_table('flag',
+    sa.Column('story_id', sa.Uuid(), nullable=False),
+    sa.Column('reply_id', sa.Uuid(), nullable=True),
+    sa.Column('marker', sa.LargeBinary(length=32), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['reply_id'], ['reply.id'], name=op.f('fk_flag_reply_id_reply'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['story_id'], ['story.id'], name=op.f('fk_flag_story_id_story'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_flag')),
+    sa.UniqueConstraint('marker', name=op.f('uq_flag_marker'))
+    )
+    with op.batch_alter_table('flag', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_flag_story_id'), ['story_id'], unique=False)
+
 
 
 
 def downgrade() -> None:
 
+    with op.batch_alter_table('flag', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_flag_story_id'))
+
+    op.drop_table('flag')
     with op.batch_alter_table('reply', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_reply_story_id'))
 

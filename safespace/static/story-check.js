@@ -1,0 +1,32 @@
+// Share a failure: show identifying details while the member types. The server does the check
+// (it knows the roster; the browser never gets member names). Without this file, the same
+// warning appears after pressing "Share".
+"use strict";
+document.querySelectorAll("form[data-check]").forEach((form) => {
+  const box = document.getElementById("live-findings");
+  const token = form.querySelector("input[name=_csrf_token]").value;
+  let timer = null;
+  const check = async () => {
+    const body = new URLSearchParams(new FormData(form));
+    body.set("_csrf_token", token);
+    const response = await fetch(form.dataset.check, { method: "POST", body, credentials: "same-origin" });
+    if (!response.ok) return;
+    const { findings } = await response.json();
+    box.replaceChildren();
+    box.hidden = findings.length === 0;
+    if (!findings.length) return;
+    const heading = document.createElement("p");
+    heading.textContent = box.dataset.heading;
+    const list = document.createElement("ul");
+    for (const finding of findings) {
+      const item = document.createElement("li");
+      item.textContent = `${finding.label}: ${finding.text}`;
+      list.append(item);
+    }
+    box.append(heading, list);
+  };
+  form.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(check, 400);
+  });
+});

@@ -1,0 +1,110 @@
+"""Flags, hiding, edits, topics and counts: what facilitators and authors can do."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.stories.models import Flag, Reply, Story
+from tests.helpers import post_form, sign_in
+from tests.safespace.stories.test_responses import _released_story
+from tests.safespace.stories.test_stories import STORY, _release, _share, _world
+
+
+async def test_reported_story_is_hidden_with_a_reason_its_author_sees(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    world = await _world(db)
+    story, codes = await _released_story(client, db, engine, settings, world)
+    flag_url = f"/c/{world.community.id}/stories/{story.id}/flag"
+    for email in ("m3@x.org", "m4@x.org", "m4@x.org"):  # m4 twice: still two reports
+        client.cookies.clear()
+        await sign_in(client, db, email)
+        await client.get(f"/c/{world.community.id}/stories")
+        assert (await post_form(client, flag_url, {})).status_code == 303
+    assert await db.scalar(select(func.count()).select_from(Flag)) == 2
+    client.cookies.clear()
+    await sign_in(client, db, world.facilitator)
+    review = f"/c/{world.community.id}/stories/review"
+    page = (await client.get(review)).text
+    assert "2 reports" in page
+    await post_form(client, review, {"story": str(story.id), "action": "hide", "reason": "It describes a client in detail."})
+    wall = (await client.get(f"/c/{world.community.id}/stories")).text
+    title = open_title(story, settings)
+    assert title not in wall
+    client.cookies.clear()
+    await sign_in(client, db, "m2@x.org")
+    mine = f"/c/{world.community.id}/stories/mine"
+    await client.get(mine)
+    pages = [(await post_form(client, mine, {"code": code})).text for code in codes]
+    assert sum("It describes a client in detail." in p for p in pages) == 1
+
+
+def open_title(story: Story, settings) -> str:  # noqa: ANN001
+    from safespace.privacy.crypto import Keyring
+    from safespace.stories.services import open_story
+
+    return open_story(Keyring.load(settings.encryption_key_path), story).title
+
+
+async def test_a_reported_reply_can_be_hidden(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    world = await _world(db)
+    story, _codes = await _released_story(client, db, engine, settings, world)
+    for i in range(3):
+        await post_form(client, f"/c/{world.community.id}/stories/{story.id}/reply", {"reply": f"reply {i} mean words"})
+    await _release(engine, settings)
+    reply_id = await db.scalar(select(Reply.id).where(Reply.status == "released").limit(1))
+    await post_form(client, f"/c/{world.community.id}/stories/{story.id}/flag", {"reply": str(reply_id)})
+    client.cookies.clear()
+    await sign_in(client, db, world.facilitator)
+    review = f"/c/{world.community.id}/stories/review"
+    await client.get(review)
+    await post_form(client, review, {"story": str(story.id), "reply": str(reply_id), "action": "hide"})
+    wall = (await client.get(f"/c/{world.community.id}/stories")).text
+    assert len(re.findall(r"reply \d mean words", wall)) == 2
+
+
+async def test_author_edits_and_moderation_reviews_the_edit(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    world = await _world(db)
+    await sign_in(client, db, "m2@x.org")
+    codes = [(await _share(client, world, STORY | {"title": f"E{i}"}))[1] for i in range(3)]
+    await _release(engine, settings)
+    mine = f"/c/{world.community.id}/stories/mine"
+    await client.get(mine)
+    edited = await post_form(client, mine, {"code": codes[0], "action": "edit", "title": "E0 revised",
+                                            "happened": "Clearer now.", "learned": "", "differently": ""})
+    assert "E0 revised" in edited.text
+    assert "E0 revised" in (await client.get(f"/c/{world.community.id}/stories")).text
+    world.community.moderate_stories = True
+    db.add(world.community)
+    await db.commit()
+    await post_form(client, mine, {"code": codes[1], "action": "edit", "title": "E1 revised",
+                                   "happened": "Again.", "learned": "", "differently": ""})
+    assert "E1 revised" not in (await client.get(f"/c/{world.community.id}/stories")).text  # back in review
+    assert await db.scalar(select(func.count()).select_from(Story).where(Story.status == "review")) == 1
+
+
+async def test_facilitators_set_topics_and_see_counts_never_names(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    world = await _world(db)
+    story, _codes = await _released_story(client, db, engine, settings, world)
+    await post_form(client, f"/c/{world.community.id}/stories/{story.id}/react", {"kind": "helps_me"})
+    client.cookies.clear()
+    await sign_in(client, db, world.facilitator)
+    review = f"/c/{world.community.id}/stories/review"
+    await client.get(review)
+    await post_form(client, review, {"action": "tags", "tags": "Heat pumps\nFloods\nHeat pumps\n"})
+    form = (await client.get(f"/c/{world.community.id}/stories/new")).text
+    assert 'value="Heat pumps"' in form and 'value="Floods"' in form and "policy design" not in form
+    page = (await client.get(review)).text
+    assert re.search(r"<td>3</td><td>0</td><td>1</td>", page)
+    for email in ("m2@x.org", "m3@x.org", "fac@x.org"):
+        assert email not in page
+
+
+async def test_the_check_answers_while_typing(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await _world(db)
+    await sign_in(client, db, "m3@x.org")
+    await client.get(f"/c/{world.community.id}/stories/new")
+    response = await post_form(client, f"/c/{world.community.id}/stories/check", {"happened": "Tomás said so."})
+    assert response.status_code == 201
+    assert response.json() == {"findings": [{"label": "a member's name", "text": "Tomás"}]}
