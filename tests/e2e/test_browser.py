@@ -22,20 +22,27 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def served(settings, db: AsyncSession, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:  # noqa: ANN001
+def served_env(settings, tmp_path: Path) -> dict[str, str]:  # noqa: ANN001
+    port = free_port()
+    return {
+        **os.environ,
+        "SAFESPACE_DATA_DIR": str(tmp_path),
+        "SAFESPACE_DATABASE_URL": settings.database_url,
+        "SAFESPACE_BASE_URL": f"http://127.0.0.1:{port}",
+        "SAFESPACE_SCHEDULE_INTERVAL_SECONDS": "0",  # the test runs `safespace tick` itself
+    }
+
+
+@pytest.fixture
+def served(served_env, db: AsyncSession, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:  # noqa: ANN001
     """`safespace demo` then `safespace serve` on a free port, as `make run` does."""
     if not Path(CHROMIUM).exists():
         if IN_CI:
             pytest.fail("Chromium is missing: .ci/run installs Debian's chromium package.")
         pytest.skip("Chromium is not installed (apt-get install -y chromium); browser test skipped")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "SAFESPACE_DATA_DIR": str(tmp_path),
-        "SAFESPACE_DATABASE_URL": settings.database_url,
-        "SAFESPACE_BASE_URL": base,
-    }
+    env = served_env
+    base = env["SAFESPACE_BASE_URL"]
+    port = int(base.rsplit(":", 1)[1])
     demo = subprocess.run([sys.executable, "-m", "safespace", "demo"], env=env, capture_output=True, text=True, timeout=120)
     assert demo.returncode == 0, demo.stderr
     links = dict(re.findall(r"^\s+(facilitator|member):\s+(\S+)$", demo.stdout, flags=re.MULTILINE))
@@ -153,7 +160,7 @@ def test_member_answers_the_open_round(served, tmp_path: Path) -> None:  # noqa:
         browser.close()
 
 
-def test_member_shares_a_story_and_finds_it_with_the_receipt(served, tmp_path: Path) -> None:  # noqa: ANN001
+def test_member_shares_a_story_and_finds_it_with_the_receipt(served, served_env, tmp_path: Path) -> None:  # noqa: ANN001
     """Write a story that names a member, see the warning, edit, share, keep the receipt, read it back."""
     from playwright.sync_api import expect, sync_playwright
 
@@ -185,4 +192,36 @@ def test_member_shares_a_story_and_finds_it_with_the_receipt(served, tmp_path: P
         page.get_by_role("button", name="Open my story").click()
         expect(page.get_by_text("Waiting for release with the next batch.")).to_be_visible()
         expect(page.get_by_role("heading", name="The workshop I ran alone")).to_be_visible()
+
+        # Two more stories make a batch of three; the schedule releases it.
+        for title in ("Budget lines we misread", "The survey we sent in August"):
+            page.goto(f"{base}/c/{community_path(page)}/stories/new")
+            page.get_by_label("What happened").fill(f"{title}: it went wrong and we learned.")
+            page.get_by_label("Title").fill(title)
+            page.get_by_role("button", name="Share my story").click()
+            expect(page.locator("#receipt-code")).to_be_visible()
+        tick(served_env)
+        page.goto(f"{base}/c/{community_path(page)}/stories")
+        story = page.locator("article", has=page.get_by_role("heading", name="The workshop I ran alone"))
+        expect(story).to_be_visible()
+        # Three members' replies go out together with the next pass.
+        for i in range(3):
+            story.get_by_label("Reply without your name").fill(f"Reply number {i}: same thing happened to us.")
+            story.get_by_role("button", name="Send reply").click()
+            story = page.locator("article", has=page.get_by_role("heading", name="The workshop I ran alone"))
+        tick(served_env)
+        page.get_by_role("link", name="My story (with a receipt code)").click()
+        page.get_by_label("Receipt code").fill(code)
+        page.get_by_role("button", name="Open my story").click()
+        expect(page.get_by_text("Reply number 2: same thing happened to us.")).to_be_visible()
+        page.screenshot(path=str(tmp_path / "my-story.png"), full_page=True)
         browser.close()
+
+
+def community_path(page) -> str:  # noqa: ANN001
+    return re.search(r"/c/([0-9a-f-]{36})", page.url).group(1)
+
+
+def tick(env: dict[str, str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "safespace", "tick"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

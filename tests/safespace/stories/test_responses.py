@@ -94,3 +94,18 @@ async def test_moderation_holds_stories_and_tells_the_author_why(client, db: Asy
     reasons = [(await post_form(client, mine, {"code": code})).text for code in codes]
     assert sum("It names a partner organisation." in page for page in reasons) == 1
     assert await db.scalar(select(func.count()).select_from(Story).where(Story.status == "pending")) == 2
+
+
+def test_no_story_table_holds_a_member_or_a_time_finer_than_a_day() -> None:
+    from datetime import date, datetime
+
+    from safespace.db.models import metadata
+
+    for name in ("story", "reply", "reaction", "flag"):
+        table = metadata.tables[name]
+        for column in table.columns:
+            assert "person" not in column.name and "member" not in column.name, f"{name}.{column.name}"
+            assert column.type.python_type is not datetime, f"{name}.{column.name} is a time"
+            if column.type.python_type is date:
+                assert column.name == "released_on"
+        assert {fk.column.table.name for fk in table.foreign_keys} <= {"community", "story", "reply"}
