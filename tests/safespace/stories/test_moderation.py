@@ -108,3 +108,22 @@ async def test_the_check_answers_while_typing(client, db: AsyncSession) -> None:
     response = await post_form(client, f"/c/{world.community.id}/stories/check", {"happened": "Tomás said so."})
     assert response.status_code == 201
     assert response.json() == {"findings": [{"label": "a member's name", "text": "Tomás"}]}
+
+
+async def test_withdrawn_story_leaves_the_counts_and_html_in_replies_stays_text(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    world = await _world(db)
+    story, codes = await _released_story(client, db, engine, settings, world)
+    for i in range(3):
+        await post_form(client, f"/c/{world.community.id}/stories/{story.id}/reply",
+                        {"reply": f'<script>alert({i})</script><b onmouseover="x()">bold</b>'})
+    await _release(engine, settings)
+    wall = (await client.get(f"/c/{world.community.id}/stories")).text
+    assert "<script>alert(" not in wall and "&lt;script&gt;alert(0)&lt;/script&gt;" in wall
+    mine = f"/c/{world.community.id}/stories/mine"
+    for code in codes:
+        await post_form(client, mine, {"code": code, "action": "withdraw"})
+    client.cookies.clear()
+    await sign_in(client, db, world.facilitator)
+    page = (await client.get(f"/c/{world.community.id}/stories/review")).text
+    assert "No stories released yet." in page
+    assert await db.scalar(select(func.count()).select_from(Reply)) == 0  # replies went with their story

@@ -186,13 +186,20 @@ async def test_key_rotation_reseals_every_story(client, db: AsyncSession, engine
 
     world = await _world(db)
     await sign_in(client, db, "m2@x.org")
-    codes = [(await _share(client, world, STORY | {"title": f"Rotated {i}"}))[1] for i in range(2)]
+    codes = [(await _share(client, world, STORY | {"title": f"Rotated {i}"}))[1] for i in range(3)]
+    await _release(engine, settings)
+    released = await db.scalar(select(Story).where(Story.status == "released").limit(1))
+    for i in range(3):
+        await post_form(client, f"/c/{world.community.id}/stories/{released.id}/reply", {"reply": f"kept reply {i}"})
+    await _release(engine, settings)
     env = {**os.environ, "SAFESPACE_DATA_DIR": settings.data_dir, "SAFESPACE_DATABASE_URL": settings.database_url}
     result = subprocess.run([sys.executable, "-m", "safespace", "keys", "rotate"], env=env, capture_output=True, text=True)
-    assert result.returncode == 0 and "re-encrypted 2" in result.stdout, result.stderr
+    assert result.returncode == 0 and "re-encrypted 6" in result.stdout, result.stderr  # 3 stories, 3 replies
     keyring = Keyring.load(settings.encryption_key_path)
     assert list(keyring.keys) == [2]
     mine = f"/c/{world.community.id}/stories/mine"
     for i, code in enumerate(codes):
         opened = await post_form(client, mine, {"code": code})
         assert f"Rotated {i}" in opened.text
+    wall = (await client.get(f"/c/{world.community.id}/stories")).text
+    assert all(f"kept reply {i}" in wall for i in range(3))
