@@ -36,6 +36,9 @@ class Community(RandomId, Base):
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     moderate_stories: Mapped[bool] = mapped_column(Boolean, default=False)  # facilitators approve stories first
     story_tags: Mapped[list | None] = mapped_column(JSON)  # the topics members choose from; None: the defaults
+    # The weekly story release (weekday 0 = Monday, hour in the community's time zone); None: the installation's.
+    story_release_weekday: Mapped[int | None] = mapped_column(Integer)
+    story_release_hour: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     teams: Mapped[list[Team]] = relationship(back_populates="community", order_by="Team.name")

@@ -21,6 +21,7 @@ from safespace.privacy.crypto import Keyring
 from safespace.settings import Settings
 from safespace.stories import moderation, services
 from safespace.identity.controllers import see_other
+from safespace.pulse.controllers import weekday_names
 from safespace.web import Viewer, flash, form_text, page, provide_facilitation, provide_membership, provide_viewer
 
 Form = URLEncodedBody[dict[str, Any]]
@@ -250,6 +251,7 @@ class ReviewController(Controller):
         facilitation: NamedDependency[Membership],
         db_session: NamedDependency[AsyncSession],
         keyring: NamedDependency[Keyring],
+        settings: NamedDependency[Settings],
     ) -> Template:
         community = facilitation.community
         months, per_tag = await moderation.activity(db_session, community.id)
@@ -261,6 +263,10 @@ class ReviewController(Controller):
             tags="\n".join(moderation.community_tags(community)),
             months=months,
             per_tag=per_tag,
+            release_weekday=settings.story_release_weekday if community.story_release_weekday is None
+            else community.story_release_weekday,
+            release_hour=settings.story_release_hour if community.story_release_hour is None else community.story_release_hour,
+            weekdays=weekday_names(),
             errors={},
         )
 
@@ -275,6 +281,14 @@ class ReviewController(Controller):
         community = facilitation.community
         action = form_text(data, "action")
         back = see_other(f"/c/{community.id}/stories/review")
+        if action == "release":
+            try:
+                await moderation.set_release(db_session, community, form_text(data, "weekday"), form_text(data, "hour"))
+            except InvalidInput as exc:
+                await flash(db_session, viewer, next(iter(exc.errors.values())), "error")
+                return back
+            await flash(db_session, viewer, _("Weekly release time saved."))
+            return back
         if action == "tags":
             try:
                 await moderation.set_tags(db_session, community, str(data.get("tags", "")))

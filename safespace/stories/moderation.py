@@ -151,3 +151,14 @@ async def activity(db: AsyncSession, community_id: uuid.UUID) -> tuple[list[Acti
         ):
             months.setdefault(month, [0, 0, 0])[2] += n
     return [Activity(m, *v) for m, v in sorted(months.items(), reverse=True)], dict(sorted(per_tag.items()))
+
+
+async def set_release(db: AsyncSession, community: Community, weekday: str, hour: str) -> None:
+    try:
+        day, at = int(weekday), int(hour)
+    except ValueError:
+        raise InvalidInput({"release": _("Choose a day of the week and an hour.")}) from None
+    if not (0 <= day <= 6 and 0 <= at <= 23):
+        raise InvalidInput({"release": _("Choose a day of the week and an hour from 0 to 23.")})
+    community.story_release_weekday, community.story_release_hour = day, at
+    await db.flush()

@@ -156,7 +156,11 @@ async def release_due(db: AsyncSession, keyring: Keyring, moment: datetime, week
         community = await db.get_one(Community, community_id)
         local = moment.astimezone(ZoneInfo(community.time_zone))
         week = _week(local)
-        weekly_due = (local.weekday(), local.hour) >= (weekday, hour) and await db.get(
+        when = (
+            weekday if community.story_release_weekday is None else community.story_release_weekday,
+            hour if community.story_release_hour is None else community.story_release_hour,
+        )
+        weekly_due = (local.weekday(), local.hour) >= when and await db.get(
             StoryRelease, (community_id, week)
         ) is None
         if (count >= BATCH_SIZE or weekly_due) and count:

@@ -127,3 +127,24 @@ async def test_withdrawn_story_leaves_the_counts_and_html_in_replies_stays_text(
     page = (await client.get(f"/c/{world.community.id}/stories/review")).text
     assert "No stories released yet." in page
     assert await db.scalar(select(func.count()).select_from(Reply)) == 0  # replies went with their story
+
+
+async def test_facilitators_choose_the_weekly_release_time(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    from safespace.identity.services import now
+    from safespace.privacy.crypto import Keyring
+    from safespace.pulse import schedule
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    world = await _world(db)
+    await sign_in(client, db, world.facilitator)
+    review = f"/c/{world.community.id}/stories/review"
+    await client.get(review)
+    await post_form(client, review, {"action": "release", "weekday": "0", "hour": "0"})  # Monday 00:00: passed
+    assert (await post_form(client, review, {"action": "release", "weekday": "9", "hour": "0"})).status_code == 303
+    await db.refresh(world.community)
+    assert (world.community.story_release_weekday, world.community.story_release_hour) == (0, 0)
+    await _share(client, world)
+    # The installation's default says "late on Sunday"; the community's own time wins.
+    report = await schedule.tick(async_sessionmaker(engine), Keyring.load(settings.encryption_key_path), None,
+                                 moment=now(), story_release=(6, 23))
+    assert report.stories_released == 1

@@ -27,6 +27,8 @@ def upgrade() -> None:
     sa.Column('time_zone', sa.String(length=64), nullable=False),
     sa.Column('moderate_stories', sa.Boolean(), nullable=False),
     sa.Column('story_tags', sa.JSON(), nullable=True),
+    sa.Column('story_release_weekday', sa.Integer(), nullable=True),
+    sa.Column('story_release_hour', sa.Integer(), nullable=True),
     sa.Column('created_at', DateTimeUTC(timezone=True), nullable=False),
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.CheckConstraint('min_group_size >= 3', name=op.f('ck_community_min_group_size_at_least_3')),

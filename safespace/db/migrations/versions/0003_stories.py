@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from advanced_alchemy.types import DateTimeUTC
 
 
 revision = '0003'
