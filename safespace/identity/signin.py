@@ -174,12 +174,23 @@ def rate_key(secret: bytes, kind: str, value: str) -> bytes:
     return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).digest()
 
 
-async def over_limit(db: AsyncSession, key: bytes, limit: int, window: timedelta = RATE_WINDOW) -> bool:
-    """Count one attempt for key in the current window; True once more than limit were made."""
-    moment = now()
-    window_start = datetime.fromtimestamp(
+def _window_start(moment: datetime, window: timedelta) -> datetime:
+    return datetime.fromtimestamp(
         moment.timestamp() // window.total_seconds() * window.total_seconds(), tz=moment.tzinfo
     )
+
+
+async def attempts(db: AsyncSession, key: bytes, window: timedelta = RATE_WINDOW) -> int:
+    """Attempts counted for key in the current window, without counting one more."""
+    count = await db.scalar(
+        select(RateCounter.count).where(RateCounter.key == key, RateCounter.window_start == _window_start(now(), window))
+    )
+    return count or 0
+
+
+async def over_limit(db: AsyncSession, key: bytes, limit: int, window: timedelta = RATE_WINDOW) -> bool:
+    """Count one attempt for key in the current window; True once more than limit were made."""
+    window_start = _window_start(now(), window)
     insert = pg_insert if db.bind.dialect.name == "postgresql" else sqlite_insert
     statement = (
         insert(RateCounter)

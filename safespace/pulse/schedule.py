@@ -205,7 +205,7 @@ async def close_round(db: AsyncSession, keyring: Keyring, round_id: uuid.UUID, m
 
 
 ANSWER_TABLES = ("participation", "tally", "pending_comment", "released_comment", "round_mail")
-STORY_TABLES = ("story", "story_quota")
+STORY_TABLES = ("story", "story_quota", "reply", "flag", "reaction")
 
 
 async def scrub(db: AsyncSession, tables: tuple[str, ...] = ANSWER_TABLES) -> None:

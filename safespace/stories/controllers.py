@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import uuid
+from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
@@ -15,17 +14,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.i18n import gettext as _
 from safespace.identity import signin
+from safespace.identity.controllers import see_other
 from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput
 from safespace.privacy.crypto import Keyring
+from safespace.pulse.controllers import weekday_names
 from safespace.settings import Settings
 from safespace.stories import moderation, services
-from safespace.identity.controllers import see_other
-from safespace.pulse.controllers import weekday_names
 from safespace.web import Viewer, flash, form_text, page, provide_facilitation, provide_membership, provide_viewer
 
 Form = URLEncodedBody[dict[str, Any]]
 RECEIPT_ATTEMPTS = 10  # wrong receipt codes per client per 15 minutes
+CHECKS_PER_WINDOW = 200  # identifying-details checks per member per 15 minutes (about one per keystroke pause)
 
 
 class StoriesController(Controller):
@@ -44,6 +44,7 @@ class StoriesController(Controller):
         keyring: NamedDependency[Keyring],
         tag: FromQuery[str] = "",
         q: FromQuery[str] = "",
+        sent: FromQuery[str] = "",
     ) -> Template:
         stories = await services.wall(db_session, keyring, membership.community_id, tag or None, q or None)
         ids = [item.story.id for item in stories]
@@ -58,6 +59,7 @@ class StoriesController(Controller):
             tags=moderation.community_tags(membership.community),
             tag=tag,
             q=q,
+            notice=sent_notice(sent),
         )
 
     async def _released(self, db: AsyncSession, membership: Membership, story_id: uuid.UUID):  # noqa: ANN202
@@ -88,7 +90,6 @@ class StoriesController(Controller):
         story_id: FromPath[uuid.UUID],
         data: Form,
         membership: NamedDependency[Membership],
-        viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession],
         secret: NamedDependency[bytes],
     ) -> Redirect:
@@ -99,14 +100,25 @@ class StoriesController(Controller):
             await moderation.flag(db_session, secret, membership.person_id, story, reply_id)
         except (ValueError, LookupError):
             raise NotFoundException(_("There is no such reply here.")) from None
-        await flash(db_session, viewer, _("Thank you. A facilitator will look at it; nobody sees who reported it."))
-        return see_other(f"/c/{community_id}/stories#s-{story_id}")
+        # No notice row: a write tied to the member in this transaction would pair them with the report.
+        return see_other(f"/c/{community_id}/stories?sent=report#s-{story_id}")
 
     @post("/check", media_type="application/json")
     async def check(
-        self, data: Form, membership: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
+        self,
+        data: Form,
+        membership: NamedDependency[Membership],
+        db_session: NamedDependency[AsyncSession],
+        secret: NamedDependency[bytes],
     ) -> dict[str, list[dict[str, str]]]:
-        """The identifying-details check while the member types (the page works without it)."""
+        """The identifying-details check while the member types (the page works without it).
+
+        Limited per member: it says whether a word is a member's name, so unlimited it would let
+        someone read the roster by guessing.
+        """
+        key = signin.rate_key(secret, "story-check", str(membership.person_id))
+        if await signin.over_limit(db_session, key, CHECKS_PER_WINDOW):
+            return {"findings": []}
         values = {name: form_text(data, name) for name in services.FIELDS}
         text = services.StoryText(**{k: v[:5000] for k, v in values.items()})
         findings = await services.identifying_details(db_session, membership.community_id, text)
@@ -119,7 +131,6 @@ class StoriesController(Controller):
         story_id: FromPath[uuid.UUID],
         data: Form,
         membership: NamedDependency[Membership],
-        viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession],
         keyring: NamedDependency[Keyring],
     ) -> Redirect:
@@ -127,11 +138,10 @@ class StoriesController(Controller):
         community_id = membership.community_id
         try:
             await services.reply(db_session, keyring, story, form_text(data, "reply"))
-        except InvalidInput as exc:
-            await flash(db_session, viewer, next(iter(exc.errors.values())), "error")
-            return see_other(f"/c/{community_id}/stories#s-{story_id}")
-        await flash(db_session, viewer, _("Thank you. Your reply goes out with the next batch, without your name."))
-        return see_other(f"/c/{community_id}/stories#s-{story_id}")
+        except InvalidInput:
+            return see_other(f"/c/{community_id}/stories?sent=empty#s-{story_id}")
+        # No notice row (see flag): the page says thanks from the address alone.
+        return see_other(f"/c/{community_id}/stories?sent=reply#s-{story_id}")
 
     def _form(self, membership: Membership, status: int = 200, **context: Any) -> Template:
         context = {"values": {}, "errors": {}, "findings": []} | context
@@ -155,6 +165,7 @@ class StoriesController(Controller):
         db_session: NamedDependency[AsyncSession],
         keyring: NamedDependency[Keyring],
         settings: NamedDependency[Settings],
+        secret: NamedDependency[bytes],
     ) -> Template:
         values = {name: form_text(data, name) for name in services.FIELDS} | {
             "tags": data.get("tags", []),
@@ -177,6 +188,7 @@ class StoriesController(Controller):
                 tags,
                 wants_advice,
                 settings.stories_per_week,
+                secret,
                 moderated=membership.community.moderate_stories,
             )
         except services.WeeklyLimit:
@@ -203,13 +215,14 @@ class StoriesController(Controller):
         community = membership.community
         client = request.client.host if request.client else "unknown"
         code = form_text(data, "code")
-        limited = await signin.over_limit(db_session, signin.rate_key(secret, "receipt", client), RECEIPT_ATTEMPTS)
-        await db_session.commit()  # the attempt counts even when the answer below is an error
-        if limited:
+        key = signin.rate_key(secret, "receipt", client)
+        if await signin.attempts(db_session, key) >= RECEIPT_ATTEMPTS:
             errors = {"code": _("Too many attempts. Wait 15 minutes, then try again.")}
             return page("stories/mine.html", status_code=429, community=community, story=None, text=None, errors=errors)
         story = await services.find_by_receipt(db_session, membership.community_id, code)
         if story is None:
+            await signin.over_limit(db_session, key, RECEIPT_ATTEMPTS)  # only wrong codes count
+            await db_session.commit()
             errors = {"code": _("No story matches this receipt code. Check it and try again.")}
             return page("stories/mine.html", status_code=404, community=community, story=None, text=None, errors=errors)
         if form_text(data, "action") == "withdraw":
@@ -221,6 +234,22 @@ class StoriesController(Controller):
                 text, _tags, _advice = services.read_form(values, moderation.community_tags(community))
             except InvalidInput as exc:
                 return page("stories/mine.html", status_code=422, community=community, story=None, text=None, errors=exc.errors)
+            findings = await services.identifying_details(db_session, membership.community_id, text)
+            if findings and form_text(data, "confirmed") != "yes":
+                # The same warning as when sharing: the edit is not saved until the writer confirms.
+                return page(
+                    "stories/mine.html",
+                    community=community,
+                    story=story,
+                    text=text,
+                    replies=[],
+                    reactions={},
+                    kinds=reaction_labels(),
+                    errors={},
+                    code=code,
+                    findings=findings,
+                    labels=finding_labels(),
+                )
             await services.edit(db_session, keyring, story, text, community.moderate_stories)
         return page(
             "stories/mine.html",
@@ -317,6 +346,8 @@ class ReviewController(Controller):
             await flash(db_session, viewer, _("Stories now wait for a facilitator's approval.") if community.moderate_stories
                         else _("Stories now go straight to the next batch."))
             return back
+        if action not in ("approve", "decline"):
+            raise NotFoundException(_("That action is not available here."))
         try:
             story_id = uuid.UUID(form_text(data, "story"))
             await moderation.moderate(db_session, community.id, story_id, action == "approve", form_text(data, "reason"))
@@ -328,6 +359,18 @@ class ReviewController(Controller):
         await flash(db_session, viewer, _("Approved: it goes out with the next batch.") if action == "approve"
                     else _("Declined. The author sees your reason with their receipt code."))
         return back
+
+
+def sent_notice(sent: str) -> dict[str, str] | None:
+    notices = {
+        "reply": (_("Thank you. Your reply goes out with the next batch, without your name."), "success"),
+        "report": (_("Thank you. A facilitator will look at it; nobody sees who reported it."), "success"),
+        "empty": (_("Write a reply first."), "error"),
+    }
+    if sent not in notices:
+        return None
+    message, kind = notices[sent]
+    return {"message": message, "kind": kind}
 
 
 def finding_labels() -> dict[str, str]:

@@ -35,13 +35,17 @@ class Story(RandomId, Base):
 
 
 class StoryQuota(Base):
-    """How many stories a member shared in a week: nothing here points to a story."""
+    """How many stories a member shared in a week: nothing here points to a story.
+
+    The member is an HMAC of (member, week) under the installation secret, so a copy of the
+    database does not say who wrote that week; past weeks are deleted by the schedule.
+    """
 
     __tablename__ = "story_quota"
     __table_args__ = {"sqlite_with_rowid": False}
 
-    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), primary_key=True)
-    week: Mapped[str] = mapped_column(String(8), primary_key=True)  # ISO year and week, e.g. 2026-W48
+    key: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    week: Mapped[str] = mapped_column(String(8), index=True)  # ISO year and week, e.g. 2026-W48
     count: Mapped[int] = mapped_column(Integer, default=0)
 
 

@@ -44,7 +44,8 @@ async def moderate(db: AsyncSession, community_id: uuid.UUID, story_id: uuid.UUI
     if story is None or story.community_id != community_id or story.status != "review":
         raise LookupError("no such story waiting for review")
     if approve:
-        story.status = "pending"
+        # An edited story that was out already goes back as it was (same id, same day).
+        story.status = "released" if story.released_on else "pending"
         return
     reason = clean_text(reason)
     if not reason:

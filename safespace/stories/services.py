@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select
@@ -102,14 +103,17 @@ async def share(
     tags: list[str],
     wants_advice: bool,
     weekly_limit: int,
+    secret: bytes,
     moderated: bool = False,
 ) -> str:
     """Store a story in the community's pending batch (or for review); returns its receipt code."""
     insert = pg_insert if db.bind.dialect.name == "postgresql" else sqlite_insert
+    week = _week(now())
+    key = hmac.new(secret, f"quota:{membership.person_id}:{week}".encode(), hashlib.sha256).digest()
     counted = await db.execute(
         insert(StoryQuota)
-        .values(person_id=membership.person_id, week=_week(now()), count=1)
-        .on_conflict_do_update(index_elements=["person_id", "week"], set_={"count": StoryQuota.count + 1})
+        .values(key=key, week=week, count=1)
+        .on_conflict_do_update(index_elements=["key"], set_={"count": StoryQuota.count + 1})
         .returning(StoryQuota.count)
     )
     if counted.scalar_one() > weekly_limit:
@@ -141,37 +145,32 @@ def open_story(keyring: Keyring, story: Story) -> StoryText:
 
 
 async def release_due(db: AsyncSession, keyring: Keyring, moment: datetime, weekday: int, hour: int) -> int:
-    """Release pending batches: at once from BATCH_SIZE stories, else at the weekly release hour."""
+    """Release pending batches: at once from BATCH_SIZE stories, else at the weekly release time.
+
+    Every community's week is marked released once its slot passes, even with nothing waiting:
+    a story written later that week waits for the next slot (or for two more), so it never goes
+    out alone minutes after it was written. Returns stories plus replies released.
+    """
     released = 0
-    pending = (
-        await db.execute(select(Story.community_id, func.count()).where(Story.status == "pending").group_by(Story.community_id))
-    ).all()
-    # Communities with only replies waiting still get their weekly release.
-    with_replies = await db.scalars(
-        select(Story.community_id).join(Reply, Reply.story_id == Story.id).where(Reply.status == "pending").distinct()
+    waiting = dict(
+        (await db.execute(select(Story.community_id, func.count()).where(Story.status == "pending").group_by(Story.community_id))).all()
     )
-    known = {c for c, _n in pending}
-    pending += [(c, 0) for c in with_replies if c not in known]
-    for community_id, count in pending:
-        community = await db.get_one(Community, community_id)
+    for community in await db.scalars(select(Community)):
         local = moment.astimezone(ZoneInfo(community.time_zone))
         week = _week(local)
         when = (
             weekday if community.story_release_weekday is None else community.story_release_weekday,
             hour if community.story_release_hour is None else community.story_release_hour,
         )
-        weekly_due = (local.weekday(), local.hour) >= when and await db.get(
-            StoryRelease, (community_id, week)
-        ) is None
-        if (count >= BATCH_SIZE or weekly_due) and count:
-            released += await _release(db, keyring, community_id, local.date())
+        weekly_due = (local.weekday(), local.hour) >= when and await db.get(StoryRelease, (community.id, week)) is None
+        count = waiting.get(community.id, 0)
+        if count and (count >= BATCH_SIZE or weekly_due):
+            released += await _release(db, keyring, community.id, local.date())
         if weekly_due:
-            db.add(StoryRelease(community_id=community_id, week=week))
-            await _release_replies(db, keyring, community_id, local.date(), minimum=1)
-    for community_id in {c for c, _n in pending}:
-        community = await db.get_one(Community, community_id)
-        await _release_replies(db, keyring, community_id, moment.astimezone(ZoneInfo(community.time_zone)).date(),
-                               minimum=REPLIES_AT_ONCE)
+            db.add(StoryRelease(community_id=community.id, week=week))
+        released += await _release_replies(db, keyring, community.id, local.date(), minimum=1 if weekly_due else REPLIES_AT_ONCE)
+    # Past weeks' quota rows are of no further use.
+    await db.execute(delete(StoryQuota).where(StoryQuota.week < _week(moment - timedelta(days=7))))
     await db.flush()
     return released
 
@@ -204,7 +203,7 @@ async def _release(db: AsyncSession, keyring: Keyring, community_id: uuid.UUID, 
 
 async def _release_replies(
     db: AsyncSession, keyring: Keyring, community_id: uuid.UUID, day: date, minimum: int
-) -> None:
+) -> int:
     """Release the waiting replies of each story that has at least `minimum` of them, shuffled.
 
     One reply alone never goes out on its own before the weekly release: its time would point
@@ -221,9 +220,11 @@ async def _release_replies(
     for reply in waiting:
         by_story.setdefault(reply.story_id, []).append(reply)
     shuffle = random.SystemRandom().shuffle
+    released = 0
     for story_id, replies in by_story.items():
         if len(replies) < minimum:
             continue
+        released += len(replies)
         texts = [keyring.open(r.body, associated_data("reply", "body", r.id)) for r in replies]
         await db.execute(delete(Reply).where(Reply.id.in_([r.id for r in replies])))
         shuffle(texts)
@@ -232,6 +233,7 @@ async def _release_replies(
             reply_id = uuid.uuid4()
             db.add(Reply(id=reply_id, story_id=story_id, status="released", released_on=day, position=start + offset,
                          body=keyring.seal(text, associated_data("reply", "body", reply_id))))
+    return released
 
 
 async def reply(db: AsyncSession, keyring: Keyring, story: Story, text: str) -> None:
@@ -296,11 +298,10 @@ async def released_story(db: AsyncSession, community_id: uuid.UUID, story_id: uu
 
 
 async def edit(db: AsyncSession, keyring: Keyring, story: Story, text: StoryText, moderated: bool) -> None:
-    """The author changes the text; with moderation on, the story goes back to review."""
-    if story.status in ("declined", "hidden") and not moderated:
-        story.status = "pending"
-    if moderated:
-        story.status = "review"
+    """The author changes the text. With moderation on, or after a decline or hide, it is reviewed again."""
+    if moderated or story.status in ("declined", "hidden"):
+        story.status = "review"  # a released story keeps its id and date; approval puts it back
+    story.decline_reason = None
     story.body = keyring.seal(json.dumps(text.__dict__), _aad(story.id))
     await db.flush()
 
@@ -334,7 +335,8 @@ async def find_by_receipt(db: AsyncSession, community_id: uuid.UUID, code: str) 
         select(Story).where(Story.community_id == community_id, Story.receipt_locator == raw[: receipts.GROUP_LENGTH])
     )
     for story in candidates:
-        if receipts.matches(raw, story.receipt_salt, story.receipt_hash):
+        # scrypt takes ~16 MiB and tens of ms: off the event loop.
+        if await asyncio.to_thread(receipts.matches, raw, story.receipt_salt, story.receipt_hash):
             return story
     return None
 

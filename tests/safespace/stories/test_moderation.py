@@ -148,3 +148,78 @@ async def test_facilitators_choose_the_weekly_release_time(client, db: AsyncSess
     report = await schedule.tick(async_sessionmaker(engine), Keyring.load(settings.encryption_key_path), None,
                                  moment=now(), story_release=(6, 23))
     assert report.stories_released == 1
+
+
+async def test_a_story_written_after_the_weekly_slot_waits_for_the_next(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    """The slot passed with nothing waiting; a lone story written later must not go out at once."""
+    from safespace.identity.services import now
+    from safespace.privacy.crypto import Keyring
+    from safespace.pulse import schedule
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    world = await _world(db)
+    tick = lambda: schedule.tick(async_sessionmaker(engine), Keyring.load(settings.encryption_key_path), None,  # noqa: E731
+                                 moment=now(), story_release=(0, 0))
+    assert (await tick()).stories_released == 0  # this week's slot is marked, nothing to send
+    await sign_in(client, db, "m2@x.org")
+    await _share(client, world)
+    assert (await tick()).stories_released == 0
+    assert await db.scalar(select(func.count()).select_from(Story).where(Story.status == "pending")) == 1
+
+
+async def test_replying_and_reporting_write_nothing_tied_to_the_member(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    from safespace.identity.models import WebSession
+
+    world = await _world(db)
+    story, _codes = await _released_story(client, db, engine, settings, world)
+    await post_form(client, f"/c/{world.community.id}/stories/{story.id}/reply", {"reply": "Same here."})
+    response = await post_form(client, f"/c/{world.community.id}/stories/{story.id}/flag", {})
+    assert response.headers["location"].startswith(f"/c/{world.community.id}/stories?sent=report")
+    assert await db.scalar(select(func.count()).select_from(WebSession).where(WebSession.flash.is_not(None))) == 0
+    page = (await client.get(response.headers["location"])).text
+    assert "nobody sees who reported it" in page
+
+
+async def test_editing_a_hidden_story_sends_it_to_review_not_back_out(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    world = await _world(db)
+    story, codes = await _released_story(client, db, engine, settings, world)
+    client.cookies.clear()
+    await sign_in(client, db, world.facilitator)
+    review = f"/c/{world.community.id}/stories/review"
+    await client.get(review)
+    await post_form(client, f"/c/{world.community.id}/stories/{story.id}/flag", {})
+    await post_form(client, review, {"story": str(story.id), "action": "hide", "reason": "Too specific."})
+    mine = f"/c/{world.community.id}/stories/mine"
+    for code in codes:
+        await post_form(client, mine, {"code": code, "action": "edit", "title": "Rewritten", "happened": "Less specific.",
+                                       "learned": "", "differently": ""})
+    await db.refresh(story)
+    assert story.status == "review" and story.decline_reason is None
+    await post_form(client, review, {"story": str(story.id), "action": "approve"})
+    await db.refresh(story)
+    assert story.status == "released"  # back out under the same id and day, replies and reactions kept
+    assert (await post_form(client, review, {"story": str(story.id), "action": "publish"})).status_code == 404
+
+
+async def test_only_wrong_receipt_codes_count_towards_the_limit(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await _world(db)
+    await sign_in(client, db, "m2@x.org")
+    _status, code = await _share(client, world)
+    mine = f"/c/{world.community.id}/stories/mine"
+    await client.get(mine)
+    assert {(await post_form(client, mine, {"code": code})).status_code for _ in range(15)} == {200}
+
+
+async def test_an_edit_gets_the_identifying_details_warning_too(client, db: AsyncSession) -> None:  # noqa: ANN001
+    world = await _world(db)
+    await sign_in(client, db, "m3@x.org")
+    _status, code = await _share(client, world)
+    mine = f"/c/{world.community.id}/stories/mine"
+    await client.get(mine)
+    edit = {"code": code, "action": "edit", "title": "T", "happened": "Ines was there.", "learned": "", "differently": ""}
+    warned = await post_form(client, mine, edit)
+    assert "a member&#39;s name" in warned.text or "a member's name" in warned.text
+    opened = await post_form(client, mine, {"code": code})
+    assert "Ines was there." not in opened.text  # not saved yet
+    saved = await post_form(client, mine, edit | {"confirmed": "yes"})
+    assert "Ines was there." in saved.text

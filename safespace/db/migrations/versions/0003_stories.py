@@ -19,6 +19,16 @@ depends_on = None
 
 def upgrade() -> None:
 
+    op.create_table('story_quota',
+    sa.Column('key', sa.LargeBinary(length=32), nullable=False),
+    sa.Column('week', sa.String(length=8), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('key', name=op.f('pk_story_quota')),
+    sqlite_with_rowid=False
+    )
+    with op.batch_alter_table('story_quota', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_story_quota_week'), ['week'], unique=False)
+
     op.create_table('story',
     sa.Column('community_id', sa.Uuid(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
@@ -39,14 +49,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_story_community_id'), ['community_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_story_receipt_locator'), ['receipt_locator'], unique=False)
 
-    op.create_table('story_quota',
-    sa.Column('person_id', sa.Uuid(), nullable=False),
-    sa.Column('week', sa.String(length=8), nullable=False),
-    sa.Column('count', sa.Integer(), nullable=False),
-    sa.ForeignKeyConstraint(['person_id'], ['person.id'], name=op.f('fk_story_quota_person_id_person'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('person_id', 'week', name=op.f('pk_story_quota')),
-    sqlite_with_rowid=False
-    )
     op.create_table('story_release',
     sa.Column('community_id', sa.Uuid(), nullable=False),
     sa.Column('week', sa.String(length=8), nullable=False),
@@ -110,10 +112,13 @@ def downgrade() -> None:
 
     op.drop_table('reaction')
     op.drop_table('story_release')
-    op.drop_table('story_quota')
     with op.batch_alter_table('story', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_story_receipt_locator'))
         batch_op.drop_index(batch_op.f('ix_story_community_id'))
 
     op.drop_table('story')
+    with op.batch_alter_table('story_quota', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_story_quota_week'))
+
+    op.drop_table('story_quota')
 
