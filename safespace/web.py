@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from http import HTTPStatus
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -237,6 +238,8 @@ def handle_http_error(request: Request, exc: HTTPException) -> Response:
     if isinstance(exc, NotAuthorizedException):
         return Redirect(f"/signin?next={quote(request.url.path)}")
     detail = exc.detail
+    if detail == HTTPStatus(status).phrase:
+        detail = ""  # Litestar's English default says no more than the (translated) title
     if status == 403 and "CSRF" in (exc.detail or ""):
         detail = i18n.gettext("This form has expired. Go back, reload the page and try again.")
     return page("errors/error.html", status_code=status, status=status, title=_title(status), detail=detail)

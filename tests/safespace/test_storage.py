@@ -56,6 +56,7 @@ async def test_unknown_pages_get_a_friendly_404(client) -> None:  # noqa: ANN001
     page = await client.get("/no/such/page", headers={"accept-language": "es"})
     assert page.status_code == 404
     assert "text/html" in page.headers["content-type"] and "Página no encontrada" in page.text
+    assert "Not Found" not in page.text  # no English default under a Spanish title
     api = await client.get("/api/v1/nothing-here")
     assert api.status_code == 404 and api.headers["content-type"].startswith("application/problem+json")
 
