@@ -14,11 +14,11 @@ from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, Response, get
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import MutableScopeHeaders
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 from litestar.types import Message, Scope
@@ -34,14 +34,18 @@ from safespace.identity.controllers import (
     SignInController,
 )
 from safespace.identity.mail import Postman
+from safespace.mail import Mailer, make_mailer
 from safespace.privacy.crypto import Keyring
 from safespace.pulse.api import pulse_api
-from safespace.pulse.controllers import InstrumentsController, PulseController, SurveysController
+from safespace.pulse.controllers import (
+    InstrumentsController,
+    PulseController,
+    SurveysController,
+)
 from safespace.pulse.mail import RoundMailer
 from safespace.pulse.schedule import run_periodically
-from safespace.stories.controllers import ReviewController, StoriesController
-from safespace.mail import Mailer, make_mailer
 from safespace.settings import Settings, load_settings
+from safespace.stories.controllers import ReviewController, StoriesController
 from safespace.web import (
     SessionAuthMiddleware,
     handle_http_error,

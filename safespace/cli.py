@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import timedelta
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TypeVar
 
 import click

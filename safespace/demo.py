@@ -11,7 +11,6 @@ from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 import msgspec
-
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 

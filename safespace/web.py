@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-from http import HTTPStatus
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -16,7 +16,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Request, Response
 from litestar.background_tasks import BackgroundTask
 from litestar.connection import ASGIConnection
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
@@ -24,8 +24,8 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ValidationException,
 )
-from litestar.params import FromPath
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy import select, update
@@ -187,6 +187,21 @@ async def provide_facilitation(
     if membership.role != "facilitator":
         raise PermissionDeniedException(i18n.gettext("Only the community's facilitators can do this."))
     return membership
+
+
+def member_routes() -> dict[str, Provide]:
+    """Dependencies of routes under a community for any active member (404 for strangers)."""
+    return {"viewer": Provide(provide_viewer, sync_to_thread=False), "membership": Provide(provide_membership)}
+
+
+def facilitator_routes() -> dict[str, Provide]:
+    """Dependencies of routes under a community for its facilitators (403 for members)."""
+    return {"viewer": Provide(provide_viewer, sync_to_thread=False), "facilitation": Provide(provide_facilitation)}
+
+
+def community_routes() -> dict[str, Provide]:
+    """Both, for controllers that mix member and facilitator routes."""
+    return member_routes() | facilitator_routes()
 
 
 # --- pages and errors ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Literal
 
 import msgspec
 from litestar import Controller, Router, get, patch, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,11 +22,9 @@ from safespace.identity.services import InvalidInput, Refused
 from safespace.settings import Settings
 from safespace.web import (
     Viewer,
+    community_routes,
     handle_invalid_input,
     handle_refused,
-    provide_facilitation,
-    provide_membership,
-    provide_viewer,
 )
 
 # --- schemas --------------------------------------------------------------------------------
@@ -239,10 +237,6 @@ class CommunitiesApi(Controller):
 api_router = Router(
     path="/api/v1",
     route_handlers=[CommunitiesApi],
-    dependencies={
-        "viewer": Provide(provide_viewer, sync_to_thread=False),
-        "membership": Provide(provide_membership),
-        "facilitation": Provide(provide_facilitation),
-    },
+    dependencies=community_routes(),
     exception_handlers={InvalidInput: handle_invalid_input, Refused: handle_refused},
 )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import timedelta
-from zoneinfo import ZoneInfo
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, get, post
 from litestar.background_tasks import BackgroundTask
@@ -25,7 +25,16 @@ from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput, Refused
 from safespace.pulse import services as pulse
 from safespace.settings import Settings
-from safespace.web import LANGUAGE_COOKIE, SESSION_COOKIE, Viewer, flash, form_text, page, provide_facilitation, provide_membership, provide_viewer
+from safespace.web import (
+    LANGUAGE_COOKIE,
+    SESSION_COOKIE,
+    Viewer,
+    community_routes,
+    flash,
+    form_text,
+    page,
+    provide_viewer,
+)
 
 log = logging.getLogger(__name__)
 NO_REFERRER = {"Referrer-Policy": "no-referrer"}
@@ -253,11 +262,7 @@ class CommunityController(Controller):
     include_in_schema = False
 
     path = "/c/{community_id:uuid}"
-    dependencies = {
-        "viewer": Provide(provide_viewer, sync_to_thread=False),
-        "membership": Provide(provide_membership),
-        "facilitation": Provide(provide_facilitation),
-    }
+    dependencies = community_routes()
 
     @get("/")
     async def home(

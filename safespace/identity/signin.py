@@ -19,7 +19,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace.identity.models import Community, LoginLink, Person, RateCounter, WebSession
+from safespace.identity.models import (
+    Community,
+    LoginLink,
+    Person,
+    RateCounter,
+    WebSession,
+)
 from safespace.identity.services import accept_invitation, now
 
 SIGN_IN_LINK_TTL = timedelta(minutes=15)

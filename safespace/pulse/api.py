@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from litestar import Router, get
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +16,7 @@ from safespace.identity.services import now
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import services
 from safespace.pulse.results import RoundResult, round_result
-from safespace.web import provide_membership, provide_viewer
+from safespace.web import member_routes
 
 
 @get("/communities/{community_id:uuid}/rounds/{round_id:uuid}/results", tags=["pulse"])
@@ -37,8 +37,5 @@ async def round_results(
 pulse_api = Router(
     path="/api/v1",
     route_handlers=[round_results],
-    dependencies={
-        "viewer": Provide(provide_viewer, sync_to_thread=False),
-        "membership": Provide(provide_membership),
-    },
+    dependencies=member_routes(),
 )

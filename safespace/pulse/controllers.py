@@ -7,7 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from litestar import Controller, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, URLEncodedBody
 from litestar.response import Redirect, Template
@@ -21,7 +21,14 @@ from safespace.identity.services import InvalidInput, active_membership, clean_t
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import schedule, services
 from safespace.pulse.results import round_result
-from safespace.web import Viewer, flash, form_text, page, provide_facilitation, provide_membership, provide_viewer
+from safespace.web import (
+    Viewer,
+    facilitator_routes,
+    flash,
+    form_text,
+    member_routes,
+    page,
+)
 from surveys import cadence as cadence_rules
 from surveys.instrument import InstrumentError, custom_instrument
 
@@ -41,10 +48,7 @@ class PulseController(Controller):
 
     path = "/c/{community_id:uuid}/rounds"
     include_in_schema = False
-    dependencies = {
-        "viewer": Provide(provide_viewer, sync_to_thread=False),
-        "membership": Provide(provide_membership),
-    }
+    dependencies = member_routes()
 
     async def _round(self, db: AsyncSession, membership: Membership, round_id: uuid.UUID):  # noqa: ANN202
         try:
@@ -140,10 +144,7 @@ class SurveysController(Controller):
 
     path = "/c/{community_id:uuid}/surveys"
     include_in_schema = False
-    dependencies = {
-        "viewer": Provide(provide_viewer, sync_to_thread=False),
-        "facilitation": Provide(provide_facilitation),
-    }
+    dependencies = facilitator_routes()
 
     async def _index(self, db: AsyncSession, facilitation: Membership, status: int = 200, **extra: Any) -> Template:
         community = facilitation.community
@@ -282,10 +283,7 @@ class InstrumentsController(Controller):
 
     path = "/c/{community_id:uuid}/instruments"
     include_in_schema = False
-    dependencies = {
-        "viewer": Provide(provide_viewer, sync_to_thread=False),
-        "facilitation": Provide(provide_facilitation),
-    }
+    dependencies = facilitator_routes()
     ROWS = 10
 
     @get("/new")

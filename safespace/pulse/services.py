@@ -20,10 +20,22 @@ from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput, clean_text, now
 from safespace.privacy.crypto import Keyring, associated_data
-from safespace.pulse.models import CustomInstrument, Participation, PendingComment, Round, Survey, Tally
+from safespace.pulse.models import (
+    CustomInstrument,
+    Participation,
+    PendingComment,
+    Round,
+    Survey,
+    Tally,
+)
 from surveys import cadence as cadence_rules
 from surveys import tally as tally_rules
-from surveys.instrument import Instrument, builtin_instruments, instrument_to_dict, parse_instrument
+from surveys.instrument import (
+    Instrument,
+    builtin_instruments,
+    instrument_to_dict,
+    parse_instrument,
+)
 
 COMMUNITY = "community"  # the group key of the whole-community tally
 MAX_COMMENT_CHARS = 2000

@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
@@ -21,7 +21,14 @@ from safespace.privacy.crypto import Keyring
 from safespace.pulse.controllers import weekday_names
 from safespace.settings import Settings
 from safespace.stories import moderation, services
-from safespace.web import Viewer, flash, form_text, page, provide_facilitation, provide_membership, provide_viewer
+from safespace.web import (
+    Viewer,
+    facilitator_routes,
+    flash,
+    form_text,
+    member_routes,
+    page,
+)
 
 Form = URLEncodedBody[dict[str, Any]]
 RECEIPT_ATTEMPTS = 10  # wrong receipt codes per client per 15 minutes
@@ -31,10 +38,7 @@ CHECKS_PER_WINDOW = 200  # identifying-details checks per member per 15 minutes 
 class StoriesController(Controller):
     path = "/c/{community_id:uuid}/stories"
     include_in_schema = False
-    dependencies = {
-        "viewer": Provide(provide_viewer, sync_to_thread=False),
-        "membership": Provide(provide_membership),
-    }
+    dependencies = member_routes()
 
     @get("/")
     async def wall(
@@ -269,10 +273,7 @@ class ReviewController(Controller):
 
     path = "/c/{community_id:uuid}/stories/review"
     include_in_schema = False
-    dependencies = {
-        "viewer": Provide(provide_viewer, sync_to_thread=False),
-        "facilitation": Provide(provide_facilitation),
-    }
+    dependencies = facilitator_routes()
 
     @get("/")
     async def queue(

@@ -8,9 +8,8 @@ Create Date: 2026-11-26
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
 from advanced_alchemy.types import DateTimeUTC
-
+from alembic import op
 
 revision = '0002'
 down_revision = '0001'
