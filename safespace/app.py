@@ -31,9 +31,9 @@ from safespace.identity.controllers import (
     CommunitiesController,
     CommunityController,
     ProfileController,
-    SignInController,
 )
 from safespace.identity.mail import Postman
+from safespace.identity.sign_in_pages import SignInController
 from safespace.mail import Mailer, make_mailer
 from safespace.privacy.crypto import Keyring
 from safespace.pulse.api import pulse_api

@@ -207,6 +207,18 @@ def community_routes() -> dict[str, Provide]:
 # --- pages and errors ---------------------------------------------------------------------------
 
 
+def see_other(path: str) -> Redirect:
+    """After a form POST: the browser GETs the next page (303), so reloading it re-sends nothing."""
+    return Redirect(path, status_code=303)
+
+
+def local_path(value: str | None) -> str | None:
+    """A path on this site to go back to after sign-in; anything else (another host) is dropped."""
+    if value and value.startswith("/") and not value.startswith(("//", "/\\")) and "\n" not in value:
+        return value
+    return None
+
+
 def form_text(data: dict[str, Any], name: str) -> str:
     """One form field as text (the last value if it was sent twice)."""
     value = data.get(name, "")

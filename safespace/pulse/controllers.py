@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
 from safespace.i18n import gettext as _
-from safespace.identity.controllers import see_other
 from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput, active_membership, clean_text, now
 from safespace.privacy.crypto import Keyring
@@ -28,6 +27,7 @@ from safespace.web import (
     form_text,
     member_routes,
     page,
+    see_other,
 )
 from surveys import cadence as cadence_rules
 from surveys.instrument import InstrumentError, custom_instrument

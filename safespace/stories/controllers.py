@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.i18n import gettext as _
 from safespace.identity import signin
-from safespace.identity.controllers import see_other
 from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput
 from safespace.privacy.crypto import Keyring
@@ -28,6 +27,7 @@ from safespace.web import (
     form_text,
     member_routes,
     page,
+    see_other,
 )
 
 Form = URLEncodedBody[dict[str, Any]]

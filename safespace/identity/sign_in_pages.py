@@ -1,0 +1,167 @@
+"""HTML pages for signing in and out with magic links, and choosing a language."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.background_tasks import BackgroundTask
+from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, QueryParameter, URLEncodedBody
+from litestar.response import Redirect, Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace import i18n
+from safespace.i18n import gettext as _
+from safespace.identity import services, signin
+from safespace.identity.mail import Postman
+from safespace.identity.services import InvalidInput
+from safespace.settings import Settings
+from safespace.web import (
+    LANGUAGE_COOKIE,
+    SESSION_COOKIE,
+    Viewer,
+    form_text,
+    local_path,
+    page,
+    see_other,
+)
+
+log = logging.getLogger(__name__)
+NO_REFERRER = {"Referrer-Policy": "no-referrer"}
+Form = URLEncodedBody[dict[str, Any]]
+
+
+class SignInController(Controller):
+    """Magic-link sign-in. The answer is the same whether an address is known or not."""
+
+    include_in_schema = False
+
+    @get("/")
+    async def root(self, request: Request) -> Redirect:
+        viewer: Viewer | None = request.user
+        if viewer is None:
+            return Redirect("/signin")
+        place_ids = [p.community_id for p in viewer.places]
+        if viewer.community_id in place_ids:
+            return Redirect(f"/c/{viewer.community_id}")
+        if len(place_ids) == 1:
+            return Redirect(f"/c/{place_ids[0]}")
+        return Redirect("/communities")
+
+    @get("/signin")
+    async def sign_in_form(self, next_path: Annotated[str | None, QueryParameter(name="next")] = None) -> Template:
+        return page("identity/sign_in.html", values={"next": local_path(next_path) or ""}, errors={})
+
+    @post("/signin")
+    async def request_link(
+        self,
+        request: Request,
+        data: Form,
+        db_session: NamedDependency[AsyncSession],
+        secret: NamedDependency[bytes],
+        postman: NamedDependency[Postman],
+    ) -> Template:
+        raw = form_text(data, "email")
+        next_path = local_path(form_text(data, "next"))
+        values = {"email": raw, "next": next_path or ""}
+        try:
+            email = services.normalize_email(raw)
+        except InvalidInput as exc:
+            return page("identity/sign_in.html", status_code=422, values=values, errors=exc.errors)
+        client = request.client.host if request.client else "unknown"
+        if await signin.over_limit(db_session, signin.rate_key(secret, "client", client), signin.RATE_LIMIT_PER_CLIENT):
+            return page(
+                "identity/sign_in.html",
+                status_code=429,
+                values=values,
+                errors={"email": _("Too many sign-in requests from here. Wait 15 minutes, then try again.")},
+            )
+        # Past the per-address limit the page answers as always but sends nothing more: the same
+        # answer for strangers, and no way to flood someone's inbox or lock them out with a message.
+        address_ok = not await signin.over_limit(
+            db_session, signin.rate_key(secret, "address", email), signin.RATE_LIMIT_PER_ADDRESS
+        )
+        person = await services.find_person(db_session, email) if address_ok else None
+        background = None
+        if person is not None:
+            token = await signin.issue_link(db_session, person.id)
+            # Sent after the response (and after the commit that stores the link), so the answer
+            # takes as long for a known address as for an unknown one.
+            background = BackgroundTask(
+                postman.sign_in_link, person, token, language=i18n.current_language(), next_path=next_path
+            )
+        return page("identity/check_inbox.html", background=background, email=email)
+
+    @get("/signin/{token:str}")
+    async def confirm_link(
+        self,
+        token: FromPath[str],
+        db_session: NamedDependency[AsyncSession],
+        next_path: Annotated[str | None, QueryParameter(name="next")] = None,
+    ) -> Template:
+        """Opening the link only shows a button: mail scanners that fetch links cannot use it up."""
+        link = await signin.peek_link(db_session, token)
+        if link is None:
+            return page("identity/link_invalid.html", status_code=410, headers=NO_REFERRER, values={}, errors={})
+        return page(
+            "identity/confirm_link.html", headers=NO_REFERRER, token=token, link=link, next=local_path(next_path) or ""
+        )
+
+    @post("/signin/{token:str}")
+    async def follow_link(
+        self,
+        request: Request,
+        token: FromPath[str],
+        data: Form,
+        db_session: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
+    ) -> Redirect | Template:
+        signed_in = await signin.redeem_link(db_session, token)
+        if signed_in is None:
+            return page("identity/link_invalid.html", status_code=410, headers=NO_REFERRER, values={}, errors={})
+        if request.auth:  # whoever was signed in on this browser before is signed out
+            await signin.end_session(db_session, request.auth)
+        # A fresh token at every sign-in: a session id planted before sign-in is worthless.
+        session_token = await signin.start_session(db_session, signed_in.person_id, signed_in.community_id)
+        next_path = local_path(form_text(data, "next"))
+        target = next_path or (f"/c/{signed_in.community_id}" if signed_in.community_id else "/")
+        return Redirect(
+            target,
+            status_code=303,
+            headers=NO_REFERRER,
+            cookies=[
+                Cookie(
+                    key=SESSION_COOKIE,
+                    value=session_token,
+                    httponly=True,
+                    samesite="lax",
+                    secure=settings.secure_cookies,
+                    path="/",
+                    max_age=int(timedelta(days=30).total_seconds()),
+                )
+            ],
+        )
+
+    @get("/language/{code:str}")
+    async def choose_language(
+        self, code: FromPath[str], next_path: Annotated[str | None, QueryParameter(name="next")] = None
+    ) -> Redirect:
+        """Switch the language of this browser (a signed-in person sets theirs in the profile)."""
+        if code not in i18n.LANGUAGES:
+            raise NotFoundException(_("That language is not available."))
+        response = Redirect(local_path(next_path) or "/signin")
+        response.set_cookie(LANGUAGE_COOKIE, code, max_age=365 * 24 * 3600, path="/", samesite="lax", httponly=True)
+        return response
+
+    @post("/signout")
+    async def sign_out(self, request: Request, db_session: NamedDependency[AsyncSession]) -> Redirect:
+        if request.auth:
+            await signin.end_session(db_session, request.auth)
+        response = see_other("/signin")
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
