@@ -35,6 +35,7 @@ class CommunityOut(msgspec.Struct):
     name: str
     vision: str
     min_group_size: int
+    comment_threshold: int
     time_zone: str
     created_at: datetime
     role: str
@@ -43,7 +44,7 @@ class CommunityOut(msgspec.Struct):
     def of(cls, community: Community, role: str) -> CommunityOut:
         return cls(
             community.id, community.name, community.vision, community.min_group_size,
-            community.time_zone, community.created_at, role,
+            community.comment_threshold, community.time_zone, community.created_at, role,
         )
 
 
@@ -51,6 +52,7 @@ class CommunityIn(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     vision: str = ""
     min_group_size: int | None = None  # None: the installation's default
+    comment_threshold: int | None = None  # None: 10, or k when k is larger
     time_zone: str = "UTC"
 
 
@@ -58,6 +60,7 @@ class CommunityPatch(msgspec.Struct, forbid_unknown_fields=True):
     name: str | None = None
     vision: str | None = None
     min_group_size: int | None = None
+    comment_threshold: int | None = None
     time_zone: str | None = None
 
 
@@ -131,7 +134,7 @@ class CommunitiesApi(Controller):
     ) -> CommunityOut:
         k = settings.default_min_group_size if data.min_group_size is None else data.min_group_size
         community = await services.create_community(
-            db_session, viewer.person_id, data.name, data.vision, k, data.time_zone
+            db_session, viewer.person_id, data.name, data.vision, k, data.time_zone, data.comment_threshold
         )
         return CommunityOut.of(community, "facilitator")
 
@@ -154,6 +157,7 @@ class CommunitiesApi(Controller):
             vision=c.vision if data.vision is None else data.vision,
             min_group_size=c.min_group_size if data.min_group_size is None else data.min_group_size,
             time_zone=c.time_zone if data.time_zone is None else data.time_zone,
+            comment_threshold=data.comment_threshold,
         )
         return CommunityOut.of(c, facilitation.role)
 

@@ -31,6 +31,7 @@ from safespace.web import (
     provide_viewer,
     see_other,
 )
+from surveys.disclosure import DEFAULT_COMMENT_THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ class ProfileController(Controller):
         return see_other("/profile")
 
 
-COMMUNITY_DEFAULTS = {"name": "", "vision": "", "time_zone": "UTC"}
+COMMUNITY_FIELDS = ("name", "vision", "min_group_size", "comment_threshold", "time_zone")
+COMMUNITY_DEFAULTS = {"name": "", "vision": "", "time_zone": "UTC", "comment_threshold": DEFAULT_COMMENT_THRESHOLD}
 
 
 class CommunitiesController(Controller):
@@ -93,14 +95,15 @@ class CommunitiesController(Controller):
 
     @get("/new")
     async def new(self, settings: NamedDependency[Settings]) -> Template:
-        values = COMMUNITY_DEFAULTS | {"min_group_size": settings.default_min_group_size}
+        k = settings.default_min_group_size
+        values = COMMUNITY_DEFAULTS | {"min_group_size": k, "comment_threshold": max(k, DEFAULT_COMMENT_THRESHOLD)}
         return page("identity/community_form.html", values=values, errors={}, community=None)
 
     @post("/")
     async def create(
         self, data: Form, viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]
     ) -> Template | Redirect:
-        values = {key: form_text(data, key) for key in ("name", "vision", "min_group_size", "time_zone")}
+        values = {key: form_text(data, key) for key in COMMUNITY_FIELDS}
         try:
             community = await services.create_community(db_session, viewer.person_id, **values)
         except InvalidInput as exc:
@@ -142,7 +145,7 @@ class CommunityController(Controller):
     @get("/settings")
     async def settings_form(self, facilitation: NamedDependency[Membership]) -> Template:
         c = facilitation.community
-        values = {"name": c.name, "vision": c.vision, "min_group_size": c.min_group_size, "time_zone": c.time_zone}
+        values = {key: getattr(c, key) for key in COMMUNITY_FIELDS}
         return page("identity/community_form.html", values=values, errors={}, community=c)
 
     @post("/settings")
@@ -154,7 +157,7 @@ class CommunityController(Controller):
         db_session: NamedDependency[AsyncSession],
     ) -> Template | Redirect:
         c = facilitation.community
-        values = {key: form_text(data, key) for key in ("name", "vision", "min_group_size", "time_zone")}
+        values = {key: form_text(data, key) for key in COMMUNITY_FIELDS}
         try:
             await services.update_community(db_session, c, **values)
         except InvalidInput as exc:

@@ -38,11 +38,16 @@ class Person(RandomId, Base):
 
 class Community(RandomId, Base):
     __tablename__ = "community"
-    __table_args__ = (CheckConstraint("min_group_size >= 3", name="min_group_size_at_least_3"),)
+    __table_args__ = (
+        CheckConstraint("min_group_size >= 3", name="min_group_size_at_least_3"),
+        CheckConstraint("comment_threshold >= min_group_size", name="comment_threshold_at_least_k"),
+    )
 
     name: Mapped[str] = mapped_column(String(120))
     vision: Mapped[str] = mapped_column(Text, default="")
     min_group_size: Mapped[int] = mapped_column(Integer, default=5)
+    # Free-text answers are shown only for groups with at least this many respondents (P5).
+    comment_threshold: Mapped[int] = mapped_column(Integer, default=10)
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     moderate_stories: Mapped[bool] = mapped_column(Boolean, default=False)  # facilitators approve stories first
     story_tags: Mapped[list | None] = mapped_column(JSON)  # the topics members choose from; None: the defaults

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community, Membership, Person, Team
 from safespace.settings import MIN_GROUP_SIZE_FLOOR
+from surveys.disclosure import DEFAULT_COMMENT_THRESHOLD
 
 
 class InvalidInput(Exception):
@@ -127,6 +128,23 @@ def _check_community(name: str, min_group_size: int | str | None, time_zone: str
     return name, k, time_zone
 
 
+def _check_comment_threshold(value: int | str | None, k: int, current: int) -> int:
+    """P5: free text needs at least this many respondents; never below k (raised with k)."""
+    if value is None or value == "":
+        return max(current, k)
+    try:
+        threshold = int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput({"comment_threshold": _("Enter a whole number of people.")}) from None
+    if threshold < k:
+        raise InvalidInput(
+            {"comment_threshold": _("The comment threshold cannot be below the minimum group size (%(k)s).") % {"k": k}}
+        )
+    if threshold > 1000:
+        raise InvalidInput({"comment_threshold": _("Use a comment threshold of 1000 or fewer.")})
+    return threshold
+
+
 async def create_community(
     db: AsyncSession,
     founder_id: uuid.UUID,
@@ -134,10 +152,16 @@ async def create_community(
     vision: str,
     min_group_size: int | str | None,
     time_zone: str,
+    comment_threshold: int | str | None = None,
 ) -> Community:
     name, k, time_zone = _check_community(name, min_group_size, time_zone)
     community = Community(
-        name=name, vision=_check_vision(vision), min_group_size=k, time_zone=time_zone, created_at=now()
+        name=name,
+        vision=_check_vision(vision),
+        min_group_size=k,
+        comment_threshold=_check_comment_threshold(comment_threshold, k, DEFAULT_COMMENT_THRESHOLD),
+        time_zone=time_zone,
+        created_at=now(),
     )
     db.add(community)
     await db.flush()
@@ -162,11 +186,14 @@ async def update_community(
     vision: str,
     min_group_size: int | str | None,
     time_zone: str,
+    comment_threshold: int | str | None = None,
 ) -> Community:
-    # Rounds lock k when they open (pulse issue); the community value applies to later rounds.
+    # Rounds lock k and the comment threshold when they open; these values apply to later rounds.
     checked = _check_community(name, min_group_size, time_zone)
+    threshold = _check_comment_threshold(comment_threshold, checked[1], community.comment_threshold)
     community.vision = _check_vision(vision)
     community.name, community.min_group_size, community.time_zone = checked
+    community.comment_threshold = threshold
     await db.flush()
     return community
 

@@ -57,6 +57,7 @@ class Round(RandomId, Base):
     closed: Mapped[bool] = mapped_column(Boolean, default=False)
     # Locked when the round opens: later changes to the community never reach this round.
     min_group_size: Mapped[int] = mapped_column(Integer)
+    comment_threshold: Mapped[int] = mapped_column(Integer, default=10)  # locked like k
     instruments: Mapped[list] = mapped_column(JSON)  # snapshot of the instrument definitions
     population: Mapped[dict] = mapped_column(JSON)  # group key -> active members at opening
     reminder_sent: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -116,6 +116,7 @@ async def open_round(db: AsyncSession, survey: Survey, window: cadence_rules.Win
         closes_at=window.closes_at,
         closed=False,
         min_group_size=community.min_group_size,
+        comment_threshold=community.comment_threshold,
         instruments=[instrument_to_dict(i) for i in instruments],
         population=population,
         reminder_sent=False,
@@ -176,7 +177,7 @@ async def close_round(db: AsyncSession, keyring: Keyring, round_id: uuid.UUID, m
 
     pending = list(await db.scalars(select(PendingComment).where(PendingComment.round_id == round_id)))
     texts = []
-    if disclosure.comments_visible(answered, round_.min_group_size):
+    if disclosure.comments_visible(answered, round_.min_group_size, round_.comment_threshold):
         texts = [
             (
                 c.instrument,
