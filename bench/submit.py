@@ -171,7 +171,11 @@ def answer_body(csrf: str, rng: random.Random, comment: bool) -> bytes:
 def profiler(pid: int, path: str, label: str) -> subprocess.Popen:
     """py-spy on the server during the POSTs: --profile x.svg gives a flame graph, x.txt folded stacks."""
     out = Path(path).with_stem(f"{Path(path).stem}-{label}")
-    command = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--rate", "100",
+    spy = Path(sys.executable).with_name("py-spy")
+    spy = str(spy) if spy.exists() else shutil.which("py-spy")  # beside this Python, else on PATH
+    if spy is None:
+        raise SystemExit("--profile needs py-spy beside this Python or on PATH (pip install py-spy)")
+    command = [spy, "record", "--pid", str(pid), "--rate", "100",
                "--format", "raw" if out.suffix == ".txt" else "flamegraph", "-o", str(out)]
     spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     print(f"{label}: profiling the server's POST phase into {out}")

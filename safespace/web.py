@@ -29,7 +29,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from safespace import i18n
 from safespace.identity.models import Community, Membership, WebSession
@@ -104,7 +104,13 @@ class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
 
     def __init__(self, app, sessionmaker: async_sessionmaker[AsyncSession], idle: timedelta, **kwargs: Any) -> None:  # noqa: ANN001
         super().__init__(app, **kwargs)
-        self.sessionmaker = sessionmaker
+        engine: AsyncEngine = sessionmaker.kw["bind"]
+        # Core on a bare connection: no ORM session or identity map for one indexed row. On
+        # PostgreSQL each statement here stands alone (autocommit: no BEGIN/ROLLBACK round trips);
+        # SQLite's driver opens no transaction for a read anyway.
+        if engine.dialect.name == "postgresql":
+            engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.engine = engine
         self.idle = idle
 
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
@@ -116,47 +122,50 @@ class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
         return AuthenticationResult(user=viewer, auth=token if viewer else None)
 
     async def _viewer(self, token: str, page_view: bool) -> Viewer | None:
-        async with self.sessionmaker() as db:
-            loaded = await load_session(db, token, self.idle)
-            if loaded is None:
+        async with self.engine.connect() as db:
+            live = await load_session(db, token, self.idle)
+            if live is None:
                 await db.commit()  # an idle session was deleted
                 return None
-            web_session, person = loaded
-            places = []
+            write = live.touched  # at most hourly: otherwise a POST writes nothing here
+            places, flash = [], None
             if page_view:
                 places = [
-                    Place(m.community_id, m.community.name, m.role)
-                    for m in await db.scalars(
-                        select(Membership)
-                        .join(Community)
-                        .where(Membership.person_id == person.id, Membership.status == "active")
+                    Place(*row)
+                    for row in await db.execute(
+                        select(Membership.community_id, Community.name, Membership.role)
+                        .join(Community, Community.id == Membership.community_id)
+                        .where(Membership.person_id == live.person_id, Membership.status == "active")
                         .order_by(Community.name)
                     )
                 ]
-            flash = None
-            if page_view and web_session.flash:
-                flash = json.loads(web_session.flash)
-                web_session.flash = None
-            if db.dirty:  # touched (at most hourly) or a notice was taken: otherwise nothing to write
+                if live.flash:
+                    flash = json.loads(live.flash)
+                    await db.execute(update(WebSession).where(WebSession.id == live.session_id).values(flash=None))
+                    write = True
+            if write:
                 await db.commit()
             return Viewer(
-                person_id=person.id,
-                session_id=web_session.id,
-                email=person.email,
-                display_name=person.display_name,
-                language=person.language,
-                community_id=web_session.community_id,
+                person_id=live.person_id,
+                session_id=live.session_id,
+                email=live.email,
+                display_name=live.display_name,
+                language=live.language,
+                community_id=live.community_id,
                 places=places,
                 flash=flash,
             )
 
 
+_SESSIONS = WebSession.__table__
+
+
 async def flash(db: AsyncSession, viewer: Viewer, message: str, kind: str = "success") -> None:
     """A one-time notice shown on the next page the viewer opens."""
+    # On the table, not the mapped class: a plain UPDATE by primary key, without the ORM's
+    # bulk-update bookkeeping (no WebSession objects live in request sessions).
     await db.execute(
-        update(WebSession)
-        .where(WebSession.id == viewer.session_id)
-        .values(flash=json.dumps({"message": message, "kind": kind}))
+        update(_SESSIONS).where(_SESSIONS.c.id == viewer.session_id).values(flash=json.dumps({"message": message, "kind": kind}))
     )
 
 
@@ -173,8 +182,11 @@ async def provide_membership(
     community_id: FromPath[uuid.UUID], request: Request, db_session: NamedDependency[AsyncSession]
 ) -> Membership:
     """The viewer's active membership here. Any other community is 'not found', not 'forbidden'."""
-    viewer = provide_viewer(request)
-    membership = await active_membership(db_session, viewer.person_id, community_id)
+    return await require_membership(db_session, provide_viewer(request).person_id, community_id)
+
+
+async def require_membership(db: AsyncSession, person_id: uuid.UUID, community_id: uuid.UUID) -> Membership:
+    membership = await active_membership(db, person_id, community_id)
     if membership is None:
         raise NotFoundException(i18n.gettext("There is no community at this address."))
     return membership

@@ -14,10 +14,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from safespace.identity.models import (
     Community,
@@ -140,25 +140,55 @@ async def start_session(db: AsyncSession, person_id: uuid.UUID, community_id: uu
     return token
 
 
-async def load_session(db: AsyncSession, token: str, idle: timedelta) -> tuple[WebSession, Person] | None:
-    """The live session for a cookie token, touched; None (and the row gone) if idle too long."""
-    row = (
-        await db.execute(
-            select(WebSession, Person)
-            .join(Person, Person.id == WebSession.person_id)
-            .where(WebSession.token_hash == token_hash(token))
-        )
-    ).first()
+@dataclass(frozen=True)
+class LiveSession:
+    """What a request needs of its session and person (one indexed row, no ORM objects)."""
+
+    session_id: uuid.UUID
+    community_id: uuid.UUID | None
+    flash: str | None
+    person_id: uuid.UUID
+    email: str
+    display_name: str
+    language: str | None
+    touched: bool = False  # last_seen_at was moved on: the caller has a write to commit
+
+
+_SESSION_BY_TOKEN = (
+    select(
+        WebSession.id,
+        WebSession.community_id,
+        WebSession.flash,
+        WebSession.last_seen_at,
+        Person.id,
+        Person.email,
+        Person.display_name,
+        Person.language,
+    )
+    .join(Person, Person.id == WebSession.person_id)
+    .where(WebSession.token_hash == bindparam("token_hash"))
+)
+
+
+async def load_session(db: AsyncConnection, token: str, idle: timedelta) -> LiveSession | None:
+    """The live session for a cookie token; None (and the row gone) if idle too long.
+
+    One query by the unique token hash. It writes only to end an idle session or, at most once
+    an hour, to move last_seen_at on; the caller commits.
+    """
+    row = (await db.execute(_SESSION_BY_TOKEN, {"token_hash": token_hash(token)})).first()
     if row is None:
         return None
-    web_session, person = row
+    session_id, community_id, flash, last_seen_at, person_id, email, display_name, language = row
     moment = now()
-    if moment - web_session.last_seen_at > idle:
-        await db.delete(web_session)
+    if moment - last_seen_at > idle:
+        await db.execute(delete(WebSession).where(WebSession.id == session_id))
         return None
-    if moment - web_session.last_seen_at > SESSION_TOUCH_EVERY:
-        web_session.last_seen_at = moment.replace(minute=0, second=0, microsecond=0)
-    return web_session, person
+    touched = moment - last_seen_at > SESSION_TOUCH_EVERY
+    if touched:
+        hour = moment.replace(minute=0, second=0, microsecond=0)
+        await db.execute(update(WebSession).where(WebSession.id == session_id).values(last_seen_at=hour))
+    return LiveSession(session_id, community_id, flash, person_id, email, display_name, language, touched)
 
 
 async def forget_old_sign_ins(db: AsyncSession, idle: timedelta) -> None:

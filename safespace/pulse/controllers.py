@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace import i18n
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
-from safespace.identity.services import InvalidInput, active_membership, clean_text, now
+from safespace.identity.services import InvalidInput, clean_text, now
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import schedule, services
 from safespace.pulse.results import round_result
@@ -27,6 +27,7 @@ from safespace.web import (
     form_text,
     member_routes,
     page,
+    require_membership,
     see_other,
 )
 from surveys import cadence as cadence_rules
@@ -90,28 +91,31 @@ class PulseController(Controller):
     @post("/{round_id:uuid}")
     async def answer(
         self,
+        community_id: FromPath[uuid.UUID],
         round_id: FromPath[uuid.UUID],
         data: Form,
-        membership: NamedDependency[Membership],
         viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession],
         keyring: NamedDependency[Keyring],
     ) -> Template | Redirect:
-        community_id = membership.community_id  # plain values: a rollback expires ORM objects
+        # No `membership` dependency here: submit checks the active membership in the same query
+        # that reads the round, and the pages below load it only when there is a page to render.
         form = _single_values(data)
         try:
-            await services.submit(db_session, keyring, membership, round_id, form)
+            await services.submit(db_session, keyring, community_id, viewer.person_id, round_id, form)
         except LookupError:
+            await require_membership(db_session, viewer.person_id, community_id)  # strangers: "no community"
             raise NotFoundException(_("There is no such round in this community.")) from None
         except InvalidInput as exc:
+            membership = await require_membership(db_session, viewer.person_id, community_id)
             return await self._answer_page(db_session, membership, round_id, 422, values=form, errors=exc.errors)
         except services.RoundNotOpen:
+            membership = await require_membership(db_session, viewer.person_id, community_id)
             return await self._answer_page(
                 db_session, membership, round_id, 409, errors={"round": _("This round is closed; answers are no longer accepted.")}
             )
         except services.AlreadyAnswered:
-            # The rollback expired the membership: load it again for the page.
-            membership = await active_membership(db_session, viewer.person_id, community_id)
+            membership = await require_membership(db_session, viewer.person_id, community_id)
             return await self._answer_page(db_session, membership, round_id, 409)
         await flash(db_session, viewer, _("Thank you. Your answers were added to the totals; nothing links them to you."))
         return see_other(f"/c/{community_id}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import Text, bindparam, cast, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -279,58 +279,116 @@ def read_answers(instruments: list[Instrument], form: dict[str, str]) -> tuple[d
     return answers, comments
 
 
+# The answer path in SQLAlchemy Core: a handful of fixed statements (compiled once, cached by
+# SQLAlchemy), plain rows, no ORM identity map to fill and flush on every submission.
+_ROUND, _TALLY = Round.__table__, Tally.__table__
+_ANSWERABLE = (
+    # The round, and the member's team, only if the person is an active member of its community.
+    # Snapshots come back as the stored JSON text, decoded once per round (see _answer_rules).
+    select(
+        _ROUND.c.opens_at,
+        _ROUND.c.closes_at,
+        _ROUND.c.closed,
+        cast(_ROUND.c.instruments, Text),
+        cast(_ROUND.c.population, Text),
+        Membership.team_id,
+    )
+    .join(Membership, Membership.community_id == _ROUND.c.community_id)
+    .where(
+        _ROUND.c.id == bindparam("round_id"),
+        _ROUND.c.community_id == bindparam("community_id"),
+        Membership.person_id == bindparam("person_id"),
+        Membership.status == "active",
+    )
+)
+_JOIN_LEDGER = insert(Participation.__table__)
+_STILL_OPEN = select(_ROUND.c.id).where(_ROUND.c.id == bindparam("round_id"), _ROUND.c.closed.is_(False)).with_for_update(read=True)
+_TALLIES = (
+    select(_TALLY.c.instrument, _TALLY.c.group_key, _TALLY.c.data)
+    .where(_TALLY.c.round_id == bindparam("round_id"), _TALLY.c.group_key.in_(bindparam("groups", expanding=True)))
+    .order_by(_TALLY.c.instrument, _TALLY.c.group_key)
+    .with_for_update()
+)
+_FOLD_IN = (
+    update(_TALLY)
+    .where(_TALLY.c.round_id == bindparam("r"), _TALLY.c.instrument == bindparam("i"), _TALLY.c.group_key == bindparam("g"))
+    .values(data=bindparam("d"), respondents=bindparam("n"))
+)
+_PEND_COMMENT = insert(PendingComment.__table__)
+
+# (round id, instruments JSON, population JSON) -> (instruments, group keys). A round's snapshots
+# never change once it opens; keying by their text as well means a cache can never answer for
+# content it was not built from.
+_answer_rules: dict[tuple[uuid.UUID, str, str], tuple[list[Instrument], frozenset[str]]] = {}
+
+
+def _rules_for(round_id: uuid.UUID, instruments_json: str, population_json: str) -> tuple[list[Instrument], frozenset[str]]:
+    key = (round_id, instruments_json, population_json)
+    rules = _answer_rules.get(key)
+    if rules is None:
+        if len(_answer_rules) > 1000:
+            _answer_rules.clear()
+        definitions = msgspec.json.decode(instruments_json)
+        instruments = [parse_instrument(definition, f"round {round_id}") for definition in definitions]
+        rules = _answer_rules[key] = (instruments, frozenset(msgspec.json.decode(population_json)))
+    return rules
+
+
 async def submit(
-    db: AsyncSession, keyring: Keyring, membership: Membership, round_id: uuid.UUID, form: dict[str, str]
+    db: AsyncSession,
+    keyring: Keyring,
+    community_id: uuid.UUID,
+    person_id: uuid.UUID,
+    round_id: uuid.UUID,
+    form: dict[str, str],
 ) -> None:
     """Record that the member answered and fold the answers in, all or nothing.
 
-    The caller commits (so a notice for the member can share the one transaction).
+    LookupError when the person is not an active member of the community or the round is not
+    one of its rounds. The caller commits (so a notice for the member can share the one
+    transaction).
     """
-    round_ = await round_in(db, membership.community_id, round_id)
-    if not is_open(round_, now()):
+    conn = await db.connection()
+    found = (
+        await conn.execute(_ANSWERABLE, {"round_id": round_id, "community_id": community_id, "person_id": person_id})
+    ).first()
+    if found is None:
+        raise LookupError("no such round in this community, or not an active member of it")
+    opens_at, closes_at, closed, instruments_json, population_json, team_id = found
+    if closed or not opens_at <= now() < closes_at:
         raise RoundNotOpen
-    answers, comments = read_answers(round_instruments(round_), form)
-    person_id = membership.person_id
-    team_key = str(membership.team_id) if membership.team_id else None
-    groups = [COMMUNITY] + ([team_key] if team_key in round_.population else [])
+    instruments, population = _rules_for(round_id, instruments_json, population_json)
+    answers, comments = read_answers(instruments, form)
+    team_key = str(team_id) if team_id else None
+    groups = [COMMUNITY] + ([team_key] if team_key in population else [])
 
     # The ledger INSERT is the first write: SQLite (whose driver runs the reads above outside
     # any transaction) takes its write lock here, before the tallies are read, so concurrent
     # answers cannot lose an update.
     try:
-        db.add(Participation(round_id=round_id, person_id=person_id))
-        await db.flush()
+        await conn.execute(_JOIN_LEDGER, {"round_id": round_id, "person_id": person_id})
     except IntegrityError:
         await db.rollback()
         raise AlreadyAnswered from None
     # Checked again under the write lock: a close that committed meanwhile wins, so no answer
     # lands in a frozen round (PostgreSQL: FOR SHARE waits for a close holding the round).
-    still_open = await db.scalar(
-        select(Round.id).where(Round.id == round_id, Round.closed.is_(False)).with_for_update(read=True)
-    )
-    if still_open is None or not is_open(round_, now()):
+    still_open = (await conn.execute(_STILL_OPEN, {"round_id": round_id})).first()
+    if still_open is None or not opens_at <= now() < closes_at:
         await db.rollback()
         raise RoundNotOpen
     # FOR UPDATE: on PostgreSQL concurrent answers to the same round queue here, row by row.
-    tallies = await db.scalars(
-        select(Tally)
-        .where(Tally.round_id == round_id, Tally.group_key.in_(groups))
-        .order_by(Tally.instrument, Tally.group_key)
-        .with_for_update()
-    )
-    for row in tallies:
-        folded = tally_rules.fold(msgspec.json.decode(row.data, type=tally_rules.Tally), answers[row.instrument])
-        row.data = msgspec.json.encode(folded)
-        row.respondents = folded.respondents
-    for instrument_key, text in comments.items():
-        comment_id = uuid.uuid4()
-        db.add(
-            PendingComment(
-                id=comment_id,
-                round_id=round_id,
-                instrument=instrument_key,
-                group_key=team_key or COMMUNITY,
-                body=keyring.seal(text, associated_data("pending_comment", "body", f"{round_id}/{comment_id}")),
+    folded = []
+    for instrument_key, group_key, data in await conn.execute(_TALLIES, {"round_id": round_id, "groups": groups}):
+        tally = tally_rules.fold(msgspec.json.decode(data, type=tally_rules.Tally), answers[instrument_key])
+        folded.append({"r": round_id, "i": instrument_key, "g": group_key, "d": msgspec.json.encode(tally), "n": tally.respondents})
+    if folded:
+        await conn.execute(_FOLD_IN, folded)  # by primary key; one executemany for all groups
+    if comments:
+        pending = []
+        for instrument_key, text in comments.items():
+            comment_id = uuid.uuid4()
+            body = keyring.seal(text, associated_data("pending_comment", "body", f"{round_id}/{comment_id}"))
+            pending.append(
+                {"id": comment_id, "round_id": round_id, "instrument": instrument_key, "group_key": team_key or COMMUNITY, "body": body}
             )
-        )
-    await db.flush()
+        await conn.execute(_PEND_COMMENT, pending)

@@ -213,3 +213,39 @@ async def test_old_links_and_idle_sessions_are_forgotten(db: AsyncSession, clien
     await db.commit()
     assert await db.scalar(select(func.count()).select_from(WebSession)) == 0
     assert await db.scalar(select(func.count()).select_from(LoginLink)) == 1
+
+
+async def test_session_is_written_at_most_once_an_hour(db: AsyncSession, engine, monkeypatch) -> None:  # noqa: ANN001
+    """Requests read the session; last_seen_at (kept to the hour) moves on at most hourly."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import event
+
+    world = await make_community(db)
+    person = await db.scalar(select(Person).where(Person.email == world.facilitator))
+    clock = [datetime(2026, 3, 2, 9, 0, tzinfo=UTC)]
+    monkeypatch.setattr(signin, "now", lambda: clock[0])
+    token = await signin.start_session(db, person.id, None)
+    await db.commit()
+    writes: list[str] = []
+
+    def note(_conn, _cursor, statement: str, *_args) -> None:  # noqa: ANN001, ANN002
+        if "web_session" in statement and not statement.lstrip().upper().startswith("SELECT"):
+            writes.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", note)
+    try:
+        start = clock[0]
+        for minutes in range(0, 180, 7):  # a request every seven minutes for three hours
+            clock[0] = start + timedelta(minutes=minutes)
+            async with engine.connect() as conn:
+                live = await signin.load_session(conn, token, timedelta(hours=8))
+                assert live is not None and live.person_id == person.id
+                if live.touched:
+                    await conn.commit()
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", note)
+    assert len(writes) == 2  # at 10:03 (to 10:00) and 11:04 (to 11:00); 26 requests
+    db.expire_all()
+    last_seen = await db.scalar(select(WebSession.last_seen_at))
+    assert last_seen == datetime(2026, 3, 2, 11, 0, tzinfo=UTC)

@@ -85,6 +85,15 @@ async def test_deactivated_member_cannot_answer(client, db: AsyncSession, pulse)
     assert await _counts(db, pulse.round.id) == (0, 0, 0)
 
 
+async def test_member_of_another_community_cannot_answer(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+    await make_community(db, name="Other place", facilitator="other@x.org")
+    await sign_in(client, db, "other@x.org")
+    await client.get(pulse.url)
+    response = await post_form(client, pulse.url, answers(4))
+    assert response.status_code == 404 and "no community at this address" in response.text
+    assert await _counts(db, pulse.round.id) == (0, 0, 0)
+
+
 async def test_closed_round_refuses_answers(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
     from tests.safespace.pulse.conftest import after_close
 
