@@ -34,6 +34,8 @@ from safespace.identity.controllers import (
 )
 from safespace.identity.mail import Postman
 from safespace.identity.sign_in_pages import SignInController
+from safespace.insights.api import insights_api
+from safespace.insights.controllers import InsightsController, SummaryController
 from safespace.mail import Mailer, make_mailer
 from safespace.privacy.crypto import Keyring
 from safespace.pulse.api import pulse_api
@@ -148,8 +150,11 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
             InstrumentsController,
             ReviewController,
             StoriesController,
+            InsightsController,
+            SummaryController,
             api_router,
             pulse_api,
+            insights_api,
             create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
         ],
         plugins=[SQLAlchemyPlugin(config=db)],

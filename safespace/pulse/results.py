@@ -57,7 +57,7 @@ class RoundResult(msgspec.Struct):
 MIN_FOR_RELIABILITY = 10
 
 
-def _instrument_result(
+def instrument_result(
     instrument, tally: tally_rules.Tally, k: int, language: str, comments: list[str]  # noqa: ANN001
 ) -> InstrumentResult:
     items = []
@@ -115,7 +115,7 @@ async def round_result(
                 select(Tally).where(Tally.round_id == round_.id, Tally.group_key == COMMUNITY)
             )
         }
-        show_comments = disclosure.comments_visible(answered, round_.min_group_size)
+        show_comments = disclosure.comments_visible(answered, round_.min_group_size, round_.comment_threshold)
         released = (
             await db.scalars(
                 select(ReleasedComment).where(ReleasedComment.round_id == round_.id).order_by(ReleasedComment.position)
@@ -130,7 +130,7 @@ async def round_result(
         for instrument in round_instruments(round_):
             if instrument.key in tallies:
                 instruments.append(
-                    _instrument_result(
+                    instrument_result(
                         instrument, tallies[instrument.key], round_.min_group_size, language, comments.get(instrument.key, [])
                     )
                 )
@@ -146,3 +146,26 @@ async def round_result(
         response_rate=view.response_rate,
         instruments=instruments,
     )
+
+
+# --- released figures for the insights pages (closed rounds only) ---------------------------
+
+
+async def closed_rounds(db: AsyncSession, survey_id, limit: int | None = None) -> list[Round]:  # noqa: ANN001
+    """A survey's closed rounds, oldest first (the last `limit` of them)."""
+    query = select(Round).where(Round.survey_id == survey_id, Round.closed.is_(True)).order_by(Round.number.desc())
+    rows = list(await db.scalars(query.limit(limit) if limit else query))
+    return rows[::-1]
+
+
+async def released_tallies(db: AsyncSession, rounds: list[Round]) -> dict[tuple, tally_rules.Tally]:
+    """(round id, instrument, group key) -> tally, for closed rounds only (P3).
+
+    A closed round keeps only tallies that passed the storage rule (surveys.disclosure.
+    groups_to_keep), so a missing key means "hidden", never "zero".
+    """
+    closed = [r.id for r in rounds if r.closed]
+    if not closed:
+        return {}
+    rows = await db.execute(select(Tally.round_id, Tally.instrument, Tally.group_key, Tally.data).where(Tally.round_id.in_(closed)))
+    return {(r, i, g): msgspec.json.decode(d, type=tally_rules.Tally) for r, i, g, d in rows}

@@ -1,0 +1,67 @@
+"""JSON API for facilitators' insights: the same released figures as the pages (P1–P3)."""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar import Router, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace import i18n
+from safespace.identity import services as identity
+from safespace.identity.models import Membership
+from safespace.insights import services
+from safespace.insights.controllers import round_or_404, survey_or_404
+from safespace.pulse.services import round_instruments
+from safespace.web import facilitator_routes
+
+PATH = "/communities/{community_id:uuid}/insights"
+
+
+@get(f"{PATH}/trend", tags=["insights"])
+async def trend(
+    survey: FromQuery[uuid.UUID],
+    facilitation: NamedDependency[Membership],
+    db_session: NamedDependency[AsyncSession],
+) -> services.SurveyTrend:
+    """A survey's closed rounds: scale score with 95% interval, favourable share, response rate,
+    significant changes and notes. Rounds below k carry `empty_because` instead of numbers."""
+    _surveys, chosen = await survey_or_404(db_session, facilitation.community, survey)
+    return await services.survey_trend(db_session, facilitation.community, chosen, i18n.current_language(), None)
+
+
+@get(f"{PATH}/rounds/{{round_id:uuid}}/teams", tags=["insights"])
+async def round_teams(
+    round_id: FromPath[uuid.UUID],
+    facilitation: NamedDependency[Membership],
+    db_session: NamedDependency[AsyncSession],
+) -> list[services.TeamGrid]:
+    """Teams × statements of a closed round, with complementary suppression; empty while open."""
+    round_ = await round_or_404(db_session, facilitation.community, round_id)
+    if not round_.closed:
+        return []
+    return [await services.round_team_grid(db_session, round_, i, i18n.current_language()) for i in round_instruments(round_)]
+
+
+@get(f"{PATH}/vitality", tags=["insights"])
+async def vitality(facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> services.Vitality:
+    """Response rate and members over rounds, stories, replies and reactions per month, the five keys."""
+    members = sum(1 for m in await identity.roster(db_session, facilitation.community_id) if m.status == "active")
+    return await services.vitality(db_session, facilitation.community, members, i18n.current_language())
+
+
+@get(f"{PATH}/objectives", tags=["insights"])
+async def objectives(
+    facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
+) -> list[services.ObjectiveView]:
+    """The community's objectives with their current released value, progress and status."""
+    return await services.objectives(db_session, facilitation.community)
+
+
+insights_api = Router(
+    path="/api/v1",
+    route_handlers=[trend, round_teams, vitality, objectives],
+    dependencies=facilitator_routes(),
+)

@@ -1,0 +1,373 @@
+"""Facilitators' insights pages and exports, and the members' summary of released results.
+
+Every number comes from insights.services (released aggregates, through surveys.disclosure).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, FromQuery, URLEncodedBody
+from litestar.response import Redirect, Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace import i18n
+from safespace.i18n import gettext as _
+from safespace.identity import services as identity
+from safespace.identity.models import Community, Membership
+from safespace.identity.services import InvalidInput, now
+from safespace.insights import exports, services, views
+from safespace.insights.services import METRICS, metric_name, reason_text
+from safespace.privacy.crypto import Keyring
+from safespace.pulse import services as pulse
+from safespace.pulse.models import Round, Survey
+from safespace.pulse.results import round_result
+from safespace.web import Viewer, facilitator_routes, flash, form_text, member_routes, page, see_other
+
+Form = URLEncodedBody[dict[str, Any]]
+
+
+async def survey_or_404(db: AsyncSession, community: Community, survey_id: uuid.UUID | None) -> tuple[list[Survey], Survey | None]:
+    surveys = await pulse.surveys_of(db, community.id)
+    if survey_id is None:
+        return surveys, surveys[0] if surveys else None
+    chosen = next((s for s in surveys if s.id == survey_id), None)
+    if chosen is None:
+        raise NotFoundException(_("There is no such survey in this community."))
+    return surveys, chosen
+
+
+async def round_or_404(db: AsyncSession, community: Community, round_id: uuid.UUID) -> Round:
+    try:
+        return await pulse.round_in(db, community.id, round_id)
+    except LookupError:
+        raise NotFoundException(_("There is no such round in this community.")) from None
+
+
+def _limit(period: str | None) -> int | None:
+    return None if period == "all" else 52 if period == "52" else services.TREND_ROUNDS
+
+
+class InsightsController(Controller):
+    """Trend, round results, teams, vitality, objectives: aggregates only, for facilitators."""
+
+    path = "/c/{community_id:uuid}/insights"
+    include_in_schema = False
+    dependencies = facilitator_routes()
+
+    # --- trend ---
+
+    @get("/")
+    async def trend(
+        self,
+        facilitation: NamedDependency[Membership],
+        db_session: NamedDependency[AsyncSession],
+        survey: FromQuery[uuid.UUID | None] = None,
+        period: FromQuery[str | None] = None,
+    ) -> Template:
+        community = facilitation.community
+        surveys, chosen = await survey_or_404(db_session, community, survey)
+        trend = await services.survey_trend(db_session, community, chosen, i18n.current_language(), _limit(period)) if chosen else None
+        return page(
+            "insights/trend.html",
+            community=community,
+            surveys=surveys,
+            survey=chosen,
+            period=period or str(services.TREND_ROUNDS),
+            trend=trend,
+            charts=[(t, views.trend_charts(f"t{n}", t, community.min_group_size)) for n, t in enumerate(trend.instruments)] if trend else [],
+        )
+
+    @get("/trend.csv")
+    async def trend_csv(
+        self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession], survey: FromQuery[uuid.UUID]
+    ) -> Response:
+        _surveys, chosen = await survey_or_404(db_session, facilitation.community, survey)
+        trend = await services.survey_trend(db_session, facilitation.community, chosen, i18n.current_language(), None)
+        return exports.csv_response("trend", exports.TREND_HEADER, exports.trend_rows(trend))
+
+    @get("/trend.json")
+    async def trend_json(
+        self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession], survey: FromQuery[uuid.UUID]
+    ) -> Response:
+        _surveys, chosen = await survey_or_404(db_session, facilitation.community, survey)
+        trend = await services.survey_trend(db_session, facilitation.community, chosen, i18n.current_language(), None)
+        return exports.json_response("trend", trend)
+
+    # --- one round ---
+
+    async def _round_context(self, db: AsyncSession, keyring: Keyring, community: Community, round_id: uuid.UUID) -> dict:
+        round_ = await round_or_404(db, community, round_id)
+        survey = await pulse.survey_in(db, community.id, round_.survey_id)
+        language = i18n.current_language()
+        result = await round_result(db, keyring, round_, language, now())
+        grids = (
+            [await services.round_team_grid(db, round_, i, language) for i in pulse.round_instruments(round_)]
+            if result.instruments
+            else []
+        )
+        share_charts = [
+            views.share_chart(f"shares{n}", instrument, round_.min_group_size) for n, instrument in enumerate(result.instruments)
+        ]
+        notes = (await services.notes_by_round(db, [round_.id])).get(round_.id, [])
+        return {
+            "community": community,
+            "survey": survey,
+            "round": round_,
+            "result": result,
+            "share_charts": share_charts,
+            "team_charts": [views.team_heatmap(f"teams{n}", g, round_.min_group_size) for n, g in enumerate(grids) if g.rows],
+            "notes": notes,
+            "day": views.day_label,
+            "zone_day": lambda moment: views.day_label(moment.astimezone(views.zone(community)).date()),
+        }
+
+    @get("/rounds/{round_id:uuid}")
+    async def round_page(
+        self,
+        round_id: FromPath[uuid.UUID],
+        facilitation: NamedDependency[Membership],
+        db_session: NamedDependency[AsyncSession],
+        keyring: NamedDependency[Keyring],
+    ) -> Template:
+        context = await self._round_context(db_session, keyring, facilitation.community, round_id)
+        return page("insights/round.html", values={}, errors={}, **context)
+
+    @get("/rounds/{round_id:uuid}/report")
+    async def round_report(
+        self,
+        round_id: FromPath[uuid.UUID],
+        facilitation: NamedDependency[Membership],
+        db_session: NamedDependency[AsyncSession],
+        keyring: NamedDependency[Keyring],
+    ) -> Template:
+        context = await self._round_context(db_session, keyring, facilitation.community, round_id)
+        return page("insights/report.html", **context)
+
+    @get("/rounds/{round_id:uuid}/results.csv")
+    async def round_csv(
+        self,
+        round_id: FromPath[uuid.UUID],
+        facilitation: NamedDependency[Membership],
+        db_session: NamedDependency[AsyncSession],
+        keyring: NamedDependency[Keyring],
+    ) -> Response:
+        round_ = await round_or_404(db_session, facilitation.community, round_id)
+        result = await round_result(db_session, keyring, round_, i18n.current_language(), now())
+        return exports.csv_response(f"round-{round_.number}", exports.RESULT_HEADER, exports.result_rows(result))
+
+    @get("/rounds/{round_id:uuid}/results.json")
+    async def round_json(
+        self,
+        round_id: FromPath[uuid.UUID],
+        facilitation: NamedDependency[Membership],
+        db_session: NamedDependency[AsyncSession],
+        keyring: NamedDependency[Keyring],
+    ) -> Response:
+        round_ = await round_or_404(db_session, facilitation.community, round_id)
+        result = await round_result(db_session, keyring, round_, i18n.current_language(), now())
+        return exports.json_response(f"round-{round_.number}", result)
+
+    @get("/rounds/{round_id:uuid}/teams.csv")
+    async def round_teams_csv(
+        self, round_id: FromPath[uuid.UUID], facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
+    ) -> Response:
+        grids = await self._grids(db_session, facilitation.community, round_id)
+        rows = [(g.title,) + row for g in grids for row in exports.team_rows(g)]
+        return exports.csv_response("teams", ("grid",) + exports.TEAMS_HEADER, rows)
+
+    @get("/rounds/{round_id:uuid}/teams.json")
+    async def round_teams_json(
+        self, round_id: FromPath[uuid.UUID], facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
+    ) -> Response:
+        return exports.json_response("teams", await self._grids(db_session, facilitation.community, round_id))
+
+    async def _grids(self, db: AsyncSession, community: Community, round_id: uuid.UUID) -> list[services.TeamGrid]:
+        round_ = await round_or_404(db, community, round_id)
+        if not round_.closed:
+            return []
+        return [await services.round_team_grid(db, round_, i, i18n.current_language()) for i in pulse.round_instruments(round_)]
+
+    @post("/rounds/{round_id:uuid}/notes")
+    async def add_note(
+        self,
+        round_id: FromPath[uuid.UUID],
+        data: Form,
+        facilitation: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+        keyring: NamedDependency[Keyring],
+    ) -> Template | Redirect:
+        community = facilitation.community
+        round_ = await round_or_404(db_session, community, round_id)
+        values = {"note": form_text(data, "note")}
+        try:
+            await services.add_note(db_session, round_, values["note"])
+        except InvalidInput as exc:
+            context = await self._round_context(db_session, keyring, community, round_id)
+            return page("insights/round.html", status_code=422, values=values, errors=exc.errors, **context)
+        await flash(db_session, viewer, _("Note pinned to round %(number)s.", number=round_.number))
+        return see_other(f"/c/{community.id}/insights/rounds/{round_id}")
+
+    @post("/rounds/{round_id:uuid}/notes/{note_id:uuid}/delete")
+    async def delete_note(
+        self,
+        round_id: FromPath[uuid.UUID],
+        note_id: FromPath[uuid.UUID],
+        facilitation: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Redirect:
+        community = facilitation.community
+        round_ = await round_or_404(db_session, community, round_id)
+        if not await services.delete_note(db_session, [round_.id], note_id):
+            raise NotFoundException(_("There is no such note."))
+        await flash(db_session, viewer, _("Note removed."))
+        return see_other(f"/c/{community.id}/insights/rounds/{round_id}")
+
+    # --- teams ---
+
+    @get("/teams")
+    async def teams(
+        self,
+        facilitation: NamedDependency[Membership],
+        db_session: NamedDependency[AsyncSession],
+        survey: FromQuery[uuid.UUID | None] = None,
+    ) -> Template:
+        community = facilitation.community
+        language = i18n.current_language()
+        surveys, chosen = await survey_or_404(db_session, community, survey)
+        grids = []
+        latest = None
+        if chosen:
+            closed = await services.pulse_results.closed_rounds(db_session, chosen.id, 1)
+            latest = closed[-1] if closed else None
+            if latest:
+                grids += [await services.round_team_grid(db_session, latest, i, language) for i in pulse.round_instruments(latest)]
+                grids += [
+                    await services.team_trend_grid(db_session, community, chosen, i, language)
+                    for i in pulse.round_instruments(latest)
+                ]
+        k = latest.min_group_size if latest else community.min_group_size
+        return page(
+            "insights/teams.html",
+            community=community,
+            surveys=surveys,
+            survey=chosen,
+            latest=latest,
+            charts=[views.team_heatmap(f"grid{n}", g, k) for n, g in enumerate(grids) if g.rows],
+        )
+
+    # --- vitality ---
+
+    async def _vitality(self, db: AsyncSession, community: Community) -> services.Vitality:
+        members = sum(1 for m in await identity.roster(db, community.id) if m.status == "active")
+        return await services.vitality(db, community, members, i18n.current_language())
+
+    @get("/vitality")
+    async def vitality(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Template:
+        community = facilitation.community
+        result = await self._vitality(db_session, community)
+        return page(
+            "insights/vitality.html",
+            community=community,
+            vitality=result,
+            charts=views.vitality_charts(result, community.min_group_size),
+        )
+
+    @get("/vitality.csv")
+    async def vitality_csv(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Response:
+        result = await self._vitality(db_session, facilitation.community)
+        return exports.csv_response("vitality", exports.VITALITY_HEADER, exports.vitality_rows(result))
+
+    @get("/vitality.json")
+    async def vitality_json(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Response:
+        return exports.json_response("vitality", await self._vitality(db_session, facilitation.community))
+
+    # --- objectives ---
+
+    async def _objectives_page(self, db: AsyncSession, community: Community, status: int = 200, **extra: Any) -> Template:
+        context = {"values": {"metric": "psychological_safety"}, "errors": {}} | extra
+        return page(
+            "insights/objectives.html",
+            status_code=status,
+            community=community,
+            objectives=await services.objectives(db, community),
+            metrics=[(m, metric_name(m)) for m in METRICS],
+            **context,
+        )
+
+    @get("/objectives")
+    async def objectives(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Template:
+        return await self._objectives_page(db_session, facilitation.community)
+
+    @post("/objectives")
+    async def add_objective(
+        self,
+        data: Form,
+        facilitation: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template | Redirect:
+        community = facilitation.community
+        values = {key: form_text(data, key) for key in ("title", "metric", "target", "due_on")}
+        try:
+            await services.add_objective(db_session, community, **values)
+        except InvalidInput as exc:
+            return await self._objectives_page(db_session, community, 422, values=values, errors=exc.errors)
+        await flash(db_session, viewer, _("Objective added."))
+        return see_other(f"/c/{community.id}/insights/objectives")
+
+    @post("/objectives/{objective_id:uuid}/delete")
+    async def delete_objective(
+        self,
+        objective_id: FromPath[uuid.UUID],
+        facilitation: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Redirect:
+        community = facilitation.community
+        if not await services.delete_objective(db_session, community, objective_id):
+            raise NotFoundException(_("There is no such objective."))
+        await flash(db_session, viewer, _("Objective removed."))
+        return see_other(f"/c/{community.id}/insights/objectives")
+
+    @get("/objectives.csv")
+    async def objectives_csv(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Response:
+        rows = await services.objectives(db_session, facilitation.community)
+        return exports.csv_response("objectives", exports.OBJECTIVES_HEADER, exports.objective_rows(rows))
+
+    @get("/objectives.json")
+    async def objectives_json(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Response:
+        return exports.json_response("objectives", await services.objectives(db_session, facilitation.community))
+
+
+class SummaryController(Controller):
+    """What every member may see: the community's released results, the same numbers, same rules."""
+
+    path = "/c/{community_id:uuid}/summary"
+    include_in_schema = False
+    dependencies = member_routes()
+
+    @get("/")
+    async def summary(self, membership: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Template:
+        community = membership.community
+        language = i18n.current_language()
+        trends = []
+        for n, survey in enumerate(await pulse.surveys_of(db_session, community.id)):
+            trend = await services.survey_trend(db_session, community, survey, language)
+            trends.append(
+                (trend, [(t, views.trend_charts(f"s{n}-{m}", t, community.min_group_size, with_notes=False)) for m, t in enumerate(trend.instruments)])
+            )
+        return page(
+            "insights/summary.html",
+            community=community,
+            membership=membership,
+            trends=trends,
+            objectives=await services.objectives(db_session, community),
+            reason_text=reason_text,
+        )

@@ -1,0 +1,115 @@
+"""CSV and JSON of exactly what the pages show: the same structs, flattened, with a column saying
+why a cell is empty. Nothing here computes a figure; it only writes out released ones."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+
+import msgspec
+from litestar import Response
+
+from safespace.insights.services import ObjectiveView, SurveyTrend, TeamGrid, Vitality
+from safespace.pulse.results import RoundResult
+
+
+def _cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}".rstrip("0").rstrip(".")
+    return value
+
+
+def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence[object]]) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        # A cell starting with = + - @ is a formula to a spreadsheet: quote it as text.
+        writer.writerow([("'" + v if isinstance(v, str) and v and v[0] in "=+-@\t\r" else v) for v in map(_cell, row)])
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="{filename}.csv"'},
+    )
+
+
+def json_response(filename: str, value: object) -> Response:
+    return Response(
+        msgspec.json.encode(value),
+        media_type="application/json",
+        headers={"content-disposition": f'attachment; filename="{filename}.json"'},
+    )
+
+
+TREND_HEADER = (
+    "survey", "instrument", "round", "closed_on", "members", "respondents", "response_rate", "score",
+    "ci_low", "ci_high", "favourable", "change", "significant", "empty_because", "notes",
+)  # fmt: skip
+
+
+def trend_rows(trend: SurveyTrend) -> Iterable[tuple]:
+    for instrument in trend.instruments:
+        for p in instrument.rounds:
+            yield (
+                trend.title, instrument.key, p.number, p.closed_on.isoformat(), p.members, p.respondents, p.response_rate,
+                p.score, p.ci_low, p.ci_high, p.favourable, p.change, "yes" if p.significant else "no",
+                p.empty_because, " | ".join(p.notes),
+            )  # fmt: skip
+
+
+RESULT_HEADER = (
+    "round", "instrument", "item", "statement", "reverse", "mean", "favourable", "neutral", "unfavourable",
+    "distribution", "empty_because",
+)  # fmt: skip
+
+
+def result_rows(result: RoundResult) -> Iterable[tuple]:
+    if not result.instruments:
+        why = "round_not_closed" if result.status != "closed" else "fewer_than_k"
+        yield (result.number, "", "", "", "", None, None, None, None, "", why)
+    for instrument in result.instruments:
+        if instrument.score:
+            yield (result.number, instrument.key, "score", "", "", instrument.score.mean, instrument.favourable,
+                   None, None, "", None)  # fmt: skip
+        for item in instrument.items:
+            yield (
+                result.number, instrument.key, item.key, item.text, "yes" if item.reverse else "no", item.mean,
+                item.favourable, item.neutral, item.unfavourable, " ".join(map(str, item.distribution)),
+                None if item.mean is not None else "fewer_than_k",
+            )  # fmt: skip
+
+
+TEAMS_HEADER = ("team", "column", "value", "empty_because")
+
+
+def team_rows(grid: TeamGrid) -> Iterable[tuple]:
+    for row in grid.rows:
+        for key, value, why in zip(grid.column_keys, row.values, row.empty_because, strict=True):
+            yield (row.name, key, value, why)
+
+
+VITALITY_HEADER = ("section", "label", "value", "empty_because")
+
+
+def vitality_rows(v: Vitality) -> Iterable[tuple]:
+    yield ("active_members", "now", v.active_members, None)
+    for p in v.participation:
+        yield ("response_rate", f"{p.survey} round {p.number} ({p.closed_on.isoformat()})", p.response_rate, p.empty_because)
+        yield ("members_at_opening", f"{p.survey} round {p.number} ({p.closed_on.isoformat()})", p.members, None)
+    for a in v.activity:
+        yield ("stories", a.month, a.stories, None)
+        yield ("replies", a.month, a.replies, None)
+        yield ("reactions", a.month, a.reactions, None)
+    for d in v.keys:
+        yield ("vitality_key", d.key, d.mean, d.empty_because)
+
+
+OBJECTIVES_HEADER = ("title", "metric", "baseline", "current", "target", "starts_on", "due_on", "progress", "status")
+
+
+def objective_rows(objectives: list[ObjectiveView]) -> Iterable[tuple]:
+    for o in objectives:
+        yield (o.title, o.metric, o.baseline, o.current, o.target, o.starts_on.isoformat(), o.due_on.isoformat(), o.progress, o.status)

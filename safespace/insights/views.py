@@ -1,0 +1,177 @@
+"""From released figures (insights.services) to charts: one function per picture on the pages."""
+
+from __future__ import annotations
+
+from datetime import date
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date
+
+from safespace import i18n
+from safespace.i18n import gettext as _
+from safespace.identity.models import Community
+from safespace.insights import charts
+from safespace.insights.services import InstrumentTrend, TeamGrid, Vitality, format_day
+from safespace.pulse.results import InstrumentResult
+
+
+def day_label(day: date) -> str:
+    return format_day(day, i18n.current_language())
+
+
+def _direction(values: list[float | None], decimals: int = 2) -> str:
+    shown = [v for v in values if v is not None]
+    if len(shown) < 2:
+        return _("Too few rounds with results to show a direction yet.")
+    first, last = shown[0], shown[-1]
+    if abs(last - first) < 10 ** (-decimals):
+        return _("Level: %(first)s at the start, %(last)s now.", first=f"{first:.{decimals}f}", last=f"{last:.{decimals}f}")
+    if last > first:
+        return _("Rising: from %(first)s to %(last)s.", first=f"{first:.{decimals}f}", last=f"{last:.{decimals}f}")
+    return _("Falling: from %(first)s to %(last)s.", first=f"{first:.{decimals}f}", last=f"{last:.{decimals}f}")
+
+
+def zone(community: Community) -> ZoneInfo:
+    return ZoneInfo(community.time_zone)
+
+
+def trend_charts(prefix: str, trend: InstrumentTrend, k: int, with_notes: bool = True) -> list[charts.Chart]:
+    """Score with its 95% band and change flags, favourable %, and the response rate beneath.
+
+    Facilitators' notes are theirs: the members' summary draws the trend without them.
+    """
+    points = trend.rounds
+    labels = [day_label(p.closed_on) for p in points]
+    notes = [(i, text) for i, p in enumerate(points) for text in p.notes] if with_notes else []
+    gap = charts.suppressed_label(k)
+    scores = [p.score for p in points]
+    score = charts.line_chart(
+        f"{prefix}-score",
+        _("%(name)s: scale score by round", name=trend.name),
+        labels,
+        [
+            charts.Series(
+                name=_("Scale score"),
+                values=scores,
+                low=[p.ci_low for p in points],
+                high=[p.ci_high for p in points],
+                significant=[p.significant for p in points],
+            )
+        ],
+        y_range=(1, trend.points),
+        y_label=_("Score (1–%(points)s)", points=trend.points),
+        decimals=2,
+        notes=notes,
+        gap_label=gap,
+    )
+    favourable = [None if p.favourable is None else p.favourable * 100 for p in points]
+    share = charts.line_chart(
+        f"{prefix}-favourable",
+        _("%(name)s: favourable answers by round", name=trend.name),
+        labels,
+        [charts.Series(name=_("Favourable"), values=favourable)],
+        y_range=(0, 100),
+        y_label=_("Favourable %%"),
+        unit="%",
+        decimals=0,
+        gap_label=gap,
+    )
+    rates = [None if p.response_rate is None else p.response_rate * 100 for p in points]
+    rate = charts.bar_chart(
+        f"{prefix}-rate",
+        _("%(name)s: response rate by round", name=trend.name),
+        labels,
+        rates,
+        name=_("Response rate"),
+        gap_label=gap,
+        description=_direction(rates, 0),
+    )
+    return [score, share, rate]
+
+
+def share_chart(prefix: str, instrument: InstrumentResult, k: int) -> charts.Chart:
+    """Favourable / neutral / unfavourable per statement; hidden statements are hatched rows."""
+    return charts.share_bars(
+        prefix,
+        _("%(name)s: answers per statement", name=instrument.name),
+        [f"{n}. {item.text}" for n, item in enumerate(instrument.items, start=1)],
+        [item if item.favourable is not None else None for item in instrument.items],
+        hidden_label=charts.suppressed_label(k),
+        description=_("Share of favourable, neutral and unfavourable answers per statement, after reverse keying."),
+    )
+
+
+def team_heatmap(prefix: str, grid: TeamGrid, k: int) -> charts.Chart:
+    return charts.heatmap(
+        prefix,
+        grid.title,
+        [row.name for row in grid.rows],
+        grid.columns,
+        [row.values for row in grid.rows],
+        value_range=(1, grid.points),
+        decimals=2,
+        hidden_label=charts.suppressed_label(k),
+        description=grid.description,
+    )
+
+
+def vitality_charts(vitality: Vitality, k: int) -> list[charts.Chart]:
+    shown: list[charts.Chart] = []
+    if vitality.participation:
+        points = vitality.participation
+        rates = [None if p.response_rate is None else p.response_rate * 100 for p in points]
+        shown.append(
+            charts.bar_chart(
+                "vitality-rate",
+                _("Response rate by round, all surveys"),
+                [day_label(p.closed_on) for p in points],
+                rates,
+                name=_("Response rate"),
+                gap_label=charts.suppressed_label(k),
+                description=_direction(rates, 0),
+            )
+        )
+        members = [float(p.members) for p in points]
+        shown.append(
+            charts.bar_chart(
+                "vitality-members",
+                _("Active members when each round opened"),
+                [day_label(p.closed_on) for p in points],
+                members,
+                name=_("Active members"),
+                y_range=(0, max(members) * 1.1 or 1),
+                unit="",
+                description=_direction(members, 0),
+            )
+        )
+    months = [format_date(date.fromisoformat(a.month + "-01"), "MMM yy", locale=i18n.current_language()) for a in vitality.activity]
+    for key, title, values in (
+        ("stories", _("Stories shared per month"), [float(a.stories) for a in vitality.activity]),
+        ("replies", _("Replies per month"), [float(a.replies) for a in vitality.activity]),
+        ("reactions", _("Reactions per month"), [float(a.reactions) for a in vitality.activity]),
+    ):
+        shown.append(
+            charts.bar_chart(
+                f"vitality-{key}",
+                title,
+                months,
+                values,
+                name=title,
+                y_range=(0, max(values + [4.0]) * 1.1),
+                unit="",
+                description=_direction(values, 0),
+            )
+        )
+    if vitality.keys:
+        shown.append(
+            charts.named_bars(
+                "vitality-keys",
+                _("The five keys of a community of practice"),
+                [d.name for d in vitality.keys],
+                [d.mean for d in vitality.keys],
+                value_range=(1, vitality.points),
+                decimals=2,
+                hidden_label=charts.suppressed_label(k),
+            )
+        )
+    return shown
