@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace.identity import services, signin
 from safespace.identity.models import Community, Membership, Person
 from safespace.identity.services import now
+from safespace.insights import services as insights
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.pulse import schedule
 from safespace.pulse import services as pulse
@@ -122,6 +123,13 @@ async def ensure_demo(db: AsyncSession, keyring: Keyring, today: date | None = N
     today = today or now().astimezone(ZoneInfo(community.time_zone)).date()
     await _pulse_history(db, keyring, community, today)
     await _stories(db, keyring, community, today)
+    await insights.add_objective(
+        db, community, "Everyone feels able to raise a problem", "psychological_safety", "5.5",
+        (today + timedelta(days=120)).isoformat(),
+    )  # fmt: skip
+    await insights.add_objective(
+        db, community, "Most of us answer every pulse", "response_rate", "85", (today + timedelta(days=90)).isoformat()
+    )
     return Demo(community, created=True)
 
 
@@ -148,6 +156,13 @@ async def _stories(db: AsyncSession, keyring: Keyring, community: Community, tod
     await db.flush()
 
 
+HOLIDAY_ROUND = 3
+ROUND_NOTES = {
+    HOLIDAY_ROUND: "Holiday week: most of us were away",
+    7: "Monthly failure-sharing sessions began",
+}
+
+
 async def _pulse_history(db: AsyncSession, keyring: Keyring, community: Community, today: date) -> None:
     """A weekly survey with 12 closed rounds (trust rising after week 6) and one open round.
 
@@ -167,7 +182,8 @@ async def _pulse_history(db: AsyncSession, keyring: Keyring, community: Communit
         window = cadence_rules.window(cadence, number)
         round_ = await schedule.open_round(db, survey, window)
         level = 4.2 + (0.13 * (number - 6) if number > 6 else 0.0) + rng.uniform(-0.15, 0.15)
-        answering = rng.sample(members, rng.randint(9, len(members)))
+        # One holiday week: too few answered, so the round shows as a labelled gap, not a zero.
+        answering = rng.sample(members, 4 if number == HOLIDAY_ROUND else rng.randint(9, len(members)))
         for membership in answering:
             answers = {}
             for item in instrument.items:
@@ -185,6 +201,8 @@ async def _pulse_history(db: AsyncSession, keyring: Keyring, community: Communit
                                       group_key=pulse.COMMUNITY, body=keyring.seal(text, aad)))
         await db.flush()
         await schedule.close_round(db, keyring, round_.id, window.closes_at)
+        if number in ROUND_NOTES:
+            await insights.add_note(db, round_, ROUND_NOTES[number])
     await schedule.open_round(db, survey, cadence_rules.window(cadence, PAST_ROUNDS + 1))
 
 

@@ -242,7 +242,7 @@ def _ticks(lo: float, hi: float, most: int = 7) -> list[float]:
         raise ValueError(f"the value range must run from low to high, got {lo}–{hi}")
     span = hi - lo
     magnitude = 10 ** math.floor(math.log10(span / most))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if span / (m * magnitude) <= most - 1)
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10, 20, 25, 50) if span / (m * magnitude) <= most - 1)
     first = math.ceil(lo / step - 1e-9) * step
     return [round(first + i * step, 10) for i in range(int((hi - first) / step + 1e-9) + 1)]
 

@@ -71,7 +71,7 @@ def trend_charts(prefix: str, trend: InstrumentTrend, k: int, with_notes: bool =
         labels,
         [charts.Series(name=_("Favourable"), values=favourable)],
         y_range=(0, 100),
-        y_label=_("Favourable %%"),
+        y_label=_("Favourable (%)"),
         unit="%",
         decimals=0,
         gap_label=gap,

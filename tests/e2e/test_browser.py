@@ -225,3 +225,41 @@ def community_path(page) -> str:  # noqa: ANN001
 def tick(env: dict[str, str]) -> None:
     result = subprocess.run([sys.executable, "-m", "safespace", "tick"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_trend_charts_at_desktop_and_phone_width(served, tmp_path: Path) -> None:  # noqa: ANN001
+    """The demo's trend: 11 points and one labelled gap (the holiday week), two notes; at 390 px the
+    page does not scroll sideways. Screenshots are kept in the test's folder."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, links = served
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        problems: list[str] = []
+        page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+        page.goto(links["facilitator"])
+        page.get_by_role("button", name="Continue").click()
+        page.get_by_role("link", name="Insights").click()
+        expect(page.get_by_role("heading", name="Psychological safety")).to_be_visible()
+        score = page.locator("figure.chart").first.locator("svg")
+        expect(score).to_have_attribute("role", "img")
+        assert score.locator("circle.point").count() == 11  # 12 closed rounds, one below k
+        gap = score.locator("g.gap")
+        assert gap.count() == 1 and "fewer than 5" in gap.locator("title").text_content()
+        assert score.locator("g.note").count() == 2
+        expect(page.locator(".chart-notes").first).to_contain_text("Holiday week")
+        page.screenshot(path=str(tmp_path / "trend-1280.png"), full_page=True)
+
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.reload()
+        expect(page.get_by_role("heading", name="Psychological safety")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=str(tmp_path / "trend-390.png"), full_page=True)
+
+        page.get_by_role("link", name="Vitality").click()
+        expect(page.get_by_role("heading", name="Is the community alive?")).to_be_visible()
+        page.get_by_role("link", name="Objectives").click()
+        expect(page.get_by_role("heading", name="Everyone feels able to raise a problem")).to_be_visible()
+        assert problems == []  # no CSP violation, no script error
+        browser.close()

@@ -53,10 +53,13 @@ async def test_demo_has_a_year_of_pulse_history_with_a_rising_trend(settings, db
     means = []
     for round_ in rounds[:12]:
         data = await db.scalar(select(Tally.data).where(Tally.round_id == round_.id, Tally.group_key == "community"))
+        if round_.number == 3:  # the holiday week: 4 answered, so no tally was kept (a gap on the trend)
+            assert data is None
+            continue
         tally = msgspec.json.decode(data, type=tally_rules.Tally)
         assert tally.respondents >= 9
         means.append(stats.scale_estimate(tally).mean)
-    assert sum(means[8:]) / 4 > sum(means[:6]) / 6 + 0.3  # trust rises after week 6
+    assert sum(means[7:]) / 4 > sum(means[:5]) / 5 + 0.3  # trust rises after week 6
     from safespace.stories.models import Story
 
     batches = (await db.execute(select(Story.released_on, func.count()).group_by(Story.released_on))).all()
