@@ -1,0 +1,79 @@
+"""What a facilitator does on the insights pages: notes, objectives, exports; and what members see."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.identity.services import now
+from tests.helpers import post_form, sign_in
+from tests.safespace.insights.conftest import answered_round, form
+
+HOSTILE = '<script>alert("x")</script>'
+
+
+async def _round(client, db: AsyncSession, engine, settings):  # noqa: ANN001, ANN202
+    members = [f"m{i}@x.org" for i in range(6)]
+    answers = {e: form(3 + i % 3) for i, e in enumerate(members)}
+    return await answered_round(client, db, engine, settings, {"Team": members}, answers)
+
+
+async def test_a_note_is_pinned_to_a_round_and_shown_as_text(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    closed = await _round(client, db, engine, settings)
+    await sign_in(client, db, "fac@x.org")
+    page = f"{closed.base}/rounds/{closed.round.id}"
+    await client.get(page)
+    empty = await post_form(client, f"{page}/notes", {"note": "   "})
+    assert empty.status_code == 422 and "Write the note first." in empty.text
+    response = await post_form(client, f"{page}/notes", {"note": f"Reorganisation announced {HOSTILE}"})
+    assert response.status_code == 303
+    trend = await client.get(f"{closed.base}?survey={closed.survey_id}")
+    assert "Reorganisation announced &lt;script&gt;" in trend.text and HOSTILE not in trend.text
+    exported = list(csv.DictReader(io.StringIO((await client.get(f"{closed.base}/trend.csv?survey={closed.survey_id}")).text)))
+    assert exported[0]["notes"] == f"Reorganisation announced {HOSTILE}"
+    # Members see the results, not the facilitators' notes.
+    client.cookies.clear()
+    await sign_in(client, db, "m0@x.org")
+    summary = await client.get(f"/c/{closed.world.community.id}/summary")
+    assert summary.status_code == 200 and "Reorganisation" not in summary.text
+    assert "scale score by round" in summary.text
+
+
+async def test_objectives_show_current_value_progress_and_refuse_bad_input(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    closed = await _round(client, db, engine, settings)
+    await sign_in(client, db, "fac@x.org")
+    url = f"{closed.base}/objectives"
+    await client.get(url)
+    bad = await post_form(client, url, {"title": "", "metric": "happiness", "target": "lots", "due_on": "yesterday"})
+    assert bad.status_code == 422
+    for message in ("Give the objective a title.", "Choose a metric from the list.", "Enter the target as a number", "Enter the due date"):
+        assert message in bad.text
+    past = await post_form(client, url, {"title": "Late", "metric": "response_rate", "target": "80", "due_on": "2020-01-01"})
+    assert past.status_code == 422 and "Choose a due date in the future." in past.text
+
+    due = (now() + timedelta(days=60)).date().isoformat()
+    made = await post_form(client, url, {"title": "Speak up", "metric": "psychological_safety", "target": "6,5", "due_on": due})
+    assert made.status_code == 303
+    (objective,) = (await client.get(f"/api/v1/communities/{closed.world.community.id}/insights/objectives")).json()
+    assert objective["target"] == 6.5 and objective["due_on"] == due
+    # The current value is the released scale score of the closed round; it is also the baseline.
+    results = (await client.get(f"{closed.base}/rounds/{closed.round.id}/results.json")).json()
+    assert objective["current"] == round(results["instruments"][0]["score"]["mean"], 2) == objective["baseline"]
+    assert objective["status"] == "on_track" and objective["progress"] == 0.0
+    page = await client.get(url)
+    assert "Speak up" in page.text and "on track" in page.text
+
+
+async def test_exports_say_why_a_cell_is_empty(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    members = [f"m{i}@x.org" for i in range(6)]
+    closed = await answered_round(client, db, engine, settings, {"Team": members}, {e: form(4) for e in members[:3]})
+    await sign_in(client, db, "fac@x.org")
+    rows = list(csv.DictReader(io.StringIO((await client.get(f"{closed.base}/trend.csv?survey={closed.survey_id}")).text)))
+    assert len(rows) == 1 and rows[0]["score"] == "" and rows[0]["empty_because"] == "fewer_than_k"
+    round_rows = list(csv.DictReader(io.StringIO((await client.get(f"{closed.base}/rounds/{closed.round.id}/results.csv")).text)))
+    assert round_rows == [dict(round_rows[0], empty_because="fewer_than_k")] and round_rows[0]["mean"] == ""
+    page = await client.get(f"{closed.base}?survey={closed.survey_id}")
+    assert "fewer than 5 answered" in page.text  # the gap is labelled on the chart
