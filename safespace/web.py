@@ -163,7 +163,8 @@ _SESSIONS = WebSession.__table__
 async def flash(db: AsyncSession, viewer: Viewer, message: str, kind: str = "success") -> None:
     """A one-time notice shown on the next page the viewer opens."""
     # On the table, not the mapped class: a plain UPDATE by primary key, without the ORM's
-    # bulk-update bookkeeping (no WebSession objects live in request sessions).
+    # bulk-update bookkeeping (no WebSession objects live in request sessions). Through the
+    # session, so its pending changes are flushed first, as before.
     await db.execute(
         update(_SESSIONS).where(_SESSIONS.c.id == viewer.session_id).values(flash=json.dumps({"message": message, "kind": kind}))
     )

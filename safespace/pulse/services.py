@@ -15,6 +15,7 @@ import msgspec
 from sqlalchemy import Text, bindparam, cast, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
@@ -348,10 +349,16 @@ async def submit(
     one of its rounds. The caller commits (so a notice for the member can share the one
     transaction).
     """
-    conn = await db.connection()
-    found = (
-        await conn.execute(_ANSWERABLE, {"round_id": round_id, "community_id": community_id, "person_id": person_id})
-    ).first()
+    # One trip into SQLAlchemy's synchronous side for the whole submission, rather than one
+    # per statement: the statements and their order are the same.
+    await db.run_sync(_submit, keyring, community_id, person_id, round_id, form)
+
+
+def _submit(
+    db: Session, keyring: Keyring, community_id: uuid.UUID, person_id: uuid.UUID, round_id: uuid.UUID, form: dict[str, str]
+) -> None:
+    conn = db.connection()
+    found = conn.execute(_ANSWERABLE, {"round_id": round_id, "community_id": community_id, "person_id": person_id}).first()
     if found is None:
         raise LookupError("no such round in this community, or not an active member of it")
     opens_at, closes_at, closed, instruments_json, population_json, team_id = found
@@ -366,23 +373,23 @@ async def submit(
     # any transaction) takes its write lock here, before the tallies are read, so concurrent
     # answers cannot lose an update.
     try:
-        await conn.execute(_JOIN_LEDGER, {"round_id": round_id, "person_id": person_id})
+        conn.execute(_JOIN_LEDGER, {"round_id": round_id, "person_id": person_id})
     except IntegrityError:
-        await db.rollback()
+        db.rollback()
         raise AlreadyAnswered from None
     # Checked again under the write lock: a close that committed meanwhile wins, so no answer
     # lands in a frozen round (PostgreSQL: FOR SHARE waits for a close holding the round).
-    still_open = (await conn.execute(_STILL_OPEN, {"round_id": round_id})).first()
+    still_open = conn.execute(_STILL_OPEN, {"round_id": round_id}).first()
     if still_open is None or not opens_at <= now() < closes_at:
-        await db.rollback()
+        db.rollback()
         raise RoundNotOpen
     # FOR UPDATE: on PostgreSQL concurrent answers to the same round queue here, row by row.
     folded = []
-    for instrument_key, group_key, data in await conn.execute(_TALLIES, {"round_id": round_id, "groups": groups}):
+    for instrument_key, group_key, data in conn.execute(_TALLIES, {"round_id": round_id, "groups": groups}):
         tally = tally_rules.fold(msgspec.json.decode(data, type=tally_rules.Tally), answers[instrument_key])
         folded.append({"r": round_id, "i": instrument_key, "g": group_key, "d": msgspec.json.encode(tally), "n": tally.respondents})
     if folded:
-        await conn.execute(_FOLD_IN, folded)  # by primary key; one executemany for all groups
+        conn.execute(_FOLD_IN, folded)  # by primary key; one executemany for all groups
     if comments:
         pending = []
         for instrument_key, text in comments.items():
@@ -391,4 +398,4 @@ async def submit(
             pending.append(
                 {"id": comment_id, "round_id": round_id, "instrument": instrument_key, "group_key": team_key or COMMUNITY, "body": body}
             )
-        await conn.execute(_PEND_COMMENT, pending)
+        conn.execute(_PEND_COMMENT, pending)
