@@ -11,7 +11,9 @@ for one in ten; success is a 303). --profile FILE records the server during the 
 
 submissions/s counts POSTs over the POST phase alone; ratio = submissions/s / healthz/s (target
 >= 0.20); pairs/s = members / (GET + POST phases). CPU lines: the server process (100% = its one
-worker is saturated), this client, the machine (shared with PostgreSQL). Ten members then answer
+worker is saturated), this client, the machine (shared with PostgreSQL). The CPU ratio divides the
+server's CPU time per /healthz by its CPU time per submission: what the ratio would be with the
+server on a whole core in both phases, so other load on the machine moves it less. Ten members then answer
 again (each must get a 409) and the ledger is checked: participation rows == community tally
 respondents == sum of team tallies, pending comments == comments accepted. "lost" = answers
 acknowledged with a 303 but not counted; it or a wrong ledger exits 1, else 0: figures, not a test.
@@ -98,14 +100,19 @@ async def drive(port: int, concurrency: int, jobs, call) -> float:  # noqa: ANN0
     return time.perf_counter() - started
 
 
+healthz_count = [0]  # every /healthz answered in the last healthz_rate (warm-up too), for the CPU figure
+
+
 async def healthz_rate(port: int, concurrency: int) -> float:
     start = time.perf_counter() + WARMUP_SECONDS
     end, counted = start + HEALTHZ_SECONDS, 0
+    healthz_count[0] = 0
 
     async def call(conn: Connection, _job: bool) -> None:
         nonlocal counted
         status, _ = await conn.request("GET", "/healthz", {})
         assert status == 200, f"/healthz answered {status}"
+        healthz_count[0] += 1
         counted += start <= time.perf_counter() < end
 
     await drive(port, concurrency, iter(lambda: time.perf_counter() < end, False), call)
@@ -122,10 +129,12 @@ def cpu_meter(pid: int):  # noqa: ANN201
 
     begin = sample()
 
-    def report() -> str:
+    def report() -> tuple[str, float]:
+        """The CPU line, and the server's CPU seconds since the start."""
         wall, server, client, busy = (b - a for a, b in zip(begin, sample()))
         cores = os.cpu_count()
-        return f"server {server / wall:.0%} of a core, client {client / wall:.0%}, machine {busy / wall / cores:.0%} of {cores} cores"
+        line = f"server {server / wall:.0%} of a core, client {client / wall:.0%}, machine {busy / wall / cores:.0%} of {cores} cores"
+        return line, server
     return report
 
 
@@ -233,12 +242,13 @@ async def bench(label: str, database_url: str, args: argparse.Namespace) -> bool
     try:
         meter = cpu_meter(proc.pid)
         healthz = await healthz_rate(port, args.concurrency)
-        healthz_cpu = meter()
+        healthz_cpu, healthz_seconds = meter()
+        healthz_requests = healthz_count[0]
         forms_time = await drive(port, args.concurrency, members, get_form)
         spy = profiler(proc.pid, args.profile, label) if args.profile else None
         meter = cpu_meter(proc.pid)
         posts_time = await drive(port, args.concurrency, members, post_into(first))
-        posts_cpu = meter()
+        posts_cpu, posts_seconds = meter()
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
@@ -257,6 +267,9 @@ async def bench(label: str, database_url: str, args: argparse.Namespace) -> bool
     print(f"{pad} forms {args.members / forms_time:.1f}/s, GET+POST pairs {pairs:.1f}/s; "
           f"POST statuses {dict(Counter(first.values()))}, second answers {dict(Counter(again.values()))}")
     print(f"{pad} CPU during the POSTs: {posts_cpu}\n{pad} CPU during healthz:   {healthz_cpu}")
+    post_ms, healthz_ms = posts_seconds / args.members * 1000, healthz_seconds / max(healthz_requests, 1) * 1000
+    print(f"{pad} server CPU per request: submission {post_ms:.2f} ms, healthz {healthz_ms:.3f} ms; "
+          f"CPU ratio {healthz_ms / post_ms:.2f} (the ratio if the server had a whole core in both phases)")
     commented = sum(m % 10 == 0 for m in accepted)
     ok = found["participation"] == found["community"] == found["teams"] and not lost
     ok = ok and all(again[m] == 409 for m in again if first[m] == 303) and (found["comments"] == commented or phantom > 0)

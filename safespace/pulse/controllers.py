@@ -14,6 +14,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
+from safespace.db.engine import write_turn
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput, clean_text, now
@@ -102,7 +103,12 @@ class PulseController(Controller):
         # that reads the round, and the pages below load it only when there is a page to render.
         form = _single_values(data)
         try:
-            await services.submit(db_session, keyring, community_id, viewer.person_id, round_id, form)
+            # The transaction ends here, inside the write turn (SQLite), rather than in the
+            # plugin's commit after the response starts: the next answer can take the turn at once.
+            async with write_turn(db_session):
+                await services.submit(db_session, keyring, community_id, viewer.person_id, round_id, form)
+                await flash(db_session, viewer, _("Thank you. Your answers were added to the totals; nothing links them to you."))
+                await db_session.commit()
         except LookupError:
             await require_membership(db_session, viewer.person_id, community_id)  # strangers: "no community"
             raise NotFoundException(_("There is no such round in this community.")) from None
@@ -117,7 +123,6 @@ class PulseController(Controller):
         except services.AlreadyAnswered:
             membership = await require_membership(db_session, viewer.person_id, community_id)
             return await self._answer_page(db_session, membership, round_id, 409)
-        await flash(db_session, viewer, _("Thank you. Your answers were added to the totals; nothing links them to you."))
         return see_other(f"/c/{community_id}")
 
     @get("/{round_id:uuid}/results")
