@@ -27,6 +27,12 @@ test: $(STAMP)
 # Benchmarks print ratios against the bare /healthz measured in the same run; not part of `make test`.
 bench: $(STAMP)
 	$(BIN)/python bench/submit.py $(BENCH_ARGS)
+	$(BIN)/python bench/tokens.py $(TOKENS_ARGS)
+
+# RFC 9474 token issuance (blind_sign/s) against OpenSSL's RSA-PSS sign rate for the same key; TOKENS_ARGS go to tokens.py.
+.PHONY: bench-tokens
+bench-tokens: $(STAMP)
+	$(BIN)/python bench/tokens.py $(TOKENS_ARGS)
 
 # Regenerate the message catalogs' template after changing user-facing strings.
 messages: $(STAMP)
