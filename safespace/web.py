@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
 import json
 import logging
 import uuid
@@ -28,7 +31,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from safespace import i18n
@@ -57,8 +60,18 @@ def template_environment() -> Environment:
         lambda singular, plural, n: i18n.translations(i18n.current_language()).ngettext(singular, plural, n),
         newstyle=True,
     )
-    env.globals.update(current_language=i18n.current_language, languages=i18n.LANGUAGES)
+    env.globals.update(current_language=i18n.current_language, languages=i18n.LANGUAGES, sri=subresource_integrity)
     return env
+
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+@functools.cache
+def subresource_integrity(name: str) -> str:
+    """The SRI value of one of our static files (read once per process: files change with a deploy)."""
+    digest = hashlib.sha384((STATIC / name).read_bytes()).digest()
+    return "sha384-" + base64.b64encode(digest).decode()
 
 
 # --- the signed-in viewer -------------------------------------------------------------------
@@ -158,6 +171,8 @@ class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
 
 
 _SESSIONS = WebSession.__table__
+# Built once: the statement and its cache key are not made again for every notice.
+_SET_FLASH = update(_SESSIONS).where(_SESSIONS.c.id == bindparam("session_id")).values(flash=bindparam("notice"))
 
 
 async def flash(db: AsyncSession, viewer: Viewer, message: str, kind: str = "success") -> None:
@@ -165,9 +180,7 @@ async def flash(db: AsyncSession, viewer: Viewer, message: str, kind: str = "suc
     # On the table, not the mapped class: a plain UPDATE by primary key, without the ORM's
     # bulk-update bookkeeping (no WebSession objects live in request sessions). Through the
     # session, so its pending changes are flushed first, as before.
-    await db.execute(
-        update(_SESSIONS).where(_SESSIONS.c.id == viewer.session_id).values(flash=json.dumps({"message": message, "kind": kind}))
-    )
+    await db.execute(_SET_FLASH, {"session_id": viewer.session_id, "notice": json.dumps({"message": message, "kind": kind})})
 
 
 # --- dependencies and guards -----------------------------------------------------------------
