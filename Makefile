@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export SAFESPACE_DATA_DIR ?= ./data
 
-.PHONY: run test setup migrate demo fuzz bench clean screenshot messages
+.PHONY: run test setup migrate demo fuzz bench bench-submit bench-dashboard clean screenshot messages
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,9 +25,17 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks print ratios against the bare /healthz measured in the same run; not part of `make test`.
+# BENCH_ARGS go to submit.py, DASHBOARD_ARGS to dashboard.py (e.g. DASHBOARD_ARGS="--db both").
 bench: $(STAMP)
 	$(BIN)/python bench/submit.py $(BENCH_ARGS)
+	$(BIN)/python bench/dashboard.py $(DASHBOARD_ARGS)
 	$(BIN)/python bench/tokens.py $(TOKENS_ARGS)
+
+bench-submit: $(STAMP)
+	$(BIN)/python bench/submit.py $(BENCH_ARGS)
+
+bench-dashboard: $(STAMP)
+	$(BIN)/python bench/dashboard.py $(DASHBOARD_ARGS)
 
 # RFC 9474 token issuance (blind_sign/s) against OpenSSL's RSA-PSS sign rate for the same key; TOKENS_ARGS go to tokens.py.
 .PHONY: bench-tokens
