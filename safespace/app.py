@@ -46,6 +46,7 @@ from safespace.pulse.controllers import (
 )
 from safespace.pulse.mail import RoundMailer
 from safespace.pulse.schedule import run_periodically
+from safespace.pulse.token_routes import REDEEM_PATH, redeem, token_router
 from safespace.settings import Settings, load_settings
 from safespace.stories.controllers import ReviewController, StoriesController
 from safespace.web import (
@@ -62,6 +63,9 @@ CSP = (
 )
 # Paths that need neither a session nor the database.
 PUBLIC = ["^/static/", "^/healthz$", "^/readyz$", "^/schema"]
+# Anonymous answers with a token: no session is loaded (a cookie sent along is refused by the
+# route) and no CSRF token is asked for (the request carries no ambient authority to abuse).
+ANONYMOUS = [f"^{REDEEM_PATH}$"]
 
 
 @get("/healthz", include_in_schema=False, sync_to_thread=False)
@@ -155,6 +159,8 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
             api_router,
             pulse_api,
             insights_api,
+            token_router,
+            redeem,
             create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
         ],
         plugins=[SQLAlchemyPlugin(config=db)],
@@ -169,7 +175,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
                 SessionAuthMiddleware,
                 sessionmaker=sessionmaker,
                 idle=timedelta(minutes=settings.session_idle_minutes),
-                exclude=PUBLIC,
+                exclude=PUBLIC + ANONYMOUS,
             )
         ],
         csrf_config=CSRFConfig(
@@ -179,6 +185,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
             cookie_httponly=True,
             cookie_samesite="lax",
             header_name="x-csrftoken",
+            exclude=ANONYMOUS,
         ),
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(templates)),
         exception_handlers={HTTPException: handle_http_error, Exception: handle_server_error},

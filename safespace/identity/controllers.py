@@ -21,6 +21,7 @@ from safespace.identity.mail import Postman
 from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput, Refused
 from safespace.pulse import services as pulse
+from safespace.pulse import tokens
 from safespace.settings import Settings
 from safespace.web import (
     Viewer,
@@ -131,11 +132,14 @@ class CommunityController(Controller):
         if viewer.community_id != membership.community_id:
             await signin.remember_community(db_session, viewer.session_id, membership.community_id)
         zone = ZoneInfo(membership.community.time_zone)
+        open_rounds = await pulse.open_rounds_for(db_session, membership.community_id, membership.person_id)
         return page(
             "identity/home.html",
             membership=membership,
             community=membership.community,
-            open_rounds=await pulse.open_rounds_for(db_session, membership.community_id, membership.person_id),
+            open_rounds=open_rounds,
+            keys={item.round.id: await tokens.published_keys(db_session, item.round.id) for item in open_rounds},
+            team_names={str(t.id): t.name for t in await services.teams_of(db_session, membership.community_id)},
             closed_rounds=await pulse.recent_closed_rounds(db_session, membership.community_id),
             zone=zone,
         )

@@ -50,6 +50,8 @@ class Community(RandomId, Base):
     comment_threshold: Mapped[int] = mapped_column(Integer, default=10)
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     moderate_stories: Mapped[bool] = mapped_column(Boolean, default=False)  # facilitators approve stories first
+    # Answers only through blind-signature tokens (RFC 9474): the page needs JavaScript.
+    require_tokens: Mapped[bool] = mapped_column(Boolean, default=False)
     story_tags: Mapped[list | None] = mapped_column(JSON)  # the topics members choose from; None: the defaults
     # The weekly story release (weekday 0 = Monday, hour in the community's time zone); None: the installation's.
     story_release_weekday: Mapped[int | None] = mapped_column(Integer)

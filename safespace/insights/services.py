@@ -22,7 +22,7 @@ from safespace.identity.services import InvalidInput, clean_text, now
 from safespace.insights.models import Objective, RoundNote
 from safespace.pulse import results as pulse_results
 from safespace.pulse.models import Round, Survey
-from safespace.pulse.services import COMMUNITY, is_open, respondents, round_instruments
+from safespace.pulse.services import COMMUNITY, is_open, round_instruments
 from safespace.stories import services as stories
 from surveys import disclosure, stats
 from surveys import tally as tally_rules
@@ -170,7 +170,7 @@ async def _open_round_rate(db: AsyncSession, survey: Survey) -> OpenRoundRate | 
     )
     if round_ is None or not is_open(round_, moment):
         return None
-    answered = await respondents(db, round_.id)
+    answered = await pulse_results.tallied(db, round_.id)
     view = disclosure.group_view(answered, int(round_.population.get(COMMUNITY, 0)), round_.min_group_size, closed=False)
     return OpenRoundRate(round_id=round_.id, number=round_.number, closes_at=round_.closes_at, response_rate=view.response_rate)
 

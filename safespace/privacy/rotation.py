@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.privacy.crypto import Keyring, associated_data
-from safespace.pulse.models import PendingComment, ReleasedComment
+from safespace.pulse.models import PendingComment, ReleasedComment, RoundKey
 from safespace.stories.models import Reply, Story
 
 # Each sealed column, with how its associated data is built from the row.
@@ -15,6 +15,7 @@ SEALED = [
     (ReleasedComment, "released_comment", "body", lambda row: f"{row.round_id}/{row.id}"),
     (Story, "story", "body", lambda row: row.id),
     (Reply, "reply", "body", lambda row: row.id),
+    (RoundKey, "round_key", "private_sealed", lambda row: row.id),
 ]
 
 

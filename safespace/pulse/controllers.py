@@ -123,6 +123,10 @@ class PulseController(Controller):
         except services.AlreadyAnswered:
             membership = await require_membership(db_session, viewer.person_id, community_id)
             return await self._answer_page(db_session, membership, round_id, 409)
+        except services.TokensRequired:
+            membership = await require_membership(db_session, viewer.person_id, community_id)
+            message = _("This community accepts answers only in private mode, which needs JavaScript. Nothing was saved.")
+            return await self._answer_page(db_session, membership, round_id, 409, values=form, errors={"mode": message})
         return see_other(f"/c/{community_id}")
 
     @get("/{round_id:uuid}/results")

@@ -137,3 +137,36 @@ class Lease(Base):
     holder: Mapped[str] = mapped_column(String(80))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
+
+
+class RoundKey(RandomId, Base):
+    """An RSA key for blind-signature answer tokens (RFC 9474): one per round and group.
+
+    The key that verifies a token says which tally the answers fold into (the community, or a
+    team of at least k), so the anonymous request that carries the answers names no one. The
+    private key is sealed with the installation's keyring; the row is deleted when the round
+    closes, so no later token can verify.
+    """
+
+    __tablename__ = "round_key"
+    __table_args__ = (UniqueConstraint("round_id", "group_key"),)
+
+    round_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("round.id", ondelete="CASCADE"), index=True)
+    group_key: Mapped[str] = mapped_column(String(40))  # "community" or a team id
+    public_der: Mapped[bytes] = mapped_column(LargeBinary)  # SubjectPublicKeyInfo
+    private_sealed: Mapped[bytes] = mapped_column(LargeBinary)  # PKCS#8, sealed with AES-GCM
+    fingerprint: Mapped[str] = mapped_column(String(40))
+
+
+class SpentToken(Base):
+    """A redeemed answer token: its hash, so it cannot be used twice. No member, no time.
+
+    Written in the same transaction as the fold; deleted when the round closes (its keys are
+    gone by then, so no token of the round can be presented again).
+    """
+
+    __tablename__ = "spent_token"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    round_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("round.id", ondelete="CASCADE"), primary_key=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)

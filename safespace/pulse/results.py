@@ -9,12 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.pulse.models import ReleasedComment, Round, Tally
-from safespace.pulse.services import COMMUNITY, is_open, respondents, round_instruments
+from safespace.pulse.services import COMMUNITY, is_open, round_instruments
 from surveys import disclosure, stats
 from surveys import tally as tally_rules
 
@@ -103,7 +103,7 @@ def instrument_result(
 async def round_result(
     db: AsyncSession, keyring: Keyring, round_: Round, language: str, moment: datetime
 ) -> RoundResult:
-    answered = await respondents(db, round_.id)
+    answered = await tallied(db, round_.id)
     members = int(round_.population.get(COMMUNITY, 0))
     view = disclosure.group_view(answered, members, round_.min_group_size, closed=round_.closed)
     status = "closed" if round_.closed else ("open" if is_open(round_, moment) else "scheduled")
@@ -146,6 +146,15 @@ async def round_result(
         response_rate=view.response_rate,
         instruments=instruments,
     )
+
+
+async def tallied(db: AsyncSession, round_id) -> int:  # noqa: ANN001
+    """How many answer sets a round's community tally holds (0 once a round below k closed).
+
+    Not the ledger: with answer tokens it also lists members who took a token and never used it.
+    """
+    found = await db.scalar(select(func.max(Tally.respondents)).where(Tally.round_id == round_id, Tally.group_key == COMMUNITY))
+    return found or 0
 
 
 # --- released figures for the insights pages (closed rounds only) ---------------------------

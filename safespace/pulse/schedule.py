@@ -30,7 +30,9 @@ from safespace.pulse.models import (
     PendingComment,
     ReleasedComment,
     Round,
+    RoundKey,
     RoundMail,
+    SpentToken,
     Survey,
     Tally,
 )
@@ -165,8 +167,10 @@ async def close_round(db: AsyncSession, keyring: Keyring, round_id: uuid.UUID, m
     random_order.shuffle(people)
     db.add_all([Participation(round_id=round_id, person_id=person) for person in people])
 
-    answered = len(people)
     tallies = list(await db.scalars(select(Tally).where(Tally.round_id == round_id)))
+    # Who answered is what the tallies counted: with answer tokens the ledger also holds members
+    # who took a token and never used it, so it can only overstate.
+    answered = max((t.respondents for t in tallies if t.group_key == COMMUNITY), default=0)
     team_counts = {t.group_key: t.respondents for t in tallies if t.group_key != COMMUNITY}
     keep = disclosure.groups_to_keep(answered, team_counts, round_.min_group_size) if answered >= round_.min_group_size else set()
     if answered >= disclosure.effective_k(round_.min_group_size):
@@ -201,11 +205,14 @@ async def close_round(db: AsyncSession, keyring: Keyring, round_id: uuid.UUID, m
             )
         )
     await db.execute(delete(RoundMail).where(RoundMail.round_id == round_id))
+    # No token of the round can verify again, and the spent list is no longer needed.
+    await db.execute(delete(RoundKey).where(RoundKey.round_id == round_id))
+    await db.execute(delete(SpentToken).where(SpentToken.round_id == round_id))
     await db.flush()
     return True
 
 
-ANSWER_TABLES = ("participation", "tally", "pending_comment", "released_comment", "round_mail")
+ANSWER_TABLES = ("participation", "tally", "pending_comment", "released_comment", "round_mail", "round_key", "spent_token")
 STORY_TABLES = ("story", "story_quota", "reply", "flag", "reaction")
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from safespace.i18n import gettext as _
-from safespace.identity.models import Membership
+from safespace.identity.models import Community, Membership
 from safespace.identity.services import InvalidInput, clean_text, now
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.pulse.models import (
@@ -48,6 +48,10 @@ class AlreadyAnswered(Exception):
 
 class RoundNotOpen(Exception):
     """The round is closed, or not open yet."""
+
+
+class TokensRequired(Exception):
+    """The community takes answers only with blind-signature tokens (private mode)."""
 
 
 # --- instruments -------------------------------------------------------------------------------
@@ -293,8 +297,10 @@ _ANSWERABLE = (
         cast(_ROUND.c.instruments, Text),
         cast(_ROUND.c.population, Text),
         Membership.team_id,
+        Community.require_tokens,
     )
     .join(Membership, Membership.community_id == _ROUND.c.community_id)
+    .join(Community, Community.id == _ROUND.c.community_id)
     .where(
         _ROUND.c.id == bindparam("round_id"),
         _ROUND.c.community_id == bindparam("community_id"),
@@ -361,9 +367,11 @@ def _submit(
     found = conn.execute(_ANSWERABLE, {"round_id": round_id, "community_id": community_id, "person_id": person_id}).first()
     if found is None:
         raise LookupError("no such round in this community, or not an active member of it")
-    opens_at, closes_at, closed, instruments_json, population_json, team_id = found
+    opens_at, closes_at, closed, instruments_json, population_json, team_id, require_tokens = found
     if closed or not opens_at <= now() < closes_at:
         raise RoundNotOpen
+    if require_tokens:
+        raise TokensRequired
     instruments, population = _rules_for(round_id, instruments_json, population_json)
     answers, comments = read_answers(instruments, form)
     team_key = str(team_id) if team_id else None

@@ -1,0 +1,52 @@
+"""answer tokens: round keys and spent tokens (RFC 9474 blind signatures)
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-11-26
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0005'
+down_revision = '0004'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('community', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('require_tokens', sa.Boolean(), nullable=False, server_default=sa.false()))
+
+    op.create_table('round_key',
+    sa.Column('round_id', sa.Uuid(), nullable=False),
+    sa.Column('group_key', sa.String(length=40), nullable=False),
+    sa.Column('public_der', sa.LargeBinary(), nullable=False),
+    sa.Column('private_sealed', sa.LargeBinary(), nullable=False),
+    sa.Column('fingerprint', sa.String(length=40), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['round_id'], ['round.id'], name=op.f('fk_round_key_round_id_round'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_round_key')),
+    sa.UniqueConstraint('round_id', 'group_key', name=op.f('uq_round_key_round_id'))
+    )
+    with op.batch_alter_table('round_key', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_round_key_round_id'), ['round_id'], unique=False)
+
+    op.create_table('spent_token',
+    sa.Column('round_id', sa.Uuid(), nullable=False),
+    sa.Column('token_hash', sa.LargeBinary(length=32), nullable=False),
+    sa.ForeignKeyConstraint(['round_id'], ['round.id'], name=op.f('fk_spent_token_round_id_round'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('round_id', 'token_hash', name=op.f('pk_spent_token')),
+    sqlite_with_rowid=False
+    )
+
+
+def downgrade() -> None:
+    op.drop_table('spent_token')
+    with op.batch_alter_table('round_key', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_round_key_round_id'))
+    op.drop_table('round_key')
+    with op.batch_alter_table('community', schema=None) as batch_op:
+        batch_op.drop_column('require_tokens')

@@ -1,0 +1,124 @@
+"""HTTP side of answer tokens: fetch a key and a blind signature (signed in), redeem (anonymous).
+
+The redeem route is excluded from the session middleware and from CSRF (app.py: ANONYMOUS):
+a cookie that arrives with it is never read, and nothing about the request is logged (P7).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+from litestar import Request, Response, Router, get, post
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, JSONBody
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.i18n import gettext as _
+from safespace.identity.models import Membership
+from safespace.privacy.crypto import Keyring
+from safespace.pulse import services, tokens
+from safespace.pulse.tokens import PublishedKey, Redemption, TokenRefused, b64url, from_b64url
+from safespace.settings import Settings
+from safespace.web import SESSION_COOKIE, member_routes, problem
+
+REDEEM_PATH = "/api/v1/answers"
+
+
+class BlindRequest(msgspec.Struct, forbid_unknown_fields=True):
+    key_id: uuid.UUID
+    blinded_msg: str  # base64url
+
+
+class BlindSignature(msgspec.Struct):
+    blind_sig: str  # base64url
+
+
+def _refused(exc: Exception) -> Response:
+    if isinstance(exc, TokenRefused):
+        return problem(exc.status, _("Token refused"), exc.message)
+    if isinstance(exc, services.AlreadyAnswered):
+        return problem(
+            409,
+            _("Already answered"),
+            _("You have already answered this round, or taken its answer token in another browser."),
+        )
+    if isinstance(exc, services.RoundNotOpen):
+        return problem(409, _("Round not open"), _("This round is closed; answers are no longer accepted."))
+    if isinstance(exc, services.InvalidInput):
+        return problem(422, _("Check your answers"), _("Some answers are not on the scale."), errors=exc.errors)
+    raise exc
+
+
+@get("/api/v1/communities/{community_id:uuid}/rounds/{round_id:uuid}/token-key", tags=["tokens"])
+async def token_key(
+    round_id: FromPath[uuid.UUID],
+    membership: NamedDependency[Membership],
+    db_session: NamedDependency[AsyncSession],
+    keyring: NamedDependency[Keyring],
+    settings: NamedDependency[Settings],
+) -> PublishedKey | Response:
+    """The public key (JWK and fingerprint) the member blinds their answer token for."""
+    try:
+        return await tokens.key_for_member(db_session, keyring, membership, round_id, settings.token_key_bits)
+    except LookupError:
+        raise NotFoundException(_("There is no such round in this community.")) from None
+    except services.RoundNotOpen as exc:
+        return _refused(exc)
+
+
+@get("/api/v1/communities/{community_id:uuid}/rounds/{round_id:uuid}/keys", tags=["tokens"])
+async def round_keys(
+    round_id: FromPath[uuid.UUID], membership: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
+) -> list[PublishedKey]:
+    """Every answer-token key of a round, so members can check they were all given the same one."""
+    try:
+        await services.round_in(db_session, membership.community_id, round_id)
+    except LookupError:
+        raise NotFoundException(_("There is no such round in this community.")) from None
+    return await tokens.published_keys(db_session, round_id)
+
+
+@post("/api/v1/communities/{community_id:uuid}/rounds/{round_id:uuid}/token", tags=["tokens"], status_code=200)
+async def blind_token(
+    round_id: FromPath[uuid.UUID],
+    data: JSONBody[BlindRequest],
+    membership: NamedDependency[Membership],
+    db_session: NamedDependency[AsyncSession],
+    keyring: NamedDependency[Keyring],
+) -> BlindSignature | Response:
+    """Sign a blinded token: the member joins the round's ledger; one token per member and round."""
+    try:
+        signature = await tokens.issue(
+            db_session, keyring, membership, round_id, data.key_id, from_b64url(data.blinded_msg, "blinded token")
+        )
+    except LookupError:
+        raise NotFoundException(_("There is no such round in this community.")) from None
+    except (TokenRefused, services.AlreadyAnswered, services.RoundNotOpen) as exc:
+        return _refused(exc)
+    return BlindSignature(blind_sig=b64url(signature))
+
+
+@post(REDEEM_PATH, tags=["tokens"], status_code=201)
+async def redeem(
+    request: Request, data: JSONBody[Redemption], db_session: NamedDependency[AsyncSession], keyring: NamedDependency[Keyring]
+) -> dict[str, bool] | Response:
+    """Answers with a token and nothing else: no session, no name. Refused with a session cookie."""
+    if SESSION_COOKIE in request.cookies:
+        # The browser sends this request with credentials "omit"; a cookie here means a client
+        # that would pair the answer with a session. Refuse rather than ignore, so it is noticed.
+        return problem(
+            400,
+            _("Sent with a session"),
+            _("Answers with a token must be sent without cookies, so they cannot be paired with you."),
+        )
+    try:
+        await tokens.redeem(db_session, keyring, data)
+    except (TokenRefused, services.RoundNotOpen, services.InvalidInput) as exc:
+        await db_session.rollback()
+        return _refused(exc)
+    return {"counted": True}
+
+
+token_router = Router(path="/", route_handlers=[token_key, round_keys, blind_token], dependencies=member_routes())

@@ -1,0 +1,219 @@
+"""Unlinkable answers: RFC 9474 blind-signature tokens for pulse rounds.
+
+Issue (signed in): the member joins the round's ledger ("has a token") and the server signs a
+blinded message it will never see unblinded. Redeem (anonymous): the answers arrive with the
+unblinded message and signature, in a request that carries no session; the key that verifies
+it says which tally they fold into. The spent table holds the token's hash, so it works once.
+The server can check that an answer set is allowed without knowing whose it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+
+import msgspec
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.i18n import gettext as _
+from safespace.identity.models import Membership
+from safespace.identity.services import now
+from safespace.privacy import blind
+from safespace.privacy.crypto import Keyring, associated_data
+from safespace.pulse.models import Participation, PendingComment, Round, RoundKey, SpentToken, Tally
+from safespace.pulse.services import COMMUNITY, AlreadyAnswered, RoundNotOpen, is_open, read_answers, round_instruments
+from surveys import tally as tally_rules
+
+
+class TokenRefused(Exception):
+    """The token cannot be used: the message says why, in words a member can act on."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+class PublishedKey(msgspec.Struct):
+    key_id: uuid.UUID
+    group_key: str  # "community" or a team id: the tally a token of this key counts in
+    jwk: dict[str, str]
+    fingerprint: str
+
+
+def _aad(key_id: uuid.UUID) -> bytes:
+    return associated_data("round_key", "private_sealed", key_id)
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def from_b64url(text: str, what: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError):
+        raise TokenRefused(_("The %(what)s is not valid base64url.", what=what)) from None
+
+
+def _public(key: RoundKey):  # noqa: ANN202
+    return serialization.load_der_public_key(key.public_der)
+
+
+def _published(key: RoundKey) -> PublishedKey:
+    return PublishedKey(key.id, key.group_key, blind.public_jwk(_public(key)), key.fingerprint)
+
+
+async def published_keys(db: AsyncSession, round_id: uuid.UUID) -> list[PublishedKey]:
+    """Every key of a round: members compare the fingerprint their browser got with this list."""
+    keys = await db.scalars(select(RoundKey).where(RoundKey.round_id == round_id).order_by(RoundKey.fingerprint))
+    return [_published(k) for k in keys]
+
+
+def _group_of(round_: Round, membership: Membership) -> str:
+    team = str(membership.team_id) if membership.team_id else None
+    return team if team in round_.population else COMMUNITY
+
+
+async def _key_for(db: AsyncSession, keyring: Keyring, round_: Round, group_key: str, bits: int) -> RoundKey:
+    """The round's key for a group, made on first use (two first uses may race: one key wins)."""
+    query = select(RoundKey).where(RoundKey.round_id == round_.id, RoundKey.group_key == group_key)
+    existing = await db.scalar(query)
+    if existing:
+        return existing
+    private = blind.generate_key(bits)
+    key_id = uuid.uuid4()
+    pkcs8 = private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    public_der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    key = RoundKey(
+        id=key_id,
+        round_id=round_.id,
+        group_key=group_key,
+        public_der=public_der,
+        private_sealed=keyring.seal(b64url(pkcs8), _aad(key_id)),
+        fingerprint=blind.fingerprint(private.public_key()),
+    )
+    # No savepoint: SQLite's driver would commit at its release. Nothing else is written in this
+    # transaction (the caller only reads), so a lost race simply rolls back and reads the winner.
+    db.add(key)
+    try:
+        await db.flush()
+    except IntegrityError:
+        await db.rollback()
+        return await db.scalar(query)
+    return key
+
+
+def _private(keyring: Keyring, key: RoundKey):  # noqa: ANN202
+    pkcs8 = from_b64url(keyring.open(key.private_sealed, _aad(key.id)), "key")
+    return serialization.load_der_private_key(pkcs8, password=None)
+
+
+async def _open_round(db: AsyncSession, membership: Membership, round_id: uuid.UUID) -> Round:
+    round_ = await db.scalar(select(Round).where(Round.id == round_id, Round.community_id == membership.community_id))
+    if round_ is None:
+        raise LookupError("no such round in this community")
+    if not is_open(round_, now()):
+        raise RoundNotOpen
+    return round_
+
+
+async def key_for_member(
+    db: AsyncSession, keyring: Keyring, membership: Membership, round_id: uuid.UUID, bits: int
+) -> PublishedKey:
+    """The public key a member blinds their token for: their team's (if counted apart) or the community's."""
+    round_ = await _open_round(db, membership, round_id)
+    return _published(await _key_for(db, keyring, round_, _group_of(round_, membership), bits))
+
+
+async def issue(
+    db: AsyncSession, keyring: Keyring, membership: Membership, round_id: uuid.UUID, key_id: uuid.UUID, blinded_msg: bytes
+) -> bytes:
+    """Sign one blinded token for a member of an open round; the caller commits.
+
+    The ledger row is written first, so a second request (or an answer through the signed-in
+    form) finds the member there: one token, or one answer, per member and round.
+    """
+    round_ = await _open_round(db, membership, round_id)
+    key = await db.scalar(select(RoundKey).where(RoundKey.id == key_id, RoundKey.round_id == round_.id))
+    if key is None or key.group_key != _group_of(round_, membership):
+        raise TokenRefused(_("This key is not the one for you in this round; reload the page."), 409)
+    try:  # signed first: a refused message must leave no ledger row behind
+        signature = blind.blind_sign(_private(keyring, key), blinded_msg)
+    except blind.BlindSignatureError as exc:
+        raise TokenRefused(_("The blinded token was refused: %(reason)s.", reason=str(exc))) from None
+    db.add(Participation(round_id=round_id, person_id=membership.person_id))
+    try:
+        await db.flush()
+    except IntegrityError:
+        await db.rollback()
+        raise AlreadyAnswered from None
+    return signature
+
+
+class Redemption(msgspec.Struct, forbid_unknown_fields=True):
+    """What the browser sends, with no session: the token and the answers."""
+
+    round_id: uuid.UUID
+    key_id: uuid.UUID
+    msg: str  # base64url of the prepared message (32 random bytes || the token message)
+    sig: str  # base64url of the unblinded signature
+    answers: dict[str, str]
+
+
+async def redeem(db: AsyncSession, keyring: Keyring, token: Redemption) -> None:
+    """Verify the token, spend it and fold the answers in, all or nothing; the caller commits.
+
+    Nothing here knows or records who is answering: no session is read, nothing is logged.
+    """
+    key = await db.scalar(select(RoundKey).where(RoundKey.id == token.key_id))
+    if key is None or key.round_id != token.round_id:
+        raise TokenRefused(_("This token is not for this round (its key is unknown, or the round has closed)."), 404)
+    round_ = await db.get_one(Round, token.round_id)
+    if not is_open(round_, now()):
+        raise RoundNotOpen
+    answers, comments = read_answers(round_instruments(round_), token.answers)
+    msg, sig = from_b64url(token.msg, "token message"), from_b64url(token.sig, "signature")
+    try:
+        blind.verify(_public(key), msg, sig)
+    except blind.BlindSignatureError:
+        raise TokenRefused(_("This token's signature does not verify: it was changed, or signed for another round.")) from None
+
+    # The spent-token INSERT is the first write (SQLite takes its write lock here), in the same
+    # transaction as the fold: a token is spent exactly when its answers are counted.
+    db.add(SpentToken(round_id=round_.id, token_hash=hashlib.sha256(msg).digest()))
+    try:
+        await db.flush()
+    except IntegrityError:
+        await db.rollback()
+        raise TokenRefused(_("This token has been used already: its answers are counted."), 409) from None
+    still_open = await db.scalar(select(Round.id).where(Round.id == round_.id, Round.closed.is_(False)).with_for_update(read=True))
+    if still_open is None or not is_open(round_, now()):
+        await db.rollback()
+        raise RoundNotOpen
+    groups = [COMMUNITY] + ([key.group_key] if key.group_key != COMMUNITY else [])
+    tallies = await db.scalars(
+        select(Tally)
+        .where(Tally.round_id == round_.id, Tally.group_key.in_(groups))
+        .order_by(Tally.instrument, Tally.group_key)
+        .with_for_update()
+    )
+    for row in tallies:
+        folded = tally_rules.fold(msgspec.json.decode(row.data, type=tally_rules.Tally), answers[row.instrument])
+        row.data, row.respondents = msgspec.json.encode(folded), folded.respondents
+    for instrument_key, text in comments.items():
+        comment_id = uuid.uuid4()
+        aad = associated_data("pending_comment", "body", f"{round_.id}/{comment_id}")
+        db.add(
+            PendingComment(
+                id=comment_id, round_id=round_.id, instrument=instrument_key, group_key=key.group_key, body=keyring.seal(text, aad)
+            )
+        )
+    await db.flush()
+
+
+async def spent(db: AsyncSession, round_id: uuid.UUID) -> int:
+    return await db.scalar(select(func.count()).select_from(SpentToken).where(SpentToken.round_id == round_id)) or 0

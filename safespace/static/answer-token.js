@@ -1,0 +1,133 @@
+// Private mode for pulse answers (RFC 9474 blind-signature tokens).
+//
+// Home page: for every open round, fetch a token now (signed in: the server learns only that you
+// took one), finalize it here and keep it in this browser. Answer page: send the answers with the
+// token, without cookies, so the server counts them without knowing whose they are.
+// Without this file the signed-in form works as before, and the page says so.
+import { blind, bytesToB64url, b64urlToBytes, finalize, prepare } from "./blind.js";
+import { dropToken, loadToken, saveToken } from "./tokens.js";
+
+function csrf() {
+  return document.querySelector("input[name=_csrf_token]")?.value ?? "";
+}
+
+async function json(response) {
+  try {
+    return await response.json();
+  } catch {
+    return {};
+  }
+}
+
+// Fetch and finalize a token for one round; returns {token, fingerprint} or throws an Error
+// whose message can be shown.
+export async function fetchToken(keyUrl, tokenUrl, roundId) {
+  const keyResponse = await fetch(keyUrl, { credentials: "same-origin" });
+  const key = await json(keyResponse);
+  if (!keyResponse.ok) throw new Error(key.detail || key.title || "The round's key could not be fetched.");
+  const msg = await prepare(crypto.getRandomValues(new Uint8Array(32)));
+  const { blindedMsg, inv } = await blind(key.jwk, msg);
+  const signed = await fetch(tokenUrl, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "content-type": "application/json", "x-csrftoken": csrf() },
+    body: JSON.stringify({ key_id: key.key_id, blinded_msg: bytesToB64url(blindedMsg) }),
+  });
+  const answer = await json(signed);
+  if (!signed.ok) throw new Error(answer.detail || answer.title || "The token could not be signed.");
+  const sig = await finalize(key.jwk, msg, b64urlToBytes(answer.blind_sig), inv);
+  const token = { roundId, keyId: key.key_id, msg: bytesToB64url(msg), sig: bytesToB64url(sig), fingerprint: key.fingerprint };
+  saveToken(roundId, token);
+  localStorage.setItem(`safespace.fingerprint.${roundId}`, key.fingerprint);
+  return token;
+}
+
+function fingerprintOf(roundId) {
+  try {
+    return localStorage.getItem(`safespace.fingerprint.${roundId}`) || "";
+  } catch {
+    return "";
+  }
+}
+
+function say(element, text) {
+  if (element) {
+    element.textContent = text;
+    element.hidden = false;
+  }
+}
+
+// WebCrypto exists only in secure contexts (HTTPS, or localhost): elsewhere the signed-in form
+// stays in use and the page keeps saying so.
+const PRIVATE_MODE = Boolean(window.isSecureContext && globalThis.crypto?.subtle);
+
+// --- home page: tokens for every open round, fetched when the page opens ---------------------
+
+for (const row of PRIVATE_MODE ? document.querySelectorAll("[data-token-round]") : []) {
+  const roundId = row.dataset.tokenRound;
+  const status = row.querySelector(".token-status");
+  if (loadToken(roundId)) {
+    // Taken earlier (the ledger says "answered"): the answers have not been sent yet.
+    row.querySelector(".answer-link").hidden = false;
+    const done = row.querySelector(".done");
+    if (done) done.hidden = true;
+    say(status, row.dataset.ready.replace("%(fingerprint)s", fingerprintOf(roundId)));
+    continue;
+  }
+  if (row.dataset.answered === "true") continue; // answered, or a token taken in another browser
+  fetchToken(row.dataset.keyUrl, row.dataset.tokenUrl, roundId)
+    .then((token) => say(status, row.dataset.ready.replace("%(fingerprint)s", token.fingerprint ?? fingerprintOf(roundId))))
+    .catch((error) => say(status, error.message));
+}
+
+// --- answer page: send the answers with the token, no cookies --------------------------------
+
+const form = PRIVATE_MODE ? document.querySelector("form[data-redeem]") : null;
+if (form) {
+  const roundId = form.dataset.round;
+  const mode = document.getElementById("answer-mode");
+  const blocked = document.getElementById("already-answered");
+  let token = loadToken(roundId);
+  if (token && blocked) {
+    // The ledger says "has a token": the token is here, so the answers can still be sent.
+    blocked.hidden = true;
+    document.getElementById("answer-area").hidden = false;
+  }
+  if (mode) mode.textContent = mode.dataset.private.replace("%(fingerprint)s", fingerprintOf(roundId) || "…");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const button = form.querySelector("button[type=submit]");
+    const problems = document.getElementById("redeem-problems");
+    button.disabled = true;
+    try {
+      if (!token) {
+        token = await fetchToken(form.dataset.keyUrl, form.dataset.tokenUrl, roundId);
+        if (mode) mode.textContent = mode.dataset.private.replace("%(fingerprint)s", fingerprintOf(roundId));
+      }
+      const answers = {};
+      for (const [name, value] of new FormData(form)) {
+        if (name !== "_csrf_token") answers[name] = String(value);
+      }
+      const response = await fetch(form.dataset.redeemUrl, {
+        method: "POST",
+        credentials: "omit", // no session cookie: nothing pairs these answers with you
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ round_id: roundId, key_id: token.keyId, msg: token.msg, sig: token.sig, answers }),
+      });
+      const result = await json(response);
+      if (response.ok || response.status === 409) dropToken(roundId);
+      if (response.ok) {
+        form.hidden = true;
+        say(document.getElementById("redeemed"), form.dataset.thanks);
+        document.getElementById("redeemed")?.focus();
+        return;
+      }
+      const details = result.errors ? Object.values(result.errors).join(" ") : "";
+      say(problems, [result.detail || result.title, details].filter(Boolean).join(" "));
+    } catch (error) {
+      say(problems, error.message);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
