@@ -240,6 +240,25 @@ class SurveysController(Controller):
             **context,
         )
 
+    @post("/private-mode")
+    async def private_mode(
+        self,
+        data: Form,
+        facilitation: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Redirect:
+        """Require answer tokens (private mode) for every round of the community, or not."""
+        community = facilitation.community
+        community.require_tokens = form_text(data, "require") == "yes"
+        await flash(
+            db_session,
+            viewer,
+            _("Answers are now accepted only in private mode.") if community.require_tokens
+            else _("Answers are accepted in private mode and through the signed-in form."),
+        )
+        return see_other(f"/c/{community.id}/surveys")
+
     @get("/{survey_id:uuid}")
     async def show(
         self,

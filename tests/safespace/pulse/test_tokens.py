@@ -167,8 +167,13 @@ async def test_a_blinded_message_out_of_range_is_refused_before_the_ledger(clien
 
 async def test_a_community_can_require_private_mode(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
     pulse = await open_pulse(db, engine, settings, members=6)
-    pulse.world.community.require_tokens = True
-    await db.commit()
+    community_id = pulse.world.community.id
+    toggled = await post_as(client, await session_cookie(db, "fac@x.org"), f"/c/{community_id}/surveys/private-mode", {"require": "yes"})
+    assert toggled.status_code == 303
+    member_session = await session_cookie(db, "m1@x.org")
+    refused = await client.post(f"/c/{community_id}/surveys/private-mode", data={"require": "no", "_csrf_token": csrf(client)},
+                                headers={"cookie": f"safespace_session={member_session}; safespace_csrf={csrf(client)}"})
+    assert refused.status_code == 403  # only facilitators choose
     session = await session_cookie(db, "m0@x.org")
     page = await client.get(pulse.url, headers={"cookie": f"safespace_session={session}"})
     assert "accepts answers only in private mode" in page.text
