@@ -20,6 +20,7 @@ from safespace.identity import services, signin
 from safespace.identity.mail import Postman
 from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput, Refused
+from safespace.privacy.crypto import Keyring
 from safespace.pulse import services as pulse
 from safespace.pulse import tokens
 from safespace.settings import Settings
@@ -128,11 +129,15 @@ class CommunityController(Controller):
         membership: NamedDependency[Membership],
         viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession],
+        keyring: NamedDependency[Keyring],
+        settings: NamedDependency[Settings],
     ) -> Template:
+        open_rounds = await pulse.open_rounds_for(db_session, membership.community_id, membership.person_id)
+        for item in open_rounds:  # the viewer's answer-token key exists before the list below is drawn
+            await tokens.key_for_member(db_session, keyring, membership, item.round.id, settings.token_key_bits)
         if viewer.community_id != membership.community_id:
             await signin.remember_community(db_session, viewer.session_id, membership.community_id)
         zone = ZoneInfo(membership.community.time_zone)
-        open_rounds = await pulse.open_rounds_for(db_session, membership.community_id, membership.person_id)
         return page(
             "identity/home.html",
             membership=membership,

@@ -8,13 +8,15 @@ drawn as a labelled gap or hatched cell, never as zero. Output is a pure functio
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from babel.numbers import format_decimal
+from babel import Locale
+from babel.numbers import NumberPattern, parse_pattern
 from markupsafe import Markup, escape
 
 from safespace.i18n import current_language, gettext as _, ngettext
@@ -92,9 +94,15 @@ def _n(x: float) -> str:
     return "0" if s in ("0.0", "-0.0") else s.removesuffix(".0")
 
 
+@functools.lru_cache(maxsize=32)
+def _decimal_format(language: str, decimals: int) -> tuple[NumberPattern, Locale]:
+    """Babel parses a pattern and loads a locale on every call; a chart formats hundreds of numbers."""
+    return parse_pattern("#,##0" + ("." + "0" * decimals if decimals else "")), Locale.parse(language)
+
+
 def _number(value: float, decimals: int, unit: str = "") -> str:
-    pattern = "#,##0" + ("." + "0" * decimals if decimals else "")
-    return format_decimal(value, format=pattern, locale=current_language()) + unit
+    pattern, locale = _decimal_format(current_language(), decimals)
+    return pattern.apply(value, locale) + unit
 
 
 def _text_width(text: str, size: float = FONT_SIZE) -> float:
@@ -143,6 +151,7 @@ def _mix(a: str, b: str, t: float) -> str:
     return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(_rgb(a), _rgb(b), strict=True))
 
 
+@functools.lru_cache(maxsize=256)
 def _text_on(fill: str) -> str:
     """Black or white, whichever reads better; one of them always reaches 4.5:1."""
     return "#000000" if contrast(fill, "#000000") >= contrast(fill, "#ffffff") else "#ffffff"

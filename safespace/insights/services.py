@@ -88,8 +88,29 @@ class SurveyTrend(msgspec.Struct):
 TREND_ROUNDS = 26  # half a year of weekly rounds by default; "all" on request
 
 
+# A closed round's figures never change (released once, all at once; k locked when it opened),
+# so each process keeps them: the trend then reads no tally of a round it has drawn before.
+_FIGURES: dict[tuple[uuid.UUID, str], tuple] = {}
+_FIGURES_KEPT = 50_000
+
+
+def _cached_figures(round_: Round, instrument: Instrument) -> tuple | None:
+    return _FIGURES.get((round_.id, instrument.key)) if round_.closed else None
+
+
 def _round_figures(round_: Round, tally: tally_rules.Tally | None, instrument: Instrument) -> tuple:
     """(respondents, rate, estimate, favourable, reason) of one instrument in one closed round."""
+    cached = _cached_figures(round_, instrument)
+    if cached is None:
+        cached = _compute_figures(round_, tally, instrument)
+        if round_.closed:
+            if len(_FIGURES) >= _FIGURES_KEPT:
+                _FIGURES.clear()
+            _FIGURES[(round_.id, instrument.key)] = cached
+    return cached
+
+
+def _compute_figures(round_: Round, tally: tally_rules.Tally | None, instrument: Instrument) -> tuple:
     members = int(round_.population.get(COMMUNITY, 0))
     if tally is None:
         return None, None, None, None, BELOW_K
@@ -114,7 +135,8 @@ async def survey_trend(
     db: AsyncSession, community: Community, survey: Survey, language: str, limit: int | None = TREND_ROUNDS
 ) -> SurveyTrend:
     rounds = await pulse_results.closed_rounds(db, survey.id, limit)
-    tallies = await pulse_results.released_tallies(db, rounds)
+    undrawn = [r for r in rounds if any(_cached_figures(r, i) is None for i in round_instruments(r))]
+    tallies = await pulse_results.released_tallies(db, undrawn, COMMUNITY)
     notes = await notes_by_round(db, [r.id for r in rounds])
     zone = ZoneInfo(community.time_zone)
     by_key: dict[str, tuple[Instrument, list[TrendPoint]]] = {}
@@ -248,7 +270,7 @@ async def vitality(db: AsyncSession, community: Community, active_members: int, 
     latest_keys: tuple[Round, Instrument, tally_rules.Tally | None] | None = None
     for survey in surveys:
         rounds = await pulse_results.closed_rounds(db, survey.id, TREND_ROUNDS)
-        tallies = await pulse_results.released_tallies(db, rounds)
+        tallies = await pulse_results.released_tallies(db, rounds, COMMUNITY)
         for round_ in rounds:
             members = int(round_.population.get(COMMUNITY, 0))
             answered = max((t.respondents for (r, _i, g), t in tallies.items() if r == round_.id and g == COMMUNITY), default=0)
@@ -362,7 +384,7 @@ async def metric_value(db: AsyncSession, community: Community, metric: str) -> f
             .limit(20)
         )
     )
-    tallies = await pulse_results.released_tallies(db, rounds)
+    tallies = await pulse_results.released_tallies(db, rounds, COMMUNITY)
     for round_ in rounds:  # newest first: the first round that says something
         for instrument in round_instruments(round_):
             if instrument_key and instrument.key != instrument_key:

@@ -35,11 +35,27 @@ def zone(community: Community) -> ZoneInfo:
     return ZoneInfo(community.time_zone)
 
 
+# Charts of closed rounds are drawn once per process: the rounds' figures never change, so the
+# rounds shown (and their notes), the language and the ids decide the picture.
+_DRAWN: dict[tuple, list[charts.Chart]] = {}
+_DRAWN_KEPT = 2_000
+
+
 def trend_charts(prefix: str, trend: InstrumentTrend, k: int, with_notes: bool = True) -> list[charts.Chart]:
     """Score with its 95% band and change flags, favourable %, and the response rate beneath.
 
     Facilitators' notes are theirs: the members' summary draws the trend without them.
     """
+    key = (prefix, trend.key, trend.name, trend.points, k, with_notes, i18n.current_language(),
+           tuple((p.round_id, tuple(p.notes)) for p in trend.rounds))  # fmt: skip
+    if key not in _DRAWN:
+        if len(_DRAWN) >= _DRAWN_KEPT:
+            _DRAWN.clear()
+        _DRAWN[key] = _draw_trend(prefix, trend, k, with_notes)
+    return _DRAWN[key]
+
+
+def _draw_trend(prefix: str, trend: InstrumentTrend, k: int, with_notes: bool) -> list[charts.Chart]:
     points = trend.rounds
     labels = [day_label(p.closed_on) for p in points]
     notes = [(i, text) for i, p in enumerate(points) for text in p.notes] if with_notes else []

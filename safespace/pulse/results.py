@@ -167,8 +167,8 @@ async def closed_rounds(db: AsyncSession, survey_id, limit: int | None = None) -
     return rows[::-1]
 
 
-async def released_tallies(db: AsyncSession, rounds: list[Round]) -> dict[tuple, tally_rules.Tally]:
-    """(round id, instrument, group key) -> tally, for closed rounds only (P3).
+async def released_tallies(db: AsyncSession, rounds: list[Round], group: str | None = None) -> dict[tuple, tally_rules.Tally]:
+    """(round id, instrument, group key) -> tally, for closed rounds only (P3); one group or all.
 
     A closed round keeps only tallies that passed the storage rule (surveys.disclosure.
     groups_to_keep), so a missing key means "hidden", never "zero".
@@ -176,5 +176,6 @@ async def released_tallies(db: AsyncSession, rounds: list[Round]) -> dict[tuple,
     closed = [r.id for r in rounds if r.closed]
     if not closed:
         return {}
-    rows = await db.execute(select(Tally.round_id, Tally.instrument, Tally.group_key, Tally.data).where(Tally.round_id.in_(closed)))
+    query = select(Tally.round_id, Tally.instrument, Tally.group_key, Tally.data).where(Tally.round_id.in_(closed))
+    rows = await db.execute(query.where(Tally.group_key == group) if group else query)
     return {(r, i, g): msgspec.json.decode(d, type=tally_rules.Tally) for r, i, g, d in rows}

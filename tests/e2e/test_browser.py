@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,36 +128,133 @@ def test_facilitator_invites_from_the_roster(served, tmp_path: Path) -> None:  #
         browser.close()
 
 
-def test_member_answers_the_open_round(served, tmp_path: Path) -> None:  # noqa: ANN001
-    """Keyboard and mouse through the answer page; the progress count is our own script, CSP intact."""
+def _answer_demo_round(page) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    expect(page.get_by_text("0 of 7 answered")).to_be_visible()
+    questions = page.locator("fieldset.likert")
+    expect(questions).to_have_count(7)
+    for i in range(7):
+        questions.nth(i).get_by_label("Agree", exact=True).check()
+    questions.nth(4).get_by_label("Prefer not to answer").check()
+    expect(page.get_by_text("7 of 7 answered")).to_be_visible()
+    page.get_by_label("What one thing would make it safer").fill("Celebrate the lessons, not only the wins.")
+
+
+def _database_after(database_url: str, round_number: int) -> dict:
+    """What the open demo round holds now: ledger, tally, spent tokens, and every table's rows."""
+    import asyncio
+
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def read() -> dict:
+        engine = create_async_engine(database_url)
+        async with engine.connect() as connection:
+            round_id = (await connection.execute(text("SELECT id FROM round WHERE number = :n"), {"n": round_number})).scalar()
+            counts = {
+                name: (await connection.execute(text(f"SELECT count(*) FROM {name} WHERE round_id = :r"), {"r": round_id})).scalar()
+                for name in ("participation", "spent_token", "pending_comment")
+            }
+            counts["tallied"] = (
+                await connection.execute(
+                    text("SELECT max(respondents) FROM tally WHERE round_id = :r AND group_key = 'community'"), {"r": round_id}
+                )
+            ).scalar()
+            counts["ines"] = str((await connection.execute(text("SELECT id FROM person WHERE email = 'ines@climate.example'"))).scalar())
+            names = (await connection.execute(text(
+                "SELECT name FROM sqlite_master WHERE type = 'table'" if engine.dialect.name == "sqlite"
+                else "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            ))).scalars().all()  # fmt: skip
+            counts["tables"] = {name: repr((await connection.execute(text(f"SELECT * FROM {name}"))).all()) for name in names}
+        await engine.dispose()
+        return counts
+
+    return asyncio.run(read())
+
+
+def test_member_answers_later_in_private_mode(served, served_env, tmp_path: Path) -> None:  # noqa: ANN001
+    """Home fetches the token; the member closes the tab, comes back and answers with it, without
+    cookies. The tally counts one more, the spent table has one more hash, and no table row or
+    log line holds both the member and that hash."""
+    import base64
+    import hashlib
+    import json
+
     from playwright.sync_api import expect, sync_playwright
 
     base, links = served
+    before = _database_after(served_env["SAFESPACE_DATABASE_URL"], 13)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1000, "height": 900})
+        context = browser.new_context(viewport={"width": 1000, "height": 900})
+        page = context.new_page()
         problems: list[str] = []
         page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
         page.on("pageerror", lambda error: problems.append(str(error)))
         page.goto(links["member"])
         page.get_by_role("button", name="Continue").click()
+        expect(page.get_by_text("Your answer token for this round is ready in this browser")).to_be_visible()
+        fingerprint = re.search(r"key ([0-9a-f-]{19})", page.locator(".token-status").text_content()).group(1)
+        page.get_by_text("Answer-token keys of this round").click()
+        expect(page.locator(".round-keys code", has_text=fingerprint)).to_be_visible()  # the published list
+        page.close()
+
+        later = context.new_page()  # the tab was closed; the token waited in the browser
+        later.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+        later.goto(base)
+        later.get_by_role("link", name="Answer now").click()
+        expect(later.locator("#answer-mode")).to_contain_text(f"Private mode")
+        expect(later.locator("#answer-mode")).to_contain_text(fingerprint)
+        _answer_demo_round(later)
+        stored = later.evaluate("Object.entries(localStorage).find(([k]) => k.startsWith('safespace.token.'))[1]")
+        token = json.loads(stored)
+        later.screenshot(path=str(tmp_path / "answer-private.png"), full_page=True)
+        requests: list = []
+        later.on("request", lambda request: requests.append(request) if request.url.endswith("/api/v1/answers") else None)
+        later.get_by_role("button", name="Send my answers").click()
+        expect(later.get_by_text("Your answers were added to the totals with your token")).to_be_visible()
+        assert requests and "cookie" not in {k.lower() for k in requests[0].all_headers()}  # credentials: "omit"
+        assert later.evaluate("Object.keys(localStorage).filter(k => k.startsWith('safespace.token.')).length") == 0
+        assert problems == [], problems
+        browser.close()
+
+    after = _database_after(served_env["SAFESPACE_DATABASE_URL"], 13)
+    assert after["tallied"] == (before["tallied"] or 0) + 1
+    assert after["spent_token"] == before["spent_token"] + 1
+    assert after["participation"] == before["participation"] + 1  # the token's issue, hours earlier
+    msg = base64.urlsafe_b64decode(token["msg"] + "=" * (-len(token["msg"]) % 4))
+    token_hash = hashlib.sha256(msg).digest()
+    member_id = str(uuid.UUID(after["ines"]))
+    holders = [name for name, dump in after["tables"].items() if repr(token_hash)[2:-1] in dump or token_hash.hex() in dump]
+    assert holders == ["spent_token"], holders
+    assert member_id not in after["tables"]["spent_token"] and uuid.UUID(member_id).hex not in after["tables"]["spent_token"]
+    log = (tmp_path / "serve.log").read_text()
+    for secret in (member_id, uuid.UUID(member_id).hex, "ines@climate.example", token["msg"], token["sig"], token_hash.hex()):
+        assert secret not in log, secret
+
+
+def test_member_answers_without_javascript(served, served_env, tmp_path: Path) -> None:  # noqa: ANN001
+    """No JavaScript: the signed-in form, and the page says what that mode means."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, links = served
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1000, "height": 900}, java_script_enabled=False)
+        page.goto(links["member"])
+        page.get_by_role("button", name="Continue").click()
         page.get_by_role("link", name="Answer now").click()
-        expect(page.get_by_text("0 of 7 answered")).to_be_visible()
+        expect(page.locator("#answer-mode")).to_contain_text("Signed-in mode: JavaScript is off")
         questions = page.locator("fieldset.likert")
-        expect(questions).to_have_count(7)
         for i in range(7):
             questions.nth(i).get_by_label("Agree", exact=True).check()
-        questions.nth(4).get_by_label("Prefer not to answer").check()
-        expect(page.get_by_text("7 of 7 answered")).to_be_visible()
-        page.get_by_label("What one thing would make it safer").fill("Celebrate the lessons, not only the wins.")
-        page.screenshot(path=str(tmp_path / "answer.png"), full_page=True)
         page.get_by_role("button", name="Send my answers").click()
         expect(page.get_by_text("Your answers were added to the totals")).to_be_visible()
         expect(page.get_by_text("You have answered this round")).to_be_visible()
         # Earlier rounds' results are one click away, computed from tallies only.
         page.get_by_role("link", name=re.compile(r"round 12")).click()
         expect(page.get_by_text("Scale score")).to_be_visible()
-        assert problems == [], problems
         browser.close()
 
 
