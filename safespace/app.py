@@ -47,6 +47,7 @@ from safespace.pulse.controllers import (
 from safespace.pulse.mail import RoundMailer
 from safespace.pulse.schedule import run_periodically
 from safespace.pulse.token_routes import REDEEM_PATH, redeem, token_router
+from safespace.stories.token_routes import REPLY_PATH, STORY_PATH, anonymous_story_routes, story_token_router
 from safespace.settings import Settings, load_settings
 from safespace.stories.controllers import ReviewController, StoriesController
 from safespace.web import (
@@ -65,7 +66,7 @@ CSP = (
 PUBLIC = ["^/static/", "^/healthz$", "^/readyz$", "^/schema"]
 # Anonymous answers with a token: no session is loaded (a cookie sent along is refused by the
 # route) and no CSRF token is asked for (the request carries no ambient authority to abuse).
-ANONYMOUS = [f"^{REDEEM_PATH}$"]
+ANONYMOUS = [f"^{REDEEM_PATH}$", f"^{STORY_PATH}$", f"^{REPLY_PATH}$"]
 
 
 @get("/healthz", include_in_schema=False, sync_to_thread=False)
@@ -161,6 +162,8 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
             insights_api,
             token_router,
             redeem,
+            story_token_router,
+            *anonymous_story_routes,
             create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
         ],
         plugins=[SQLAlchemyPlugin(config=db)],

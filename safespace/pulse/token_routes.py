@@ -19,7 +19,8 @@ from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import services, tokens
-from safespace.pulse.tokens import PublishedKey, Redemption, TokenRefused, b64url, from_b64url
+from safespace.privacy.token_keys import TokenRefused, b64url, from_b64url
+from safespace.pulse.tokens import PublishedKey, Redemption
 from safespace.settings import Settings
 from safespace.web import SESSION_COOKIE, member_routes, problem
 

@@ -9,12 +9,9 @@ The server can check that an answer set is allowed without knowing whose it is.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import uuid
 
 import msgspec
-from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,19 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
 from safespace.identity.services import now
-from safespace.privacy import blind
+from safespace.privacy import token_keys
 from safespace.privacy.crypto import Keyring, associated_data
+from safespace.privacy.token_keys import TokenRefused
 from safespace.pulse.models import Participation, PendingComment, Round, RoundKey, SpentToken, Tally
 from safespace.pulse.services import COMMUNITY, AlreadyAnswered, RoundNotOpen, is_open, read_answers, round_instruments
 from surveys import tally as tally_rules
-
-
-class TokenRefused(Exception):
-    """The token cannot be used: the message says why, in words a member can act on."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message, self.status = message, status
 
 
 class PublishedKey(msgspec.Struct):
@@ -44,27 +34,8 @@ class PublishedKey(msgspec.Struct):
     fingerprint: str
 
 
-def _aad(key_id: uuid.UUID) -> bytes:
-    return associated_data("round_key", "private_sealed", key_id)
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def from_b64url(text: str, what: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (ValueError, TypeError):
-        raise TokenRefused(_("The %(what)s is not valid base64url.", what=what)) from None
-
-
-def _public(key: RoundKey):  # noqa: ANN202
-    return serialization.load_der_public_key(key.public_der)
-
-
 def _published(key: RoundKey) -> PublishedKey:
-    return PublishedKey(key.id, key.group_key, blind.public_jwk(_public(key)), key.fingerprint)
+    return PublishedKey(key.id, key.group_key, token_keys.jwk(key.public_der), key.fingerprint)
 
 
 async def published_keys(db: AsyncSession, round_id: uuid.UUID) -> list[PublishedKey]:
@@ -84,17 +55,14 @@ async def _key_for(db: AsyncSession, keyring: Keyring, round_: Round, group_key:
     existing = await db.scalar(query)
     if existing:
         return existing
-    private = blind.generate_key(bits)
-    key_id = uuid.uuid4()
-    pkcs8 = private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    public_der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    made = await token_keys.new_key(keyring, "round_key", bits)
     key = RoundKey(
-        id=key_id,
+        id=made.id,
         round_id=round_.id,
         group_key=group_key,
-        public_der=public_der,
-        private_sealed=keyring.seal(b64url(pkcs8), _aad(key_id)),
-        fingerprint=blind.fingerprint(private.public_key()),
+        public_der=made.public_der,
+        private_sealed=made.private_sealed,
+        fingerprint=made.fingerprint,
     )
     # No savepoint: SQLite's driver would commit at its release. Nothing else is written in this
     # transaction (the caller only reads), so a lost race simply rolls back and reads the winner.
@@ -105,11 +73,6 @@ async def _key_for(db: AsyncSession, keyring: Keyring, round_: Round, group_key:
         await db.rollback()
         return await db.scalar(query)
     return key
-
-
-def _private(keyring: Keyring, key: RoundKey):  # noqa: ANN202
-    pkcs8 = from_b64url(keyring.open(key.private_sealed, _aad(key.id)), "key")
-    return serialization.load_der_private_key(pkcs8, password=None)
 
 
 async def _open_round(db: AsyncSession, membership: Membership, round_id: uuid.UUID) -> Round:
@@ -141,10 +104,8 @@ async def issue(
     key = await db.scalar(select(RoundKey).where(RoundKey.id == key_id, RoundKey.round_id == round_.id))
     if key is None or key.group_key != _group_of(round_, membership):
         raise TokenRefused(_("This key is not the one for you in this round; reload the page."), 409)
-    try:  # signed first: a refused message must leave no ledger row behind
-        signature = blind.blind_sign(_private(keyring, key), blinded_msg)
-    except blind.BlindSignatureError as exc:
-        raise TokenRefused(_("The blinded token was refused: %(reason)s.", reason=str(exc))) from None
+    # Signed first: a refused message must leave no ledger row behind.
+    signature = token_keys.sign(keyring, "round_key", key.id, key.private_sealed, blinded_msg)
     db.add(Participation(round_id=round_id, person_id=membership.person_id))
     try:
         await db.flush()
@@ -176,15 +137,11 @@ async def redeem(db: AsyncSession, keyring: Keyring, token: Redemption) -> None:
     if not is_open(round_, now()):
         raise RoundNotOpen
     answers, comments = read_answers(round_instruments(round_), token.answers)
-    msg, sig = from_b64url(token.msg, "token message"), from_b64url(token.sig, "signature")
-    try:
-        blind.verify(_public(key), msg, sig)
-    except blind.BlindSignatureError:
-        raise TokenRefused(_("This token's signature does not verify: it was changed, or signed for another round.")) from None
+    token_hash = token_keys.check(key.public_der, token.msg, token.sig)
 
     # The spent-token INSERT is the first write (SQLite takes its write lock here), in the same
     # transaction as the fold: a token is spent exactly when its answers are counted.
-    db.add(SpentToken(round_id=round_.id, token_hash=hashlib.sha256(msg).digest()))
+    db.add(SpentToken(round_id=round_.id, token_hash=token_hash))
     try:
         await db.flush()
     except IntegrityError:

@@ -75,9 +75,16 @@ for (const row of PRIVATE_MODE ? document.querySelectorAll("[data-token-round]")
     continue;
   }
   if (row.dataset.answered === "true") continue; // answered, or a token taken in another browser
-  fetchToken(row.dataset.keyUrl, row.dataset.tokenUrl, roundId)
+  const pending = fetchToken(row.dataset.keyUrl, row.dataset.tokenUrl, roundId)
     .then((token) => say(status, row.dataset.ready.replace("%(fingerprint)s", token.fingerprint ?? fingerprintOf(roundId))))
     .catch((error) => say(status, error.message));
+  // Leaving mid-fetch could leave the ledger saying "has a token" with no token kept here.
+  const link = row.querySelector(".answer-link a");
+  link?.addEventListener("click", async (event) => {
+    event.preventDefault();
+    await pending;
+    window.location.assign(link.href);
+  });
 }
 
 // --- answer page: send the answers with the token, no cookies --------------------------------

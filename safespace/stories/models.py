@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from safespace.db.base import Base, RandomId
@@ -95,3 +95,31 @@ class Flag(RandomId, Base):
     story_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("story.id", ondelete="CASCADE"), index=True)
     reply_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("reply.id", ondelete="CASCADE"))
     marker: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+
+
+class StoryKey(RandomId, Base):
+    """An RSA key for anonymous story and reply tokens (RFC 9474): one per community, week and kind.
+
+    A member may take as many tokens of a week's key as the weekly quota allows (counted in
+    story_quota under an HMAC, at issue); the token itself is redeemed without a session.
+    """
+
+    __tablename__ = "story_key"
+    __table_args__ = (UniqueConstraint("community_id", "week", "kind"),)
+
+    community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), index=True)
+    week: Mapped[str] = mapped_column(String(8))  # ISO year and week, e.g. 2026-W48
+    kind: Mapped[str] = mapped_column(String(8))  # "story" | "reply"
+    public_der: Mapped[bytes] = mapped_column(LargeBinary)
+    private_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    fingerprint: Mapped[str] = mapped_column(String(40))
+
+
+class StorySpentToken(Base):
+    """A redeemed story or reply token's hash, so it works once; deleted with its week's key."""
+
+    __tablename__ = "story_spent_token"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("story_key.id", ondelete="CASCADE"), primary_key=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)

@@ -24,7 +24,7 @@ from safespace.identity.services import InvalidInput, clean_text, now
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.stories import receipts
 from safespace.stories.identifying import Finding, find_identifying, roster_names
-from safespace.stories.models import Reaction, Reply, Story, StoryQuota, StoryRelease
+from safespace.stories.models import Reaction, Reply, Story, StoryKey, StoryQuota, StoryRelease
 
 FIELDS = ("title", "happened", "learned", "differently")
 MAX_CHARS = {"title": 120, "happened": 4000, "learned": 4000, "differently": 4000}
@@ -91,41 +91,42 @@ async def identifying_details(db: AsyncSession, community_id: uuid.UUID, text: S
     return find_identifying(text.joined(), names)
 
 
-def _week(moment: datetime) -> str:
+def week_of(moment: datetime) -> str:
     year, week, _day = moment.isocalendar()
     return f"{year}-W{week:02d}"
 
 
-async def share(
-    db: AsyncSession,
-    keyring: Keyring,
-    membership: Membership,
-    text: StoryText,
-    tags: list[str],
-    wants_advice: bool,
-    weekly_limit: int,
-    secret: bytes,
-    moderated: bool = False,
-) -> str:
-    """Store a story in the community's pending batch (or for review); returns its receipt code."""
+async def count_quota(db: AsyncSession, secret: bytes, person_id: uuid.UUID, kind: str, limit: int) -> None:
+    """One more story (or story token) this week; WeeklyLimit past the limit (the caller rolls back).
+
+    The row is keyed by an HMAC of (kind, member, week): the database alone says nothing of who.
+    """
     insert = pg_insert if db.bind.dialect.name == "postgresql" else sqlite_insert
-    week = _week(now())
-    key = hmac.new(secret, f"quota:{membership.person_id}:{week}".encode(), hashlib.sha256).digest()
+    week = week_of(now())
+    prefix = "quota" if kind == "story" else f"quota-{kind}"
+    key = hmac.new(secret, f"{prefix}:{person_id}:{week}".encode(), hashlib.sha256).digest()
     counted = await db.execute(
         insert(StoryQuota)
         .values(key=key, week=week, count=1)
         .on_conflict_do_update(index_elements=["key"], set_={"count": StoryQuota.count + 1})
         .returning(StoryQuota.count)
     )
-    if counted.scalar_one() > weekly_limit:
-        raise WeeklyLimit  # the caller answers with an error, so the count is rolled back
+    if counted.scalar_one() > limit:
+        raise WeeklyLimit
+
+
+async def store_story(
+    db: AsyncSession, keyring: Keyring, community_id: uuid.UUID, text: StoryText, tags: list[str], wants_advice: bool,
+    moderated: bool,
+) -> str:  # fmt: skip
+    """Put a story in the community's pending batch (or up for review); returns its receipt code."""
     code = receipts.new_code()
     locator, salt, hashed = receipts.seal(code)
     story_id = uuid.uuid4()
     db.add(
         Story(
             id=story_id,
-            community_id=membership.community_id,
+            community_id=community_id,
             status="review" if moderated else "pending",
             released_on=None,
             position=0,
@@ -139,6 +140,22 @@ async def share(
     )
     await db.flush()
     return code
+
+
+async def share(
+    db: AsyncSession,
+    keyring: Keyring,
+    membership: Membership,
+    text: StoryText,
+    tags: list[str],
+    wants_advice: bool,
+    weekly_limit: int,
+    secret: bytes,
+    moderated: bool = False,
+) -> str:
+    """The signed-in path: count the week's quota, then store; returns the receipt code."""
+    await count_quota(db, secret, membership.person_id, "story", weekly_limit)
+    return await store_story(db, keyring, membership.community_id, text, tags, wants_advice, moderated)
 
 
 def open_story(keyring: Keyring, story: Story) -> StoryText:
@@ -158,7 +175,7 @@ async def release_due(db: AsyncSession, keyring: Keyring, moment: datetime, week
     )
     for community in await db.scalars(select(Community)):
         local = moment.astimezone(ZoneInfo(community.time_zone))
-        week = _week(local)
+        week = week_of(local)
         when = (
             weekday if community.story_release_weekday is None else community.story_release_weekday,
             hour if community.story_release_hour is None else community.story_release_hour,
@@ -170,8 +187,9 @@ async def release_due(db: AsyncSession, keyring: Keyring, moment: datetime, week
         if weekly_due:
             db.add(StoryRelease(community_id=community.id, week=week))
         released += await _release_replies(db, keyring, community.id, local.date(), minimum=1 if weekly_due else REPLIES_AT_ONCE)
-    # Past weeks' quota rows are of no further use.
-    await db.execute(delete(StoryQuota).where(StoryQuota.week < _week(moment - timedelta(days=7))))
+    # Past weeks' quota rows and token keys (with their spent tokens) are of no further use.
+    await db.execute(delete(StoryQuota).where(StoryQuota.week < week_of(moment - timedelta(days=7))))
+    await db.execute(delete(StoryKey).where(StoryKey.week < week_of(moment - timedelta(days=7))))
     await db.flush()
     return released
 

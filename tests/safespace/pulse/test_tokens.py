@@ -20,7 +20,7 @@ from safespace.db.models import metadata
 from safespace.identity.models import Person
 from safespace.privacy import blind
 from safespace.pulse.models import Participation, SpentToken, Tally
-from safespace.pulse.tokens import b64url, from_b64url
+from safespace.privacy.token_keys import b64url, from_b64url
 from tests.conftest import BASE_URL
 from tests.helpers import csrf
 from tests.safespace.pulse.conftest import Pulse, after_close, answers, open_pulse, post_as, session_cookie

@@ -1,4 +1,4 @@
-"""answer tokens: round keys and spent tokens (RFC 9474 blind signatures)
+"""answer tokens: round and story keys, spent tokens (RFC 9474 blind signatures)
 
 Revision ID: 0005
 Revises: 0004
@@ -42,8 +42,35 @@ def upgrade() -> None:
     sqlite_with_rowid=False
     )
 
+    op.create_table('story_key',
+    sa.Column('community_id', sa.Uuid(), nullable=False),
+    sa.Column('week', sa.String(length=8), nullable=False),
+    sa.Column('kind', sa.String(length=8), nullable=False),
+    sa.Column('public_der', sa.LargeBinary(), nullable=False),
+    sa.Column('private_sealed', sa.LargeBinary(), nullable=False),
+    sa.Column('fingerprint', sa.String(length=40), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.ForeignKeyConstraint(['community_id'], ['community.id'], name=op.f('fk_story_key_community_id_community'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_story_key')),
+    sa.UniqueConstraint('community_id', 'week', 'kind', name=op.f('uq_story_key_community_id'))
+    )
+    with op.batch_alter_table('story_key', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_story_key_community_id'), ['community_id'], unique=False)
+
+    op.create_table('story_spent_token',
+    sa.Column('key_id', sa.Uuid(), nullable=False),
+    sa.Column('token_hash', sa.LargeBinary(length=32), nullable=False),
+    sa.ForeignKeyConstraint(['key_id'], ['story_key.id'], name=op.f('fk_story_spent_token_key_id_story_key'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('key_id', 'token_hash', name=op.f('pk_story_spent_token')),
+    sqlite_with_rowid=False
+    )
+
 
 def downgrade() -> None:
+    op.drop_table('story_spent_token')
+    with op.batch_alter_table('story_key', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_story_key_community_id'))
+    op.drop_table('story_key')
     op.drop_table('spent_token')
     with op.batch_alter_table('round_key', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_round_key_round_id'))

@@ -1,0 +1,119 @@
+"""HTTP side of story and reply tokens: a key and a blind signature (signed in), then the story or
+reply itself with the token and no session (app.py: ANONYMOUS; cookies refused, nothing logged)."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+from litestar import Request, Response, Router, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, JSONBody
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.i18n import gettext as _
+from safespace.identity.models import Membership
+from safespace.identity.services import InvalidInput
+from safespace.privacy.crypto import Keyring
+from safespace.privacy.token_keys import TokenRefused, b64url, from_b64url
+from safespace.settings import Settings
+from safespace.stories import services, tokens
+from safespace.stories.controllers import finding_labels
+from safespace.stories.tokens import ReplyRedemption, StoryRedemption, StoryTokenKey
+from safespace.web import SESSION_COOKIE, member_routes, problem
+
+STORY_PATH, REPLY_PATH = "/api/v1/stories", "/api/v1/replies"
+
+
+class StoryBlindRequest(msgspec.Struct, forbid_unknown_fields=True):
+    key_id: uuid.UUID
+    blinded_msg: str
+
+
+def _problem(exc: Exception) -> Response:
+    if isinstance(exc, TokenRefused):
+        return problem(exc.status, _("Token refused"), exc.message)
+    if isinstance(exc, services.WeeklyLimit):
+        return problem(429, _("Weekly limit"), _("You have taken this week's tokens already. Keep this one for next week."))
+    if isinstance(exc, InvalidInput):
+        return problem(422, _("Check the text"), next(iter(exc.errors.values())), errors=exc.errors)
+    raise exc
+
+
+def _with_cookie(request: Request) -> Response | None:
+    if SESSION_COOKIE in request.cookies:
+        return problem(400, _("Sent with a session"), _("Send this without cookies, so it cannot be paired with you."))
+    return None
+
+
+@get("/api/v1/communities/{community_id:uuid}/story-tokens/key", tags=["tokens"])
+async def story_token_key(
+    membership: NamedDependency[Membership],
+    db_session: NamedDependency[AsyncSession],
+    keyring: NamedDependency[Keyring],
+    settings: NamedDependency[Settings],
+    kind: FromQuery[str] = "story",
+) -> StoryTokenKey | Response:
+    """This week's public key for story (or reply) tokens of the community."""
+    try:
+        return await tokens.key_for(db_session, keyring, membership.community_id, kind, settings.token_key_bits)
+    except TokenRefused as exc:
+        return _problem(exc)
+
+
+@post("/api/v1/communities/{community_id:uuid}/story-tokens", tags=["tokens"], status_code=200)
+async def story_token(
+    data: JSONBody[StoryBlindRequest],
+    membership: NamedDependency[Membership],
+    db_session: NamedDependency[AsyncSession],
+    keyring: NamedDependency[Keyring],
+    settings: NamedDependency[Settings],
+    secret: NamedDependency[bytes],
+) -> dict[str, str] | Response:
+    """Sign a blinded story or reply token; counts the member's weekly quota."""
+    try:
+        signature = await tokens.issue(
+            db_session, keyring, secret, membership, data.key_id, from_b64url(data.blinded_msg, "blinded token"),
+            settings.stories_per_week,
+        )  # fmt: skip
+    except (TokenRefused, services.WeeklyLimit) as exc:
+        await db_session.rollback()
+        return _problem(exc)
+    return {"blind_sig": b64url(signature)}
+
+
+@post(STORY_PATH, tags=["tokens"], status_code=201)
+async def redeem_story(
+    request: Request, data: JSONBody[StoryRedemption], db_session: NamedDependency[AsyncSession], keyring: NamedDependency[Keyring]
+) -> Response:
+    """A story with a token and nothing else. 200 with findings when it may point to someone."""
+    if refused := _with_cookie(request):
+        return refused
+    try:
+        code, findings = await tokens.redeem_story(db_session, keyring, data)
+    except (TokenRefused, InvalidInput) as exc:
+        await db_session.rollback()
+        return _problem(exc)
+    if code is None:
+        labels = finding_labels()
+        return Response({"findings": [{"label": labels[f.kind], "text": f.text} for f in findings]}, status_code=200)
+    return Response({"receipt": code}, status_code=201)
+
+
+@post(REPLY_PATH, tags=["tokens"], status_code=201)
+async def redeem_reply(
+    request: Request, data: JSONBody[ReplyRedemption], db_session: NamedDependency[AsyncSession], keyring: NamedDependency[Keyring]
+) -> dict[str, bool] | Response:
+    """A reply with a token and nothing else; it goes out with the community's next batch."""
+    if refused := _with_cookie(request):
+        return refused
+    try:
+        await tokens.redeem_reply(db_session, keyring, data)
+    except (TokenRefused, InvalidInput) as exc:
+        await db_session.rollback()
+        return _problem(exc)
+    return {"stored": True}
+
+
+story_token_router = Router(path="/", route_handlers=[story_token_key, story_token], dependencies=member_routes())
+anonymous_story_routes = [redeem_story, redeem_reply]
