@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.pulse.models import PendingComment, ReleasedComment, RoundKey
-from safespace.stories.models import Reply, Story
+from safespace.stories.models import Reply, Story, StoryKey
 
 # Each sealed column, with how its associated data is built from the row.
 SEALED = [
@@ -16,6 +16,7 @@ SEALED = [
     (Story, "story", "body", lambda row: row.id),
     (Reply, "reply", "body", lambda row: row.id),
     (RoundKey, "round_key", "private_sealed", lambda row: row.id),
+    (StoryKey, "story_key", "private_sealed", lambda row: row.id),
 ]
 
 

@@ -182,3 +182,20 @@ async def test_a_community_can_require_private_mode(client, db: AsyncSession, en
     assert await counts(db, pulse) == (0, 0, 0)
     token = await take_token(client, session, pulse)
     assert (await redeem(client, token, answers(5))).status_code == 201
+
+
+async def test_key_rotation_reseals_the_round_keys(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    """`safespace keys rotate` re-encrypts the sealed private keys too; tokens keep working."""
+    import os
+    import subprocess
+    import sys
+
+    pulse = await open_pulse(db, engine, settings, members=6)
+    first = await take_token(client, await session_cookie(db, "m0@x.org"), pulse)
+    env = {**os.environ, "SAFESPACE_DATA_DIR": settings.data_dir, "SAFESPACE_DATABASE_URL": settings.database_url}
+    result = subprocess.run([sys.executable, "-m", "safespace", "keys", "rotate"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and "re-encrypted 1" in result.stdout, result.stdout + result.stderr
+    second = await take_token(client, await session_cookie(db, "m1@x.org"), pulse)
+    assert second["key_id"] == first["key_id"]  # the same key, now under the new keyring key
+    assert (await redeem(client, first, answers(5))).status_code == 201
+    assert (await redeem(client, second, answers(3))).status_code == 201
