@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, URLEncodedBody
@@ -82,21 +82,17 @@ class InsightsController(Controller):
             charts=[(t, views.trend_charts(f"t{n}", t, community.min_group_size)) for n, t in enumerate(trend.instruments)] if trend else [],
         )
 
-    @get("/trend.csv")
-    async def trend_csv(
-        self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession], survey: FromQuery[uuid.UUID]
+    @get(["/trend.csv", "/trend.json"])
+    async def trend_export(
+        self,
+        request: Request,
+        facilitation: NamedDependency[Membership],
+        db_session: NamedDependency[AsyncSession],
+        survey: FromQuery[uuid.UUID],
     ) -> Response:
         _surveys, chosen = await survey_or_404(db_session, facilitation.community, survey)
         trend = await services.survey_trend(db_session, facilitation.community, chosen, i18n.current_language(), None)
-        return exports.csv_response("trend", exports.TREND_HEADER, exports.trend_rows(trend))
-
-    @get("/trend.json")
-    async def trend_json(
-        self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession], survey: FromQuery[uuid.UUID]
-    ) -> Response:
-        _surveys, chosen = await survey_or_404(db_session, facilitation.community, survey)
-        trend = await services.survey_trend(db_session, facilitation.community, chosen, i18n.current_language(), None)
-        return exports.json_response("trend", trend)
+        return exports.export(request, "trend", exports.TREND_HEADER, exports.trend_rows(trend), trend)
 
     # --- one round ---
 
@@ -148,9 +144,10 @@ class InsightsController(Controller):
         context = await self._round_context(db_session, keyring, facilitation.community, round_id)
         return page("insights/report.html", **context)
 
-    @get("/rounds/{round_id:uuid}/results.csv")
-    async def round_csv(
+    @get(["/rounds/{round_id:uuid}/results.csv", "/rounds/{round_id:uuid}/results.json"])
+    async def round_export(
         self,
+        request: Request,
         round_id: FromPath[uuid.UUID],
         facilitation: NamedDependency[Membership],
         db_session: NamedDependency[AsyncSession],
@@ -158,33 +155,19 @@ class InsightsController(Controller):
     ) -> Response:
         round_ = await round_or_404(db_session, facilitation.community, round_id)
         result = await round_result(db_session, keyring, round_, i18n.current_language(), now())
-        return exports.csv_response(f"round-{round_.number}", exports.RESULT_HEADER, exports.result_rows(result))
+        return exports.export(request, f"round-{round_.number}", exports.RESULT_HEADER, exports.result_rows(result), result)
 
-    @get("/rounds/{round_id:uuid}/results.json")
-    async def round_json(
+    @get(["/rounds/{round_id:uuid}/teams.csv", "/rounds/{round_id:uuid}/teams.json"])
+    async def round_teams_export(
         self,
+        request: Request,
         round_id: FromPath[uuid.UUID],
         facilitation: NamedDependency[Membership],
         db_session: NamedDependency[AsyncSession],
-        keyring: NamedDependency[Keyring],
-    ) -> Response:
-        round_ = await round_or_404(db_session, facilitation.community, round_id)
-        result = await round_result(db_session, keyring, round_, i18n.current_language(), now())
-        return exports.json_response(f"round-{round_.number}", result)
-
-    @get("/rounds/{round_id:uuid}/teams.csv")
-    async def round_teams_csv(
-        self, round_id: FromPath[uuid.UUID], facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
     ) -> Response:
         grids = await self._grids(db_session, facilitation.community, round_id)
         rows = [(g.title,) + row for g in grids for row in exports.team_rows(g)]
-        return exports.csv_response("teams", ("grid",) + exports.TEAMS_HEADER, rows)
-
-    @get("/rounds/{round_id:uuid}/teams.json")
-    async def round_teams_json(
-        self, round_id: FromPath[uuid.UUID], facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
-    ) -> Response:
-        return exports.json_response("teams", await self._grids(db_session, facilitation.community, round_id))
+        return exports.export(request, "teams", ("grid",) + exports.TEAMS_HEADER, rows, grids)
 
     async def _grids(self, db: AsyncSession, community: Community, round_id: uuid.UUID) -> list[services.TeamGrid]:
         round_ = await round_or_404(db, community, round_id)
@@ -279,14 +262,12 @@ class InsightsController(Controller):
             charts=views.vitality_charts(result, community.min_group_size),
         )
 
-    @get("/vitality.csv")
-    async def vitality_csv(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Response:
+    @get(["/vitality.csv", "/vitality.json"])
+    async def vitality_export(
+        self, request: Request, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
+    ) -> Response:
         result = await self._vitality(db_session, facilitation.community)
-        return exports.csv_response("vitality", exports.VITALITY_HEADER, exports.vitality_rows(result))
-
-    @get("/vitality.json")
-    async def vitality_json(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Response:
-        return exports.json_response("vitality", await self._vitality(db_session, facilitation.community))
+        return exports.export(request, "vitality", exports.VITALITY_HEADER, exports.vitality_rows(result), result)
 
     # --- objectives ---
 
@@ -336,14 +317,12 @@ class InsightsController(Controller):
         await flash(db_session, viewer, _("Objective removed."))
         return see_other(f"/c/{community.id}/insights/objectives")
 
-    @get("/objectives.csv")
-    async def objectives_csv(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Response:
+    @get(["/objectives.csv", "/objectives.json"])
+    async def objectives_export(
+        self, request: Request, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
+    ) -> Response:
         rows = await services.objectives(db_session, facilitation.community)
-        return exports.csv_response("objectives", exports.OBJECTIVES_HEADER, exports.objective_rows(rows))
-
-    @get("/objectives.json")
-    async def objectives_json(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Response:
-        return exports.json_response("objectives", await services.objectives(db_session, facilitation.community))
+        return exports.export(request, "objectives", exports.OBJECTIVES_HEADER, exports.objective_rows(rows), rows)
 
 
 class SummaryController(Controller):

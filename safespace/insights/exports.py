@@ -8,7 +8,7 @@ import io
 from collections.abc import Iterable, Sequence
 
 import msgspec
-from litestar import Response
+from litestar import Request, Response
 
 from safespace.insights.services import ObjectiveView, SurveyTrend, TeamGrid, Vitality
 from safespace.pulse.results import RoundResult
@@ -42,6 +42,13 @@ def json_response(filename: str, value: object) -> Response:
         media_type="application/json",
         headers={"content-disposition": f'attachment; filename="{filename}.json"'},
     )
+
+
+def export(request: Request, filename: str, header: Sequence[str], rows: Iterable[Sequence[object]], value: object) -> Response:
+    """The same figures as CSV or JSON, by the address asked for (…/name.csv or …/name.json)."""
+    if request.url.path.endswith(".csv"):
+        return csv_response(filename, header, rows)
+    return json_response(filename, value)
 
 
 TREND_HEADER = (

@@ -146,6 +146,7 @@ class PulseController(Controller):
             community=membership.community,
             membership=membership,
             survey=survey,
+            round=round_,
             result=result,
             opens=round_.opens_at.astimezone(zone),
             closes=round_.closes_at.astimezone(zone),

@@ -4,8 +4,7 @@
 // took one), finalize it here and keep it in this browser. Answer page: send the answers with the
 // token, without cookies, so the server counts them without knowing whose they are.
 // Without this file the signed-in form works as before, and the page says so.
-import { blind, bytesToB64url, b64urlToBytes, finalize, prepare } from "./blind.js";
-import { dropToken, loadToken, saveToken } from "./tokens.js";
+import { dropToken, loadToken, takeToken } from "./tokens.js";
 
 function csrf() {
   return document.querySelector("input[name=_csrf_token]")?.value ?? "";
@@ -18,27 +17,10 @@ async function json(response) {
     return {};
   }
 }
-
-// Fetch and finalize a token for one round; returns {token, fingerprint} or throws an Error
-// whose message can be shown.
+// Take a token for one round and remember its key's fingerprint for the answer page.
 export async function fetchToken(keyUrl, tokenUrl, roundId) {
-  const keyResponse = await fetch(keyUrl, { credentials: "same-origin" });
-  const key = await json(keyResponse);
-  if (!keyResponse.ok) throw new Error(key.detail || key.title || "The round's key could not be fetched.");
-  const msg = await prepare(crypto.getRandomValues(new Uint8Array(32)));
-  const { blindedMsg, inv } = await blind(key.jwk, msg);
-  const signed = await fetch(tokenUrl, {
-    method: "POST",
-    credentials: "same-origin",
-    headers: { "content-type": "application/json", "x-csrftoken": csrf() },
-    body: JSON.stringify({ key_id: key.key_id, blinded_msg: bytesToB64url(blindedMsg) }),
-  });
-  const answer = await json(signed);
-  if (!signed.ok) throw new Error(answer.detail || answer.title || "The token could not be signed.");
-  const sig = await finalize(key.jwk, msg, b64urlToBytes(answer.blind_sig), inv);
-  const token = { roundId, keyId: key.key_id, msg: bytesToB64url(msg), sig: bytesToB64url(sig), fingerprint: key.fingerprint };
-  saveToken(roundId, token);
-  localStorage.setItem(`safespace.fingerprint.${roundId}`, key.fingerprint);
+  const token = await takeToken({ keyUrl, signUrl: tokenUrl, slot: roundId, csrf: csrf() });
+  localStorage.setItem(`safespace.fingerprint.${roundId}`, token.fingerprint);
   return token;
 }
 

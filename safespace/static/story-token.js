@@ -4,8 +4,7 @@
 // reply) key while signed in: that is when the weekly quota counts. The story or reply is sent
 // later with the token and no cookies, so the server stores it without knowing who sent it.
 // Without this file (or WebCrypto), the signed-in forms work as before.
-import { blind, bytesToB64url, b64urlToBytes, finalize, prepare } from "./blind.js";
-import { dropToken, loadToken, saveToken } from "./tokens.js";
+import { dropToken, loadToken, takeToken } from "./tokens.js";
 
 const PRIVATE_MODE = Boolean(window.isSecureContext && globalThis.crypto?.subtle);
 
@@ -23,29 +22,10 @@ const inFlight = new Map();
 
 function fetchToken(base, kind, slot, csrf) {
   if (!inFlight.has(slot)) {
-    inFlight.set(slot, takeToken(base, kind, slot, csrf).finally(() => inFlight.delete(slot)));
+    const taking = takeToken({ keyUrl: `${base}/key?kind=${kind}`, signUrl: base, slot, csrf });
+    inFlight.set(slot, taking.finally(() => inFlight.delete(slot)));
   }
   return inFlight.get(slot);
-}
-
-async function takeToken(base, kind, slot, csrf) {
-  const keyResponse = await fetch(`${base}/key?kind=${kind}`, { credentials: "same-origin" });
-  const key = await json(keyResponse);
-  if (!keyResponse.ok) throw new Error(key.detail || key.title || "The week's key could not be fetched.");
-  const msg = await prepare(crypto.getRandomValues(new Uint8Array(32)));
-  const { blindedMsg, inv } = await blind(key.jwk, msg);
-  const signed = await fetch(base, {
-    method: "POST",
-    credentials: "same-origin",
-    headers: { "content-type": "application/json", "x-csrftoken": csrf },
-    body: JSON.stringify({ key_id: key.key_id, blinded_msg: bytesToB64url(blindedMsg) }),
-  });
-  const answer = await json(signed);
-  if (!signed.ok) throw new Error(answer.detail || answer.title || "The token could not be signed.");
-  const sig = await finalize(key.jwk, msg, b64urlToBytes(answer.blind_sig), inv);
-  const token = { roundId: slot, keyId: key.key_id, msg: bytesToB64url(msg), sig: bytesToB64url(sig) };
-  saveToken(slot, token);
-  return token;
 }
 
 function show(element, text) {

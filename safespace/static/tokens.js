@@ -2,6 +2,8 @@
 // close the tab and answer later (answering later also blurs timing for an operator).
 // A token is {roundId, keyId, msg, sig}, each a base64url string; it names no one.
 
+import { blind, bytesToB64url, b64urlToBytes, finalize, prepare } from "./blind.js";
+
 const PREFIX = "safespace.token.";
 const FIELDS = ["roundId", "keyId", "msg", "sig"];
 
@@ -47,4 +49,36 @@ export function dropToken(roundId) {
   } catch {
     // Nothing stored can be left behind if storage is unavailable.
   }
+}
+
+// Take a token while signed in: fetch the public key, blind a fresh random message, have the
+// server sign it (it sees only the blinded message), unblind and check it, keep it here.
+// Returns {roundId: slot, keyId, msg, sig, fingerprint}; throws an Error whose message can be shown.
+export async function takeToken({ keyUrl, signUrl, slot, csrf }) {
+  const answer = async (response, fallback) => {
+    let body = {};
+    try {
+      body = await response.json();
+    } catch {
+      // a body that is not JSON: keep the fallback message
+    }
+    if (!response.ok) throw new Error(body.detail || body.title || fallback);
+    return body;
+  };
+  const key = await answer(await fetch(keyUrl, { credentials: "same-origin" }), "The key could not be fetched.");
+  const msg = await prepare(crypto.getRandomValues(new Uint8Array(32)));
+  const { blindedMsg, inv } = await blind(key.jwk, msg);
+  const signed = await answer(
+    await fetch(signUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "content-type": "application/json", "x-csrftoken": csrf },
+      body: JSON.stringify({ key_id: key.key_id, blinded_msg: bytesToB64url(blindedMsg) }),
+    }),
+    "The token could not be signed.",
+  );
+  const sig = await finalize(key.jwk, msg, b64urlToBytes(signed.blind_sig), inv);
+  const token = { roundId: slot, keyId: key.key_id, msg: bytesToB64url(msg), sig: bytesToB64url(sig) };
+  saveToken(slot, token);
+  return { ...token, fingerprint: key.fingerprint };
 }
