@@ -1,0 +1,83 @@
+"""Two app processes sharing one database: sign-in rate limits and sessions hold across them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.identity import services as identity, signin
+from tests.conftest import free_port
+from tests.helpers import make_community
+
+
+@contextmanager
+def serving(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`safespace serve` on a free port; yields its base URL."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "safespace", "serve", "--port", str(port)],
+            env=env | {"SAFESPACE_BASE_URL": base},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            else:
+                raise AssertionError("the server did not start: " + log.read_text())
+            yield base
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+def post_sign_in(client: httpx.Client, email: str) -> int:
+    if "safespace_csrf" not in client.cookies:
+        client.get("/signin")
+    token = client.cookies["safespace_csrf"]
+    return client.post("/signin", data={"email": email, "_csrf_token": token}, headers={"x-forwarded-for": "198.51.100.23"}).status_code
+
+
+async def test_rate_limits_and_sessions_hold_across_two_processes(settings, db: AsyncSession, tmp_path: Path) -> None:  # noqa: ANN001
+    await make_community(db)
+    env = {
+        **os.environ,
+        "SAFESPACE_DATA_DIR": settings.data_dir,  # one secret key: CSRF and rate-limit keys agree
+        "SAFESPACE_DATABASE_URL": settings.database_url,
+        "SAFESPACE_SCHEDULE_INTERVAL_SECONDS": "0",
+    }
+    with serving(env, tmp_path / "a.log") as a, serving(env, tmp_path / "b.log") as b:
+        with httpx.Client(base_url=a) as first, httpx.Client(base_url=b) as second:
+            # The same client (by its forwarded address) alternates between the two processes.
+            statuses = [
+                post_sign_in(first if i % 2 == 0 else second, f"person{i}@x.org")
+                for i in range(signin.RATE_LIMIT_PER_CLIENT + 2)
+            ]
+            assert statuses == [200] * signin.RATE_LIMIT_PER_CLIENT + [429, 429], statuses
+
+            # A session started through one process is known to the other, and ends in both.
+            person, _ = await identity.get_or_create_person(db, "fac@x.org")
+            token = await signin.start_session(db, person.id, None)
+            await db.commit()
+            for client in (first, second):
+                client.cookies.set("safespace_session", token)
+            assert second.get("/profile").status_code == 200
+            first.get("/profile")
+            out = first.post("/signout", data={"_csrf_token": first.cookies["safespace_csrf"]})
+            assert out.status_code in (302, 303)
+            assert second.get("/profile").status_code in (302, 401)
