@@ -96,7 +96,9 @@ class CommunitiesController(Controller):
         return see_other(f"/c/{community_id}")
 
     @get("/new")
-    async def new(self, settings: NamedDependency[Settings]) -> Template:
+    async def new(self, settings: NamedDependency[Settings], viewer: NamedDependency[Viewer]) -> Template:  # noqa: ARG002
+        # `viewer` is asked for only to require a session: a controller's dependency guards only
+        # the handlers that name it, and signed out this form could never be sent.
         k = settings.default_min_group_size
         values = COMMUNITY_DEFAULTS | {"min_group_size": k, "comment_threshold": max(k, DEFAULT_COMMENT_THRESHOLD)}
         return page("identity/community_form.html", values=values, errors={}, community=None)
