@@ -1,4 +1,5 @@
-"""Small helpers the tests share: sign in, post a form the way a browser does, build a community."""
+"""Small helpers the tests share: sign in, post a form the way a browser does, build a community,
+walk the app's routes."""
 
 from __future__ import annotations
 
@@ -6,8 +7,13 @@ import html
 import re
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
+import msgspec
 from httpx import AsyncClient as AsyncTestClient
+from litestar import Litestar
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.identity import services, signin
@@ -81,3 +87,100 @@ async def make_community(
             members[address] = team_name
     await db.commit()
     return World(community, facilitator, members, team_ids)
+
+
+# --- the router ---------------------------------------------------------------------------------
+
+PATH_PARAM = re.compile(r"\{(\w+):(\w+)\}")
+
+
+def app_routes(app: Litestar) -> list[tuple[str, str]]:
+    """(method, path template) of every route of the app, from its router (HEAD and OPTIONS aside)."""
+    return sorted(
+        (method, route.path)
+        for route in app.routes
+        for method in getattr(route, "methods", ())
+        if method not in ("HEAD", "OPTIONS")
+    )
+
+
+def fill_path(template: str, values: dict[str, object]) -> str:
+    """A path template with its parameters filled from `values`; a UUID not given is a random one."""
+
+    def value(found: re.Match[str]) -> str:
+        name, kind = found.groups()
+        if name in values:
+            return str(values[name])
+        assert kind == "uuid", f"{template}: no value for the path parameter {name!r}: add one"
+        return str(uuid.uuid4())
+
+    return PATH_PARAM.sub(value, template)
+
+
+def route_handler(app: Litestar, method: str, template: str) -> HTTPRouteHandler:
+    (route,) = [r for r in app.routes if r.path == template and method in getattr(r, "methods", ())]
+    return route.route_handler_map[method][0] if hasattr(route, "route_handler_map") else route.route_handlers[0]
+
+
+def minimal_body(app: Litestar, method: str, template: str) -> object | None:
+    """The smallest JSON body of the route's declared type (required fields only), or None.
+
+    A body that parses lets the request reach the handler, so what answers is the route's own
+    rule, not the body's validation."""
+    handler = route_handler(app, method, template)
+    data = handler.parsed_fn_signature.parameters.get("data")
+    if data is None:
+        return None
+    return _smallest(msgspec.inspect.type_info(data.annotation))
+
+
+def _smallest(info: msgspec.inspect.Type) -> object:
+    match info:
+        case msgspec.inspect.StructType():
+            return {f.encode_name: _smallest(f.type) for f in info.fields if f.required}
+        case msgspec.inspect.UnionType():
+            return _smallest(info.types[0])
+        case msgspec.inspect.LiteralType():
+            return info.values[0]
+        case msgspec.inspect.UUIDType():
+            return str(uuid.uuid4())
+        case msgspec.inspect.StrType():
+            return "x"
+        case msgspec.inspect.IntType() | msgspec.inspect.FloatType():
+            return 0
+        case msgspec.inspect.BoolType():
+            return False
+        case msgspec.inspect.ListType() | msgspec.inspect.SetType() | msgspec.inspect.TupleType():
+            return []
+        case msgspec.inspect.DictType() | msgspec.inspect.AnyType():
+            return {}
+        case msgspec.inspect.NoneType():
+            return None
+    raise AssertionError(f"minimal_body: teach it {info!r}")
+
+
+RESERVED = {"self", "request", "data", "socket", "state", "scope", "headers", "cookies", "query", "body"}
+
+
+def query_for(app: Litestar, method: str, template: str, values: dict[str, object]) -> str:
+    """The query string of the route's declared query parameters that `values` names ("" if none).
+
+    A required query parameter without a value fails: give the new parameter a value."""
+    handler = route_handler(app, method, template)
+    skip = set(handler.resolve_dependencies()) | RESERVED | {name for name, _kind in PATH_PARAM.findall(template)}
+    found = {}
+    for name, field in handler.parsed_fn_signature.parameters.items():
+        kwarg = field.kwarg_definition
+        if name in skip or not (isinstance(kwarg, QueryParameter) or kwarg is None):
+            continue
+        key = (kwarg.query or kwarg.name or name) if kwarg else name
+        if key in values:
+            found[key] = str(values[key])
+        else:
+            assert field.has_default, f"{method} {template}: no value for the query parameter {key!r}: add one"
+    return ("?" + urlencode(found)) if found else ""
+
+
+def url_for(app: Litestar, method: str, template: str, values: dict[str, object]) -> str:
+    """A route's address with its path and query parameters filled from `values`."""
+    return fill_path(template, values) + query_for(app, method, template, values)

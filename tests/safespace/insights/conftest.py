@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,7 +19,7 @@ from safespace.identity.services import now
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import schedule, services
 from safespace.pulse.models import Round
-from tests.helpers import World, make_community
+from tests.helpers import World, app_routes, make_community, url_for
 from tests.safespace.pulse.conftest import PS, post_as, session_cookie
 
 
@@ -67,3 +71,103 @@ async def answered_round(
         assert report.closed == 1
         await db.refresh(round_)
     return Closed(world, survey.id, round_, keyring, sessionmaker)
+
+
+# --- every page a facilitator can open, walked from the router ---------------------------------------
+
+
+def route_values(closed: Closed, **more: object) -> dict[str, object]:
+    """A value for every path and query parameter of the app's routes, from the built world.
+
+    Ids the world does not hold (a note, a story...) are random UUIDs: those handlers answer 404."""
+    world = closed.world
+    return {
+        "community_id": world.community.id,
+        "round_id": closed.round.id,
+        "survey_id": closed.survey_id,
+        "survey": closed.survey_id,
+        "team_id": next(iter(world.teams.values()), uuid.uuid4()),
+        "code": "en",
+        "token": "not-a-sign-in-token",
+        "file_path": "safespace.css",
+        "path": "no-such-schema-page",
+    } | more
+
+
+async def read_every_page(client: httpx.AsyncClient, values: dict[str, object]) -> dict[str, httpx.Response]:
+    """GET every GET route of the app (found by walking its router, so a new page, export or API
+    route is read without anyone listing it), filled with `values`: address -> response."""
+    responses = {}
+    for method, template in app_routes(client.app):
+        if method == "GET":
+            url = url_for(client.app, method, template, values)
+            responses[url] = response = await client.get(url)
+            assert response.status_code < 500, f"{url}: {response.status_code} {response.text[:300]}"
+    return responses
+
+
+def without_scale_legend(body: str) -> str:
+    """A chart's colour legend names the ends of the scale (1.00, 7.00...): nobody's figures."""
+    return re.sub(r'<g class="legend-item".*?</g>', "", body, flags=re.S)
+
+
+def json_objects(body: str) -> list[dict]:
+    """Every JSON object in a body, however deep ([] when the body is not JSON)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return []
+    found, todo = [], [data]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            found.append(item)
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return found
+
+
+def team_rows(body: str, team: str) -> list[dict]:
+    """The rows about one team in any team grid of a JSON body."""
+    return [item for item in json_objects(body) if "values" in item and item.get("name") == team]
+
+
+def csv_rows(url: str, body: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(body))) if url.split("?")[0].endswith(".csv") else []
+
+
+def shown(body: str, figures: tuple[str, ...]) -> list[str]:
+    """Which of these formatted figures a body shows (outside a chart's scale legend)."""
+    return re.findall(r"(?<![\d.])(?:" + "|".join(re.escape(f) for f in figures) + r")(?![\d])", without_scale_legend(body))
+
+
+def assert_teams_hidden(bodies: dict[str, str], teams: tuple[str, ...], means: tuple[str, ...], secret: str) -> None:
+    """These teams' figures appear nowhere: every team row in JSON and in CSV is empty with a
+    reason, no body shows one of their own means, and their comments never sit on a team page.
+    Some JSON grid must name the teams (hidden), else the check proved nothing."""
+    named = 0
+    for url, body in bodies.items():
+        for team in teams:
+            rows = team_rows(body, team)
+            named += len(rows)
+            assert all(v is None for row in rows for v in row["values"]), (url, rows)
+            assert all(why for row in rows for why in row["empty_because"]), (url, rows)
+        rows = [r for r in csv_rows(url, body) if r.get("team") in teams]
+        assert all(r["value"] == "" and r["empty_because"] for r in rows), (url, rows)
+        assert not shown(body, means), f"{url} shows {shown(body, means)}: a hidden team's own mean"
+        if "/teams" in url:
+            assert secret not in body, url
+    assert named, "no team grid named the teams: the attack would prove nothing"
+
+
+def assert_open_round_hidden(bodies: dict[str, str], round_id: uuid.UUID, means: tuple[str, ...], comment: str) -> None:
+    """Nothing of an open round shows but its response rate: no score, no mean, no comment, and
+    every JSON answer about it (results, team grids) is empty."""
+    for url, body in bodies.items():
+        assert comment not in body, url
+        assert not shown(body, means), f"{url} shows {shown(body, means)} while the round is open"
+        for item in json_objects(body):
+            if str(round_id) in (str(item.get("round_id")), str(item.get("id"))) and "instruments" in item:
+                assert item["status"] == "open" and item["instruments"] == [] and item["respondents"] is None, (url, item)
+            assert not (str(round_id) in url and "values" in item), f"{url}: a team row of a round still open: {item}"

@@ -1,0 +1,312 @@
+"""Every route of the app, found by walking its router: who may call it, and what a facilitator
+can learn from it. A new route fails the authorisation matrix until it is given a rule below, and
+is read by the disclosure walk without anyone listing it."""
+
+from __future__ import annotations
+
+import html
+from datetime import timedelta
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from safespace.identity import services as identity
+from safespace.identity.models import Membership, Person
+from safespace.identity.services import now
+from safespace.insights import services as insights
+from safespace.pulse import schedule
+from safespace.pulse import services as pulse
+from safespace.pulse.models import Round
+from safespace.stories import services as stories
+from safespace.stories.models import Story
+from tests.helpers import api, app_routes, make_community, minimal_body, post_form, sign_in, url_for
+from tests.safespace.insights.conftest import (
+    answered_round,
+    assert_open_round_hidden,
+    assert_teams_hidden,
+    csv_rows,
+    form,
+    read_every_page,
+    route_values,
+)
+from tests.safespace.pulse.conftest import post_as, session_cookie
+
+# --- the rules ---------------------------------------------------------------------------------------
+
+PUBLIC = "public"  # anyone, signed in or not
+SIGNED_IN = "signed in"  # any session; not about one community
+MEMBER = "member"  # active members of the community in the path (facilitators are members too)
+FACILITATOR = "facilitator"  # the community's facilitators
+ANONYMOUS = "anonymous token route"  # no session is read; a request that carries one is refused
+
+C = "/c/{community_id:uuid}"
+API = "/api/v1/communities/{community_id:uuid}"
+
+# Every route of the app, by (method, path template). A route missing here fails the matrix: decide
+# who may call it and add it. An entry for a route that no longer exists fails too.
+RULES: dict[tuple[str, str], str] = {
+    # health, sign-in, language, static files, the OpenAPI description
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/privacy"): PUBLIC,  # what is stored and who sees what, for members and visitors alike
+    ("GET", "/"): PUBLIC,  # redirects: to sign-in, or to the viewer's community
+    ("GET", "/signin"): PUBLIC,
+    ("POST", "/signin"): PUBLIC,
+    ("GET", "/signin/{token:str}"): PUBLIC,
+    ("POST", "/signin/{token:str}"): PUBLIC,
+    ("POST", "/signout"): PUBLIC,
+    ("GET", "/language/{code:str}"): PUBLIC,
+    ("GET", "/static/{file_path:path}"): PUBLIC,
+    ("GET", "/schema"): PUBLIC,
+    ("GET", "/schema/openapi.json"): PUBLIC,
+    ("GET", "/schema/openapi.yaml"): PUBLIC,
+    ("GET", "/schema/openapi.yml"): PUBLIC,
+    ("GET", "/schema/elements"): PUBLIC,
+    ("GET", "/schema/rapidoc"): PUBLIC,
+    ("GET", "/schema/redoc"): PUBLIC,
+    ("GET", "/schema/swagger"): PUBLIC,
+    ("GET", "/schema/oauth2-redirect.html"): PUBLIC,
+    ("GET", "/schema/{path:str}"): PUBLIC,
+    # one's own profile and communities
+    ("GET", "/profile"): SIGNED_IN,
+    ("POST", "/profile"): SIGNED_IN,
+    ("GET", "/communities"): SIGNED_IN,
+    ("POST", "/communities"): SIGNED_IN,
+    ("GET", "/communities/new"): SIGNED_IN,
+    ("POST", "/communities/{community_id:uuid}/accept"): SIGNED_IN,  # only one's own invitation (404 otherwise)
+    ("GET", "/api/v1/communities"): SIGNED_IN,
+    ("POST", "/api/v1/communities"): SIGNED_IN,
+    # a community's pages for its members
+    ("GET", C): MEMBER,
+    ("GET", f"{C}/rounds/{{round_id:uuid}}"): MEMBER,
+    ("POST", f"{C}/rounds/{{round_id:uuid}}"): MEMBER,
+    ("GET", f"{C}/rounds/{{round_id:uuid}}/results"): MEMBER,
+    ("GET", f"{C}/summary"): MEMBER,
+    ("GET", f"{C}/stories"): MEMBER,
+    ("POST", f"{C}/stories"): MEMBER,
+    ("GET", f"{C}/stories/new"): MEMBER,
+    ("POST", f"{C}/stories/check"): MEMBER,
+    ("GET", f"{C}/stories/mine"): MEMBER,
+    ("POST", f"{C}/stories/mine"): MEMBER,
+    ("POST", f"{C}/stories/{{story_id:uuid}}/react"): MEMBER,
+    ("POST", f"{C}/stories/{{story_id:uuid}}/reply"): MEMBER,
+    ("POST", f"{C}/stories/{{story_id:uuid}}/flag"): MEMBER,
+    ("GET", API): MEMBER,
+    ("GET", f"{API}/rounds/{{round_id:uuid}}/results"): MEMBER,
+    ("GET", f"{API}/rounds/{{round_id:uuid}}/token-key"): MEMBER,
+    ("GET", f"{API}/rounds/{{round_id:uuid}}/keys"): MEMBER,
+    ("POST", f"{API}/rounds/{{round_id:uuid}}/token"): MEMBER,
+    ("GET", f"{API}/story-tokens/key"): MEMBER,
+    ("POST", f"{API}/story-tokens"): MEMBER,
+    # answers, stories and replies sent with a token and nothing else
+    ("POST", "/api/v1/answers"): ANONYMOUS,
+    ("POST", "/api/v1/stories"): ANONYMOUS,
+    ("POST", "/api/v1/replies"): ANONYMOUS,
+    # facilitators: the community, its teams and members
+    ("GET", f"{C}/settings"): FACILITATOR,
+    ("POST", f"{C}/settings"): FACILITATOR,
+    ("GET", f"{C}/teams"): FACILITATOR,
+    ("POST", f"{C}/teams"): FACILITATOR,
+    ("POST", f"{C}/teams/{{team_id:uuid}}"): FACILITATOR,
+    ("GET", f"{C}/members"): FACILITATOR,
+    ("POST", f"{C}/members"): FACILITATOR,
+    ("POST", f"{C}/members/{{membership_id:uuid}}"): FACILITATOR,
+    ("PATCH", API): FACILITATOR,
+    ("GET", f"{API}/teams"): FACILITATOR,
+    ("POST", f"{API}/teams"): FACILITATOR,
+    ("PATCH", f"{API}/teams/{{team_id:uuid}}"): FACILITATOR,
+    ("GET", f"{API}/members"): FACILITATOR,
+    ("POST", f"{API}/members"): FACILITATOR,
+    ("PATCH", f"{API}/members/{{membership_id:uuid}}"): FACILITATOR,
+    # facilitators: surveys, instruments, story moderation
+    ("GET", f"{C}/surveys"): FACILITATOR,
+    ("POST", f"{C}/surveys"): FACILITATOR,
+    ("POST", f"{C}/surveys/private-mode"): FACILITATOR,
+    ("GET", f"{C}/surveys/{{survey_id:uuid}}"): FACILITATOR,
+    ("POST", f"{C}/surveys/{{survey_id:uuid}}"): FACILITATOR,
+    ("GET", f"{C}/instruments/new"): FACILITATOR,
+    ("POST", f"{C}/instruments"): FACILITATOR,
+    ("GET", f"{C}/stories/review"): FACILITATOR,
+    ("POST", f"{C}/stories/review"): FACILITATOR,
+    # facilitators: insights pages, exports and API
+    ("GET", f"{C}/insights"): FACILITATOR,
+    ("GET", f"{C}/insights/trend.csv"): FACILITATOR,
+    ("GET", f"{C}/insights/trend.json"): FACILITATOR,
+    ("GET", f"{C}/insights/rounds/{{round_id:uuid}}"): FACILITATOR,
+    ("GET", f"{C}/insights/rounds/{{round_id:uuid}}/report"): FACILITATOR,
+    ("GET", f"{C}/insights/rounds/{{round_id:uuid}}/results.csv"): FACILITATOR,
+    ("GET", f"{C}/insights/rounds/{{round_id:uuid}}/results.json"): FACILITATOR,
+    ("GET", f"{C}/insights/rounds/{{round_id:uuid}}/teams.csv"): FACILITATOR,
+    ("GET", f"{C}/insights/rounds/{{round_id:uuid}}/teams.json"): FACILITATOR,
+    ("POST", f"{C}/insights/rounds/{{round_id:uuid}}/notes"): FACILITATOR,
+    ("POST", f"{C}/insights/rounds/{{round_id:uuid}}/notes/{{note_id:uuid}}/delete"): FACILITATOR,
+    ("GET", f"{C}/insights/teams"): FACILITATOR,
+    ("GET", f"{C}/insights/vitality"): FACILITATOR,
+    ("GET", f"{C}/insights/vitality.csv"): FACILITATOR,
+    ("GET", f"{C}/insights/vitality.json"): FACILITATOR,
+    ("GET", f"{C}/insights/objectives"): FACILITATOR,
+    ("POST", f"{C}/insights/objectives"): FACILITATOR,
+    ("POST", f"{C}/insights/objectives/{{objective_id:uuid}}/delete"): FACILITATOR,
+    ("GET", f"{C}/insights/objectives.csv"): FACILITATOR,
+    ("GET", f"{C}/insights/objectives.json"): FACILITATOR,
+    ("GET", f"{API}/insights/trend"): FACILITATOR,
+    ("GET", f"{API}/insights/rounds/{{round_id:uuid}}/teams"): FACILITATOR,
+    ("GET", f"{API}/insights/vitality"): FACILITATOR,
+    ("GET", f"{API}/insights/objectives"): FACILITATOR,
+}
+
+# Who calls: (name, email). The former member was deactivated: for the community they are a stranger.
+CALLERS = [
+    ("no session", None),
+    ("member", "m0@x.org"),
+    ("former member", "m5@x.org"),
+    ("facilitator of another community", "elsewhere@x.org"),
+    ("facilitator", "fac@x.org"),
+]
+
+# What each rule lets a caller do: "allowed", or the guard's answer.
+EXPECTED = {
+    PUBLIC: {name: "allowed" for name, _email in CALLERS},
+    SIGNED_IN: {name: "allowed" for name, _email in CALLERS} | {"no session": "sign in"},
+    MEMBER: {
+        "no session": "sign in",
+        "member": "allowed",
+        "former member": "not found",
+        "facilitator of another community": "not found",
+        "facilitator": "allowed",
+    },
+    FACILITATOR: {
+        "no session": "sign in",
+        "member": "forbidden",
+        "former member": "not found",
+        "facilitator of another community": "not found",
+        "facilitator": "allowed",
+    },
+    ANONYMOUS: {name: "cookie refused" for name, _email in CALLERS} | {"no session": "allowed"},  # the token decides
+}
+
+NOT_FOUND = "There is no community at this address."
+FORBIDDEN = "Only the community's facilitators can do this."
+
+
+def verdict(path: str, response: httpx.Response) -> str:
+    """What a response says about the caller, in the words of EXPECTED."""
+    status, location, text = response.status_code, response.headers.get("location", ""), html.unescape(response.text)
+    assert status < 500, f"{path}: {status} {text[:300]}"
+    if path.startswith("/api/") and status == 401 or status == 302 and location == f"/signin?next={quote(path)}":
+        return "sign in"
+    if status == 404 and NOT_FOUND in text:
+        return "not found"
+    if status == 403 and FORBIDDEN in text:
+        return "forbidden"
+    if status == 400 and "Sent with a session" in text:
+        return "cookie refused"
+    return "allowed"
+
+
+async def call(client: httpx.AsyncClient, method: str, template: str, url: str) -> httpx.Response:
+    """The request a browser or program would make, with a valid CSRF pair and the smallest body."""
+    if method == "GET":
+        return await client.get(url)
+    if url.startswith("/api/"):
+        return await api(client, method, url, minimal_body(client.app, method, template))
+    return await post_form(client, url, {})
+
+
+async def test_every_route_answers_each_caller_as_its_rule_says(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:  # noqa: ANN001
+    routes = app_routes(client.app)
+    unclassified = sorted(set(routes) - set(RULES))
+    assert not unclassified, f"give these routes a rule in RULES (who may call them?): {unclassified}"
+    stale = sorted(set(RULES) - set(routes))
+    assert not stale, f"these RULES name routes that no longer exist: {stale}"
+
+    # One community with a team, an open round, a released story, a note and an objective; and a
+    # second community with its own facilitator.
+    members = [f"m{i}@x.org" for i in range(6)]
+    pulse_ = await answered_round(client, db, engine, settings, {"Team": members}, {}, close=False)
+    community = pulse_.world.community
+    await make_community(db, name="Elsewhere", facilitator="elsewhere@x.org")
+    for n in range(stories.BATCH_SIZE):
+        await stories.store_story(db, pulse_.keyring, community.id, stories.StoryText(f"t{n}", "h", "l", "d"), [], False, False)
+    await stories.release_due(db, pulse_.keyring, now(), 0, 0)
+    story_id = await db.scalar(select(Story.id).where(Story.community_id == community.id, Story.status == "released"))
+    memberships = {
+        p.email: m for m, p in (await db.execute(select(Membership, Person).join(Person).where(Membership.community_id == community.id)))
+    }
+    await identity.change_member(db, community.id, memberships["m5@x.org"].id, status="deactivated")
+    note = await insights.add_note(db, pulse_.round, "A holiday week.")
+    objective = await insights.add_objective(db, community, "Answer more", "response_rate", "0.9", "2099-01-01")
+    await db.commit()
+    assert story_id is not None
+    values = route_values(
+        pulse_, story_id=story_id, membership_id=memberships["m1@x.org"].id, note_id=note.id, objective_id=objective.id
+    )
+
+    found: dict[tuple[str, str, str], str] = {}
+    for name, email in CALLERS:
+        client.cookies.clear()
+        if email:
+            await sign_in(client, db, email)
+        for method, template in sorted(routes, key=lambda route: route == ("POST", "/signout")):  # signing out last
+            url = url_for(client.app, method, template, values)
+            found[(name, method, template)] = verdict(url.split("?")[0], await call(client, method, template, url))
+
+    wrong = {
+        (caller, method, template, RULES[(method, template)]): (answer, EXPECTED[RULES[(method, template)]][caller])
+        for (caller, method, template), answer in found.items()
+        if answer != EXPECTED[RULES[(method, template)]][caller]
+    }
+    assert not wrong, "\n".join(f"{key}: got {got!r}, expected {want!r}" for key, (got, want) in sorted(wrong.items()))
+
+
+# --- disclosure ------------------------------------------------------------------------------------
+
+
+async def test_no_route_shows_a_hidden_team_or_an_open_round(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:  # noqa: ANN001
+    """A facilitator reads every GET route (pages, CSV, JSON, API) of a community with a team of 4
+    (below k) and a team of 8 (hidden too: 12 - 8 would be the four) in a closed round, and a second
+    survey whose round is open with answers. Nothing about either team, nor the open round's
+    scores or comments, can be read or worked out from totals."""
+    small = [f"small{i}@x.org" for i in range(4)]
+    big = [f"big{i}@x.org" for i in range(8)]
+    answers = {e: form(1, comment=f"the small team's secret {i}") for i, e in enumerate(small)} | {e: form(6) for e in big}
+    closed = await answered_round(client, db, engine, settings, {"Small": small, "Big": big}, answers)
+    community = closed.world.community
+    today = now().astimezone(ZoneInfo("Europe/Madrid")).date()
+    cadence = pulse.CadenceForm("weekly", today.weekday(), 1, 3, today.isoformat())
+    survey = await pulse.create_survey(db, community.id, "Europe/Madrid", "Check-in", ["psychological_safety"], cadence)
+    await insights.add_objective(db, community, "Feel safe", "psychological_safety", "6", (today + timedelta(days=90)).isoformat())
+    await db.commit()
+    assert (await schedule.tick(closed.sessionmaker, closed.keyring, None, moment=now())).opened == 1
+    open_round = await db.scalar(select(Round).where(Round.survey_id == survey.id))
+    url = f"/c/{community.id}/rounds/{open_round.id}"
+    live = {e: form(2, comment="live thought") for e in small} | {e: form(3) for e in big[:6]}
+    for email, values in live.items():
+        assert (await post_as(client, await session_cookie(db, email), url, values)).status_code == 303
+
+    await sign_in(client, db, "fac@x.org")
+    membership = await db.scalar(select(Membership.id).join(Person).where(Person.email == "small0@x.org"))
+    common = {"membership_id": membership, "team_id": closed.world.teams["Small"]}
+    bodies = {}
+    for values in (
+        route_values(closed, **common),  # the closed round of the first survey
+        route_values(closed, **common, survey=survey.id, survey_id=survey.id, round_id=open_round.id),  # the open one
+    ):
+        bodies |= {url: response.text for url, response in (await read_every_page(client, values)).items()}
+    gets = [template for method, template in app_routes(client.app) if method == "GET"]
+    assert len(bodies) > len(gets), "the second pass read no page of the open round"
+
+    # The attack is not defeated by emptiness: the community's closed result is there.
+    results = bodies[f"/c/{community.id}/insights/rounds/{closed.round.id}/results.json"]
+    assert '"respondents":12' in results.replace(" ", ""), results[:300]
+    assert csv_rows("teams.csv", bodies[f"/c/{community.id}/insights/rounds/{closed.round.id}/teams.csv"])
+    # Closed round: the team of 4 answered 1 and the team of 8 answered 6 to everything; their own
+    # means appear nowhere, and neither team's row holds a figure. Open round: the four answered 2,
+    # six of the eight 3 (together 2.60); none of these, nor the comment, shows before it closes.
+    assert_teams_hidden(bodies, ("Small", "Big"), ("1.00", "6.00"), "secret")
+    assert_open_round_hidden(bodies, open_round.id, ("2.00", "3.00", "2.60"), "live thought")
+    trend = bodies[f"/api/v1/communities/{community.id}/insights/trend?survey={survey.id}"]
+    assert '"response_rate":' in trend and str(open_round.id) in trend  # its response rate only
