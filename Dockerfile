@@ -8,6 +8,7 @@ COPY pyproject.toml README.md ./
 COPY safespace ./safespace
 COPY surveys ./surveys
 COPY templates ./templates
+COPY docs/PRIVACY.md docs/PRIVACY.es.md ./docs/
 RUN pip install --no-cache-dir -e . \
     && useradd --system --uid 10001 --home-dir /app safespace \
     && mkdir -p /data && chown safespace /data

@@ -33,6 +33,7 @@ from safespace.identity.controllers import (
     ProfileController,
 )
 from safespace.identity.mail import Postman
+from safespace.identity.privacy_page import PrivacyController
 from safespace.identity.sign_in_pages import SignInController
 from safespace.insights.api import insights_api
 from safespace.insights.controllers import InsightsController, SummaryController
@@ -147,6 +148,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
             healthz,
             readyz,
             SignInController,
+            PrivacyController,
             ProfileController,
             CommunitiesController,
             CommunityController,

@@ -75,3 +75,93 @@ def test_every_command_is_in_the_readme() -> None:
 
     missing = [name for name in names(main) if f"`{name}" not in README]
     assert not missing, f"commands missing from the README: {missing}"
+
+
+# --- the threat model's claims and the privacy page ------------------------------------------------
+
+THREAT_MODEL = (ROOT / "docs" / "THREAT_MODEL.md").read_text()
+NODE_ID = re.compile(r"(tests/[\w/]+\.py)::([\w:]+)(?:\[[^\]]*\])?")
+
+
+def existing_tests(test_file: Path) -> set[str]:
+    """Node ids (without parameters) of the test functions in one file, found with ast: no import, no database."""
+    import ast
+
+    tree = ast.parse(test_file.read_text(), filename=str(test_file))
+    found = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
+            found.add(node.name)
+        elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+            found |= {
+                f"{node.name}::{item.name}"
+                for item in node.body
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name.startswith("test")
+            }
+    return found
+
+
+def claim_rows(document: str) -> list[tuple[str, str]]:
+    """(claim id, test cell) of every row of the claim → test table."""
+    section = document.split("## Claims and the tests that prove them", 1)
+    assert len(section) == 2, "docs/THREAT_MODEL.md has lost its claim → test table"
+    rows = []
+    for line in section[1].splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        if len(cells) == 3 and re.fullmatch(r"C\d+", cells[0]):
+            rows.append((cells[0], cells[2]))
+    return rows
+
+
+def test_every_claim_of_the_threat_model_names_a_test() -> None:
+    rows = claim_rows(THREAT_MODEL)
+    assert len(rows) >= 30, f"only {len(rows)} claims parsed: has the table's layout changed?"
+    ids = [claim for claim, _ in rows]
+    assert len(ids) == len(set(ids)), "a claim number is used twice"
+    for claim, cell in rows:
+        assert NODE_ID.search(cell), f"{claim} names no test"
+    # Every claim the text cites (C12, C6–C11) is in the table.
+    cited = set(re.findall(r"\bC(\d+)\b", THREAT_MODEL.split("## Claims and the tests", 1)[0]))
+    assert {f"C{n}" for n in cited} <= set(ids), sorted({f"C{n}" for n in cited} - set(ids))
+
+
+def test_every_test_the_threat_model_names_exists() -> None:
+    """Anywhere in the document: a claim that points at a missing (renamed, deleted) test fails here."""
+    named = NODE_ID.findall(THREAT_MODEL)
+    assert named
+    missing = []
+    for path, name in named:
+        test_file = ROOT / path
+        if not test_file.is_file() or name not in existing_tests(test_file):
+            missing.append(f"{path}::{name}")
+    assert not missing, f"docs/THREAT_MODEL.md names tests that do not exist: {missing}"
+
+
+def test_the_claim_checker_catches_a_missing_test() -> None:
+    """The check above is not vacuous: a made-up test and a made-up file are both caught."""
+    table = (
+        "## Claims and the tests that prove them\n\n| claim | what | test |\n|---|---|---|\n"
+        "| C1 | real | `tests/test_docs.py::test_readme_starts_with_the_two_commands[x]` |\n"
+        "| C2 | renamed | `tests/test_docs.py::test_that_was_renamed` |\n"
+        "| C3 | moved | `tests/nowhere.py::test_readme_starts_with_the_two_commands` |\n"
+    )
+    found = {f"{p}::{n}": (ROOT / p).is_file() and n in existing_tests(ROOT / p) for p, n in NODE_ID.findall(table)}
+    assert found == {
+        "tests/test_docs.py::test_readme_starts_with_the_two_commands": True,
+        "tests/test_docs.py::test_that_was_renamed": False,
+        "tests/nowhere.py::test_readme_starts_with_the_two_commands": False,
+    }
+    assert [claim for claim, _ in claim_rows(table)] == ["C1", "C2", "C3"]
+
+
+def test_privacy_page_exists_in_both_languages_with_the_same_sections() -> None:
+    english = (ROOT / "docs" / "PRIVACY.md").read_text()
+    spanish = (ROOT / "docs" / "PRIVACY.es.md").read_text()
+    headings = [re.findall(r"^#+ ", text, flags=re.MULTILINE) for text in (english, spanish)]
+    assert headings[0] == headings[1] and len(headings[0]) >= 6, "the two languages have drifted apart"
+
+
+def test_docker_image_carries_the_privacy_page() -> None:
+    """The /privacy page is rendered from docs/PRIVACY*.md, so the image must copy them."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^COPY .*docs/PRIVACY", dockerfile, flags=re.MULTILINE)
