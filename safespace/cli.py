@@ -58,24 +58,42 @@ def main() -> None:
 @main.command(help="Serve the web app with uvicorn.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-def serve(host: str, port: int) -> None:
+@click.option(
+    "--workers", default=1, show_default=True, type=click.IntRange(min=1),
+    help="Worker processes (PostgreSQL only: SQLite takes one writer, so one worker).",
+)
+def serve(host: str, port: int, workers: int) -> None:
     import uvicorn
 
+    settings = _settings()
+    # SQLite allows one writer, and its write turns are per process (see docs/ARCHITECTURE.md).
+    if workers > 1 and settings.is_sqlite:
+        _fail("--workers above 1 needs PostgreSQL (SAFESPACE_DATABASE_URL=postgresql+asyncpg://...): "
+              "SQLite takes one writer at a time, so serve it with one worker.")
+    click.echo(f"Safespace is serving {settings.base_url} (listening on {host}:{port}, {workers} worker(s)).")
+    options = {
+        "host": host,
+        "port": port,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,  # an access log would pair people with the time of an answer (P7)
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.trusted_proxies,
+    }
+    if workers == 1:
+        from safespace.app import create_app
+
+        uvicorn.run(create_app(settings), **options)
+    else:
+        # Each worker process builds its own app from the same environment (uvicorn needs an
+        # import string to start several); they share nothing but the database.
+        uvicorn.run("safespace.cli:served_app", factory=True, workers=workers, **options)
+
+
+def served_app():  # noqa: ANN201 - a Litestar app; the import stays lazy
+    """The app of one `serve --workers N` process, from the environment like the parent's."""
     from safespace.app import create_app
 
-    settings = _settings()
-    app = create_app(settings)
-    click.echo(f"Safespace is serving {settings.base_url} (listening on {host}:{port}).")
-    # SQLite allows one writer: one worker process (see docs/ARCHITECTURE.md).
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=settings.log_level.lower(),
-        access_log=False,  # an access log would pair people with the time of an answer (P7)
-        proxy_headers=True,
-        forwarded_allow_ips=settings.trusted_proxies,
-    )
+    return create_app(_settings())
 
 
 @main.command(help="Apply database migrations (safe to run repeatedly).")
