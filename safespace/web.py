@@ -32,6 +32,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy import bindparam, select, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from safespace import i18n
@@ -311,7 +312,67 @@ def handle_refused(request: Request, exc: Refused) -> Response:
     return page("errors/error.html", status_code=409, status=409, title=_title(409), detail=str(exc))
 
 
+# SQLite's failures of the storage itself (not of a statement): the file or disk is read-only,
+# full or failing, or another process holds the lock too long.
+_SQLITE_STORAGE_ERRORS = ("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN")
+_DRIVERS = ("sqlalchemy.", "asyncpg.", "aiosqlite.")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when the database (not the request or our code) failed: unreachable, restarting, full, read-only."""
+    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection came free in time
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, sa_exc.InterfaceError):
+            return True
+        if isinstance(exc, sa_exc.OperationalError):
+            name = getattr(exc.orig, "sqlite_errorname", None)  # SQLite: only storage failures, not bad SQL
+            return name is None or name.startswith(_SQLITE_STORAGE_ERRORS)
+        return False
+    # asyncpg's connect and its closed-connection errors are not wrapped by SQLAlchemy: an
+    # OSError or a driver error counts only when the driver raised it, not (say) the mailer.
+    import asyncpg
+
+    driver_errors = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+    if not isinstance(exc, driver_errors):
+        return False
+    frame = exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_globals.get("__name__", "").startswith(_DRIVERS):
+            return True
+        frame = frame.tb_next
+    return False
+
+
+def handle_database_unavailable(request: Request, exc: BaseException) -> Response:
+    """503 with a page or problem document that says to try again; no traceback for a known outage."""
+    # The driver's message names the failure (never a value: engines hide parameters); the
+    # route's template, never the path.
+    reason = str(getattr(exc, "orig", None) or exc).split("\n", 1)[0][:200]
+    log.error(
+        "database unavailable on %s %s: %s: %s",
+        request.method,
+        request.scope.get("path_template", "?"),
+        exc.__class__.__name__,
+        reason,
+    )
+    _ensure_language(request)
+    status = 503
+    detail = i18n.gettext(
+        "Safespace cannot reach its database right now. Please try again in a few minutes; "
+        "if it keeps happening, tell your facilitator."
+    )
+    headers = {"Retry-After": "30"}
+    if is_api(request):
+        response = problem(status, _title(status), detail)
+        response.headers.update(headers)
+        return response
+    return page("errors/error.html", status_code=status, headers=headers, status=status, title=_title(status), detail=detail)
+
+
 def handle_server_error(request: Request, exc: Exception) -> Response:
+    if database_unavailable(exc):
+        return handle_database_unavailable(request, exc)
     # The route's template, never the path: a path can carry a sign-in token.
     log.exception("unhandled error on %s %s", request.method, request.scope.get("path_template", "?"))
     _ensure_language(request)
@@ -332,5 +393,6 @@ def _title(status: int) -> str:
         409: i18n.gettext("Not allowed"),
         429: i18n.gettext("Too many attempts"),
         500: i18n.gettext("Something went wrong"),
+        503: i18n.gettext("Temporarily unavailable"),
     }
     return titles.get(status, i18n.gettext("That did not work"))
