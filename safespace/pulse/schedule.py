@@ -60,11 +60,39 @@ class TickReport:
     stories_released: int = 0
 
 
-_HOLDER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # unique even across containers
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid").removeprefix("pid:[").removesuffix("]")
+    except OSError:  # no /proc: other hosts' pids cannot be told apart, so never judge them gone
+        return "?"
+
+
+_HOST = socket.gethostname()[:40]  # lease.holder is 80 characters
+# host, pid, pid namespace (containers may share a host name), and a random part: unique everywhere
+_HOLDER = f"{_HOST}:{os.getpid()}:{_pid_namespace()}:{uuid.uuid4().hex[:8]}"
 
 
 def holder_name() -> str:
     return _HOLDER
+
+
+def _holder_gone(holder: str) -> bool:
+    """True if the lease's holder was a process of this machine and pid namespace that has died.
+
+    A pass killed midway (SIGKILL, OOM, a crashed container) leaves its lease until it expires;
+    its transaction rolled back, so the work is still to do and the next pass may take it over at
+    once. Holders elsewhere, or whose pid now runs another process, are left to expire.
+    """
+    host, pid, namespace, _ = [*holder.split(":"), "", "", ""][:4]
+    if host != _HOST or namespace in ("?", "") or namespace != _pid_namespace() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, under another user
+        return False
+    return False
 
 
 async def take_lease(db: AsyncSession, holder: str, moment: datetime) -> bool:
@@ -75,7 +103,18 @@ async def take_lease(db: AsyncSession, holder: str, moment: datetime) -> bool:
         .values(holder=holder, expires_at=moment + LEASE_TIME)
     )
     if taken.rowcount == 0:
-        if await db.get(Lease, LEASE_NAME) is not None:
+        held_by = await db.scalar(select(Lease.holder).where(Lease.name == LEASE_NAME))
+        if held_by is not None:
+            if _holder_gone(held_by):
+                taken = await db.execute(
+                    update(Lease)
+                    .where(Lease.name == LEASE_NAME, Lease.holder == held_by)  # unless another took it first
+                    .values(holder=holder, expires_at=moment + LEASE_TIME)
+                )
+                if taken.rowcount == 1:
+                    log.warning("schedule: took over the lease of %s, which stopped before its pass ended", held_by)
+                    await db.commit()
+                    return True
             await db.rollback()
             return False
         db.add(Lease(name=LEASE_NAME, holder=holder, expires_at=moment + LEASE_TIME))
