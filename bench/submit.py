@@ -50,6 +50,7 @@ class Connection:
 
     def __init__(self, port: int) -> None:
         self.port, self.reader, self.writer = port, None, None
+        self.body = b""  # the last response's body (tests read the error pages)
 
     async def request(self, method: str, path: str, cookies: dict, body: bytes = b"") -> tuple[int, dict[str, str]]:
         try:
@@ -72,7 +73,7 @@ class Connection:
                 elif name == "set-cookie":
                     key, _, cookie = value.split(";", 1)[0].partition("=")
                     set_cookies[key.strip()] = cookie.strip()
-            await self.reader.readexactly(length)
+            self.body = await self.reader.readexactly(length)
         except (OSError, asyncio.IncompleteReadError):
             self.close()
             raise ConnectionError(f"{method} {path}: the server dropped the connection") from None
