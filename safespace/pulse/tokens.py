@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace.db.upsert import insert_once
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
 from safespace.identity.services import now
@@ -50,29 +51,16 @@ def _group_of(round_: Round, membership: Membership) -> str:
 
 
 async def _key_for(db: AsyncSession, keyring: Keyring, round_: Round, group_key: str, bits: int) -> RoundKey:
-    """The round's key for a group, made on first use (two first uses may race: one key wins)."""
+    """The round's key for a group, made on first use."""
     query = select(RoundKey).where(RoundKey.round_id == round_.id, RoundKey.group_key == group_key)
     existing = await db.scalar(query)
     if existing:
         return existing
     made = await token_keys.new_key(keyring, "round_key", bits)
-    key = RoundKey(
-        id=made.id,
-        round_id=round_.id,
-        group_key=group_key,
-        public_der=made.public_der,
-        private_sealed=made.private_sealed,
-        fingerprint=made.fingerprint,
-    )
-    # No savepoint: SQLite's driver would commit at its release. Nothing else is written in this
-    # transaction (the caller only reads), so a lost race simply rolls back and reads the winner.
-    db.add(key)
-    try:
-        await db.flush()
-    except IntegrityError:
-        await db.rollback()
-        return await db.scalar(query)
-    return key
+    values = {"id": made.id, "round_id": round_.id, "group_key": group_key, "public_der": made.public_der,
+              "private_sealed": made.private_sealed, "fingerprint": made.fingerprint}  # fmt: skip
+    await insert_once(db, RoundKey, values, ["round_id", "group_key"])  # two first uses may race: one key wins
+    return await db.scalar(query)
 
 
 async def _open_round(db: AsyncSession, membership: Membership, round_id: uuid.UUID) -> Round:

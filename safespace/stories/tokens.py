@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace.db.upsert import insert_once
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community, Membership
 from safespace.identity.services import now
@@ -36,22 +37,18 @@ class StoryTokenKey(msgspec.Struct):
 
 
 async def key_for(db: AsyncSession, keyring: Keyring, community_id: uuid.UUID, kind: str, bits: int) -> StoryTokenKey:
-    """This week's key of a kind, made on first use (a lost race rolls back and reads the winner)."""
+    """This week's key of a kind, made on first use."""
     if kind not in KINDS:
         raise TokenRefused(_("Ask for a story or a reply token."), 404)
     week = services.week_of(now())
     query = select(StoryKey).where(StoryKey.community_id == community_id, StoryKey.week == week, StoryKey.kind == kind)
     key = await db.scalar(query)
-    if key is None:
+    if key is None:  # made on first use; two first uses may race: one key wins
         made = await token_keys.new_key(keyring, "story_key", bits)
-        key = StoryKey(id=made.id, community_id=community_id, week=week, kind=kind, public_der=made.public_der,
-                       private_sealed=made.private_sealed, fingerprint=made.fingerprint)  # fmt: skip
-        db.add(key)
-        try:
-            await db.flush()
-        except IntegrityError:
-            await db.rollback()
-            key = await db.scalar(query)
+        values = {"id": made.id, "community_id": community_id, "week": week, "kind": kind, "public_der": made.public_der,
+                  "private_sealed": made.private_sealed, "fingerprint": made.fingerprint}  # fmt: skip
+        await insert_once(db, StoryKey, values, ["community_id", "week", "kind"])
+        key = await db.scalar(query)
     return StoryTokenKey(key.id, key.kind, key.week, token_keys.jwk(key.public_der), key.fingerprint)
 
 

@@ -112,8 +112,7 @@ async def test_database_outage_answers_503_then_recovers(cluster: Cluster, serve
                     seen.append((time.monotonic(), what, status, body))
                 await asyncio.sleep(0.05)
 
-        # One member of each team opens the home page first, alone: its round key is made on
-        # first use, and members racing for it get a 500 today (see test_load's xfail).
+        # One member of each team opens the home page first: its round key is made on first use.
         for member in pulse.members[:4]:
             assert (await request(server.port, "GET", home, member.cookies))[0] == 200
         visits = [asyncio.create_task(member_visits(m)) for m in pulse.members[: MEMBERS // 2]]

@@ -85,12 +85,6 @@ async def test_server_killed_mid_load_counts_every_member_once(
     assert found == {"participation": MEMBERS, "community": MEMBERS, "teams": MEMBERS, "comments": pulse.commenters()}
 
 
-@pytest.mark.xfail(
-    reason="pulse/tokens.py _key_for: the member who loses the race to make a round key rolls back, which "
-    "expires the request's membership; the home page then lazy-loads it outside the greenlet (MissingGreenlet, "
-    "a 500). INSERT ... ON CONFLICT DO NOTHING, then SELECT, would need no rollback.",
-    strict=False,  # a race: on a quiet machine the members may happen to arrive one by one
-)
 async def test_members_opening_home_at_once_all_get_the_page(
     database_url: str, engine: AsyncEngine, db: AsyncSession, serve
 ) -> None:  # noqa: ANN001
