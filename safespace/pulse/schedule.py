@@ -19,6 +19,7 @@ import msgspec
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from safespace.db.upsert import insert_once
 from safespace.identity.models import Community, Membership, Person
 from safespace.identity.services import now
 from safespace.identity.signin import forget_old_sign_ins
@@ -251,6 +252,7 @@ async def close_round(db: AsyncSession, keyring: Keyring, round_id: uuid.UUID, m
     return True
 
 
+SCRUB_DUE = "scrub-due"  # a lease row that is a note: old row versions wait to be scrubbed
 ANSWER_TABLES = ("participation", "tally", "pending_comment", "released_comment", "round_mail", "round_key", "spent_token")
 STORY_TABLES = ("story", "story_quota", "reply", "flag", "reaction")
 
@@ -371,16 +373,21 @@ async def tick(
             return TickReport(skipped=True)
         try:
             report = await run_schedule(db, keyring, moment, session_idle, story_release)
+            if report.closed or report.stories_released:
+                # Noted in the same transaction: a tick killed before its scrub leaves the note,
+                # and the next tick scrubs (old row versions must not outlive a close).
+                await insert_once(db, Lease, {"name": SCRUB_DUE, "holder": holder, "expires_at": moment}, ["name"])
             await db.commit()  # the mail ledger is written before any mail goes out
         except Exception:
             await db.rollback()
             raise
         finally:
             await release_lease(db, holder)
-        if report.closed:
+        if await db.get(Lease, SCRUB_DUE) is not None:
             await scrub(db)
-        if report.stories_released:
             await scrub(db, STORY_TABLES)
+            await db.execute(delete(Lease).where(Lease.name == SCRUB_DUE))
+            await db.commit()
     if mailer is not None:
         await mailer.send_all(sessionmaker, report.mails)
     return report

@@ -196,3 +196,25 @@ async def test_a_refused_invitation_is_tried_again_and_a_sent_one_never(db: Asyn
     await schedule.tick(sessionmaker, keyring, mailer)
     assert flaky.delivered.count("m0@x.org") == 1
     assert len(flaky.delivered) == 7  # everyone exactly once
+
+
+async def test_a_scrub_left_undone_by_a_killed_tick_is_done_by_the_next(db: AsyncSession, engine, settings, monkeypatch) -> None:  # noqa: ANN001
+    """A tick that commits a close and dies before its scrub leaves a note; the next tick scrubs."""
+    sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    keyring = Keyring.load(settings.encryption_key_path)
+    db.add(Lease(name=schedule.SCRUB_DUE, holder="a tick that was killed", expires_at=now()))
+    await db.commit()
+    scrubbed: list[tuple[str, ...]] = []
+    real_scrub = schedule.scrub
+
+    async def counting(session, tables=schedule.ANSWER_TABLES):  # noqa: ANN001, ANN202
+        scrubbed.append(tables)
+        await real_scrub(session, tables)
+
+    monkeypatch.setattr(schedule, "scrub", counting)
+    report = await schedule.tick(sessionmaker, keyring, None, moment=now())
+    assert not report.closed and not report.stories_released  # nothing of its own to scrub
+    assert scrubbed == [schedule.ANSWER_TABLES, schedule.STORY_TABLES]
+    assert await db.scalar(select(func.count()).select_from(Lease).where(Lease.name == schedule.SCRUB_DUE)) == 0
+    await schedule.tick(sessionmaker, keyring, None, moment=now())
+    assert len(scrubbed) == 2  # done once
