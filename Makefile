@@ -42,6 +42,11 @@ bench-dashboard: $(STAMP)
 bench-tokens: $(STAMP)
 	$(BIN)/python bench/tokens.py $(TOKENS_ARGS)
 
+# 20 minutes of mixed traffic on PostgreSQL, two workers: p50/p99 per route, errors, RSS growth; SOAK_ARGS="--minutes 2".
+.PHONY: bench-soak
+bench-soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
+
 # Regenerate the message catalogs' template after changing user-facing strings.
 messages: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k lazy --sort-output -o safespace/locale/messages.pot --no-location --omit-header .
