@@ -1,4 +1,4 @@
-"""The `safespace` command: serve, migrate, demo, create-community, invite, login-link."""
+"""The `safespace` command: serve, migrate, demo, create-community, invite, login-link, backup, restore."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -294,6 +295,67 @@ def login_link(email: str) -> None:
     if token is None:
         _fail(f"No one with the address {email} has been invited yet.")
     click.echo(link_url(settings.base_url, token))
+
+
+@main.command(help="Write a consistent snapshot of the database to PATH (a new file, or a folder to put one in). "
+              "The encryption keys are not in it: back them up separately.")
+@click.argument("path", type=click.Path(path_type=Path))
+def backup(path: Path) -> None:
+    from safespace.db.backup import BackupError, take
+
+    settings = _settings()
+    try:
+        report = asyncio.run(take(settings, path))
+    except BackupError as exc:
+        _fail(str(exc))
+    manifest = report.manifest
+    kind = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[manifest.database]
+    click.echo(
+        f"Backed up the {kind} database (revision {manifest.revision}, {manifest.row_total} rows in "
+        f"{len(manifest.rows)} tables) to {report.path} ({report.size / 1e6:.1f} MB) in {report.seconds:.1f} s."
+    )
+    # One file with both the data and its keys would open every comment and story for whoever holds it (P6).
+    keys = ", ".join(map(str, manifest.key_ids)) or "none yet"
+    secret = settings.secret_key_file or Path(settings.data_dir) / "secret.key"
+    click.echo(
+        f"The backup holds no keys (comments and stories in it are sealed with key(s) {keys} of "
+        f"{settings.encryption_key_path}). Back up that file and {secret} separately, "
+        "and keep them at least as long as this backup: without encryption.keys its comments and stories "
+        "cannot be read."
+    )
+    if manifest.open_rounds:
+        click.echo(
+            f"Note: {manifest.open_rounds} round(s) are open. This backup keeps their participation list and "
+            "unreleased comments as they stand; closing a round scrubs them from the database, not from this file."
+        )
+
+
+@main.command(help="Bring back the database from a file written by `safespace backup`, then migrate it. "
+              "Stop the app first.")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace a database that already holds data.")
+def restore(path: Path, force: bool) -> None:
+    from safespace.db.backup import BackupError
+    from safespace.db.backup import restore as run_restore
+
+    settings = _settings()
+    try:
+        report = asyncio.run(run_restore(settings, path, force))
+    except BackupError as exc:
+        _fail(str(exc))
+    manifest = report.manifest
+    kind = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[manifest.database]
+    click.echo(
+        f"Restored the {kind} database from {path} (taken {manifest.taken_at}, revision {manifest.revision}, "
+        f"{manifest.row_total} rows) in {report.seconds:.1f} s."
+    )
+    if manifest.key_ids:
+        click.echo(f"The key file {settings.encryption_key_path} opens its comments and stories "
+                   f"(key(s) {', '.join(map(str, manifest.key_ids))}).")
+    if report.migrated_to:
+        click.echo(f"Migrated it from revision {manifest.revision} to {report.migrated_to}.")
+    else:
+        click.echo("It is at the current revision; no migration was needed.")
 
 
 if __name__ == "__main__":
