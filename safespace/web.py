@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import msgspec
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Request, Response
 from litestar.background_tasks import BackgroundTask
@@ -28,6 +29,7 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -273,6 +275,38 @@ def problem(status: int, title: str, detail: str = "", **extra: Any) -> Response
         body["detail"] = detail
     body.update(extra)
     return Response(content=body, status_code=status, media_type="application/problem+json")
+
+
+class Problem(msgspec.Struct):
+    """The shape of `problem()` for the OpenAPI schema: how every API error is answered."""
+
+    type: str
+    title: str
+    status: int
+    detail: str = ""
+    # field -> what to do (422), or Litestar's list of invalid parts of the request (400)
+    errors: dict[str, str] | list[dict[str, Any]] | None = None
+
+
+PROBLEMS = {
+    400: "The request cannot be read: malformed JSON, a missing, unknown or mistyped field, or a token that is not valid",
+    401: "Not signed in: sign in and send the session cookie",
+    403: "Not allowed here (only facilitators), or the x-csrftoken header does not match the CSRF cookie",
+    404: "No such community for you, or no such round, survey, team, member, key or story in it",
+    409: "Refused by a rule: the round is not open, already answered, the token was spent, the last facilitator",
+    422: "Some fields need attention: `errors` names each field and what to do",
+    429: "Too many: this week's tokens are taken",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """The problem documents an API route may answer, for its OpenAPI `responses`."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem, media_type="application/problem+json", description=PROBLEMS[status], generate_examples=False
+        )
+        for status in statuses
+    }
 
 
 def _ensure_language(request: Request) -> None:

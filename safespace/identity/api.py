@@ -25,6 +25,7 @@ from safespace.web import (
     community_routes,
     handle_invalid_input,
     handle_refused,
+    problem_responses,
 )
 
 # --- schemas --------------------------------------------------------------------------------
@@ -117,14 +118,14 @@ class CommunitiesApi(Controller):
     path = "/communities"
     tags = ["communities"]
 
-    @get("/")
+    @get("/", responses=problem_responses(401))
     async def list_communities(
         self, viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]
     ) -> list[CommunityOut]:
         memberships = await services.memberships_of(db_session, viewer.person_id)
         return [CommunityOut.of(m.community, m.role) for m in memberships if m.status == "active"]
 
-    @post("/")
+    @post("/", responses=problem_responses(400, 401, 403, 409, 422))
     async def create_community(
         self,
         data: JSONBody[CommunityIn],
@@ -138,11 +139,11 @@ class CommunitiesApi(Controller):
         )
         return CommunityOut.of(community, "facilitator")
 
-    @get("/{community_id:uuid}")
+    @get("/{community_id:uuid}", responses=problem_responses(400, 401, 404))
     async def get_community(self, membership: NamedDependency[Membership]) -> CommunityOut:
         return CommunityOut.of(membership.community, membership.role)
 
-    @patch("/{community_id:uuid}")
+    @patch("/{community_id:uuid}", responses=problem_responses(400, 401, 403, 404, 409, 422))
     async def update_community(
         self,
         data: JSONBody[CommunityPatch],
@@ -161,13 +162,13 @@ class CommunitiesApi(Controller):
         )
         return CommunityOut.of(c, facilitation.role)
 
-    @get("/{community_id:uuid}/teams")
+    @get("/{community_id:uuid}/teams", responses=problem_responses(400, 401, 403, 404))
     async def list_teams(
         self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
     ) -> list[TeamOut]:
         return [TeamOut.of(t) for t in await services.teams_of(db_session, facilitation.community_id)]
 
-    @post("/{community_id:uuid}/teams")
+    @post("/{community_id:uuid}/teams", responses=problem_responses(400, 401, 403, 404, 409, 422))
     async def create_team(
         self,
         data: JSONBody[TeamIn],
@@ -176,7 +177,7 @@ class CommunitiesApi(Controller):
     ) -> TeamOut:
         return TeamOut.of(await services.create_team(db_session, facilitation.community_id, data.name))
 
-    @patch("/{community_id:uuid}/teams/{team_id:uuid}")
+    @patch("/{community_id:uuid}/teams/{team_id:uuid}", responses=problem_responses(400, 401, 403, 404, 409, 422))
     async def rename_team(
         self,
         team_id: FromPath[uuid.UUID],
@@ -192,13 +193,13 @@ class CommunitiesApi(Controller):
             raise
         return TeamOut.of(team)
 
-    @get("/{community_id:uuid}/members")
+    @get("/{community_id:uuid}/members", responses=problem_responses(400, 401, 403, 404))
     async def list_members(
         self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
     ) -> list[MemberOut]:
         return [MemberOut.of(m) for m in await services.roster(db_session, facilitation.community_id)]
 
-    @post("/{community_id:uuid}/members")
+    @post("/{community_id:uuid}/members", responses=problem_responses(400, 401, 403, 404, 409, 422))
     async def invite_members(
         self,
         data: JSONBody[InviteIn],
@@ -220,7 +221,7 @@ class CommunitiesApi(Controller):
         ]
         return InviteOut([MemberOut.of(m) for m in result.invited], result.already_members, result.invalid, not_mailed)
 
-    @patch("/{community_id:uuid}/members/{membership_id:uuid}")
+    @patch("/{community_id:uuid}/members/{membership_id:uuid}", responses=problem_responses(400, 401, 403, 404, 409, 422))
     async def change_member(
         self,
         membership_id: FromPath[uuid.UUID],

@@ -15,12 +15,13 @@ from safespace.identity.models import Membership
 from safespace.insights import services
 from safespace.insights.controllers import round_or_404, survey_or_404
 from safespace.pulse.services import round_instruments
-from safespace.web import facilitator_routes
+from safespace.web import facilitator_routes, problem_responses
 
 PATH = "/communities/{community_id:uuid}/insights"
+READ = problem_responses(400, 401, 403, 404)
 
 
-@get(f"{PATH}/trend", tags=["insights"])
+@get(f"{PATH}/trend", tags=["insights"], responses=READ)
 async def trend(
     survey: FromQuery[uuid.UUID],
     facilitation: NamedDependency[Membership],
@@ -32,7 +33,7 @@ async def trend(
     return await services.survey_trend(db_session, facilitation.community, chosen, i18n.current_language(), None)
 
 
-@get(f"{PATH}/rounds/{{round_id:uuid}}/teams", tags=["insights"])
+@get(f"{PATH}/rounds/{{round_id:uuid}}/teams", tags=["insights"], responses=READ)
 async def round_teams(
     round_id: FromPath[uuid.UUID],
     facilitation: NamedDependency[Membership],
@@ -45,14 +46,14 @@ async def round_teams(
     return [await services.round_team_grid(db_session, round_, i, i18n.current_language()) for i in round_instruments(round_)]
 
 
-@get(f"{PATH}/vitality", tags=["insights"])
+@get(f"{PATH}/vitality", tags=["insights"], responses=READ)
 async def vitality(facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> services.Vitality:
     """Response rate and members over rounds, stories, replies and reactions per month, the five keys."""
     members = sum(1 for m in await identity.roster(db_session, facilitation.community_id) if m.status == "active")
     return await services.vitality(db_session, facilitation.community, members, i18n.current_language())
 
 
-@get(f"{PATH}/objectives", tags=["insights"])
+@get(f"{PATH}/objectives", tags=["insights"], responses=READ)
 async def objectives(
     facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
 ) -> list[services.ObjectiveView]:

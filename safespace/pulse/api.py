@@ -16,10 +16,10 @@ from safespace.identity.services import now
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import services
 from safespace.pulse.results import RoundResult, round_result
-from safespace.web import member_routes
+from safespace.web import member_routes, problem_responses
 
 
-@get("/communities/{community_id:uuid}/rounds/{round_id:uuid}/results", tags=["pulse"])
+@get("/communities/{community_id:uuid}/rounds/{round_id:uuid}/results", tags=["pulse"], responses=problem_responses(400, 401, 404))
 async def round_results(
     round_id: FromPath[uuid.UUID],
     membership: NamedDependency[Membership],

@@ -22,7 +22,7 @@ from safespace.pulse import services, tokens
 from safespace.privacy.token_keys import TokenRefused, b64url, from_b64url
 from safespace.pulse.tokens import PublishedKey, Redemption
 from safespace.settings import Settings
-from safespace.web import SESSION_COOKIE, member_routes, problem
+from safespace.web import SESSION_COOKIE, member_routes, problem, problem_responses
 
 REDEEM_PATH = "/api/v1/answers"
 
@@ -52,24 +52,24 @@ def _refused(exc: Exception) -> Response:
     raise exc
 
 
-@get("/api/v1/communities/{community_id:uuid}/rounds/{round_id:uuid}/token-key", tags=["tokens"])
+@get("/api/v1/communities/{community_id:uuid}/rounds/{round_id:uuid}/token-key", tags=["tokens"], responses=problem_responses(400, 401, 404, 409))
 async def token_key(
     round_id: FromPath[uuid.UUID],
     membership: NamedDependency[Membership],
     db_session: NamedDependency[AsyncSession],
     keyring: NamedDependency[Keyring],
     settings: NamedDependency[Settings],
-) -> PublishedKey | Response:
+) -> Response[PublishedKey]:
     """The public key (JWK and fingerprint) the member blinds their answer token for."""
     try:
-        return await tokens.key_for_member(db_session, keyring, membership, round_id, settings.token_key_bits)
+        return Response(await tokens.key_for_member(db_session, keyring, membership, round_id, settings.token_key_bits))
     except LookupError:
         raise NotFoundException(_("There is no such round in this community.")) from None
     except services.RoundNotOpen as exc:
         return _refused(exc)
 
 
-@get("/api/v1/communities/{community_id:uuid}/rounds/{round_id:uuid}/keys", tags=["tokens"])
+@get("/api/v1/communities/{community_id:uuid}/rounds/{round_id:uuid}/keys", tags=["tokens"], responses=problem_responses(400, 401, 404))
 async def round_keys(
     round_id: FromPath[uuid.UUID], membership: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
 ) -> list[PublishedKey]:
@@ -81,14 +81,14 @@ async def round_keys(
     return await tokens.published_keys(db_session, round_id)
 
 
-@post("/api/v1/communities/{community_id:uuid}/rounds/{round_id:uuid}/token", tags=["tokens"], status_code=200)
+@post("/api/v1/communities/{community_id:uuid}/rounds/{round_id:uuid}/token", tags=["tokens"], status_code=200, responses=problem_responses(400, 401, 403, 404, 409))
 async def blind_token(
     round_id: FromPath[uuid.UUID],
     data: JSONBody[BlindRequest],
     membership: NamedDependency[Membership],
     db_session: NamedDependency[AsyncSession],
     keyring: NamedDependency[Keyring],
-) -> BlindSignature | Response:
+) -> Response[BlindSignature]:
     """Sign a blinded token: the member joins the round's ledger; one token per member and round."""
     try:
         signature = await tokens.issue(
@@ -98,13 +98,13 @@ async def blind_token(
         raise NotFoundException(_("There is no such round in this community.")) from None
     except (TokenRefused, services.AlreadyAnswered, services.RoundNotOpen) as exc:
         return _refused(exc)
-    return BlindSignature(blind_sig=b64url(signature))
+    return Response(BlindSignature(blind_sig=b64url(signature)))
 
 
-@post(REDEEM_PATH, tags=["tokens"], status_code=201)
+@post(REDEEM_PATH, tags=["tokens"], status_code=201, responses=problem_responses(400, 404, 409, 422))
 async def redeem(
     request: Request, data: JSONBody[Redemption], db_session: NamedDependency[AsyncSession], keyring: NamedDependency[Keyring]
-) -> dict[str, bool] | Response:
+) -> Response[dict[str, bool]]:
     """Answers with a token and nothing else: no session, no name. Refused with a session cookie."""
     if SESSION_COOKIE in request.cookies:
         # The browser sends this request with credentials "omit"; a cookie here means a client
@@ -119,7 +119,7 @@ async def redeem(
     except (TokenRefused, services.RoundNotOpen, services.InvalidInput) as exc:
         await db_session.rollback()
         return _refused(exc)
-    return {"counted": True}
+    return Response({"counted": True}, status_code=201)
 
 
 token_router = Router(path="/", route_handlers=[token_key, round_keys, blind_token], dependencies=member_routes())

@@ -8,6 +8,7 @@ import uuid
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromQuery, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,7 +21,7 @@ from safespace.settings import Settings
 from safespace.stories import services, tokens
 from safespace.stories.controllers import finding_labels
 from safespace.stories.tokens import ReplyRedemption, StoryRedemption, StoryTokenKey
-from safespace.web import SESSION_COOKIE, member_routes, problem
+from safespace.web import SESSION_COOKIE, member_routes, problem, problem_responses
 
 STORY_PATH, REPLY_PATH = "/api/v1/stories", "/api/v1/replies"
 
@@ -28,6 +29,19 @@ STORY_PATH, REPLY_PATH = "/api/v1/stories", "/api/v1/replies"
 class StoryBlindRequest(msgspec.Struct, forbid_unknown_fields=True):
     key_id: uuid.UUID
     blinded_msg: str
+
+
+class Receipt(msgspec.Struct):
+    receipt: str  # shown once: the author's only way back to the story
+
+
+class Finding(msgspec.Struct):
+    label: str
+    text: str
+
+
+class Findings(msgspec.Struct):
+    findings: list[Finding]
 
 
 def _problem(exc: Exception) -> Response:
@@ -46,22 +60,22 @@ def _with_cookie(request: Request) -> Response | None:
     return None
 
 
-@get("/api/v1/communities/{community_id:uuid}/story-tokens/key", tags=["tokens"])
+@get("/api/v1/communities/{community_id:uuid}/story-tokens/key", tags=["tokens"], responses=problem_responses(400, 401, 404))
 async def story_token_key(
     membership: NamedDependency[Membership],
     db_session: NamedDependency[AsyncSession],
     keyring: NamedDependency[Keyring],
     settings: NamedDependency[Settings],
     kind: FromQuery[str] = "story",
-) -> StoryTokenKey | Response:
+) -> Response[StoryTokenKey]:
     """This week's public key for story (or reply) tokens of the community."""
     try:
-        return await tokens.key_for(db_session, keyring, membership.community_id, kind, settings.token_key_bits)
+        return Response(await tokens.key_for(db_session, keyring, membership.community_id, kind, settings.token_key_bits))
     except TokenRefused as exc:
         return _problem(exc)
 
 
-@post("/api/v1/communities/{community_id:uuid}/story-tokens", tags=["tokens"], status_code=200)
+@post("/api/v1/communities/{community_id:uuid}/story-tokens", tags=["tokens"], status_code=200, responses=problem_responses(400, 401, 403, 404, 409, 429))
 async def story_token(
     data: JSONBody[StoryBlindRequest],
     membership: NamedDependency[Membership],
@@ -69,7 +83,7 @@ async def story_token(
     keyring: NamedDependency[Keyring],
     settings: NamedDependency[Settings],
     secret: NamedDependency[bytes],
-) -> dict[str, str] | Response:
+) -> Response[dict[str, str]]:
     """Sign a blinded story or reply token; counts the member's weekly quota."""
     try:
         signature = await tokens.issue(
@@ -79,13 +93,19 @@ async def story_token(
     except (TokenRefused, services.WeeklyLimit) as exc:
         await db_session.rollback()
         return _problem(exc)
-    return {"blind_sig": b64url(signature)}
+    return Response({"blind_sig": b64url(signature)})
 
 
-@post(STORY_PATH, tags=["tokens"], status_code=201)
+@post(
+    STORY_PATH,
+    tags=["tokens"],
+    status_code=201,
+    responses=problem_responses(400, 404, 409, 422)
+    | {200: ResponseSpec(Findings, description="Nothing stored: the text may point to someone (the findings say where)")},
+)
 async def redeem_story(
     request: Request, data: JSONBody[StoryRedemption], db_session: NamedDependency[AsyncSession], keyring: NamedDependency[Keyring]
-) -> Response:
+) -> Response[Receipt]:
     """A story with a token and nothing else. 200 with findings when it may point to someone."""
     if refused := _with_cookie(request):
         return refused
@@ -96,14 +116,14 @@ async def redeem_story(
         return _problem(exc)
     if code is None:
         labels = finding_labels()
-        return Response({"findings": [{"label": labels[f.kind], "text": f.text} for f in findings]}, status_code=200)
-    return Response({"receipt": code}, status_code=201)
+        return Response(Findings([Finding(labels[f.kind], f.text) for f in findings]), status_code=200)
+    return Response(Receipt(code), status_code=201)
 
 
-@post(REPLY_PATH, tags=["tokens"], status_code=201)
+@post(REPLY_PATH, tags=["tokens"], status_code=201, responses=problem_responses(400, 404, 409, 422))
 async def redeem_reply(
     request: Request, data: JSONBody[ReplyRedemption], db_session: NamedDependency[AsyncSession], keyring: NamedDependency[Keyring]
-) -> dict[str, bool] | Response:
+) -> Response[dict[str, bool]]:
     """A reply with a token and nothing else; it goes out with the community's next batch."""
     if refused := _with_cookie(request):
         return refused
@@ -112,7 +132,7 @@ async def redeem_reply(
     except (TokenRefused, InvalidInput) as exc:
         await db_session.rollback()
         return _problem(exc)
-    return {"stored": True}
+    return Response({"stored": True}, status_code=201)
 
 
 story_token_router = Router(path="/", route_handlers=[story_token_key, story_token], dependencies=member_routes())
