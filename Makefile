@@ -24,6 +24,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Schemathesis against the OpenAPI schema, 1,000 examples per operation on both databases (the suite runs 12).
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} $(BIN)/python -m pytest tests/test_fuzz.py -k every -p no:logging $(PYTEST_ARGS)
+
 # Benchmarks print ratios against the bare /healthz measured in the same run; not part of `make test`.
 # BENCH_ARGS go to submit.py, DASHBOARD_ARGS to dashboard.py (e.g. DASHBOARD_ARGS="--db both").
 bench: $(STAMP)
