@@ -59,10 +59,39 @@ from safespace.web import (
 )
 
 STATIC = Path(__file__).with_name("static")
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
+# Our own scripts, styles and images only: no inline script or style, no other host (a CDN would
+# learn who reads which page), no plugins, no <base> rewriting, forms post only to us, no framing.
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",  # charts are inline SVG and the favicon a file: no data: URLs needed
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
 )
+# Browser features no page uses, turned off for us and anything we might embed. Every name is one
+# Chromium recognises (an unknown name only earns a console warning); interest-cohort and
+# browsing-topics keep us out of the browser's ad-interest profiling.
+PERMISSIONS_POLICY = ", ".join(
+    f"{feature}=()"
+    for feature in (
+        "accelerometer", "autoplay", "browsing-topics", "camera", "captured-surface-control",
+        "clipboard-read", "compute-pressure", "display-capture", "encrypted-media", "fullscreen",
+        "gamepad", "geolocation", "gyroscope", "hid", "identity-credentials-get", "idle-detection",
+        "interest-cohort", "local-fonts", "magnetometer", "microphone", "midi", "otp-credentials",
+        "payment", "picture-in-picture", "private-state-token-issuance",
+        "private-state-token-redemption", "publickey-credentials-create", "publickey-credentials-get",
+        "screen-wake-lock", "serial", "speaker-selection", "storage-access", "sync-xhr", "usb",
+        "window-management", "xr-spatial-tracking",
+    )
+)  # fmt: skip
+# A sign-in link's path is a live token: no page under it may name its address to anyone, us
+# included (a proxy's log keeps Referer), even an error page rendered for it.
+NO_REFERRER_PREFIXES = ("/signin/",)
 # Paths that need neither a session nor the database.
 PUBLIC = ["^/static/", "^/healthz$", "^/readyz$", "^/schema"]
 # Anonymous answers with a token: no session is loaded (a cookie sent along is refused by the
@@ -86,18 +115,30 @@ async def readyz(db_session: NamedDependency[AsyncSession]) -> Response:
 
 
 async def _common_headers(message: Message, scope: Scope) -> None:
+    """Every response, error pages and problem documents included (docs/ARCHITECTURE.md, Requests)."""
     if message["type"] != "http.response.start":
         return
     headers = MutableScopeHeaders.from_message(message)
-    # Pages and API answers carry personal content: no cache, shared or local, may keep them.
-    if not scope["path"].startswith("/static/"):
-        headers.setdefault("Cache-Control", "no-store")
-    headers.setdefault("Referrer-Policy", "same-origin")
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    # Our own scripts and styles only; no framing (clickjacking), forms post only to us.
-    headers.setdefault("Content-Security-Policy", CSP)
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()")
+    path = scope["path"]
+    if path.startswith("/static/"):
+        # Scripts carry integrity hashes in the (never cached) pages: a browser must revalidate
+        # them (ETag) rather than run a stale copy that no longer matches its hash after an upgrade.
+        headers.setdefault("Cache-Control", "no-cache")
+    else:
+        # Pages, API answers and exports carry personal or anonymous content: no cache, shared or
+        # local, keeps them (a shared computer's back button, a proxy). /healthz too: it costs nothing.
+        headers["Cache-Control"] = "no-store"
+    if path.startswith(NO_REFERRER_PREFIXES):
+        headers["Referrer-Policy"] = "no-referrer"
+    else:
+        headers.setdefault("Referrer-Policy", "same-origin")
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Content-Security-Policy"] = CSP
+    headers["X-Frame-Options"] = "DENY"  # frame-ancestors for browsers that predate it
+    headers["Permissions-Policy"] = PERMISSIONS_POLICY
+    # No other site's window keeps a handle on ours, and no other site may load our responses.
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    headers["Cross-Origin-Resource-Policy"] = "same-origin"
 
 
 def configure_logging(level: str) -> None:

@@ -1,0 +1,66 @@
+"""The browser tests' server: `safespace demo` then `safespace serve` on a free port, its log kept."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tests.conftest import IN_CI, free_port
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture
+def served_env(settings, tmp_path: Path) -> dict[str, str]:  # noqa: ANN001
+    port = free_port()
+    return {
+        **os.environ,
+        "SAFESPACE_DATA_DIR": str(tmp_path),
+        "SAFESPACE_DATABASE_URL": settings.database_url,
+        "SAFESPACE_BASE_URL": f"http://127.0.0.1:{port}",
+        "SAFESPACE_SCHEDULE_INTERVAL_SECONDS": "0",  # the test runs `safespace tick` itself
+    }
+
+
+@pytest.fixture
+def served(served_env, db: AsyncSession, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:  # noqa: ANN001
+    """`safespace demo` then `safespace serve` on a free port, as `make run` does."""
+    if not Path(CHROMIUM).exists():
+        if IN_CI:
+            pytest.fail("Chromium is missing: .ci/run installs Debian's chromium package.")
+        pytest.skip("Chromium is not installed (apt-get install -y chromium); browser test skipped")
+    env = served_env
+    base = env["SAFESPACE_BASE_URL"]
+    port = int(base.rsplit(":", 1)[1])
+    demo = subprocess.run([sys.executable, "-m", "safespace", "demo"], env=env, capture_output=True, text=True, timeout=120)
+    assert demo.returncode == 0, demo.stderr
+    links = dict(re.findall(r"^\s+(facilitator|member):\s+(\S+)$", demo.stdout, flags=re.MULTILINE))
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "safespace", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the server did not start: " + (tmp_path / "serve.log").read_text())
+        yield base, links
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
