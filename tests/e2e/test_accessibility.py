@@ -1,0 +1,266 @@
+"""Accessibility in a real browser: every demo page passes axe-core (WCAG 2.x A and AA, nothing
+serious or critical) in English and Spanish at phone and desktop width, and the answer form, the
+story form and the trend page work with the keyboard alone."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.e2e.conftest import CHROMIUM
+
+pytestmark = pytest.mark.e2e
+
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"  # axe-core from npm, see vendor/README.md
+# Every context that injects axe is made with bypass_csp=True: the app's CSP (no inline script, no
+# other host) rightly refuses our injected script. Only those contexts waive it; the keyboard test
+# below runs with the CSP in force, and tests/safespace/test_headers.py checks the header itself.
+WIDTHS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
+AXE_RUN = """() => axe.run(document, {
+  runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]},
+  resultTypes: ["violations"],
+}).then(result => result.violations
+  .filter(v => v.impact === "serious" || v.impact === "critical")
+  .flatMap(v => v.nodes.map(n =>
+    ({rule: v.id, impact: v.impact, target: n.target.join(" "), help: v.help, url: v.helpUrl}))))"""
+# Not pages: state changes (language, sign-out), files, the API and the static files.
+NOT_PAGES = re.compile(r"^/(language/|signout|api/|static/|schema)|\.(csv|json)$")
+ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def launch(playwright):  # noqa: ANN001, ANN201
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+
+
+def audit(page, found: dict, label: str) -> None:  # noqa: ANN001
+    """axe on the page as it is now, at both widths; what it finds goes into `found` under the label."""
+    for width, viewport in WIDTHS.items():
+        page.set_viewport_size(viewport)
+        if not page.evaluate("typeof axe !== 'undefined'"):
+            page.add_script_tag(path=str(AXE))
+            # What a click would show (chart tables, the community menu, key lists) is checked too.
+            page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+        for v in page.evaluate(AXE_RUN):
+            found[(label, v["rule"], v["target"])].add((width, v["impact"], v["help"], v["url"]))
+    page.set_viewport_size(WIDTHS["desktop"])
+
+
+def crawl(page, base: str, start: str) -> Iterator[str]:  # noqa: ANN001
+    """Every same-origin page reachable by links from `start`, breadth first, visiting each as it goes.
+    A link with a query string only filters a page, so the page is visited once, without it."""
+    seen = {urlsplit(start).path}
+    queue = [start]
+    while queue:
+        url = queue.pop(0)
+        page.goto(url)
+        yield url
+        for href in page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)"):
+            parts = urlsplit(href)
+            if f"{parts.scheme}://{parts.netloc}" != base or parts.path in seen or NOT_PAGES.search(parts.path):
+                continue
+            seen.add(parts.path)
+            queue.append(base + parts.path)
+
+
+def sign_in(browser, link: str, found: dict, covered: dict):  # noqa: ANN001, ANN201
+    """The sign-in link's page in Spanish, then in English, where the person signs in: an English page."""
+    for language, locale in (("es", "es-ES"), ("en", "en-GB")):
+        context = browser.new_context(bypass_csp=True, locale=locale, viewport=WIDTHS["desktop"])
+        page = context.new_page()
+        page.goto(link)  # showing the page does not use the link; its button does
+        audit(page, found, f"/signin/{{token}} [{language}]")
+        covered[language] += 1
+        if language == "es":
+            context.close()
+    page.get_by_role("button", name="Continue").click()
+    # Home takes this round's answer token; with it kept, the answer page shows its form to audit.
+    page.wait_for_load_state("networkidle")
+    return page
+
+
+def audit_signed_out(browser, base: str, found: dict, covered: dict) -> None:  # noqa: ANN001
+    """Sign-in, its "check your inbox", an unknown link and a missing page, as a visitor."""
+    for language, locale in (("en", "en-GB"), ("es", "es-ES")):
+        context = browser.new_context(bypass_csp=True, locale=locale, viewport=WIDTHS["desktop"])
+        page = context.new_page()
+        for path in ("/signin/not-a-real-link", "/no-such-page", "/signin"):
+            page.goto(base + path)
+            assert page.locator("html").get_attribute("lang") == language
+            audit(page, found, f"{path} [{language}]")
+        page.locator("input[type=email]").fill("someone@example.org")
+        with page.expect_navigation():
+            page.locator("main form button[type=submit]").click()
+        audit(page, found, f"/signin, sent [{language}]")
+        covered[language] += 4
+        context.close()
+
+
+def audit_demo(browser, base: str, links: dict[str, str]) -> tuple[dict, dict]:  # noqa: ANN001
+    """English: every page each demo person reaches, at both widths. Spanish: one page per route
+    (ids made generic) and person, at both widths. Returns what axe found and the pages audited."""
+    found: dict = defaultdict(set)
+    covered = {"en": 0, "es": 0}
+    audit_signed_out(browser, base, found, covered)
+    for role, link in links.items():
+        page = sign_in(browser, link, found, covered)
+        routes: dict[str, str] = {}
+        for url in crawl(page, base, page.url):
+            path = urlsplit(url).path
+            audit(page, found, f"{path} ({role}) [en]")
+            covered["en"] += 1
+            routes.setdefault(ID.sub("{id}", path), url)
+        # The same session in a Spanish browser (the demo people follow the browser's language).
+        english = page.context
+        spanish = browser.new_context(
+            bypass_csp=True, locale="es-ES", viewport=WIDTHS["desktop"], storage_state=english.storage_state()
+        )
+        english.close()
+        page = spanish.new_page()
+        for route, url in routes.items():
+            page.goto(url)
+            assert page.locator("html").get_attribute("lang") == "es", url
+            audit(page, found, f"{route} ({role}) [es]")
+            covered["es"] += 1
+        spanish.close()
+    return found, covered
+
+
+def report(found: dict) -> str:
+    lines = []
+    for (label, rule, target), hits in sorted(found.items()):
+        widths = "+".join(sorted({width for width, *_ in hits}))
+        _, impact, help_text, url = sorted(hits)[0]
+        lines.append(f"{label} at {widths} width: {rule} ({impact}) on `{target}`: {help_text} ({url})")
+    return "\n".join(lines)
+
+
+def test_every_demo_page_passes_axe_in_both_languages_and_widths(
+    request: pytest.FixtureRequest, database_url: str
+) -> None:
+    """Every page in English at 1280 and 390 px; Spanish for one page of each route, also at both.
+    The pages are the same HTML from either database, so the crawl (about two minutes) runs once."""
+    from playwright.sync_api import sync_playwright
+
+    if not database_url.startswith("sqlite"):
+        pytest.skip("the pages render the same from PostgreSQL; the axe crawl runs once, on SQLite")
+    base, links = request.getfixturevalue("served")
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        found, covered = audit_demo(browser, base, links)
+        browser.close()
+    assert covered["en"] > 60 and covered["es"] > 30, covered  # the crawl really went through the demo
+    assert not found, f"{len(found)} serious or critical axe violations:\n" + report(found)
+
+
+# --- the keyboard alone --------------------------------------------------------------------------
+
+FOCUSED = """() => {
+  const e = document.activeElement;
+  if (!e || e === document.body) return null;
+  const ring = el => { const s = getComputedStyle(el);
+    return (s.outlineStyle !== "none" && parseFloat(s.outlineWidth) > 0) || s.boxShadow !== "none"; };
+  const label = e.closest("label");
+  return {tag: e.tagName.toLowerCase(), type: e.type || "", name: e.getAttribute("name") || "", checked: !!e.checked,
+    text: (e.closest("label") || e).innerText.trim().slice(0, 80), label: e.getAttribute("aria-label") || "",
+    visible: e.matches(":focus-visible") && (ring(e) || (label !== null && ring(label)))};
+}"""
+
+
+def tab_to(page, wanted, limit: int = 120) -> dict:  # noqa: ANN001
+    """Press Tab until the focused element satisfies `wanted`; every stop on the way shows its focus."""
+    stops = []
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(FOCUSED)
+        if focused is None:
+            continue
+        stops.append(focused)
+        assert focused["visible"], f"focus is not visible on {focused} (after {stops[-4:-1]})"
+        if wanted(focused):
+            return focused
+    raise AssertionError(f"Tab never reached it in {limit} presses; last stops: {stops[-8:]}")
+
+
+def keyboard_sign_in(page, link: str) -> None:  # noqa: ANN001
+    page.goto(link)
+    tab_to(page, lambda f: f["tag"] == "button" and f["text"] == "Continue")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+
+def follow(page, text: str) -> None:  # noqa: ANN001
+    tab_to(page, lambda f: f["tag"] == "a" and f["text"] == text)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+
+def test_answer_form_story_form_and_trend_work_by_keyboard_alone(served) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect, sync_playwright
+
+    base, links = served
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        page = browser.new_page(locale="en-GB", viewport=WIDTHS["desktop"])  # the app's CSP in force
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        keyboard_sign_in(page, links["member"])
+
+        # The answer form: each statement is one Tab stop; Space picks, arrow keys move the choice.
+        follow(page, "Answer now")
+        expect(page.get_by_role("heading", name="How your answers travel")).to_be_visible()
+        for question in range(7):
+            first = tab_to(page, lambda f: f["type"] == "radio")
+            page.keyboard.press("Space")
+            picked = page.evaluate(FOCUSED)
+            for _ in range(8):  # along the scale from "Strongly disagree"
+                if picked["text"] == "Agree":
+                    break
+                page.keyboard.press("ArrowRight")
+                picked = page.evaluate(FOCUSED)
+            assert picked["checked"] and picked["text"] == "Agree" and picked["name"] == first["name"], picked
+        expect(page.locator("fieldset.likert input:checked")).to_have_count(7)
+        tab_to(page, lambda f: f["tag"] == "textarea")
+        page.keyboard.type("Say thank you for the bad news too.")
+        tab_to(page, lambda f: f["tag"] == "button" and f["text"] == "Send my answers")
+        page.keyboard.press("Enter")
+        expect(page.locator("#redeemed")).to_contain_text("Your answers were added to the totals")
+        assert page.evaluate("document.activeElement.id") == "redeemed"  # the thanks is read out where focus is
+
+        # The story form: type into each field, Space ticks a topic, Enter on the button shares it.
+        page.goto(base)
+        follow(page, "Share a failure")
+        expect(page.get_by_role("heading", name="Share a failure")).to_be_visible()
+        for label, words in (
+            ("Title", "The pilot we stopped too late"),
+            ("What happened", "We kept a pilot running after the data said stop."),
+            ("What you learned", "Set the stopping rule before starting."),
+            ("What you would do differently", "Write the rule down and share it."),
+        ):
+            field = page.get_by_label(label, exact=True)
+            tab_to(page, lambda f: f["name"] == field.get_attribute("name"))
+            page.keyboard.type(words)
+        topic = tab_to(page, lambda f: f["type"] == "checkbox" and f["name"] == "tags")
+        page.keyboard.press("Space")
+        assert page.evaluate(FOCUSED)["checked"], topic
+        tab_to(page, lambda f: f["tag"] == "button" and f["text"] == "Share my story")
+        page.keyboard.press("Enter")
+        expect(page.locator("#receipt-code")).to_have_text(re.compile(r"^\S{4}-\S{4}-\S{4}-\S{4}$"))
+        page.context.clear_cookies()
+
+        # The trend page: from the facilitator's home to a chart's numbers, opened with Enter.
+        keyboard_sign_in(page, links["facilitator"])
+        follow(page, "Insights")
+        expect(page.get_by_role("heading", name="Psychological safety")).to_be_visible()
+        tab_to(page, lambda f: f["tag"] == "summary" and f["text"] == "The numbers as a table")
+        page.keyboard.press("Enter")
+        table = page.locator("details.chart-data[open]").first
+        expect(table.locator("table")).to_be_visible()
+        region = tab_to(page, lambda f: f["tag"] == "div" or f["tag"] == "a")
+        assert region["tag"] == "div" and region["label"], region  # the table itself, to scroll it on a phone
+        assert problems == [], problems
+        browser.close()
