@@ -236,6 +236,9 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(templates)),
         exception_handlers={HTTPException: handle_http_error, Exception: handle_server_error},
         before_send=[_common_headers],
+        # Logging is configure_logging's alone: Litestar's default config would replace the root
+        # handler, pin the level at INFO (SAFESPACE_LOG_LEVEL ignored) and stamp every line's time.
+        logging_config=None,
         openapi_config=OpenAPIConfig(title="Safespace API", version="1", path="/schema"),
         lifespan=[schedule],
         debug=False,
