@@ -75,6 +75,12 @@ class Participation(Base):
 
     round_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("round.id", ondelete="CASCADE"), primary_key=True)
     person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), primary_key=True)
+    # Private mode: SHA-256 of the blinded message the member's token was signed for, so a browser
+    # that lost the answer (left the page mid-request) can ask again for the same signature. A
+    # blinded message is m * r^e mod n with a random r the server never sees: it is uniformly
+    # distributed whatever the token, so it says nothing about the token later redeemed.
+    # Dropped at close (the ledger is re-inserted without it).
+    token_request: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class RoundMail(Base):

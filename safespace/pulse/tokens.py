@@ -9,6 +9,7 @@ The server can check that an answer set is allowed without knowing whose it is.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 import msgspec
@@ -94,12 +95,16 @@ async def issue(
         raise TokenRefused(_("This key is not the one for you in this round; reload the page."), 409)
     # Signed first: a refused message must leave no ledger row behind.
     signature = token_keys.sign(keyring, "round_key", key.id, key.private_sealed, blinded_msg)
-    db.add(Participation(round_id=round_id, person_id=membership.person_id))
-    try:
-        await db.flush()
-    except IntegrityError:
-        await db.rollback()
-        raise AlreadyAnswered from None
+    request = hashlib.sha256(blinded_msg).digest()
+    values = {"round_id": round_id, "person_id": membership.person_id, "token_request": request}
+    await insert_once(db, Participation, values, ["round_id", "person_id"])
+    noted = await db.scalar(
+        select(Participation.token_request).where(Participation.round_id == round_id, Participation.person_id == membership.person_id)
+    )
+    if noted != request:  # answered with the form, or a token for another blinded message
+        raise AlreadyAnswered
+    # The same blinded message again (the first answer never reached the browser): the same
+    # signature, so still one token per member.
     return signature
 
 

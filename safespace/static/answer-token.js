@@ -4,7 +4,7 @@
 // took one), finalize it here and keep it in this browser. Answer page: send the answers with the
 // token, without cookies, so the server counts them without knowing whose they are.
 // Without this file the signed-in form works as before, and the page says so.
-import { dropToken, loadToken, takeToken } from "./tokens.js";
+import { dropToken, hasPending, loadToken, takeToken } from "./tokens.js";
 
 function csrf() {
   return document.querySelector("input[name=_csrf_token]")?.value ?? "";
@@ -56,9 +56,15 @@ for (const row of PRIVATE_MODE ? document.querySelectorAll("[data-token-round]")
     say(status, row.dataset.ready.replace("%(fingerprint)s", fingerprintOf(roundId)));
     continue;
   }
-  if (row.dataset.answered === "true") continue; // answered, or a token taken in another browser
+  // Answered, or a token taken in another browser, unless this browser's request never got its answer.
+  if (row.dataset.answered === "true" && !hasPending(roundId)) continue;
   const pending = fetchToken(row.dataset.keyUrl, row.dataset.tokenUrl, roundId)
-    .then((token) => say(status, row.dataset.ready.replace("%(fingerprint)s", token.fingerprint ?? fingerprintOf(roundId))))
+    .then((token) => {
+      row.querySelector(".answer-link").hidden = false;
+      const done = row.querySelector(".done");
+      if (done) done.hidden = true;
+      say(status, row.dataset.ready.replace("%(fingerprint)s", token.fingerprint ?? fingerprintOf(roundId)));
+    })
     .catch((error) => say(status, error.message));
   // Leaving mid-fetch could leave the ledger saying "has a token" with no token kept here.
   const link = row.querySelector(".answer-link a");
@@ -77,6 +83,10 @@ if (form) {
   const mode = document.getElementById("answer-mode");
   const blocked = document.getElementById("already-answered");
   let token = loadToken(roundId);
+  if (!token && blocked && hasPending(roundId)) {
+    // This browser asked for a token but left before the answer came: ask again for the same one.
+    token = await fetchToken(form.dataset.keyUrl, form.dataset.tokenUrl, roundId).catch(() => null);
+  }
   if (token && blocked) {
     // The ledger says "has a token": the token is here, so the answers can still be sent.
     blocked.hidden = true;

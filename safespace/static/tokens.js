@@ -5,6 +5,7 @@
 import { blind, bytesToB64url, b64urlToBytes, finalize, prepare } from "./blind.js";
 
 const PREFIX = "safespace.token.";
+const PENDING = "safespace.pending.";
 const FIELDS = ["roundId", "keyId", "msg", "sig"];
 
 function key(roundId) {
@@ -53,6 +54,9 @@ export function dropToken(roundId) {
 
 // Take a token while signed in: fetch the public key, blind a fresh random message, have the
 // server sign it (it sees only the blinded message), unblind and check it, keep it here.
+// The blinded request is kept until the token is: if the page is left before the server's answer
+// arrives, the next call sends the same blinded message again and gets the same signature (the
+// server allows that one repeat; a new message would be a second token).
 // Returns {roundId: slot, keyId, msg, sig, fingerprint}; throws an Error whose message can be shown.
 export async function takeToken({ keyUrl, signUrl, slot, csrf }) {
   const answer = async (response, fallback) => {
@@ -65,20 +69,58 @@ export async function takeToken({ keyUrl, signUrl, slot, csrf }) {
     if (!response.ok) throw new Error(body.detail || body.title || fallback);
     return body;
   };
-  const key = await answer(await fetch(keyUrl, { credentials: "same-origin" }), "The key could not be fetched.");
-  const msg = await prepare(crypto.getRandomValues(new Uint8Array(32)));
-  const { blindedMsg, inv } = await blind(key.jwk, msg);
+  let request = loadPending(slot);
+  if (!request) {
+    const key = await answer(await fetch(keyUrl, { credentials: "same-origin" }), "The key could not be fetched.");
+    const msg = await prepare(crypto.getRandomValues(new Uint8Array(32)));
+    const { blindedMsg, inv } = await blind(key.jwk, msg);
+    request = { key, msg: bytesToB64url(msg), inv: bytesToB64url(inv), blinded: bytesToB64url(blindedMsg) };
+    savePending(slot, request);
+  }
+  const { key } = request;
   const signed = await answer(
     await fetch(signUrl, {
       method: "POST",
       credentials: "same-origin",
       headers: { "content-type": "application/json", "x-csrftoken": csrf },
-      body: JSON.stringify({ key_id: key.key_id, blinded_msg: bytesToB64url(blindedMsg) }),
+      body: JSON.stringify({ key_id: key.key_id, blinded_msg: request.blinded }),
     }),
     "The token could not be signed.",
   );
-  const sig = await finalize(key.jwk, msg, b64urlToBytes(signed.blind_sig), inv);
-  const token = { roundId: slot, keyId: key.key_id, msg: bytesToB64url(msg), sig: bytesToB64url(sig) };
+  const msg = b64urlToBytes(request.msg);
+  const sig = await finalize(key.jwk, msg, b64urlToBytes(signed.blind_sig), b64urlToBytes(request.inv));
+  const token = { roundId: slot, keyId: key.key_id, msg: request.msg, sig: bytesToB64url(sig) };
   saveToken(slot, token);
+  dropPending(slot);
   return { ...token, fingerprint: key.fingerprint };
+}
+
+// A token request sent but not yet answered (see takeToken).
+export function hasPending(slot) {
+  return loadPending(slot) !== null;
+}
+
+function loadPending(slot) {
+  try {
+    const request = JSON.parse(localStorage.getItem(PENDING + slot) ?? "null");
+    return request?.key?.jwk && request.blinded ? request : null;
+  } catch {
+    return null;
+  }
+}
+
+function savePending(slot, request) {
+  try {
+    localStorage.setItem(PENDING + slot, JSON.stringify(request));
+  } catch {
+    // Storage refused: the request still goes out; only its repeat after leaving is lost.
+  }
+}
+
+function dropPending(slot) {
+  try {
+    localStorage.removeItem(PENDING + slot);
+  } catch {
+    // nothing kept, nothing to drop
+  }
 }

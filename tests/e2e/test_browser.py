@@ -313,3 +313,36 @@ def test_trend_charts_at_desktop_and_phone_width(served, tmp_path: Path) -> None
         expect(page.get_by_role("heading", name="Everyone feels able to raise a problem")).to_be_visible()
         assert problems == []  # no CSP violation, no script error
         browser.close()
+
+
+def test_a_token_whose_answer_was_lost_is_asked_for_again(served, tmp_path: Path) -> None:  # noqa: ANN001
+    """The server signed, but the browser never saw the answer (the member left the page): on the
+    next visit the browser sends the same blinded request, gets the same signature, and answers."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, links = served
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        context = browser.new_context(viewport={"width": 1000, "height": 900})
+        page = context.new_page()
+        lost: list[int] = []
+
+        def sign_then_lose(route) -> None:  # noqa: ANN001
+            lost.append(route.fetch().status)  # the server signs and records the token...
+            route.abort()  # ...and the answer never reaches the page
+
+        page.route("**/rounds/*/token", sign_then_lose)
+        page.goto(links["member"])
+        page.get_by_role("button", name="Continue").click()
+        expect(page.locator(".token-status")).to_be_visible()  # the failed fetch says so
+        assert lost == [200]
+        page.unroute("**/rounds/*/token")
+        assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('safespace.token.')).length") == 0
+
+        page.goto(base)  # back later: the ledger says "has a token", the browser asks again
+        expect(page.get_by_text("Your answer token for this round is ready in this browser")).to_be_visible()
+        page.get_by_role("link", name="Answer now").click()
+        _answer_demo_round(page)
+        page.get_by_role("button", name="Send my answers").click()
+        expect(page.get_by_text("Your answers were added to the totals with your token")).to_be_visible()
+        browser.close()

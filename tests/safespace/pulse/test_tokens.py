@@ -199,3 +199,32 @@ async def test_key_rotation_reseals_the_round_keys(client, db: AsyncSession, eng
     assert second["key_id"] == first["key_id"]  # the same key, now under the new keyring key
     assert (await redeem(client, first, answers(5))).status_code == 201
     assert (await redeem(client, second, answers(3))).status_code == 201
+
+
+async def test_the_same_blinded_request_gets_the_same_signature_and_no_second_token(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    """A browser that left before the signature arrived asks again with the same blinded message:
+    it gets the same signature (one token still). Any other blinded message is refused."""
+    pulse = await open_pulse(db, engine, settings, members=6)
+    session = await session_cookie(db, "m0@x.org")
+    key = (await client.get(f"{api_url(pulse)}/token-key", headers={"cookie": f"safespace_session={session}"})).json()
+    public = jwk_key(key["jwk"])
+    await client.get("/signin")
+    headers = {"cookie": f"safespace_session={session}; safespace_csrf={csrf(client)}", "x-csrftoken": csrf(client)}
+    msg = blind.prepare(b"kept while the page changed")
+    blinded, inv = blind.blind(public, msg)
+
+    async def ask(blinded_msg: bytes) -> httpx.Response:
+        body = {"key_id": key["key_id"], "blinded_msg": b64url(blinded_msg)}
+        return await client.post(f"{api_url(pulse)}/token", json=body, headers=headers)
+
+    first, again = await ask(blinded), await ask(blinded)
+    assert first.status_code == again.status_code == 200 and first.json() == again.json()
+    other, _ = blind.blind(public, blind.prepare(b"a second token"))
+    assert (await ask(other)).status_code == 409
+    sig = blind.finalize(public, msg, from_b64url(again.json()["blind_sig"], "sig"), inv)
+    token = {"round_id": str(pulse.round.id), "key_id": key["key_id"], "msg": b64url(msg), "sig": b64url(sig)}
+    assert (await redeem(client, token, answers(5))).status_code == 201
+    assert await counts(db, pulse) == (1, 1, 1)
+    # The request's trace goes with the close: the ledger is re-inserted without it.
+    assert (await pulse.tick(after_close(pulse))).closed == 1
+    assert await db.scalar(select(func.count()).select_from(Participation).where(Participation.token_request.is_not(None))) == 0

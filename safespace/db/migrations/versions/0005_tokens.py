@@ -19,6 +19,8 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table('community', schema=None) as batch_op:
         batch_op.add_column(sa.Column('require_tokens', sa.Boolean(), nullable=False, server_default=sa.false()))
+    with op.batch_alter_table('participation', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('token_request', sa.LargeBinary(length=32), nullable=True))
 
     op.create_table('round_key',
     sa.Column('round_id', sa.Uuid(), nullable=False),
@@ -75,5 +77,7 @@ def downgrade() -> None:
     with op.batch_alter_table('round_key', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_round_key_round_id'))
     op.drop_table('round_key')
+    with op.batch_alter_table('participation', schema=None) as batch_op:
+        batch_op.drop_column('token_request')
     with op.batch_alter_table('community', schema=None) as batch_op:
         batch_op.drop_column('require_tokens')
