@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import html
 import re
+import subprocess
+import sys
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlencode
 
+import httpx
 import msgspec
 from httpx import AsyncClient as AsyncTestClient
 from litestar import Litestar
@@ -184,3 +191,33 @@ def query_for(app: Litestar, method: str, template: str, values: dict[str, objec
 def url_for(app: Litestar, method: str, template: str, values: dict[str, object]) -> str:
     """A route's address with its path and query parameters filled from `values`."""
     return fill_path(template, values) + query_for(app, method, template, values)
+
+
+@contextmanager
+def serving(env: dict[str, str], log: Path, port: int | None = None) -> Iterator[str]:
+    """`safespace serve` in a process of its own (on `port`, or a free one); yields its base URL."""
+    from tests.conftest import free_port
+
+    port = port or free_port()
+    base = f"http://127.0.0.1:{port}"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "safespace", "serve", "--port", str(port)],
+            env={"SAFESPACE_BASE_URL": base} | env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            else:
+                raise AssertionError("the server did not start: " + log.read_text())
+            yield base
+        finally:
+            server.terminate()
+            server.wait(timeout=10)

@@ -7,15 +7,14 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.conftest import IN_CI, free_port
+from tests.helpers import serving
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -45,22 +44,5 @@ def served(served_env, db: AsyncSession, tmp_path: Path) -> Iterator[tuple[str, 
     demo = subprocess.run([sys.executable, "-m", "safespace", "demo"], env=env, capture_output=True, text=True, timeout=120)
     assert demo.returncode == 0, demo.stderr
     links = dict(re.findall(r"^\s+(facilitator|member):\s+(\S+)$", demo.stdout, flags=re.MULTILINE))
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "safespace", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("the server did not start: " + (tmp_path / "serve.log").read_text())
-        yield base, links
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        log.close()
+    with serving(env, tmp_path / "serve.log", port) as served_base:
+        yield served_base, links

@@ -21,7 +21,7 @@ def pause_after(module: Any, name: str) -> None:  # noqa: ANN401
     original: Callable[..., Awaitable[Any]] = getattr(module, name)
 
     async def paused(db: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
-        result = await original(db, *args, **kwargs)
+        await original(db, *args, **kwargs)
         await db.flush()  # every write of the step reaches the database, uncommitted
         print("PAUSED", flush=True)
         time.sleep(300)  # blocks the event loop: the transaction stays open until the kill

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.db.engine import make_engine
 from safespace.settings import Settings

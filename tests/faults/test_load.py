@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.faults.conftest import ALREADY_ANSWERED, MEMBERS, is_postgres, open_forms, post_answer, request, seed_pulse

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 

@@ -3,47 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.identity import services as identity, signin
-from tests.conftest import free_port
-from tests.helpers import make_community
-
-
-@contextmanager
-def serving(env: dict[str, str], log: Path) -> Iterator[str]:
-    """`safespace serve` on a free port; yields its base URL."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "safespace", "serve", "--port", str(port)],
-            env=env | {"SAFESPACE_BASE_URL": base},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            else:
-                raise AssertionError("the server did not start: " + log.read_text())
-            yield base
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+from tests.helpers import make_community, serving
 
 
 def post_sign_in(client: httpx.Client, email: str) -> int:
