@@ -1,7 +1,7 @@
 """Load and faults against the served app: a real `safespace serve` (uvicorn), members as sockets.
 
 Sizes are bounded so that `make test` stays quick: 100 members by default; the issue's 300 with
-SAFESPACE_FAULT_MEMBERS=300 (about three times as long). Every test is marked `faults`: `-m faults` runs only these,
+FAULT_MEMBERS=300 (about three times as long). Every test is marked `faults`: `-m faults` runs only these,
 `-m "not faults"` leaves them out.
 """
 
@@ -26,7 +26,7 @@ from safespace.web import SESSION_COOKIE
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-MEMBERS = int(os.environ.get("SAFESPACE_FAULT_MEMBERS", "100"))
+MEMBERS = int(os.environ.get("FAULT_MEMBERS", "100"))
 ALREADY_ANSWERED = b"You have already answered this round"
 DATABASE_DOWN = b"cannot reach its database"
 

@@ -1,6 +1,6 @@
 """Members answer at once, three times each, and the server is killed mid-load: every member counted once.
 
-Two uvicorn workers on PostgreSQL, one on SQLite (one writer). SAFESPACE_FAULT_MEMBERS sets the
+Two uvicorn workers on PostgreSQL, one on SQLite (one writer). FAULT_MEMBERS sets the
 number of members (100 by default; 300 in the issue).
 """
 
