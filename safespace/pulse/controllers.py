@@ -224,7 +224,6 @@ class SurveysController(Controller):
                     window = cadence_rules.next_window(cadence, window.opens_at)
             except ValueError:  # the schedule runs past the year 9999
                 pass
-        answered = {r.id: await services.respondents(db, r.id) for r in rounds if not r.closed}
         values = {k: str(v) for k, v in survey.cadence.items()}
         context = {"values": values, "errors": {}} | extra
         return page(
@@ -234,7 +233,6 @@ class SurveysController(Controller):
             survey=survey,
             rounds=rounds,
             upcoming=upcoming,
-            answered=answered,
             zone=zone,
             moment=moment,
             weekdays=weekday_names(),

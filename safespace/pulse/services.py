@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import msgspec
-from sqlalchemy import Text, bindparam, cast, func, insert, select, update
+from sqlalchemy import Text, bindparam, cast, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -223,10 +223,6 @@ async def recent_closed_rounds(db: AsyncSession, community_id: uuid.UUID, limit:
 
 async def has_answered(db: AsyncSession, round_id: uuid.UUID, person_id: uuid.UUID) -> bool:
     return await db.get(Participation, (round_id, person_id)) is not None
-
-
-async def respondents(db: AsyncSession, round_id: uuid.UUID) -> int:
-    return await db.scalar(select(func.count()).select_from(Participation).where(Participation.round_id == round_id)) or 0
 
 
 # --- answering -------------------------------------------------------------------------------------
