@@ -13,8 +13,9 @@ and close_round's storage rule (disclosure.groups_to_keep) drops what it would d
 row per respondent per round; 2% of respondents leave a comment (sealed like close_round does).
 Then `python -m safespace serve` (uvicorn, one worker) is driven by bench/submit.py's asyncio
 HTTP/1.1 keep-alive client, --concurrency connections, 1 s warm-up then --seconds counted, in
-turn: /healthz, the trend page (GET /c/{id}/insights?survey=...) and the latest closed round's
-results page (GET /c/{id}/insights/rounds/{id}), all as the signed-in facilitator (except healthz).
+turn: /healthz, the trend page (GET /c/{id}/insights?survey=...), the latest closed round's
+results page (GET /c/{id}/insights/rounds/{id}) and the floor, /profile (the cheapest page behind a
+session: no signed-in page can do better), all as the signed-in facilitator (except healthz).
 
 Printed per size: requests/s and ratio to healthz for each page (target: trend >= 0.20), and the
 server's CPU ms per request in each phase; their quotient (the CPU ratio) is what the ratio would be
@@ -249,6 +250,7 @@ async def measure(label: str, database_url: str, members: int, args: argparse.Na
     pages = {
         "trend": f"/c/{seeded['community']}/insights?survey={seeded['survey']}" + (f"&period={args.period}" if args.period else ""),
         "round": f"/c/{seeded['community']}/insights/rounds/{seeded['round']}",
+        "floor": "/profile",  # the cheapest signed-in page: no page behind a session can beat it
     }
     cookies = {SESSION_COOKIE: seeded["token"]}
     figures = {"seed_seconds": seconds}
@@ -277,6 +279,8 @@ async def measure(label: str, database_url: str, members: int, args: argparse.Na
               f"server {figures[f'{name}_ms']:.2f} ms per request")  # fmt: skip
     print(f"{pad} CPU ratios (healthz ms / page ms: the ratio with a whole core for the server in every phase): "
           f"trend {figures['healthz_ms'] / figures['trend_ms']:.3f}, round {figures['healthz_ms'] / figures['round_ms']:.3f}")  # fmt: skip
+    print(f"{pad} floor: the signed-in /profile page {figures['floor']:.1f}/s, ratio {figures['floor'] / healthz:.3f}, "
+          f"CPU ratio {figures['healthz_ms'] / figures['floor_ms']:.3f} (session, CSRF cookie, a small template)")  # fmt: skip
     shutil.rmtree(data_dir)
     return figures
 

@@ -5,9 +5,10 @@
 Per database: seed in-process (service functions, committed) --members members in 4 teams, each
 with a session, and an open psychological-safety round; start `python -m safespace serve`
 (uvicorn, one worker); drive it with one asyncio HTTP/1.1 keep-alive client, --concurrency
-connections in every phase: /healthz (1 s warm-up, then 5 s counted); every member GETs the
-answer form (sets the CSRF cookie); every member POSTs it (session + CSRF, seven items, a comment
-for one in ten; success is a 303). --profile FILE records the server during the POSTs with py-spy.
+connections in every phase: /healthz (1 s warm-up, then 5 s counted); the same for the signed-in
+/profile page as one member (the floor: the cheapest page behind a session, which no POST that
+writes can beat); every member GETs the answer form (sets the CSRF cookie); every member POSTs
+it (session + CSRF, seven items, a comment for one in ten; success is a 303). --profile FILE records the server during the POSTs with py-spy.
 
 submissions/s counts POSTs over the POST phase alone; ratio = submissions/s / healthz/s (target
 >= 0.20); pairs/s = members / (GET + POST phases). CPU lines: the server process (100% = its one
@@ -101,23 +102,20 @@ async def drive(port: int, concurrency: int, jobs, call) -> float:  # noqa: ANN0
     return time.perf_counter() - started
 
 
-healthz_count = [0]  # every /healthz answered in the last healthz_rate (warm-up too), for the CPU figure
-
-
-async def healthz_rate(port: int, concurrency: int) -> float:
+async def get_rate(port: int, concurrency: int, path: str = "/healthz", cookies: dict | None = None) -> tuple[float, int]:
+    """(GETs of `path` per second over HEALTHZ_SECONDS after a warm-up, every GET answered, warm-up too)."""
     start = time.perf_counter() + WARMUP_SECONDS
-    end, counted = start + HEALTHZ_SECONDS, 0
-    healthz_count[0] = 0
+    end, counted, answered = start + HEALTHZ_SECONDS, 0, 0
 
     async def call(conn: Connection, _job: bool) -> None:
-        nonlocal counted
-        status, _ = await conn.request("GET", "/healthz", {})
-        assert status == 200, f"/healthz answered {status}"
-        healthz_count[0] += 1
+        nonlocal counted, answered
+        status, _ = await conn.request("GET", path, cookies or {})
+        assert status == 200, f"{path} answered {status}"
+        answered += 1
         counted += start <= time.perf_counter() < end
 
     await drive(port, concurrency, iter(lambda: time.perf_counter() < end, False), call)
-    return counted / HEALTHZ_SECONDS
+    return counted / HEALTHZ_SECONDS, answered
 
 
 def cpu_meter(pid: int):  # noqa: ANN201
@@ -242,9 +240,11 @@ async def bench(label: str, database_url: str, args: argparse.Namespace) -> bool
     proc, port = await start_server(env, data_dir / "server.log")
     try:
         meter = cpu_meter(proc.pid)
-        healthz = await healthz_rate(port, args.concurrency)
+        healthz, healthz_requests = await get_rate(port, args.concurrency)
         healthz_cpu, healthz_seconds = meter()
-        healthz_requests = healthz_count[0]
+        meter = cpu_meter(proc.pid)
+        floor, floor_requests = await get_rate(port, args.concurrency, "/profile", {SESSION_COOKIE: tokens[members[0]]})
+        _floor_cpu, floor_seconds = meter()
         forms_time = await drive(port, args.concurrency, members, get_form)
         spy = profiler(proc.pid, args.profile, label) if args.profile else None
         meter = cpu_meter(proc.pid)
@@ -271,6 +271,9 @@ async def bench(label: str, database_url: str, args: argparse.Namespace) -> bool
     post_ms, healthz_ms = posts_seconds / args.members * 1000, healthz_seconds / max(healthz_requests, 1) * 1000
     print(f"{pad} server CPU per request: submission {post_ms:.2f} ms, healthz {healthz_ms:.3f} ms; "
           f"CPU ratio {healthz_ms / post_ms:.2f} (the ratio if the server had a whole core in both phases)")
+    floor_ms = floor_seconds / max(floor_requests, 1) * 1000
+    print(f"{pad} floor: the signed-in /profile page (session, CSRF cookie, a small template, no writes) "
+          f"{floor:.1f}/s, ratio {floor / healthz:.2f}; CPU {floor_ms:.2f} ms, CPU ratio {healthz_ms / floor_ms:.2f}")
     commented = sum(m % 10 == 0 for m in accepted)
     ok = found["participation"] == found["community"] == found["teams"] and not lost
     ok = ok and all(again[m] == 409 for m in again if first[m] == 303) and (found["comments"] == commented or phantom > 0)
