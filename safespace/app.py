@@ -18,6 +18,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
@@ -239,7 +240,12 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
         # Logging is configure_logging's alone: Litestar's default config would replace the root
         # handler, pin the level at INFO (SAFESPACE_LOG_LEVEL ignored) and stamp every line's time.
         logging_config=None,
-        openapi_config=OpenAPIConfig(title="Safespace API", version="1", path="/schema"),
+        # The document only (JSON at /schema and /schema/openapi.json, and YAML): Litestar's HTML
+        # viewers load their scripts from a CDN, which our Content-Security-Policy refuses, so
+        # they would be blank pages. Any OpenAPI viewer opens the document.
+        openapi_config=OpenAPIConfig(
+            title="Safespace API", version="1", path="/schema", render_plugins=[JsonRenderPlugin(), YamlRenderPlugin()]
+        ),
         lifespan=[schedule],
         debug=False,
     )

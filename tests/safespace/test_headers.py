@@ -158,3 +158,12 @@ async def test_error_pages_and_problem_documents_send_the_security_headers(clien
         assert response.status_code >= 400, name
         assert response.headers["content-type"].startswith(media_type), f"{name}: {response.headers['content-type']}"
         check_headers(response)
+
+
+async def test_schema_is_the_openapi_document_and_no_viewer_page_is_served(client) -> None:  # noqa: ANN001
+    """Litestar's viewer pages load their scripts from a CDN, which the policy refuses: blank pages."""
+    document = await client.get("/schema")
+    assert document.status_code == 200 and document.json()["openapi"].startswith("3.")
+    assert "\nopenapi: 3." in (await client.get("/schema/openapi.yaml")).text
+    for viewer in ("swagger", "redoc", "rapidoc", "elements", "scalar"):
+        assert (await client.get(f"/schema/{viewer}")).status_code == 404, viewer

@@ -64,11 +64,6 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/schema/openapi.json"): PUBLIC,
     ("GET", "/schema/openapi.yaml"): PUBLIC,
     ("GET", "/schema/openapi.yml"): PUBLIC,
-    ("GET", "/schema/elements"): PUBLIC,
-    ("GET", "/schema/rapidoc"): PUBLIC,
-    ("GET", "/schema/redoc"): PUBLIC,
-    ("GET", "/schema/swagger"): PUBLIC,
-    ("GET", "/schema/oauth2-redirect.html"): PUBLIC,
     ("GET", "/schema/{path:str}"): PUBLIC,
     # one's own profile and communities
     ("GET", "/profile"): SIGNED_IN,
