@@ -33,12 +33,12 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from safespace import i18n
-from safespace.identity.models import Community, Membership, WebSession
+from safespace.identity.models import Membership, WebSession
 from safespace.identity.services import InvalidInput, Refused, active_membership
 from safespace.identity.signin import load_session
 
@@ -139,22 +139,13 @@ class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
 
     async def _viewer(self, token: str, page_view: bool) -> Viewer | None:
         async with self.engine.connect() as db:
-            live = await load_session(db, token, self.idle)
+            live = await load_session(db, token, self.idle, places=page_view)
             if live is None:
                 await db.commit()  # an idle session was deleted
                 return None
             write = live.touched  # at most hourly: otherwise a POST writes nothing here
-            places, flash = [], None
+            places, flash = [Place(*place) for place in live.places], None
             if page_view:
-                places = [
-                    Place(*row)
-                    for row in await db.execute(
-                        select(Membership.community_id, Community.name, Membership.role)
-                        .join(Community, Community.id == Membership.community_id)
-                        .where(Membership.person_id == live.person_id, Membership.status == "active")
-                        .order_by(Community.name)
-                    )
-                ]
                 if live.flash:
                     flash = json.loads(live.flash)
                     await db.execute(update(WebSession).where(WebSession.id == live.session_id).values(flash=None))

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from functools import cache
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.i18n import gettext as _
@@ -209,16 +209,19 @@ async def memberships_of(db: AsyncSession, person_id: uuid.UUID) -> list[Members
     return list(rows)
 
 
+# Built once: every page under a community runs it, and building a statement (and its cache key)
+# costs about as much as running it.
+_ACTIVE_MEMBERSHIP = select(Membership).where(
+    Membership.person_id == bindparam("person_id"),
+    Membership.community_id == bindparam("community_id"),
+    Membership.status == "active",
+)
+
+
 async def active_membership(
     db: AsyncSession, person_id: uuid.UUID, community_id: uuid.UUID
 ) -> Membership | None:
-    return await db.scalar(
-        select(Membership).where(
-            Membership.person_id == person_id,
-            Membership.community_id == community_id,
-            Membership.status == "active",
-        )
-    )
+    return await db.scalar(_ACTIVE_MEMBERSHIP, {"person_id": person_id, "community_id": community_id})
 
 
 async def accept_invitation(db: AsyncSession, person_id: uuid.UUID, community_id: uuid.UUID) -> bool:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from safespace.identity.models import (
     Community,
     LoginLink,
+    Membership,
     Person,
     RateCounter,
     WebSession,
@@ -152,6 +153,8 @@ class LiveSession:
     display_name: str
     language: str | None
     touched: bool = False  # last_seen_at was moved on: the caller has a write to commit
+    # With places=True: (community id, name, role) of each active membership, by community name.
+    places: tuple[tuple[uuid.UUID, str, str], ...] = ()
 
 
 _SESSION_BY_TOKEN = (
@@ -168,18 +171,29 @@ _SESSION_BY_TOKEN = (
     .join(Person, Person.id == WebSession.person_id)
     .where(WebSession.token_hash == bindparam("token_hash"))
 )
+# The same row once per active membership, with the community's name: what a page's navigation
+# shows, in the same trip. Statements are built once: building one (and its cache key) on every
+# request cost about as much as running it.
+_SESSION_AND_PLACES = (
+    _SESSION_BY_TOKEN.add_columns(Membership.community_id, Community.name, Membership.role)
+    .outerjoin(Membership, (Membership.person_id == Person.id) & (Membership.status == "active"))
+    .outerjoin(Community, Community.id == Membership.community_id)
+    .order_by(Community.name)
+)
 
 
-async def load_session(db: AsyncConnection, token: str, idle: timedelta) -> LiveSession | None:
+async def load_session(db: AsyncConnection, token: str, idle: timedelta, places: bool = False) -> LiveSession | None:
     """The live session for a cookie token; None (and the row gone) if idle too long.
 
-    One query by the unique token hash. It writes only to end an idle session or, at most once
-    an hour, to move last_seen_at on; the caller commits.
+    One query by the unique token hash (with places=True, also the person's communities). It
+    writes only to end an idle session or, at most once an hour, to move last_seen_at on; the
+    caller commits.
     """
-    row = (await db.execute(_SESSION_BY_TOKEN, {"token_hash": token_hash(token)})).first()
-    if row is None:
+    rows = (await db.execute(_SESSION_AND_PLACES if places else _SESSION_BY_TOKEN, {"token_hash": token_hash(token)})).all()
+    if not rows:
         return None
-    session_id, community_id, flash, last_seen_at, person_id, email, display_name, language = row
+    session_id, community_id, flash, last_seen_at, person_id, email, display_name, language = rows[0][:8]
+    where = tuple((row[8], row[9], row[10]) for row in rows if row[8] is not None) if places else ()
     moment = now()
     if moment - last_seen_at > idle:
         await db.execute(delete(WebSession).where(WebSession.id == session_id))
@@ -188,7 +202,7 @@ async def load_session(db: AsyncConnection, token: str, idle: timedelta) -> Live
     if touched:
         hour = moment.replace(minute=0, second=0, microsecond=0)
         await db.execute(update(WebSession).where(WebSession.id == session_id).values(last_seen_at=hour))
-    return LiveSession(session_id, community_id, flash, person_id, email, display_name, language, touched)
+    return LiveSession(session_id, community_id, flash, person_id, email, display_name, language, touched, where)
 
 
 async def forget_old_sign_ins(db: AsyncSession, idle: timedelta) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace.identity import services
 from safespace.identity.models import Community, Membership, Person, Team
 from tests.conftest import browser_like
 from tests.helpers import follow_link, api, make_community, post_form, sign_in
@@ -273,3 +274,24 @@ async def test_control_characters_never_reach_the_database(client, db: AsyncSess
     response = await post_form(client, f"/c/{world.community.id}/teams", {"name": "Wa\x00ter\x07"})
     assert response.status_code == 303
     assert await db.scalar(select(Team.name).where(Team.community_id == world.community.id)) == "Water"
+
+
+async def test_the_community_menu_lists_the_viewers_active_communities_by_name(client, db: AsyncSession) -> None:  # noqa: ANN001
+    """The navigation comes with the session in one query: active memberships only, by name, the
+    one being looked at marked current; a person with no community gets no menu."""
+    rivers = await make_community(db, "Rivers", teams={"North": ["both@x.org"]})
+    coasts = await make_community(db, "Coasts", facilitator="other@x.org", teams={"East": ["both@x.org"]})
+    archive = await make_community(db, "Archive", facilitator="third@x.org")
+    person, _ = await services.get_or_create_person(db, "both@x.org")
+    services.add_membership(db, archive.community.id, person.id, None, "deactivated")
+    await services.get_or_create_person(db, "alone@x.org")
+    await db.commit()
+    await sign_in(client, db, "both@x.org")
+    await client.get(f"/c/{rivers.community.id}")  # the session remembers the community last opened
+    menu = (await client.get("/profile")).text.split('class="switcher"', 1)[1].split("</details>", 1)[0]
+    assert menu.index(">Coasts<") < menu.index(">Rivers<") and "Archive" not in menu
+    assert f'href="/c/{rivers.community.id}" aria-current="true">Rivers<' in menu
+    assert f'href="/c/{coasts.community.id}">Coasts<' in menu
+    await sign_in(client, db, "alone@x.org")
+    page = await client.get("/profile")
+    assert page.status_code == 200 and 'class="switcher"' not in page.text and ">Sign out<" in page.text
