@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
+from markupsafe import Markup
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, URLEncodedBody
@@ -52,6 +53,27 @@ def _limit(period: str | None) -> int | None:
     return None if period == "all" else 52 if period == "52" else services.TREND_ROUNDS
 
 
+# The trend's charts and round lists, as HTML, per survey, trend version, period, language and the
+# community's k and name: what they are drawn from (closed rounds, notes) only changes with the
+# version, so a facilitator's next visit reads one row of counts instead of every round again.
+# Per process and bounded; nothing of the viewer is in them (insights/_trend_sections.html).
+_SECTIONS: dict[tuple, Markup] = {}
+_SECTIONS_KEPT = 512
+
+
+async def _trend_sections(request: Request, db: AsyncSession, community: Community, survey: Survey, limit: int | None) -> Markup:
+    language = i18n.current_language()
+    key = (survey.id, await services.trend_version(db, survey.id), limit, language, community.min_group_size)
+    if key not in _SECTIONS:
+        trend = await services.survey_trend(db, community, survey, language, limit)
+        charts = [(t, views.trend_charts(f"t{n}", t, community.min_group_size)) for n, t in enumerate(trend.instruments)]
+        html = request.app.template_engine.get_template("insights/_trend_sections.html").render(community=community, charts=charts)
+        if len(_SECTIONS) >= _SECTIONS_KEPT:
+            _SECTIONS.clear()
+        _SECTIONS[key] = Markup(html)
+    return _SECTIONS[key]
+
+
 class InsightsController(Controller):
     """Trend, round results, teams, vitality, objectives: aggregates only, for facilitators."""
 
@@ -64,6 +86,7 @@ class InsightsController(Controller):
     @get("/")
     async def trend(
         self,
+        request: Request,
         facilitation: NamedDependency[Membership],
         db_session: NamedDependency[AsyncSession],
         survey: FromQuery[uuid.UUID | None] = None,
@@ -71,15 +94,14 @@ class InsightsController(Controller):
     ) -> Template:
         community = facilitation.community
         surveys, chosen = await survey_or_404(db_session, community, survey)
-        trend = await services.survey_trend(db_session, community, chosen, i18n.current_language(), _limit(period)) if chosen else None
         return page(
             "insights/trend.html",
             community=community,
             surveys=surveys,
             survey=chosen,
             period=period or str(services.TREND_ROUNDS),
-            trend=trend,
-            charts=[(t, views.trend_charts(f"t{n}", t, community.min_group_size)) for n, t in enumerate(trend.instruments)] if trend else [],
+            sections=await _trend_sections(request, db_session, community, chosen, _limit(period)) if chosen else None,
+            open_round=await services.open_round_rate(db_session, chosen) if chosen else None,
         )
 
     @get(["/trend.csv", "/trend.json"])

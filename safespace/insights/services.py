@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 from babel.dates import format_date
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.i18n import gettext as _
@@ -131,6 +131,24 @@ async def notes_by_round(db: AsyncSession, round_ids: list[uuid.UUID]) -> dict[u
     return notes
 
 
+_SURVEY = bindparam("survey_id")
+_CLOSED = (Round.survey_id == _SURVEY) & Round.closed.is_(True)
+_NOTED = select(RoundNote).join(Round, Round.id == RoundNote.round_id).where(Round.survey_id == _SURVEY)
+# What a survey's trend is drawn from, in one trip: its closed rounds (a round only ever closes,
+# next in number) and its notes (only added or deleted). Equal versions, equal trend.
+_TREND_VERSION = select(
+    select(func.count()).select_from(Round).where(_CLOSED).scalar_subquery(),
+    select(func.max(Round.number)).where(_CLOSED).scalar_subquery(),
+    select(func.count()).select_from(_NOTED.subquery()).scalar_subquery(),
+    select(func.max(RoundNote.created_at)).join(Round, Round.id == RoundNote.round_id).where(Round.survey_id == _SURVEY).scalar_subquery(),
+)
+
+
+async def trend_version(db: AsyncSession, survey_id: uuid.UUID) -> tuple:
+    """Changes whenever survey_trend's rounds or notes would: a key for what is drawn from them."""
+    return tuple((await db.execute(_TREND_VERSION, {"survey_id": survey_id})).one())
+
+
 async def survey_trend(
     db: AsyncSession, community: Community, survey: Survey, language: str, limit: int | None = TREND_ROUNDS
 ) -> SurveyTrend:
@@ -180,16 +198,17 @@ async def survey_trend(
             InstrumentTrend(key=i.key, name=i.name.get(language), points=i.scale.points, rounds=points)
             for i, points in by_key.values()
         ],
-        open_round=await _open_round_rate(db, survey),
+        open_round=await open_round_rate(db, survey),
     )
 
 
-async def _open_round_rate(db: AsyncSession, survey: Survey) -> OpenRoundRate | None:
+_OPEN_ROUND = select(Round).where(Round.survey_id == _SURVEY, Round.closed.is_(False), Round.opens_at <= bindparam("moment"))
+
+
+async def open_round_rate(db: AsyncSession, survey: Survey) -> OpenRoundRate | None:
     """P3: of an open round, only the response rate, and only once k have answered."""
     moment = now()
-    round_ = await db.scalar(
-        select(Round).where(Round.survey_id == survey.id, Round.closed.is_(False), Round.opens_at <= moment)
-    )
+    round_ = await db.scalar(_OPEN_ROUND, {"survey_id": survey.id, "moment": moment})
     if round_ is None or not is_open(round_, moment):
         return None
     answered = await pulse_results.tallied(db, round_.id)

@@ -165,8 +165,11 @@ async def change_cadence(db: AsyncSession, survey: Survey, time_zone: str, form:
     return survey
 
 
+_SURVEYS_OF = select(Survey).where(Survey.community_id == bindparam("community_id")).order_by(Survey.created_at)
+
+
 async def surveys_of(db: AsyncSession, community_id: uuid.UUID) -> list[Survey]:
-    return list(await db.scalars(select(Survey).where(Survey.community_id == community_id).order_by(Survey.created_at)))
+    return list(await db.scalars(_SURVEYS_OF, {"community_id": community_id}))
 
 
 async def survey_in(db: AsyncSession, community_id: uuid.UUID, survey_id: uuid.UUID) -> Survey:

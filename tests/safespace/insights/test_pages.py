@@ -6,9 +6,13 @@ import csv
 import io
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.identity.services import now
+from safespace.insights.models import RoundNote
+from safespace.pulse import schedule
+from safespace.pulse.models import Round
 from tests.helpers import post_form, sign_in
 from tests.safespace.insights.conftest import answered_round, form
 
@@ -40,6 +44,31 @@ async def test_a_note_is_pinned_to_a_round_and_shown_as_text(client, db: AsyncSe
     summary = await client.get(f"/c/{closed.world.community.id}/summary")
     assert summary.status_code == 200 and "Reorganisation" not in summary.text
     assert "scale score by round" in summary.text
+
+
+async def test_the_trend_page_follows_notes_and_closed_rounds_after_it_was_drawn(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    """The page keeps its charts per trend version: a note added or deleted, a round closed, another
+    language, each shows on the very next visit."""
+    closed = await _round(client, db, engine, settings)
+    await sign_in(client, db, "fac@x.org")
+    trend = f"{closed.base}?survey={closed.survey_id}"
+    assert (await client.get(trend)).text.count(f"{closed.base}/rounds/") == 1
+    page = f"{closed.base}/rounds/{closed.round.id}"
+    await client.get(page)
+    assert (await post_form(client, f"{page}/notes", {"note": "Reorganisation announced"})).status_code == 303
+    assert "Reorganisation announced" in (await client.get(trend)).text
+    note = await db.scalar(select(RoundNote.id).where(RoundNote.round_id == closed.round.id))
+    assert (await post_form(client, f"{page}/notes/{note}/delete", {})).status_code == 303
+    assert "Reorganisation announced" not in (await client.get(trend)).text
+    # The next week's round opens and closes with nobody answering: a second round, a labelled gap.
+    await schedule.tick(closed.sessionmaker, closed.keyring, None, moment=closed.round.opens_at + timedelta(days=7, seconds=1))
+    second = await db.scalar(select(Round).where(Round.survey_id == closed.survey_id, Round.number == 2))
+    assert "fewer than 5 answered" not in (await client.get(trend)).text  # open: not on the trend yet
+    await schedule.tick(closed.sessionmaker, closed.keyring, None, moment=second.closes_at + timedelta(seconds=1))
+    after = (await client.get(trend)).text
+    assert after.count(f"{closed.base}/rounds/") == 2 and "fewer than 5 answered" in after
+    spanish = (await client.get(trend, headers={"accept-language": "es"})).text
+    assert "Rondas, resultados y notas" in spanish and "Rounds, results and notes" not in spanish
 
 
 async def test_objectives_show_current_value_progress_and_refuse_bad_input(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
