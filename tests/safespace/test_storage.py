@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from safespace.db.engine import make_engine
 from safespace.db.models import metadata
 
 
@@ -24,6 +27,27 @@ async def test_sqlite_connections_are_configured(db: AsyncSession) -> None:
     pragmas = {name: (await db.execute(text(f"PRAGMA {name}"))).scalar() for name in
                ("journal_mode", "busy_timeout", "foreign_keys", "secure_delete")}
     assert pragmas == {"journal_mode": "wal", "busy_timeout": 5000, "foreign_keys": 1, "secure_delete": 1}
+
+
+async def test_a_burst_of_requests_reuses_the_pools_connections(settings) -> None:  # noqa: ANN001
+    """Sixteen requests at once, three times over: the connections opened for the first burst serve
+    the next ones (SQLAlchemy's default pool of 5 closed and reopened 11 on every burst: a thread
+    each on SQLite, a server process on PostgreSQL)."""
+    engine = make_engine(settings)
+    opened = []
+    event.listen(engine.sync_engine, "connect", lambda *_: opened.append(1))
+
+    async def request() -> None:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+            await asyncio.sleep(0.02)  # the rest of a request, holding its connection
+
+    try:
+        for _burst in range(3):
+            await asyncio.gather(*(request() for _ in range(16)))
+        assert len(opened) == 16, len(opened)
+    finally:
+        await engine.dispose()
 
 
 async def test_health_and_readiness(client) -> None:  # noqa: ANN001
