@@ -126,21 +126,20 @@ def configure_engine(engine: AsyncEngine) -> AsyncEngine:
     return engine
 
 
-# Connections a process opens beyond its pool for a burst, closed again when they come back.
-POOL_OVERFLOW = 10
-
-
 def make_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         from pathlib import Path
 
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     # hide_parameters: an error on the answer path must not log the values it was writing (P7).
-    # The pool keeps SAFESPACE_DATABASE_POOL_SIZE connections open. SQLAlchemy's default (5 kept,
-    # 10 more opened and closed as needed) opened and closed connections all the time as soon as
-    # more than 5 requests ran at once: a thread and four PRAGMAs each on SQLite, a server process
-    # on PostgreSQL. That tripled the cost of a simple page under 16 concurrent requests.
-    pool = {"pool_size": settings.database_pool_size, "max_overflow": POOL_OVERFLOW, "hide_parameters": True}
+    # The pool keeps SAFESPACE_DATABASE_POOL_SIZE connections and opens no more: a request
+    # beyond them waits for one (a 503 after 30 s). SQLAlchemy's default, 5 kept and 10 more
+    # opened and closed again as needed, opened and closed connections all the time as soon as
+    # more than 5 requests ran at once: a thread and four PRAGMAs each on SQLite, a server
+    # process on PostgreSQL. That cost a simple page two thirds of its speed at 16 requests at
+    # once (bench/dashboard.py's floor). A request uses one connection at a time (the session
+    # middleware's is back before the handler takes one); a tick may use two, hence at least 2.
+    pool = {"pool_size": settings.database_pool_size, "max_overflow": 0, "hide_parameters": True}
     if settings.is_sqlite:
         return configure_engine(create_async_engine(settings.database, **pool, **_sqlite_dbapi()))
     # A stuck lock or query fails the request instead of holding a worker forever.

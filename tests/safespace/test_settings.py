@@ -24,7 +24,7 @@ def test_defaults_are_usable(tmp_path) -> None:  # noqa: ANN001
         ("SAFESPACE_DEFAULT_MIN_GROUP_SIZE", "2", "below 3"),
         ("SAFESPACE_DEFAULT_MIN_GROUP_SIZE", "five", "int"),
         ("SAFESPACE_SMTP_PORT", "70000", "between 1 and 65535"),
-        ("SAFESPACE_DATABASE_POOL_SIZE", "0", "from 1 to 500"),
+        ("SAFESPACE_DATABASE_POOL_SIZE", "1", "from 2 to 500"),
         ("SAFESPACE_BASE_URL", "localhost:8000", "http(s) URL"),
         ("SAFESPACE_DATABASE_URL", "mysql://x/y", "postgresql+asyncpg://"),
         ("SAFESPACE_LOG_LEVEL", "LOUD", "DEBUG"),

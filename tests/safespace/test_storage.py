@@ -29,23 +29,27 @@ async def test_sqlite_connections_are_configured(db: AsyncSession) -> None:
     assert pragmas == {"journal_mode": "wal", "busy_timeout": 5000, "foreign_keys": 1, "secure_delete": 1}
 
 
-async def test_a_burst_of_requests_reuses_the_pools_connections(settings) -> None:  # noqa: ANN001
-    """Sixteen requests at once, three times over: the connections opened for the first burst serve
-    the next ones (SQLAlchemy's default pool of 5 closed and reopened 11 on every burst: a thread
-    each on SQLite, a server process on PostgreSQL)."""
+async def test_bursts_of_requests_reuse_the_pools_connections_and_open_no_more(settings) -> None:  # noqa: ANN001
+    """Thirty requests at once, three times over, with a pool of 20: the 20 connections opened
+    for the first burst serve every request, and the ten beyond them wait their turn. (SQLAlchemy's
+    default pool kept 5 and opened and closed 10 more on every burst: a thread each on SQLite, a
+    server process on PostgreSQL.)"""
     engine = make_engine(settings)
-    opened = []
+    opened, busy, most = [], [0], [0]
     event.listen(engine.sync_engine, "connect", lambda *_: opened.append(1))
 
     async def request() -> None:
         async with engine.connect() as conn:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
             await conn.execute(text("SELECT 1"))
             await asyncio.sleep(0.02)  # the rest of a request, holding its connection
+            busy[0] -= 1
 
     try:
         for _burst in range(3):
-            await asyncio.gather(*(request() for _ in range(16)))
-        assert len(opened) == 16, len(opened)
+            await asyncio.gather(*(request() for _ in range(30)))
+        assert len(opened) == most[0] == settings.database_pool_size == 20, (len(opened), most[0])
     finally:
         await engine.dispose()
 
