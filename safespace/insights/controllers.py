@@ -9,11 +9,11 @@ import uuid
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from markupsafe import Markup
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
+from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
@@ -54,7 +54,7 @@ def _limit(period: str | None) -> int | None:
 
 
 # The trend's charts and round lists, as HTML, per survey, trend version, period, language and the
-# community's k and name: what they are drawn from (closed rounds, notes) only changes with the
+# community's k: what they are drawn from (closed rounds, notes) only changes with the
 # version, so a facilitator's next visit reads one row of counts instead of every round again.
 # Per process and bounded; nothing of the viewer is in them (insights/_trend_sections.html).
 _SECTIONS: dict[tuple, Markup] = {}
