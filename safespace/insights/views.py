@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
+import msgspec
 from babel.dates import format_date
 
 from safespace import i18n
@@ -13,6 +16,8 @@ from safespace.identity.models import Community
 from safespace.insights import charts
 from safespace.insights.services import InstrumentTrend, TeamGrid, Vitality, format_day
 from safespace.pulse.results import InstrumentResult
+
+T = TypeVar("T")
 
 
 def day_label(day: date) -> str:
@@ -36,9 +41,17 @@ def zone(community: Community) -> ZoneInfo:
 
 
 # Charts of closed rounds are drawn once per process: the rounds' figures never change, so the
-# rounds shown (and their notes), the language and the ids decide the picture.
-_DRAWN: dict[tuple, list[charts.Chart]] = {}
+# rounds shown (and their notes, the teams' names), the language and the ids decide the picture.
+_DRAWN: dict[tuple, object] = {}
 _DRAWN_KEPT = 2_000
+
+
+def _drawn(key: tuple, draw: Callable[[], T]) -> T:
+    if key not in _DRAWN:
+        if len(_DRAWN) >= _DRAWN_KEPT:
+            _DRAWN.clear()
+        _DRAWN[key] = draw()
+    return _DRAWN[key]  # type: ignore[return-value]
 
 
 def trend_charts(prefix: str, trend: InstrumentTrend, k: int, with_notes: bool = True) -> list[charts.Chart]:
@@ -46,13 +59,9 @@ def trend_charts(prefix: str, trend: InstrumentTrend, k: int, with_notes: bool =
 
     Facilitators' notes are theirs: the members' summary draws the trend without them.
     """
-    key = (prefix, trend.key, trend.name, trend.points, k, with_notes, i18n.current_language(),
+    key = ("trend", prefix, trend.key, trend.name, trend.points, k, with_notes, i18n.current_language(),
            tuple((p.round_id, tuple(p.notes)) for p in trend.rounds))  # fmt: skip
-    if key not in _DRAWN:
-        if len(_DRAWN) >= _DRAWN_KEPT:
-            _DRAWN.clear()
-        _DRAWN[key] = _draw_trend(prefix, trend, k, with_notes)
-    return _DRAWN[key]
+    return _drawn(key, lambda: _draw_trend(prefix, trend, k, with_notes))
 
 
 def _draw_trend(prefix: str, trend: InstrumentTrend, k: int, with_notes: bool) -> list[charts.Chart]:
@@ -118,6 +127,12 @@ def share_chart(prefix: str, instrument: InstrumentResult, k: int) -> charts.Cha
 
 
 def team_heatmap(prefix: str, grid: TeamGrid, k: int) -> charts.Chart:
+    """Teams x statements (or rounds); a grid's figures and names, all of it in the key."""
+    key = ("heatmap", prefix, k, i18n.current_language(), msgspec.json.encode(grid))
+    return _drawn(key, lambda: _draw_heatmap(prefix, grid, k))
+
+
+def _draw_heatmap(prefix: str, grid: TeamGrid, k: int) -> charts.Chart:
     return charts.heatmap(
         prefix,
         grid.title,

@@ -71,6 +71,20 @@ async def test_the_trend_page_follows_notes_and_closed_rounds_after_it_was_drawn
     assert "Rondas, resultados y notas" in spanish and "Rounds, results and notes" not in spanish
 
 
+async def test_a_renamed_team_shows_its_new_name_in_a_heatmap_drawn_before(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    """Heatmaps of closed rounds are drawn once per process; the names are part of what decides the picture."""
+    teams = {"North": [f"n{i}@x.org" for i in range(6)], "South": [f"s{i}@x.org" for i in range(6)]}
+    closed = await answered_round(client, db, engine, settings, teams, {e: form(4) for members in teams.values() for e in members})
+    await sign_in(client, db, "fac@x.org")
+    page = f"{closed.base}/rounds/{closed.round.id}"
+    assert ">North<" in (await client.get(page)).text
+    await client.get(f"/c/{closed.world.community.id}/teams")
+    renamed = await post_form(client, f"/c/{closed.world.community.id}/teams/{closed.world.teams['North']}", {"name": "Harbour"})
+    assert renamed.status_code == 303
+    after = (await client.get(page)).text
+    assert ">Harbour<" in after and ">North<" not in after
+
+
 async def test_objectives_show_current_value_progress_and_refuse_bad_input(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
     closed = await _round(client, db, engine, settings)
     await sign_in(client, db, "fac@x.org")
