@@ -135,16 +135,20 @@ async def serve(env: dict[str, str], log: Path, workers: int) -> tuple[subproces
         except ConnectionError:
             pass
         await asyncio.sleep(0.1)
+    proc.terminate()  # not left running behind the error
+    proc.wait(timeout=15)
     raise SystemExit("the server did not answer /healthz with all its workers within 60 s")
 
 
 def worker_pids(pid: int) -> list[int]:
-    """uvicorn's worker processes: the children of the server process (not multiprocessing's helpers)."""
+    """uvicorn's worker processes: the children of the server process (not multiprocessing's
+    helpers), or the server process itself when it serves alone (--workers 1)."""
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        return [int(c) for c in children if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+        workers = [int(c) for c in children if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
     except FileNotFoundError:
         return []
+    return workers or [pid]
 
 
 def rss_mb(pids: list[int]) -> float:
