@@ -133,14 +133,14 @@ async def notes_by_round(db: AsyncSession, round_ids: list[uuid.UUID]) -> dict[u
 
 _SURVEY = bindparam("survey_id")
 _CLOSED = (Round.survey_id == _SURVEY) & Round.closed.is_(True)
-_NOTED = select(RoundNote).join(Round, Round.id == RoundNote.round_id).where(Round.survey_id == _SURVEY)
+_NOTES = select(RoundNote.created_at).join(Round, Round.id == RoundNote.round_id).where(Round.survey_id == _SURVEY).subquery()
 # What a survey's trend is drawn from, in one trip: its closed rounds (a round only ever closes,
 # next in number) and its notes (only added or deleted). Equal versions, equal trend.
 _TREND_VERSION = select(
     select(func.count()).select_from(Round).where(_CLOSED).scalar_subquery(),
     select(func.max(Round.number)).where(_CLOSED).scalar_subquery(),
-    select(func.count()).select_from(_NOTED.subquery()).scalar_subquery(),
-    select(func.max(RoundNote.created_at)).join(Round, Round.id == RoundNote.round_id).where(Round.survey_id == _SURVEY).scalar_subquery(),
+    select(func.count()).select_from(_NOTES).scalar_subquery(),
+    select(func.max(_NOTES.c.created_at)).scalar_subquery(),
 )
 
 
