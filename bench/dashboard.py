@@ -31,7 +31,6 @@ import argparse, asyncio, math, os, random, shutil, signal, subprocess, sys, tem
 from datetime import datetime, time as clock, timedelta, timezone
 from pathlib import Path
 
-import asyncpg
 import msgspec
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
@@ -45,7 +44,7 @@ from safespace.pulse import services as pulse
 from safespace.pulse.models import ReleasedComment, Round, Tally
 from safespace.settings import Settings
 from safespace.web import SESSION_COOKIE
-from submit import PG_ADMIN, Connection, cpu_meter, drive, start_server  # the same load tool as bench/submit.py
+from submit import Connection, NoPostgreSQL, cpu_meter, drive, start_server, throwaway_database  # bench/submit.py's load tool
 from surveys import disclosure
 from surveys import tally as tally_rules
 from surveys.instrument import Instrument, builtin_instruments, instrument_to_dict
@@ -291,23 +290,14 @@ async def bench(label: str, database_url: str, args: argparse.Namespace) -> dict
 
 async def on_postgresql(args: argparse.Namespace) -> dict[int, dict[str, float]] | None:
     """Each size in its own fresh database, dropped afterwards."""
-    try:
-        admin = await asyncpg.connect(PG_ADMIN, timeout=5)
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        print(f"postgresql: skipped, cannot reach {PG_ADMIN} ({exc})")
-        return None
     results = {}
     try:
         for members in args.sizes:
-            name = f"safespace_bench_{uuid.uuid4().hex[:8]}"
-            try:
-                await admin.execute(f'CREATE DATABASE "{name}"')
-                url = f"postgresql+asyncpg://root@127.0.0.1:5432/{name}"
+            async with throwaway_database("safespace_bench") as url:
                 results[members] = await measure("postgresql", url, members, args)
-            finally:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    except NoPostgreSQL as exc:
+        print(f"postgresql: skipped, {exc}")
+        return None
     return results
 
 

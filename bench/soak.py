@@ -40,7 +40,6 @@ from collections import Counter, defaultdict
 from datetime import timedelta
 from pathlib import Path
 
-import asyncpg
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -53,7 +52,7 @@ from safespace.pulse import schedule, services as pulse
 from safespace.settings import Settings
 from safespace.stories import services as stories
 from safespace.web import SESSION_COOKIE
-from submit import CSRF_COOKIE, INSTRUMENT, PG_ADMIN, Connection, answer_body, drive, ledger
+from submit import CSRF_COOKIE, INSTRUMENT, Connection, NoPostgreSQL, answer_body, drive, ledger, throwaway_database
 from surveys.cadence import window_at
 
 WARMUP_SECONDS, THINK_SECONDS, CALIBRATE_SECONDS, HEADROOM = 60.0, 5.0, 12.0, 0.6
@@ -405,16 +404,10 @@ async def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     try:
-        admin = await asyncpg.connect(PG_ADMIN, timeout=5)
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        raise SystemExit(f"the soak needs PostgreSQL at {PG_ADMIN} ({exc})") from None
-    name = f"safespace_soak_{uuid.uuid4().hex[:8]}"
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        ok = await soak(f"postgresql+asyncpg://root@127.0.0.1:5432/{name}", args)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        async with throwaway_database("safespace_soak") as url:
+            ok = await soak(url, args)
+    except NoPostgreSQL as exc:
+        raise SystemExit(f"the soak needs PostgreSQL: {exc}") from None
     return 0 if ok else 1
 
 

@@ -22,7 +22,7 @@ acknowledged with a 303 but not counted; it or a wrong ledger exits 1, else 0: f
 
 from __future__ import annotations
 
-import argparse, asyncio, os, random, shutil, signal, socket, subprocess, sys, tempfile, time, uuid  # noqa: E401
+import argparse, asyncio, contextlib, os, random, shutil, signal, socket, subprocess, sys, tempfile, time, uuid  # noqa: E401
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlencode
@@ -287,6 +287,27 @@ async def bench(label: str, database_url: str, args: argparse.Namespace) -> bool
     return ok
 
 
+class NoPostgreSQL(Exception):
+    """PostgreSQL cannot be reached at PG_ADMIN."""
+
+
+@contextlib.asynccontextmanager
+async def throwaway_database(prefix: str):  # noqa: ANN201
+    """A fresh PostgreSQL database for one run (its URL), dropped afterwards, whatever happened;
+    NoPostgreSQL when it cannot be reached."""
+    try:
+        admin = await asyncpg.connect(PG_ADMIN, timeout=5)
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        raise NoPostgreSQL(f"cannot reach {PG_ADMIN} ({exc})") from None
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql+asyncpg://root@127.0.0.1:5432/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--members", type=int, default=2000)
@@ -298,17 +319,10 @@ async def main() -> int:
     ok = await bench("sqlite", "", args) if args.db in ("sqlite", "both") else True
     if args.db in ("postgresql", "both"):
         try:
-            admin = await asyncpg.connect(PG_ADMIN, timeout=5)
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-            print(f"postgresql: skipped, cannot reach {PG_ADMIN} ({exc})")
-            return 0 if ok else 1
-        name = f"safespace_bench_{uuid.uuid4().hex[:8]}"
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-            ok &= await bench("postgresql", f"postgresql+asyncpg://root@127.0.0.1:5432/{name}", args)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
+            async with throwaway_database("safespace_bench") as url:
+                ok &= await bench("postgresql", url, args)
+        except NoPostgreSQL as exc:
+            print(f"postgresql: skipped, {exc}")
     return 0 if ok else 1
 
 
