@@ -33,14 +33,14 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from sqlalchemy import bindparam, update
+from sqlalchemy import update
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
 from safespace.identity.models import Membership, WebSession
 from safespace.identity.services import InvalidInput, Refused, active_membership
-from safespace.identity.signin import load_session
+from safespace.identity.signin import SET_NOTICE, SessionReader, needs_settling, settle
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,9 @@ def template_environment() -> Environment:
         extensions=["jinja2.ext.i18n"],
         trim_blocks=True,
         lstrip_blocks=True,
+        # Templates change with a deploy (a restart), never under a running process: no stat()
+        # of each template file on every render, which cost a page about 5% of its time.
+        auto_reload=False,
     )
     env.install_gettext_callables(  # type: ignore[attr-defined]
         lambda message: i18n.translations(i18n.current_language()).gettext(message),
@@ -118,55 +121,43 @@ def language_for(connection: ASGIConnection, viewer: Viewer | None = None) -> st
 class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
     """Loads the viewer from the session cookie (or leaves it None) and picks the language."""
 
-    def __init__(self, app, sessionmaker: async_sessionmaker[AsyncSession], idle: timedelta, **kwargs: Any) -> None:  # noqa: ANN001
+    def __init__(self, app, sessions: SessionReader, idle: timedelta, **kwargs: Any) -> None:  # noqa: ANN001
         super().__init__(app, **kwargs)
-        engine: AsyncEngine = sessionmaker.kw["bind"]
-        # Core on a bare connection: no ORM session or identity map for one indexed row. On
-        # PostgreSQL each statement here stands alone (autocommit: no BEGIN/ROLLBACK round trips);
-        # SQLite's driver opens no transaction for a read anyway.
-        if engine.dialect.name == "postgresql":
-            engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self.engine = engine
+        self.sessions = sessions  # one per app: concurrent requests' sessions are read together
         self.idle = idle
 
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
         token = connection.cookies.get(SESSION_COOKIE)
-        # Only a GET renders a full page: the navigation and the one-time notice are for it.
+        # Only a GET renders a full page: the one-time notice is for it.
         page_view = connection.scope.get("method") in ("GET", "HEAD")
         viewer = await self._viewer(token, page_view) if token else None
         i18n.set_language(language_for(connection, viewer))
         return AuthenticationResult(user=viewer, auth=token if viewer else None)
 
     async def _viewer(self, token: str, page_view: bool) -> Viewer | None:
-        async with self.engine.connect() as db:
-            live = await load_session(db, token, self.idle, places=page_view)
-            if live is None:
-                await db.commit()  # an idle session was deleted
-                return None
-            write = live.touched  # at most hourly: otherwise a POST writes nothing here
-            places, flash = [Place(*place) for place in live.places], None
-            if page_view:
-                if live.flash:
-                    flash = json.loads(live.flash)
+        live = await self.sessions.read(token)
+        if live is None:
+            return None
+        flash = json.loads(live.flash) if page_view and live.flash else None
+        if flash or needs_settling(live, self.idle):  # at most hourly, or a notice to clear
+            async with self.sessions.engine.connect() as db:
+                live = await settle(db, live, self.idle)
+                if live is not None and flash:
                     await db.execute(update(WebSession).where(WebSession.id == live.session_id).values(flash=None))
-                    write = True
-            if write:
                 await db.commit()
-            return Viewer(
-                person_id=live.person_id,
-                session_id=live.session_id,
-                email=live.email,
-                display_name=live.display_name,
-                language=live.language,
-                community_id=live.community_id,
-                places=places,
-                flash=flash,
-            )
-
-
-_SESSIONS = WebSession.__table__
-# Built once: the statement and its cache key are not made again for every notice.
-_SET_FLASH = update(_SESSIONS).where(_SESSIONS.c.id == bindparam("session_id")).values(flash=bindparam("notice"))
+            if live is None:  # idle too long: the row is gone
+                return None
+        places = [Place(*place) for place in live.places]
+        return Viewer(
+            person_id=live.person_id,
+            session_id=live.session_id,
+            email=live.email,
+            display_name=live.display_name,
+            language=live.language,
+            community_id=live.community_id,
+            places=places,
+            flash=flash,
+        )
 
 
 async def flash(db: AsyncSession, viewer: Viewer, message: str, kind: str = "success") -> None:
@@ -174,10 +165,26 @@ async def flash(db: AsyncSession, viewer: Viewer, message: str, kind: str = "suc
     # On the table, not the mapped class: a plain UPDATE by primary key, without the ORM's
     # bulk-update bookkeeping (no WebSession objects live in request sessions). Through the
     # session, so its pending changes are flushed first, as before.
-    await db.execute(_SET_FLASH, {"session_id": viewer.session_id, "notice": json.dumps({"message": message, "kind": kind})})
+    await db.execute(SET_NOTICE, {"session_id": viewer.session_id, "notice": notice(message, kind)})
+
+
+def notice(message: str, kind: str = "success") -> str:
+    """A one-time notice as the session keeps it."""
+    return json.dumps({"message": message, "kind": kind})
 
 
 # --- dependencies and guards -----------------------------------------------------------------
+
+
+DATABASE_STATE_KEY = "database"  # app.state: the SQLAlchemy plugin's config (create_app)
+
+
+def request_session(request: Request) -> AsyncSession:
+    """The request's database session, made on first use: the one `db_session` injects, committed
+    or rolled back and closed when the response is sent. For a route that needs the database
+    only on some paths (a dependency is made for every request, and several at once cost an
+    anyio task group)."""
+    return request.app.state[DATABASE_STATE_KEY].provide_session(request.app.state, request.scope)
 
 
 def provide_viewer(request: Request) -> Viewer:

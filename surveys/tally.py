@@ -9,7 +9,7 @@ order people answered in, so it cannot leak that order.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import msgspec
 
@@ -136,8 +136,18 @@ def keyed(tally: Tally, key: str, value: int) -> int:
 
 def fold(tally: Tally, answers: Mapping[str, int | None]) -> Tally:
     """A new tally with one more answer set folded in; the answer set itself is not kept."""
-    answers = check_answers(tally, answers)
+    return fold_all(tally, [answers])
+
+
+def fold_all(tally: Tally, answer_sets: Iterable[Mapping[str, int | None]]) -> Tally:
+    """A new tally with every answer set folded in, in one copy (a batch of answers)."""
     t = _canonical(tally)
+    for answers in answer_sets:
+        _fold_into(t, check_answers(tally, answers))
+    return t
+
+
+def _fold_into(t: Tally, answers: dict[str, int | None]) -> None:
     t.respondents += 1
     given = {key: keyed(t, key, value) for key, value in answers.items() if value is not None}
     for key, value in answers.items():
@@ -160,7 +170,6 @@ def fold(tally: Tally, answers: Mapping[str, int | None]) -> Tally:
             t.keyed_sumsq[key] += value * value
         for a, b in _pairs(t.items):
             t.cross[pair_key(a, b)] += given[a] * given[b]
-    return t
 
 
 def merge(a: Tally, b: Tally) -> Tally:

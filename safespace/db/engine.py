@@ -86,16 +86,23 @@ class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
 
+    def _idle(self) -> bool:
+        # in_transaction is SQLite's own flag, safe to read from here.
+        try:
+            return not self._connection._conn.in_transaction
+        except ValueError:  # no connection: let the stock path raise its error
+            return False
+
     def rollback(self) -> None:
         # The pool rolls back every connection it takes back; with no transaction open (a
-        # request that only read) that is a trip to the thread for nothing. in_transaction is
-        # SQLite's own flag, safe to read from here.
-        try:
-            idle = not self._connection._conn.in_transaction
-        except ValueError:  # no connection: let the stock path raise its error
-            idle = False
-        if not idle:
+        # request that only read) that is a trip to the thread for nothing.
+        if not self._idle():
             super().rollback()
+
+    def commit(self) -> None:
+        # Likewise the commit of a request that only read (every page view): nothing to commit.
+        if not self._idle():
+            super().commit()
 
     def cursor(self, server_side: bool = False) -> AsyncAdapt_aiosqlite_cursor:
         return super().cursor(server_side) if server_side else _OneHopCursor(self)

@@ -6,7 +6,14 @@ from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Insert, Table
 from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def insert_ignoring(dialect: str, table: Table, unique: list[str]) -> Insert:
+    """INSERT INTO table ... ON CONFLICT (unique) DO NOTHING, for the given dialect's name."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert(table).on_conflict_do_nothing(index_elements=unique)
 
 
 async def insert_once(db: AsyncSession, model: type, values: dict[str, Any], unique: list[str]) -> None:
@@ -15,5 +22,4 @@ async def insert_once(db: AsyncSession, model: type, values: dict[str, Any], uni
     A plain INSERT that loses a race raises, and the rollback that follows throws away the rest of
     the request's transaction and expires its loaded objects; this never does.
     """
-    insert = pg_insert if db.bind.dialect.name == "postgresql" else sqlite_insert
-    await db.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=unique))
+    await db.execute(insert_ignoring(db.bind.dialect.name, model.__table__, unique).values(**values))

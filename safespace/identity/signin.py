@@ -11,14 +11,15 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from safespace.db.batch import Batcher, padded
 from safespace.identity.models import (
     Community,
     LoginLink,
@@ -152,57 +153,103 @@ class LiveSession:
     email: str
     display_name: str
     language: str | None
-    touched: bool = False  # last_seen_at was moved on: the caller has a write to commit
-    # With places=True: (community id, name, role) of each active membership, by community name.
+    last_seen_at: datetime
+    # (community id, name, role) of each active membership, by community name: the navigation.
     places: tuple[tuple[uuid.UUID, str, str], ...] = ()
+    touched: bool = False  # last_seen_at was moved on: the caller has a write to commit
 
 
-_SESSION_BY_TOKEN = (
+# Sets the one-time notice a session's next page shows (web.flash; answers set it in their batch).
+SET_NOTICE = update(WebSession.__table__).where(WebSession.__table__.c.id == bindparam("session_id")).values(flash=bindparam("notice"))
+
+# The session's row once per active membership of its person, with the community's name: what
+# a request needs and what a page's navigation shows, in one trip, for every token asked for at
+# once (SessionReader). Built once: building a statement (and its cache key) on every request
+# cost about as much as running it.
+_SESSIONS = (
     select(
+        WebSession.token_hash,
         WebSession.id,
         WebSession.community_id,
         WebSession.flash,
-        WebSession.last_seen_at,
         Person.id,
         Person.email,
         Person.display_name,
         Person.language,
+        WebSession.last_seen_at,
+        Membership.community_id,
+        Community.name,
+        Membership.role,
     )
     .join(Person, Person.id == WebSession.person_id)
-    .where(WebSession.token_hash == bindparam("token_hash"))
-)
-# The same row once per active membership, with the community's name: what a page's navigation
-# shows, in the same trip. Statements are built once: building one (and its cache key) on every
-# request cost about as much as running it.
-_SESSION_AND_PLACES = (
-    _SESSION_BY_TOKEN.add_columns(Membership.community_id, Community.name, Membership.role)
     .outerjoin(Membership, (Membership.person_id == Person.id) & (Membership.status == "active"))
     .outerjoin(Community, Community.id == Membership.community_id)
+    .where(WebSession.token_hash.in_(bindparam("token_hashes", expanding=True)))
     .order_by(Community.name)
 )
 
 
-async def load_session(db: AsyncConnection, token: str, idle: timedelta, places: bool = False) -> LiveSession | None:
-    """The live session for a cookie token; None (and the row gone) if idle too long.
-
-    One query by the unique token hash (with places=True, also the person's communities). It
-    writes only to end an idle session or, at most once an hour, to move last_seen_at on; the
-    caller commits.
-    """
-    rows = (await db.execute(_SESSION_AND_PLACES if places else _SESSION_BY_TOKEN, {"token_hash": token_hash(token)})).all()
+def _live(rows: list) -> LiveSession | None:  # noqa: ANN001
+    """One token's rows of _SESSIONS as a LiveSession (None: no such session)."""
     if not rows:
         return None
-    session_id, community_id, flash, last_seen_at, person_id, email, display_name, language = rows[0][:8]
-    where = tuple((row[8], row[9], row[10]) for row in rows if row[8] is not None) if places else ()
+    places = tuple((row[9], row[10], row[11]) for row in rows if row[9] is not None)
+    return LiveSession(*rows[0][1:9], places=places)
+
+
+async def _sessions(db: AsyncConnection, hashes: list[bytes]) -> dict[bytes, list]:
+    found: dict[bytes, list] = {}
+    for row in await db.execute(_SESSIONS, {"token_hashes": padded(hashes)}):
+        found.setdefault(row[0], []).append(row)
+    return found
+
+
+def needs_settling(live: LiveSession, idle: timedelta) -> bool:
+    """Whether settle() has a write to do: the session went idle, or was last touched over an hour ago."""
+    return now() - live.last_seen_at > min(idle, SESSION_TOUCH_EVERY)
+
+
+async def settle(db: AsyncConnection, live: LiveSession, idle: timedelta) -> LiveSession | None:
+    """None (and the row gone) if the session was idle too long; else the session, with
+    last_seen_at moved on if it is over an hour old (at most one write an hour). The caller commits."""
     moment = now()
-    if moment - last_seen_at > idle:
-        await db.execute(delete(WebSession).where(WebSession.id == session_id))
+    if moment - live.last_seen_at > idle:
+        await db.execute(delete(WebSession).where(WebSession.id == live.session_id))
         return None
-    touched = moment - last_seen_at > SESSION_TOUCH_EVERY
-    if touched:
+    if moment - live.last_seen_at > SESSION_TOUCH_EVERY:
         hour = moment.replace(minute=0, second=0, microsecond=0)
-        await db.execute(update(WebSession).where(WebSession.id == session_id).values(last_seen_at=hour))
-    return LiveSession(session_id, community_id, flash, person_id, email, display_name, language, touched, where)
+        await db.execute(update(WebSession).where(WebSession.id == live.session_id).values(last_seen_at=hour))
+        return replace(live, last_seen_at=hour, touched=True)
+    return live
+
+
+async def load_session(db: AsyncConnection, token: str, idle: timedelta) -> LiveSession | None:
+    """The live session for a cookie token; None (and the row gone) if idle too long. The caller commits."""
+    live = _live((await _sessions(db, [token_hash(token)])).get(token_hash(token), []))
+    return None if live is None else await settle(db, live, idle)
+
+
+class SessionReader:
+    """Reads the sessions of concurrent requests in one query (safespace.db.batch): under load,
+    a request's session costs a share of a query rather than a query and a connection."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        # Core on a bare connection: no ORM session or identity map. On PostgreSQL each statement
+        # here stands alone (autocommit: no BEGIN/ROLLBACK round trips); SQLite's driver opens
+        # no transaction for a read anyway. settle()'s rare writes commit at once.
+        if engine.dialect.name == "postgresql":
+            engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.engine = engine
+        self.batcher: Batcher[bytes, LiveSession | None] = Batcher(self._read, max_batch=128)
+
+    async def read(self, token: str) -> LiveSession | None:
+        """The session as stored (not yet settled: see needs_settling and settle)."""
+        return await self.batcher.submit(token_hash(token))
+
+    async def _read(self, hashes: list[bytes]) -> list[LiveSession | None]:
+        async with self.engine.connect() as db:
+            found = await _sessions(db, hashes)
+        return [_live(found.get(hashed, [])) for hashed in hashes]
 
 
 async def forget_old_sign_ins(db: AsyncSession, idle: timedelta) -> None:

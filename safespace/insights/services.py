@@ -21,8 +21,8 @@ from safespace.identity.models import Community, Team
 from safespace.identity.services import InvalidInput, clean_text, now
 from safespace.insights.models import Objective, RoundNote
 from safespace.pulse import results as pulse_results
-from safespace.pulse.models import Round, Survey
-from safespace.pulse.services import COMMUNITY, is_open, round_instruments
+from safespace.pulse.models import Round, Survey, Tally
+from safespace.pulse.services import COMMUNITY, round_instruments
 from safespace.stories import services as stories
 from surveys import disclosure, stats
 from surveys import tally as tally_rules
@@ -202,18 +202,32 @@ async def survey_trend(
     )
 
 
-_OPEN_ROUND = select(Round).where(Round.survey_id == _SURVEY, Round.closed.is_(False), Round.opens_at <= bindparam("moment"))
+# The open round's figures and its community tally's count in one statement (no ORM object, no
+# instrument snapshot decoded): the trend page asks on every visit.
+_OPEN_ROUND = select(
+    Round.id,
+    Round.number,
+    Round.opens_at,
+    Round.closes_at,
+    Round.population,
+    Round.min_group_size,
+    select(func.max(Tally.respondents))
+    .where(Tally.round_id == Round.id, Tally.group_key == COMMUNITY)
+    .scalar_subquery(),
+).where(Round.survey_id == _SURVEY, Round.closed.is_(False), Round.opens_at <= bindparam("moment"))
 
 
 async def open_round_rate(db: AsyncSession, survey: Survey) -> OpenRoundRate | None:
     """P3: of an open round, only the response rate, and only once k have answered."""
     moment = now()
-    round_ = await db.scalar(_OPEN_ROUND, {"survey_id": survey.id, "moment": moment})
-    if round_ is None or not is_open(round_, moment):
+    found = (await db.execute(_OPEN_ROUND, {"survey_id": survey.id, "moment": moment})).first()
+    if found is None:
         return None
-    answered = await pulse_results.tallied(db, round_.id)
-    view = disclosure.group_view(answered, int(round_.population.get(COMMUNITY, 0)), round_.min_group_size, closed=False)
-    return OpenRoundRate(round_id=round_.id, number=round_.number, closes_at=round_.closes_at, response_rate=view.response_rate)
+    round_id, number, opens_at, closes_at, population, k, answered = found
+    if not opens_at <= moment < closes_at:
+        return None
+    view = disclosure.group_view(answered or 0, int(population.get(COMMUNITY, 0)), k, closed=False)
+    return OpenRoundRate(round_id=round_id, number=number, closes_at=closes_at, response_rate=view.response_rate)
 
 
 # --- vitality -----------------------------------------------------------------------------------

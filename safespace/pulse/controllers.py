@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, URLEncodedBody
@@ -14,12 +14,12 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
-from safespace.db.engine import write_turn
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput, clean_text, now
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import schedule, services
+from safespace.pulse.group_commit import AnswerQueue
 from safespace.pulse.results import round_result
 from safespace.web import (
     Viewer,
@@ -27,7 +27,10 @@ from safespace.web import (
     flash,
     form_text,
     member_routes,
+    notice,
     page,
+    provide_viewer,
+    request_session,
     require_membership,
     see_other,
 )
@@ -39,6 +42,18 @@ Form = URLEncodedBody[dict[str, Any]]
 
 def _single_values(data: dict[str, Any]) -> dict[str, str]:
     return {k: (v[-1] if isinstance(v, list) else v) for k, v in data.items()}
+
+
+def _refusal(refusal: Exception, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    """The answer page's status and context for an answer that was not counted."""
+    if isinstance(refusal, InvalidInput):
+        return 422, {"values": form, "errors": refusal.errors}
+    if isinstance(refusal, services.RoundNotOpen):
+        return 409, {"errors": {"round": _("This round is closed; answers are no longer accepted.")}}
+    if isinstance(refusal, services.TokensRequired):
+        message = _("This community accepts answers only in private mode, which needs JavaScript. Nothing was saved.")
+        return 409, {"values": form, "errors": {"mode": message}}
+    return 409, {}  # already answered: the page says so
 
 
 def weekday_names() -> list[str]:
@@ -92,41 +107,30 @@ class PulseController(Controller):
     @post("/{round_id:uuid}")
     async def answer(
         self,
+        request: Request,
         community_id: FromPath[uuid.UUID],
         round_id: FromPath[uuid.UUID],
         data: Form,
-        viewer: NamedDependency[Viewer],
-        db_session: NamedDependency[AsyncSession],
-        keyring: NamedDependency[Keyring],
+        answers: NamedDependency[AnswerQueue],
     ) -> Template | Redirect:
-        # No `membership` dependency here: submit checks the active membership in the same query
-        # that reads the round, and the pages below load it only when there is a page to render.
+        # One dependency: the viewer comes from the request, and the database session only for a
+        # refusal's page. No `membership` either: the batch checks active memberships in one
+        # query for all its answers.
+        viewer = provide_viewer(request)
         form = _single_values(data)
+        thanks = notice(_("Thank you. Your answers were added to the totals; nothing links them to you."))
         try:
-            # The transaction ends here, inside the write turn (SQLite), rather than in the
-            # plugin's commit after the response starts: the next answer can take the turn at once.
-            async with write_turn(db_session):
-                await services.submit(db_session, keyring, community_id, viewer.person_id, round_id, form)
-                await flash(db_session, viewer, _("Thank you. Your answers were added to the totals; nothing links them to you."))
-                await db_session.commit()
+            # Counted and committed when this returns, together with the answers that arrived
+            # meanwhile (pulse/group_commit.py); the thank-you notice is set in that transaction.
+            await answers.submit(services.Answer(community_id, viewer.person_id, round_id, form, (viewer.session_id, thanks)))
         except LookupError:
-            await require_membership(db_session, viewer.person_id, community_id)  # strangers: "no community"
+            await require_membership(request_session(request), viewer.person_id, community_id)  # strangers: "no community"
             raise NotFoundException(_("There is no such round in this community.")) from None
-        except InvalidInput as exc:
+        except (InvalidInput, services.RoundNotOpen, services.AlreadyAnswered, services.TokensRequired) as refusal:
+            db_session = request_session(request)
             membership = await require_membership(db_session, viewer.person_id, community_id)
-            return await self._answer_page(db_session, membership, round_id, 422, values=form, errors=exc.errors)
-        except services.RoundNotOpen:
-            membership = await require_membership(db_session, viewer.person_id, community_id)
-            return await self._answer_page(
-                db_session, membership, round_id, 409, errors={"round": _("This round is closed; answers are no longer accepted.")}
-            )
-        except services.AlreadyAnswered:
-            membership = await require_membership(db_session, viewer.person_id, community_id)
-            return await self._answer_page(db_session, membership, round_id, 409)
-        except services.TokensRequired:
-            membership = await require_membership(db_session, viewer.person_id, community_id)
-            message = _("This community accepts answers only in private mode, which needs JavaScript. Nothing was saved.")
-            return await self._answer_page(db_session, membership, round_id, 409, values=form, errors={"mode": message})
+            status, context = _refusal(refusal, form)
+            return await self._answer_page(db_session, membership, round_id, status, **context)
         return see_other(f"/c/{community_id}")
 
     @get("/{round_id:uuid}/results")

@@ -12,14 +12,16 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import msgspec
-from sqlalchemy import Text, bindparam, cast, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Text, bindparam, cast, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from safespace.db import upsert
+from safespace.db.batch import padded
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community, Membership
 from safespace.identity.services import InvalidInput, clean_text, now
+from safespace.identity.signin import SET_NOTICE
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.pulse.models import (
     CustomInstrument,
@@ -284,35 +286,39 @@ def read_answers(instruments: list[Instrument], form: dict[str, str]) -> tuple[d
 
 
 # The answer path in SQLAlchemy Core: a handful of fixed statements (compiled once, cached by
-# SQLAlchemy), plain rows, no ORM identity map to fill and flush on every submission.
-_ROUND, _TALLY = Round.__table__, Tally.__table__
-_ANSWERABLE = (
-    # The round, and the member's team, only if the person is an active member of its community.
-    # Snapshots come back as the stored JSON text, decoded once per round (see _answer_rules).
+# SQLAlchemy), plain rows, no ORM identity map to fill and flush on every submission. Each
+# statement serves a whole batch of answers (pulse/group_commit.py): one round trip per step,
+# whether one member answers or fifty.
+_ROUND, _TALLY, _LEDGER = Round.__table__, Tally.__table__, Participation.__table__
+_ROUNDS = (
+    # Snapshots come back as the stored JSON text, decoded once per round (see _rules_for).
     select(
+        _ROUND.c.id,
+        _ROUND.c.community_id,
         _ROUND.c.opens_at,
         _ROUND.c.closes_at,
         _ROUND.c.closed,
         cast(_ROUND.c.instruments, Text),
         cast(_ROUND.c.population, Text),
-        Membership.team_id,
         Community.require_tokens,
     )
-    .join(Membership, Membership.community_id == _ROUND.c.community_id)
     .join(Community, Community.id == _ROUND.c.community_id)
-    .where(
-        _ROUND.c.id == bindparam("round_id"),
-        _ROUND.c.community_id == bindparam("community_id"),
-        Membership.person_id == bindparam("person_id"),
-        Membership.status == "active",
-    )
+    .where(_ROUND.c.id.in_(bindparam("rounds", expanding=True)))
 )
-_JOIN_LEDGER = insert(Participation.__table__)
-_STILL_OPEN = select(_ROUND.c.id).where(_ROUND.c.id == bindparam("round_id"), _ROUND.c.closed.is_(False)).with_for_update(read=True)
+_MEMBERS = select(Membership.person_id, Membership.community_id, Membership.team_id).where(
+    Membership.person_id.in_(bindparam("people", expanding=True)),
+    Membership.community_id.in_(bindparam("communities", expanding=True)),
+    Membership.status == "active",
+)
+_STILL_OPEN = (
+    select(_ROUND.c.id)
+    .where(_ROUND.c.id.in_(bindparam("rounds", expanding=True)), _ROUND.c.closed.is_(False))
+    .with_for_update(read=True)
+)
 _TALLIES = (
-    select(_TALLY.c.instrument, _TALLY.c.group_key, _TALLY.c.data)
-    .where(_TALLY.c.round_id == bindparam("round_id"), _TALLY.c.group_key.in_(bindparam("groups", expanding=True)))
-    .order_by(_TALLY.c.instrument, _TALLY.c.group_key)
+    select(_TALLY.c.round_id, _TALLY.c.instrument, _TALLY.c.group_key, _TALLY.c.data)
+    .where(_TALLY.c.round_id.in_(bindparam("rounds", expanding=True)), _TALLY.c.group_key.in_(bindparam("groups", expanding=True)))
+    .order_by(_TALLY.c.round_id, _TALLY.c.instrument, _TALLY.c.group_key)  # one lock order for every writer
     .with_for_update()
 )
 _FOLD_IN = (
@@ -320,6 +326,7 @@ _FOLD_IN = (
     .where(_TALLY.c.round_id == bindparam("r"), _TALLY.c.instrument == bindparam("i"), _TALLY.c.group_key == bindparam("g"))
     .values(data=bindparam("d"), respondents=bindparam("n"))
 )
+_UNJOIN_LEDGER = delete(_LEDGER).where(_LEDGER.c.round_id == bindparam("r"), _LEDGER.c.person_id == bindparam("p"))
 _PEND_COMMENT = insert(PendingComment.__table__)
 
 # (round id, instruments JSON, population JSON) -> (instruments, group keys). A round's snapshots
@@ -340,6 +347,31 @@ def _rules_for(round_id: uuid.UUID, instruments_json: str, population_json: str)
     return rules
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One member's answers to one round, as the form sent them, waiting to be folded in."""
+
+    community_id: uuid.UUID
+    person_id: uuid.UUID
+    round_id: uuid.UUID
+    form: dict[str, str]
+    # (web session, one-time notice JSON) to set in the same transaction, so the next page
+    # thanks the member exactly when the answers are counted.
+    notice: tuple[uuid.UUID, str] | None = None
+
+
+@dataclass
+class _Fold:
+    """An answer that passed every check: what goes into which tallies."""
+
+    answer: Answer
+    answers: dict[str, dict]
+    comments: dict[str, str]
+    groups: list[str]  # the community, and the member's team if it is in the round's population
+    opens_at: datetime
+    closes_at: datetime
+
+
 async def submit(
     db: AsyncSession,
     keyring: Keyring,
@@ -348,61 +380,131 @@ async def submit(
     round_id: uuid.UUID,
     form: dict[str, str],
 ) -> None:
-    """Record that the member answered and fold the answers in, all or nothing.
+    """Record that the member answered and fold the answers in, all or nothing; the caller commits.
 
     LookupError when the person is not an active member of the community or the round is not
-    one of its rounds. The caller commits (so a notice for the member can share the one
-    transaction).
+    one of its rounds; RoundNotOpen, TokensRequired, InvalidInput, AlreadyAnswered otherwise.
+    Pages go through pulse.group_commit, which folds concurrent answers in one transaction.
     """
-    # One trip into SQLAlchemy's synchronous side for the whole submission, rather than one
-    # per statement: the statements and their order are the same.
-    await db.run_sync(_submit, keyring, community_id, person_id, round_id, form)
+    (outcome,) = await db.run_sync(fold_answers, keyring, [Answer(community_id, person_id, round_id, form)])
+    if outcome is not None:
+        raise outcome
 
 
-def _submit(
-    db: Session, keyring: Keyring, community_id: uuid.UUID, person_id: uuid.UUID, round_id: uuid.UUID, form: dict[str, str]
-) -> None:
+def fold_answers(db: Session, keyring: Keyring, batch: list[Answer]) -> list[Exception | None]:
+    """Check and fold a batch of answers in the session's transaction: for each answer, None
+    (counted) or the exception that says why not. The caller commits; nothing is written for an
+    answer that was refused, and a refused answer does not stop the others.
+
+    Per batch, whatever its size: two reads (the rounds; the members' active memberships), the
+    ledger INSERT, the rounds re-checked FOR SHARE, the tallies read FOR UPDATE, one executemany
+    each for tallies, comments and notices. Each tally is decoded and encoded once per batch.
+    """
     conn = db.connection()
-    found = conn.execute(_ANSWERABLE, {"round_id": round_id, "community_id": community_id, "person_id": person_id}).first()
-    if found is None:
-        raise LookupError("no such round in this community, or not an active member of it")
-    opens_at, closes_at, closed, instruments_json, population_json, team_id, require_tokens = found
-    if closed or not opens_at <= now() < closes_at:
-        raise RoundNotOpen
-    if require_tokens:
-        raise TokensRequired
-    instruments, population = _rules_for(round_id, instruments_json, population_json)
-    answers, comments = read_answers(instruments, form)
-    team_key = str(team_id) if team_id else None
-    groups = [COMMUNITY] + ([team_key] if team_key in population else [])
+    outcomes: list[Exception | None] = [None] * len(batch)
+    rounds = {row[0]: row for row in conn.execute(_ROUNDS, {"rounds": padded(a.round_id for a in batch)})}
+    members = {
+        (person_id, community_id): team_id
+        for person_id, community_id, team_id in conn.execute(
+            _MEMBERS, {"people": padded(a.person_id for a in batch), "communities": padded(a.community_id for a in batch)}
+        )
+    }
+    moment, folds, seen = now(), {}, set()
+    for index, answer in enumerate(batch):
+        found = rounds.get(answer.round_id)
+        team_id = members.get((answer.person_id, answer.community_id), False)
+        if found is None or found[1] != answer.community_id or team_id is False:
+            outcomes[index] = LookupError("no such round in this community, or not an active member of it")
+            continue
+        _id, _community, opens_at, closes_at, closed, instruments_json, population_json, require_tokens = found
+        if closed or not opens_at <= moment < closes_at:
+            outcomes[index] = RoundNotOpen()
+            continue
+        if require_tokens:
+            outcomes[index] = TokensRequired()
+            continue
+        instruments, population = _rules_for(answer.round_id, instruments_json, population_json)
+        try:
+            answers, comments = read_answers(instruments, answer.form)
+        except InvalidInput as exc:
+            outcomes[index] = exc
+            continue
+        if (answer.round_id, answer.person_id) in seen:  # the same member twice in one batch
+            outcomes[index] = AlreadyAnswered()
+            continue
+        seen.add((answer.round_id, answer.person_id))
+        team_key = str(team_id) if team_id else None
+        groups = [COMMUNITY] + ([team_key] if team_key in population else [])
+        folds[index] = _Fold(answer, answers, comments, groups, opens_at, closes_at)
+    if not folds:
+        return outcomes
 
     # The ledger INSERT is the first write: SQLite (whose driver runs the reads above outside
     # any transaction) takes its write lock here, before the tallies are read, so concurrent
-    # answers cannot lose an update.
-    try:
-        conn.execute(_JOIN_LEDGER, {"round_id": round_id, "person_id": person_id})
-    except IntegrityError:
-        db.rollback()
-        raise AlreadyAnswered from None
+    # answers cannot lose an update. A member already in the ledger gets no row back. Rows go in
+    # in one order (by person), so two PostgreSQL writers with overlapping batches cannot deadlock.
+    ordered = sorted(folds.items(), key=lambda item: (str(item[1].answer.round_id), str(item[1].answer.person_id)))
+    joined = conn.execute(
+        upsert.insert_ignoring(conn.dialect.name, _LEDGER, ["round_id", "person_id"]).returning(_LEDGER.c.round_id, _LEDGER.c.person_id),
+        [{"round_id": f.answer.round_id, "person_id": f.answer.person_id} for _i, f in ordered],
+    )
+    new = set(joined.tuples())
+    for index, fold in list(folds.items()):
+        if (fold.answer.round_id, fold.answer.person_id) not in new:
+            outcomes[index] = AlreadyAnswered()
+            del folds[index]
+    if not folds:
+        return outcomes
     # Checked again under the write lock: a close that committed meanwhile wins, so no answer
-    # lands in a frozen round (PostgreSQL: FOR SHARE waits for a close holding the round).
-    still_open = conn.execute(_STILL_OPEN, {"round_id": round_id}).first()
-    if still_open is None or not opens_at <= now() < closes_at:
-        db.rollback()
-        raise RoundNotOpen
-    # FOR UPDATE: on PostgreSQL concurrent answers to the same round queue here, row by row.
-    folded = []
-    for instrument_key, group_key, data in conn.execute(_TALLIES, {"round_id": round_id, "groups": groups}):
-        tally = tally_rules.fold(msgspec.json.decode(data, type=tally_rules.Tally), answers[instrument_key])
-        folded.append({"r": round_id, "i": instrument_key, "g": group_key, "d": msgspec.json.encode(tally), "n": tally.respondents})
-    if folded:
-        conn.execute(_FOLD_IN, folded)  # by primary key; one executemany for all groups
-    if comments:
-        pending = []
-        for instrument_key, text in comments.items():
+    # lands in a frozen round (PostgreSQL: FOR SHARE waits for a close holding the round). Such
+    # answers leave the ledger again; they are not counted.
+    still_open = set(conn.scalars(_STILL_OPEN, {"rounds": padded(f.answer.round_id for f in folds.values())}))
+    moment = now()
+    for index, fold in list(folds.items()):
+        if fold.answer.round_id not in still_open or not fold.opens_at <= moment < fold.closes_at:
+            conn.execute(_UNJOIN_LEDGER, {"r": fold.answer.round_id, "p": fold.answer.person_id})
+            outcomes[index] = RoundNotOpen()
+            del folds[index]
+    if folds:
+        fold_into_tallies(conn, keyring, [(f.answer.round_id, f.groups, f.answers, f.comments) for f in folds.values()])
+        notices = [{"session_id": f.answer.notice[0], "notice": f.answer.notice[1]} for f in folds.values() if f.answer.notice]
+        if notices:
+            conn.execute(SET_NOTICE, notices)
+    return outcomes
+
+
+def fold_into_tallies(
+    conn: Connection, keyring: Keyring, folds: list[tuple[uuid.UUID, list[str], dict[str, dict], dict[str, str]]]
+) -> None:
+    """Add answers to their tallies and seal their comments as pending, in the caller's transaction.
+
+    Each fold is (round, groups, checked answers per instrument, comment per instrument); the
+    comments go under the last group (the team, else the community). The tallies are read FOR
+    UPDATE (PostgreSQL: concurrent writers queue here, row by row, in one order), each decoded
+    and encoded once however many answers go into it.
+    """
+    rounds = {round_id for round_id, *_rest in folds}
+    groups = {group for _r, fold_groups, *_rest in folds for group in fold_groups}
+    tallies = {
+        (round_id, instrument, group): msgspec.json.decode(data, type=tally_rules.Tally)
+        for round_id, instrument, group, data in conn.execute(_TALLIES, {"rounds": padded(rounds), "groups": padded(groups)})
+    }
+    batched: dict[tuple[uuid.UUID, str, str], list[dict]] = {}
+    pending = []
+    for round_id, fold_groups, answers, comments in folds:
+        for instrument, items in answers.items():
+            for group in fold_groups:
+                if (round_id, instrument, group) in tallies:
+                    batched.setdefault((round_id, instrument, group), []).append(items)
+        for instrument, text in comments.items():
             comment_id = uuid.uuid4()
             body = keyring.seal(text, associated_data("pending_comment", "body", f"{round_id}/{comment_id}"))
-            pending.append(
-                {"id": comment_id, "round_id": round_id, "instrument": instrument_key, "group_key": team_key or COMMUNITY, "body": body}
-            )
+            pending.append({"id": comment_id, "round_id": round_id, "instrument": instrument, "group_key": fold_groups[-1], "body": body})
+    changed = {key: tally_rules.fold_all(tallies[key], answer_sets) for key, answer_sets in batched.items()}
+    if changed:
+        conn.execute(
+            _FOLD_IN,  # by primary key (rows locked above); one executemany for every tally of the batch
+            [{"r": r, "i": i, "g": g, "d": msgspec.json.encode(t), "n": t.respondents} for (r, i, g), t in changed.items()],
+        )
+    if pending:
         conn.execute(_PEND_COMMENT, pending)

@@ -22,11 +22,18 @@ from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
 from safespace.identity.services import now
 from safespace.privacy import token_keys
-from safespace.privacy.crypto import Keyring, associated_data
+from safespace.privacy.crypto import Keyring
 from safespace.privacy.token_keys import TokenRefused
-from safespace.pulse.models import Participation, PendingComment, Round, RoundKey, SpentToken, Tally
-from safespace.pulse.services import COMMUNITY, AlreadyAnswered, RoundNotOpen, is_open, read_answers, round_instruments
-from surveys import tally as tally_rules
+from safespace.pulse.models import Participation, Round, RoundKey, SpentToken
+from safespace.pulse.services import (
+    COMMUNITY,
+    AlreadyAnswered,
+    RoundNotOpen,
+    fold_into_tallies,
+    is_open,
+    read_answers,
+    round_instruments,
+)
 
 
 class PublishedKey(msgspec.Struct):
@@ -145,24 +152,8 @@ async def redeem(db: AsyncSession, keyring: Keyring, token: Redemption) -> None:
         await db.rollback()
         raise RoundNotOpen
     groups = [COMMUNITY] + ([key.group_key] if key.group_key != COMMUNITY else [])
-    tallies = await db.scalars(
-        select(Tally)
-        .where(Tally.round_id == round_.id, Tally.group_key.in_(groups))
-        .order_by(Tally.instrument, Tally.group_key)
-        .with_for_update()
-    )
-    for row in tallies:
-        folded = tally_rules.fold(msgspec.json.decode(row.data, type=tally_rules.Tally), answers[row.instrument])
-        row.data, row.respondents = msgspec.json.encode(folded), folded.respondents
-    for instrument_key, text in comments.items():
-        comment_id = uuid.uuid4()
-        aad = associated_data("pending_comment", "body", f"{round_.id}/{comment_id}")
-        db.add(
-            PendingComment(
-                id=comment_id, round_id=round_.id, instrument=instrument_key, group_key=key.group_key, body=keyring.seal(text, aad)
-            )
-        )
-    await db.flush()
+    fold = (round_.id, groups, answers, comments)
+    await db.run_sync(lambda session: fold_into_tallies(session.connection(), keyring, [fold]))
 
 
 async def spent(db: AsyncSession, round_id: uuid.UUID) -> int:

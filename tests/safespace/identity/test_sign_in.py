@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -249,3 +250,31 @@ async def test_session_is_written_at_most_once_an_hour(db: AsyncSession, engine,
     db.expire_all()
     last_seen = await db.scalar(select(WebSession.last_seen_at))
     assert last_seen == datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
+
+
+async def test_concurrent_requests_read_their_sessions_together_each_its_own(client, db: AsyncSession) -> None:  # noqa: ANN001
+    """Sessions are read in batches under load (identity.signin.SessionReader): every request
+    still gets its own person, and a session ended a moment ago is not read from anywhere."""
+    emails = [f"reader{i}@x.org" for i in range(12)]
+    world = await make_community(db, teams={"Readers": emails})
+    tokens = {}
+    for email in emails:
+        person = await db.scalar(select(Person).where(Person.email == email))
+        tokens[email] = await signin.start_session(db, person.id, world.community.id)
+    await db.commit()
+    reader = client.app.state.sessions.batcher
+    before = reader.batches, reader.items
+
+    async def profile(email: str) -> str:
+        response = await client.get("/profile", headers={"cookie": f"safespace_session={tokens[email]}"})
+        assert response.status_code == 200
+        return response.text
+
+    pages = await asyncio.gather(*(profile(email) for email in emails))
+    for email, page in zip(emails, pages, strict=True):
+        assert email in page and not any(other in page for other in emails if other != email)
+    assert reader.items - before[1] == 12 and reader.batches - before[0] < 12  # read together
+    await signin.end_session(db, tokens[emails[0]])
+    await db.commit()
+    gone = await client.get("/profile", headers={"cookie": f"safespace_session={tokens[emails[0]]}"})
+    assert gone.status_code == 302 and gone.headers["location"].startswith("/signin")

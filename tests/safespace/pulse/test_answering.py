@@ -130,6 +130,36 @@ async def test_two_hundred_members_answering_at_once_are_all_counted(client, db:
     assert tally.respondents == 200 and sum(tally.counts["ps_help"]) == 200
 
 
+async def test_answers_sent_together_share_transactions_and_each_has_its_own_outcome(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    """Group commit: concurrent answers are folded in shared transactions, yet judged one by one.
+    A bad answer and a second answer in the same batches are refused; the rest are counted, and
+    each member who was counted is thanked on their next page."""
+    pulse = await open_pulse(db, engine, settings, members=30)
+    sessions = [await session_cookie(db, f"m{i}@x.org") for i in range(30)]
+    forms = [answers(1 + i % 7, comment=f"Idea {i}" if i % 5 == 0 else None) for i in range(30)]
+    forms[3] = forms[17] = answers(4, **{"psychological_safety.ps_help": "8"})  # not on the scale
+    queue = client.app.state.answers.batcher
+    before = queue.batches, queue.items
+    posts = [post_as(client, s, pulse.url, f) for s, f in zip(sessions, forms, strict=True)]
+    results = await asyncio.gather(*posts, post_as(client, sessions[9], pulse.url, answers(2)))  # member 9 twice
+    statuses = [r.status_code for r in results]
+    assert statuses[3] == statuses[17] == 422 and "not on the scale" in results[3].text
+    assert sorted([statuses[9], statuses[30]]) == [303, 409]
+    assert statuses.count(303) == 28
+    batches, items = queue.batches - before[0], queue.items - before[1]
+    assert items == 31 and batches < items  # grouped: fewer transactions than answers
+    assert await _counts(db, pulse.round.id) == (28, 28, 6)  # the comments of members 0, 5, 10, 15, 20, 25
+    tally = msgspec.json.decode(
+        await db.scalar(select(Tally.data).where(Tally.round_id == pulse.round.id, Tally.group_key == "community")),
+        type=tally_rules.Tally,
+    )
+    assert sum(tally.counts["ps_help"]) == 28 and tally.respondents == 28
+    thanked = await client.get(f"/c/{pulse.world.community.id}", headers={"cookie": f"safespace_session={sessions[0]}"})
+    assert "Your answers were added to the totals" in thanked.text
+    refused = await client.get(f"/c/{pulse.world.community.id}", headers={"cookie": f"safespace_session={sessions[3]}"})
+    assert "Your answers were added to the totals" not in refused.text
+
+
 async def test_k_is_locked_when_the_round_opens(db: AsyncSession, pulse) -> None:  # noqa: ANN001
     pulse.world.community.min_group_size = 9
     db.add(pulse.world.community)

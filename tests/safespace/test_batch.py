@@ -1,0 +1,86 @@
+"""safespace.db.batch: what arrives while a batch runs goes in the next, each caller gets its own result."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from safespace.db.batch import Batcher, padded
+
+
+class Recorder:
+    """A batch function that records its batches and can be held, to queue items behind it."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.release = asyncio.Event()
+        self.release.set()
+
+    async def run(self, items: list[int]) -> list[int | Exception]:
+        self.batches.append(items)
+        await self.release.wait()
+        if -1 in items:
+            raise RuntimeError("the database went away")
+        return [ValueError(f"{item} is odd") if item % 2 else item * 10 for item in items]
+
+
+async def _started(recorder: Recorder, count: int) -> None:
+    while len(recorder.batches) < count:
+        await asyncio.sleep(0)
+
+
+async def test_items_that_arrive_while_a_batch_runs_go_together_in_the_next() -> None:
+    recorder = Recorder()
+    recorder.release.clear()
+    batcher = Batcher(recorder.run, max_batch=3)
+    first = asyncio.create_task(batcher.submit(0))
+    await _started(recorder, 1)
+    rest = [asyncio.create_task(batcher.submit(n)) for n in (2, 4, 6, 8)]
+    await asyncio.sleep(0)
+    recorder.release.set()
+    assert await first == 0 and [await task for task in rest] == [20, 40, 60, 80]
+    assert recorder.batches == [[0], [2, 4, 6], [8]]  # at most max_batch at a time, in order
+    assert (batcher.batches, batcher.items) == (3, 5)
+
+
+async def test_an_item_s_error_goes_to_its_caller_alone() -> None:
+    batcher = Batcher(Recorder().run)
+    results = await asyncio.gather(*(batcher.submit(n) for n in range(4)), return_exceptions=True)
+    assert results[0] == 0 and results[2] == 20
+    assert isinstance(results[1], ValueError) and str(results[1]) == "1 is odd"
+    assert isinstance(results[3], ValueError) and str(results[3]) == "3 is odd"
+
+
+async def test_a_failed_batch_fails_its_callers_and_the_next_batch_still_runs() -> None:
+    recorder = Recorder()
+    recorder.release.clear()
+    batcher = Batcher(recorder.run, max_batch=2)
+    doomed = [asyncio.create_task(batcher.submit(n)) for n in (-1, 2)]
+    await _started(recorder, 1)
+    later = asyncio.create_task(batcher.submit(4))
+    recorder.release.set()
+    for task in doomed:
+        with pytest.raises(RuntimeError, match="went away"):
+            await task
+    assert await later == 40
+    assert recorder.batches == [[-1, 2], [4]]
+
+
+async def test_a_caller_that_goes_away_does_not_cancel_the_batch() -> None:
+    recorder = Recorder()
+    recorder.release.clear()
+    batcher = Batcher(recorder.run)
+    leaving, staying = asyncio.create_task(batcher.submit(2)), asyncio.create_task(batcher.submit(4))
+    await _started(recorder, 1)
+    leaving.cancel()  # a client hung up mid-request
+    recorder.release.set()
+    assert await staying == 40
+    assert leaving.cancelled() and recorder.batches == [[2, 4]] and batcher.items == 2
+
+
+def test_in_lists_are_distinct_and_padded_to_a_power_of_two() -> None:
+    assert padded([3]) == [3]
+    assert padded([2, 1, 2]) == [1, 2]
+    assert padded([5, 4, 3]) == [3, 4, 5, 5]
+    assert len(padded(range(33))) == 64 and set(padded(range(33))) == set(range(33))
