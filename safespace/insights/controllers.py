@@ -53,25 +53,35 @@ def _limit(period: str | None) -> int | None:
     return None if period == "all" else 52 if period == "52" else services.TREND_ROUNDS
 
 
-# The trend's charts and round lists, as HTML, per survey, trend version, period, language and the
-# community's k: what they are drawn from (closed rounds, notes) only changes with the
-# version, so a facilitator's next visit reads one row of counts instead of every round again.
-# Per process and bounded; nothing of the viewer is in them (insights/_trend_sections.html).
-_SECTIONS: dict[tuple, Markup] = {}
-_SECTIONS_KEPT = 512
+# Rendered parts of the trend page, per process and bounded, keyed by everything they are drawn
+# from; nothing of the viewer is in them (the navigation, notice and CSRF field are base.html's).
+# - The charts and round lists (insights/_trend_sections.html), per survey, trend version,
+#   period, language and k: they change only with the version (closed rounds, notes), so a
+#   facilitator's next visit reads one row of counts instead of every round again.
+# - The whole content (insights/_trend_body.html): those, the survey picker and the open round's
+#   response rate. Rendering it was most of the page's time after the sections were kept.
+_RENDERED: dict[tuple, Markup] = {}
+_RENDERED_KEPT = 1024
 
 
-async def _trend_sections(request: Request, db: AsyncSession, community: Community, survey: Survey, limit: int | None) -> Markup:
+def _render_once(request: Request, key: tuple, template: str, **context: Any) -> Markup:
+    if key not in _RENDERED:
+        html = request.app.template_engine.get_template(template).render(**context)
+        if len(_RENDERED) >= _RENDERED_KEPT:
+            _RENDERED.clear()
+        _RENDERED[key] = Markup(html)
+    return _RENDERED[key]
+
+
+async def _trend_sections(request: Request, db: AsyncSession, community: Community, survey: Survey, limit: int | None) -> tuple[tuple, Markup]:
+    """The sections' cache key and HTML."""
     language = i18n.current_language()
-    key = (survey.id, await services.trend_version(db, survey.id), limit, language, community.min_group_size)
-    if key not in _SECTIONS:
+    key = ("sections", survey.id, await services.trend_version(db, survey.id), limit, language, community.min_group_size)
+    if key not in _RENDERED:
         trend = await services.survey_trend(db, community, survey, language, limit)
         charts = [(t, views.trend_charts(f"t{n}", t, community.min_group_size)) for n, t in enumerate(trend.instruments)]
-        html = request.app.template_engine.get_template("insights/_trend_sections.html").render(community=community, charts=charts)
-        if len(_SECTIONS) >= _SECTIONS_KEPT:
-            _SECTIONS.clear()
-        _SECTIONS[key] = Markup(html)
-    return _SECTIONS[key]
+        return key, _render_once(request, key, "insights/_trend_sections.html", community=community, charts=charts)
+    return key, _RENDERED[key]
 
 
 class InsightsController(Controller):
@@ -94,15 +104,19 @@ class InsightsController(Controller):
     ) -> Template:
         community = facilitation.community
         surveys, chosen = await survey_or_404(db_session, community, survey)
-        return page(
-            "insights/trend.html",
-            community=community,
-            surveys=surveys,
-            survey=chosen,
-            period=period or str(services.TREND_ROUNDS),
-            sections=await _trend_sections(request, db_session, community, chosen, _limit(period)) if chosen else None,
-            open_round=await services.open_round_rate(db_session, chosen) if chosen else None,
-        )
+        period = period if period in ("52", "all") else str(services.TREND_ROUNDS)
+        sections_key, sections, open_round = None, None, None
+        if chosen:
+            sections_key, sections = await _trend_sections(request, db_session, community, chosen, _limit(period))
+            open_round = await services.open_round_rate(db_session, chosen)
+        key = (
+            "body", community.id, community.name, community.min_group_size, i18n.current_language(),
+            tuple((s.id, s.title) for s in surveys), chosen.id if chosen else None, period, sections_key,
+            (open_round.round_id, open_round.number, open_round.response_rate) if open_round else None,
+        )  # fmt: skip
+        context = {"community": community, "surveys": surveys, "survey": chosen, "period": period, "sections": sections}
+        body = _render_once(request, key, "insights/_trend_body.html", open_round=open_round, **context)
+        return page("insights/trend.html", community=community, body=body)
 
     @get(["/trend.csv", "/trend.json"])
     async def trend_export(

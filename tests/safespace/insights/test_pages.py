@@ -12,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace.identity.services import now
 from safespace.insights.models import RoundNote
 from safespace.pulse import schedule
-from safespace.pulse.models import Round
+from safespace.pulse.models import Round, Survey
 from tests.helpers import post_form, sign_in
 from tests.safespace.insights.conftest import answered_round, form
+from tests.safespace.pulse.conftest import answers, open_pulse, post_as, session_cookie
 
 HOSTILE = '<script>alert("x")</script>'
 
@@ -69,6 +70,27 @@ async def test_the_trend_page_follows_notes_and_closed_rounds_after_it_was_drawn
     assert after.count(f"{closed.base}/rounds/") == 2 and "fewer than 5 answered" in after
     spanish = (await client.get(trend, headers={"accept-language": "es"})).text
     assert "Rondas, resultados y notas" in spanish and "Rounds, results and notes" not in spanish
+
+
+async def test_the_trend_page_follows_the_open_round_as_members_answer(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    """The trend page's content is kept per what it shows: the open round's response rate appears
+    on the next visit once k have answered (5 of the 7 members, facilitator included; not before:
+    P3), and a renamed survey too."""
+    pulse = await open_pulse(db, engine, settings, members=6)
+    await sign_in(client, db, "fac@x.org")
+    trend = f"/c/{pulse.world.community.id}/insights?survey={pulse.survey_id}"
+    before = (await client.get(trend)).text
+    assert "Round 1 is open" in before and "The response rate appears once at least 5 people have answered" in before
+    for i in range(4):
+        assert (await post_as(client, await session_cookie(db, f"m{i}@x.org"), pulse.url, answers(4))).status_code == 303
+    assert "The response rate appears once at least 5 people have answered" in (await client.get(trend)).text
+    assert (await post_as(client, await session_cookie(db, "m4@x.org"), pulse.url, answers(4))).status_code == 303
+    after = (await client.get(trend)).text
+    assert '71% <span class="muted">have answered so far' in after and "The response rate appears once" not in after
+    survey = await db.get(Survey, pulse.survey_id)
+    survey.title = "Weekly check-in"
+    await db.commit()
+    assert ">Weekly check-in</option>" in (await client.get(trend)).text
 
 
 async def test_a_renamed_team_shows_its_new_name_in_a_heatmap_drawn_before(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
