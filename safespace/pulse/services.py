@@ -409,7 +409,8 @@ def fold_answers(db: Session, keyring: Keyring, batch: list[Answer]) -> list[Exc
             _MEMBERS, {"people": padded(a.person_id for a in batch), "communities": padded(a.community_id for a in batch)}
         )
     }
-    moment, folds, seen = now(), {}, set()
+    moment, folds, first = now(), {}, {}
+    twins: dict[int, int] = {}  # a member's second answer in this batch -> the index of the first
     for index, answer in enumerate(batch):
         found = rounds.get(answer.round_id)
         team_id = members.get((answer.person_id, answer.community_id), False)
@@ -429,16 +430,24 @@ def fold_answers(db: Session, keyring: Keyring, batch: list[Answer]) -> list[Exc
         except InvalidInput as exc:
             outcomes[index] = exc
             continue
-        if (answer.round_id, answer.person_id) in seen:  # the same member twice in one batch
-            outcomes[index] = AlreadyAnswered()
+        if (answer.round_id, answer.person_id) in first:  # the same member twice in one batch
+            twins[index] = first[answer.round_id, answer.person_id]
             continue
-        seen.add((answer.round_id, answer.person_id))
+        first[answer.round_id, answer.person_id] = index
         team_key = str(team_id) if team_id else None
         groups = [COMMUNITY] + ([team_key] if team_key in population else [])
         folds[index] = _Fold(answer, answers, comments, groups, opens_at, closes_at)
-    if not folds:
-        return outcomes
+    if folds:
+        _count_in(conn, keyring, folds, outcomes)
+    for index, twin in twins.items():
+        # Already answered, by the twin; unless the twin found the round closed meanwhile.
+        outcomes[index] = RoundNotOpen() if isinstance(outcomes[twin], RoundNotOpen) else AlreadyAnswered()
+    return outcomes
 
+
+def _count_in(conn: Connection, keyring: Keyring, folds: dict[int, _Fold], outcomes: list[Exception | None]) -> None:
+    """The writes of fold_answers for the answers that passed every check; a refusal found here
+    goes into `outcomes`."""
     # The ledger INSERT is the first write: SQLite (whose driver runs the reads above outside
     # any transaction) takes its write lock here, before the tallies are read, so concurrent
     # answers cannot lose an update. A member already in the ledger gets no row back. Rows go in
@@ -454,7 +463,7 @@ def fold_answers(db: Session, keyring: Keyring, batch: list[Answer]) -> list[Exc
             outcomes[index] = AlreadyAnswered()
             del folds[index]
     if not folds:
-        return outcomes
+        return
     # Checked again under the write lock: a close that committed meanwhile wins, so no answer
     # lands in a frozen round (PostgreSQL: FOR SHARE waits for a close holding the round). Such
     # answers leave the ledger again; they are not counted.
@@ -470,7 +479,6 @@ def fold_answers(db: Session, keyring: Keyring, batch: list[Answer]) -> list[Exc
         notices = [{"session_id": f.answer.notice[0], "notice": f.answer.notice[1]} for f in folds.values() if f.answer.notice]
         if notices:
             conn.execute(SET_NOTICE, notices)
-    return outcomes
 
 
 def fold_into_tallies(

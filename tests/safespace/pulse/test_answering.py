@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 
 import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.identity.models import Membership, Person
+from safespace.pulse import services
 from safespace.pulse.models import Participation, PendingComment, Round, Tally
 from surveys import tally as tally_rules
 from tests.helpers import make_community, post_form, sign_in
@@ -167,3 +169,41 @@ async def test_k_is_locked_when_the_round_opens(db: AsyncSession, pulse) -> None
     round_ = await db.get(Round, pulse.round.id)
     await db.refresh(round_)
     assert round_.min_group_size == 5
+
+
+async def test_a_batch_judges_each_answer_alone(db: AsyncSession, pulse, monkeypatch) -> None:  # noqa: ANN001
+    """services.fold_answers on one batch: a member twice, bad input, a stranger, a good answer."""
+    people = {email: await db.scalar(select(Person.id).where(Person.email == email)) for email in ("m0@x.org", "m1@x.org", "fac@x.org")}
+    await make_community(db, name="Elsewhere", facilitator="else@x.org")
+    stranger = await db.scalar(select(Person.id).where(Person.email == "else@x.org"))
+    community = pulse.world.community.id
+
+    def answer(person, form):  # noqa: ANN001, ANN202
+        return services.Answer(community, person, pulse.round.id, form)
+
+    batch = [
+        answer(people["m0@x.org"], answers(4)),
+        answer(people["m0@x.org"], answers(2)),
+        answer(people["m1@x.org"], answers(4, **{"psychological_safety.ps_help": "8"})),
+        answer(stranger, answers(4)),
+        answer(people["fac@x.org"], answers(6, comment="Fewer meetings.")),
+    ]
+    async with pulse.sessionmaker() as session:
+        outcomes = await session.run_sync(services.fold_answers, pulse.keyring, batch)
+        await session.commit()
+    assert [type(o).__name__ for o in outcomes] == ["NoneType", "AlreadyAnswered", "InvalidInput", "LookupError", "NoneType"]
+    assert await _counts(db, pulse.round.id) == (2, 2, 1)
+    # The round closes between the checks and the writes: both answers of a member are refused
+    # as "closed", and the ledger keeps no trace of them.
+    real_now, calls = services.now, []
+
+    def later() -> datetime:
+        calls.append(1)
+        return real_now() if len(calls) == 1 else pulse.round.closes_at + timedelta(seconds=1)
+
+    monkeypatch.setattr(services, "now", later)
+    async with pulse.sessionmaker() as session:
+        outcomes = await session.run_sync(services.fold_answers, pulse.keyring, [answer(people["m1@x.org"], answers(3))] * 2)
+        await session.commit()
+    assert [type(o).__name__ for o in outcomes] == ["RoundNotOpen", "RoundNotOpen"]
+    assert await _counts(db, pulse.round.id) == (2, 2, 1)
