@@ -6,6 +6,7 @@ Every number comes from insights.services (released aggregates, through surveys.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -54,34 +55,39 @@ def _limit(period: str | None) -> int | None:
 
 
 # Rendered parts of the trend page, per process and bounded, keyed by everything they are drawn
-# from; nothing of the viewer is in them (the navigation, notice and CSRF field are base.html's).
+# from; nothing of the viewer is in them (the navigation, notice and CSRF field are base.html's),
+# and the open round's card, which moves with every answer, is rendered on each visit.
 # - The charts and round lists (insights/_trend_sections.html), per survey, trend version,
 #   period, language and k: they change only with the version (closed rounds, notes), so a
 #   facilitator's next visit reads one row of counts instead of every round again.
-# - The whole content (insights/_trend_body.html): those, the survey picker and the open round's
-#   response rate. Rendering it was most of the page's time after the sections were kept.
-_RENDERED: dict[tuple, Markup] = {}
-_RENDERED_KEPT = 1024
+# - The heading, tabs and survey picker (insights/_trend_head.html): most of what was left of
+#   rendering the page once the sections were kept.
+_SECTIONS: dict[tuple, Markup] = {}
+_HEADS: dict[tuple, Markup] = {}
+_KEPT = 512  # entries per cache; a full cache starts again
 
 
-def _render_once(request: Request, key: tuple, template: str, **context: Any) -> Markup:
-    if key not in _RENDERED:
-        html = request.app.template_engine.get_template(template).render(**context)
-        if len(_RENDERED) >= _RENDERED_KEPT:
-            _RENDERED.clear()
-        _RENDERED[key] = Markup(html)
-    return _RENDERED[key]
+def _kept(cache: dict[tuple, Markup], key: tuple, render: Callable[[], str]) -> Markup:
+    if key not in cache:
+        html = Markup(render())
+        if len(cache) >= _KEPT:
+            cache.clear()
+        cache[key] = html
+    return cache[key]
 
 
-async def _trend_sections(request: Request, db: AsyncSession, community: Community, survey: Survey, limit: int | None) -> tuple[tuple, Markup]:
-    """The sections' cache key and HTML."""
+def _render(request: Request, template: str, **context: Any) -> str:
+    return request.app.template_engine.get_template(template).render(**context)
+
+
+async def _trend_sections(request: Request, db: AsyncSession, community: Community, survey: Survey, limit: int | None) -> Markup:
     language = i18n.current_language()
-    key = ("sections", survey.id, await services.trend_version(db, survey.id), limit, language, community.min_group_size)
-    if key not in _RENDERED:
+    key = (survey.id, await services.trend_version(db, survey.id), limit, language, community.min_group_size)
+    if key not in _SECTIONS:
         trend = await services.survey_trend(db, community, survey, language, limit)
         charts = [(t, views.trend_charts(f"t{n}", t, community.min_group_size)) for n, t in enumerate(trend.instruments)]
-        return key, _render_once(request, key, "insights/_trend_sections.html", community=community, charts=charts)
-    return key, _RENDERED[key]
+        _kept(_SECTIONS, key, lambda: _render(request, "insights/_trend_sections.html", community=community, charts=charts))
+    return _SECTIONS[key]
 
 
 class InsightsController(Controller):
@@ -105,18 +111,16 @@ class InsightsController(Controller):
         community = facilitation.community
         surveys, chosen = await survey_or_404(db_session, community, survey)
         period = period if period in ("52", "all") else str(services.TREND_ROUNDS)
-        sections_key, sections, open_round = None, None, None
-        if chosen:
-            sections_key, sections = await _trend_sections(request, db_session, community, chosen, _limit(period))
-            open_round = await services.open_round_rate(db_session, chosen)
-        key = (
-            "body", community.id, community.name, community.min_group_size, i18n.current_language(),
-            tuple((s.id, s.title) for s in surveys), chosen.id if chosen else None, period, sections_key,
-            (open_round.round_id, open_round.number, open_round.response_rate) if open_round else None,
-        )  # fmt: skip
-        context = {"community": community, "surveys": surveys, "survey": chosen, "period": period, "sections": sections}
-        body = _render_once(request, key, "insights/_trend_body.html", open_round=open_round, **context)
-        return page("insights/trend.html", community=community, body=body)
+        language = i18n.current_language()
+        head_key = (community.id, community.name, community.min_group_size, language, tuple((s.id, s.title) for s in surveys), chosen.id if chosen else None, period)  # fmt: skip
+        context = {"community": community, "surveys": surveys, "survey": chosen, "period": period}
+        return page(
+            "insights/trend.html",
+            head=_kept(_HEADS, head_key, lambda: _render(request, "insights/_trend_head.html", **context)),
+            sections=await _trend_sections(request, db_session, community, chosen, _limit(period)) if chosen else None,
+            open_round=await services.open_round_rate(db_session, chosen) if chosen else None,
+            **context,
+        )
 
     @get(["/trend.csv", "/trend.json"])
     async def trend_export(
