@@ -33,12 +33,11 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from sqlalchemy import update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
-from safespace.identity.models import Membership, WebSession
+from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput, Refused, active_membership
 from safespace.identity.signin import SET_NOTICE, SessionReader, needs_settling, settle
 
@@ -143,7 +142,7 @@ class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
             async with self.sessions.engine.connect() as db:
                 live = await settle(db, live, self.idle)
                 if live is not None and flash:
-                    await db.execute(update(WebSession).where(WebSession.id == live.session_id).values(flash=None))
+                    await db.execute(SET_NOTICE, {"session_id": live.session_id, "notice": None})
                 await db.commit()
             if live is None:  # idle too long: the row is gone
                 return None

@@ -223,12 +223,6 @@ async def settle(db: AsyncConnection, live: LiveSession, idle: timedelta) -> Liv
     return live
 
 
-async def load_session(db: AsyncConnection, token: str, idle: timedelta) -> LiveSession | None:
-    """The live session for a cookie token; None (and the row gone) if idle too long. The caller commits."""
-    live = _live((await _sessions(db, [token_hash(token)])).get(token_hash(token), []))
-    return None if live is None else await settle(db, live, idle)
-
-
 class SessionReader:
     """Reads the sessions of concurrent requests in one query (safespace.db.batch): under load,
     a request's session costs a share of a query rather than a query and a connection."""
