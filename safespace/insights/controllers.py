@@ -83,11 +83,11 @@ def _render(request: Request, template: str, **context: Any) -> str:
 async def _trend_sections(request: Request, db: AsyncSession, community: Community, survey: Survey, limit: int | None) -> Markup:
     language = i18n.current_language()
     key = (survey.id, await services.trend_version(db, survey.id), limit, language, community.min_group_size)
-    if key not in _SECTIONS:
-        trend = await services.survey_trend(db, community, survey, language, limit)
-        charts = [(t, views.trend_charts(f"t{n}", t, community.min_group_size)) for n, t in enumerate(trend.instruments)]
-        _kept(_SECTIONS, key, lambda: _render(request, "insights/_trend_sections.html", community=community, charts=charts))
-    return _SECTIONS[key]
+    if key in _SECTIONS:
+        return _SECTIONS[key]
+    trend = await services.survey_trend(db, community, survey, language, limit)
+    charts = [(t, views.trend_charts(f"t{n}", t, community.min_group_size)) for n, t in enumerate(trend.instruments)]
+    return _kept(_SECTIONS, key, lambda: _render(request, "insights/_trend_sections.html", community=community, charts=charts))
 
 
 class InsightsController(Controller):
