@@ -26,7 +26,7 @@ from litestar.types import Message, Scope
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace.db.engine import alchemy_config
+from safespace.db.engine import alchemy_config, read_engine
 from safespace.identity.api import api_router
 from safespace.identity.controllers import (
     CommunitiesController,
@@ -56,6 +56,7 @@ from safespace.settings import Settings, load_settings
 from safespace.stories.controllers import ReviewController, StoriesController
 from safespace.web import (
     DATABASE_STATE_KEY,
+    READS_STATE_KEY,
     SessionAuthMiddleware,
     handle_http_error,
     handle_server_error,
@@ -165,7 +166,8 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
     keyring = Keyring.load(settings.encryption_key_path)
     sessionmaker = db.create_session_maker()
     answers = AnswerQueue(sessionmaker, keyring)
-    sessions = SessionReader(sessionmaker.kw["bind"])
+    reads = read_engine(sessionmaker.kw["bind"])
+    sessions = SessionReader(reads)
 
     @asynccontextmanager
     async def schedule(_app: Litestar) -> AsyncIterator[None]:
@@ -254,6 +256,6 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
         ),
         lifespan=[schedule],
         # The batchers are kept where tests and benchmarks can see how well they group.
-        state=State({DATABASE_STATE_KEY: db, "answers": answers, "sessions": sessions}),
+        state=State({DATABASE_STATE_KEY: db, READS_STATE_KEY: reads, "answers": answers, "sessions": sessions}),
         debug=False,
     )

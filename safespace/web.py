@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncContextManager
 from urllib.parse import quote
 
 import msgspec
@@ -34,7 +34,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from safespace import i18n
 from safespace.identity.models import Membership
@@ -176,6 +176,7 @@ def notice(message: str, kind: str = "success") -> str:
 
 
 DATABASE_STATE_KEY = "database"  # app.state: the SQLAlchemy plugin's config (create_app)
+READS_STATE_KEY = "reads"  # app.state: the engine of read_connection (db.engine.read_engine)
 
 
 def request_session(request: Request) -> AsyncSession:
@@ -202,17 +203,43 @@ async def provide_membership(
 async def require_membership(db: AsyncSession, person_id: uuid.UUID, community_id: uuid.UUID) -> Membership:
     membership = await active_membership(db, person_id, community_id)
     if membership is None:
-        raise NotFoundException(i18n.gettext("There is no community at this address."))
+        raise no_community()
     return membership
+
+
+def no_community() -> NotFoundException:
+    return NotFoundException(i18n.gettext("There is no community at this address."))
+
+
+def _facilitators_only(role: str) -> None:
+    if role != "facilitator":
+        raise PermissionDeniedException(i18n.gettext("Only the community's facilitators can do this."))
 
 
 async def provide_facilitation(
     community_id: FromPath[uuid.UUID], request: Request, db_session: NamedDependency[AsyncSession]
 ) -> Membership:
     membership = await provide_membership(community_id, request, db_session)
-    if membership.role != "facilitator":
-        raise PermissionDeniedException(i18n.gettext("Only the community's facilitators can do this."))
+    _facilitators_only(membership.role)
     return membership
+
+
+def facilitator_place(request: Request, community_id: uuid.UUID) -> Place:
+    """provide_facilitation's check, answered from the viewer's places: the active memberships
+    read with the session at the start of this request. No query and no Membership object, for
+    a page that needs nothing more of the membership (the trend page, on every visit)."""
+    place = next((p for p in provide_viewer(request).places if p.community_id == community_id), None)
+    if place is None:
+        raise no_community()
+    _facilitators_only(place.role)
+    return place
+
+
+def read_connection(request: Request) -> AsyncContextManager[AsyncConnection]:
+    """A bare connection for a page's every-visit reads: Core statements, no ORM session, and on
+    PostgreSQL each statement stands alone (no BEGIN and COMMIT round trips). Give it back before
+    taking the request's session (request_session): a request holds one connection at a time."""
+    return request.app.state[READS_STATE_KEY].connect()
 
 
 def member_routes() -> dict[str, Provide]:

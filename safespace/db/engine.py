@@ -158,6 +158,15 @@ def make_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+def read_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for reads on bare connections (sessions, a page's every-visit reads): on
+    PostgreSQL each statement stands alone (autocommit: no BEGIN and ROLLBACK round trips);
+    SQLite's driver opens no transaction for a read anyway. Same pool as `engine`."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
+
+
 def alchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
     engine = make_engine(settings)
     return SQLAlchemyAsyncConfig(

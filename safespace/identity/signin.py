@@ -228,11 +228,8 @@ class SessionReader:
     a request's session costs a share of a query rather than a query and a connection."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        # Core on a bare connection: no ORM session or identity map. On PostgreSQL each statement
-        # here stands alone (autocommit: no BEGIN/ROLLBACK round trips); SQLite's driver opens
-        # no transaction for a read anyway. settle()'s rare writes commit at once.
-        if engine.dialect.name == "postgresql":
-            engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Core on a bare connection: no ORM session or identity map. `engine` is a read_engine
+        # (db.engine): settle()'s rare writes commit at once.
         self.engine = engine
         self.batcher: Batcher[bytes, LiveSession | None] = Batcher(self._read, max_batch=128)
 

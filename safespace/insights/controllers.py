@@ -28,7 +28,19 @@ from safespace.privacy.crypto import Keyring
 from safespace.pulse import services as pulse
 from safespace.pulse.models import Round, Survey
 from safespace.pulse.results import round_result
-from safespace.web import Viewer, facilitator_routes, flash, form_text, member_routes, page, see_other
+from safespace.web import (
+    Viewer,
+    facilitator_place,
+    facilitator_routes,
+    flash,
+    form_text,
+    member_routes,
+    no_community,
+    page,
+    read_connection,
+    request_session,
+    see_other,
+)
 
 Form = URLEncodedBody[dict[str, Any]]
 
@@ -80,12 +92,18 @@ def _render(request: Request, template: str, **context: Any) -> str:
     return request.app.template_engine.get_template(template).render(**context)
 
 
-async def _trend_sections(request: Request, db: AsyncSession, community: Community, survey: Survey, limit: int | None) -> Markup:
+async def _trend_sections(request: Request, community: services.CommunityFacts, survey: services.SurveyState, limit: int | None) -> Markup:
     language = i18n.current_language()
-    key = (survey.id, await services.trend_version(db, survey.id), limit, language, community.min_group_size)
+    key = (survey.id, survey.version, limit, language, community.min_group_size)
     if key in _SECTIONS:
         return _SECTIONS[key]
-    trend = await services.survey_trend(db, community, survey, language, limit)
+    # Drawn anew (a round closed, a note changed, another period or language): the ORM objects,
+    # from the request's session, now that the reads' connection is given back.
+    db = request_session(request)
+    found, chosen = await db.get(Community, community.id), await db.get(Survey, survey.id)
+    if found is None or chosen is None:  # deleted since the reads: as if it never was
+        raise NotFoundException(_("There is no such survey in this community."))
+    trend = await services.survey_trend(db, found, chosen, language, limit)
     charts = [(t, views.trend_charts(f"t{n}", t, community.min_group_size)) for n, t in enumerate(trend.instruments)]
     return _kept(_SECTIONS, key, lambda: _render(request, "insights/_trend_sections.html", community=community, charts=charts))
 
@@ -103,22 +121,31 @@ class InsightsController(Controller):
     async def trend(
         self,
         request: Request,
-        facilitation: NamedDependency[Membership],
-        db_session: NamedDependency[AsyncSession],
+        community_id: FromPath[uuid.UUID],
         survey: FromQuery[uuid.UUID | None] = None,
         period: FromQuery[str | None] = None,
     ) -> Template:
-        community = facilitation.community
-        surveys, chosen = await survey_or_404(db_session, community, survey)
+        # Every visit: the facilitator's place from the session, then one statement on a bare
+        # connection (services.trend_state); the charts are kept per version of what they show.
+        # No dependency, so no ORM session unless the charts must be drawn.
+        facilitator_place(request, community_id)
+        async with read_connection(request) as conn:
+            state = await services.trend_state(conn, community_id, now())
+        if state is None:  # deleted since the session was read
+            raise no_community()
+        community, surveys = state.community, state.surveys
+        chosen = surveys[0] if surveys and survey is None else next((s for s in surveys if s.id == survey), None)
+        if survey is not None and chosen is None:
+            raise NotFoundException(_("There is no such survey in this community."))
         period = period if period in ("52", "all") else str(services.TREND_ROUNDS)
         language = i18n.current_language()
-        head_key = (community.id, community.name, community.min_group_size, language, tuple((s.id, s.title) for s in surveys), chosen.id if chosen else None, period)  # fmt: skip
+        head_key = (community, language, tuple((s.id, s.title) for s in surveys), chosen.id if chosen else None, period)
         context = {"community": community, "surveys": surveys, "survey": chosen, "period": period}
         return page(
             "insights/trend.html",
             head=_kept(_HEADS, head_key, lambda: _render(request, "insights/_trend_head.html", **context)),
-            sections=await _trend_sections(request, db_session, community, chosen, _limit(period)) if chosen else None,
-            open_round=await services.open_round_rate(db_session, chosen) if chosen else None,
+            sections=await _trend_sections(request, community, chosen, _limit(period)) if chosen else None,
+            open_round=chosen.open_round if chosen else None,
             **context,
         )
 

@@ -8,13 +8,15 @@ page, a CSV column or a JSON field can say why instead of showing a zero.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import msgspec
 from babel.dates import format_date
 from sqlalchemy import bindparam, delete, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import aliased
 
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community, Team
@@ -132,21 +134,20 @@ async def notes_by_round(db: AsyncSession, round_ids: list[uuid.UUID]) -> dict[u
 
 
 _SURVEY = bindparam("survey_id")
-_CLOSED = (Round.survey_id == _SURVEY) & Round.closed.is_(True)
-_NOTES = select(RoundNote.created_at).join(Round, Round.id == RoundNote.round_id).where(Round.survey_id == _SURVEY).subquery()
-# What a survey's trend is drawn from, in one trip: its closed rounds (a round only ever closes,
-# next in number) and its notes (only added or deleted). Equal versions, equal trend.
-_TREND_VERSION = select(
-    select(func.count()).select_from(Round).where(_CLOSED).scalar_subquery(),
-    select(func.max(Round.number)).where(_CLOSED).scalar_subquery(),
-    select(func.count()).select_from(_NOTES).scalar_subquery(),
-    select(func.max(_NOTES.c.created_at)).scalar_subquery(),
-)
 
 
-async def trend_version(db: AsyncSession, survey_id: uuid.UUID) -> tuple:
-    """Changes whenever survey_trend's rounds or notes would: a key for what is drawn from them."""
-    return tuple((await db.execute(_TREND_VERSION, {"survey_id": survey_id})).one())
+def _version(survey) -> list:  # noqa: ANN001 - a survey id: a bind parameter or the enclosing query's column
+    """What a survey's trend is drawn from, as four columns: its closed rounds (a round only ever
+    closes, next in number) and its notes (only added or deleted). Equal versions, equal trend."""
+    closed, noted = aliased(Round), aliased(Round)
+    is_closed = (closed.survey_id == survey) & closed.closed.is_(True)
+    notes = lambda column: select(column).select_from(RoundNote).join(noted, noted.id == RoundNote.round_id).where(noted.survey_id == survey)  # noqa: E731
+    return [
+        select(func.count()).select_from(closed).where(is_closed).scalar_subquery(),
+        select(func.max(closed.number)).where(is_closed).scalar_subquery(),
+        notes(func.count()).scalar_subquery(),
+        notes(func.max(RoundNote.created_at)).scalar_subquery(),
+    ]
 
 
 async def survey_trend(
@@ -202,25 +203,23 @@ async def survey_trend(
     )
 
 
-# The open round's figures and its community tally's count in one statement (no ORM object, no
-# instrument snapshot decoded): the trend page asks on every visit.
-_OPEN_ROUND = select(
-    Round.id,
-    Round.number,
-    Round.opens_at,
-    Round.closes_at,
-    Round.population,
-    Round.min_group_size,
-    select(func.max(Tally.respondents))
-    .where(Tally.round_id == Round.id, Tally.group_key == COMMUNITY)
-    .scalar_subquery(),
-).where(Round.survey_id == _SURVEY, Round.closed.is_(False), Round.opens_at <= bindparam("moment"))
+# The open round's figures and its community tally's count (no ORM object, no instrument
+# snapshot decoded): the trend page asks on every visit.
+def _open_round(opened) -> list:  # noqa: ANN001 - Round or an alias of it
+    answered = select(func.max(Tally.respondents)).where(Tally.round_id == opened.id, Tally.group_key == COMMUNITY)
+    return [opened.id, opened.number, opened.opens_at, opened.closes_at, opened.population, opened.min_group_size,
+            answered.scalar_subquery()]  # fmt: skip
 
 
-async def open_round_rate(db: AsyncSession, survey: Survey) -> OpenRoundRate | None:
+def _is_open(opened, survey):  # noqa: ANN001, ANN202
+    return (opened.survey_id == survey) & opened.closed.is_(False) & (opened.opens_at <= bindparam("moment"))
+
+
+_OPEN_ROUND = select(*_open_round(Round)).where(_is_open(Round, _SURVEY))
+
+
+def _open_rate(found: tuple | None, moment: datetime) -> OpenRoundRate | None:
     """P3: of an open round, only the response rate, and only once k have answered."""
-    moment = now()
-    found = (await db.execute(_OPEN_ROUND, {"survey_id": survey.id, "moment": moment})).first()
     if found is None:
         return None
     round_id, number, opens_at, closes_at, population, k, answered = found
@@ -228,6 +227,69 @@ async def open_round_rate(db: AsyncSession, survey: Survey) -> OpenRoundRate | N
         return None
     view = disclosure.group_view(answered or 0, int(population.get(COMMUNITY, 0)), k, closed=False)
     return OpenRoundRate(round_id=round_id, number=number, closes_at=closes_at, response_rate=view.response_rate)
+
+
+async def open_round_rate(db: AsyncSession, survey: Survey) -> OpenRoundRate | None:
+    moment = now()
+    return _open_rate((await db.execute(_OPEN_ROUND, {"survey_id": survey.id, "moment": moment})).first(), moment)
+
+
+# --- the trend page's every-visit reads -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommunityFacts:
+    """What the trend page shows of its community, without the ORM object."""
+
+    id: uuid.UUID
+    name: str
+    min_group_size: int
+    time_zone: str
+
+
+@dataclass(frozen=True)
+class SurveyState:
+    id: uuid.UUID
+    title: str
+    version: tuple  # _version's four columns: the key of the trend drawn from them
+    open_round: OpenRoundRate | None
+
+
+@dataclass(frozen=True)
+class TrendState:
+    community: CommunityFacts
+    surveys: list[SurveyState]  # in the order they were created
+
+
+_OPENED = aliased(Round, name="opened")
+_TREND_STATE = (
+    select(Community.name, Community.min_group_size, Community.time_zone, Survey.id, Survey.title,
+           *_version(Survey.id), *_open_round(_OPENED))  # fmt: skip
+    .select_from(Community)
+    .outerjoin(Survey, Survey.community_id == Community.id)
+    .outerjoin(_OPENED, _is_open(_OPENED, Survey.id))
+    .where(Community.id == bindparam("community_id"))
+    .order_by(Survey.created_at, Survey.id, _OPENED.opens_at.desc())
+)
+
+
+async def trend_state(db: AsyncConnection | AsyncSession, community_id: uuid.UUID, moment: datetime) -> TrendState | None:
+    """Everything a visit to the trend page reads, in one statement (None: no such community).
+
+    The charts are drawn from a survey's closed rounds and notes only, and kept per version
+    (insights/controllers.py); what moves with every answer is the open round's rate.
+    """
+    rows = (await db.execute(_TREND_STATE, {"community_id": community_id, "moment": moment})).all()
+    if not rows:
+        return None
+    name, k, time_zone = rows[0][:3]
+    surveys: dict[uuid.UUID, SurveyState] = {}
+    for row in rows:
+        survey_id = row[3]
+        if survey_id is not None and survey_id not in surveys:  # a second open round: the latest opened counts
+            opened = row[9:] if row[9] is not None else None
+            surveys[survey_id] = SurveyState(survey_id, row[4], tuple(row[5:9]), _open_rate(opened, moment))
+    return TrendState(CommunityFacts(community_id, name, k, time_zone), list(surveys.values()))
 
 
 # --- vitality -----------------------------------------------------------------------------------

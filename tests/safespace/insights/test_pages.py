@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace.identity.models import Community, Membership, Person
 from safespace.identity.services import now
 from safespace.insights.models import RoundNote
 from safespace.pulse import schedule
@@ -91,6 +93,28 @@ async def test_the_trend_page_follows_the_open_round_as_members_answer(client, d
     survey.title = "Weekly check-in"
     await db.commit()
     assert ">Weekly check-in</option>" in (await client.get(trend)).text
+
+
+async def test_the_trend_page_follows_the_facilitators_membership_and_the_community(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    """The trend page takes the facilitator from the memberships read with the session on every
+    request, and its community from one read per visit: made a member, the next visit is refused;
+    deactivated, the community is not found; renamed, the new name shows at once."""
+    pulse = await open_pulse(db, engine, settings, members=6)
+    await sign_in(client, db, "fac@x.org")
+    trend = f"/c/{pulse.world.community.id}/insights"
+    assert (await client.get(trend)).status_code == 200
+    assert (await client.get(f"{trend}?survey={uuid.uuid4()}")).status_code == 404
+    community = await db.get(Community, pulse.world.community.id)
+    community.name = "Harbour guild"
+    await db.commit()
+    assert "<h1>Harbour guild</h1>" in (await client.get(trend)).text
+    membership = await db.scalar(select(Membership).join(Person).where(Person.email == "fac@x.org"))
+    membership.role = "member"
+    await db.commit()
+    assert (await client.get(trend)).status_code == 403
+    membership.status = "deactivated"
+    await db.commit()
+    assert (await client.get(trend)).status_code == 404
 
 
 async def test_a_renamed_team_shows_its_new_name_in_a_heatmap_drawn_before(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
