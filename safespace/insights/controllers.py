@@ -70,7 +70,7 @@ def _limit(period: str | None) -> int | None:
 # from; nothing of the viewer is in them (the navigation, notice and CSRF field are base.html's),
 # and the open round's card, which moves with every answer, is rendered on each visit.
 # - The charts and round lists (insights/_trend_sections.html), per survey, trend version,
-#   period, language and k: they change only with the version (closed rounds, notes), so a
+#   period, language, k and time zone (rounds are dated in it): they change only with the version (closed rounds, notes), so a
 #   facilitator's next visit reads one row of counts instead of every round again.
 # - The heading, tabs and survey picker (insights/_trend_head.html): most of what was left of
 #   rendering the page once the sections were kept.
@@ -94,7 +94,7 @@ def _render(request: Request, template: str, **context: Any) -> str:
 
 async def _trend_sections(request: Request, community: services.CommunityFacts, survey: services.SurveyState, limit: int | None) -> Markup:
     language = i18n.current_language()
-    key = (survey.id, survey.version, limit, language, community.min_group_size)
+    key = (survey.id, survey.version, limit, language, community.min_group_size, community.time_zone)
     if key in _SECTIONS:
         return _SECTIONS[key]
     # Drawn anew (a round closed, a note changed, another period or language): the ORM objects,

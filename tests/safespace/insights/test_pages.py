@@ -6,6 +6,7 @@ import csv
 import io
 import uuid
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -115,6 +116,23 @@ async def test_the_trend_page_follows_the_facilitators_membership_and_the_commun
     membership.status = "deactivated"
     await db.commit()
     assert (await client.get(trend)).status_code == 404
+
+
+async def test_the_trend_page_dates_rounds_in_the_communitys_time_zone_after_it_changes(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    """The charts are kept per what they are drawn from, the community's time zone included."""
+    closed = await _round(client, db, engine, settings)
+    await sign_in(client, db, "fac@x.org")
+    trend = f"{closed.base}?survey={closed.survey_id}"
+    closes, community = closed.round.closes_at, await db.get(Community, closed.world.community.id)
+    shown = lambda zone: f'<span class="muted">{closes.astimezone(ZoneInfo(zone)).date().isoformat()}</span>'  # noqa: E731
+    before = shown(community.time_zone)
+    assert before in (await client.get(trend)).text
+    # Twelve hours either way: one of the two is another day.
+    zone = next(z for z in ("Etc/GMT-14", "Etc/GMT+12") if shown(z) != before)
+    community.time_zone = zone
+    await db.commit()
+    after = (await client.get(trend)).text
+    assert shown(zone) in after and before not in after
 
 
 async def test_a_renamed_team_shows_its_new_name_in_a_heatmap_drawn_before(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
