@@ -207,7 +207,8 @@ async def survey_trend(
 # snapshot decoded): the trend page asks on every visit.
 def _open_round(opened) -> list:  # noqa: ANN001 - Round or an alias of it
     answered = select(func.max(Tally.respondents)).where(Tally.round_id == opened.id, Tally.group_key == COMMUNITY)
-    return [opened.id, opened.number, opened.opens_at, opened.closes_at, opened.population, opened.min_group_size,
+    members = opened.population[COMMUNITY].as_integer()  # not the whole population: a key per team
+    return [opened.id, opened.number, opened.opens_at, opened.closes_at, members, opened.min_group_size,
             answered.scalar_subquery()]  # fmt: skip
 
 
@@ -222,10 +223,10 @@ def _open_rate(found: tuple | None, moment: datetime) -> OpenRoundRate | None:
     """P3: of an open round, only the response rate, and only once k have answered."""
     if found is None:
         return None
-    round_id, number, opens_at, closes_at, population, k, answered = found
+    round_id, number, opens_at, closes_at, members, k, answered = found
     if not opens_at <= moment < closes_at:
         return None
-    view = disclosure.group_view(answered or 0, int(population.get(COMMUNITY, 0)), k, closed=False)
+    view = disclosure.group_view(answered or 0, members or 0, k, closed=False)
     return OpenRoundRate(round_id=round_id, number=number, closes_at=closes_at, response_rate=view.response_rate)
 
 
