@@ -146,7 +146,7 @@ async def seed(engine: AsyncEngine, keyring: Keyring, members: int, rounds: int,
             round_rows, tally_rows, comment_rows, ledger = [], [], [], []
             for number in range(first + 1, min(first + 12, total) + 1):
                 round_id, closed = uuid.uuid4(), number <= rounds
-                opens = midnight - timedelta(weeks=rounds - number + (0 if open_round else 1))
+                opens = midnight - timedelta(weeks=rounds + 1 - number)  # the open round (rounds + 1) opened today
                 round_rows.append({
                     "id": round_id, "survey_id": survey.id, "community_id": community.id, "number": number,
                     "opens_at": opens, "closes_at": opens + timedelta(days=6), "closed": closed, "min_group_size": K,
