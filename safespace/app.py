@@ -26,7 +26,7 @@ from litestar.types import Message, Scope
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace.db.engine import alchemy_config, read_engine
+from safespace.db.engine import Reads, alchemy_config
 from safespace.identity.api import api_router
 from safespace.identity.controllers import (
     CommunitiesController,
@@ -166,7 +166,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
     keyring = Keyring.load(settings.encryption_key_path)
     sessionmaker = db.create_session_maker()
     answers = AnswerQueue(sessionmaker, keyring)
-    reads = read_engine(sessionmaker.kw["bind"])
+    reads = Reads(sessionmaker.kw["bind"])
     sessions = SessionReader(reads)
 
     @asynccontextmanager
@@ -255,6 +255,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
             title="Safespace API", version="1", path="/schema", render_plugins=[JsonRenderPlugin(), YamlRenderPlugin()]
         ),
         lifespan=[schedule],
+        on_shutdown=[reads.dispose],
         # The batchers are kept where tests and benchmarks can see how well they group.
         state=State({DATABASE_STATE_KEY: db, READS_STATE_KEY: reads, "answers": answers, "sessions": sessions}),
         debug=False,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, AsyncContextManager
+from typing import Any
 from urllib.parse import quote
 
 import msgspec
@@ -34,9 +34,10 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
+from safespace.db.engine import Reads
 from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput, Refused, active_membership
 from safespace.identity.signin import SET_NOTICE, SessionReader, needs_settling, settle
@@ -176,7 +177,7 @@ def notice(message: str, kind: str = "success") -> str:
 
 
 DATABASE_STATE_KEY = "database"  # app.state: the SQLAlchemy plugin's config (create_app)
-READS_STATE_KEY = "reads"  # app.state: the engine of read_connection (db.engine.read_engine)
+READS_STATE_KEY = "reads"  # app.state: db.engine.Reads, for reads()
 
 
 def request_session(request: Request) -> AsyncSession:
@@ -235,11 +236,9 @@ def facilitator_place(request: Request, community_id: uuid.UUID) -> Place:
     return place
 
 
-def read_connection(request: Request) -> AsyncContextManager[AsyncConnection]:
-    """A bare connection for a page's every-visit reads: Core statements, no ORM session, and on
-    PostgreSQL each statement stands alone (no BEGIN and COMMIT round trips). Give it back before
-    taking the request's session (request_session): a request holds one connection at a time."""
-    return request.app.state[READS_STATE_KEY].connect()
+def reads(request: Request) -> Reads:
+    """The app's every-visit reads (db.engine.Reads): one statement, its rows, no ORM session."""
+    return request.app.state[READS_STATE_KEY]
 
 
 def member_routes() -> dict[str, Provide]:

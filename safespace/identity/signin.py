@@ -17,9 +17,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from safespace.db.batch import Batcher, padded
+from safespace.db.engine import Reads
 from safespace.identity.models import (
     Community,
     LoginLink,
@@ -197,13 +198,6 @@ def _live(rows: list) -> LiveSession | None:  # noqa: ANN001
     return LiveSession(*rows[0][1:9], places=places)
 
 
-async def _sessions(db: AsyncConnection, hashes: list[bytes]) -> dict[bytes, list]:
-    found: dict[bytes, list] = {}
-    for row in await db.execute(_SESSIONS, {"token_hashes": padded(hashes)}):
-        found.setdefault(row[0], []).append(row)
-    return found
-
-
 def needs_settling(live: LiveSession, idle: timedelta) -> bool:
     """Whether settle() has a write to do: the session went idle, or was last touched over an hour ago."""
     return now() - live.last_seen_at > min(idle, SESSION_TOUCH_EVERY)
@@ -227,10 +221,10 @@ class SessionReader:
     """Reads the sessions of concurrent requests in one query (safespace.db.batch): under load,
     a request's session costs a share of a query rather than a query and a connection."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        # Core on a bare connection: no ORM session or identity map. `engine` is a read_engine
-        # (db.engine): settle()'s rare writes commit at once.
-        self.engine = engine
+    def __init__(self, reads: Reads) -> None:
+        # Core on a bare connection: no ORM session or identity map (db.engine.Reads); settle()'s
+        # rare writes go through reads.engine and commit at once.
+        self.reads, self.engine = reads, reads.engine
         self.batcher: Batcher[bytes, LiveSession | None] = Batcher(self._read, max_batch=128)
 
     async def read(self, token: str) -> LiveSession | None:
@@ -238,8 +232,9 @@ class SessionReader:
         return await self.batcher.submit(token_hash(token))
 
     async def _read(self, hashes: list[bytes]) -> list[LiveSession | None]:
-        async with self.engine.connect() as db:
-            found = await _sessions(db, hashes)
+        found: dict[bytes, list] = {}
+        for row in await self.reads.rows(_SESSIONS, {"token_hashes": padded(hashes)}):
+            found.setdefault(row[0], []).append(row)
         return [_live(found.get(hashed, [])) for hashed in hashes]
 
 

@@ -37,7 +37,7 @@ from safespace.web import (
     member_routes,
     no_community,
     page,
-    read_connection,
+    reads,
     request_session,
     see_other,
 )
@@ -98,7 +98,7 @@ async def _trend_sections(request: Request, community: services.CommunityFacts, 
     if key in _SECTIONS:
         return _SECTIONS[key]
     # Drawn anew (a round closed, a note changed, another period or language): the ORM objects,
-    # from the request's session, now that the reads' connection is given back.
+    # from the request's session.
     db = request_session(request)
     found, chosen = await db.get(Community, community.id), await db.get(Survey, survey.id)
     if found is None or chosen is None:  # deleted since the reads: as if it never was
@@ -126,11 +126,10 @@ class InsightsController(Controller):
         period: FromQuery[str | None] = None,
     ) -> Template:
         # Every visit: the facilitator's place from the session, then one statement on a bare
-        # connection (services.trend_state); the charts are kept per version of what they show.
+        # connection (services.trend_state, web.reads); the charts are kept per version of what they show.
         # No dependency, so no ORM session unless the charts must be drawn.
         facilitator_place(request, community_id)
-        async with read_connection(request) as conn:
-            state = await services.trend_state(conn, community_id, now())
+        state = await services.trend_state(reads(request), community_id, now())
         if state is None:  # deleted since the session was read
             raise no_community()
         community, surveys = state.community, state.surveys

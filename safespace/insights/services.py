@@ -15,9 +15,10 @@ from zoneinfo import ZoneInfo
 import msgspec
 from babel.dates import format_date
 from sqlalchemy import bindparam, delete, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from safespace.db.engine import Reads
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community, Team
 from safespace.identity.services import InvalidInput, clean_text, now
@@ -274,13 +275,13 @@ _TREND_STATE = (
 )
 
 
-async def trend_state(db: AsyncConnection | AsyncSession, community_id: uuid.UUID, moment: datetime) -> TrendState | None:
+async def trend_state(reads: Reads, community_id: uuid.UUID, moment: datetime) -> TrendState | None:
     """Everything a visit to the trend page reads, in one statement (None: no such community).
 
     The charts are drawn from a survey's closed rounds and notes only, and kept per version
     (insights/controllers.py); what moves with every answer is the open round's rate.
     """
-    rows = (await db.execute(_TREND_STATE, {"community_id": community_id, "moment": moment})).all()
+    rows = await reads.rows(_TREND_STATE, {"community_id": community_id, "moment": moment})
     if not rows:
         return None
     name, k, time_zone = rows[0][:3]

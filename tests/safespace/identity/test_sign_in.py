@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace.db.engine import Reads
 from safespace.identity import signin
 from safespace.identity.models import LoginLink, Person, WebSession
 from tests.helpers import follow_link, make_community, post_form, sign_in
@@ -237,7 +238,7 @@ async def test_session_is_written_at_most_once_an_hour(db: AsyncSession, engine,
     event.listen(engine.sync_engine, "before_cursor_execute", note)
     try:
         start = clock[0]
-        reader, idle = signin.SessionReader(engine), timedelta(hours=8)
+        reader, idle = signin.SessionReader(Reads(engine)), timedelta(hours=8)
         for minutes in range(0, 180, 7):  # a request every seven minutes for three hours, as the middleware does
             clock[0] = start + timedelta(minutes=minutes)
             live = await reader.read(token)
