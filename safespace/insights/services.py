@@ -137,12 +137,13 @@ async def notes_by_round(db: AsyncSession, round_ids: list[uuid.UUID]) -> dict[u
 _SURVEY = bindparam("survey_id")
 
 
-def _version(survey) -> list:  # noqa: ANN001 - a survey id: a bind parameter or the enclosing query's column
-    """What a survey's trend is drawn from, as four columns: its closed rounds (a round only ever
-    closes, next in number) and its notes (only added or deleted). Equal versions, equal trend."""
+def _version() -> list:
+    """What a survey's trend is drawn from, as four columns of a query over surveys: its closed
+    rounds (a round only ever closes, next in number) and its notes (only added or deleted).
+    Equal versions, equal trend."""
     closed, noted = aliased(Round), aliased(Round)
-    is_closed = (closed.survey_id == survey) & closed.closed.is_(True)
-    notes = lambda column: select(column).select_from(RoundNote).join(noted, noted.id == RoundNote.round_id).where(noted.survey_id == survey)  # noqa: E731
+    is_closed = (closed.survey_id == Survey.id) & closed.closed.is_(True)
+    notes = lambda column: select(column).select_from(RoundNote).join(noted, noted.id == RoundNote.round_id).where(noted.survey_id == Survey.id)  # noqa: E731
     return [
         select(func.count()).select_from(closed).where(is_closed).scalar_subquery(),
         select(func.max(closed.number)).where(is_closed).scalar_subquery(),
@@ -266,7 +267,7 @@ class TrendState:
 _OPENED = aliased(Round, name="opened")
 _TREND_STATE = (
     select(Community.name, Community.min_group_size, Community.time_zone, Survey.id, Survey.title,
-           *_version(Survey.id), *_open_round(_OPENED))  # fmt: skip
+           *_version(), *_open_round(_OPENED))  # fmt: skip
     .select_from(Community)
     .outerjoin(Survey, Survey.community_id == Community.id)
     .outerjoin(_OPENED, _is_open(_OPENED, Survey.id))
