@@ -15,19 +15,21 @@ Then `python -m safespace serve` (uvicorn, one worker) is driven by bench/submit
 HTTP/1.1 keep-alive client, --concurrency connections, 1 s warm-up then --seconds counted, in
 turn: /healthz, the trend page (GET /c/{id}/insights?survey=...), the latest closed round's
 results page (GET /c/{id}/insights/rounds/{id}) and the floor, /profile (the cheapest page behind a
-session: no signed-in page can do better), all as the signed-in facilitator (except healthz).
+session: no signed-in page can do better), all as the signed-in facilitator (except healthz). The
+turn is repeated --repeats times: each page's ratio is taken against the healthz just before it,
+and the medians are printed, so a machine whose speed drifts (a shared one) moves both alike.
 
 Printed per size: requests/s and ratio to healthz for each page (target: trend >= 0.20), and the
 server's CPU ms per request in each phase; their quotient (the CPU ratio) is what the ratio would be
 with the server on a whole core throughout, so other load on the machine moves it less. Then per
-database the trend page's largest-vs-smallest-size figure (target: >= 0.80, cost must not grow with
-members or answers). --profile FILE records the server with py-spy during the page phases
+database the trend page's largest-vs-smallest-size figure, as ratios to healthz (target: >= 0.80,
+cost must not grow with members or answers). --profile FILE records the server with py-spy during the page phases
 (.svg flame graph or .txt folded stacks). Figures, not a test: exits 0 unless a page fails.
 """
 
 from __future__ import annotations
 
-import argparse, asyncio, math, os, random, shutil, signal, subprocess, sys, tempfile, time, uuid  # noqa: E401
+import argparse, asyncio, math, os, random, shutil, signal, statistics, subprocess, sys, tempfile, time, uuid  # noqa: E401
 from datetime import datetime, time as clock, timedelta, timezone
 from pathlib import Path
 
@@ -252,33 +254,44 @@ async def measure(label: str, database_url: str, members: int, args: argparse.Na
         "floor": "/profile",  # the cheapest signed-in page: no page behind a session can beat it
     }
     cookies = {SESSION_COOKIE: seeded["token"]}
-    figures = {"seed_seconds": seconds}
+    figures: dict[str, float] = {"seed_seconds": seconds}
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in ("healthz", *pages)}  # (req/s, CPU ms) per repeat
+    ratios: dict[str, list[float]] = {name: [] for name in pages}  # each page against the healthz just before it
     proc, port = await start_server(env, data_dir / "server.log")
     try:
-        meter = cpu_meter(proc.pid)
-        figures["healthz"], figures["healthz_ms"] = await rate(port, proc.pid, args.concurrency, args.seconds, "/healthz", {})
-        cpu = {"healthz": meter()}
-        for name, path in pages.items():
-            spy = profiler(proc.pid, args.profile, f"{label}-{members}-{name}") if args.profile else None
+        for repeat in range(args.repeats):  # interleaved, so a machine that drifts moves ceiling and pages alike
             meter = cpu_meter(proc.pid)
-            figures[name], figures[f"{name}_ms"] = await rate(port, proc.pid, args.concurrency, args.seconds, path, cookies)
-            cpu[name] = meter()
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)
-                spy.wait(timeout=60)
+            samples["healthz"].append(await rate(port, proc.pid, args.concurrency, args.seconds, "/healthz", {}))
+            cpu = {"healthz": meter()}
+            for name, path in pages.items():
+                spy = profiler(proc.pid, args.profile, f"{label}-{members}-{name}") if args.profile and repeat == 0 else None
+                meter = cpu_meter(proc.pid)
+                samples[name].append(await rate(port, proc.pid, args.concurrency, args.seconds, path, cookies))
+                ratios[name].append(samples[name][-1][0] / samples["healthz"][-1][0])
+                cpu[name] = meter()
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(timeout=60)
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+    for name, found in samples.items():
+        figures[name], figures[f"{name}_ms"] = statistics.median(r for r, _ms in found), statistics.median(ms for _r, ms in found)
+    for name, found in ratios.items():
+        figures[f"{name}_ratio"] = statistics.median(found)
+    if args.repeats > 1:
+        print(f"{'':12} {args.repeats} repeats; per repeat, trend/healthz: {', '.join(f'{r:.3f}' for r in ratios['trend'])}; "
+              f"medians below")  # fmt: skip
     healthz, pad = figures["healthz"], " " * 12
-    print(f"{pad} healthz {healthz:.1f}/s  trend {figures['trend']:.1f}/s (ratio {figures['trend'] / healthz:.3f}, "
-          f"target >= 0.20: {'met' if figures['trend'] >= 0.2 * healthz else 'NOT met'})  "
-          f"round {figures['round']:.1f}/s (ratio {figures['round'] / healthz:.3f})")  # fmt: skip
-    for name, line in cpu.items():
+    print(f"{pad} healthz {healthz:.1f}/s  trend {figures['trend']:.1f}/s (ratio {figures['trend_ratio']:.3f}, "
+          f"target >= 0.20: {'met' if figures['trend_ratio'] >= 0.2 else 'NOT met'})  "
+          f"round {figures['round']:.1f}/s (ratio {figures['round_ratio']:.3f})")  # fmt: skip
+    for name, line in cpu.items():  # the last repeat's
         print(f"{pad} CPU during {name + ':':<8} {line if isinstance(line, str) else line[0]}; "
               f"server {figures[f'{name}_ms']:.2f} ms per request")  # fmt: skip
     print(f"{pad} CPU ratios (healthz ms / page ms: the ratio with a whole core for the server in every phase): "
           f"trend {figures['healthz_ms'] / figures['trend_ms']:.3f}, round {figures['healthz_ms'] / figures['round_ms']:.3f}")  # fmt: skip
-    print(f"{pad} floor: the signed-in /profile page {figures['floor']:.1f}/s, ratio {figures['floor'] / healthz:.3f}, "
+    print(f"{pad} floor: the signed-in /profile page {figures['floor']:.1f}/s, ratio {figures['floor_ratio']:.3f}, "
           f"CPU ratio {figures['healthz_ms'] / figures['floor_ms']:.3f} (session, CSRF cookie, a small template)")  # fmt: skip
     shutil.rmtree(data_dir)
     return figures
@@ -306,18 +319,20 @@ def summary(label: str, results: dict[int, dict[str, float]]) -> None:
           f"   server CPU ms/request: {'healthz':>7} {'trend':>6} {'round':>6}")  # fmt: skip
     for members, f in results.items():
         print(f"{'':{len(label) + 1}} {members:>8} {f['seed_seconds']:>7.1f} {f['healthz']:>10.1f} {f['trend']:>9.1f} "
-              f"{f['trend'] / f['healthz']:>6.3f} {f['round']:>9.1f} {f['round'] / f['healthz']:>6.3f}"
+              f"{f['trend_ratio']:>6.3f} {f['round']:>9.1f} {f['round_ratio']:>6.3f}"
               f"   {'':22}{f['healthz_ms']:>7.2f} {f['trend_ms']:>6.1f} {f['round_ms']:>6.1f}")  # fmt: skip
     if len(results) > 1:
         small, large = min(results), max(results)
         for page in ("trend", "round"):
-            # Each figure relative to its own run's healthz, so drift of the machine between runs cancels.
+            # The verdict compares each size's figure: its ratio to the healthz measured just before
+            # it, so the machine's drift over the minutes between sizes cancels. Raw requests/s and
+            # server CPU per request are printed beside it.
+            rel = results[large][f"{page}_ratio"] / results[small][f"{page}_ratio"]
             raw = results[large][page] / results[small][page]
-            rel = (results[large][page] / results[large]["healthz"]) / (results[small][page] / results[small]["healthz"])
             cpu = results[small][f"{page}_ms"] / results[large][f"{page}_ms"]
-            verdict = f" (target >= 0.80: {'met' if raw >= 0.8 else 'NOT met'})" if page == "trend" else ""
-            print(f"{'':{len(label) + 1}} {page} at {large} vs {small} members: {raw:.2f}{verdict}; "
-                  f"as healthz ratios {rel:.2f}; by server CPU per request {cpu:.2f}")  # fmt: skip
+            verdict = f" (target >= 0.80: {'met' if rel >= 0.8 else 'NOT met'})" if page == "trend" else ""
+            print(f"{'':{len(label) + 1}} {page} at {large} vs {small} members, as healthz ratios: {rel:.2f}{verdict}; "
+                  f"requests/s {raw:.2f}; by server CPU per request {cpu:.2f}")  # fmt: skip
 
 
 async def main() -> int:
@@ -329,7 +344,8 @@ async def main() -> int:
     parser.add_argument("--comments", type=float, default=0.02, help="share of respondents leaving a comment")
     parser.add_argument("--period", choices=["52", "all"], help="the trend page's period (default: its own, 26 rounds)")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=5.0, help="counted seconds per phase")
+    parser.add_argument("--seconds", type=float, default=4.0, help="counted seconds per phase")
+    parser.add_argument("--repeats", type=int, default=3, help="healthz and the pages measured this many times in turn; medians")
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="sqlite")
     parser.add_argument("--profile", metavar="FILE", help="py-spy the server during each page phase (.svg or .txt)")
     args = parser.parse_args()
