@@ -27,7 +27,7 @@ from safespace.insights.services import METRICS, metric_name, reason_text
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import services as pulse
 from safespace.pulse.models import Round, Survey
-from safespace.pulse.results import round_result
+from safespace.pulse.results import comments_shown, round_result
 from safespace.web import (
     Viewer,
     facilitator_place,
@@ -162,11 +162,13 @@ class InsightsController(Controller):
 
     # --- one round ---
 
-    async def _round_context(self, db: AsyncSession, keyring: Keyring, community: Community, round_id: uuid.UUID) -> dict:
+    async def _round_context(
+        self, db: AsyncSession, keyring: Keyring, community: Community, round_id: uuid.UUID, comments: str | None = None
+    ) -> dict:
         round_ = await round_or_404(db, community, round_id)
         survey = await pulse.survey_in(db, community.id, round_.survey_id)
         language = i18n.current_language()
-        result = await round_result(db, keyring, round_, language, now())
+        result = await round_result(db, keyring, round_, language, now(), comments_shown(comments))
         grids = (
             [await services.round_team_grid(db, round_, i, language) for i in pulse.round_instruments(round_)]
             if result.instruments
@@ -195,8 +197,9 @@ class InsightsController(Controller):
         facilitation: NamedDependency[Membership],
         db_session: NamedDependency[AsyncSession],
         keyring: NamedDependency[Keyring],
+        comments: FromQuery[str | None] = None,
     ) -> Template:
-        context = await self._round_context(db_session, keyring, facilitation.community, round_id)
+        context = await self._round_context(db_session, keyring, facilitation.community, round_id, comments)
         return page("insights/round.html", values={}, errors={}, **context)
 
     @get("/rounds/{round_id:uuid}/report")
@@ -207,7 +210,7 @@ class InsightsController(Controller):
         db_session: NamedDependency[AsyncSession],
         keyring: NamedDependency[Keyring],
     ) -> Template:
-        context = await self._round_context(db_session, keyring, facilitation.community, round_id)
+        context = await self._round_context(db_session, keyring, facilitation.community, round_id, "all")
         return page("insights/report.html", **context)
 
     @get(["/rounds/{round_id:uuid}/results.csv", "/rounds/{round_id:uuid}/results.json"])

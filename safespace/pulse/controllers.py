@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, URLEncodedBody
+from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,7 +20,7 @@ from safespace.identity.services import InvalidInput, clean_text, now
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import schedule, services
 from safespace.pulse.group_commit import AnswerQueue
-from safespace.pulse.results import round_result
+from safespace.pulse.results import comments_shown, round_result
 from safespace.web import (
     Viewer,
     facilitator_routes,
@@ -140,10 +140,11 @@ class PulseController(Controller):
         membership: NamedDependency[Membership],
         db_session: NamedDependency[AsyncSession],
         keyring: NamedDependency[Keyring],
+        comments: FromQuery[str | None] = None,
     ) -> Template:
         round_ = await self._round(db_session, membership, round_id)
         survey = await services.survey_in(db_session, membership.community_id, round_.survey_id)
-        result = await round_result(db_session, keyring, round_, i18n.current_language(), now())
+        result = await round_result(db_session, keyring, round_, i18n.current_language(), now(), comments_shown(comments))
         zone = ZoneInfo(membership.community.time_zone)
         return page(
             "pulse/results.html",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.privacy.crypto import Keyring, associated_data
@@ -38,7 +38,8 @@ class InstrumentResult(msgspec.Struct):
     favourable: float | None
     reliability: float | None  # Cronbach's alpha, only with at least 10 complete answer sets
     items: list[ItemResult]
-    comments: list[str]
+    comments: list[str]  # released comments in random order; on pages only the first COMMENTS_SHOWN
+    comments_total: int  # how many were released, shown or not
 
 
 class RoundResult(msgspec.Struct):
@@ -58,7 +59,7 @@ MIN_FOR_RELIABILITY = 10
 
 
 def instrument_result(
-    instrument, tally: tally_rules.Tally, k: int, language: str, comments: list[str]  # noqa: ANN001
+    instrument, tally: tally_rules.Tally, k: int, language: str, comments: list[str], comments_total: int | None = None  # noqa: ANN001
 ) -> InstrumentResult:
     items = []
     for item in instrument.items:
@@ -97,12 +98,35 @@ def instrument_result(
         reliability=stats.cronbach_alpha(tally) if tally.complete_n >= MIN_FOR_RELIABILITY else None,
         items=items,
         comments=comments,
+        comments_total=len(comments) if comments_total is None else comments_total,
     )
 
 
+COMMENTS_SHOWN = 50  # per statement block on a results page; "show all" and the exports give every one
+
+# A round's released comments, the first `shown` of each instrument in their (random) order, with
+# how many each has: no ORM objects, and only what is shown is decrypted. A big community's round
+# releases hundreds; its results page should not grow with them.
+_RANKED = select(
+    ReleasedComment.id,
+    ReleasedComment.instrument,
+    ReleasedComment.body,
+    func.row_number().over(partition_by=ReleasedComment.instrument, order_by=ReleasedComment.position).label("n"),
+    func.count().over(partition_by=ReleasedComment.instrument).label("total"),
+).where(ReleasedComment.round_id == bindparam("round_id")).subquery()
+_COMMENTS = select(_RANKED).where(_RANKED.c.n <= bindparam("shown")).order_by(_RANKED.c.instrument, _RANKED.c.n)
+_ALL = 2**31 - 1
+
+
+def comments_shown(choice: str | None) -> int | None:
+    """A results page's ?comments=: "all", or by default the first COMMENTS_SHOWN."""
+    return None if choice == "all" else COMMENTS_SHOWN
+
+
 async def round_result(
-    db: AsyncSession, keyring: Keyring, round_: Round, language: str, moment: datetime
+    db: AsyncSession, keyring: Keyring, round_: Round, language: str, moment: datetime, comments_shown: int | None = None
 ) -> RoundResult:
+    """A round's figures; `comments_shown` caps the comments decrypted per instrument (None: all)."""
     answered = await tallied(db, round_.id)
     members = int(round_.population.get(COMMUNITY, 0))
     view = disclosure.group_view(answered, members, round_.min_group_size, closed=round_.closed)
@@ -115,24 +139,21 @@ async def round_result(
                 select(Tally).where(Tally.round_id == round_.id, Tally.group_key == COMMUNITY)
             )
         }
-        show_comments = disclosure.comments_visible(answered, round_.min_group_size, round_.comment_threshold)
-        released = (
-            await db.scalars(
-                select(ReleasedComment).where(ReleasedComment.round_id == round_.id).order_by(ReleasedComment.position)
-            )
-            if show_comments
-            else []
-        )
         comments: dict[str, list[str]] = {}
-        for c in released:
-            text = keyring.open(c.body, associated_data("released_comment", "body", f"{round_.id}/{c.id}"))
-            comments.setdefault(c.instrument, []).append(text)
+        totals: dict[str, int] = {}
+        if disclosure.comments_visible(answered, round_.min_group_size, round_.comment_threshold):
+            shown = _ALL if comments_shown is None else comments_shown
+            for row in await db.execute(_COMMENTS, {"round_id": round_.id, "shown": shown}):
+                totals[row.instrument] = row.total
+                text = keyring.open(row.body, associated_data("released_comment", "body", f"{round_.id}/{row.id}"))
+                comments.setdefault(row.instrument, []).append(text)
         for instrument in round_instruments(round_):
             if instrument.key in tallies:
                 instruments.append(
                     instrument_result(
-                        instrument, tallies[instrument.key], round_.min_group_size, language, comments.get(instrument.key, [])
-                    )
+                        instrument, tallies[instrument.key], round_.min_group_size, language,
+                        comments.get(instrument.key, []), totals.get(instrument.key, 0),
+                    )  # fmt: skip
                 )
     return RoundResult(
         round_id=str(round_.id),

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from safespace.identity import services as identity
 from safespace.identity.services import InvalidInput, now
 from safespace.privacy.crypto import Keyring
-from safespace.pulse import schedule, services
+from safespace.pulse import results, schedule, services
 from safespace.pulse.models import ReleasedComment, Round
-from tests.helpers import make_community
+from tests.helpers import make_community, sign_in
 from tests.safespace.pulse.conftest import Pulse, after_close, answers, open_pulse, post_as, session_cookie
 
 
@@ -57,3 +57,25 @@ async def test_a_round_keeps_the_threshold_it_opened_with(client, db: AsyncSessi
     await identity.update_community(db, community, community.name, "", 5, "Europe/Madrid", comment_threshold=11)
     await db.commit()
     assert await _ten_comments(client, db, pulse) == 10
+
+
+async def test_a_long_list_of_comments_shows_its_first_part_and_a_link_to_every_one(client, db: AsyncSession, engine, settings, monkeypatch) -> None:  # noqa: ANN001
+    """A big community's round releases hundreds of comments: the results pages decrypt and show
+    the first COMMENTS_SHOWN (in their random order) with a link to all; "all", the printable
+    report and the JSON export hold every one."""
+    monkeypatch.setattr(results, "COMMENTS_SHOWN", 4)
+    pulse = await open_pulse(db, engine, settings, members=10)
+    assert await _ten_comments(client, db, pulse) == 10
+    shown = lambda body: sum(f"<li>thought {i}</li>" in body for i in range(10))  # noqa: E731
+    insights = f"/c/{pulse.world.community.id}/insights/rounds/{pulse.round.id}"
+    for who, page in (("m0@x.org", f"{pulse.url}/results"), ("fac@x.org", insights)):
+        client.cookies.clear()
+        await sign_in(client, db, who)
+        first = (await client.get(page)).text
+        assert shown(first) == 4 and "The first 4 of 10, in random order." in first
+        assert f'<a href="?comments=all#comments-psychological_safety">Show all 10 comments</a>' in first
+        every = (await client.get(f"{page}?comments=all")).text
+        assert shown(every) == 10 and "Show all" not in every and "In random order." in every
+    assert shown((await client.get(f"{insights}/report")).text) == 10
+    exported = (await client.get(f"{insights}/results.json")).json()
+    assert len(exported["instruments"][0]["comments"]) == 10 and exported["instruments"][0]["comments_total"] == 10
