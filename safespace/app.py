@@ -39,6 +39,7 @@ from safespace.identity.privacy_page import PrivacyController
 from safespace.identity.sign_in_pages import SignInController
 from safespace.insights.api import insights_api
 from safespace.insights.controllers import InsightsController, SummaryController
+from safespace.insights.services import TREND_STATES, TrendStates
 from safespace.mail import Mailer, make_mailer
 from safespace.privacy.crypto import Keyring
 from safespace.pulse.api import pulse_api
@@ -56,7 +57,6 @@ from safespace.settings import Settings, load_settings
 from safespace.stories.controllers import ReviewController, StoriesController
 from safespace.web import (
     DATABASE_STATE_KEY,
-    READS_STATE_KEY,
     SessionAuthMiddleware,
     handle_http_error,
     handle_server_error,
@@ -168,6 +168,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
     answers = AnswerQueue(sessionmaker, keyring)
     reads = Reads(sessionmaker.kw["bind"])
     sessions = SessionReader(reads)
+    trend_states = TrendStates(reads)
 
     @asynccontextmanager
     async def schedule(_app: Litestar) -> AsyncIterator[None]:
@@ -257,6 +258,6 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
         lifespan=[schedule],
         on_shutdown=[reads.dispose],
         # The batchers are kept where tests and benchmarks can see how well they group.
-        state=State({DATABASE_STATE_KEY: db, READS_STATE_KEY: reads, "answers": answers, "sessions": sessions}),
+        state=State({DATABASE_STATE_KEY: db, "answers": answers, "sessions": sessions, TREND_STATES: trend_states}),
         debug=False,
     )

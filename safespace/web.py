@@ -37,7 +37,6 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
-from safespace.db.engine import Reads
 from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput, Refused, active_membership
 from safespace.identity.signin import SET_NOTICE, SessionReader, needs_settling, settle
@@ -177,7 +176,6 @@ def notice(message: str, kind: str = "success") -> str:
 
 
 DATABASE_STATE_KEY = "database"  # app.state: the SQLAlchemy plugin's config (create_app)
-READS_STATE_KEY = "reads"  # app.state: db.engine.Reads, for reads()
 
 
 def request_session(request: Request) -> AsyncSession:
@@ -234,11 +232,6 @@ def facilitator_place(request: Request, community_id: uuid.UUID) -> Place:
         raise no_community()
     _facilitators_only(place.role)
     return place
-
-
-def reads(request: Request) -> Reads:
-    """The app's every-visit reads (db.engine.Reads): one statement, its rows, no ORM session."""
-    return request.app.state[READS_STATE_KEY]
 
 
 def member_routes() -> dict[str, Provide]:

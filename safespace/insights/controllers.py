@@ -23,7 +23,7 @@ from safespace.identity import services as identity
 from safespace.identity.models import Community, Membership
 from safespace.identity.services import InvalidInput, now
 from safespace.insights import exports, services, views
-from safespace.insights.services import METRICS, metric_name, reason_text
+from safespace.insights.services import METRICS, TREND_STATES, metric_name, reason_text
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import services as pulse
 from safespace.pulse.models import Round, Survey
@@ -37,7 +37,6 @@ from safespace.web import (
     member_routes,
     no_community,
     page,
-    reads,
     request_session,
     see_other,
 )
@@ -126,10 +125,10 @@ class InsightsController(Controller):
         period: FromQuery[str | None] = None,
     ) -> Template:
         # Every visit: the facilitator's place from the session, then one statement on a bare
-        # connection (services.trend_state, web.reads); the charts are kept per version of what they show.
-        # No dependency, so no ORM session unless the charts must be drawn.
+        # connection, shared with concurrent visits (services.TrendStates); the charts are kept
+        # per version of what they show. No dependency: no ORM session unless charts are drawn.
         facilitator_place(request, community_id)
-        state = await services.trend_state(reads(request), community_id, now())
+        state = await request.app.state[TREND_STATES].read(community_id)
         if state is None:  # deleted since the session was read
             raise no_community()
         community, surveys = state.community, state.surveys

@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from safespace.db.batch import Batcher, padded
 from safespace.db.engine import Reads
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community, Team
@@ -266,33 +267,56 @@ class TrendState:
 
 _OPENED = aliased(Round, name="opened")
 _TREND_STATE = (
-    select(Community.name, Community.min_group_size, Community.time_zone, Survey.id, Survey.title,
+    select(Community.id, Community.name, Community.min_group_size, Community.time_zone, Survey.id, Survey.title,
            *_version(), *_open_round(_OPENED))  # fmt: skip
     .select_from(Community)
     .outerjoin(Survey, Survey.community_id == Community.id)
     .outerjoin(_OPENED, _is_open(_OPENED, Survey.id))
-    .where(Community.id == bindparam("community_id"))
-    .order_by(Survey.created_at, Survey.id, _OPENED.opens_at.desc())
+    .where(Community.id.in_(bindparam("community_ids", expanding=True)))
+    .order_by(Community.id, Survey.created_at, Survey.id, _OPENED.opens_at.desc())
 )
 
 
-async def trend_state(reads: Reads, community_id: uuid.UUID, moment: datetime) -> TrendState | None:
+def _trend_state(rows: list, moment: datetime) -> TrendState | None:
+    """One community's rows of _TREND_STATE (None: no such community)."""
+    if not rows:
+        return None
+    community_id, name, k, time_zone = rows[0][:4]
+    surveys: dict[uuid.UUID, SurveyState] = {}
+    for row in rows:
+        survey_id = row[4]
+        if survey_id is not None and survey_id not in surveys:  # a second open round: the latest opened counts
+            opened = row[10:] if row[10] is not None else None
+            surveys[survey_id] = SurveyState(survey_id, row[5], tuple(row[6:10]), _open_rate(opened, moment))
+    return TrendState(CommunityFacts(community_id, name, k, time_zone), list(surveys.values()))
+
+
+TREND_STATES = "trend_states"  # app.state: the app's TrendStates
+
+
+class TrendStates:
     """Everything a visit to the trend page reads, in one statement (None: no such community).
 
     The charts are drawn from a survey's closed rounds and notes only, and kept per version
-    (insights/controllers.py); what moves with every answer is the open round's rate.
+    (insights/controllers.py); what moves with every answer is the open round's rate. Concurrent
+    visits are read together (db.batch, as the sessions are): under load a visit pays a share of
+    the statement. Nothing is kept: a batch is read after every visit in it arrived, so a visit
+    sees what was committed before it.
     """
-    rows = await reads.rows(_TREND_STATE, {"community_id": community_id, "moment": moment})
-    if not rows:
-        return None
-    name, k, time_zone = rows[0][:3]
-    surveys: dict[uuid.UUID, SurveyState] = {}
-    for row in rows:
-        survey_id = row[3]
-        if survey_id is not None and survey_id not in surveys:  # a second open round: the latest opened counts
-            opened = row[9:] if row[9] is not None else None
-            surveys[survey_id] = SurveyState(survey_id, row[4], tuple(row[5:9]), _open_rate(opened, moment))
-    return TrendState(CommunityFacts(community_id, name, k, time_zone), list(surveys.values()))
+
+    def __init__(self, reads: Reads) -> None:
+        self.reads = reads
+        self.batcher: Batcher[uuid.UUID, TrendState | None] = Batcher(self._read, max_batch=64)
+
+    async def read(self, community_id: uuid.UUID) -> TrendState | None:
+        return await self.batcher.submit(community_id)
+
+    async def _read(self, community_ids: list[uuid.UUID]) -> list[TrendState | None]:
+        moment = now()
+        found: dict[uuid.UUID, list] = {}
+        for row in await self.reads.rows(_TREND_STATE, {"community_ids": padded(community_ids), "moment": moment}):
+            found.setdefault(row[0], []).append(row)
+        return [_trend_state(found.get(community_id, []), moment) for community_id in community_ids]
 
 
 # --- vitality -----------------------------------------------------------------------------------

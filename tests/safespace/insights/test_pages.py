@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import uuid
@@ -12,11 +13,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.identity.models import Community, Membership, Person
+from safespace.identity import signin
 from safespace.identity.services import now
+from safespace.insights.services import TREND_STATES
 from safespace.insights.models import RoundNote
 from safespace.pulse import schedule
 from safespace.pulse.models import Round, Survey
-from tests.helpers import post_form, sign_in
+from tests.helpers import make_community, post_form, sign_in
 from tests.safespace.insights.conftest import answered_round, form
 from tests.safespace.pulse.conftest import answers, open_pulse, post_as, session_cookie
 
@@ -116,6 +119,33 @@ async def test_the_trend_page_follows_the_facilitators_membership_and_the_commun
     membership.status = "deactivated"
     await db.commit()
     assert (await client.get(trend)).status_code == 404
+
+
+async def test_concurrent_trend_visits_are_read_together_each_its_own_community(client, db: AsyncSession) -> None:  # noqa: ANN001
+    """Concurrent visits' trend states are read in shared statements (services.TrendStates):
+    each facilitator still sees their own community, and a rename a moment ago shows."""
+    tokens = {}
+    for n in range(6):
+        world = await make_community(db, name=f"Guild {n}", facilitator=f"f{n}@x.org")
+        person = await db.scalar(select(Person).where(Person.email == f"f{n}@x.org"))
+        tokens[world.community.id] = await signin.start_session(db, person.id, world.community.id)
+    await db.commit()
+    states = client.app.state[TREND_STATES].batcher
+
+    async def trend(community_id: uuid.UUID) -> str:
+        response = await client.get(f"/c/{community_id}/insights", headers={"cookie": f"safespace_session={tokens[community_id]}"})
+        assert response.status_code == 200
+        return response.text
+
+    for _ in range(2):
+        before = states.batches, states.items
+        pages = await asyncio.gather(*(trend(community_id) for community_id in tokens for _twice in range(2)))
+        names = [await db.scalar(select(Community.name).where(Community.id == c)) for c in tokens for _twice in range(2)]
+        assert all(f"<h1>{name}</h1>" in page and page.count("<h1>") == 1 for name, page in zip(names, pages, strict=True))
+        assert states.items - before[1] == 12 and states.batches - before[0] < 12  # read together
+        first = await db.get(Community, next(iter(tokens)))
+        first.name = "Guild renamed"
+        await db.commit()
 
 
 async def test_the_trend_page_dates_rounds_in_the_communitys_time_zone_after_it_changes(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001

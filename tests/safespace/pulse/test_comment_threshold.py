@@ -73,7 +73,7 @@ async def test_a_long_list_of_comments_shows_its_first_part_and_a_link_to_every_
         await sign_in(client, db, who)
         first = (await client.get(page)).text
         assert shown(first) == 4 and "The first 4 of 10, in random order." in first
-        assert f'<a href="?comments=all#comments-psychological_safety">Show all 10 comments</a>' in first
+        assert '<a href="?comments=all#comments-psychological_safety">Show all 10 comments</a>' in first
         every = (await client.get(f"{page}?comments=all")).text
         assert shown(every) == 10 and "Show all" not in every and "In random order." in every
     assert shown((await client.get(f"{insights}/report")).text) == 10
