@@ -50,8 +50,12 @@ async def survey_or_404(db: AsyncSession, community: Community, survey_id: uuid.
         return surveys, surveys[0] if surveys else None
     chosen = next((s for s in surveys if s.id == survey_id), None)
     if chosen is None:
-        raise NotFoundException(_("There is no such survey in this community."))
+        raise _no_survey()
     return surveys, chosen
+
+
+def _no_survey() -> NotFoundException:
+    return NotFoundException(_("There is no such survey in this community."))
 
 
 async def round_or_404(db: AsyncSession, community: Community, round_id: uuid.UUID) -> Round:
@@ -69,8 +73,9 @@ def _limit(period: str | None) -> int | None:
 # from; nothing of the viewer is in them (the navigation, notice and CSRF field are base.html's),
 # and the open round's card, which moves with every answer, is rendered on each visit.
 # - The charts and round lists (insights/_trend_sections.html), per survey, trend version,
-#   period, language, k and time zone (rounds are dated in it): they change only with the version (closed rounds, notes), so a
-#   facilitator's next visit reads one row of counts instead of every round again.
+#   period, language, k and time zone (rounds are dated in it): they change only with the
+#   version (closed rounds, notes), so a facilitator's next visit reads one row of counts
+#   instead of every round again.
 # - The heading, tabs and survey picker (insights/_trend_head.html): most of what was left of
 #   rendering the page once the sections were kept.
 _SECTIONS: dict[tuple, Markup] = {}
@@ -101,7 +106,7 @@ async def _trend_sections(request: Request, community: services.CommunityFacts, 
     db = request_session(request)
     found, chosen = await db.get(Community, community.id), await db.get(Survey, survey.id)
     if found is None or chosen is None:  # deleted since the reads: as if it never was
-        raise NotFoundException(_("There is no such survey in this community."))
+        raise _no_survey()
     trend = await services.survey_trend(db, found, chosen, language, limit)
     charts = [(t, views.trend_charts(f"t{n}", t, community.min_group_size)) for n, t in enumerate(trend.instruments)]
     return _kept(_SECTIONS, key, lambda: _render(request, "insights/_trend_sections.html", community=community, charts=charts))
@@ -134,7 +139,7 @@ class InsightsController(Controller):
         community, surveys = state.community, state.surveys
         chosen = surveys[0] if surveys and survey is None else next((s for s in surveys if s.id == survey), None)
         if survey is not None and chosen is None:
-            raise NotFoundException(_("There is no such survey in this community."))
+            raise _no_survey()
         period = period if period in ("52", "all") else str(services.TREND_ROUNDS)
         language = i18n.current_language()
         head_key = (community, language, tuple((s.id, s.title) for s in surveys), chosen.id if chosen else None, period)

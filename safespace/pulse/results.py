@@ -124,9 +124,9 @@ def comments_shown(choice: str | None) -> int | None:
 
 
 async def round_result(
-    db: AsyncSession, keyring: Keyring, round_: Round, language: str, moment: datetime, comments_shown: int | None = None
+    db: AsyncSession, keyring: Keyring, round_: Round, language: str, moment: datetime, comment_limit: int | None = None
 ) -> RoundResult:
-    """A round's figures; `comments_shown` caps the comments decrypted per instrument (None: all)."""
+    """A round's figures; `comment_limit` caps the comments decrypted per instrument (None: all)."""
     answered = await tallied(db, round_.id)
     members = int(round_.population.get(COMMUNITY, 0))
     view = disclosure.group_view(answered, members, round_.min_group_size, closed=round_.closed)
@@ -142,7 +142,7 @@ async def round_result(
         comments: dict[str, list[str]] = {}
         totals: dict[str, int] = {}
         if disclosure.comments_visible(answered, round_.min_group_size, round_.comment_threshold):
-            shown = _ALL if comments_shown is None else comments_shown
+            shown = _ALL if comment_limit is None else comment_limit
             for row in await db.execute(_COMMENTS, {"round_id": round_.id, "shown": shown}):
                 totals[row.instrument] = row.total
                 text = keyring.open(row.body, associated_data("released_comment", "body", f"{round_.id}/{row.id}"))
