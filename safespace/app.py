@@ -51,7 +51,7 @@ from safespace.pulse.controllers import (
 from safespace.pulse.group_commit import AnswerQueue
 from safespace.pulse.mail import RoundMailer
 from safespace.pulse.schedule import run_periodically
-from safespace.pulse.token_routes import REDEEM_PATH, redeem, token_router
+from safespace.pulse.token_routes import PUBLISHED_PATH, REDEEM_PATH, published_round_keys, redeem, token_router
 from safespace.stories.token_routes import REPLY_PATH, STORY_PATH, anonymous_story_routes, story_token_router
 from safespace.settings import Settings, load_settings
 from safespace.stories.controllers import ReviewController, StoriesController
@@ -101,7 +101,7 @@ NO_REFERRER_PREFIXES = ("/signin/",)
 PUBLIC = ["^/static/", "^/healthz$", "^/readyz$", "^/schema"]
 # Anonymous answers with a token: no session is loaded (a cookie sent along is refused by the
 # route) and no CSRF token is asked for (the request carries no ambient authority to abuse).
-ANONYMOUS = [f"^{REDEEM_PATH}$", f"^{STORY_PATH}$", f"^{REPLY_PATH}$"]
+ANONYMOUS = [f"^{REDEEM_PATH}$", f"^{STORY_PATH}$", f"^{REPLY_PATH}$", f"^{PUBLISHED_PATH}/"]
 
 
 @get("/healthz", include_in_schema=False, sync_to_thread=False)
@@ -159,6 +159,8 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
     configure_logging(settings.log_level)
     db = alchemy_config(settings)
     templates = template_environment()
+    # Private mode's quiet window (static/quiet.js): no signed-in request this close to an anonymous one.
+    templates.globals["private_window_seconds"] = settings.private_window_seconds
     mailer = mailer or make_mailer(settings)
     postman = Postman(mailer, templates, settings.base_url)
     round_mailer = RoundMailer(mailer, templates, settings.base_url)
@@ -214,6 +216,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
             insights_api,
             token_router,
             redeem,
+            published_round_keys,
             story_token_router,
             *anonymous_story_routes,
             create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),

@@ -37,6 +37,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     trusted_proxies: str = "127.0.0.1"  # proxies whose X-Forwarded-For names the real client (rate limits)
     schedule_interval_seconds: int = 60  # how often `serve` opens/closes rounds; 0: only `safespace tick`
     token_key_bits: int = 2048  # RSA size of the answer-token keys (RFC 9474): 2048 or 3072
+    # Private mode: a browser sends no signed-in request this many seconds either side of an
+    # anonymous answer, story or reply (docs/THREAT_MODEL.md, "What timing can still tell").
+    private_window_seconds: int = 30
     database_pool_size: int = 20  # connections each process keeps open and uses, no more
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     smtp_host: str = ""  # empty: the console mailer prints messages instead of sending them
@@ -165,6 +168,8 @@ def _check(settings: Settings) -> None:
         raise SettingsError("SAFESPACE_SCHEDULE_INTERVAL_SECONDS: use 0 (off) or a number of seconds, e.g. 60.")
     if settings.token_key_bits not in (2048, 3072):
         raise SettingsError("SAFESPACE_TOKEN_KEY_BITS: use 2048 or 3072.")
+    if not 1 <= settings.private_window_seconds <= 3600:
+        raise SettingsError("SAFESPACE_PRIVATE_WINDOW_SECONDS: use a number of seconds from 1 to 3600, e.g. 30.")
     if not 2 <= settings.database_pool_size <= 500:
         raise SettingsError("SAFESPACE_DATABASE_POOL_SIZE: use a number of connections from 2 to 500, e.g. 20.")
     if not 0 < settings.smtp_port < 65536:

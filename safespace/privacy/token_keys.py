@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import cast
 
 import anyio
 from cryptography.hazmat.primitives import serialization
@@ -23,9 +26,19 @@ from safespace.privacy.crypto import Keyring, associated_data
 class TokenRefused(Exception):
     """A token or blinded message cannot be used: the message says why, in words a member can act on."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, fresh_token: bool = False) -> None:
         super().__init__(message)
-        self.message, self.status = message, status
+        # fresh_token: spent already, or its key is gone; the browser may take a new token and try again.
+        self.message, self.status, self.fresh_token = message, status, fresh_token
+
+
+# The problem type of a refusal that a new token would mend (static/quiet.js looks for it).
+FRESH_TOKEN = "tag:safespace.invalid,2026:fresh-token"
+
+
+def refusal(exc: TokenRefused, title: str) -> dict:
+    """The problem() arguments for a refused token."""
+    return {"status": exc.status, "title": title, "detail": exc.message} | ({"type": FRESH_TOKEN} if exc.fresh_token else {})
 
 
 @dataclass(frozen=True)
@@ -74,14 +87,44 @@ def jwk(public_der: bytes) -> dict[str, str]:
     return blind.public_jwk(public_key(public_der))
 
 
-def sign(keyring: Keyring, table: str, key_id: uuid.UUID, private_sealed: bytes, blinded_msg: bytes) -> bytes:
-    """BlindSign with a sealed key; a refused message raises TokenRefused (nothing is written here)."""
+# Parsed private keys by (table, key id), least recently used first: parsing costs tens of
+# milliseconds, and blind._signing_numbers caches per key object, so one object per key is kept.
+# A key id never changes its key (`safespace keys rotate` re-seals the same key), so the id suffices.
+_PARSED_KEYS: OrderedDict[tuple[str, uuid.UUID], rsa.RSAPrivateKey] = OrderedDict()
+_PARSED_KEYS_MAX = 256
+_parsed_keys_lock = threading.Lock()  # worker threads sign at the same time
+
+
+def _private_key(keyring: Keyring, table: str, key_id: uuid.UUID, private_sealed: bytes) -> rsa.RSAPrivateKey:
+    with _parsed_keys_lock:
+        if (cached := _PARSED_KEYS.get((table, key_id))) is not None:
+            _PARSED_KEYS.move_to_end((table, key_id))
+            return cached
     pkcs8 = from_b64url(keyring.open(private_sealed, _aad(table, key_id)), "key")
-    private = serialization.load_der_private_key(pkcs8, password=None)
+    # No RSA validation: the service generated this key and AES-GCM under its own keyring authenticated it.
+    private = cast(rsa.RSAPrivateKey, serialization.load_der_private_key(pkcs8, None, unsafe_skip_rsa_key_validation=True))
+    with _parsed_keys_lock:
+        _PARSED_KEYS[(table, key_id)] = private
+        if len(_PARSED_KEYS) > _PARSED_KEYS_MAX:
+            _PARSED_KEYS.popitem(last=False)
+    return private
+
+
+def _sign(keyring: Keyring, table: str, key_id: uuid.UUID, private_sealed: bytes, blinded_msg: bytes) -> bytes:
     try:
-        return blind.blind_sign(private, blinded_msg)  # type: ignore[arg-type]
+        return blind.blind_sign(_private_key(keyring, table, key_id, private_sealed), blinded_msg)
     except blind.BlindSignatureError as exc:
         raise TokenRefused(_("The blinded token was refused: %(reason)s.", reason=str(exc))) from None
+
+
+async def sign(keyring: Keyring, table: str, key_id: uuid.UUID, private_sealed: bytes, blinded_msg: bytes) -> bytes:
+    """BlindSign with a sealed key; a refused message raises TokenRefused (nothing is written here).
+    The RSA work (and unsealing and parsing the key on first use) runs in a worker thread, so the
+    event loop keeps answering other requests meanwhile."""
+    return await anyio.to_thread.run_sync(_sign, keyring, table, key_id, private_sealed, blinded_msg, limiter=_signer)
+
+
+_signer = anyio.CapacityLimiter(1)
 
 
 def check(public_der: bytes, msg: str, sig: str) -> bytes:

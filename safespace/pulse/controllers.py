@@ -78,7 +78,7 @@ class PulseController(Controller):
     ) -> Template:
         round_ = await self._round(db, membership, round_id)
         survey = await services.survey_in(db, membership.community_id, round_.survey_id)
-        answered = await services.has_answered(db, round_.id, membership.person_id)
+        state = await services.state_of(db, round_.id, membership.person_id)
         zone = ZoneInfo(membership.community.time_zone)
         context = {"values": {}, "errors": {}} | extra
         return page(
@@ -89,7 +89,7 @@ class PulseController(Controller):
             survey=survey,
             instruments=services.round_instruments(round_),
             open=services.is_open(round_, now()),
-            answered=answered,
+            state=state,
             closes=round_.closes_at.astimezone(zone),
             language=i18n.current_language(),
             **context,

@@ -68,6 +68,10 @@ class Round(RandomId, Base):
     instruments: Mapped[list] = mapped_column(JSON)  # snapshot of the instrument definitions
     population: Mapped[dict] = mapped_column(JSON)  # group key -> active members at opening
     reminder_sent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Members who took a second answer token (another browser or device) or answered with the
+    # signed-in form after taking one: counted at close from the ledger, shown beside the results
+    # ("up to N answers may come from re-issued tokens"). Zero while the round is open.
+    reissued: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Participation(Base):
@@ -88,6 +92,11 @@ class Participation(Base):
     # distributed whatever the token, so it says nothing about the token later redeemed.
     # Dropped at close (the ledger is re-inserted without it).
     token_request: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    # Any device: a member whose token is in another browser may take one more (or answer with the
+    # signed-in form once). `reissued` says the second chance is used; `second_request` is the
+    # second blinded message, kept for the same repeat as above. Both dropped at close.
+    reissued: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    second_request: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class RoundMail(Base):

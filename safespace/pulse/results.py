@@ -53,6 +53,9 @@ class RoundResult(msgspec.Struct):
     respondents: int | None  # None: hidden (fewer than k, or still open)
     response_rate: float | None  # None: hidden (fewer than k answered, or fewer than k members)
     instruments: list[InstrumentResult]  # empty unless the round is closed and met k
+    # Members who took a second answer token in another browser (or answered with the form after
+    # taking one): up to this many answers may be a member's second. Counted at close; 0 before.
+    reissued_tokens: int = 0
 
 
 MIN_FOR_RELIABILITY = 10
@@ -166,6 +169,7 @@ async def round_result(
         respondents=view.respondents,
         response_rate=view.response_rate,
         instruments=instruments,
+        reissued_tokens=round_.reissued if status == "closed" and view.respondents is not None else 0,
     )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import msgspec
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from safespace.db.upsert import insert_once
@@ -202,7 +202,9 @@ async def close_round(db: AsyncSession, keyring: Keyring, round_id: uuid.UUID, m
         round_.closes_at = moment  # closed early
     random_order = random.SystemRandom()
 
-    people = list(await db.scalars(select(Participation.person_id).where(Participation.round_id == round_id)))
+    ledger = (await db.execute(select(Participation.person_id, Participation.reissued).where(Participation.round_id == round_id))).all()
+    people = [person for person, _reissued in ledger]
+    round_.reissued = sum(1 for _person, reissued in ledger if reissued)  # shown beside the results
     await db.execute(delete(Participation).where(Participation.round_id == round_id))
     random_order.shuffle(people)
     db.add_all([Participation(round_id=round_id, person_id=person) for person in people])
@@ -281,9 +283,15 @@ async def _members_to_mail(db: AsyncSession, round_: Round, kind: str, unanswere
         .where(~select(RoundMail).where(RoundMail.round_id == round_.id, RoundMail.person_id == Person.id, RoundMail.kind == kind).exists())
     )
     if unanswered_only:
-        query = query.where(
-            ~select(Participation).where(Participation.round_id == round_.id, Participation.person_id == Person.id).exists()
+        # Skipped: members the server saw answer (the signed-in form). A member who took a token
+        # may or may not have used it (a spent token names no one): they are reminded, in words
+        # that fit both (mail/round_reminder).
+        answered = select(Participation).where(
+            Participation.round_id == round_.id,
+            Participation.person_id == Person.id,
+            or_(Participation.token_request.is_(None), Participation.reissued & Participation.second_request.is_(None)),
         )
+        query = query.where(~answered.exists())
     return list(await db.scalars(query))
 
 

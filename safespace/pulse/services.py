@@ -196,23 +196,36 @@ def is_open(round_: Round, moment: datetime) -> bool:
     return not round_.closed and round_.opens_at <= moment < round_.closes_at
 
 
+# What the ledger can say about a member and an open round. It cannot say more: a token is spent
+# without a name, so "token" means "may or may not have answered in the browser holding it".
+NOT_TAKEN, TOKEN_TAKEN, TOKENS_TAKEN, ANSWERED = "open", "token", "tokens", "answered"
+
+
+def ledger_state(row: Participation | None) -> str:
+    if row is None:
+        return NOT_TAKEN
+    if row.token_request is None or (row.reissued and row.second_request is None):
+        return ANSWERED  # with the signed-in form: the server saw the answers arrive
+    return TOKENS_TAKEN if row.reissued else TOKEN_TAKEN
+
+
 @dataclass
 class OpenRound:
     round: Round
     survey: Survey
-    answered: bool
+    state: str  # ledger_state: open, token, tokens or answered
 
 
 async def open_rounds_for(db: AsyncSession, community_id: uuid.UUID, person_id: uuid.UUID) -> list[OpenRound]:
     moment = now()
     rows = await db.execute(
-        select(Round, Survey, Participation.person_id)
+        select(Round, Survey, Participation)
         .join(Survey, Survey.id == Round.survey_id)
         .outerjoin(Participation, (Participation.round_id == Round.id) & (Participation.person_id == person_id))
         .where(Round.community_id == community_id, Round.closed.is_(False), Round.opens_at <= moment)
         .order_by(Round.closes_at)
     )
-    return [OpenRound(r, s, answered=p is not None) for r, s, p in rows if is_open(r, moment)]
+    return [OpenRound(r, s, ledger_state(p)) for r, s, p in rows if is_open(r, moment)]
 
 
 async def recent_closed_rounds(db: AsyncSession, community_id: uuid.UUID, limit: int = 5) -> list[tuple[Round, Survey]]:
@@ -226,8 +239,8 @@ async def recent_closed_rounds(db: AsyncSession, community_id: uuid.UUID, limit:
     return [(r, s) for r, s in rows]
 
 
-async def has_answered(db: AsyncSession, round_id: uuid.UUID, person_id: uuid.UUID) -> bool:
-    return await db.get(Participation, (round_id, person_id)) is not None
+async def state_of(db: AsyncSession, round_id: uuid.UUID, person_id: uuid.UUID) -> str:
+    return ledger_state(await db.get(Participation, (round_id, person_id)))
 
 
 # --- answering -------------------------------------------------------------------------------------
@@ -327,6 +340,14 @@ _FOLD_IN = (
     .values(data=bindparam("d"), respondents=bindparam("n"))
 )
 _UNJOIN_LEDGER = delete(_LEDGER).where(_LEDGER.c.round_id == bindparam("r"), _LEDGER.c.person_id == bindparam("p"))
+# Any device: a member whose token is in another browser may answer once with the form instead.
+_SECOND_CHANCE = (_LEDGER.c.round_id == bindparam("r"), _LEDGER.c.person_id == bindparam("p"))
+_CLAIM_SECOND = (
+    update(_LEDGER)
+    .where(*_SECOND_CHANCE, _LEDGER.c.token_request.is_not(None), _LEDGER.c.reissued.is_(False))
+    .values(reissued=True)
+)
+_UNCLAIM_SECOND = update(_LEDGER).where(*_SECOND_CHANCE).values(reissued=False)
 _PEND_COMMENT = insert(PendingComment.__table__)
 
 # (round id, instruments JSON, population JSON) -> (instruments, group keys). A round's snapshots
@@ -458,8 +479,14 @@ def _count_in(conn: Connection, keyring: Keyring, folds: dict[int, _Fold], outco
         [{"round_id": f.answer.round_id, "person_id": f.answer.person_id} for _i, f in ordered],
     )
     new = set(joined.tuples())
+    second: set[int] = set()
     for index, fold in list(folds.items()):
         if (fold.answer.round_id, fold.answer.person_id) not in new:
+            # In the ledger already: with a token taken in another browser, this is its one re-issue.
+            claimed = conn.execute(_CLAIM_SECOND, {"r": fold.answer.round_id, "p": fold.answer.person_id}).rowcount
+            if claimed == 1:
+                second.add(index)
+                continue
             outcomes[index] = AlreadyAnswered()
             del folds[index]
     if not folds:
@@ -471,7 +498,8 @@ def _count_in(conn: Connection, keyring: Keyring, folds: dict[int, _Fold], outco
     moment = now()
     for index, fold in list(folds.items()):
         if fold.answer.round_id not in still_open or not fold.opens_at <= moment < fold.closes_at:
-            conn.execute(_UNJOIN_LEDGER, {"r": fold.answer.round_id, "p": fold.answer.person_id})
+            undo = _UNCLAIM_SECOND if index in second else _UNJOIN_LEDGER
+            conn.execute(undo, {"r": fold.answer.round_id, "p": fold.answer.person_id})
             outcomes[index] = RoundNotOpen()
             del folds[index]
     if folds:

@@ -19,12 +19,14 @@ from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import services, tokens
+from safespace.privacy import token_keys
 from safespace.privacy.token_keys import TokenRefused, b64url, from_b64url
 from safespace.pulse.tokens import PublishedKey, Redemption
 from safespace.settings import Settings
 from safespace.web import SESSION_COOKIE, member_routes, problem, problem_responses
 
 REDEEM_PATH = "/api/v1/answers"
+PUBLISHED_PATH = "/api/v1/token-keys"  # every token key, for anyone, without a session
 
 
 class BlindRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -38,12 +40,14 @@ class BlindSignature(msgspec.Struct):
 
 def _refused(exc: Exception) -> Response:
     if isinstance(exc, TokenRefused):
-        return problem(exc.status, _("Token refused"), exc.message)
+        return problem(**token_keys.refusal(exc, _("Token refused")))
     if isinstance(exc, services.AlreadyAnswered):
+        return problem(409, _("Already answered"), _("You have already answered this round with the signed-in form."))
+    if isinstance(exc, tokens.TokensUsedUp):
         return problem(
             409,
-            _("Already answered"),
-            _("You have already answered this round, or taken its answer token in another browser."),
+            _("Tokens taken"),
+            _("This round's answer tokens are in two other browsers: answer in one of them. If you already have, thank you."),
         )
     if isinstance(exc, services.RoundNotOpen):
         return problem(409, _("Round not open"), _("This round is closed; answers are no longer accepted."))
@@ -96,9 +100,19 @@ async def blind_token(
         )
     except LookupError:
         raise NotFoundException(_("There is no such round in this community.")) from None
-    except (TokenRefused, services.AlreadyAnswered, services.RoundNotOpen) as exc:
+    except (TokenRefused, services.AlreadyAnswered, tokens.TokensUsedUp, services.RoundNotOpen) as exc:
         return _refused(exc)
     return Response(BlindSignature(blind_sig=b64url(signature)))
+
+
+@get(f"{PUBLISHED_PATH}/rounds/{{round_id:uuid}}", tags=["tokens"])
+async def published_round_keys(round_id: FromPath[uuid.UUID], db_session: NamedDependency[AsyncSession]) -> list[PublishedKey]:
+    """Every answer-token key of a round, served to anyone without a session (app.py: ANONYMOUS).
+
+    The browser checks that the key it was given while signed in is one of these before it
+    blinds: a key made for one member alone would not be here. An unknown round has no keys.
+    """
+    return await tokens.published_keys(db_session, round_id)
 
 
 @post(REDEEM_PATH, tags=["tokens"], status_code=201, responses=problem_responses(400, 404, 409, 422))

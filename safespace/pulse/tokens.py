@@ -13,7 +13,7 @@ import hashlib
 import uuid
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,14 +26,21 @@ from safespace.privacy.crypto import Keyring
 from safespace.privacy.token_keys import TokenRefused
 from safespace.pulse.models import Participation, Round, RoundKey, SpentToken
 from safespace.pulse.services import (
+    ANSWERED,
     COMMUNITY,
+    TOKEN_TAKEN,
     AlreadyAnswered,
     RoundNotOpen,
     fold_into_tallies,
     is_open,
+    ledger_state,
     read_answers,
     round_instruments,
 )
+
+
+class TokensUsedUp(Exception):
+    """Both of a member's answer tokens for a round are taken, in other browsers."""
 
 
 class PublishedKey(msgspec.Struct):
@@ -93,26 +100,42 @@ async def issue(
 ) -> bytes:
     """Sign one blinded token for a member of an open round; the caller commits.
 
-    The ledger row is written first, so a second request (or an answer through the signed-in
-    form) finds the member there: one token, or one answer, per member and round.
+    The ledger allows one token per member and round, and one more for another browser or
+    device (or one answer with the signed-in form instead); the same blinded message sent again
+    gets the same signature. AlreadyAnswered when the member answered with the form,
+    TokensUsedUp when both tokens are taken.
     """
     round_ = await _open_round(db, membership, round_id)
     key = await db.scalar(select(RoundKey).where(RoundKey.id == key_id, RoundKey.round_id == round_.id))
     if key is None or key.group_key != _group_of(round_, membership):
         raise TokenRefused(_("This key is not the one for you in this round; reload the page."), 409)
     # Signed first: a refused message must leave no ledger row behind.
-    signature = token_keys.sign(keyring, "round_key", key.id, key.private_sealed, blinded_msg)
+    signature = await token_keys.sign(keyring, "round_key", key.id, key.private_sealed, blinded_msg)
     request = hashlib.sha256(blinded_msg).digest()
+    mine = (Participation.round_id == round_id, Participation.person_id == membership.person_id)
     values = {"round_id": round_id, "person_id": membership.person_id, "token_request": request}
     await insert_once(db, Participation, values, ["round_id", "person_id"])
-    noted = await db.scalar(
-        select(Participation.token_request).where(Participation.round_id == round_id, Participation.person_id == membership.person_id)
-    )
-    if noted != request:  # answered with the form, or a token for another blinded message
+    # Columns, not the ORM object: the UPDATE below must be read back as it is, not as cached.
+    ledger = select(Participation.token_request, Participation.reissued, Participation.second_request).where(*mine)
+    noted = (await db.execute(ledger)).one()
+    if request in (noted.token_request, noted.second_request):
+        # The same blinded message again (the answer never reached the browser): the same
+        # signature, so still the same token.
+        return signature
+    if ledger_state(noted) == TOKEN_TAKEN:
+        # Any device: the first token is in another browser. One more, counted at close and shown
+        # beside the results, so a member is never locked out of a round they did not answer.
+        claim = (
+            update(Participation)
+            .where(*mine, Participation.token_request.is_not(None), Participation.reissued.is_(False))
+            .values(reissued=True, second_request=request)
+        )
+        if (await db.execute(claim)).rowcount == 1:
+            return signature
+        noted = (await db.execute(ledger)).one()  # another browser claimed it meanwhile
+    if ledger_state(noted) == ANSWERED:
         raise AlreadyAnswered
-    # The same blinded message again (the first answer never reached the browser): the same
-    # signature, so still one token per member.
-    return signature
+    raise TokensUsedUp
 
 
 class Redemption(msgspec.Struct, forbid_unknown_fields=True):
@@ -132,7 +155,7 @@ async def redeem(db: AsyncSession, keyring: Keyring, token: Redemption) -> None:
     """
     key = await db.scalar(select(RoundKey).where(RoundKey.id == token.key_id))
     if key is None or key.round_id != token.round_id:
-        raise TokenRefused(_("This token is not for this round (its key is unknown, or the round has closed)."), 404)
+        raise TokenRefused(_("This token is not for this round (its key is unknown, or the round has closed)."), 404, fresh_token=True)
     round_ = await db.get_one(Round, token.round_id)
     if not is_open(round_, now()):
         raise RoundNotOpen
@@ -146,7 +169,7 @@ async def redeem(db: AsyncSession, keyring: Keyring, token: Redemption) -> None:
         await db.flush()
     except IntegrityError:
         await db.rollback()
-        raise TokenRefused(_("This token has been used already: its answers are counted."), 409) from None
+        raise TokenRefused(_("This token has been used already: its answers are counted."), 409, fresh_token=True) from None
     still_open = await db.scalar(select(Round.id).where(Round.id == round_.id, Round.closed.is_(False)).with_for_update(read=True))
     if still_open is None or not is_open(round_, now()):
         await db.rollback()

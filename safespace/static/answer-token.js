@@ -1,35 +1,23 @@
 // Private mode for pulse answers (RFC 9474 blind-signature tokens).
 //
-// Home page: for every open round, fetch a token now (signed in: the server learns only that you
-// took one), finalize it here and keep it in this browser. Answer page: send the answers with the
-// token, without cookies, so the server counts them without knowing whose they are.
-// Without this file the signed-in form works as before, and the page says so.
+// Any signed-in page of the community: for every open round this browser has no token for (and
+// the member has not taken one elsewhere), take a token now, while signed in anyway, and keep
+// it here. Answer page: the answers go into the outbox (quiet.js) and are sent with the token and
+// no cookies, never within the quiet window of a signed-in request. With no token in this browser
+// (the first one is in another browser), one more is taken at Send and the answers go after the
+// window, as the page says beforehand. Without this file the signed-in form works as before.
+import { flush, onOutcome, onWaiting, send, useTokens } from "./quiet.js";
 import { dropToken, hasPending, loadToken, takeToken } from "./tokens.js";
 
-function csrf() {
-  return document.querySelector("input[name=_csrf_token]")?.value ?? "";
-}
+// WebCrypto exists only in secure contexts (HTTPS, or localhost): elsewhere the signed-in form
+// stays in use and the page keeps saying so.
+const PRIVATE_MODE = Boolean(window.isSecureContext && globalThis.crypto?.subtle);
 
-async function json(response) {
-  try {
-    return await response.json();
-  } catch {
-    return {};
-  }
-}
-// Take a token for one round and remember its key's fingerprint for the answer page.
-export async function fetchToken(keyUrl, tokenUrl, roundId) {
-  const token = await takeToken({ keyUrl, signUrl: tokenUrl, slot: roundId, csrf: csrf() });
-  localStorage.setItem(`safespace.fingerprint.${roundId}`, token.fingerprint);
-  return token;
-}
+const csrf = () => document.querySelector("input[name=_csrf_token]")?.value ?? "";
 
-function fingerprintOf(roundId) {
-  try {
-    return localStorage.getItem(`safespace.fingerprint.${roundId}`) || "";
-  } catch {
-    return "";
-  }
+function sources(element) {
+  const { keyUrl, tokenUrl: signUrl, publishedUrl } = element.dataset;
+  return { keyUrl, signUrl, publishedUrl };
 }
 
 function say(element, text) {
@@ -39,94 +27,102 @@ function say(element, text) {
   }
 }
 
-// WebCrypto exists only in secure contexts (HTTPS, or localhost): elsewhere the signed-in form
-// stays in use and the page keeps saying so.
-const PRIVATE_MODE = Boolean(window.isSecureContext && globalThis.crypto?.subtle);
+useTokens("answers", {
+  load: loadToken,
+  take: (item, onWait) => takeToken({ ...item.take, slot: item.slot, csrf: csrf(), onWait }),
+  drop: dropToken,
+});
 
-// --- home page: tokens for every open round, fetched when the page opens ---------------------
+// --- every page with open rounds: take their tokens now ---------------------------------------
 
 for (const row of PRIVATE_MODE ? document.querySelectorAll("[data-token-round]") : []) {
   const roundId = row.dataset.tokenRound;
   const status = row.querySelector(".token-status");
-  if (loadToken(roundId)) {
-    // Taken earlier (the ledger says "answered"): the answers have not been sent yet.
-    row.querySelector(".answer-link").hidden = false;
+  const ready = (token) => {
+    row.querySelector(".answer-link")?.removeAttribute("hidden");
     const done = row.querySelector(".done");
     if (done) done.hidden = true;
-    say(status, row.dataset.ready.replace("%(fingerprint)s", fingerprintOf(roundId)));
-    continue;
+    say(status, row.dataset.ready?.replace("%(fingerprint)s", token.fingerprint ?? "…"));
+  };
+  const kept = loadToken(roundId);
+  if (kept) {
+    ready(kept);
+  } else if (row.dataset.state === "open" || hasPending(roundId)) {
+    // Not yet taken anywhere (or this browser's request never got its answer): take it now.
+    takeToken({ ...sources(row), slot: roundId, csrf: csrf() })
+      .then(ready)
+      .catch((error) => say(status, error.message));
   }
-  // Answered, or a token taken in another browser, unless this browser's request never got its answer.
-  if (row.dataset.answered === "true" && !hasPending(roundId)) continue;
-  const pending = fetchToken(row.dataset.keyUrl, row.dataset.tokenUrl, roundId)
-    .then((token) => {
-      row.querySelector(".answer-link").hidden = false;
-      const done = row.querySelector(".done");
-      if (done) done.hidden = true;
-      say(status, row.dataset.ready.replace("%(fingerprint)s", token.fingerprint ?? fingerprintOf(roundId)));
-    })
-    .catch((error) => say(status, error.message));
-  // Leaving mid-fetch could leave the ledger saying "has a token" with no token kept here.
-  const link = row.querySelector(".answer-link a");
-  link?.addEventListener("click", async (event) => {
-    event.preventDefault();
-    await pending;
-    window.location.assign(link.href);
-  });
 }
 
-// --- answer page: send the answers with the token, no cookies --------------------------------
+// --- answer page: the answers go with the token, through the outbox ----------------------------
 
 const form = PRIVATE_MODE ? document.querySelector("form[data-redeem]") : null;
 if (form) {
   const roundId = form.dataset.round;
   const mode = document.getElementById("answer-mode");
+  const status = document.getElementById("redeem-status");
+  const problems = document.getElementById("redeem-problems");
   const blocked = document.getElementById("already-answered");
+  const button = form.querySelector("button[type=submit]");
+  const showMode = (token) => {
+    if (mode) mode.textContent = mode.dataset.private;
+    const lead = document.getElementById("answer-lead");
+    if (lead) lead.textContent = lead.dataset.private;
+    const print = document.getElementById("key-fingerprint");
+    if (print && token) say(print, print.dataset.template.replace("%(fingerprint)s", token.fingerprint ?? "…"));
+  };
   let token = loadToken(roundId);
-  if (!token && blocked && hasPending(roundId)) {
-    // This browser asked for a token but left before the answer came: ask again for the same one.
-    token = await fetchToken(form.dataset.keyUrl, form.dataset.tokenUrl, roundId).catch(() => null);
-  }
+  if (token) document.getElementById("token-elsewhere")?.setAttribute("hidden", ""); // it is here
   if (token && blocked) {
-    // The ledger says "has a token": the token is here, so the answers can still be sent.
+    // The ledger says both tokens are taken, and one of them is here: the answers can still go.
     blocked.hidden = true;
     document.getElementById("answer-area").hidden = false;
   }
-  if (mode) mode.textContent = mode.dataset.private.replace("%(fingerprint)s", fingerprintOf(roundId) || "…");
+  showMode(token);
+  if (!token && (form.dataset.state === "open" || hasPending(roundId))) {
+    // Arrived straight from the round's mail or a sign-in link: take the token now, ahead of Send.
+    takeToken({ ...sources(form), slot: roundId, csrf: csrf() })
+      .then(showMode)
+      .catch((error) => say(problems, error.message));
+  }
+  onWaiting("answers", (seconds, item) => {
+    if (item.body.round_id === roundId) say(status, form.dataset.waiting.replace("%(seconds)s", String(seconds)));
+  });
+  onOutcome("answers", ({ status: code, result, kept }, item) => {
+    if (item.body.round_id !== roundId) return false;
+    button.disabled = false;
+    status.hidden = true;
+    if (code === 201) {
+      form.hidden = true;
+      say(document.getElementById("redeemed"), form.dataset.thanks);
+      document.getElementById("redeemed")?.focus();
+      return true;
+    }
+    const details = result.errors ? Object.values(result.errors).join(" ") : "";
+    const said = [result.detail || result.title, details].filter(Boolean).join(" ");
+    say(problems, kept ? form.dataset.kept.replace("%(reason)s", said) : said);
+    return true;
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const button = form.querySelector("button[type=submit]");
-    const problems = document.getElementById("redeem-problems");
     button.disabled = true;
-    try {
-      if (!token) {
-        token = await fetchToken(form.dataset.keyUrl, form.dataset.tokenUrl, roundId);
-        if (mode) mode.textContent = mode.dataset.private.replace("%(fingerprint)s", fingerprintOf(roundId));
-      }
-      const answers = {};
-      for (const [name, value] of new FormData(form)) {
-        if (name !== "_csrf_token") answers[name] = String(value);
-      }
-      const response = await fetch(form.dataset.redeemUrl, {
-        method: "POST",
-        credentials: "omit", // no session cookie: nothing pairs these answers with you
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ round_id: roundId, key_id: token.keyId, msg: token.msg, sig: token.sig, answers }),
-      });
-      const result = await json(response);
-      if (response.ok || response.status === 409) dropToken(roundId);
-      if (response.ok) {
-        form.hidden = true;
-        say(document.getElementById("redeemed"), form.dataset.thanks);
-        document.getElementById("redeemed")?.focus();
-        return;
-      }
-      const details = result.errors ? Object.values(result.errors).join(" ") : "";
-      say(problems, [result.detail || result.title, details].filter(Boolean).join(" "));
-    } catch (error) {
-      say(problems, error.message);
-    } finally {
-      button.disabled = false;
+    problems.hidden = true;
+    const answers = {};
+    for (const [name, value] of new FormData(form)) {
+      if (name !== "_csrf_token") answers[name] = String(value);
     }
+    say(status, form.dataset.sending);
+    await send({
+      kind: "answers",
+      url: form.dataset.redeemUrl,
+      body: { round_id: roundId, answers },
+      slot: roundId,
+      take: sources(form),
+      sent: { ok: form.dataset.thanks, failed: form.dataset.failed },
+    });
   });
 }
+
+// Answers kept from an earlier visit go now, once it has been quiet for the window.
+if (PRIVATE_MODE) flush();

@@ -8,6 +8,8 @@ const HASH = "SHA-384";
 const H_LEN = 48; // SHA-384 output length in bytes
 const SALT_LEN = 48; // the product's sLen: RSABSSA-SHA384-PSS-*
 const PREFIX_LEN = 32; // RFC 9474 §4.1: random message prefix of the Randomized variants
+const MIN_BITS = 2048; // the smallest key the server makes (privacy/blind.py MIN_KEY_BITS)
+const PUBLIC_EXPONENT = 65537n;
 
 // --- encodings ---------------------------------------------------------------------------------
 
@@ -147,7 +149,30 @@ function publicKey(jwk) {
   const n = os2ip(b64urlToBytes(jwk.n));
   const e = os2ip(b64urlToBytes(jwk.e));
   const modBits = bitLength(n);
+  // A weak key would make the token forgeable, and a strange one could single the member out:
+  // the server generates 2048- or 3072-bit keys with e = 65537, and nothing else is accepted.
+  if (modBits < MIN_BITS) {
+    throw new KeyRefused(`This key has ${modBits} bits; private mode needs at least ${MIN_BITS}. Nothing was sent.`);
+  }
+  if (e !== PUBLIC_EXPONENT) {
+    throw new KeyRefused(`This key's public exponent is ${e}; private mode accepts only 65537. Nothing was sent.`);
+  }
   return { n, e, modBits, modLen: Math.ceil(modBits / 8) };
+}
+
+// A key the browser will not blind for; its message can be shown to the member as it is.
+export class KeyRefused extends Error {}
+
+// The key's fingerprint as the server prints it (blind.fingerprint): the first 64 bits of SHA-256
+// over the DER SubjectPublicKeyInfo, in four groups. Computed here from the key itself, so the
+// fingerprint a member compares is never just a string the server sent.
+export async function fingerprint(jwk) {
+  publicKey(jwk);
+  const key = await subtle().importKey("jwk", { kty: "RSA", n: jwk.n, e: jwk.e, ext: true }, { name: "RSA-PSS", hash: HASH }, true, ["verify"]);
+  const spki = new Uint8Array(await subtle().exportKey("spki", key));
+  const digest = new Uint8Array(await subtle().digest("SHA-256", spki));
+  const hex = bytesToHex(digest.subarray(0, 8));
+  return [0, 4, 8, 12].map((i) => hex.slice(i, i + 4)).join("-");
 }
 
 function requireBytes(value, name) {

@@ -2,7 +2,10 @@
 // (it knows the roster; the browser never gets member names). Without this file, the same
 // warning appears after pressing "Share".
 "use strict";
-document.querySelectorAll("form[data-check]").forEach((form) => {
+// In private mode (story-token.js) the check runs on the anonymous send instead: a signed-in
+// check while typing would put a signed-in request right before the anonymous story.
+const PRIVATE_MODE = Boolean(window.isSecureContext && globalThis.crypto?.subtle);
+document.querySelectorAll(PRIVATE_MODE ? "form[data-check]:not([data-token-kind])" : "form[data-check]").forEach((form) => {
   const box = document.getElementById("live-findings");
   const token = form.querySelector("input[name=_csrf_token]").value;
   let timer = null;

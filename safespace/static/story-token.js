@@ -1,32 +1,17 @@
 // Stories and replies in private mode (RFC 9474 blind-signature tokens).
 //
-// When the share page or the wall opens, the browser takes one token of the week's story (or
-// reply) key while signed in: that is when the weekly quota counts. The story or reply is sent
-// later with the token and no cookies, so the server stores it without knowing who sent it.
-// Without this file (or WebCrypto), the signed-in forms work as before.
+// When the share page or the wall opens (signed in anyway), the browser takes the tokens it will
+// need: one story token, or two reply tokens so that two replies in a row need no signed-in
+// request between them. The weekly quota counts then. The story or reply goes through the outbox
+// (quiet.js): with the token, no cookies, and never within the quiet window of a signed-in
+// request. Without this file (or WebCrypto), the signed-in forms work as before.
+import { flush, onOutcome, onWaiting, queuedSlots, send, useTokens } from "./quiet.js";
 import { dropToken, loadToken, takeToken } from "./tokens.js";
 
 const PRIVATE_MODE = Boolean(window.isSecureContext && globalThis.crypto?.subtle);
+const REPLY_STOCK = 2;
 
-async function json(response) {
-  try {
-    return await response.json();
-  } catch {
-    return {};
-  }
-}
-
-// One token fetch per slot at a time: a submit during the page's own fetch waits for it rather
-// than taking a second token (each one counts against the weekly quota).
-const inFlight = new Map();
-
-function fetchToken(base, kind, slot, csrf) {
-  if (!inFlight.has(slot)) {
-    const taking = takeToken({ keyUrl: `${base}/key?kind=${kind}`, signUrl: base, slot, csrf });
-    inFlight.set(slot, taking.finally(() => inFlight.delete(slot)));
-  }
-  return inFlight.get(slot);
-}
+const csrf = () => document.querySelector("input[name=_csrf_token]")?.value ?? "";
 
 function show(element, text) {
   if (element) {
@@ -35,89 +20,128 @@ function show(element, text) {
   }
 }
 
-// Send with the token, no cookies. A spent or expired token is dropped and a fresh one taken once.
-async function send(url, body, base, kind, slot, csrf) {
-  let token = (inFlight.has(slot) && (await inFlight.get(slot))) || loadToken(slot) || (await fetchToken(base, kind, slot, csrf));
-  for (let attempt = 0; ; attempt++) {
-    const response = await fetch(url, {
-      method: "POST",
-      credentials: "omit",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ ...body, key_id: token.keyId, msg: token.msg, sig: token.sig }),
-    });
-    const result = await json(response);
-    if (response.status === 201) dropToken(slot);
-    if ((response.status === 404 || response.status === 409) && attempt === 0 && !result.errors) {
-      dropToken(slot);
-      token = await fetchToken(base, kind, slot, csrf);
-      continue;
-    }
-    return { status: response.status, result };
+// The slots a form's kind keeps tokens in: "story:<community>", or "reply:<community>.0" and ".1".
+function slots(form) {
+  const { tokenKind: kind, tokenSlot: slot } = form.dataset;
+  return kind === "reply" ? Array.from({ length: REPLY_STOCK }, (_v, i) => `${slot}.${i}`) : [slot];
+}
+
+function sources(form) {
+  const { tokenBase: base, tokenKind: kind, publishedUrl } = form.dataset;
+  return { keyUrl: `${base}/key?kind=${kind}`, signUrl: base, publishedUrl };
+}
+
+function showFingerprint(token) {
+  for (const print of document.querySelectorAll("[data-token-fingerprint]")) {
+    if (token?.fingerprint) show(print, print.dataset.template.replace("%(fingerprint)s", token.fingerprint));
   }
 }
 
-for (const form of PRIVATE_MODE ? document.querySelectorAll("form[data-token-kind]") : []) {
-  const { tokenBase: base, tokenKind: kind, tokenSlot: slot, redeemUrl: url } = form.dataset;
-  const csrf = form.querySelector("input[name=_csrf_token]")?.value ?? "";
-  const problems = form.querySelector(".token-problems") || document.getElementById("token-problems");
-  if (!loadToken(slot)) fetchToken(base, kind, slot, csrf).catch(() => {}); // taken now, used later
-  let confirmed = false;
+for (const kind of ["story", "reply"]) {
+  useTokens(kind, {
+    load: loadToken,
+    take: (item, onWait) => takeToken({ ...item.take, slot: item.slot, csrf: csrf(), onWait }),
+    drop: dropToken,
+  });
+}
+
+const forms = PRIVATE_MODE ? [...document.querySelectorAll("form[data-token-kind]")] : [];
+
+// Taken now, used later: one token per slot, however many reply forms share it.
+const taken = new Set();
+for (const form of forms) {
+  for (const slot of slots(form)) {
+    if (taken.has(slot)) continue;
+    taken.add(slot);
+    const kept = loadToken(slot);
+    if (kept) showFingerprint(kept);
+    else takeToken({ ...sources(form), slot, csrf: csrf() }).then(showFingerprint).catch(() => {});
+  }
+}
+
+const formOf = (item) =>
+  forms.find((form) => form.dataset.tokenKind === item.kind && (item.kind === "story" || form.dataset.story === item.body.story_id));
+
+for (const kind of ["story", "reply"]) {
+  onWaiting(kind, (seconds, item) => {
+    const form = formOf(item);
+    if (form) show(form.querySelector(".token-status"), form.dataset.waiting.replace("%(seconds)s", String(seconds)));
+  });
+  onOutcome(kind, ({ status, result, kept }, item) => {
+    const form = formOf(item);
+    if (!form) return false;
+    const button = form.querySelector("button[type=submit]");
+    const problems = form.querySelector(".token-problems") || document.getElementById("token-problems");
+    button.disabled = false;
+    const waiting = form.querySelector(".token-status");
+    if (waiting) waiting.hidden = true;
+    if (status === 200 && result.findings) {
+      // Nothing stored: the text may point to someone. Shown here; the next Share sends it as it is.
+      const box = document.getElementById("live-findings");
+      box.replaceChildren();
+      const heading = document.createElement("p");
+      heading.textContent = box.dataset.heading;
+      const list = document.createElement("ul");
+      for (const finding of result.findings) {
+        const entry = document.createElement("li");
+        entry.textContent = `${finding.label}: ${finding.text}`;
+        list.append(entry);
+      }
+      box.append(heading, list);
+      box.hidden = false;
+      form.dataset.confirmed = "true";
+      button.textContent = form.dataset.confirmLabel;
+      return true;
+    }
+    if (status === 201 && kind === "story") {
+      form.hidden = true;
+      document.getElementById("live-findings").hidden = true;
+      document.getElementById("receipt-code").textContent = result.receipt;
+      const receipt = document.getElementById("token-receipt");
+      receipt.hidden = false;
+      receipt.focus();
+      return true;
+    }
+    if (status === 201) {
+      form.reset();
+      show(form.querySelector(".token-sent"), form.dataset.thanks);
+      return true;
+    }
+    const said = result.detail || result.title || form.dataset.failed;
+    show(problems, kept ? form.dataset.kept.replace("%(reason)s", said) : said);
+    return true;
+  });
+}
+
+for (const form of forms) {
+  const kind = form.dataset.tokenKind;
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
-    try {
-      const fields = new FormData(form);
-      const body =
-        kind === "story"
-          ? {
-              title: fields.get("title") ?? "",
-              happened: fields.get("happened") ?? "",
-              learned: fields.get("learned") ?? "",
-              differently: fields.get("differently") ?? "",
-              tags: fields.getAll("tags").map(String),
-              wants_advice: fields.has("wants_advice"),
-              confirmed,
-            }
-          : { story_id: form.dataset.story, reply: fields.get("reply") ?? "" };
-      const { status, result } = await send(url, body, base, kind, slot, csrf);
-      if (status === 200 && result.findings) {
-        const box = document.getElementById("live-findings");
-        box.replaceChildren();
-        const heading = document.createElement("p");
-        heading.textContent = box.dataset.heading;
-        const list = document.createElement("ul");
-        for (const finding of result.findings) {
-          const item = document.createElement("li");
-          item.textContent = `${finding.label}: ${finding.text}`;
-          list.append(item);
-        }
-        box.append(heading, list);
-        box.hidden = false;
-        confirmed = true;
-        button.textContent = form.dataset.confirmLabel;
-        return;
-      }
-      if (status === 201 && kind === "story") {
-        form.hidden = true;
-        document.getElementById("live-findings").hidden = true;
-        document.getElementById("receipt-code").textContent = result.receipt;
-        const receipt = document.getElementById("token-receipt");
-        receipt.hidden = false;
-        receipt.focus();
-        return;
-      }
-      if (status === 201) {
-        form.reset();
-        show(form.querySelector(".token-sent"), form.dataset.thanks);
-        fetchToken(base, kind, slot, csrf).catch(() => {}); // the next reply's token, taken now
-        return;
-      }
-      show(problems, result.detail || result.title || "Not sent.");
-    } catch (error) {
-      show(problems, error.message);
-    } finally {
-      button.disabled = false;
-    }
+    for (const box of form.querySelectorAll(".token-problems, .token-sent")) box.hidden = true;
+    document.getElementById("token-problems")?.setAttribute("hidden", "");
+    const fields = new FormData(form);
+    const body =
+      kind === "story"
+        ? {
+            title: fields.get("title") ?? "",
+            happened: fields.get("happened") ?? "",
+            learned: fields.get("learned") ?? "",
+            differently: fields.get("differently") ?? "",
+            tags: fields.getAll("tags").map(String),
+            wants_advice: fields.has("wants_advice"),
+            confirmed: form.dataset.confirmed === "true",
+          }
+        : { story_id: form.dataset.story, reply: fields.get("reply") ?? "" };
+    // A slot that holds a token no queued item will use, else a free one (a token is taken for
+    // it, after the window).
+    const busy = queuedSlots();
+    const free = slots(form).filter((s) => !busy.has(s));
+    const slot = free.find((s) => loadToken(s)) ?? free[0] ?? slots(form)[0];
+    await send({ kind, url: form.dataset.redeemUrl, body, slot, take: sources(form), sent: { ok: form.dataset.thanks, failed: form.dataset.failed } });
   });
 }
+
+// A story or reply kept from an earlier visit goes now, once it has been quiet for the window.
+if (PRIVATE_MODE) flush();

@@ -17,9 +17,10 @@ from safespace.identity import signin
 from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput
 from safespace.privacy.crypto import Keyring
+from safespace.pulse import services as pulse
 from safespace.pulse.controllers import weekday_names
 from safespace.settings import Settings
-from safespace.stories import moderation, services
+from safespace.stories import moderation, services, tokens
 from safespace.web import (
     Viewer,
     facilitator_routes,
@@ -33,6 +34,15 @@ from safespace.web import (
 Form = URLEncodedBody[dict[str, Any]]
 RECEIPT_ATTEMPTS = 10  # wrong receipt codes per client per 15 minutes
 CHECKS_PER_WINDOW = 200  # identifying-details checks per member per 15 minutes (about one per keystroke pause)
+
+
+async def private_mode(db: AsyncSession, membership: Membership) -> dict[str, Any]:
+    """What the stories pages need for private mode: this week's published keys, and the open
+    rounds whose answer tokens the page takes ahead of use (templates/_private.html)."""
+    return {
+        "story_keys": await tokens.published_keys(db, membership.community_id),
+        "open_rounds": await pulse.open_rounds_for(db, membership.community_id, membership.person_id),
+    }
 
 
 class StoriesController(Controller):
@@ -64,6 +74,7 @@ class StoriesController(Controller):
             tag=tag,
             q=q,
             notice=sent_notice(sent),
+            **(await private_mode(db_session, membership)),
         )
 
     async def _released(self, db: AsyncSession, membership: Membership, story_id: uuid.UUID):  # noqa: ANN202
@@ -147,19 +158,20 @@ class StoriesController(Controller):
         # No notice row (see flag): the page says thanks from the address alone.
         return see_other(f"/c/{community_id}/stories?sent=reply#s-{story_id}")
 
-    def _form(self, membership: Membership, status: int = 200, **context: Any) -> Template:
+    async def _form(self, db: AsyncSession, membership: Membership, status: int = 200, **context: Any) -> Template:
         context = {"values": {}, "errors": {}, "findings": []} | context
         return page(
             "stories/share.html",
             status_code=status,
             community=membership.community,
             tags=moderation.community_tags(membership.community),
+            **(await private_mode(db, membership)),
             **context,
         )
 
     @get("/new")
-    async def new(self, membership: NamedDependency[Membership]) -> Template:
-        return self._form(membership)
+    async def new(self, membership: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Template:
+        return await self._form(db_session, membership)
 
     @post("/")
     async def share(
@@ -178,11 +190,11 @@ class StoriesController(Controller):
         try:
             text, tags, wants_advice = services.read_form(values, moderation.community_tags(membership.community))
         except InvalidInput as exc:
-            return self._form(membership, 422, values=values, errors=exc.errors)
+            return await self._form(db_session, membership, 422, values=values, errors=exc.errors)
         findings = await services.identifying_details(db_session, membership.community_id, text)
         if findings and form_text(data, "confirmed") != "yes":
             # A server round trip: the warning works without JavaScript.
-            return self._form(membership, 200, values=values, findings=findings)
+            return await self._form(db_session, membership, 200, values=values, findings=findings)
         try:
             code = await services.share(
                 db_session,
@@ -199,7 +211,7 @@ class StoriesController(Controller):
             message = _("You have shared %(n)s stories this week, the most a member may. Keep this one for next week.") % {
                 "n": settings.stories_per_week
             }
-            return self._form(membership, 429, values=values, errors={"form": message})
+            return await self._form(db_session, membership, 429, values=values, errors={"form": message})
         return page("stories/receipt.html", community=membership.community, code=code)
 
     @get("/mine")

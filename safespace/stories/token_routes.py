@@ -9,13 +9,14 @@ import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput
 from safespace.privacy.crypto import Keyring
+from safespace.privacy import token_keys
 from safespace.privacy.token_keys import TokenRefused, b64url, from_b64url
 from safespace.settings import Settings
 from safespace.stories import services, tokens
@@ -46,7 +47,7 @@ class Findings(msgspec.Struct):
 
 def _problem(exc: Exception) -> Response:
     if isinstance(exc, TokenRefused):
-        return problem(exc.status, _("Token refused"), exc.message)
+        return problem(**token_keys.refusal(exc, _("Token refused")))
     if isinstance(exc, services.WeeklyLimit):
         return problem(429, _("Weekly limit"), _("You have taken this week's tokens already. Keep this one for next week."))
     if isinstance(exc, InvalidInput):
@@ -96,6 +97,13 @@ async def story_token(
     return Response({"blind_sig": b64url(signature)})
 
 
+@get("/api/v1/token-keys/communities/{community_id:uuid}", tags=["tokens"])
+async def published_story_keys(community_id: FromPath[uuid.UUID], db_session: NamedDependency[AsyncSession]) -> list[StoryTokenKey]:
+    """This week's story and reply keys of a community, served to anyone without a session
+    (app.py: ANONYMOUS): the browser checks the key it was given signed in is among them."""
+    return await tokens.published_keys(db_session, community_id)
+
+
 @post(
     STORY_PATH,
     tags=["tokens"],
@@ -136,4 +144,4 @@ async def redeem_reply(
 
 
 story_token_router = Router(path="/", route_handlers=[story_token_key, story_token], dependencies=member_routes())
-anonymous_story_routes = [redeem_story, redeem_reply]
+anonymous_story_routes = [redeem_story, redeem_reply, published_story_keys]

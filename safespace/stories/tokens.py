@@ -49,6 +49,19 @@ async def key_for(db: AsyncSession, keyring: Keyring, community_id: uuid.UUID, k
                   "private_sealed": made.private_sealed, "fingerprint": made.fingerprint}  # fmt: skip
         await insert_once(db, StoryKey, values, ["community_id", "week", "kind"])
         key = await db.scalar(query)
+    return _published(key)
+
+
+async def published_keys(db: AsyncSession, community_id: uuid.UUID) -> list[StoryTokenKey]:
+    """This week's story and reply keys of a community, for anyone: never made here, only listed."""
+    week = services.week_of(now())
+    keys = await db.scalars(
+        select(StoryKey).where(StoryKey.community_id == community_id, StoryKey.week == week).order_by(StoryKey.kind)
+    )
+    return [_published(key) for key in keys]
+
+
+def _published(key: StoryKey) -> StoryTokenKey:
     return StoryTokenKey(key.id, key.kind, key.week, token_keys.jwk(key.public_der), key.fingerprint)
 
 
@@ -60,7 +73,7 @@ async def issue(
     key = await db.scalar(select(StoryKey).where(StoryKey.id == key_id, StoryKey.community_id == membership.community_id))
     if key is None or key.week != services.week_of(now()):
         raise TokenRefused(_("This key is not this week's; reload the page."), 409)
-    signature = token_keys.sign(keyring, "story_key", key.id, key.private_sealed, blinded)
+    signature = await token_keys.sign(keyring, "story_key", key.id, key.private_sealed, blinded)
     limit = stories_per_week if key.kind == "story" else REPLIES_PER_WEEK
     await services.count_quota(db, secret, membership.person_id, key.kind, limit)
     return signature
@@ -94,13 +107,13 @@ async def _spend(db: AsyncSession, key: StoryKey, msg: str, sig: str) -> None:
         await db.flush()
     except IntegrityError:
         await db.rollback()
-        raise TokenRefused(_("This token has been used already."), 409) from None
+        raise TokenRefused(_("This token has been used already."), 409, fresh_token=True) from None
 
 
 async def _key(db: AsyncSession, key_id: uuid.UUID, kind: str) -> StoryKey:
     key = await db.get(StoryKey, key_id)
     if key is None or key.kind != kind:
-        raise TokenRefused(_("This token's key is unknown or expired: fetch a new token."), 404)
+        raise TokenRefused(_("This token's key is unknown or expired: fetch a new token."), 404, fresh_token=True)
     return key
 
 

@@ -239,16 +239,18 @@ def test_base64url_round_trips(page) -> None:  # noqa: ANN001
 def test_blind_says_https_is_needed_where_webcrypto_is_missing(context) -> None:  # noqa: ANN001
     page = context.new_page()
     page.goto(INSECURE_ORIGIN + "/")
+    numbers = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_numbers()
     message = page.evaluate(
-        """async () => {
+        """async ({ jwk }) => {
           const b = await import("/static/blind.js");
           try {
-            await b.blind({ kty: "RSA", n: "AQAB", e: "AQAB" }, new Uint8Array(1));
+            await b.blind(jwk, new Uint8Array(1));
           } catch (error) {
             return error.message;
           }
           return null;
-        }"""
+        }""",
+        {"jwk": _public(numbers.n, numbers.e)},
     )
     assert message is not None and "HTTPS" in message
 
@@ -297,3 +299,57 @@ def test_page_loads_blind_js_only_with_its_integrity_hash(context) -> None:  # n
     page.goto(ORIGIN + "/wrong-integrity")
     page.wait_for_load_state("load")
     assert any("integrity" in error for error in errors), errors
+
+
+def _public(n: int, e: int) -> dict[str, str]:
+    as_hex = lambda value: f"{value:x}".zfill(len(f"{value:x}") + len(f"{value:x}") % 2)  # noqa: E731
+    return {"kty": "RSA", "n": b64url(as_hex(n)), "e": b64url(as_hex(e))}
+
+
+REFUSAL = """async ({ jwk }) => {
+  const b = await import("/static/blind.js");
+  const msg = await b.prepare(new TextEncoder().encode("a token"));
+  const outcome = {};
+  for (const [name, step] of [["blind", () => b.blind(jwk, msg)], ["fingerprint", () => b.fingerprint(jwk)]]) {
+    try {
+      await step();
+      outcome[name] = null;
+    } catch (error) {
+      outcome[name] = [error instanceof b.KeyRefused, error.message];
+    }
+  }
+  return outcome;
+}"""
+
+
+def test_short_keys_and_odd_exponents_are_refused_before_blinding(page) -> None:  # noqa: ANN001
+    """A 1024-bit key would make tokens forgeable; an exponent other than 65537 (3, or 1, which is no
+    signature at all) is not a key the server makes. The browser refuses both, with a message."""
+    short = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key().public_numbers()
+    good = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_numbers()
+    cases = {
+        "1024 bits": (_public(short.n, 65537), "at least 2048"),
+        "e = 3": (_public(good.n, 3), "only 65537"),
+        "e = 1": (_public(good.n, 1), "only 65537"),
+    }
+    for name, (jwk, says) in cases.items():
+        outcome = page.evaluate(REFUSAL, {"jwk": jwk})
+        for step in ("blind", "fingerprint"):
+            assert outcome[step] is not None, f"{name}: {step} accepted the key"
+            refused, message = outcome[step]
+            assert refused and says in message and "Nothing was sent" in message, (name, step, message)
+    accepted = page.evaluate(REFUSAL, {"jwk": _public(good.n, 65537)})
+    assert accepted == {"blind": None, "fingerprint": None}
+
+
+def test_the_browser_computes_the_servers_fingerprint(page) -> None:  # noqa: ANN001
+    """The fingerprint members compare is computed from the key in the browser, the same way the
+    server prints it (privacy.blind.fingerprint), so a server cannot show one and use another."""
+    from safespace.privacy import blind as server
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    numbers = key.public_numbers()
+    computed = page.evaluate(
+        """async ({ jwk }) => (await import("/static/blind.js")).fingerprint(jwk)""", {"jwk": _public(numbers.n, numbers.e)}
+    )
+    assert computed == server.fingerprint(key)

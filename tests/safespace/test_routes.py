@@ -100,6 +100,9 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/answers"): ANONYMOUS,
     ("POST", "/api/v1/stories"): ANONYMOUS,
     ("POST", "/api/v1/replies"): ANONYMOUS,
+    # Token keys for anyone, no session read: the browser checks its key against them.
+    ("GET", "/api/v1/token-keys/rounds/{round_id:uuid}"): PUBLIC,
+    ("GET", "/api/v1/token-keys/communities/{community_id:uuid}"): PUBLIC,
     # facilitators: the community, its teams and members
     ("GET", f"{C}/settings"): FACILITATOR,
     ("POST", f"{C}/settings"): FACILITATOR,
