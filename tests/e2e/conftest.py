@@ -17,6 +17,7 @@ from tests.conftest import IN_CI, free_port
 from tests.helpers import serving
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PRIVATE_WINDOW = "2"  # seconds: the flows wait it out as members would wait the default 30
 
 
 @pytest.fixture
@@ -28,6 +29,7 @@ def served_env(settings, tmp_path: Path) -> dict[str, str]:  # noqa: ANN001
         "SAFESPACE_DATABASE_URL": settings.database_url,
         "SAFESPACE_BASE_URL": f"http://127.0.0.1:{port}",
         "SAFESPACE_SCHEDULE_INTERVAL_SECONDS": "0",  # the test runs `safespace tick` itself
+        "SAFESPACE_PRIVATE_WINDOW_SECONDS": PRIVATE_WINDOW,  # private mode's quiet window, short for tests
     }
 
 

@@ -21,19 +21,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import CHROMIUM
+from tests.e2e.conftest import CHROMIUM, PRIVATE_WINDOW
 from tests.e2e.test_browser import _answer_demo_round, community_path, tick
 
 pytestmark = pytest.mark.e2e
 
-WINDOW = 2.0  # seconds, the setting below
+WINDOW = float(PRIVATE_WINDOW)  # seconds: SAFESPACE_PRIVATE_WINDOW_SECONDS of the served app
 SLACK = 0.1  # clock rounding; the gaps this must catch were 8-20 ms
 ANONYMOUS = re.compile(r"/api/v1/(answers|stories|replies)$")
-
-
-@pytest.fixture
-def served_env(served_env):  # noqa: ANN001, ANN201
-    return served_env | {"SAFESPACE_PRIVATE_WINDOW_SECONDS": str(int(WINDOW))}
 
 
 class Recorder:
