@@ -281,7 +281,7 @@ def test_answer_form_story_form_and_trend_work_by_keyboard_alone(served) -> None
 
         # The answer form: each statement is one Tab stop; Space picks, arrow keys move the choice.
         follow(page, "Answer now")
-        expect(page.get_by_role("heading", name="How your answers travel")).to_be_visible()
+        expect(page.locator("summary", has_text="How your answers travel")).to_be_visible()  # the details, folded
         for question in range(7):
             first = tab_to(page, lambda f: f["type"] == "radio")
             page.keyboard.press("Space")
