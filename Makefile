@@ -41,7 +41,7 @@ bench-submit: $(STAMP)
 bench-dashboard: $(STAMP)
 	$(BIN)/python bench/dashboard.py $(DASHBOARD_ARGS)
 
-# RFC 9474 token issuance (blind_sign/s) against OpenSSL's RSA-PSS sign rate for the same key; TOKENS_ARGS go to tokens.py.
+# Signed-in token issuance through the real route against in-process blind_sign with the same key, and /healthz p99 under it; TOKENS_ARGS go to tokens.py.
 .PHONY: bench-tokens
 bench-tokens: $(STAMP)
 	$(BIN)/python bench/tokens.py $(TOKENS_ARGS)

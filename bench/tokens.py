@@ -1,34 +1,50 @@
-"""Token issuance (RFC 9474 BlindSign) per second against OpenSSL's RSA private operation, one core.
+"""Token issuance (RFC 9474 BlindSign) through the real route against blind_sign in-process, and /healthz under it.
 
-    .venv/bin/python bench/tokens.py [--seconds 4] [--bits 2048 3072]
+    .venv/bin/python bench/tokens.py [--members 1500] [--concurrency 50] [--seconds 4] [--bits 2048 3072] [--db sqlite|postgresql]
 
-Per key size: one key from blind.generate_key; 64 messages prepared and blinded beforehand (the
-client's work, not counted). Then, alternating in 0.25 s slices so that other load on the machine
-hits both sides alike, --seconds of blind.blind_sign (base blinding, CRT, the result check) and
---seconds of cryptography's RSA-PSS sign (SHA-384, salt 48) with the same key: the ceiling, since
-it is OpenSSL's private-key operation plus a little padding. ratio = blind_sign/s / ceiling/s;
-target >= 0.50 at 2048 bits. The process is pinned to one CPU where the OS allows it.
-Figures, not a test: exits 0 either way.
+Per key size (SAFESPACE_TOKEN_KEY_BITS), on a fresh database: seed --members members with
+sessions in an open round (bench/submit.py's seed: 4 teams, a key for each) and start
+`python -m safespace serve` (uvicorn, one worker). Every member GETs the round's /token-key (the
+JWK; the key is made on first use; the CSRF cookie) and a message is prepared and blinded for
+each beforehand (the client's work, not counted). /healthz latency idle: one connection, a GET
+every 10 ms for 3 s. Then every member POSTs its blinded message to /token (session + CSRF) over
+--concurrency connections (50) while the same probe runs: HTTP issuance/s = members / that
+phase. Every signature is finalized and verified afterwards. Then in this process, pinned to one
+CPU, on one of the same keys (unsealed from the database): blind.blind_sign (base blinding, CRT,
+the result check) and cryptography's RSA-PSS sign (SHA-384, salt 48, i.e. OpenSSL's private-key
+operation), alternating in 0.25 s slices for --seconds each, so other load hits both alike.
+
+Printed per key size: HTTP issuance/s against in-process blind_sign/s (target >= 0.70); /healthz
+p99 (and p50) idle and while the issuances run (target: p99 at most 2x idle); the server's CPU during the
+issuances; blind_sign/s against OpenSSL's (for information). Figures, not a test: exits 0 unless
+a token was refused or a signature does not verify.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
-import time
+import argparse, asyncio, json, os, shutil, statistics, sys, tempfile, time, uuid  # noqa: E401
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cryptography.hazmat.primitives import hashes  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import padding, rsa  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
+from safespace.db.engine import make_engine  # noqa: E402
 from safespace.privacy import blind  # noqa: E402
+from safespace.privacy.crypto import Keyring, associated_data  # noqa: E402
+from safespace.privacy.token_keys import b64url, from_b64url  # noqa: E402
+from safespace.pulse.models import RoundKey  # noqa: E402
+from safespace.settings import Settings  # noqa: E402
+from safespace.web import SESSION_COOKIE  # noqa: E402
+from submit import Connection, NoPostgreSQL, cpu_meter, seed, start_server, throwaway_database  # noqa: E402
 
-TARGET_2048 = 0.50
-SLICE_SECONDS = 0.25
-POOL = 64
+TARGET_HTTP, TARGET_HEALTHZ = 0.70, 2.0  # issuance/s over blind_sign/s; healthz p99 under load over idle
+SLICE_SECONDS, POOL = 0.25, 64
+PROBE_EVERY, IDLE_SECONDS = 0.01, 3.0
+CSRF_COOKIE = "safespace_csrf"
 
 
 def _run_slice(operation, seconds: float) -> tuple[int, float]:
@@ -42,8 +58,8 @@ def _run_slice(operation, seconds: float) -> tuple[int, float]:
             return count, now - start
 
 
-def measure(bits: int, seconds: float) -> tuple[float, float]:
-    key = blind.generate_key(bits)
+def in_process(key: rsa.RSAPrivateKey, seconds: float) -> tuple[float, float]:
+    """(blind_sign/s, OpenSSL RSA-PSS sign/s) with `key`, on one CPU where the OS allows it."""
     public_key = key.public_key()
     blinded = [blind.blind(public_key, blind.prepare(os.urandom(32)))[0] for _ in range(POOL)]
     messages = [blind.prepare(os.urandom(32)) for _ in range(POOL)]
@@ -52,48 +68,197 @@ def measure(bits: int, seconds: float) -> tuple[float, float]:
     def issue(i: int) -> None:
         blind.blind_sign(key, blinded[i % POOL])
 
-    def ceiling(i: int) -> None:
+    def openssl(i: int) -> None:
         key.sign(messages[i % POOL], pss, hashes.SHA384())
 
-    issue(0), ceiling(0)  # warm caches: the key's CRT numbers, OpenSSL's Montgomery contexts
-    totals = {issue: [0, 0.0], ceiling: [0, 0.0]}
-    while min(total[1] for total in totals.values()) < seconds:
-        for operation, total in totals.items():
-            count, elapsed = _run_slice(operation, SLICE_SECONDS)
-            total[0] += count
-            total[1] += elapsed
-    return totals[issue][0] / totals[issue][1], totals[ceiling][0] / totals[ceiling][1]
-
-
-def _cpu_flags() -> set[str]:
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_setaffinity") else None
+    if cpus:
+        os.sched_setaffinity(0, {max(cpus)})
     try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            return next((set(line.split(":", 1)[1].split()) for line in cpuinfo if line.startswith("flags")), set())
-    except OSError:
-        return set()
+        issue(0), openssl(0)  # warm caches: the key's CRT numbers, OpenSSL's Montgomery contexts
+        totals = {issue: [0, 0.0], openssl: [0, 0.0]}
+        while min(total[1] for total in totals.values()) < seconds:
+            for operation, total in totals.items():
+                count, elapsed = _run_slice(operation, SLICE_SECONDS)
+                total[0] += count
+                total[1] += elapsed
+    finally:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+    return totals[issue][0] / totals[issue][1], totals[openssl][0] / totals[openssl][1]
 
 
-def main() -> int:
+class ApiConnection(Connection):
+    """bench/submit.py's keep-alive connection, sending JSON with the CSRF header the token route asks for."""
+
+    async def call(self, method: str, path: str, cookies: dict, body: bytes = b"") -> tuple[int, dict[str, str]]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        head += "Cookie: " + "; ".join(f"{k}={v}" for k, v in cookies.items()) + "\r\n"
+        if method == "POST":
+            head += f"X-CSRFToken: {cookies[CSRF_COOKIE]}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        self.writer.write(head.encode() + b"\r\n" + body)
+        lines = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        status, length, cookies_set = int(lines[0].split(" ", 2)[1]), 0, {}
+        for name, _, value in (line.partition(":") for line in lines[1:]):
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "set-cookie":
+                cookie, _, rest = value.strip().partition("=")
+                cookies_set[cookie] = rest.split(";", 1)[0]
+        self.body = await self.reader.readexactly(length)
+        return status, cookies_set
+
+
+def percentiles(latencies: list[float]) -> tuple[float, float]:
+    """(p50, p99) in milliseconds."""
+    cuts = statistics.quantiles(latencies, n=100)
+    return cuts[49] * 1000, cuts[98] * 1000
+
+
+async def probe(port: int, stop: asyncio.Event) -> list[float]:
+    """/healthz latencies (seconds), one GET every PROBE_EVERY on its own connection, until stop is set."""
+    conn, latencies = Connection(port), []
+    while not stop.is_set():
+        started = time.perf_counter()
+        status, _ = await conn.request("GET", "/healthz", {})
+        assert status == 200, f"/healthz answered {status}"
+        latencies.append(time.perf_counter() - started)
+        await asyncio.sleep(PROBE_EVERY)
+    conn.close()
+    return latencies
+
+
+async def idle_probe(port: int) -> list[float]:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(IDLE_SECONDS, stop.set)
+    return await probe(port, stop)
+
+
+async def issuance(label: str, database_url: str, bits: int, args: argparse.Namespace) -> bool:
+    """Seed, serve, measure one key size; prints its lines. False if a token was refused or does not verify."""
+    data_dir = Path(tempfile.mkdtemp(prefix="safespace-bench-tokens-"))
+    settings = Settings(data_dir=str(data_dir), database_url=database_url, base_url="http://127.0.0.1",
+                        schedule_interval_seconds=0, log_level="WARNING", token_key_bits=bits)
+    names = ("data_dir", "database_url", "base_url", "schedule_interval_seconds", "log_level", "token_key_bits")
+    env = {f"SAFESPACE_{name.upper()}": str(getattr(settings, name)) for name in names}
+    engine = make_engine(settings)
+    community_id, round_id, sessions = await seed(engine, args.members)
+    api = f"/api/v1/communities/{community_id}/rounds/{round_id}"
+    members = range(args.members)
+    cookies, keys, pending, statuses, answers = {}, {}, {}, {}, {}
+
+    async def get_key(conn: ApiConnection, member: int) -> None:
+        status, set_cookies = await conn.call("GET", f"{api}/token-key", {SESSION_COOKIE: sessions[member]})
+        assert status == 200 and CSRF_COOKIE in set_cookies, f"token-key answered {status}: {conn.body[:300]!r}"
+        cookies[member] = {SESSION_COOKIE: sessions[member], CSRF_COOKIE: set_cookies[CSRF_COOKIE]}
+        keys[member] = json.loads(conn.body)
+
+    async def post_token(conn: ApiConnection, member: int) -> None:
+        try:
+            statuses[member] = (await conn.call("POST", f"{api}/token", cookies[member], pending[member][0]))[0]
+            answers[member] = conn.body
+        except (OSError, asyncio.IncompleteReadError):
+            statuses[member] = 0  # no answer: the server dropped the connection
+            conn.close()
+
+    proc, port = await start_server(env, data_dir / "server.log")
+    try:
+        conns = [ApiConnection(port) for _ in range(args.concurrency)]
+        queue = iter(members)
+        await asyncio.gather(*(_each(conn, queue, get_key) for conn in conns))
+        for member in members:  # the client's work, before the clock starts
+            msg = blind.prepare(os.urandom(32))
+            blinded, inv = blind.blind(_public(keys[member]["jwk"]), msg)
+            body = json.dumps({"key_id": keys[member]["key_id"], "blinded_msg": b64url(blinded)}).encode()
+            pending[member] = (body, msg, inv)
+        for conn in conns:  # new connections: the server closes those idle for 5 s (uvicorn's keep-alive)
+            conn.close()
+        idle = await idle_probe(port)
+        stop, meter = asyncio.Event(), cpu_meter(proc.pid)
+        prober = asyncio.create_task(probe(port, stop))
+        started, queue = time.perf_counter(), iter(members)
+        await asyncio.gather(*(_each(conn, queue, post_token) for conn in conns))
+        elapsed = time.perf_counter() - started
+        stop.set()
+        loaded, (cpu, _) = await prober, meter()
+        for conn in conns:
+            conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    async with engine.connect() as db:
+        key_row = (await db.execute(select(RoundKey).where(RoundKey.round_id == uuid.UUID(round_id)).limit(1))).one()
+    await engine.dispose()
+    aad = associated_data("round_key", "private_sealed", key_row.id)
+    sealed = Keyring.load(settings.encryption_key_path).open(key_row.private_sealed, aad)
+    key = serialization.load_der_private_key(from_b64url(sealed, "key"), password=None)
+    blind_signs, openssl = in_process(key, args.seconds)  # type: ignore[arg-type]
+
+    refused = Counter(status for status in statuses.values() if status != 200)
+    unverified = 0
+    for member in members:
+        if statuses[member] != 200:
+            continue
+        _body, msg, inv = pending[member]
+        try:
+            blind_sig = from_b64url(json.loads(answers[member])["blind_sig"], "blind_sig")
+            blind.finalize(_public(keys[member]["jwk"]), msg, blind_sig, inv)
+        except blind.BlindSignatureError:
+            unverified += 1
+    issued = args.members / elapsed
+    (idle_p50, idle_p99), (loaded_p50, loaded_p99) = percentiles(idle), percentiles(loaded)
+    ratio, healthz = issued / blind_signs, loaded_p99 / idle_p99
+    pad = " " * len(f"{label} {bits}: ")
+    print(f"{label} {bits}: HTTP issuance {issued:.0f}/s, in-process blind_sign {blind_signs:.0f}/s, ratio {ratio:.2f} "
+          f"(target >= {TARGET_HTTP:.2f}: {'met' if ratio >= TARGET_HTTP else 'NOT met'})")
+    print(f"{pad}/healthz p99 idle {idle_p99:.1f} ms, during {args.concurrency} concurrent issuances {loaded_p99:.1f} ms, "
+          f"ratio {healthz:.1f}x (target <= {TARGET_HEALTHZ:.0f}x: {'met' if healthz <= TARGET_HEALTHZ else 'NOT met'}); "
+          f"p50 {idle_p50:.1f} and {loaded_p50:.1f} ms; {len(idle)} and {len(loaded)} probes")
+    print(f"{pad}CPU during the issuances: {cpu}")
+    print(f"{pad}blind_sign/OpenSSL RSA-PSS sign {blind_signs:.0f}/{openssl:.0f} = {blind_signs / openssl:.2f} (for information)")
+    if refused or unverified:
+        print(f"!!! {label} {bits}: {refused.total()} tokens refused {dict(refused)}, {unverified} signatures do not verify; "
+              f"see {data_dir / 'server.log'}", file=sys.stderr)
+        return False
+    shutil.rmtree(data_dir)
+    return True
+
+
+async def _each(conn: ApiConnection, queue, call) -> None:  # noqa: ANN001
+    for job in queue:
+        await call(conn, job)
+
+
+def _public(jwk: dict[str, str]) -> rsa.RSAPublicKey:
+    e, n = (int.from_bytes(from_b64url(jwk[name], name), "big") for name in ("e", "n"))
+    return rsa.RSAPublicNumbers(e, n).public_key()
+
+
+async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per side and key size")
+    parser.add_argument("--members", type=int, default=1500, help="members, each taking one token")
+    parser.add_argument("--concurrency", type=int, default=50, help="connections issuing tokens at once")
+    parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per side in-process")
     parser.add_argument("--bits", type=int, nargs="+", default=[2048, 3072])
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     args = parser.parse_args()
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
     backend = f"gmpy2 {blind.gmpy2.version()} powmod_sec" if blind.gmpy2 else "Python pow (gmpy2 not installed)"
-    print(f"blind_sign backend: {backend}; {args.seconds:g} s per side, one core")
-    if "avx512ifma" in _cpu_flags():
-        print("this CPU has AVX-512 IFMA: OpenSSL's RSA uses it for the ceiling, GMP's powmod_sec does not")
-    print(f"{'bits':>5}  {'blind_sign/s':>12}  {'ceiling/s':>10}  {'ratio':>6}")
+    print(f"{args.members} members, one uvicorn worker, {args.db}, {os.cpu_count()} CPUs; blind_sign backend: {backend}")
+    ok = True
     for bits in args.bits:
-        issued, ceiling = measure(bits, args.seconds)
-        ratio = issued / ceiling
-        verdict = ""
-        if bits == 2048:
-            verdict = f"  target >= {TARGET_2048:.2f}: " + ("met" if ratio >= TARGET_2048 else "NOT met")
-        print(f"{bits:>5}  {issued:>12.0f}  {ceiling:>10.0f}  {ratio:>6.2f}{verdict}", flush=True)
-    return 0
+        if args.db == "sqlite":
+            ok &= await issuance("sqlite", "", bits, args)
+            continue
+        try:
+            async with throwaway_database("safespace_bench_tokens") as url:
+                ok &= await issuance("postgresql", url, bits, args)
+        except NoPostgreSQL as exc:
+            print(f"postgresql: skipped, {exc}")
+            break
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(asyncio.run(main()))
