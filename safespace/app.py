@@ -49,6 +49,7 @@ from safespace.pulse.controllers import (
     SurveysController,
 )
 from safespace.pulse.group_commit import AnswerQueue
+from safespace.pulse.token_queue import IssuanceQueue
 from safespace.pulse.mail import RoundMailer
 from safespace.pulse.schedule import run_periodically
 from safespace.pulse.token_routes import PUBLISHED_PATH, REDEEM_PATH, published_round_keys, redeem, token_router
@@ -169,6 +170,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
     sessionmaker = db.create_session_maker()
     answers = AnswerQueue(sessionmaker, keyring)
     reads = Reads(sessionmaker.kw["bind"])
+    issuances = IssuanceQueue(sessionmaker, keyring, reads)
     sessions = SessionReader(reads)
     trend_states = TrendStates(reads)
 
@@ -228,6 +230,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
             "secret": Provide(lambda: secret, sync_to_thread=False, use_cache=True),
             "keyring": Provide(lambda: keyring, sync_to_thread=False, use_cache=True),
             "answers": Provide(lambda: answers, sync_to_thread=False, use_cache=True),
+            "issuances": Provide(lambda: issuances, sync_to_thread=False, use_cache=True),
         },
         middleware=[
             DefineMiddleware(
@@ -261,6 +264,6 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
         lifespan=[schedule],
         on_shutdown=[reads.dispose],
         # The batchers are kept where tests and benchmarks can see how well they group.
-        state=State({DATABASE_STATE_KEY: db, "answers": answers, "sessions": sessions, TREND_STATES: trend_states}),
+        state=State({DATABASE_STATE_KEY: db, "answers": answers, "issuances": issuances, "sessions": sessions, TREND_STATES: trend_states}),
         debug=False,
     )

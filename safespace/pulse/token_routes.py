@@ -20,10 +20,11 @@ from safespace.identity.models import Membership
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import services, tokens
 from safespace.privacy import token_keys
-from safespace.privacy.token_keys import TokenRefused, b64url, from_b64url
+from safespace.privacy.token_keys import TokenRefused, b64url
+from safespace.pulse.token_queue import Issuance, IssuanceQueue, WrongKey
 from safespace.pulse.tokens import PublishedKey, Redemption
 from safespace.settings import Settings
-from safespace.web import SESSION_COOKIE, member_routes, problem, problem_responses
+from safespace.web import SESSION_COOKIE, member_routes, problem, problem_responses, provide_viewer, request_session, require_membership
 
 REDEEM_PATH = "/api/v1/answers"
 PUBLISHED_PATH = "/api/v1/token-keys"  # every token key, for anyone, without a session
@@ -87,19 +88,23 @@ async def round_keys(
 
 @post("/api/v1/communities/{community_id:uuid}/rounds/{round_id:uuid}/token", tags=["tokens"], status_code=200, responses=problem_responses(400, 401, 403, 404, 409))
 async def blind_token(
+    request: Request,
+    community_id: FromPath[uuid.UUID],
     round_id: FromPath[uuid.UUID],
     data: JSONBody[BlindRequest],
-    membership: NamedDependency[Membership],
-    db_session: NamedDependency[AsyncSession],
-    keyring: NamedDependency[Keyring],
+    issuances: NamedDependency[IssuanceQueue],
 ) -> Response[BlindSignature]:
     """Sign a blinded token: the member joins the round's ledger; one token per member and round."""
+    # One dependency, as the answer POST: the viewer comes from the request, and the batch checks
+    # active memberships in one query for all its issuances (pulse/token_queue.py).
+    viewer = provide_viewer(request)
     try:
-        signature = await tokens.issue(
-            db_session, keyring, membership, round_id, data.key_id, from_b64url(data.blinded_msg, "blinded token")
-        )
+        signature = await issuances.issue(Issuance(community_id, viewer.person_id, round_id, data.key_id, data.blinded_msg))
     except LookupError:
+        await require_membership(request_session(request), viewer.person_id, community_id)  # strangers: "no community"
         raise NotFoundException(_("There is no such round in this community.")) from None
+    except WrongKey:
+        return _refused(TokenRefused(_("This key is not the one for you in this round; reload the page."), 409))
     except (TokenRefused, services.AlreadyAnswered, tokens.TokensUsedUp, services.RoundNotOpen) as exc:
         return _refused(exc)
     return Response(BlindSignature(blind_sig=b64url(signature)))

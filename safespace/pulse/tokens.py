@@ -1,7 +1,7 @@
 """Unlinkable answers: RFC 9474 blind-signature tokens for pulse rounds.
 
-Issue (signed in): the member joins the round's ledger ("has a token") and the server signs a
-blinded message it will never see unblinded. Redeem (anonymous): the answers arrive with the
+Issue (signed in, pulse/token_queue.py): the member joins the round's ledger ("has a token")
+and the server signs a blinded message it will never see unblinded. Redeem (anonymous): the answers arrive with the
 unblinded message and signature, in a request that carries no session; the key that verifies
 it says which tally they fold into. The spent table holds the token's hash, so it works once.
 The server can check that an answer set is allowed without knowing whose it is.
@@ -9,11 +9,10 @@ The server can check that an answer set is allowed without knowing whose it is.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 
 import msgspec
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,19 +23,8 @@ from safespace.identity.services import now
 from safespace.privacy import token_keys
 from safespace.privacy.crypto import Keyring
 from safespace.privacy.token_keys import TokenRefused
-from safespace.pulse.models import Participation, Round, RoundKey, SpentToken
-from safespace.pulse.services import (
-    ANSWERED,
-    COMMUNITY,
-    TOKEN_TAKEN,
-    AlreadyAnswered,
-    RoundNotOpen,
-    fold_into_tallies,
-    is_open,
-    ledger_state,
-    read_answers,
-    round_instruments,
-)
+from safespace.pulse.models import Round, RoundKey, SpentToken
+from safespace.pulse.services import COMMUNITY, RoundNotOpen, fold_into_tallies, is_open, read_answers, round_instruments
 
 
 class TokensUsedUp(Exception):
@@ -60,9 +48,10 @@ async def published_keys(db: AsyncSession, round_id: uuid.UUID) -> list[Publishe
     return [_published(k) for k in keys]
 
 
-def _group_of(round_: Round, membership: Membership) -> str:
-    team = str(membership.team_id) if membership.team_id else None
-    return team if team in round_.population else COMMUNITY
+def group_of(population: dict[str, int], team_id: uuid.UUID | None) -> str:
+    """The tally a member's token counts in: their team's, if the round counts it apart."""
+    team = str(team_id) if team_id else None
+    return team if team in population else COMMUNITY
 
 
 async def _key_for(db: AsyncSession, keyring: Keyring, round_: Round, group_key: str, bits: int) -> RoundKey:
@@ -92,50 +81,7 @@ async def key_for_member(
 ) -> PublishedKey:
     """The public key a member blinds their token for: their team's (if counted apart) or the community's."""
     round_ = await _open_round(db, membership, round_id)
-    return _published(await _key_for(db, keyring, round_, _group_of(round_, membership), bits))
-
-
-async def issue(
-    db: AsyncSession, keyring: Keyring, membership: Membership, round_id: uuid.UUID, key_id: uuid.UUID, blinded_msg: bytes
-) -> bytes:
-    """Sign one blinded token for a member of an open round; the caller commits.
-
-    The ledger allows one token per member and round, and one more for another browser or
-    device (or one answer with the signed-in form instead); the same blinded message sent again
-    gets the same signature. AlreadyAnswered when the member answered with the form,
-    TokensUsedUp when both tokens are taken.
-    """
-    round_ = await _open_round(db, membership, round_id)
-    key = await db.scalar(select(RoundKey).where(RoundKey.id == key_id, RoundKey.round_id == round_.id))
-    if key is None or key.group_key != _group_of(round_, membership):
-        raise TokenRefused(_("This key is not the one for you in this round; reload the page."), 409)
-    # Signed first: a refused message must leave no ledger row behind.
-    signature = await token_keys.sign(keyring, "round_key", key.id, key.private_sealed, blinded_msg)
-    request = hashlib.sha256(blinded_msg).digest()
-    mine = (Participation.round_id == round_id, Participation.person_id == membership.person_id)
-    values = {"round_id": round_id, "person_id": membership.person_id, "token_request": request}
-    await insert_once(db, Participation, values, ["round_id", "person_id"])
-    # Columns, not the ORM object: the UPDATE below must be read back as it is, not as cached.
-    ledger = select(Participation.token_request, Participation.reissued, Participation.second_request).where(*mine)
-    noted = (await db.execute(ledger)).one()
-    if request in (noted.token_request, noted.second_request):
-        # The same blinded message again (the answer never reached the browser): the same
-        # signature, so still the same token.
-        return signature
-    if ledger_state(noted) == TOKEN_TAKEN:
-        # Any device: the first token is in another browser. One more, counted at close and shown
-        # beside the results, so a member is never locked out of a round they did not answer.
-        claim = (
-            update(Participation)
-            .where(*mine, Participation.token_request.is_not(None), Participation.reissued.is_(False))
-            .values(reissued=True, second_request=request)
-        )
-        if (await db.execute(claim)).rowcount == 1:
-            return signature
-        noted = (await db.execute(ledger)).one()  # another browser claimed it meanwhile
-    if ledger_state(noted) == ANSWERED:
-        raise AlreadyAnswered
-    raise TokensUsedUp
+    return _published(await _key_for(db, keyring, round_, group_of(round_.population, membership.team_id), bits))
 
 
 class Redemption(msgspec.Struct, forbid_unknown_fields=True):
