@@ -242,8 +242,16 @@ async function drain() {
       without(item.id);
       outcome = { status: response.status, result };
     } catch (error) {
-      // The network or the token failed: the item stays for the next try; the page says why.
-      outcome = { status: 0, result: { detail: error.message }, kept: true };
+      if (error.status >= 400 && error.status < 500 && error.status !== 429) {
+        // Refused for good while taking a token (answered with the form, both tokens taken
+        // elsewhere, the round closed): kept, it would be asked again on every page.
+        without(item.id);
+        outcome = { status: error.status, result: { detail: error.message } };
+      } else {
+        // The network, the server, or a key that failed its checks: the item stays for the next
+        // try; the page says why.
+        outcome = { status: 0, result: { detail: error.message }, kept: true };
+      }
     }
     const handler = handlers.get(item.kind);
     if ((!handler || handler(outcome, item) === false) && outcome.status) showElsewhere(outcome, item);

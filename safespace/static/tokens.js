@@ -83,7 +83,10 @@ async function answer(response, fallback) {
   } catch {
     // a body that is not JSON: keep the fallback message
   }
-  if (!response.ok) throw new Error(body.detail || body.title || fallback);
+  if (!response.ok) {
+    // The server's refusal (status kept): the outbox drops an item the server will never take.
+    throw Object.assign(new Error(body.detail || body.title || fallback), { status: response.status });
+  }
   return body;
 }
 

@@ -3,9 +3,9 @@
 Every request each browser sends is recorded with its time and whether it carries the session
 cookie. In every flow (home -> answer; the round mail's link straight to the answer page; a
 sign-in link with next= to the answer page; sharing a story; two replies in a row; a retry after
-a spent token; a second device), no session-carrying request may fall within the quiet window
-(SAFESPACE_PRIVATE_WINDOW_SECONDS, 2 s here) of an anonymous answer, story or reply, and those
-carry no cookie and no Referer.
+a spent token; a second device; a signed-in page opened in another tab just before Send), no
+session-carrying request may fall within the quiet window (SAFESPACE_PRIVATE_WINDOW_SECONDS, 2 s
+here) of an anonymous answer, story or reply, and those carry no cookie and no Referer.
 """
 
 from __future__ import annotations
@@ -154,7 +154,18 @@ def test_no_signed_in_request_comes_near_an_anonymous_one_in_any_flow(served, se
         _send_answers(phone_page)
         assert phone_flow.check("second device") == 1 and laptop_flow.check("first device") == 0
 
-        # 6. Sharing a story, then two replies in a row on the wall.
+        # 6. Another tab opens a signed-in page just before Send: the answers wait for it too.
+        context, tabs_flow, page = member("mateo@climate.example", answer_path)
+        _answer_demo_round(page)
+        page.wait_for_timeout(WINDOW * 1000 + 500)  # the answer page's own load is out of the window
+        other = context.new_page()
+        other.goto(f"{base}/profile")
+        page.get_by_role("button", name="Send my answers").click()
+        expect(page.locator("#redeem-status")).to_contain_text("Sending without your name in")
+        expect(page.get_by_text("Your answers were added to the totals with your token")).to_be_visible(timeout=15_000)
+        assert tabs_flow.check("another tab") == 1
+
+        # 7. Sharing a story, then two replies in a row on the wall.
         context, story_flow, page = member("lena@climate.example")
         page.goto(f"{base}/c/{community}/stories/new")
         page.get_by_label("Title").fill("The launch we rushed")
@@ -173,9 +184,9 @@ def test_no_signed_in_request_comes_near_an_anonymous_one_in_any_flow(served, se
             expect(story.get_by_label("Reply without your name")).to_have_value("")
         assert reply_flow.check("two replies in a row") == 2
         browser.close()
-    # Each answer counted once: five members, and the retry's token spent elsewhere (six answers);
+    # Each answer counted once: six members, and the retry's token spent elsewhere (seven answers);
     # the refused first send and the outbox's waits added nothing.
-    assert _database_after(served_env["SAFESPACE_DATABASE_URL"], 13)["tallied"] == before + 6
+    assert _database_after(served_env["SAFESPACE_DATABASE_URL"], 13)["tallied"] == before + 7
     # The retry's first send was refused on purpose (409): Chromium logs that; nothing else may be.
     assert [p for p in problems if "status of 409" not in p] == [], problems
 
