@@ -110,7 +110,7 @@ async def blind_token(
     return Response(BlindSignature(blind_sig=b64url(signature)))
 
 
-@get(f"{PUBLISHED_PATH}/rounds/{{round_id:uuid}}", tags=["tokens"])
+@get(f"{PUBLISHED_PATH}/rounds/{{round_id:uuid}}", tags=["tokens"], responses=problem_responses(400, 404))
 async def published_round_keys(round_id: FromPath[uuid.UUID], db_session: NamedDependency[AsyncSession]) -> list[PublishedKey]:
     """Every answer-token key of a round, served to anyone without a session (app.py: ANONYMOUS).
 

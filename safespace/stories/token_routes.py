@@ -97,7 +97,7 @@ async def story_token(
     return Response({"blind_sig": b64url(signature)})
 
 
-@get("/api/v1/token-keys/communities/{community_id:uuid}", tags=["tokens"])
+@get("/api/v1/token-keys/communities/{community_id:uuid}", tags=["tokens"], responses=problem_responses(400, 404))
 async def published_story_keys(community_id: FromPath[uuid.UUID], db_session: NamedDependency[AsyncSession]) -> list[StoryTokenKey]:
     """This week's story and reply keys of a community, served to anyone without a session
     (app.py: ANONYMOUS): the browser checks the key it was given signed in is among them."""
