@@ -229,7 +229,8 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
             "postman": Provide(lambda: postman, sync_to_thread=False, use_cache=True),
             "secret": Provide(lambda: secret, sync_to_thread=False, use_cache=True),
             "keyring": Provide(lambda: keyring, sync_to_thread=False, use_cache=True),
-            "answers": Provide(lambda: answers, sync_to_thread=False, use_cache=True),
+            # Not "answers": a dependency named like a body field turns that field's 400 into a 500.
+            "answer_queue": Provide(lambda: answers, sync_to_thread=False, use_cache=True),
             "issuances": Provide(lambda: issuances, sync_to_thread=False, use_cache=True),
         },
         middleware=[

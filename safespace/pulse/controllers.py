@@ -111,7 +111,7 @@ class PulseController(Controller):
         community_id: FromPath[uuid.UUID],
         round_id: FromPath[uuid.UUID],
         data: Form,
-        answers: NamedDependency[AnswerQueue],
+        answer_queue: NamedDependency[AnswerQueue],
     ) -> Template | Redirect:
         # One dependency: the viewer comes from the request, and the database session only for a
         # refusal's page. No `membership` either: the batch checks active memberships in one
@@ -122,7 +122,7 @@ class PulseController(Controller):
         try:
             # Counted and committed when this returns, together with the answers that arrived
             # meanwhile (pulse/group_commit.py); the thank-you notice is set in that transaction.
-            await answers.submit(services.Answer(community_id, viewer.person_id, round_id, form, (viewer.session_id, thanks)))
+            await answer_queue.submit(services.Answer(community_id, viewer.person_id, round_id, form, (viewer.session_id, thanks)))
         except LookupError:
             await require_membership(request_session(request), viewer.person_id, community_id)  # strangers: "no community"
             raise NotFoundException(_("There is no such round in this community.")) from None

@@ -229,3 +229,17 @@ async def test_the_same_blinded_request_gets_the_same_signature_and_no_second_to
     # The requests' traces go with the close: the ledger is re-inserted without them.
     assert (await pulse.tick(after_close(pulse))).closed == 1
     assert await db.scalar(select(func.count()).select_from(Participation).where(Participation.token_request.is_not(None))) == 0
+
+
+async def test_answers_of_the_wrong_shape_get_a_clear_400_not_a_500(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    """Schemathesis found `answers: []` answered with a 500 (the field's name is also a dependency's)."""
+    pulse = await open_pulse(db, engine, settings, members=5)
+    session = await session_cookie(db, "m0@x.org")
+    token = await take_token(client, session, pulse)
+    body = {k: v for k, v in token.items() if k != "fingerprint"}
+    async with anonymous(client) as bare:
+        for answers_value in ([], "x", 3, None):
+            response = await bare.post("/api/v1/answers", json=body | {"answers": answers_value})
+            assert response.status_code == 400, (answers_value, response.status_code, response.text)
+            assert "answers" in response.text
+    assert await counts(db, pulse) == (0, 0, 1)  # nothing counted, the token still unspent
