@@ -252,10 +252,10 @@ def _team_name(name: str) -> str:
 
 
 async def _ensure_unique_team(db: AsyncSession, community_id: uuid.UUID, name: str, except_id=None) -> None:  # noqa: ANN001
-    query = select(Team.id).where(Team.community_id == community_id, func.lower(Team.name) == name.lower())
-    if except_id is not None:
-        query = query.where(Team.id != except_id)
-    if await db.scalar(query):
+    # Compared in Python: SQLite's lower() folds ASCII only, so "Ä" passed a check in SQL and then
+    # hit the unique index as a 500. A community has few teams.
+    query = select(Team.id, Team.name).where(Team.community_id == community_id)
+    if any(team_id != except_id and other.casefold() == name.casefold() for team_id, other in await db.execute(query)):
         raise InvalidInput({"name": _("There is already a team with that name.")})
 
 

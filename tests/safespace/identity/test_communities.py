@@ -77,6 +77,24 @@ async def test_teams_are_created_and_renamed(client, db: AsyncSession) -> None: 
     assert "Energy transition" in page.text
 
 
+async def test_a_team_name_differing_only_in_non_ascii_case_is_refused_not_a_500(client, db: AsyncSession) -> None:  # noqa: ANN001
+    """Schemathesis found it on SQLite, whose lower() folds ASCII only: "Ä" twice reached the index."""
+    world = await make_community(db)
+    await sign_in(client, db, world.facilitator)
+    base = f"/c/{world.community.id}/teams"
+    await client.get(base)
+    assert (await post_form(client, base, {"name": "Ärzte Übersee"})).status_code in (302, 303)
+    for again in ("Ärzte Übersee", "ärzte übersee", "ÄRZTE ÜBERSEE"):
+        refused = await post_form(client, base, {"name": again})
+        assert refused.status_code == 422 and "already a team" in refused.text, (again, refused.status_code)
+    other = await post_form(client, base, {"name": "Évora"})
+    assert other.status_code in (302, 303)
+    team = await db.scalar(select(Team).where(Team.name == "Évora"))
+    renamed = await post_form(client, f"{base}/{team.id}", {"name": "ärzte ÜBERSEE"})
+    assert renamed.status_code == 422 and "already a team" in renamed.text
+    assert (await post_form(client, f"{base}/{team.id}", {"name": "évora"})).status_code in (302, 303)  # itself, recased
+
+
 async def test_invite_creates_one_member_and_lists_the_bad_address(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
     world = await make_community(db, teams={"Energy": []})
     await sign_in(client, db, world.facilitator)
