@@ -1,8 +1,9 @@
 """Schemathesis against /schema/openapi.json: no operation answers 500 or breaks its documented schema.
 
-Every operation of the API is fuzzed as a facilitator of a community with data (teams, a survey
-with a closed and an open round, released stories), with ids drawn from that community as well
-as random ones, valid requests and invalid ones. The anonymous token routes are fuzzed without
+Every operation of the API is fuzzed against a community with data (teams, a survey with a closed
+and an open round, released stories), by its facilitator, a member, a deactivated member and the
+facilitator of another community, with ids drawn from that community as well as random ones,
+valid requests and invalid ones. The anonymous token routes are fuzzed without
 the session (they refuse a cookie). `make fuzz` runs the same with FUZZ_EXAMPLES=1000.
 """
 
@@ -27,17 +28,17 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from safespace.app import ANONYMOUS
-from safespace.identity.models import Membership
+from safespace.identity.models import Membership, Person
 from safespace.pulse import schedule
 from safespace.pulse.models import Round
 from safespace.stories import services as stories
 from safespace.stories.models import Story
 from tests.conftest import BASE_URL
-from tests.helpers import csrf, sign_in
+from tests.helpers import csrf, make_community, sign_in
 from tests.safespace.insights.conftest import answered_round, form
 
 # Examples per operation; the suite keeps both databases together under a minute.
@@ -46,8 +47,9 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 TEAMS = {"Energy": [f"e{i}@x.org" for i in range(6)], "Water": [f"w{i}@x.org" for i in range(5)]}
 
 
-async def _fuzzed_community(client: httpx.AsyncClient, db: AsyncSession, engine: AsyncEngine, settings) -> dict[str, list]:  # noqa: ANN001
-    """The facilitator's community with a closed round, the next round open and released stories."""
+async def _fuzzed_community(client: httpx.AsyncClient, db: AsyncSession, engine: AsyncEngine, settings, caller: str) -> dict[str, list]:  # noqa: ANN001
+    """The facilitator's community with a closed round, the next round open and released stories;
+    the client signed in as `caller` (see CALLERS)."""
     answers = {email: form(2 + i % 4, comment="More time to prepare.") for i, email in enumerate([*TEAMS["Energy"], *TEAMS["Water"]])}
     closed = await answered_round(client, db, engine, settings, TEAMS, answers)
     community = closed.world.community
@@ -60,13 +62,19 @@ async def _fuzzed_community(client: httpx.AsyncClient, db: AsyncSession, engine:
     await db.commit()
     await schedule.tick(closed.sessionmaker, closed.keyring, None, moment=closed.round.opens_at + timedelta(days=7, minutes=2))
     assert await db.scalar(select(Story.id).where(Story.community_id == community.id, Story.status == "released"))
-    members = await db.scalars(select(Membership.id).where(Membership.community_id == community.id, Membership.role == "member"))
-    await sign_in(client, db, closed.world.facilitator)
+    members = list(await db.scalars(select(Membership.id).where(Membership.community_id == community.id, Membership.role == "member")))
+    if caller == "deactivated member":
+        person = await db.scalar(select(Person.id).where(Person.email == TEAMS["Water"][0]))
+        await db.execute(update(Membership).where(Membership.person_id == person).values(status="deactivated"))
+        await db.commit()
+    if caller == "facilitator of another community":
+        await make_community(db, name="Another community", facilitator="other@x.org")
+    await sign_in(client, db, CALLERS[caller] or closed.world.facilitator)
     return {
         "community_id": [community.id],
         "round_id": [closed.round.id, open_round.id],
         "team_id": list(closed.world.teams.values()),
-        "membership_id": list(members),
+        "membership_id": members,
         "survey": [closed.survey_id],
     }
 
@@ -108,8 +116,19 @@ def _fuzz(operation, strategy: st.SearchStrategy, send: Callable) -> str | None:
     return None
 
 
-async def test_api_answers_every_fuzzed_request_as_documented(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:  # noqa: ANN001
-    known = await _fuzzed_community(client, db, engine, settings)
+# Who sends the fuzzed requests (the anonymous token routes go without a session whoever it is):
+# a 500 that only a member, a former member or a stranger can reach fails the build too.
+CALLERS = {
+    "facilitator": None,
+    "member": TEAMS["Energy"][0],
+    "deactivated member": TEAMS["Water"][0],
+    "facilitator of another community": "other@x.org",
+}
+
+
+@pytest.mark.parametrize("caller", list(CALLERS))
+async def test_api_answers_every_fuzzed_request_as_documented(client, db: AsyncSession, engine: AsyncEngine, settings, caller: str) -> None:  # noqa: ANN001
+    known = await _fuzzed_community(client, db, engine, settings, caller)
     raw = (await client.get("/schema/openapi.json")).json()
     schema = schemathesis.openapi.from_dict(raw)
     loop = asyncio.get_running_loop()
