@@ -147,6 +147,13 @@ async def _common_headers(message: Message, scope: Scope) -> None:
     headers["Cross-Origin-Resource-Policy"] = "same-origin"
 
 
+async def _strict_transport(message: Message, scope: Scope) -> None:
+    """Under an https:// base URL: browsers keep to https for a year (a first plain-http request
+    could otherwise be taken over, and with it the session cookie's first trip)."""
+    if message["type"] == "http.response.start":
+        MutableScopeHeaders.from_message(message)["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # P7: these libraries' info and debug logs print SQL and its parameters, which on the answer
@@ -252,7 +259,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
         ),
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(templates)),
         exception_handlers={HTTPException: handle_http_error, Exception: handle_server_error},
-        before_send=[_common_headers],
+        before_send=[_common_headers, *([_strict_transport] if settings.secure_cookies else [])],
         # Logging is configure_logging's alone: Litestar's default config would replace the root
         # handler, pin the level at INFO (SAFESPACE_LOG_LEVEL ignored) and stamp every line's time.
         logging_config=None,

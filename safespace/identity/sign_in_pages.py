@@ -149,13 +149,18 @@ class SignInController(Controller):
 
     @get("/language/{code:str}")
     async def choose_language(
-        self, code: FromPath[str], next_path: Annotated[str | None, QueryParameter(name="next")] = None
+        self,
+        code: FromPath[str],
+        settings: NamedDependency[Settings],
+        next_path: Annotated[str | None, QueryParameter(name="next")] = None,
     ) -> Redirect:
         """Switch the language of this browser (a signed-in person sets theirs in the profile)."""
         if code not in i18n.LANGUAGES:
             raise NotFoundException(_("That language is not available."))
         response = Redirect(local_path(next_path) or "/signin")
-        response.set_cookie(LANGUAGE_COOKIE, code, max_age=365 * 24 * 3600, path="/", samesite="lax", httponly=True)
+        response.set_cookie(
+            LANGUAGE_COOKIE, code, max_age=365 * 24 * 3600, path="/", samesite="lax", httponly=True, secure=settings.secure_cookies
+        )
         return response
 
     @post("/signout")

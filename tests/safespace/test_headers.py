@@ -167,3 +167,24 @@ async def test_schema_is_the_openapi_document_and_no_viewer_page_is_served(clien
     assert "\nopenapi: 3." in (await client.get("/schema/openapi.yaml")).text
     for viewer in ("swagger", "redoc", "rapidoc", "elements", "scalar"):
         assert (await client.get(f"/schema/{viewer}")).status_code == 404, viewer
+
+
+async def test_an_https_installation_pins_https_and_keeps_every_cookie_secure(settings, db: AsyncSession) -> None:  # noqa: ANN001
+    """Under an https:// base URL: Strict-Transport-Security on every answer, and the language
+    cookie (set before anyone signs in) is Secure like the session and CSRF cookies."""
+    import msgspec
+
+    from safespace.app import create_app
+    from tests.conftest import browser_like
+
+    secure = msgspec.structs.replace(settings, base_url="https://safespace.example")
+    async with browser_like(create_app(secure)) as client:
+        for path in ("/signin", "/healthz", "/no-such-page", "/api/v1/token-keys/rounds/" + str(uuid.uuid4())):
+            response = await client.get(path)
+            assert response.headers.get("strict-transport-security") == "max-age=31536000; includeSubDomains", path
+        chosen = await client.get("/language/es")
+        cookie = chosen.headers["set-cookie"]
+        assert cookie.startswith("safespace_lang=es") and "secure" in cookie.lower(), cookie
+    async with browser_like(create_app(settings)) as plain:  # http:// (development): no pin, no Secure
+        assert "strict-transport-security" not in (await plain.get("/signin")).headers
+        assert "secure" not in (await plain.get("/language/es")).headers["set-cookie"].lower()
