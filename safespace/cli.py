@@ -279,7 +279,8 @@ def rotate_keys() -> None:
     click.echo(f"Key {new_id} is now in use; re-encrypted {resealed} value(s); older keys removed.")
 
 
-@main.command("login-link", help="Print a one-time sign-in link for EMAIL (for operators without mail).")
+@main.command("login-link", help="Print a one-time sign-in link for EMAIL (for operators without mail); "
+              "for someone invited who has not joined yet, the link also accepts the invitation.")
 @click.argument("email")
 def login_link(email: str) -> None:
     from safespace.identity import services, signin
@@ -287,14 +288,22 @@ def login_link(email: str) -> None:
 
     settings = _settings()
 
-    async def work(db: AsyncSession) -> str | None:
+    async def work(db: AsyncSession) -> tuple[str, str | None] | None:
         person = await services.find_person(db, email.strip().lower())
-        return await signin.issue_link(db, person.id) if person else None
+        if person is None:
+            return None
+        # Invited and not yet in: the link accepts the invitation, as the invitation mail's does.
+        invited = await services.pending_invitation(db, person.id)
+        token = await signin.issue_link(db, person.id, invited.id if invited else None)
+        return token, invited.name if invited else None
 
-    token = _with_db(settings, work)
-    if token is None:
+    issued = _with_db(settings, work)
+    if issued is None:
         _fail(f"No one with the address {email} has been invited yet.")
+    token, community = issued
     click.echo(link_url(settings.base_url, token))
+    if community:
+        click.echo(f"It also accepts the invitation to {community}.", err=True)
 
 
 @main.command(help="Write a consistent snapshot of the database to PATH (a new file, or a folder to put one in). "

@@ -224,6 +224,20 @@ async def active_membership(
     return await db.scalar(_ACTIVE_MEMBERSHIP, {"person_id": person_id, "community_id": community_id})
 
 
+async def pending_invitation(db: AsyncSession, person_id: uuid.UUID) -> Community | None:
+    """The community a person was invited to and has not joined, if they belong to none yet."""
+    statuses = set(await db.scalars(select(Membership.status).where(Membership.person_id == person_id)))
+    if "active" in statuses or "invited" not in statuses:
+        return None
+    return await db.scalar(
+        select(Community)
+        .join(Membership, Membership.community_id == Community.id)
+        .where(Membership.person_id == person_id, Membership.status == "invited")
+        .order_by(Community.name)
+        .limit(1)
+    )
+
+
 async def accept_invitation(db: AsyncSession, person_id: uuid.UUID, community_id: uuid.UUID) -> bool:
     """The person joins the community they were invited to (and proved their address for)."""
     membership = await db.scalar(

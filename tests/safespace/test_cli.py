@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.helpers import follow_link
-from safespace.identity.models import Community, Membership, Team
+from safespace.identity.models import Community, Membership, Person, Team
 
 
 def run(settings, *args: str) -> subprocess.CompletedProcess[str]:  # noqa: ANN001
@@ -73,6 +73,21 @@ async def test_login_link_prints_a_link_that_works(settings, db: AsyncSession, c
     assert response.status_code == 303
     unknown = run(settings, "login-link", "nobody@x.org")
     assert unknown.returncode == 1 and "No one with the address" in unknown.stderr
+
+
+async def test_login_link_for_someone_invited_accepts_the_invitation(settings, db: AsyncSession, client) -> None:  # noqa: ANN001
+    """The README's deployment steps: create a community, invite, and with no mail server, hand the
+    invitee a login-link. That link must bring them in, not to an empty "no community" page."""
+    assert run(settings, "create-community", "--name", "Wetlands", "--facilitator", "w@x.org").returncode == 0
+    assert run(settings, "invite", "--community", "Wetlands", "new@x.org").returncode == 0
+    result = run(settings, "login-link", "new@x.org")
+    assert result.returncode == 0 and "accepts the invitation to Wetlands" in result.stderr, result.stderr
+    response = await follow_link(client, result.stdout.strip())
+    assert response.status_code == 303
+    status = await db.scalar(
+        select(Membership.status).join(Person, Person.id == Membership.person_id).where(Person.email == "new@x.org")
+    )
+    assert status == "active"
 
 
 async def test_create_community_and_invite(settings, db: AsyncSession) -> None:  # noqa: ANN001
