@@ -270,6 +270,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
             title="Safespace API", version="1", path="/schema", render_plugins=[JsonRenderPlugin(), YamlRenderPlugin()]
         ),
         lifespan=[schedule],
+        on_startup=[issuances.start],
         on_shutdown=[reads.dispose],
         # The batchers are kept where tests and benchmarks can see how well they group.
         state=State({DATABASE_STATE_KEY: db, "answers": answers, "issuances": issuances, "sessions": sessions, TREND_STATES: trend_states}),

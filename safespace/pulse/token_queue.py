@@ -8,8 +8,8 @@ steps overlap: while one batch is signed, the next is read and the one before is
 
 1. checks: the rounds, keys and active memberships of the batch, one statement each, outside any
    transaction (db.engine.Reads): which key signs for whom, or why not.
-2. the signature, in the signing thread (privacy/token_keys.py), before anything is written:
-   a refused blinded message leaves no ledger row.
+2. the signatures, in batches of up to SIGN_BATCH, in the signing process (privacy/signing.py),
+   before anything is written: a refused blinded message leaves no ledger row.
 3. ledger: one transaction (`note_tokens`): INSERT ... ON CONFLICT DO NOTHING RETURNING in
    person order, one read of the rows that were there already (FOR UPDATE), one executemany
    for the second tokens, one commit. A request returns its signature only after that commit.
@@ -21,6 +21,7 @@ caller turns them into words.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import uuid
 from dataclasses import dataclass
 
@@ -33,8 +34,10 @@ from safespace.db.batch import Batcher, padded
 from safespace.db.engine import Reads, write_turn
 from safespace.identity.models import Membership
 from safespace.identity.services import now
-from safespace.privacy import token_keys
+from safespace.i18n import gettext as _
+from safespace.privacy import signing, token_keys
 from safespace.privacy.crypto import Keyring
+from safespace.privacy.token_keys import TokenRefused
 from safespace.pulse.models import Participation, Round, RoundKey
 from safespace.pulse.services import ANSWERED, TOKEN_TAKEN, AlreadyAnswered, RoundNotOpen, ledger_state
 from safespace.pulse.tokens import TokensUsedUp, group_of
@@ -42,6 +45,10 @@ from safespace.pulse.tokens import TokensUsedUp, group_of
 # As the answer queue's: enough to amortise the round trips, small enough that a transaction
 # holds its locks for a few milliseconds.
 MAX_BATCH = 64
+# Signing batches: small, so the answers come back to the loop a few at a time (a batch of 64
+# answered at once held /healthz up for 20-50 ms), and two at a time, so the signing process
+# starts the next the moment one ends.
+SIGN_BATCH = 16
 
 
 class WrongKey(Exception):
@@ -160,7 +167,13 @@ class IssuanceQueue:
         self.keyring = keyring
         self.reads = reads
         self.checks: Batcher[Issuance, _SigningKey] = Batcher(self._check, MAX_BATCH)
+        self.signatures = [Batcher(self._sign, SIGN_BATCH) for _ in range(2)]  # taken in turn
+        self._turns = itertools.cycle(self.signatures)
         self.ledger: Batcher[tuple[Issuance, bytes], None] = Batcher(self._note, MAX_BATCH)
+
+    async def start(self) -> None:
+        """Start the signing process with the app, so the first issuance does not wait for it."""
+        signing.signer()
 
     async def issue(self, issuance: Issuance) -> bytes:
         """The blind signature once the ledger holds it. LookupError (not an active member, or no
@@ -168,7 +181,10 @@ class IssuanceQueue:
         message), AlreadyAnswered, TokensUsedUp."""
         key = await self.checks.submit(issuance)
         blinded_msg = token_keys.from_b64url(issuance.blinded_msg, "blinded token")
-        signature = await token_keys.sign(self.keyring, "round_key", key.id, key.private_sealed, blinded_msg)
+        try:
+            signature = await next(self._turns).submit((key.id, key.private_sealed, blinded_msg))
+        except signing.Refused as exc:
+            raise TokenRefused(_("The blinded token was refused: %(reason)s.", reason=exc.reason)) from None
         await self.ledger.submit((issuance, hashlib.sha256(blinded_msg).digest()))
         return signature
 
@@ -191,6 +207,9 @@ class IssuanceQueue:
             else:
                 outcomes.append(_SigningKey(key.id, key.private_sealed))
         return outcomes
+
+    async def _sign(self, batch: list[signing.Job]) -> list[bytes | Exception]:
+        return await signing.sign_all(self.keyring, "round_key", batch)
 
     async def _note(self, batch: list[tuple[Issuance, bytes]]) -> list[Exception | None]:
         async with self.sessionmaker() as db, write_turn(db):
