@@ -98,7 +98,7 @@ async def seed_sessions(engine: AsyncEngine, community_id: uuid.UUID) -> list[st
     return tokens
 
 
-async def open_rounds(engine: AsyncEngine, community_id: uuid.UUID, count: int, first: int) -> list[str]:
+async def open_rounds(engine: AsyncEngine, keyring: Keyring, community_id: uuid.UUID, count: int, first: int) -> list[str]:
     """`count` open rounds, each in a survey of its own, as the schedule opens them."""
     ids = []
     async with async_sessionmaker(engine, expire_on_commit=False)() as db:
@@ -108,7 +108,7 @@ async def open_rounds(engine: AsyncEngine, community_id: uuid.UUID, count: int, 
             survey = await pulse.create_survey(db, community_id, "UTC", f"Soak pulse {n}", [INSTRUMENT], form)
             window = window_at(pulse.survey_cadence(survey), identity.now())
             assert window is not None, "the soak round should be open now"
-            ids.append(str((await schedule.open_round(db, survey, window)).id))
+            ids.append(str((await schedule.open_round(db, survey, window, keyring)).id))
         await db.commit()
     return ids
 
@@ -319,7 +319,7 @@ async def soak(database_url: str, args: argparse.Namespace) -> bool:
     proc, port = await serve(env, log, args.workers)
     traffic = Traffic(port, str(seeded["community"]), str(seeded["survey"]), str(seeded["round"]), seeded["token"], tokens)
     try:
-        traffic.rounds += await open_rounds(engine, seeded["community"], 1, 1)
+        traffic.rounds += await open_rounds(engine, keyring, seeded["community"], 1, 1)
         rate = args.rate
         if rate is None:
             sustained, failed = await calibrate(traffic, CALIBRATE_SECONDS)
@@ -329,7 +329,7 @@ async def soak(database_url: str, args: argparse.Namespace) -> bool:
         seconds = WARMUP_SECONDS + args.minutes * 60
         needed = seconds * rate / (1 + SLOTS["answer"]) * SLOTS["answer"] * 1.2 + 50  # 20% margin: slots are drawn at random
         more = max(0, math.ceil((needed - traffic.answers_left()) / len(tokens)))
-        traffic.rounds += await open_rounds(engine, seeded["community"], more, len(traffic.rounds) + 1)
+        traffic.rounds += await open_rounds(engine, keyring, seeded["community"], more, len(traffic.rounds) + 1)
         print(f"load: {rate} requests/s open-loop for 1 warm-up minute + {args.minutes} min, {args.workers} workers, "
               f"{len(traffic.rounds)} open rounds x {len(tokens)} members for the answers; {os.cpu_count()} CPUs")  # fmt: skip
         record, figures = Record(), {}

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from safespace.db.engine import make_engine
 from safespace.db.migrate import upgrade
 from safespace.identity import services as identity, signin
+from safespace.privacy.crypto import Keyring
 from safespace.pulse import schedule, services as pulse
 from safespace.pulse.models import Participation, PendingComment, Tally
 from safespace.settings import Settings
@@ -137,7 +138,7 @@ def cpu_meter(pid: int):  # noqa: ANN201
     return report
 
 
-async def seed(engine: AsyncEngine, members: int) -> tuple[str, str, list[str]]:
+async def seed(engine: AsyncEngine, members: int, keyring: Keyring | None = None) -> tuple[str, str, list[str]]:
     """Community, teams, members with sessions and an open round, committed: (community, round, cookies)."""
     await upgrade(engine)
     async with async_sessionmaker(engine, expire_on_commit=False)() as db:
@@ -154,7 +155,8 @@ async def seed(engine: AsyncEngine, members: int) -> tuple[str, str, list[str]]:
         survey = await pulse.create_survey(db, community.id, "UTC", "Bench pulse", [INSTRUMENT], form)
         window = window_at(pulse.survey_cadence(survey), identity.now())
         assert window is not None, "the bench round should be open now"
-        round_ = await schedule.open_round(db, survey, window)
+        # Without the server's keyring the round's answer-token keys are made on first use instead.
+        round_ = await schedule.open_round(db, survey, window, keyring, token_key_bits=2048 if keyring else None)
         await db.commit()
     return str(community.id), str(round_.id), tokens
 
@@ -217,7 +219,7 @@ async def bench(label: str, database_url: str, args: argparse.Namespace) -> bool
     env = {f"SAFESPACE_{name.upper()}": str(getattr(settings, name))
            for name in ("data_dir", "database_url", "base_url", "schedule_interval_seconds", "log_level")}
     started, engine = time.perf_counter(), make_engine(settings)
-    community_id, round_id, tokens = await seed(engine, args.members)
+    community_id, round_id, tokens = await seed(engine, args.members, Keyring.load(settings.encryption_key_path))
     print(f"{label}: seeded {args.members} members in {time.perf_counter() - started:.1f} s, data in {data_dir}")
     path, members, rng = f"/c/{community_id}/rounds/{round_id}", list(range(args.members)), random.Random(1)
     csrf, bodies, first, again = {}, {}, {}, {}

@@ -195,6 +195,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
                 settings.schedule_interval_seconds,
                 timedelta(minutes=settings.session_idle_minutes),
                 (settings.story_release_weekday, settings.story_release_hour),
+                settings.token_key_bits,
             )
         )
         try:

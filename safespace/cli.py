@@ -240,6 +240,7 @@ def tick() -> None:
                 mailer,
                 session_idle=timedelta(minutes=settings.session_idle_minutes),
                 story_release=(settings.story_release_weekday, settings.story_release_hour),
+                token_key_bits=settings.token_key_bits,
             )
         finally:
             await engine.dispose()

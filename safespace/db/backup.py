@@ -101,6 +101,7 @@ class RestoreReport:
 async def _facts(connection: AsyncConnection) -> Facts:
     """Revision, row counts, sealed samples and open rounds, read in the caller's transaction."""
     from safespace.privacy.crypto import associated_data
+    from safespace.privacy.crypto import FORMAT_VERSION
     from safespace.privacy.rotation import SEALED
     from safespace.pulse.models import Round
 
@@ -116,8 +117,10 @@ async def _facts(connection: AsyncConnection) -> Facts:
             continue  # a table a later revision adds
         sealed_column = getattr(model, column)
         key_id = func.substr(sealed_column, 2, 4)  # the key id bytes of the sealed format (crypto.py)
-        for (raw_key_id,) in (await db.execute(select(key_id).distinct())).all():
-            row = await db.scalar(select(model).where(key_id == raw_key_id).limit(1))
+        # Only the keyring's seals: an open round's pending comments are under its round key.
+        keyring_sealed = func.substr(sealed_column, 1, 1) == bytes([FORMAT_VERSION])
+        for (raw_key_id,) in (await db.execute(select(key_id).where(keyring_sealed).distinct())).all():
+            row = await db.scalar(select(model).where(key_id == raw_key_id, keyring_sealed).limit(1))
             aad = associated_data(table, column, row_ref(row)).decode()
             seals.append(Seal(table, column, aad, getattr(row, column).hex()))
     open_rounds = 0

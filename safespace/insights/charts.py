@@ -647,8 +647,10 @@ def named_bars(chart_id: str, title: str, names: Sequence[str], values: Sequence
 def heatmap(chart_id: str, title: str, rows: Sequence[str], columns: Sequence[str],
             values: Sequence[Sequence[float | None]], *, value_range: tuple[float, float],
             midpoint: float | None = None, unit: str = "", decimals: int = 1,
-            hidden_label: str | None = None, description: str | None = None) -> Chart:
-    """Rows (teams) × columns (items), each cell coloured and printed; None is a hatched cell.
+            hidden_label: str | None = None, description: str | None = None,
+            reasons: Sequence[Sequence[str | None]] | None = None) -> Chart:
+    """Rows (teams) × columns (items), each cell coloured and printed; None is a hatched cell,
+    labelled with its own reason from `reasons` (same shape as `values`) or else `hidden_label`.
 
     Colours run vermillion (low) through white (midpoint, default the middle) to blue (high), so
     the reading survives colour blindness and the printed number carries the value anyway.
@@ -659,6 +661,8 @@ def heatmap(chart_id: str, title: str, rows: Sequence[str], columns: Sequence[st
         if len(row) != len(columns):
             raise ValueError(f"row {label!r} has {len(row)} values for {len(columns)} columns; give one per column")
     hidden_label = hidden_label or _("hidden: too few answered")
+    # A hidden cell's words: its own reason when given ("hidden: fewer than 5 people"), else hidden_label.
+    why = lambda i, j: _("hidden: %(why)s", why=reasons[i][j]) if reasons and reasons[i][j] else hidden_label  # noqa: E731
     fmt = lambda v: _number(v, decimals, unit)  # noqa: E731
     lo, hi = value_range
     _ticks(lo, hi)  # checks the range
@@ -692,7 +696,7 @@ def heatmap(chart_id: str, title: str, rows: Sequence[str], columns: Sequence[st
                          _t(_fit(label, label_w - 6)), title=label))
         for j, v in enumerate(row):
             x = label_w + j * cell_w
-            tip = f"{label}, {columns[j]}: {hidden_label if v is None else fmt(v)}"
+            tip = f"{label}, {columns[j]}: {why(i, j) if v is None else fmt(v)}"
             box = {"x": x, "y": float(y), "width": cell_w, "height": float(cell_h), "stroke": "#ffffff"}
             if v is None:
                 parts.append(f'<g class="cell hidden"><title>{_t(tip)}</title>'
@@ -708,11 +712,13 @@ def heatmap(chart_id: str, title: str, rows: Sequence[str], columns: Sequence[st
     steps = [lo + (hi - lo) * s / 4 for s in range(5)]
     swatches = [(f'<rect width="14" height="10" fill="{fill(s)}" stroke="{AXIS}" stroke-width=".5"/>', fmt(s))
                 for s in steps]
-    swatches.append((f'<rect width="14" height="10" fill="url(#{chart_id}-hatch)" stroke="{AXIS}"/>', hidden_label))
+    hidden_kinds = sorted({why(i, j) for i, row in enumerate(values) for j, v in enumerate(row) if v is None}) or [hidden_label]
+    for kind in hidden_kinds:
+        swatches.append((f'<rect width="14" height="10" fill="url(#{chart_id}-hatch)" stroke="{AXIS}"/>', kind))
     legend, y = _legend(swatches, y, width)
     parts += legend
-    table_rows = tuple((label, *(hidden_label if v is None else fmt(v) for v in row))
-                       for label, row in zip(rows, values, strict=True))
+    table_rows = tuple((label, *(why(i, j) if v is None else fmt(v) for j, v in enumerate(row)))
+                       for i, (label, row) in enumerate(zip(rows, values, strict=True)))
     if description is None:
         shown = [(v, r, columns[j]) for r, row in zip(rows, values, strict=True)
                  for j, v in enumerate(row) if v is not None]
@@ -724,6 +730,6 @@ def heatmap(chart_id: str, title: str, rows: Sequence[str], columns: Sequence[st
         hidden = len(rows) * len(columns) - cells
         if hidden:
             description += " " + ngettext("%(num)s cell hidden (%(why)s).", "%(num)s cells hidden (%(why)s).", hidden,
-                                            why=hidden_label)
+                                            why="; ".join(hidden_kinds))
     svg = _svg(chart_id, y + 4, title, description, parts, width=width, defs=_hatch(chart_id))
     return Chart(chart_id, title, description, svg, Table(title, ("", *columns), table_rows))

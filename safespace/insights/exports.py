@@ -68,7 +68,7 @@ def trend_rows(trend: SurveyTrend) -> Iterable[tuple]:
 
 
 RESULT_HEADER = (
-    "round", "instrument", "item", "statement", "reverse", "mean", "favourable", "neutral", "unfavourable",
+    "round", "instrument", "item", "statement", "reverse", "mean", "n", "favourable", "neutral", "unfavourable",
     "distribution", "empty_because",
 )  # fmt: skip
 
@@ -76,14 +76,14 @@ RESULT_HEADER = (
 def result_rows(result: RoundResult) -> Iterable[tuple]:
     if not result.instruments:
         why = "round_not_closed" if result.status != "closed" else "fewer_than_k"
-        yield (result.number, "", "", "", "", None, None, None, None, "", why)
+        yield (result.number, "", "", "", "", None, None, None, None, None, "", why)
     for instrument in result.instruments:
         if instrument.score:
-            yield (result.number, instrument.key, "score", "", "", instrument.score.mean, instrument.favourable,
-                   None, None, "", None)  # fmt: skip
+            yield (result.number, instrument.key, "score", "", "", instrument.score.mean, instrument.score.n,
+                   instrument.favourable, None, None, "", None)  # fmt: skip
         for item in instrument.items:
             yield (
-                result.number, instrument.key, item.key, item.text, "yes" if item.reverse else "no", item.mean,
+                result.number, instrument.key, item.key, item.text, "yes" if item.reverse else "no", item.mean, item.n,
                 item.favourable, item.neutral, item.unfavourable, " ".join(map(str, item.distribution)),
                 None if item.mean is not None else "fewer_than_k",
             )  # fmt: skip

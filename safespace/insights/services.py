@@ -650,6 +650,14 @@ def _hidden_teams(round_: Round, tallies: dict[tuple, tally_rules.Tally]) -> dic
     return hidden
 
 
+def _dropped(round_: Round, team_id: str) -> str:
+    """Why a team has no tally in a closed round: too small to be counted apart when it opened, or
+    dropped at close for the reason close recorded (rounds closed before it recorded one: HIDDEN)."""
+    if team_id not in round_.population:
+        return BELOW_K
+    return (round_.hidden_teams or {}).get(team_id, HIDDEN)
+
+
 def _team_cell(tally: tally_rules.Tally, column: str) -> tuple[float | None, str | None]:
     estimate = stats.scale_estimate(tally) if column == "score" else stats.item_estimate(tally, column)
     return (estimate.mean, None) if estimate else (None, BELOW_K)
@@ -672,8 +680,8 @@ async def round_team_grid(db: AsyncSession, round_: Round, instrument: Instrumen
             cells = [_team_cell(teams[team_id], column) for column in columns]
         elif team_id in teams:
             cells = [(None, hidden[team_id])] * len(columns)
-        else:  # too small to be counted apart, or dropped at close so a smaller group stays hidden
-            cells = [(None, BELOW_K if team_id not in round_.population else HIDDEN)] * len(columns)
+        else:  # too small to be counted apart, or dropped at close
+            cells = [(None, _dropped(round_, team_id))] * len(columns)
         rows.append(TeamRow(team_id, name, [v for v, _r in cells], [r for _v, r in cells]))
     labels = [f"{n}. {item.text.get(language)}" for n, item in enumerate(instrument.items, start=1)] + [_("Scale score")]
     return TeamGrid(
@@ -700,7 +708,7 @@ async def team_trend_grid(db: AsyncSession, community: Community, survey: Survey
         for round_ in rounds:
             tally = tallies.get((round_.id, instrument.key, team_id))
             if tally is None:
-                cells.append((None, BELOW_K if team_id not in round_.population else HIDDEN))
+                cells.append((None, _dropped(round_, team_id)))
             elif by_round[round_.id].get(team_id) is not None:
                 cells.append((None, by_round[round_.id][team_id]))
             else:

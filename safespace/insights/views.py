@@ -14,7 +14,7 @@ from safespace import i18n
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community
 from safespace.insights import charts
-from safespace.insights.services import InstrumentTrend, TeamGrid, Vitality, format_day
+from safespace.insights.services import InstrumentTrend, TeamGrid, Vitality, format_day, reason_text
 from safespace.pulse.results import InstrumentResult
 
 T = TypeVar("T")
@@ -143,6 +143,7 @@ def _draw_heatmap(prefix: str, grid: TeamGrid, k: int) -> charts.Chart:
         decimals=2,
         hidden_label=charts.suppressed_label(k),
         description=grid.description,
+        reasons=[[reason_text(why, k) if why else None for why in row.empty_because] for row in grid.rows],
     )
 
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from safespace.privacy.round_keys import RoundKeys
 
 FORMAT_VERSION = 1
 NONCE_BYTES = 12
@@ -36,6 +39,15 @@ class Keyring:
     keys: dict[int, bytes]
     path: Path | None = None
     _mtime: float = 0.0
+    _rounds: RoundKeys | None = field(default=None, repr=False)
+
+    @property
+    def rounds(self) -> RoundKeys:
+        """Open rounds' own keys (privacy/round_keys.py), in `round-keys/` beside the key file."""
+        if self._rounds is None:
+            folder = self.path.parent if self.path is not None else Path(tempfile.mkdtemp(prefix="safespace-"))
+            self._rounds = RoundKeys(folder / "round-keys")
+        return self._rounds
 
     def refresh(self) -> None:
         """Pick up a key added by `safespace keys rotate` in another process."""

@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.privacy.crypto import Keyring, associated_data
+from safespace.privacy.round_keys import is_sealed
 from safespace.pulse.models import PendingComment, ReleasedComment, RoundKey
 from safespace.stories.models import Reply, Story, StoryKey
 
@@ -26,8 +27,8 @@ async def reseal_all(db: AsyncSession, keyring: Keyring) -> int:
     for model, table, column, row_ref in SEALED:
         for row in await db.scalars(select(model)):
             sealed = getattr(row, column)
-            if keyring.key_id_of(sealed) == keyring.current_id:
-                continue
+            if is_sealed(sealed) or keyring.key_id_of(sealed) == keyring.current_id:
+                continue  # an open round's pending comment is under its round key, not the keyring
             aad = associated_data(table, column, row_ref(row))
             setattr(row, column, keyring.seal(keyring.open(sealed, aad), aad))
             count += 1
@@ -40,5 +41,5 @@ async def count_not_current(db: AsyncSession, keyring: Keyring) -> int:
     count = 0
     for model, _table, column, _row_ref in SEALED:
         for sealed in await db.scalars(select(getattr(model, column))):
-            count += keyring.key_id_of(sealed) != keyring.current_id
+            count += not is_sealed(sealed) and keyring.key_id_of(sealed) != keyring.current_id
     return count

@@ -306,6 +306,7 @@ class SurveysController(Controller):
             else:
                 await schedule.close_round(db_session, keyring, open_round.id, now())
                 await db_session.commit()
+                await schedule.forget_round_keys(db_session, keyring)
                 await schedule.scrub(db_session)
                 notice = _("Round closed. Its results are now final.")
         else:

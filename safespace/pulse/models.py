@@ -72,6 +72,10 @@ class Round(RandomId, Base):
     # signed-in form after taking one: counted at close from the ledger, shown beside the results
     # ("up to N answers may come from re-issued tokens"). Zero while the round is open.
     reissued: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Why each team counted apart at opening has no results, decided at close (whose tallies are
+    # then deleted): team -> "fewer_than_k" or "protects_a_smaller_group". None before close, and
+    # for rounds closed before this was recorded (the pages then name both reasons).
+    hidden_teams: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class Participation(Base):

@@ -28,6 +28,7 @@ class ItemResult(msgspec.Struct):
     neutral: float | None
     unfavourable: float | None
     distribution: list[int]  # answers per scale point 1..points; empty when fewer than k answered the item
+    n: int | None = None  # people who answered this statement (the figures above rest on them); None: hidden
 
 
 class InstrumentResult(msgspec.Struct):
@@ -40,6 +41,9 @@ class InstrumentResult(msgspec.Struct):
     items: list[ItemResult]
     comments: list[str]  # released comments in random order; on pages only the first COMMENTS_SHOWN
     comments_total: int  # how many were released, shown or not
+    # What `favourable` rests on: the answers to the statements shown, pooled (score.n is the
+    # people the scale score rests on: those who answered at least one statement).
+    favourable_n: int | None = None
 
 
 class RoundResult(msgspec.Struct):
@@ -80,6 +84,7 @@ def instrument_result(
                 neutral=shares.neutral if shares else None,
                 unfavourable=shares.unfavourable if shares else None,
                 distribution=list(tally.counts[item.key]) if shown else [],
+                n=sum(tally.counts[item.key]) if shown else None,
             )
         )
     scored = disclosure.enough(tally.score_n, k)
@@ -102,6 +107,7 @@ def instrument_result(
         items=items,
         comments=comments,
         comments_total=len(comments) if comments_total is None else comments_total,
+        favourable_n=total if favourable_share is not None else None,
     )
 
 

@@ -24,6 +24,8 @@ from safespace.identity.models import Community, Membership, Person
 from safespace.identity.services import now
 from safespace.identity.signin import forget_old_sign_ins
 from safespace.privacy.crypto import Keyring, associated_data
+from safespace.privacy.round_keys import is_sealed
+from safespace.pulse import tokens
 from safespace.pulse.mail import RoundMailer
 from safespace.pulse.models import (
     Lease,
@@ -37,7 +39,7 @@ from safespace.pulse.models import (
     Survey,
     Tally,
 )
-from safespace.pulse.services import COMMUNITY, available_instruments, survey_cadence
+from safespace.pulse.services import COMMUNITY, available_instruments, read_tally, survey_cadence
 from safespace.stories import services as stories
 from surveys import cadence as cadence_rules
 from surveys import disclosure
@@ -133,8 +135,15 @@ async def release_lease(db: AsyncSession, holder: str) -> None:
     await db.commit()
 
 
-async def open_round(db: AsyncSession, survey: Survey, window: cadence_rules.Window) -> Round:
-    """Open a round: lock k, snapshot the instruments and who may answer, create empty tallies."""
+async def open_round(
+    db: AsyncSession, survey: Survey, window: cadence_rules.Window, keyring: Keyring | None, token_key_bits: int | None = 2048
+) -> Round:
+    """Open a round: lock k, snapshot the instruments and who may answer, create empty tallies and
+    every answer-token key of the round. All keys exist from the start: a key that appeared when a
+    team's first member opened the home page would tell a watching facilitator that someone of
+    that team is active right now (issue 22 item 3). With no keyring or `token_key_bits=None` no
+    keys are made here: for a round that is closed at once (the demo's history), or seeded by a
+    benchmark without the server's keyring (tokens.key_for_group then makes them on first use)."""
     community = await db.get_one(Community, survey.community_id)
     available = await available_instruments(db, survey.community_id)
     instruments = [available[key] for key in survey.instruments if key in available]
@@ -178,6 +187,8 @@ async def open_round(db: AsyncSession, survey: Survey, window: cadence_rules.Win
                 )
             )
     await db.flush()
+    for group in population if keyring and token_key_bits else ():
+        await tokens.key_for_group(db, keyring, round_, group, token_key_bits)
     return round_
 
 
@@ -217,7 +228,28 @@ async def close_round(db: AsyncSession, keyring: Keyring, round_id: uuid.UUID, m
     keep = disclosure.groups_to_keep(answered, team_counts, round_.min_group_size) if answered >= round_.min_group_size else set()
     if answered >= disclosure.effective_k(round_.min_group_size):
         keep.add(COMMUNITY)
-    kept = [(t.instrument, t.group_key, t.respondents, t.data) for t in tallies if t.group_key in keep]
+    # Why each dropped team is hidden, in insights.services' words (its tally is deleted below).
+    round_.hidden_teams = {
+        team: "fewer_than_k" if answered < round_.min_group_size or n < round_.min_group_size else "protects_a_smaller_group"
+        for team, n in team_counts.items()
+        if team not in keep
+    }
+    if any(is_sealed(t.data) for t in tallies) and not keyring.rounds.has(round_id):
+        # A database restored from a backup taken while the round was open, after its key was
+        # destroyed: what was answered cannot be opened by anyone. Close it without results
+        # rather than fail every tick.
+        log.error("round %s closes without results: its key is missing from %s (restored from an older backup?)",
+                  round_id, keyring.rounds.folder)  # fmt: skip
+        keep = set()
+        answered = 0
+    # The final aggregate goes in the clear; every earlier state stays sealed under the round's
+    # key, which is destroyed once this commits (forget_round_keys). Hidden groups' states are
+    # never written in the clear.
+    kept = [
+        (t.instrument, t.group_key, t.respondents, msgspec.json.encode(read_tally(keyring, round_id, t.instrument, t.group_key, t.data)))
+        for t in tallies
+        if t.group_key in keep
+    ]
     await db.execute(delete(Tally).where(Tally.round_id == round_id))
     db.add_all([Tally(round_id=round_id, instrument=i, group_key=g, respondents=n, data=d) for i, g, n, d in kept])
 
@@ -228,7 +260,7 @@ async def close_round(db: AsyncSession, keyring: Keyring, round_id: uuid.UUID, m
             (
                 c.instrument,
                 c.group_key if c.group_key in keep else COMMUNITY,  # no pointer to a hidden team
-                keyring.open(c.body, associated_data("pending_comment", "body", f"{round_id}/{c.id}")),
+                _pending_text(keyring, round_id, c),
             )
             for c in pending
         ]
@@ -252,6 +284,26 @@ async def close_round(db: AsyncSession, keyring: Keyring, round_id: uuid.UUID, m
     await db.execute(delete(SpentToken).where(SpentToken.round_id == round_id))
     await db.flush()
     return True
+
+
+def _pending_text(keyring: Keyring, round_id: uuid.UUID, comment: PendingComment) -> str:
+    aad = associated_data("pending_comment", "body", f"{round_id}/{comment.id}")
+    if is_sealed(comment.body):  # under the round's key (pulse/services.fold_into_tallies)
+        return keyring.rounds.open(round_id, comment.body, aad).decode()
+    return keyring.open(comment.body, aad)  # sealed before round keys existed
+
+
+async def forget_round_keys(db: AsyncSession, keyring: Keyring) -> int:
+    """Destroy the keys of closed rounds (and of rounds that no longer exist), after the close is
+    committed: their sealed per-answer states never open again. Idempotent; every tick runs it, so
+    a close whose process died before this step is finished by the next tick."""
+    held = keyring.rounds.held()
+    if not held:
+        return 0
+    still_open = set(await db.scalars(select(Round.id).where(Round.id.in_(held), Round.closed.is_(False))))
+    for round_id in held - still_open:
+        keyring.rounds.destroy(round_id)
+    return len(held - still_open)
 
 
 SCRUB_DUE = "scrub-due"  # a lease row that is a note: old row versions wait to be scrubbed
@@ -317,6 +369,7 @@ async def run_schedule(
     moment: datetime,
     session_idle: timedelta = timedelta(days=3),
     story_release: tuple[int, int] = (0, 9),
+    token_key_bits: int = 2048,
 ) -> TickReport:
     """One pass: open due rounds, remind, close; release story batches. Mails are only noted here."""
     report = TickReport()
@@ -332,13 +385,15 @@ async def run_schedule(
             # A savepoint per survey: one broken survey (say, a comment sealed with a lost key)
             # must not stop rounds opening and closing in every other community.
             async with db.begin_nested():
-                await _advance(db, keyring, survey, moment, report)
+                await _advance(db, keyring, survey, moment, report, token_key_bits)
         except Exception:  # noqa: BLE001
             log.exception("schedule: survey %s skipped this pass", survey.id)
     return report
 
 
-async def _advance(db: AsyncSession, keyring: Keyring, survey: Survey, moment: datetime, report: TickReport) -> None:
+async def _advance(
+    db: AsyncSession, keyring: Keyring, survey: Survey, moment: datetime, report: TickReport, token_key_bits: int = 2048
+) -> None:
     last = await db.scalar(select(Round).where(Round.survey_id == survey.id).order_by(Round.number.desc()).limit(1))
     if last is not None and not last.closed:
         if moment < last.closes_at:
@@ -360,7 +415,7 @@ async def _advance(db: AsyncSession, keyring: Keyring, survey: Survey, moment: d
     window = cadence_rules.window_at(survey_cadence(survey), moment)
     if window is None or (last is not None and window.opens_at < last.closes_at):
         return
-    round_ = await open_round(db, survey, window)
+    round_ = await open_round(db, survey, window, keyring, token_key_bits)
     await _note_mails(db, report, round_, "invitation", unanswered_only=False)
     report.opened += 1
 
@@ -373,6 +428,7 @@ async def tick(
     holder: str | None = None,
     session_idle: timedelta = timedelta(days=3),
     story_release: tuple[int, int] = (0, 9),
+    token_key_bits: int = 2048,
 ) -> TickReport:
     moment = moment or now()
     holder = holder or holder_name()
@@ -380,7 +436,7 @@ async def tick(
         if not await take_lease(db, holder, moment):
             return TickReport(skipped=True)
         try:
-            report = await run_schedule(db, keyring, moment, session_idle, story_release)
+            report = await run_schedule(db, keyring, moment, session_idle, story_release, token_key_bits)
             if report.closed or report.stories_released:
                 # Noted in the same transaction: a tick killed before its scrub leaves the note,
                 # and the next tick scrubs (old row versions must not outlive a close).
@@ -391,6 +447,7 @@ async def tick(
             raise
         finally:
             await release_lease(db, holder)
+        await forget_round_keys(db, keyring)  # closed rounds' keys: after the close committed, before the scrub
         if await db.get(Lease, SCRUB_DUE) is not None:
             await scrub(db)
             await scrub(db, STORY_TABLES)
@@ -408,11 +465,14 @@ async def run_periodically(
     every: float,
     session_idle: timedelta,
     story_release: tuple[int, int],
+    token_key_bits: int = 2048,
 ) -> None:
     """The periodic task inside `safespace serve`."""
     while True:
         try:
-            report = await tick(sessionmaker, keyring, mailer, session_idle=session_idle, story_release=story_release)
+            report = await tick(
+                sessionmaker, keyring, mailer, session_idle=session_idle, story_release=story_release, token_key_bits=token_key_bits
+            )
             if report.opened or report.closed or report.reminded:
                 log.info("schedule: opened %d, closed %d, reminded %d", report.opened, report.closed, report.reminded)
         except Exception:  # noqa: BLE001 - the next pass tries again

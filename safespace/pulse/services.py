@@ -23,6 +23,7 @@ from safespace.identity.models import Community, Membership
 from safespace.identity.services import InvalidInput, clean_text, now
 from safespace.identity.signin import SET_NOTICE
 from safespace.privacy.crypto import Keyring, associated_data
+from safespace.privacy.round_keys import is_sealed
 from safespace.pulse.models import (
     CustomInstrument,
     Participation,
@@ -509,6 +510,22 @@ def _count_in(conn: Connection, keyring: Keyring, folds: dict[int, _Fold], outco
             conn.execute(SET_NOTICE, notices)
 
 
+def _tally_aad(round_id: uuid.UUID, instrument: str, group: str) -> bytes:
+    return associated_data("tally", "data", f"{round_id}/{instrument}/{group}")
+
+
+def read_tally(keyring: Keyring, round_id: uuid.UUID, instrument: str, group: str, data: bytes) -> tally_rules.Tally:
+    """A tally row's state: sealed under the round's key while the round is open (every answer
+    writes a new state, and databases keep old ones: privacy/round_keys.py), in the clear after."""
+    if is_sealed(data):
+        data = keyring.rounds.open(round_id, data, _tally_aad(round_id, instrument, group))
+    return msgspec.json.decode(data, type=tally_rules.Tally)
+
+
+def sealed_tally(keyring: Keyring, round_id: uuid.UUID, instrument: str, group: str, tally: tally_rules.Tally) -> bytes:
+    return keyring.rounds.seal(round_id, msgspec.json.encode(tally), _tally_aad(round_id, instrument, group))
+
+
 def fold_into_tallies(
     conn: Connection, keyring: Keyring, folds: list[tuple[uuid.UUID, list[str], dict[str, dict], dict[str, str]]]
 ) -> None:
@@ -522,7 +539,7 @@ def fold_into_tallies(
     rounds = {round_id for round_id, *_rest in folds}
     groups = {group for _r, fold_groups, *_rest in folds for group in fold_groups}
     tallies = {
-        (round_id, instrument, group): msgspec.json.decode(data, type=tally_rules.Tally)
+        (round_id, instrument, group): read_tally(keyring, round_id, instrument, group, data)
         for round_id, instrument, group, data in conn.execute(_TALLIES, {"rounds": padded(rounds), "groups": padded(groups)})
     }
     batched: dict[tuple[uuid.UUID, str, str], list[dict]] = {}
@@ -534,13 +551,14 @@ def fold_into_tallies(
                     batched.setdefault((round_id, instrument, group), []).append(items)
         for instrument, text in comments.items():
             comment_id = uuid.uuid4()
-            body = keyring.seal(text, associated_data("pending_comment", "body", f"{round_id}/{comment_id}"))
+            # Under the round's own key, like the tallies: destroyed at close (privacy/round_keys.py).
+            body = keyring.rounds.seal(round_id, text.encode(), associated_data("pending_comment", "body", f"{round_id}/{comment_id}"))
             pending.append({"id": comment_id, "round_id": round_id, "instrument": instrument, "group_key": fold_groups[-1], "body": body})
     changed = {key: tally_rules.fold_all(tallies[key], answer_sets) for key, answer_sets in batched.items()}
     if changed:
         conn.execute(
             _FOLD_IN,  # by primary key (rows locked above); one executemany for every tally of the batch
-            [{"r": r, "i": i, "g": g, "d": msgspec.json.encode(t), "n": t.respondents} for (r, i, g), t in changed.items()],
+            [{"r": r, "i": i, "g": g, "d": sealed_tally(keyring, r, i, g, t), "n": t.respondents} for (r, i, g), t in changed.items()],
         )
     if pending:
         conn.execute(_PEND_COMMENT, pending)

@@ -54,8 +54,9 @@ def group_of(population: dict[str, int], team_id: uuid.UUID | None) -> str:
     return team if team in population else COMMUNITY
 
 
-async def _key_for(db: AsyncSession, keyring: Keyring, round_: Round, group_key: str, bits: int) -> RoundKey:
-    """The round's key for a group, made on first use."""
+async def key_for_group(db: AsyncSession, keyring: Keyring, round_: Round, group_key: str, bits: int) -> RoundKey:
+    """The round's key for a group. Opening a round makes every one (schedule.open_round); a round
+    opened before that still gets its keys here, on first use."""
     query = select(RoundKey).where(RoundKey.round_id == round_.id, RoundKey.group_key == group_key)
     existing = await db.scalar(query)
     if existing:
@@ -81,7 +82,7 @@ async def key_for_member(
 ) -> PublishedKey:
     """The public key a member blinds their token for: their team's (if counted apart) or the community's."""
     round_ = await _open_round(db, membership, round_id)
-    return _published(await _key_for(db, keyring, round_, group_of(round_.population, membership.team_id), bits))
+    return _published(await key_for_group(db, keyring, round_, group_of(round_.population, membership.team_id), bits))
 
 
 class Redemption(msgspec.Struct, forbid_unknown_fields=True):

@@ -16,7 +16,9 @@ from safespace.identity.models import Person
 from safespace.identity.services import now
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import schedule, services
-from safespace.pulse.models import Round
+from safespace.pulse.models import Round, Tally
+from safespace.pulse.services import read_tally
+from surveys import tally as tally_rules
 from surveys.instrument import builtin_instruments
 from tests.helpers import World, csrf, make_community
 
@@ -83,6 +85,12 @@ async def open_pulse(db: AsyncSession, engine: AsyncEngine, settings, members: i
 @pytest.fixture
 async def pulse(db: AsyncSession, engine: AsyncEngine, settings) -> Pulse:  # noqa: ANN001
     return await open_pulse(db, engine, settings)
+
+
+async def community_tally(db: AsyncSession, pulse: Pulse) -> tally_rules.Tally:
+    """The round's community tally as it stands (sealed under the round's key while it is open)."""
+    row = await db.scalar(select(Tally.data).where(Tally.round_id == pulse.round.id, Tally.group_key == "community"))
+    return read_tally(pulse.keyring, pulse.round.id, PS.key, "community", row)
 
 
 def after_close(pulse: Pulse) -> datetime:

@@ -5,24 +5,20 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
-import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.identity.models import Membership, Person
 from safespace.pulse import services
 from safespace.pulse.models import Participation, PendingComment, Round, Tally
-from surveys import tally as tally_rules
 from tests.helpers import make_community, post_form, sign_in
-from tests.safespace.pulse.conftest import answers, open_pulse, post_as, session_cookie
-
+from tests.safespace.pulse.conftest import answers, community_tally, open_pulse, post_as, session_cookie
 
 async def _counts(db: AsyncSession, round_id) -> tuple[int, int, int]:  # noqa: ANN001
     participations = await db.scalar(select(func.count()).select_from(Participation).where(Participation.round_id == round_id))
     community = await db.scalar(select(Tally.respondents).where(Tally.round_id == round_id, Tally.group_key == "community"))
     comments = await db.scalar(select(func.count()).select_from(PendingComment).where(PendingComment.round_id == round_id))
     return participations, community, comments
-
 
 async def test_member_answers_once_and_the_answers_are_folded(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
     await sign_in(client, db, "m0@x.org")
@@ -34,10 +30,7 @@ async def test_member_answers_once_and_the_answers_are_folded(client, db: AsyncS
     response = await post_form(client, pulse.url, answers(6, comment="More time for questions."))
     assert response.status_code == 303
     assert await _counts(db, pulse.round.id) == (1, 1, 1)
-    tally = msgspec.json.decode(
-        await db.scalar(select(Tally.data).where(Tally.round_id == pulse.round.id, Tally.group_key == "community")),
-        type=tally_rules.Tally,
-    )
+    tally = await community_tally(db, pulse)
     assert all(tally.counts[key][5] == 1 for key in tally.items)  # everyone's "6" is in the 6th cell
     again = await client.get(pulse.url)
     assert "You have already answered this round" in again.text
@@ -47,16 +40,13 @@ async def test_member_answers_once_and_the_answers_are_folded(client, db: AsyncS
     home = await client.get(f"/c/{pulse.world.community.id}")
     assert "You have answered this round" in home.text
 
-
 async def test_prefer_not_to_answer_is_counted_as_skipped(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
     await sign_in(client, db, "m1@x.org")
     await client.get(pulse.url)
     skipped = answers(4, **{"psychological_safety.ps_help": "skip"})
     assert (await post_form(client, pulse.url, skipped)).status_code == 303
-    row = await db.scalar(select(Tally.data).where(Tally.round_id == pulse.round.id, Tally.group_key == "community"))
-    tally = msgspec.json.decode(row, type=tally_rules.Tally)
+    tally = await community_tally(db, pulse)
     assert tally.skipped["ps_help"] == 1 and sum(tally.counts["ps_help"]) == 0
-
 
 async def test_bad_input_gives_a_clear_error_and_writes_nothing(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
     await sign_in(client, db, "m2@x.org")
@@ -76,7 +66,6 @@ async def test_bad_input_gives_a_clear_error_and_writes_nothing(client, db: Asyn
     assert wrong_community.status_code == 404
     assert await _counts(db, pulse.round.id) == (0, 0, 0)
 
-
 async def test_deactivated_member_cannot_answer(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
     await sign_in(client, db, "m3@x.org")
     await client.get(pulse.url)
@@ -86,7 +75,6 @@ async def test_deactivated_member_cannot_answer(client, db: AsyncSession, pulse)
     assert (await post_form(client, pulse.url, answers(4))).status_code == 404
     assert await _counts(db, pulse.round.id) == (0, 0, 0)
 
-
 async def test_member_of_another_community_cannot_answer(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
     await make_community(db, name="Other place", facilitator="other@x.org")
     await sign_in(client, db, "other@x.org")
@@ -94,7 +82,6 @@ async def test_member_of_another_community_cannot_answer(client, db: AsyncSessio
     response = await post_form(client, pulse.url, answers(4))
     assert response.status_code == 404 and "no community at this address" in response.text
     assert await _counts(db, pulse.round.id) == (0, 0, 0)
-
 
 async def test_closed_round_refuses_answers(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
     from tests.safespace.pulse.conftest import after_close
@@ -107,7 +94,6 @@ async def test_closed_round_refuses_answers(client, db: AsyncSession, pulse) -> 
     # Nobody answered before the close: no ledger row, and (below k) no tally is kept at all.
     assert await _counts(db, pulse.round.id) == (0, None, 0)
 
-
 async def test_twenty_parallel_submissions_by_one_member_count_once(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
     session = await session_cookie(db, "m5@x.org")
     results = await asyncio.gather(*[post_as(client, session, pulse.url, answers(3)) for _ in range(20)])
@@ -117,7 +103,6 @@ async def test_twenty_parallel_submissions_by_one_member_count_once(client, db: 
     team = await db.scalar(select(Tally.respondents).where(Tally.round_id == pulse.round.id, Tally.group_key != "community"))
     assert team == 1
 
-
 async def test_two_hundred_members_answering_at_once_are_all_counted(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
     pulse = await open_pulse(db, engine, settings, members=200)
     sessions = [await session_cookie(db, f"m{i}@x.org") for i in range(200)]
@@ -125,12 +110,8 @@ async def test_two_hundred_members_answering_at_once_are_all_counted(client, db:
     assert [r.status_code for r in results] == [303] * 200
     participations, community, _comments = await _counts(db, pulse.round.id)
     assert participations == community == 200
-    tally = msgspec.json.decode(
-        await db.scalar(select(Tally.data).where(Tally.round_id == pulse.round.id, Tally.group_key == "community")),
-        type=tally_rules.Tally,
-    )
+    tally = await community_tally(db, pulse)
     assert tally.respondents == 200 and sum(tally.counts["ps_help"]) == 200
-
 
 async def test_answers_sent_together_share_transactions_and_each_has_its_own_outcome(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
     """Group commit: concurrent answers are folded in shared transactions, yet judged one by one.
@@ -151,16 +132,12 @@ async def test_answers_sent_together_share_transactions_and_each_has_its_own_out
     batches, items = queue.batches - before[0], queue.items - before[1]
     assert items == 31 and batches < items  # grouped: fewer transactions than answers
     assert await _counts(db, pulse.round.id) == (28, 28, 6)  # the comments of members 0, 5, 10, 15, 20, 25
-    tally = msgspec.json.decode(
-        await db.scalar(select(Tally.data).where(Tally.round_id == pulse.round.id, Tally.group_key == "community")),
-        type=tally_rules.Tally,
-    )
+    tally = await community_tally(db, pulse)
     assert sum(tally.counts["ps_help"]) == 28 and tally.respondents == 28
     thanked = await client.get(f"/c/{pulse.world.community.id}", headers={"cookie": f"safespace_session={sessions[0]}"})
     assert "Your answers were added to the totals" in thanked.text
     refused = await client.get(f"/c/{pulse.world.community.id}", headers={"cookie": f"safespace_session={sessions[3]}"})
     assert "Your answers were added to the totals" not in refused.text
-
 
 async def test_k_is_locked_when_the_round_opens(db: AsyncSession, pulse) -> None:  # noqa: ANN001
     pulse.world.community.min_group_size = 9
@@ -169,7 +146,6 @@ async def test_k_is_locked_when_the_round_opens(db: AsyncSession, pulse) -> None
     round_ = await db.get(Round, pulse.round.id)
     await db.refresh(round_)
     assert round_.min_group_size == 5
-
 
 async def test_a_batch_judges_each_answer_alone(db: AsyncSession, pulse, monkeypatch) -> None:  # noqa: ANN001
     """services.fold_answers on one batch: a member twice, bad input, a stranger, a good answer."""

@@ -119,7 +119,7 @@ async def _next_round(db: AsyncSession, pulse):  # noqa: ANN001, ANN202
     survey = await db.get(Survey, pulse.survey_id)
     await db.refresh(survey)
     window = cadence_rules.window(services.survey_cadence(survey), pulse.round.number + 1)
-    round_ = await schedule.open_round(db, survey, window)
+    round_ = await schedule.open_round(db, survey, window, pulse.keyring)
     round_.opens_at = pulse.round.opens_at  # keep it open now, for the test
     round_.closes_at = pulse.round.closes_at
     await db.commit()
@@ -188,6 +188,17 @@ async def test_closed_round_keeps_no_tally_about_a_small_team(client, db: AsyncS
     # Water (3) is below k; keeping Energy (6) would reveal Water as community (9) minus Energy.
     assert kept == [("community", 9)]
 
+    # Each hidden team says why: Water had too few answers, Energy had enough and hides to protect Water.
+    await sign_in(client, db, pulse.world.facilitator)
+    insights = f"/c/{pulse.world.community.id}/insights/rounds/{pulse.round.id}"
+    grid = (await client.get(f"{insights}/teams.json")).json()[0]
+    why = {row["name"]: set(row["empty_because"]) for row in grid["rows"]}
+    assert why == {"Energy": {"protects_a_smaller_group"}, "Water": {"fewer_than_k"}}
+    page = (await client.get(insights)).text
+    assert re.search(r"<title>Energy, [^<]*: hidden: hidden to protect a smaller group</title>", page)
+    assert re.search(r"<title>Water, [^<]*: hidden: fewer than 5 people</title>", page)
+    assert not re.search(r"<title>Energy, [^<]*fewer than", page), "Energy had 6 answers: not 'fewer than 5'"
+
 
 async def test_a_statement_answered_by_fewer_than_k_is_hidden(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
     """Five answered the round, but four chose "prefer not to answer" on one statement."""
@@ -201,3 +212,69 @@ async def test_a_statement_answered_by_fewer_than_k_is_hidden(client, db: AsyncS
     assert items["ps_help"]["mean"] is None and items["ps_help"]["distribution"] == []
     assert items["ps_mistakes"]["mean"] == 4.0
     assert (await client.get(f"{pulse.url}/results")).status_code == 200
+
+
+async def test_open_round_tallies_open_only_with_the_round_key_which_close_destroys(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+    """A dump taken while the round is open holds no tally state in the clear; after close the key
+    file is gone and the kept aggregate is plain JSON (tests/faults/test_files_at_rest.py reads the
+    database's raw files)."""
+    from safespace.pulse.models import PendingComment, Tally
+
+    for i in range(5):
+        response = await post_as(client, await session_cookie(db, f"m{i}@x.org"), pulse.url, answers(2 + i, comment=f"open secret {i}"))
+        assert response.status_code == 303
+    key_file = pulse.keyring.rounds.folder / f"{pulse.round.id}.key"
+    assert key_file.exists() and pulse.round.id in pulse.keyring.rounds.held()
+    states = [data for (data,) in (await db.execute(select(Tally.data).where(Tally.round_id == pulse.round.id))).all()]
+    assert states and all(data[:1] == b"\x02" and b"counts" not in data for data in states), "a tally is readable in a dump"
+    bodies = [b for (b,) in (await db.execute(select(PendingComment.body))).all()]
+    assert len(bodies) == 5 and all(body[:1] == b"\x02" for body in bodies)
+
+    assert (await pulse.tick(after_close(pulse))).closed == 1
+    assert not key_file.exists(), "close must destroy the round's key"
+    kept = (await db.execute(select(Tally.data).where(Tally.round_id == pulse.round.id))).scalars().all()
+    assert kept and all(data[:1] == b"{" for data in kept)
+    assert (await db.execute(select(PendingComment))).all() == []  # below the comment threshold (10): deleted
+
+
+async def test_a_round_whose_key_was_lost_closes_without_results(client, db: AsyncSession, pulse, caplog) -> None:  # noqa: ANN001
+    """A database restored from a backup taken while the round was open, after its key was
+    destroyed: the answers cannot be opened, and the round still closes (no tick fails)."""
+    from safespace.pulse.models import Tally
+
+    for i in range(5):
+        await post_as(client, await session_cookie(db, f"m{i}@x.org"), pulse.url, answers(4, comment="lost with the key"))
+    pulse.keyring.rounds.destroy(pulse.round.id)
+    assert (await pulse.tick(after_close(pulse))).closed == 1
+    assert "closes without results: its key is missing" in caplog.text
+    assert (await db.execute(select(Tally).where(Tally.round_id == pulse.round.id))).all() == []
+    assert (await db.execute(select(ReleasedComment).where(ReleasedComment.round_id == pulse.round.id))).all() == []
+    await sign_in(client, db, pulse.world.facilitator)
+    assert (await client.get(f"{pulse.url}/results")).status_code == 200
+
+
+async def test_each_figure_shows_the_number_of_people_it_rests_on(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+    """Six answered the round, one skipped every statement: the scale score and each statement rest
+    on five, and the page says so beside them, not "6" alone."""
+    from surveys.instrument import builtin_instruments
+
+    keys = builtin_instruments()["psychological_safety"].item_keys
+    for i in range(5):
+        assert (await post_as(client, await session_cookie(db, f"m{i}@x.org"), pulse.url, answers(3 + i % 3))).status_code == 303
+    skipped_all = {f"psychological_safety.{key}": "skip" for key in keys}
+    assert (await post_as(client, await session_cookie(db, "m5@x.org"), pulse.url, skipped_all)).status_code == 303
+    await pulse.tick(after_close(pulse))
+    await sign_in(client, db, pulse.world.facilitator)
+    body = (await client.get(f"/api/v1/communities/{pulse.world.community.id}/rounds/{pulse.round.id}/results")).json()
+    instrument = body["instruments"][0]
+    assert body["respondents"] == 6 and instrument["score"]["n"] == 5
+    assert [item["n"] for item in instrument["items"]] == [5] * len(keys)
+    assert instrument["favourable_n"] == 5 * len(keys)
+    page = (await client.get(f"{pulse.url}/results")).text
+    assert re.search(r'data-n="5">from 5 people<', page), "the scale score must say it rests on 5"
+    assert "6 <span class=\"muted\">people</span>" in page
+    assert len(re.findall(r'<td class="n">5</td>', page)) == len(keys)
+    rows = (await client.get(f"/c/{pulse.world.community.id}/insights/rounds/{pulse.round.id}/results.csv")).text.splitlines()
+    header = rows[0].split(",")
+    score = next(r.split(",") for r in rows[1:] if ",score," in r)
+    assert score[header.index("n")] == "5"

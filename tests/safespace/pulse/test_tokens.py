@@ -191,7 +191,8 @@ async def test_key_rotation_reseals_the_round_keys(client, db: AsyncSession, eng
     first = await take_token(client, await session_cookie(db, "m0@x.org"), pulse)
     env = {**os.environ, "SAFESPACE_DATA_DIR": settings.data_dir, "SAFESPACE_DATABASE_URL": settings.database_url}
     result = subprocess.run([sys.executable, "-m", "safespace", "keys", "rotate"], env=env, capture_output=True, text=True)
-    assert result.returncode == 0 and "re-encrypted 1" in result.stdout, result.stdout + result.stderr
+    # Two keys: the community's and Energy's, both made when the round opened.
+    assert result.returncode == 0 and "re-encrypted 2" in result.stdout, result.stdout + result.stderr
     second = await take_token(client, await session_cookie(db, "m1@x.org"), pulse)
     assert second["key_id"] == first["key_id"]  # the same key, now under the new keyring key
     assert (await redeem(client, first, answers(5))).status_code == 201
@@ -243,3 +244,17 @@ async def test_answers_of_the_wrong_shape_get_a_clear_400_not_a_500(client, db: 
             assert response.status_code == 400, (answers_value, response.status_code, response.text)
             assert "answers" in response.text
     assert await counts(db, pulse) == (0, 0, 1)  # nothing counted, the token still unspent
+
+
+async def test_every_key_of_a_round_is_published_when_it_opens(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+    """A key that appeared when a team's first member opened the home page would tell a watching
+    facilitator that someone of that team is active right now: the list is whole from the open."""
+    pulse = await open_pulse(db, engine, settings, members=6)
+    await db.refresh(pulse.round)
+    published = f"/api/v1/token-keys/rounds/{pulse.round.id}"
+    async with anonymous(client) as bare:
+        before = (await bare.get(published)).json()
+        assert sorted(key["group_key"] for key in before) == sorted(pulse.round.population)
+        await take_token(client, await session_cookie(db, "m0@x.org"), pulse)
+        await take_token(client, await session_cookie(db, "m1@x.org"), pulse)
+        assert (await bare.get(published)).json() == before, "the published list changed while members took tokens"
