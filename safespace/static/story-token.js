@@ -84,7 +84,7 @@ for (const kind of ["story", "reply"]) {
       const list = document.createElement("ul");
       for (const finding of result.findings) {
         const entry = document.createElement("li");
-        entry.textContent = `${finding.label}: ${finding.text}`;
+        entry.textContent = finding.text ? `${finding.label}: ${finding.text}` : finding.label;
         list.append(entry);
       }
       box.append(heading, list);

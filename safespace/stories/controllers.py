@@ -32,7 +32,14 @@ from safespace.web import (
 )
 
 Form = URLEncodedBody[dict[str, Any]]
-RECEIPT_ATTEMPTS = 10  # wrong receipt codes per client per 15 minutes
+# Wrong receipt codes per 15 minutes. A code whose first group (the locator) names a story is
+# counted against that story, so guessing at one story stops after 10 tries whoever and wherever
+# the guesser is; a code that names no story is counted against the client's address. So someone
+# guessing behind the same office NAT never locks the real author out (their code names their
+# story), and scrypt (tens of ms, 16 MiB) runs at most RECEIPT_ATTEMPTS times per story and
+# RECEIPT_CHECKS times in all per window.
+RECEIPT_ATTEMPTS = 10
+RECEIPT_CHECKS = 500
 CHECKS_PER_WINDOW = 200  # identifying-details checks per member per 15 minutes (about one per keystroke pause)
 
 
@@ -231,13 +238,22 @@ class StoriesController(Controller):
         community = membership.community
         client = request.client.host if request.client else "unknown"
         code = form_text(data, "code")
-        key = signin.rate_key(secret, "receipt", client)
-        if await signin.attempts(db_session, key) >= RECEIPT_ATTEMPTS:
+        candidates = await services.receipt_candidates(db_session, community.id, code)
+        if candidates:
+            key = signin.rate_key(secret, "receipt-story", f"{community.id}/{candidates[0].receipt_locator}")
+        else:
+            key = signin.rate_key(secret, "receipt", client)
+        checks = signin.rate_key(secret, "receipt-checks", "all")
+        if await signin.attempts(db_session, key) >= RECEIPT_ATTEMPTS or (
+            candidates and await signin.attempts(db_session, checks) >= RECEIPT_CHECKS
+        ):
             errors = {"code": _("Too many attempts. Wait 15 minutes, then try again.")}
             return page("stories/mine.html", status_code=429, community=community, story=None, text=None, errors=errors)
-        story = await services.find_by_receipt(db_session, membership.community_id, code)
+        story = await services.find_by_receipt(candidates, code)
         if story is None:
             await signin.over_limit(db_session, key, RECEIPT_ATTEMPTS)  # only wrong codes count
+            if candidates:
+                await signin.over_limit(db_session, checks, RECEIPT_CHECKS)
             await db_session.commit()
             errors = {"code": _("No story matches this receipt code. Check it and try again.")}
             return page("stories/mine.html", status_code=404, community=community, story=None, text=None, errors=errors)

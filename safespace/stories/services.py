@@ -346,13 +346,20 @@ async def wall(
     return shown
 
 
-async def find_by_receipt(db: AsyncSession, community_id: uuid.UUID, code: str) -> Story | None:
+async def receipt_candidates(db: AsyncSession, community_id: uuid.UUID, code: str) -> list[Story]:
+    """The stories whose receipt locator (the code's first group, kept in clear) the code names."""
+    raw = receipts.normalize(code)
+    if raw is None:
+        return []
+    locator = raw[: receipts.GROUP_LENGTH]
+    return list(await db.scalars(select(Story).where(Story.community_id == community_id, Story.receipt_locator == locator)))
+
+
+async def find_by_receipt(candidates: list[Story], code: str) -> Story | None:
+    """The candidate the whole code opens, checked with scrypt."""
     raw = receipts.normalize(code)
     if raw is None:
         return None
-    candidates = await db.scalars(
-        select(Story).where(Story.community_id == community_id, Story.receipt_locator == raw[: receipts.GROUP_LENGTH])
-    )
     for story in candidates:
         # scrypt takes ~16 MiB and tens of ms: off the event loop.
         if await asyncio.to_thread(receipts.matches, raw, story.receipt_salt, story.receipt_hash):

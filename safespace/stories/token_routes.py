@@ -38,7 +38,9 @@ class Receipt(msgspec.Struct):
 
 class Finding(msgspec.Struct):
     label: str
-    text: str
+    # What matched, for patterns (an email, a phone number, a web address, a date). None for a
+    # member's name: echoing which word matched the roster would answer "is X a member?".
+    text: str | None
 
 
 class Findings(msgspec.Struct):
@@ -108,23 +110,29 @@ async def published_story_keys(community_id: FromPath[uuid.UUID], db_session: Na
     STORY_PATH,
     tags=["tokens"],
     status_code=201,
-    responses=problem_responses(400, 404, 409, 422)
+    responses=problem_responses(400, 404, 409, 422, 429)
     | {200: ResponseSpec(Findings, description="Nothing stored: the text may point to someone (the findings say where)")},
 )
 async def redeem_story(
-    request: Request, data: JSONBody[StoryRedemption], db_session: NamedDependency[AsyncSession], keyring: NamedDependency[Keyring]
+    request: Request,
+    data: JSONBody[StoryRedemption],
+    db_session: NamedDependency[AsyncSession],
+    keyring: NamedDependency[Keyring],
+    secret: NamedDependency[bytes],
 ) -> Response[Receipt]:
     """A story with a token and nothing else. 200 with findings when it may point to someone."""
     if refused := _with_cookie(request):
         return refused
     try:
-        code, findings = await tokens.redeem_story(db_session, keyring, data)
+        code, findings = await tokens.redeem_story(db_session, keyring, secret, data)
     except (TokenRefused, InvalidInput) as exc:
         await db_session.rollback()
         return _problem(exc)
     if code is None:
         labels = finding_labels()
-        return Response(Findings([Finding(labels[f.kind], f.text) for f in findings]), status_code=200)
+        kinds = list(dict.fromkeys(f.kind for f in findings))  # each kind once, names without the name
+        shown = [Finding(labels[f.kind], f.text) for f in findings if f.kind != "name"]
+        return Response(Findings(([Finding(labels["name"], None)] if "name" in kinds else []) + shown), status_code=200)
     return Response(Receipt(code), status_code=201)
 
 

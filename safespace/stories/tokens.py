@@ -8,6 +8,7 @@ and no session, so the server stores it without ever knowing who sent it.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import msgspec
 from sqlalchemy import select
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.db.upsert import insert_once
 from safespace.i18n import gettext as _
+from safespace.identity import signin
 from safespace.identity.models import Community, Membership
 from safespace.identity.services import now
 from safespace.privacy import token_keys
@@ -26,6 +28,11 @@ from safespace.stories.models import Story, StoryKey, StorySpentToken
 
 KINDS = ("story", "reply")
 REPLIES_PER_WEEK = 30
+# Identifying-details checks one unspent story token may ask for (each warning, then the writer
+# confirms or edits): the check compares the text with the community's member names, so without
+# a limit it would tell anyone with one token whether any name belongs to a member.
+CHECKS_PER_TOKEN = 5
+CHECK_WINDOW = timedelta(days=8)  # longer than a story key lives (a week)
 
 
 class StoryTokenKey(msgspec.Struct):
@@ -117,21 +124,32 @@ async def _key(db: AsyncSession, key_id: uuid.UUID, kind: str) -> StoryKey:
     return key
 
 
-async def redeem_story(db: AsyncSession, keyring: Keyring, data: StoryRedemption) -> tuple[str | None, list]:
+async def redeem_story(db: AsyncSession, keyring: Keyring, secret: bytes, data: StoryRedemption) -> tuple[str | None, list]:
     """(receipt code, []) once stored, or (None, findings) to show before the member confirms.
 
     Identifying details are checked against the roster of the key's community, as on the
-    signed-in path; the token is spent only when the story is stored.
+    signed-in path, but only for a token that verifies and is unspent, at most CHECKS_PER_TOKEN
+    times per token; the token is spent only when the story is stored.
     """
     key = await _key(db, data.key_id, "story")
+    token_hash = token_keys.check(key.public_der, data.msg, data.sig)  # a forged token learns nothing about the roster
+    if await db.get(StorySpentToken, (key.id, token_hash)) is not None:
+        raise TokenRefused(_("This token has been used already."), 409, fresh_token=True)
     community = await db.get_one(Community, key.community_id)
     values = {"title": data.title, "happened": data.happened, "learned": data.learned, "differently": data.differently,
               "tags": data.tags, "wants_advice": "1" if data.wants_advice else ""}  # fmt: skip
     text, tags, wants_advice = services.read_form(values, moderation.community_tags(community))
-    findings = await services.identifying_details(db, community.id, text)
-    if findings and not data.confirmed:
-        token_keys.check(key.public_der, data.msg, data.sig)  # a forged token learns nothing about the roster
-        return None, findings
+    if not data.confirmed:
+        counter = signin.rate_key(secret, "story-check", token_hash.hex())
+        if await signin.over_limit(db, counter, CHECKS_PER_TOKEN, CHECK_WINDOW):
+            raise TokenRefused(
+                _("This text has been checked %(n)s times with this token. Send it as it is, or take a new token.")
+                % {"n": CHECKS_PER_TOKEN},
+                429,
+            )
+        findings = await services.identifying_details(db, community.id, text)
+        if findings:
+            return None, findings
     await _spend(db, key, data.msg, data.sig)
     code = await services.store_story(db, keyring, community.id, text, tags, wants_advice, community.moderate_stories)
     return code, []
