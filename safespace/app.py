@@ -36,7 +36,7 @@ from safespace.identity.controllers import (
 from safespace.identity.mail import Postman
 from safespace.identity.signin import SessionReader
 from safespace.identity.privacy_page import PrivacyController
-from safespace.identity.sign_in_pages import SignInController
+from safespace.identity.sign_in_pages import SignInController, SignInLinks
 from safespace.insights.api import insights_api
 from safespace.insights.controllers import InsightsController, SummaryController
 from safespace.insights.services import TREND_STATES, TrendStates
@@ -175,6 +175,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
     secret = settings.secret_key()
     keyring = Keyring.load(settings.encryption_key_path)
     sessionmaker = db.create_session_maker()
+    sign_in_links = SignInLinks(sessionmaker, postman)
     answers = AnswerQueue(sessionmaker, keyring)
     reads = Reads(sessionmaker.kw["bind"])
     issuances = IssuanceQueue(sessionmaker, keyring, reads)
@@ -235,6 +236,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
         dependencies={
             "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
             "postman": Provide(lambda: postman, sync_to_thread=False, use_cache=True),
+            "sign_in_links": Provide(lambda: sign_in_links, sync_to_thread=False, use_cache=True),
             "secret": Provide(lambda: secret, sync_to_thread=False, use_cache=True),
             "keyring": Provide(lambda: keyring, sync_to_thread=False, use_cache=True),
             # Not "answers": a dependency named like a body field turns that field's 400 into a 500.

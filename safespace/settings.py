@@ -40,6 +40,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # Private mode: a browser sends no signed-in request this many seconds either side of an
     # anonymous answer, story or reply (docs/THREAT_MODEL.md, "What timing can still tell").
     private_window_seconds: int = 30
+    # Who may start a community: anyone signed in, or only operators (`safespace create-community`).
+    community_creators: Literal["anyone", "operators"] = "anyone"
     database_pool_size: int = 20  # connections each process keeps open and uses, no more
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     smtp_host: str = ""  # empty: the console mailer prints messages instead of sending them

@@ -25,6 +25,7 @@ from safespace.web import (
     community_routes,
     handle_invalid_input,
     handle_refused,
+    problem,
     problem_responses,
 )
 
@@ -88,9 +89,10 @@ class MemberOut(msgspec.Struct):
 
     @classmethod
     def of(cls, m: Membership) -> MemberOut:
-        return cls(
-            m.id, m.person.email, m.person.display_name, TeamOut.of(m.team) if m.team else None, m.role, m.status
-        )
+        # Until they accept, an invitee's name is not this community's to see: it was set for
+        # another community, and showing it would tell an inviter that the address has an account.
+        name = m.person.display_name if m.accepted else ""
+        return cls(m.id, m.person.email, name, TeamOut.of(m.team) if m.team else None, m.role, m.status)
 
 
 class InviteIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -133,6 +135,7 @@ class CommunitiesApi(Controller):
         db_session: NamedDependency[AsyncSession],
         settings: NamedDependency[Settings],
     ) -> CommunityOut:
+        services.may_create_communities(settings.community_creators)
         k = settings.default_min_group_size if data.min_group_size is None else data.min_group_size
         community = await services.create_community(
             db_session, viewer.person_id, data.name, data.vision, k, data.time_zone, data.comment_threshold
@@ -199,7 +202,7 @@ class CommunitiesApi(Controller):
     ) -> list[MemberOut]:
         return [MemberOut.of(m) for m in await services.roster(db_session, facilitation.community_id)]
 
-    @post("/{community_id:uuid}/members", responses=problem_responses(400, 401, 403, 404, 409, 422))
+    @post("/{community_id:uuid}/members", responses=problem_responses(400, 401, 403, 404, 409, 422, 429))
     async def invite_members(
         self,
         data: JSONBody[InviteIn],
@@ -207,8 +210,11 @@ class CommunitiesApi(Controller):
         viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession],
         postman: NamedDependency[Postman],
+        secret: NamedDependency[bytes],
     ) -> InviteOut:
         result = await services.invite(db_session, facilitation.community_id, data.addresses, data.team_id)
+        # Over the day's limit: a 429 problem (handle_too_many_invitations), nothing written.
+        await signin.count_invitations(db_session, secret, facilitation.community_id, viewer.person_id, len(result.invited))
         tokens = [
             await signin.issue_link(db_session, m.person_id, m.community_id, ttl=signin.INVITATION_LINK_TTL)
             for m in result.invited
@@ -243,5 +249,9 @@ api_router = Router(
     path="/api/v1",
     route_handlers=[CommunitiesApi],
     dependencies=community_routes(),
-    exception_handlers={InvalidInput: handle_invalid_input, Refused: handle_refused},
+    exception_handlers={
+        InvalidInput: handle_invalid_input,
+        Refused: handle_refused,
+        signin.TooManyInvitations: lambda _request, exc: problem(429, _("Too many invitations today"), str(exc)),
+    },
 )

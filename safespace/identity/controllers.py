@@ -79,9 +79,11 @@ class CommunitiesController(Controller):
     dependencies = {"viewer": Provide(provide_viewer, sync_to_thread=False)}
 
     @get("/")
-    async def index(self, viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]) -> Template:
+    async def index(
+        self, viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession], settings: NamedDependency[Settings]
+    ) -> Template:
         memberships = await services.memberships_of(db_session, viewer.person_id)
-        return page("identity/communities.html", memberships=memberships)
+        return page("identity/communities.html", memberships=memberships, may_create=settings.community_creators == "anyone")
 
     @post("/{community_id:uuid}/accept")
     async def accept(
@@ -99,14 +101,20 @@ class CommunitiesController(Controller):
     async def new(self, settings: NamedDependency[Settings], viewer: NamedDependency[Viewer]) -> Template:  # noqa: ARG002
         # `viewer` is asked for only to require a session: a controller's dependency guards only
         # the handlers that name it, and signed out this form could never be sent.
+        services.may_create_communities(settings.community_creators)
         k = settings.default_min_group_size
         values = COMMUNITY_DEFAULTS | {"min_group_size": k, "comment_threshold": max(k, DEFAULT_COMMENT_THRESHOLD)}
         return page("identity/community_form.html", values=values, errors={}, community=None)
 
     @post("/")
     async def create(
-        self, data: Form, viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]
+        self,
+        data: Form,
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
     ) -> Template | Redirect:
+        services.may_create_communities(settings.community_creators)
         values = {key: form_text(data, key) for key in COMMUNITY_FIELDS}
         try:
             community = await services.create_community(db_session, viewer.person_id, **values)
@@ -263,12 +271,19 @@ class CommunityController(Controller):
         viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession],
         postman: NamedDependency[Postman],
+        secret: NamedDependency[bytes],
     ) -> Template | Redirect:
         values = {"addresses": str(data.get("addresses", "")), "team": form_text(data, "team")}
         try:
             result = await services.invite(db_session, facilitation.community_id, values["addresses"], values["team"])
+            await signin.count_invitations(db_session, secret, facilitation.community_id, viewer.person_id, len(result.invited))
         except InvalidInput as exc:
             return await self._members_page(db_session, facilitation, 422, values=values, errors=exc.errors)
+        except signin.TooManyInvitations as exc:
+            await db_session.rollback()  # none of these invitations
+            await db_session.refresh(facilitation)
+            await db_session.refresh(facilitation, ["community"])
+            return await self._members_page(db_session, facilitation, 429, values=values, errors={"addresses": str(exc)})
         tokens = [
             await signin.issue_link(db_session, m.person_id, m.community_id, ttl=signin.INVITATION_LINK_TTL)
             for m in result.invited

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from functools import cache
 
 from email_validator import EmailNotValidError, validate_email
+from litestar.exceptions import PermissionDeniedException
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +30,12 @@ class InvalidInput(Exception):
 
 class Refused(Exception):
     """An action the rules forbid (e.g. removing the last facilitator); the message says why."""
+
+
+def may_create_communities(creators: str) -> None:
+    """SAFESPACE_COMMUNITY_CREATORS: "anyone" signed in, or "operators" (the CLI) only."""
+    if creators != "anyone":
+        raise PermissionDeniedException(_("On this Safespace, communities are started by the people who run it. Ask them to start one for you."))
 
 
 def now() -> datetime:

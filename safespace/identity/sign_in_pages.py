@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -13,7 +14,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from safespace import i18n
 from safespace.i18n import gettext as _
@@ -34,6 +35,26 @@ from safespace.web import (
 log = logging.getLogger(__name__)
 NO_REFERRER = {"Referrer-Policy": "no-referrer"}
 Form = URLEncodedBody[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class SignInLinks:
+    """Looks the address up, stores a link and mails it, after the response has gone out: the
+    answer to "send me a link" does the same work, and takes as long, for a known address as for
+    an unknown one (looking a person up and writing a link took 2-4 ms more, measurable from
+    outside). A link lost because the process stopped meanwhile is asked for again."""
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+    postman: Postman
+
+    async def send(self, email: str, language: str, next_path: str | None) -> None:
+        async with self.sessionmaker() as db:
+            person = await services.find_person(db, email)
+            if person is None:
+                return
+            token = await signin.issue_link(db, person.id)
+            await db.commit()
+        await self.postman.sign_in_link(person, token, language=language, next_path=next_path)
 
 
 class SignInController(Controller):
@@ -64,7 +85,7 @@ class SignInController(Controller):
         data: Form,
         db_session: NamedDependency[AsyncSession],
         secret: NamedDependency[bytes],
-        postman: NamedDependency[Postman],
+        sign_in_links: NamedDependency[SignInLinks],
     ) -> Template:
         raw = form_text(data, "email")
         next_path = local_path(form_text(data, "next"))
@@ -86,15 +107,8 @@ class SignInController(Controller):
         address_ok = not await signin.over_limit(
             db_session, signin.rate_key(secret, "address", email), signin.RATE_LIMIT_PER_ADDRESS
         )
-        person = await services.find_person(db_session, email) if address_ok else None
-        background = None
-        if person is not None:
-            token = await signin.issue_link(db_session, person.id)
-            # Sent after the response (and after the commit that stores the link), so the answer
-            # takes as long for a known address as for an unknown one.
-            background = BackgroundTask(
-                postman.sign_in_link, person, token, language=i18n.current_language(), next_path=next_path
-            )
+        # Known or not, the lookup, the link and the mail happen after the response (SignInLinks).
+        background = BackgroundTask(sign_in_links.send, email, i18n.current_language(), next_path) if address_ok else None
         return page("identity/check_inbox.html", background=background, email=email)
 
     @get("/signin/{token:str}")

@@ -14,13 +14,14 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from safespace.db.batch import Batcher, padded
 from safespace.db.engine import Reads
+from safespace.i18n import gettext as _
 from safespace.identity.models import (
     Community,
     LoginLink,
@@ -271,20 +272,64 @@ async def attempts(db: AsyncSession, key: bytes, window: timedelta = RATE_WINDOW
     return count or 0
 
 
-async def over_limit(db: AsyncSession, key: bytes, limit: int, window: timedelta = RATE_WINDOW) -> bool:
-    """Count one attempt for key in the current window; True once more than limit were made."""
-    window_start = _window_start(now(), window)
+# Invitations a community, and one person, may send a day: enough to invite a whole community of
+# practice at once, few enough that nobody can use Safespace to mail strangers in bulk.
+INVITATIONS_PER_DAY = 1000
+INVITATION_WINDOW = timedelta(days=1)
+
+
+class TooManyInvitations(Exception):
+    """A day's invitations are used up: the message says whose and when to go on."""
+
+
+async def count_invitations(db: AsyncSession, secret: bytes, community_id: uuid.UUID, sender_id: uuid.UUID, n: int) -> None:
+    """Count n invitations against the community's and the sender's day; refuse (before anything
+    is written) if either would go past INVITATIONS_PER_DAY."""
+    keys = {
+        "community": rate_key(secret, "invitations-community", str(community_id)),
+        "sender": rate_key(secret, "invitations-sender", str(sender_id)),
+    }
+    for who, key in keys.items():
+        used = await attempts(db, key, INVITATION_WINDOW)
+        if used + n > INVITATIONS_PER_DAY:
+            values = {"limit": INVITATIONS_PER_DAY, "used": used, "left": max(INVITATIONS_PER_DAY - used, 0)}
+            if who == "community":
+                message = _("A community can invite %(limit)s people a day; this one has invited %(used)s today. "
+                            "Invite at most %(left)s more today, or the rest tomorrow.")  # fmt: skip
+            else:
+                message = _("One person can invite %(limit)s people a day; you have invited %(used)s today. "
+                            "Invite at most %(left)s more today, or the rest tomorrow.")  # fmt: skip
+            raise TooManyInvitations(message % values)
+    for key in keys.values():
+        await over_limit(db, key, INVITATIONS_PER_DAY, INVITATION_WINDOW, amount=n)
+
+
+LONGEST_WINDOW = timedelta(days=9)  # no counter is kept longer (story tokens' checks: 8 days)
+
+
+async def over_limit(db: AsyncSession, key: bytes, limit: int, window: timedelta = RATE_WINDOW, amount: int = 1) -> bool:
+    """Count `amount` attempts for key in the current window; True once more than limit were made."""
+    assert window <= LONGEST_WINDOW
+    moment = now()
+    window_start = _window_start(moment, window)
     insert = pg_insert if db.bind.dialect.name == "postgresql" else sqlite_insert
     statement = (
         insert(RateCounter)
-        .values(key=key, window_start=window_start, count=1)
+        .values(key=key, window_start=window_start, count=amount)
         .on_conflict_do_update(
             index_elements=[RateCounter.key, RateCounter.window_start],
-            set_={"count": RateCounter.count + 1},
+            set_={"count": RateCounter.count + amount},
         )
         .returning(RateCounter.count)
     )
     count = (await db.execute(statement)).scalar_one()
-    # Old windows are of no further use.
-    await db.execute(delete(RateCounter).where(RateCounter.window_start < window_start - window))
+    # Old windows are of no further use: this key's earlier ones, and anyone's past the longest.
+    await db.execute(
+        delete(RateCounter).where(
+            or_(
+                and_(RateCounter.key == key, RateCounter.window_start < window_start),
+                RateCounter.window_start < moment - LONGEST_WINDOW,
+            )
+        )
+    )
     return count > limit

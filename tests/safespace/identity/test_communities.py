@@ -313,3 +313,72 @@ async def test_the_community_menu_lists_the_viewers_active_communities_by_name(c
     await sign_in(client, db, "alone@x.org")
     page = await client.get("/profile")
     assert page.status_code == 200 and 'class="switcher"' not in page.text and ">Sign out<" in page.text
+
+
+async def test_an_invitation_tells_the_inviter_nothing_about_the_address(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+    """Anyone can start a community and invite any address: the answer for an address with an
+    account (and a name its owner set for another community) must look like the one for a new
+    address, and the name appears only once they accept."""
+    other = await make_community(db, name="Elsewhere", facilitator="fo@x.org", teams={"T": ["known@x.org"]})
+    known = await db.scalar(select(Person).where(Person.email == "known@x.org"))
+    known.display_name = "Secret Agent Name"
+    await db.commit()
+    world = await make_community(db, name="Probe circle", facilitator="probe@x.org")
+    await sign_in(client, db, world.facilitator)
+    c = world.community.id
+    invited = (await api(client, "POST", f"/api/v1/communities/{c}/members", {"addresses": ["known@x.org", "fresh@x.org"]})).json()
+    shapes = [{k: v for k, v in m.items() if k not in ("id", "email")} for m in invited["invited"]]
+    assert shapes[0] == shapes[1] and shapes[0]["display_name"] == ""
+    roster = (await client.get(f"/api/v1/communities/{c}/members")).json()
+    assert "Secret Agent Name" not in repr(roster)
+    assert "Secret Agent Name" not in (await client.get(f"/c/{c}/members")).text
+    # Once they accept, the name they chose is shown here too.
+    client.cookies.clear()
+    await follow_link(client, inbox.last_link("known@x.org"))
+    client.cookies.clear()
+    await sign_in(client, db, world.facilitator)
+    assert "Secret Agent Name" in (await client.get(f"/c/{c}/members")).text
+    assert other.community.id != c
+
+
+async def test_invitations_are_limited_per_day_per_community_and_sender(client, db: AsyncSession, inbox, monkeypatch) -> None:  # noqa: ANN001
+    from safespace.identity import signin
+
+    monkeypatch.setattr(signin, "INVITATIONS_PER_DAY", 3)
+    world = await make_community(db)
+    await sign_in(client, db, world.facilitator)
+    c = world.community.id
+    assert (await api(client, "POST", f"/api/v1/communities/{c}/members", {"addresses": ["a1@x.org", "a2@x.org"]})).status_code == 201
+    refused = await api(client, "POST", f"/api/v1/communities/{c}/members", {"addresses": ["a3@x.org", "a4@x.org"]})
+    assert refused.status_code == 429 and "at most 1 more" in refused.json()["detail"]
+    assert await db.scalar(select(func.count()).select_from(Person).where(Person.email.in_(["a3@x.org", "a4@x.org"]))) == 0
+    assert inbox.to("a3@x.org") == []
+    members = f"/c/{c}/members"
+    await client.get(members)
+    page = await post_form(client, members, {"addresses": "a3@x.org\na4@x.org", "team": ""})
+    assert page.status_code == 429 and "at most 1 more" in page.text and "a3@x.org" in page.text  # kept in the box
+    assert (await api(client, "POST", f"/api/v1/communities/{c}/members", {"addresses": ["a3@x.org"]})).status_code == 201
+    # The sender's own limit holds in a community they start next.
+    second = await api(client, "POST", "/api/v1/communities", {"name": "Second circle", "vision": "", "time_zone": "UTC"})
+    assert second.status_code == 201, second.text
+    again = await api(client, "POST", f"/api/v1/communities/{second.json()['id']}/members", {"addresses": ["b1@x.org"]})
+    assert again.status_code == 429 and "you have invited 3 today" in again.json()["detail"]
+
+
+async def test_who_may_start_a_community_is_a_setting(settings, db: AsyncSession) -> None:  # noqa: ANN001
+    import msgspec
+
+    from safespace.app import create_app
+
+    await make_community(db)
+    operators_only = msgspec.structs.replace(settings, community_creators="operators")
+    async with browser_like(create_app(operators_only)) as client:
+        await sign_in(client, db, "fac@x.org")
+        page = await client.get("/communities")
+        assert 'href="/communities/new"' not in page.text and "started by the people who run it" in page.text
+        assert (await client.get("/communities/new")).status_code == 403
+        refused = await post_form(client, "/communities", {"name": "Mine", "vision": "", "min_group_size": "5", "time_zone": "UTC"})
+        assert refused.status_code == 403
+        api_refused = await api(client, "POST", "/api/v1/communities", {"name": "Mine", "vision": "", "time_zone": "UTC"})
+        assert api_refused.status_code == 403 and "started by the people who run it" in api_refused.json()["detail"]
+    assert await db.scalar(select(func.count()).select_from(Community).where(Community.name == "Mine")) == 0
