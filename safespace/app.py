@@ -59,6 +59,7 @@ from safespace.stories.controllers import ReviewController, StoriesController
 from safespace.web import (
     DATABASE_STATE_KEY,
     SessionAuthMiddleware,
+    answer_options,
     handle_http_error,
     handle_server_error,
     template_environment,
@@ -262,6 +263,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
         ),
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(templates)),
         exception_handlers={HTTPException: handle_http_error, Exception: handle_server_error},
+        before_request=answer_options,
         before_send=[_common_headers, *([_strict_transport] if settings.secure_cookies else [])],
         # Logging is configure_logging's alone: Litestar's default config would replace the root
         # handler, pin the level at INFO (SAFESPACE_LOG_LEVEL ignored) and stamp every line's time.

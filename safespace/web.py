@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,7 +18,7 @@ from urllib.parse import quote
 
 import msgspec
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from litestar import Request, Response
+from litestar import Litestar, Request, Response
 from litestar.background_tasks import BackgroundTask
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
@@ -32,6 +33,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
+from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -331,9 +333,57 @@ def _ensure_language(request: Request) -> None:
         i18n.set_language(language_for(request))
 
 
+_PARAMETER = re.compile(r"\{[^}:]+(?::([^}]+))?\}")
+_TYPED = {"path": ".*", "uuid": "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}", "int": "-?[0-9]+"}
+
+
+def _route_patterns(app: Litestar) -> list[tuple[str | None, re.Pattern[str], frozenset[str]]]:
+    """Every HTTP route: its path if it has no parameter, its path as a pattern, the methods it
+    answers (built once per app)."""
+    if (patterns := app.state.get("route_patterns")) is None:
+        patterns = []
+        for route in app.routes:
+            if isinstance(route, HTTPRoute):
+                parts, at = [], 0
+                for match in _PARAMETER.finditer(route.path):
+                    parts += [re.escape(route.path[at : match.start()]), _TYPED.get(match.group(1) or "", "[^/]+")]
+                    at = match.end()
+                parts.append(re.escape(route.path[at:]))
+                static = None if at else route.path.rstrip("/")
+                patterns.append((static, re.compile("".join(parts) + "/?"), frozenset(route.methods)))
+        app.state.route_patterns = patterns
+    return patterns
+
+
+def allowed_methods(request: Request) -> str:
+    """The Allow header (RFC 9110 10.2.1) for the request's path: every method the route at that
+    path answers. Litestar's own answer to OPTIONS named only one handler's methods."""
+    path = request.url.path
+    routes = _route_patterns(request.app)
+    # As the router does: a path written out in full wins over one with a parameter in its place.
+    exact = [methods for static, _pattern, methods in routes if static is not None and static == path.rstrip("/")]
+    matching = exact or [methods for _static, pattern, methods in routes if pattern.fullmatch(path)]
+    return ", ".join(sorted({m for methods in matching for m in methods} | {"OPTIONS"}))
+
+
+def answer_options(request: Request) -> Response | None:
+    """before_request: OPTIONS is answered here, with the whole Allow header."""
+    if request.method == "OPTIONS":
+        return Response(content=None, status_code=204, headers={"Allow": allowed_methods(request)})
+    return None
+
+
 def handle_http_error(request: Request, exc: HTTPException) -> Response:
     _ensure_language(request)
     status = exc.status_code
+    if status == 405:
+        response = _http_error(request, exc, status)
+        response.headers["Allow"] = allowed_methods(request)
+        return response
+    return _http_error(request, exc, status)
+
+
+def _http_error(request: Request, exc: HTTPException, status: int) -> Response:
     if is_api(request):
         extra = {}
         if isinstance(exc, ValidationException) and exc.extra:

@@ -188,3 +188,24 @@ async def test_an_https_installation_pins_https_and_keeps_every_cookie_secure(se
     async with browser_like(create_app(settings)) as plain:  # http:// (development): no pin, no Secure
         assert "strict-transport-security" not in (await plain.get("/signin")).headers
         assert "secure" not in (await plain.get("/language/es")).headers["set-cookie"].lower()
+
+
+async def test_options_and_405_name_every_method_of_the_path(client) -> None:  # noqa: ANN001
+    """RFC 9110: OPTIONS and a 405 carry an Allow header naming every method the path answers.
+    Litestar's OPTIONS named one handler's methods (OPTIONS /signin said "OPTIONS, POST") and its
+    405 named none. Every route, found by walking the router, with no session."""
+    from litestar.routes import HTTPRoute
+
+    routes = [route for route in client.app.routes if isinstance(route, HTTPRoute)]
+    by_path: dict[str, set[str]] = {}
+    for route in routes:
+        path = re.sub(r"\{(\w+):(\w+)\}", lambda m: "safespace.css" if m.group(2) == "path" else str(uuid.uuid4()), route.path)
+        by_path.setdefault(path, set()).update(route.methods)
+    assert len(by_path) > 40
+    for path, methods in by_path.items():
+        options = await client.options(path)
+        assert options.status_code == 204 and set(options.headers["allow"].split(", ")) == methods, (path, options.headers)
+        unused = next(m for m in ("DELETE", "PUT", "PATCH", "POST") if m not in methods)
+        refused = await client.request(unused, path)
+        assert refused.status_code == 405, (unused, path, refused.status_code)
+        assert set(refused.headers["allow"].split(", ")) == methods, (path, refused.headers)
