@@ -55,7 +55,7 @@ from safespace.pulse.schedule import run_periodically
 from safespace.pulse.token_routes import PUBLISHED_PATH, REDEEM_PATH, published_round_keys, redeem, token_router
 from safespace.stories.token_routes import REPLY_PATH, STORY_PATH, anonymous_story_routes, story_token_router
 from safespace.settings import Settings, load_settings
-from safespace.stories.controllers import ReviewController, StoriesController
+from safespace.stories.controllers import RECEIPT_PATH, ReceiptController, ReviewController, StoriesController
 from safespace.web import (
     DATABASE_STATE_KEY,
     SessionAuthMiddleware,
@@ -103,7 +103,8 @@ NO_REFERRER_PREFIXES = ("/signin/",)
 PUBLIC = ["^/static/", "^/healthz$", "^/readyz$", "^/schema"]
 # Anonymous answers with a token: no session is loaded (a cookie sent along is refused by the
 # route) and no CSRF token is asked for (the request carries no ambient authority to abuse).
-ANONYMOUS = [f"^{REDEEM_PATH}$", f"^{STORY_PATH}$", f"^{REPLY_PATH}$", f"^{PUBLISHED_PATH}/"]
+# My story with a receipt code: the code is the only credential (stories/controllers.py ReceiptController).
+ANONYMOUS = [f"^{REDEEM_PATH}$", f"^{STORY_PATH}$", f"^{REPLY_PATH}$", f"^{PUBLISHED_PATH}/", f"^{RECEIPT_PATH}$"]
 
 
 @get("/healthz", include_in_schema=False, sync_to_thread=False)
@@ -221,6 +222,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
             InstrumentsController,
             ReviewController,
             StoriesController,
+            ReceiptController,
             InsightsController,
             SummaryController,
             api_router,

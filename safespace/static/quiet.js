@@ -101,6 +101,25 @@ async function anonymousFetch(url, body, onWait) {
   }
 }
 
+// A form sent anonymously whose answer the page shows at once (My story with its receipt code):
+// the same wait and the same bare request as the outbox's sends, but nothing is kept in the
+// outbox, since the code is a secret this browser should not store.
+export async function anonymousForm(url, fields, onWait) {
+  await waitTurn(anonymousAllowedAt, ANONYMOUS, onWait, true);
+  try {
+    return await fetch(url, {
+      method: "POST",
+      credentials: "omit",
+      referrerPolicy: "no-referrer",
+      cache: "no-store",
+      body: new URLSearchParams(fields),
+    });
+  } finally {
+    stamp(ANONYMOUS);
+    holdNavigation();
+  }
+}
+
 // --- the page's own way out waits too -----------------------------------------------------------
 
 let holding = null;
@@ -138,7 +157,7 @@ function holdNavigation() {
       if (new URL(link.href).pathname === location.pathname && link.hash) return; // a jump within the page
       event.preventDefault();
       later(() => location.assign(link.href));
-    } else if (form && !form.dataset.tokenKind && !form.dataset.redeem && new URL(form.action, location.href).origin === location.origin) {
+    } else if (form && !form.dataset.tokenKind && !form.dataset.redeem && form.dataset.anonymous === undefined && new URL(form.action, location.href).origin === location.origin) {
       event.preventDefault();
       later(() => HTMLFormElement.prototype.submit.call(form));
     }

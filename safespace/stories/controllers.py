@@ -12,9 +12,10 @@ from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace import i18n
 from safespace.i18n import gettext as _
 from safespace.identity import signin
-from safespace.identity.models import Membership
+from safespace.identity.models import Community, Membership
 from safespace.identity.services import InvalidInput
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import services as pulse
@@ -26,6 +27,7 @@ from safespace.web import (
     facilitator_routes,
     flash,
     form_text,
+    language_for,
     member_routes,
     page,
     see_other,
@@ -223,24 +225,45 @@ class StoriesController(Controller):
 
     @get("/mine")
     async def mine_form(self, membership: NamedDependency[Membership]) -> Template:
-        return page("stories/mine.html", community=membership.community, story=None, text=None, errors={})
+        # The code goes to RECEIPT_PATH, not here: opening one's story must not pair the session
+        # with it (ReceiptController; static/mine.js sends it with no cookie, after the quiet window).
+        return page("stories/mine.html", community=membership.community, story=None, text=None, errors={}, signed_in=True)
 
-    @post("/mine")
-    async def mine(
+
+RECEIPT_PATH = "/stories/mine"
+EDIT_CHECKS = 10  # identifying-details checks per story per 15 minutes when its author edits it
+
+
+class ReceiptController(Controller):
+    """My story, with the receipt code alone: no session is read (app.py: ANONYMOUS), so opening,
+    editing or withdrawing a story pairs it with no one. A browser with JavaScript sends the code
+    with no cookie at all (static/mine.js); without it, the cookie goes along unread."""
+
+    path = RECEIPT_PATH
+    include_in_schema = False
+
+    @get("/")
+    async def form(self, request: Request) -> Template:
+        i18n.set_language(language_for(request))
+        return page("stories/mine.html", community=None, story=None, text=None, errors={})
+
+    @post("/")
+    async def open(
         self,
         request: Request,
         data: Form,
-        membership: NamedDependency[Membership],
         db_session: NamedDependency[AsyncSession],
         keyring: NamedDependency[Keyring],
         secret: NamedDependency[bytes],
     ) -> Template:
-        community = membership.community
+        # Sent with no cookie from a page with JavaScript: the page says its language in the form.
+        chosen = form_text(data, "lang")
+        i18n.set_language(chosen if chosen in i18n.LANGUAGES else language_for(request))
         client = request.client.host if request.client else "unknown"
         code = form_text(data, "code")
-        candidates = await services.receipt_candidates(db_session, community.id, code)
+        candidates = await services.receipt_candidates(db_session, code)
         if candidates:
-            key = signin.rate_key(secret, "receipt-story", f"{community.id}/{candidates[0].receipt_locator}")
+            key = signin.rate_key(secret, "receipt-story", candidates[0].receipt_locator)
         else:
             key = signin.rate_key(secret, "receipt", client)
         checks = signin.rate_key(secret, "receipt-checks", "all")
@@ -248,7 +271,7 @@ class StoriesController(Controller):
             candidates and await signin.attempts(db_session, checks) >= RECEIPT_CHECKS
         ):
             errors = {"code": _("Too many attempts. Wait 15 minutes, then try again.")}
-            return page("stories/mine.html", status_code=429, community=community, story=None, text=None, errors=errors)
+            return page("stories/mine.html", status_code=429, community=None, story=None, text=None, errors=errors)
         story = await services.find_by_receipt(candidates, code)
         if story is None:
             await signin.over_limit(db_session, key, RECEIPT_ATTEMPTS)  # only wrong codes count
@@ -256,7 +279,9 @@ class StoriesController(Controller):
                 await signin.over_limit(db_session, checks, RECEIPT_CHECKS)
             await db_session.commit()
             errors = {"code": _("No story matches this receipt code. Check it and try again.")}
-            return page("stories/mine.html", status_code=404, community=community, story=None, text=None, errors=errors)
+            return page("stories/mine.html", status_code=404, community=None, story=None, text=None, errors=errors)
+        community = await db_session.get_one(Community, story.community_id)
+        shown = {"community": community, "code": code}
         if form_text(data, "action") == "withdraw":
             await services.withdraw(db_session, story)
             return page("stories/mine.html", community=community, story=None, text=None, errors={}, withdrawn=True)
@@ -266,33 +291,25 @@ class StoriesController(Controller):
                 text, _tags, _advice = services.read_form(values, moderation.community_tags(community))
             except InvalidInput as exc:
                 return page("stories/mine.html", status_code=422, community=community, story=None, text=None, errors=exc.errors)
-            findings = await services.identifying_details(db_session, membership.community_id, text)
-            if findings and form_text(data, "confirmed") != "yes":
-                # The same warning as when sharing: the edit is not saved until the writer confirms.
-                return page(
-                    "stories/mine.html",
-                    community=community,
-                    story=story,
-                    text=text,
-                    replies=[],
-                    reactions={},
-                    kinds=reaction_labels(),
-                    errors={},
-                    code=code,
-                    findings=findings,
-                    labels=finding_labels(),
-                )
+            if form_text(data, "confirmed") != "yes":
+                if await signin.over_limit(db_session, signin.rate_key(secret, "story-edit-check", str(story.id)), EDIT_CHECKS):
+                    errors = {"code": _("Too many attempts. Wait 15 minutes, then try again.")}
+                    return page("stories/mine.html", status_code=429, community=community, story=None, text=None, errors=errors)
+                findings = await services.identifying_details(db_session, community.id, text)
+                if findings:
+                    # The same warning as when sharing: the edit is not saved until the writer confirms.
+                    return page("stories/mine.html", story=story, text=text, replies=[], reactions={}, kinds=reaction_labels(),
+                                errors={}, findings=findings, labels=finding_labels(), **shown)  # fmt: skip
             await services.edit(db_session, keyring, story, text, community.moderate_stories)
         return page(
             "stories/mine.html",
-            community=community,
             story=story,
             text=services.open_story(keyring, story),
             replies=(await services.released_replies(db_session, keyring, [story.id])).get(story.id, []),
             reactions=(await services.reaction_counts(db_session, [story.id])).get(story.id, {}),
             kinds=reaction_labels(),
             errors={},
-            code=code,
+            **shown,
         )
 
 

@@ -85,7 +85,9 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", f"{C}/stories/new"): MEMBER,
     ("POST", f"{C}/stories/check"): MEMBER,
     ("GET", f"{C}/stories/mine"): MEMBER,
-    ("POST", f"{C}/stories/mine"): MEMBER,
+    # My story with a receipt code: the code is the credential, no session is read.
+    ("GET", "/stories/mine"): PUBLIC,
+    ("POST", "/stories/mine"): PUBLIC,
     ("POST", f"{C}/stories/{{story_id:uuid}}/react"): MEMBER,
     ("POST", f"{C}/stories/{{story_id:uuid}}/reply"): MEMBER,
     ("POST", f"{C}/stories/{{story_id:uuid}}/flag"): MEMBER,

@@ -34,7 +34,7 @@ async def test_reported_story_is_hidden_with_a_reason_its_author_sees(client, db
     assert title not in wall
     client.cookies.clear()
     await sign_in(client, db, "m2@x.org")
-    mine = f"/c/{world.community.id}/stories/mine"
+    mine = "/stories/mine"  # the receipt route: the code alone, no session read
     await client.get(mine)
     pages = [(await post_form(client, mine, {"code": code})).text for code in codes]
     assert sum("It describes a client in detail." in p for p in pages) == 1
@@ -69,7 +69,7 @@ async def test_author_edits_and_moderation_reviews_the_edit(client, db: AsyncSes
     await sign_in(client, db, "m2@x.org")
     codes = [(await _share(client, world, STORY | {"title": f"E{i}"}))[1] for i in range(3)]
     await _release(engine, settings)
-    mine = f"/c/{world.community.id}/stories/mine"
+    mine = "/stories/mine"  # the receipt route: the code alone, no session read
     await client.get(mine)
     edited = await post_form(client, mine, {"code": codes[0], "action": "edit", "title": "E0 revised",
                                             "happened": "Clearer now.", "learned": "", "differently": ""})
@@ -119,7 +119,7 @@ async def test_withdrawn_story_leaves_the_counts_and_html_in_replies_stays_text(
     await _release(engine, settings)
     wall = (await client.get(f"/c/{world.community.id}/stories")).text
     assert "<script>alert(" not in wall and "&lt;script&gt;alert(0)&lt;/script&gt;" in wall
-    mine = f"/c/{world.community.id}/stories/mine"
+    mine = "/stories/mine"  # the receipt route: the code alone, no session read
     for code in codes:
         await post_form(client, mine, {"code": code, "action": "withdraw"})
     client.cookies.clear()
@@ -189,7 +189,7 @@ async def test_editing_a_hidden_story_sends_it_to_review_not_back_out(client, db
     await client.get(review)
     await post_form(client, f"/c/{world.community.id}/stories/{story.id}/flag", {})
     await post_form(client, review, {"story": str(story.id), "action": "hide", "reason": "Too specific."})
-    mine = f"/c/{world.community.id}/stories/mine"
+    mine = "/stories/mine"  # the receipt route: the code alone, no session read
     for code in codes:
         await post_form(client, mine, {"code": code, "action": "edit", "title": "Rewritten", "happened": "Less specific.",
                                        "learned": "", "differently": ""})
@@ -205,7 +205,7 @@ async def test_only_wrong_receipt_codes_count_towards_the_limit(client, db: Asyn
     world = await _world(db)
     await sign_in(client, db, "m2@x.org")
     _status, code = await _share(client, world)
-    mine = f"/c/{world.community.id}/stories/mine"
+    mine = "/stories/mine"  # the receipt route: the code alone, no session read
     await client.get(mine)
     assert {(await post_form(client, mine, {"code": code})).status_code for _ in range(15)} == {200}
 
@@ -214,7 +214,7 @@ async def test_an_edit_gets_the_identifying_details_warning_too(client, db: Asyn
     world = await _world(db)
     await sign_in(client, db, "m3@x.org")
     _status, code = await _share(client, world)
-    mine = f"/c/{world.community.id}/stories/mine"
+    mine = "/stories/mine"  # the receipt route: the code alone, no session read
     await client.get(mine)
     edit = {"code": code, "action": "edit", "title": "T", "happened": "Ines was there.", "learned": "", "differently": ""}
     warned = await post_form(client, mine, edit)

@@ -77,7 +77,7 @@ async def test_receipt_opens_the_story_and_withdraw_removes_it_everywhere(client
     await sign_in(client, db, "m2@x.org")
     codes = [(await _share(client, world, STORY | {"title": f"Story {i}"}))[1] for i in range(3)]
     await _release(engine, settings)
-    mine = f"/c/{world.community.id}/stories/mine"
+    mine = "/stories/mine"  # the receipt route: the code alone, no session read
     await client.get(mine)
     opened = await post_form(client, mine, {"code": codes[0].lower().replace("-", " ")})
     assert opened.status_code == 200 and "Story 0" in opened.text and "Released on" in opened.text
@@ -93,7 +93,7 @@ async def test_wrong_receipt_codes_are_rate_limited_and_no_code_is_stored(client
     world = await _world(db)
     await sign_in(client, db, "m2@x.org")
     _status, code = await _share(client, world)
-    mine = f"/c/{world.community.id}/stories/mine"
+    mine = "/stories/mine"  # the receipt route: the code alone, no session read
     await client.get(mine)
     locator = code[:4]
     other = next(c for c in "23456789ABCDEFGHJKMNPQRSTVWXYZ" if c != locator[0])
@@ -208,9 +208,42 @@ async def test_key_rotation_reseals_every_story(client, db: AsyncSession, engine
     assert result.returncode == 0 and "re-encrypted 6" in result.stdout, result.stderr  # 3 stories, 3 replies
     keyring = Keyring.load(settings.encryption_key_path)
     assert list(keyring.keys) == [2]
-    mine = f"/c/{world.community.id}/stories/mine"
+    mine = "/stories/mine"  # the receipt route: the code alone, no session read
     for i, code in enumerate(codes):
         opened = await post_form(client, mine, {"code": code})
         assert f"Rotated {i}" in opened.text
     wall = (await client.get(f"/c/{world.community.id}/stories")).text
     assert all(f"kept reply {i}" in wall for i in range(3))
+
+
+async def test_the_receipt_alone_opens_edits_and_withdraws_with_no_session_read(client, db: AsyncSession) -> None:  # noqa: ANN001
+    """Opening one's story required a session, which paired it with the author at that moment. The
+    receipt route reads none: a bare client does it all, and a session cookie sent along (a
+    browser without JavaScript) is not even looked at."""
+    import httpx
+
+    from tests.conftest import BASE_URL
+
+    world = await _world(db)
+    await sign_in(client, db, "m2@x.org")
+    _status, code = await _share(client, world)
+    page = (await client.get(f"/c/{world.community.id}/stories/mine")).text
+    assert '<form method="post" action="/stories/mine" data-anonymous' in page and 'src="/static/mine.js"' in page
+    assert f'action="/c/{world.community.id}/stories/mine"' not in page
+    transport = httpx.ASGITransport(app=client.app, client=("198.51.100.9", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as bare:
+        opened = await bare.post("/stories/mine", data={"code": code, "lang": "es"})
+        assert opened.status_code == 200 and STORY["title"] in opened.text and 'lang="es"' in opened.text
+        assert "set-cookie" not in opened.headers
+        # A session cookie goes along unread: the page does not know who is signed in.
+        member_session = client.cookies.get("safespace_session")
+        with_cookie = await bare.post("/stories/mine", data={"code": code}, headers={"cookie": f"safespace_session={member_session}"})
+        assert with_cookie.status_code == 200 and "m2@x.org" not in with_cookie.text and "Sign out" not in with_cookie.text
+        edit = {"code": code, "action": "edit", "title": "Renamed", "happened": "Ines Duarte was there.", "learned": "", "differently": ""}
+        warned = await bare.post("/stories/mine", data=edit)
+        assert "a member&#39;s name" in warned.text and "<code>Ines Duarte</code>" not in warned.text  # the name is not repeated
+        saved = await bare.post("/stories/mine", data=edit | {"happened": "Someone was there.", "confirmed": "yes"})
+        assert saved.status_code == 200 and "Renamed" in saved.text
+        withdrawn = await bare.post("/stories/mine", data={"code": code, "action": "withdraw"})
+        assert "withdrawn and deleted" in withdrawn.text
+    assert await db.scalar(select(func.count()).select_from(Story)) == 0

@@ -50,7 +50,7 @@ async def test_a_story_with_a_token_warns_then_stores_and_works_once(client, db:
     assert await db.scalar(select(func.count()).select_from(Story)) == 1
     # The receipt works like a signed-in share's.
     await client.get(f"/c/{world.community.id}/stories/mine")
-    mine = await post_form(client, f"/c/{world.community.id}/stories/mine", {"code": stored.json()["receipt"]})
+    mine = await post_form(client, "/stories/mine", {"code": stored.json()["receipt"]})
     assert mine.status_code == 200 and STORY["title"] in mine.text
     # A session cookie with the story is refused.
     status, other = await story_token(client, world.community.id)
