@@ -46,6 +46,12 @@ bench-dashboard: $(STAMP)
 bench-tokens: $(STAMP)
 	$(BIN)/python bench/tokens.py $(TOKENS_ARGS)
 
+# POST /signin for known against unknown addresses, one at a time through the real route, on both databases; SIGNIN_ARGS go to
+# signin_timing.py (e.g. SIGNIN_ARGS="--old /tmp/signin-old" after `git worktree add /tmp/signin-old 4c3bcf2~1`, the code before the fix).
+.PHONY: bench-signin
+bench-signin: $(STAMP)
+	$(BIN)/python bench/signin_timing.py $(SIGNIN_ARGS)
+
 # 20 minutes of mixed traffic on PostgreSQL, two workers: p50/p99 per route, errors, RSS growth; SOAK_ARGS="--minutes 2".
 .PHONY: bench-soak
 bench-soak: $(STAMP)
