@@ -251,6 +251,8 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
                 SessionAuthMiddleware,
                 sessions=sessions,
                 idle=timedelta(minutes=settings.session_idle_minutes),
+                csrf_secret=secret.hex(),  # the CSRFConfig secret below
+                secure=settings.secure_cookies,
                 exclude=PUBLIC + ANONYMOUS,
             )
         ],

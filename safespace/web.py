@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -21,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Litestar, Request, Response
 from litestar.background_tasks import BackgroundTask
 from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import (
     HTTPException,
@@ -34,6 +36,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.routes import HTTPRoute
+from litestar.types import Empty, Message, Receive, Scope, Send
+from litestar.utils.scope.state import ScopeState
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -47,6 +51,24 @@ log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 SESSION_COOKIE = "safespace_session"
+CSRF_COOKIE = "safespace_csrf"
+BOUND_CSRF = "safespace.bound_csrf"  # scope key: the session's CSRF token, when this response must set it
+
+
+def bound_csrf_token(csrf_secret: str, session_token: str) -> str:
+    """The CSRF token of a session: Litestar's format (64 hex characters, then their HMAC under the
+    CSRF secret, which its middleware checks), with the 64 characters derived from the session
+    token instead of drawn at random. So a token obtained outside the session (before sign-in, or
+    planted in the browser by someone else) does not pass for it."""
+    from litestar.middleware.csrf import generate_csrf_hash
+
+    secret_part = hmac.new(csrf_secret.encode(), f"csrf-of-session:{session_token}".encode(), hashlib.sha256).hexdigest()
+    return secret_part + generate_csrf_hash(token=secret_part, secret=csrf_secret)
+
+
+def csrf_cookie(token: str, secure: bool) -> Cookie:
+    """As Litestar's CSRF middleware sets it (app.py CSRFConfig)."""
+    return Cookie(key=CSRF_COOKIE, value=token, path="/", httponly=True, samesite="lax", secure=secure)
 LANGUAGE_COOKIE = "safespace_lang"  # the language chosen on the sign-in pages, before any profile
 API_PREFIX = "/api/"
 
@@ -120,12 +142,49 @@ def language_for(connection: ASGIConnection, viewer: Viewer | None = None) -> st
 
 
 class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
-    """Loads the viewer from the session cookie (or leaves it None) and picks the language."""
+    """Loads the viewer from the session cookie (or leaves it None) and picks the language; binds
+    the CSRF token to the session (bound_csrf_token)."""
 
-    def __init__(self, app, sessions: SessionReader, idle: timedelta, **kwargs: Any) -> None:  # noqa: ANN001
+    def __init__(self, app, sessions: SessionReader, idle: timedelta, csrf_secret: str, secure: bool, **kwargs: Any) -> None:  # noqa: ANN001
         super().__init__(app, **kwargs)
         self.sessions = sessions  # one per app: concurrent requests' sessions are read together
         self.idle = idle
+        self.csrf_secret = csrf_secret
+        self.secure = secure
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """As the base class; a response to a request whose CSRF cookie was replaced by the
+        session's own (_bind_csrf) sets that cookie in the browser."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start" and (bound := scope.get(BOUND_CSRF)):
+                headers = list(message.get("headers", []))
+                setting = f"{CSRF_COOKIE}=".encode()
+                if not any(k.lower() == b"set-cookie" and v.startswith(setting) for k, v in headers):  # sign-in sets its own
+                    cookie = csrf_cookie(bound, self.secure).to_header(header="").strip().encode("latin-1")
+                    message["headers"] = [*headers, (b"set-cookie", cookie)]
+            await send(message)
+
+        await super().__call__(scope, receive, sending)
+
+    def _bind_csrf(self, scope: Scope, session_token: str) -> None:
+        """With a live session, the CSRF cookie that Litestar's middleware (inside this one) compares
+        the form's token with is the session's own. A browser holding another one (from before
+        sign-in, or planted) gets the session's, set on this response; a form sent with the other
+        token then fails the check, as a forged one would."""
+        bound = bound_csrf_token(self.csrf_secret, session_token)
+        if ASGIConnection(scope).cookies.get(CSRF_COOKIE) == bound:
+            return
+        others = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
+        parts = [part.strip() for k, v in scope["headers"] if k == b"cookie" for part in v.decode("latin-1").split(";")]
+        parts = [part for part in parts if part and not part.startswith(f"{CSRF_COOKIE}=")] + [f"{CSRF_COOKIE}={bound}"]
+        scope["headers"] = [*others, (b"cookie", "; ".join(parts).encode("latin-1"))]
+        state = ScopeState.from_scope(scope)  # Litestar keeps the parsed headers and cookies here
+        state.headers = state.cookies = Empty
+        scope[BOUND_CSRF] = bound  # type: ignore[literal-required]
 
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
         token = connection.cookies.get(SESSION_COOKIE)
@@ -133,6 +192,8 @@ class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
         page_view = connection.scope.get("method") in ("GET", "HEAD")
         viewer = await self._viewer(token, page_view) if token else None
         i18n.set_language(language_for(connection, viewer))
+        if viewer:
+            self._bind_csrf(connection.scope, token)
         return AuthenticationResult(user=viewer, auth=token if viewer else None)
 
     async def _viewer(self, token: str, page_view: bool) -> Viewer | None:

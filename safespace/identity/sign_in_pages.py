@@ -26,6 +26,8 @@ from safespace.web import (
     LANGUAGE_COOKIE,
     SESSION_COOKIE,
     Viewer,
+    bound_csrf_token,
+    csrf_cookie,
     form_text,
     local_path,
     page,
@@ -134,6 +136,7 @@ class SignInController(Controller):
         data: Form,
         db_session: NamedDependency[AsyncSession],
         settings: NamedDependency[Settings],
+        secret: NamedDependency[bytes],
     ) -> Redirect | Template:
         signed_in = await signin.redeem_link(db_session, token)
         if signed_in is None:
@@ -157,7 +160,9 @@ class SignInController(Controller):
                     secure=settings.secure_cookies,
                     path="/",
                     max_age=int(timedelta(days=30).total_seconds()),
-                )
+                ),
+                # The new session's own CSRF token: the one from before sign-in stops working.
+                csrf_cookie(bound_csrf_token(secret.hex(), session_token), settings.secure_cookies),
             ],
         )
 

@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -62,15 +63,17 @@ class Cluster:
         return f"postgresql+asyncpg://root@127.0.0.1:{self.port}/{database}"
 
 
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
+@contextmanager
+def throwaway_cluster(kind: type[Cluster] = Cluster) -> Iterator[Cluster]:
+    """A started cluster of `kind`, stopped and removed afterwards; skipped (failed in CI) where
+    PostgreSQL's server binaries or root are missing."""
     bin_dir = _binaries()
     if bin_dir is None or os.geteuid() != 0:
         message = "needs PostgreSQL's initdb (/usr/lib/postgresql/*/bin), runuser and root to run a throwaway cluster"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    made = Cluster(bin_dir)
+    made = kind(bin_dir)
     try:
         made.init()
         made.start()
@@ -79,6 +82,12 @@ def cluster() -> Iterator[Cluster]:
         subprocess.run(["runuser", "-u", "postgres", "--", str(bin_dir / "pg_ctl"), "-D", str(made.data), "-m", "immediate", "stop"],
                        capture_output=True, timeout=60)  # fmt: skip
         shutil.rmtree(made.home, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    with throwaway_cluster() as made:
+        yield made
 
 
 RECOVERY_SECONDS = 5  # after the restart, every request must work again from then on

@@ -54,10 +54,8 @@ each intermediate state is a probe; Small: every state is.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -82,8 +80,7 @@ from safespace.pulse.models import Round, Tally
 from safespace.settings import Settings
 from surveys import tally as tally_rules
 from surveys.instrument import builtin_instruments
-from tests.conftest import IN_CI
-from tests.faults.test_database_loss import Cluster, _binaries
+from tests.faults.test_database_loss import Cluster, throwaway_cluster
 from tests.helpers import make_community
 
 PS = builtin_instruments()["psychological_safety"]
@@ -236,21 +233,8 @@ class ArchivingCluster(Cluster):
 
 @pytest.fixture
 def archiving_cluster() -> Iterator[ArchivingCluster]:
-    bin_dir = _binaries()
-    if bin_dir is None or os.geteuid() != 0:
-        message = "needs PostgreSQL's initdb (/usr/lib/postgresql/*/bin), runuser and root to run a throwaway cluster"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    made = ArchivingCluster(bin_dir)
-    try:
-        made.init()
-        made.start()
+    with throwaway_cluster(ArchivingCluster) as made:
         yield made
-    finally:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(bin_dir / "pg_ctl"), "-D", str(made.data), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)  # fmt: skip
-        shutil.rmtree(made.home, ignore_errors=True)
 
 
 async def postgres_store(cluster: ArchivingCluster) -> Store:

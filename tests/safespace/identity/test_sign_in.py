@@ -121,6 +121,36 @@ async def test_post_without_csrf_token_is_refused_and_changes_nothing(client, db
     assert json_response.headers["content-type"].startswith("application/problem+json")
 
 
+async def test_the_csrf_token_is_bound_to_the_session(client, db: AsyncSession) -> None:  # noqa: ANN001
+    """A CSRF token that passed its HMAC but came from outside the session (taken before sign-in,
+    planted in the browser by someone on a sibling host, or another person's) is refused; the
+    session's own token works, and the browser is given it at sign-in and on its next page."""
+    world = await make_community(db, teams={"T": ["m@x.org"]})
+    await client.get("/signin")
+    before = client.cookies.get("safespace_csrf")  # a valid token, from before sign-in
+    await sign_in(client, db, world.facilitator)
+    session = client.cookies.get("safespace_session")
+    given = client.cookies.get("safespace_csrf")
+    assert given != before, "sign-in must give the browser the new session's own CSRF token"
+    teams = f"/c/{world.community.id}/teams"
+
+    async def post_with(token: str, name: str, as_session: str = session) -> httpx.Response:
+        return await client.post(teams, data={"name": name, "_csrf_token": token},
+                                 headers={"cookie": f"safespace_session={as_session}; safespace_csrf={token}"})  # fmt: skip
+
+    assert (await post_with(before, "Planted")).status_code == 403
+    other = await signin.start_session(db, (await db.scalar(select(Person).where(Person.email == "m@x.org"))).id, None)
+    await db.commit()
+    others_page = await client.get("/profile", headers={"cookie": f"safespace_session={other}; safespace_csrf={before}"})
+    others_token = others_page.cookies.get("safespace_csrf")  # the other session is given its own token
+    assert others_token and others_token not in (before, given)
+    assert (await post_with(others_token, "Borrowed")).status_code == 403
+    bound = await post_with(given, "Ours")
+    assert bound.status_code == 303
+    names = (await client.get(teams)).text
+    assert "Ours" in names and "Planted" not in names and "Borrowed" not in names
+
+
 async def test_sign_out_ends_the_session_on_the_server(client, db: AsyncSession) -> None:  # noqa: ANN001
     world = await make_community(db)
     await sign_in(client, db, world.facilitator)

@@ -5,22 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from pathlib import Path
 
 import pytest
 
 from safespace.privacy import blind, signing, token_keys
 from safespace.privacy.crypto import Keyring
-
-
-@pytest.fixture
-def keyring(tmp_path: Path) -> Keyring:
-    return Keyring.load(tmp_path / "keys")
-
-
-@pytest.fixture
-async def round_key(keyring: Keyring) -> token_keys.NewKey:
-    return await token_keys.new_key(keyring, "round_key", 2048)
+from tests.safespace.privacy.test_token_signing import loop_ticks_during
 
 
 def _blinded(key: token_keys.NewKey) -> tuple[bytes, bytes, bytes]:
@@ -31,23 +21,9 @@ def _blinded(key: token_keys.NewKey) -> tuple[bytes, bytes, bytes]:
 
 
 async def test_the_loop_answers_while_the_signing_process_is_busy() -> None:
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
-    await asyncio.sleep(0.02)
-    before = ticks
-    try:
-        # A slow signature stands in as a 0.3 s sleep in the signing process: it blocks that process only.
-        await signing.signer().run(time.sleep, 0.3)
-    finally:
-        ticker.cancel()
-    assert ticks - before >= 10, "the event loop stood still while the signing process worked"
+    # A slow signature stands in as a 0.3 s sleep in the signing process: it blocks that process only.
+    ticks = await loop_ticks_during(signing.signer().run(time.sleep, 0.3))
+    assert ticks >= 10, "the event loop stood still while the signing process worked"
     assert await signing.signer().run(os.getpid) != os.getpid()
 
 

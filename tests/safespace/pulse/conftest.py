@@ -20,7 +20,7 @@ from safespace.pulse.models import Round, Tally
 from safespace.pulse.services import read_tally
 from surveys import tally as tally_rules
 from surveys.instrument import builtin_instruments
-from tests.helpers import World, csrf, make_community
+from tests.helpers import World, make_community, session_csrf
 
 PS = builtin_instruments()["psychological_safety"]
 
@@ -57,9 +57,7 @@ async def session_cookie(db: AsyncSession, email: str) -> str:
 
 async def post_as(client: httpx.AsyncClient, session: str, url: str, form: dict[str, str]) -> httpx.Response:
     """POST a form as one member, with that member's session and a valid CSRF pair."""
-    if not client.cookies.get("safespace_csrf"):
-        await client.get("/signin")
-    token = csrf(client)
+    token = session_csrf(client, session)  # the session's own CSRF token
     return await client.post(
         url,
         data=form | {"_csrf_token": token},

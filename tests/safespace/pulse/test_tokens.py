@@ -22,7 +22,7 @@ from safespace.privacy import blind
 from safespace.pulse.models import Participation, SpentToken, Tally
 from safespace.privacy.token_keys import b64url, from_b64url
 from tests.conftest import BASE_URL
-from tests.helpers import csrf
+from tests.helpers import session_csrf
 from tests.safespace.pulse.conftest import Pulse, after_close, answers, open_pulse, post_as, session_cookie
 
 
@@ -55,7 +55,7 @@ async def take_token(client: httpx.AsyncClient, session: str, pulse: Pulse) -> d
     signed = await client.post(
         f"{api_url(pulse)}/token",
         json={"key_id": key["key_id"], "blinded_msg": b64url(blinded)},
-        headers={"cookie": f"safespace_session={session}; safespace_csrf={csrf(client)}", "x-csrftoken": csrf(client)},
+        headers={"cookie": f"safespace_session={session}; safespace_csrf={session_csrf(client, session)}", "x-csrftoken": session_csrf(client, session)},
     )
     assert signed.status_code == 200, signed.text
     sig = blind.finalize(public, msg, from_b64url(signed.json()["blind_sig"], "sig"), inv)
@@ -155,7 +155,7 @@ async def test_a_blinded_message_out_of_range_is_refused_before_the_ledger(clien
         response = await client.post(
             f"{api_url(pulse)}/token",
             json={"key_id": key["key_id"], "blinded_msg": b64url(blinded)},
-            headers={"cookie": f"safespace_session={session}; safespace_csrf={csrf(client)}", "x-csrftoken": csrf(client)},
+            headers={"cookie": f"safespace_session={session}; safespace_csrf={session_csrf(client, session)}", "x-csrftoken": session_csrf(client, session)},
         )
         assert response.status_code == 400 and "refused" in response.json()["detail"], (blinded[:4], response.text)
     assert await counts(db, pulse) == (0, 0, 0)  # the member can still take a good token
@@ -168,8 +168,7 @@ async def test_a_community_can_require_private_mode(client, db: AsyncSession, en
     toggled = await post_as(client, await session_cookie(db, "fac@x.org"), f"/c/{community_id}/surveys/private-mode", {"require": "yes"})
     assert toggled.status_code == 303
     member_session = await session_cookie(db, "m1@x.org")
-    refused = await client.post(f"/c/{community_id}/surveys/private-mode", data={"require": "no", "_csrf_token": csrf(client)},
-                                headers={"cookie": f"safespace_session={member_session}; safespace_csrf={csrf(client)}"})
+    refused = await post_as(client, member_session, f"/c/{community_id}/surveys/private-mode", {"require": "no"})
     assert refused.status_code == 403  # only facilitators choose
     session = await session_cookie(db, "m0@x.org")
     page = await client.get(pulse.url, headers={"cookie": f"safespace_session={session}"})
@@ -207,7 +206,7 @@ async def test_the_same_blinded_request_gets_the_same_signature_and_no_second_to
     key = (await client.get(f"{api_url(pulse)}/token-key", headers={"cookie": f"safespace_session={session}"})).json()
     public = jwk_key(key["jwk"])
     await client.get("/signin")
-    headers = {"cookie": f"safespace_session={session}; safespace_csrf={csrf(client)}", "x-csrftoken": csrf(client)}
+    headers = {"cookie": f"safespace_session={session}; safespace_csrf={session_csrf(client, session)}", "x-csrftoken": session_csrf(client, session)}
     msg = blind.prepare(b"kept while the page changed")
     blinded, inv = blind.blind(public, msg)
 
