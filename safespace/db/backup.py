@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
+import hashlib
 import io
 import os
 import re
@@ -62,6 +63,9 @@ class Manifest(msgspec.Struct):
     rows: dict[str, int]
     seals: list[Seal]
     open_rounds: int
+    # SHA-256 of the database member; restore refuses a member that does not match (backups made
+    # before this field existed have "" and are checked by their row counts only).
+    database_sha256: str = ""
 
     @property
     def key_ids(self) -> list[int]:
@@ -177,8 +181,17 @@ async def _engine(url: str) -> AsyncIterator[AsyncEngine]:
 # --- the archive -----------------------------------------------------------------------------------
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _write_archive(destination: Path, manifest: Manifest, database_file: Path) -> int:
     """Written beside the destination and renamed into place: never a half-written backup."""
+    manifest = msgspec.structs.replace(manifest, database_sha256=_sha256(database_file))
     partial = destination.with_name(f".{destination.name}.partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the data is private
     try:
@@ -217,6 +230,8 @@ def _extract_database(path: Path, manifest: Manifest, folder: Path) -> Path:
             raise BackupError(f"{path} has no database in it.")
         with source, open(target, "wb") as out:  # by name, never extractall: no path from the archive is trusted
             shutil.copyfileobj(source, out, 1 << 20)
+    if manifest.database_sha256 and _sha256(target) != manifest.database_sha256:
+        raise BackupError(f"{path} is damaged: its database does not match the checksum in its manifest. Nothing was changed.")
     return target
 
 
@@ -404,16 +419,16 @@ async def restore(settings: Settings, path: Path, force: bool) -> RestoreReport:
     return RestoreReport(manifest, migrated_to, time.perf_counter() - started)
 
 
-def _same_rows(manifest: Manifest, facts: Facts, where: str) -> None:
+def _same_rows(manifest: Manifest, facts: Facts, where: str, after: str = "") -> None:
     if facts.rows != manifest.rows:
         differ = sorted(t for t in set(facts.rows) | set(manifest.rows) if facts.rows.get(t) != manifest.rows.get(t))
-        raise BackupError(f"{where} does not match the backup's manifest (tables {', '.join(differ)}); the file is damaged.")
+        raise BackupError(f"{where} does not match the backup's manifest (tables {', '.join(differ)}); the file is damaged.{after}")
 
 
 async def _sqlite_restore(settings: Settings, manifest: Manifest, copy: Path) -> None:
     # The extracted copy is checked before anything is written to the real database.
     async with _engine(f"sqlite+aiosqlite:///{copy}") as engine, engine.connect() as connection:
-        _same_rows(manifest, await _facts(connection), "The backup's database")
+        _same_rows(manifest, await _facts(connection), "The backup's database", " Nothing was changed.")
     source = sqlite3.connect(copy)
     try:
         target = sqlite3.connect(_sqlite_path(settings), timeout=30)
@@ -451,34 +466,101 @@ END $$;
 """
 
 
+CHECK_MARK = "safespace-restore-check"
+
+
+def _expected_structure(listing: str) -> dict[str, int]:
+    """What `pg_restore --list` says the restored schema will have: primary key and unique
+    constraints, foreign keys, and other indexes. Read from the archive's table of contents, which
+    a truncated or damaged archive still carries whole."""
+    found = {"keys": 0, "foreign keys": 0, "indexes": 0}
+    for line in listing.splitlines():
+        if line.startswith(";") or " public " not in line:
+            continue
+        entry = line.split(";", 1)[-1].split()
+        if entry[2:4] == ["FK", "CONSTRAINT"]:
+            found["foreign keys"] += 1
+        elif entry[2:3] == ["CONSTRAINT"]:
+            found["keys"] += 1
+        elif entry[2:3] == ["INDEX"]:
+            found["indexes"] += 1
+    return found
+
+
+def _verification(manifest: Manifest, expected: dict[str, int]) -> str:
+    """SQL run after the restored script, in its transaction: any difference from the manifest or
+    the archive's table of contents raises, and psql rolls the whole restore back. (psql
+    --single-transaction commits when its input simply ends, as a truncated dump's does.)"""
+
+    def check(value_sql: str, want: int | str, what: str) -> str:
+        want_sql = str(want) if isinstance(want, int) else "'" + want.replace("'", "''") + "'"
+        said = str(want).replace("'", "''")
+        return (
+            f"  SELECT ({value_sql})::text INTO found;\n"
+            f"  IF found IS DISTINCT FROM ({want_sql})::text THEN\n"
+            f"    RAISE EXCEPTION '{CHECK_MARK}: {what}: % in the restored database, {said} in the backup', coalesce(found, 'none');\n"
+            "  END IF;\n"
+        )
+
+    parts = ["DO $$\nDECLARE found text;\nBEGIN\n"]
+    parts.append(check("SELECT version_num FROM public.alembic_version", manifest.revision, "migration revision"))
+    for table, rows in sorted(manifest.rows.items()):
+        quoted = '"' + table.replace('"', '""') + '"'
+        parts.append(check(f"SELECT count(*) FROM public.{quoted}", rows, f"rows of {table.replace(chr(39), '')}"))
+    constraints = "SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = 'public'"
+    parts.append(check(f"{constraints} AND c.contype IN ('p', 'u')", expected["keys"], "primary keys and unique constraints"))
+    parts.append(check(f"{constraints} AND c.contype = 'f'", expected["foreign keys"], "foreign keys"))
+    parts.append(check("SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'", expected["keys"] + expected["indexes"], "indexes"))
+    parts.append("END $$;")
+    return "".join(parts)
+
+
 async def _postgres_restore(settings: Settings, engine: AsyncEngine, manifest: Manifest, dump: Path) -> None:
+    """Checked before anything is touched (the archive's table of contents must read), then loaded
+    in one transaction that verifies itself before it commits (_verification): on any failure
+    the database is as it was."""
     async with engine.connect() as connection:
         major = await _server_major(connection)
     await engine.dispose()  # our own idle connections would otherwise wait on the drop
     pg_restore, psql = postgres_tool("pg_restore", major), postgres_tool("psql", major)
     env = _pg_environment(settings)
+    listing = await asyncio.to_thread(subprocess.run, [str(pg_restore), "--list", str(dump)], capture_output=True, text=True, env=env)
+    if listing.returncode != 0:
+        raise BackupError(
+            f"The backup's database is damaged (pg_restore cannot read it: {listing.stderr.strip()[-500:]}). Nothing was changed."
+        )
+    verification = _verification(manifest, _expected_structure(listing.stdout))
 
-    def run() -> tuple[int, str]:
+    def run() -> tuple[int, str, int, str]:
         # --schema=public: the objects in it, not the schema itself (which the database already has)
         script = subprocess.Popen(
             [str(pg_restore), "--no-owner", "--no-privileges", "--schema=public", "--file=-", str(dump)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
         )  # fmt: skip
         loaded = subprocess.run(
-            [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-c", _DROP_PUBLIC, "-f", "-"],
+            [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-c", _DROP_PUBLIC, "-f", "-", "-c", verification],
             stdin=script.stdout, capture_output=True, text=True, env=env,
         )  # fmt: skip
         script.stdout.close()
         script_errors = script.stderr.read().decode(errors="replace")
         script.wait()
-        if loaded.returncode != 0:  # first: pg_restore then only fails for the pipe psql closed
-            return loaded.returncode, loaded.stderr
-        return script.returncode, script_errors
+        return loaded.returncode, loaded.stderr, script.returncode, script_errors
 
-    code, errors = await asyncio.to_thread(run)
-    if code != 0:
+    loaded, loaded_errors, read, read_errors = await asyncio.to_thread(run)
+    if loaded != 0:  # psql stopped at an error inside its single transaction: nothing was committed
+        if CHECK_MARK in loaded_errors:
+            found = loaded_errors.split(f"{CHECK_MARK}: ", 1)[1].splitlines()[0]
+            reason = f"the backup is damaged ({found})" + (f"; pg_restore said: {read_errors.strip()[-300:]}" if read else "")
+        elif read:
+            reason = f"the backup is damaged (pg_restore: {read_errors.strip()[-1000:]})"
+        else:
+            reason = loaded_errors.strip()[-2000:]
+        raise BackupError(f"Restoring into PostgreSQL failed, and was rolled back (the database is as it was): {reason}")
+    if read != 0:  # every check passed and it committed, but pg_restore complained on the way
         raise BackupError(
-            f"Restoring into PostgreSQL failed, and was rolled back (the database is as it was): {errors.strip()[-2000:]}"
+            "The database was restored and matches the backup (revision, rows, keys and indexes), but pg_restore "
+            f"reported: {read_errors.strip()[-2000:]}"
         )
     async with engine.connect() as connection:
         _same_rows(manifest, await _facts(connection), "The restored database")
+
