@@ -51,6 +51,18 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
+def _key_file_opens_the_database(settings: Settings) -> None:
+    """serve and tick refuse to start when the key file cannot open what the database holds."""
+    from safespace.db.backup import BackupError, check_key_file
+
+    try:
+        asyncio.run(check_key_file(settings))
+    except BackupError as exc:
+        _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - the database may be down: serve answers 503 until it is back
+        click.echo(f"Could not check the key file against the database ({exc.__class__.__name__}); starting anyway.", err=True)
+
+
 @click.group(help="Safespace: anonymous trust pulse surveys and failure sharing.")
 def main() -> None:
     pass
@@ -71,6 +83,7 @@ def serve(host: str, port: int, workers: int) -> None:
     if workers > 1 and settings.is_sqlite:
         _fail("--workers above 1 needs PostgreSQL (SAFESPACE_DATABASE_URL=postgresql+asyncpg://...): "
               "SQLite takes one writer at a time, so serve it with one worker.")
+    _key_file_opens_the_database(settings)
     click.echo(f"Safespace is serving {settings.base_url} (listening on {host}:{port}, {workers} worker(s)).")
     options = {
         "host": host,
@@ -229,6 +242,7 @@ def tick() -> None:
     from safespace.web import template_environment
 
     settings = _settings()
+    _key_file_opens_the_database(settings)
 
     async def run():  # noqa: ANN202
         engine = make_engine(settings)

@@ -133,7 +133,24 @@ async def _facts(connection: AsyncConnection) -> Facts:
     return Facts(revision, rows, seals, open_rounds)
 
 
-def _check_keys(seals: list[Seal], key_path: Path, where: str, after: str = "Nothing was changed.") -> None:
+async def check_key_file(settings: Settings) -> None:
+    """Before `serve` or `tick` start: the database's sealed values (one per key in use) must open
+    with the data directory's key file. A missing file would otherwise be made afresh, and new
+    comments and stories sealed with a key the old data does not know (BackupError if not)."""
+    from safespace.db.engine import make_engine
+
+    engine = make_engine(settings)
+    try:
+        async with engine.connect() as connection:
+            facts = await _facts(connection)
+    finally:
+        await engine.dispose()
+    _check_keys(facts.seals, settings.encryption_key_path, "the database", "Safespace did not start.", "start it again")
+
+
+def _check_keys(
+    seals: list[Seal], key_path: Path, where: str, after: str = "Nothing was changed.", then: str = "run `safespace restore` again"
+) -> None:
     """Every key the data was sealed with must be in the data directory's key file."""
     from safespace.privacy.crypto import Keyring, KeyringError
 
@@ -143,7 +160,7 @@ def _check_keys(seals: list[Seal], key_path: Path, where: str, after: str = "Not
         raise BackupError(
             f"{where[0].upper()}{where[1:]} holds encrypted comments or stories, but there is no key file at {key_path}. "
             "Put back the encryption.keys from your key backup (or point SAFESPACE_ENCRYPTION_KEY_FILE "
-            "at it), then run `safespace restore` again. " + after
+            f"at it), then {then}. " + after
         )
     keyring = Keyring.load(key_path)
     for seal in seals:
@@ -154,7 +171,7 @@ def _check_keys(seals: list[Seal], key_path: Path, where: str, after: str = "Not
             raise BackupError(
                 f"The key file {key_path} cannot open {where}'s {seal.table}.{seal.column} (sealed with key "
                 f"{key_id}: {exc}). Put back the encryption.keys that was in use when the backup was taken, "
-                "then run `safespace restore` again. " + after
+                f"then {then}. " + after
             ) from None
 
 

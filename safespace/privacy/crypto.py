@@ -94,9 +94,11 @@ class Keyring:
 
     @classmethod
     def load(cls, path: Path) -> Keyring:
-        """Read the key file, creating it (mode 0600) with one fresh key on first use."""
+        """Read the key file, creating it (mode 0600) with one fresh key on first use. A new file's
+        first key id is random, so a file made afresh never reuses the id of a lost one: data
+        sealed with the lost key fails with "key N is not in the key file", not a wrong key."""
         if not path.exists():
-            keyring = cls({1: AESGCM.generate_key(bit_length=256)}, path)
+            keyring = cls({secrets.randbelow(2**31 - 2**20) + 1: AESGCM.generate_key(bit_length=256)}, path)
             keyring.save()
             keyring._mtime = path.stat().st_mtime
             return keyring

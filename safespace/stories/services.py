@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import random
 import uuid
 from collections import Counter
@@ -21,10 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community, Membership, Person
 from safespace.identity.services import InvalidInput, clean_text, now
-from safespace.privacy.crypto import Keyring, associated_data
+from safespace.privacy.crypto import Keyring, KeyringError, associated_data
 from safespace.stories import receipts
 from safespace.stories.identifying import Finding, find_identifying, roster_names
 from safespace.stories.models import Reaction, Reply, Story, StoryKey, StoryQuota, StoryRelease
+
+log = logging.getLogger(__name__)
 
 FIELDS = ("title", "happened", "learned", "differently")
 MAX_CHARS = {"title": 120, "happened": 4000, "learned": 4000, "differently": 4000}
@@ -182,11 +185,17 @@ async def release_due(db: AsyncSession, keyring: Keyring, moment: datetime, week
         )
         weekly_due = (local.weekday(), local.hour) >= when and await db.get(StoryRelease, (community.id, week)) is None
         count = waiting.get(community.id, 0)
-        if count and (count >= BATCH_SIZE or weekly_due):
-            released += await _release(db, keyring, community.id, local.date())
-        if weekly_due:
-            db.add(StoryRelease(community_id=community.id, week=week))
-        released += await _release_replies(db, keyring, community.id, local.date(), minimum=1 if weekly_due else REPLIES_AT_ONCE)
+        try:
+            async with db.begin_nested():  # one community's failure must not hold back the others'
+                here = 0
+                if count and (count >= BATCH_SIZE or weekly_due):
+                    here += await _release(db, keyring, community.id, local.date())
+                if weekly_due:
+                    db.add(StoryRelease(community_id=community.id, week=week))
+                here += await _release_replies(db, keyring, community.id, local.date(), minimum=1 if weekly_due else REPLIES_AT_ONCE)
+            released += here
+        except Exception:  # noqa: BLE001
+            log.exception("story release of one community skipped this pass")
     # Past weeks' quota rows and token keys (with their spent tokens) are of no further use.
     await db.execute(delete(StoryQuota).where(StoryQuota.week < week_of(moment - timedelta(days=7))))
     await db.execute(delete(StoryKey).where(StoryKey.week < week_of(moment - timedelta(days=7))))
@@ -197,7 +206,15 @@ async def release_due(db: AsyncSession, keyring: Keyring, moment: datetime, week
 async def _release(db: AsyncSession, keyring: Keyring, community_id: uuid.UUID, day: date) -> int:
     """Re-insert the batch shuffled, under new ids, dated by the day of release only."""
     batch = list(await db.scalars(select(Story).where(Story.community_id == community_id, Story.status == "pending")))
-    opened = [(story, open_story(keyring, story)) for story in batch]
+    opened = []
+    for story in batch:
+        try:
+            opened.append((story, open_story(keyring, story)))
+        except KeyringError as exc:
+            # Sealed with a key this key file lacks: it waits (the operator puts the key back);
+            # the others of the batch go out as they would.
+            log.error("a waiting story cannot be opened and stays waiting: %s", exc)
+    batch = [story for story, _text in opened]
     await db.execute(delete(Story).where(Story.id.in_([s.id for s in batch])))
     random.SystemRandom().shuffle(opened)
     for position, (old, text) in enumerate(opened):
@@ -243,8 +260,12 @@ async def _release_replies(
     for story_id, replies in by_story.items():
         if len(replies) < minimum:
             continue
+        try:
+            texts = [keyring.open(r.body, associated_data("reply", "body", r.id)) for r in replies]
+        except KeyringError as exc:
+            log.error("a story's waiting replies cannot be opened and stay waiting: %s", exc)
+            continue
         released += len(replies)
-        texts = [keyring.open(r.body, associated_data("reply", "body", r.id)) for r in replies]
         await db.execute(delete(Reply).where(Reply.id.in_([r.id for r in replies])))
         shuffle(texts)
         start = (await db.scalar(select(func.count()).select_from(Reply).where(Reply.story_id == story_id))) or 0

@@ -246,7 +246,7 @@ def test_member_shares_a_story_and_finds_it_with_the_receipt(served, served_env,
             page.get_by_label("Title").fill(title)
             page.get_by_role("button", name="Share my story").click()
             expect(page.locator("#receipt-code")).to_be_visible(timeout=15_000)
-            expect(page.get_by_text("Sent in private mode")).to_be_visible()
+            expect(page.get_by_text("Sent in private mode")).to_be_visible(timeout=15_000)
         tick(served_env)
         page.goto(f"{base}/c/{community_path(page)}/stories")
         story = page.locator("article", has=page.get_by_role("heading", name="The workshop I ran alone"))

@@ -99,13 +99,13 @@ def test_a_members_visit_leaves_nothing_identifying_in_the_log(served, served_en
         page.get_by_label("What happened").fill("We ran a pilot and forgot to measure anything before it ended.")
         page.get_by_label("What you learned").fill("Decide what to measure before starting.")
         page.get_by_role("button", name="Share my story").click()
-        expect(page.get_by_text("Sent in private mode")).to_be_visible()
+        expect(page.get_by_text("Sent in private mode")).to_be_visible(timeout=15_000)  # waits out the quiet window
         secrets[page.locator("#receipt-code").inner_text()] = "a receipt code"
         page.goto(f"{base}/c/{community}/stories")
         story = page.locator("article", has=page.get_by_role("heading", name="A model we trusted too much"))
         story.get_by_label("Reply without your name").fill("We trusted one too; a second opinion saved us.")
         story.get_by_role("button", name="Send reply").click()
-        expect(story.locator(".token-sent")).to_contain_text("nothing links it to you")
+        expect(story.locator(".token-sent")).to_contain_text("nothing links it to you", timeout=15_000)
         cookies = ines.cookies()
 
         # Hana: no JavaScript, so the signed-in forms.

@@ -111,3 +111,34 @@ def test_every_command_has_help() -> None:
 def _check_help(command: str) -> None:
     result = subprocess.run([sys.executable, "-m", "safespace", command, "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "Usage:" in result.stdout
+
+
+async def test_serve_and_tick_refuse_a_key_file_that_cannot_open_the_database(settings, db: AsyncSession) -> None:  # noqa: ANN001
+    """A missing encryption.keys used to be made afresh (reusing key id 1) while the database held
+    data sealed with the old one: results answered 500 and stories were sealed with the new key.
+    Now serve and tick refuse, naming the file; a file made afresh never reuses an old key id."""
+    import shutil
+
+    from safespace.demo import ensure_demo
+    from safespace.privacy.crypto import Keyring
+
+    original = Keyring.load(settings.encryption_key_path)
+    await ensure_demo(db, original)
+    await db.commit()
+    key_file = settings.encryption_key_path
+    kept = key_file.with_name("kept.keys")
+    shutil.move(key_file, kept)
+
+    for command in (["tick"], ["serve", "--port", "1"]):
+        refused = run(settings, *command)
+        assert refused.returncode == 1, (command, refused.stdout, refused.stderr)
+        assert str(key_file) in refused.stderr and "Safespace did not start" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert not key_file.exists(), "no key file may be made while the database holds data sealed with another"
+
+    fresh = Keyring.load(key_file)  # as a careless `safespace demo` or an old version would make one
+    assert fresh.current_id != original.current_id, "a new key file reused the lost one's key id"
+    refused = run(settings, "tick")
+    assert refused.returncode == 1 and f"key {original.current_id}" in refused.stderr, refused.stderr
+    shutil.move(kept, key_file)
+    assert run(settings, "tick").returncode == 0

@@ -204,10 +204,11 @@ async def test_key_rotation_reseals_every_story(client, db: AsyncSession, engine
         await post_form(client, f"/c/{world.community.id}/stories/{released.id}/reply", {"reply": f"kept reply {i}"})
     await _release(engine, settings)
     env = {**os.environ, "SAFESPACE_DATA_DIR": settings.data_dir, "SAFESPACE_DATABASE_URL": settings.database_url}
+    first = Keyring.load(settings.encryption_key_path).current_id
     result = subprocess.run([sys.executable, "-m", "safespace", "keys", "rotate"], env=env, capture_output=True, text=True)
     assert result.returncode == 0 and "re-encrypted 6" in result.stdout, result.stderr  # 3 stories, 3 replies
     keyring = Keyring.load(settings.encryption_key_path)
-    assert list(keyring.keys) == [2]
+    assert list(keyring.keys) == [first + 1]
     mine = "/stories/mine"  # the receipt route: the code alone, no session read
     for i, code in enumerate(codes):
         opened = await post_form(client, mine, {"code": code})
@@ -247,3 +248,29 @@ async def test_the_receipt_alone_opens_edits_and_withdraws_with_no_session_read(
         withdrawn = await bare.post("/stories/mine", data={"code": code, "action": "withdraw"})
         assert "withdrawn and deleted" in withdrawn.text
     assert await db.scalar(select(func.count()).select_from(Story)) == 0
+
+
+async def test_a_story_no_key_opens_waits_and_the_others_go_out(client, db: AsyncSession, engine, settings, tmp_path) -> None:  # noqa: ANN001
+    """A story sealed with a key the key file lacks (shared while a wrong key file was in place)
+    once stopped every release, in every community, for good. Now it waits alone."""
+    from safespace.stories import services as stories
+    from safespace.stories.models import Story
+
+    world = await _world(db)
+    other = await make_community(db, name="Other circle", facilitator="fo@x.org", teams={"T": ["o1@x.org"]})
+    stranger = Keyring.load(tmp_path / "a-lost-key-file")
+    await stories.store_story(db, stranger, world.community.id, stories.StoryText("Sealed elsewhere", "x", "", ""), [], False, False)
+    for title in ("Second story", "Third story"):
+        await stories.store_story(db, Keyring.load(settings.encryption_key_path), world.community.id,
+                                  stories.StoryText(title, "y", "", ""), [], False, False)  # fmt: skip
+    await stories.store_story(db, Keyring.load(settings.encryption_key_path), other.community.id,
+                              stories.StoryText("Elsewhere, fine", "z", "", ""), [], False, False)  # fmt: skip
+    await db.commit()
+    report = await schedule.tick(async_sessionmaker(engine), Keyring.load(settings.encryption_key_path), None,
+                                 moment=now(), story_release=(0, 0))  # fmt: skip
+    assert report.stories_released == 3
+    statuses = dict((await db.execute(select(Story.community_id, func.count()).where(Story.status == "pending").group_by(Story.community_id))).all())
+    assert statuses == {world.community.id: 1}  # only the story no key opens still waits
+    await sign_in(client, db, "m2@x.org")
+    wall = (await client.get(f"/c/{world.community.id}/stories")).text
+    assert "Second story" in wall and "Third story" in wall and "Sealed elsewhere" not in wall
