@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import datetime
 
@@ -16,7 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from safespace.db.base import Base, RandomId, UTCDateTime
 
@@ -36,6 +37,11 @@ class Person(RandomId, Base):
     memberships: Mapped[list[Membership]] = relationship(back_populates="person")
 
 
+def community_name_key(name: str) -> str:
+    """A community's name as names are compared: case, spacing and compatibility forms aside."""
+    return unicodedata.normalize("NFKC", " ".join(name.split())).casefold()
+
+
 class Community(RandomId, Base):
     __tablename__ = "community"
     __table_args__ = (
@@ -44,6 +50,9 @@ class Community(RandomId, Base):
     )
 
     name: Mapped[str] = mapped_column(String(120))
+    # One community per name on an installation (`invite --community Gold` must not guess), kept
+    # in step with `name` below; compared in Python because SQLite's lower() folds ASCII only.
+    name_key: Mapped[str] = mapped_column(Text, unique=True, index=True)
     vision: Mapped[str] = mapped_column(Text, default="")
     min_group_size: Mapped[int] = mapped_column(Integer, default=5)
     # Free-text answers are shown only for groups with at least this many respondents (P5).
@@ -59,6 +68,11 @@ class Community(RandomId, Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     teams: Mapped[list[Team]] = relationship(back_populates="community", order_by="Team.name")
+
+    @validates("name")
+    def _name_key_follows_the_name(self, _column: str, name: str) -> str:
+        self.name_key = community_name_key(name)
+        return name
 
 
 class Team(RandomId, Base):

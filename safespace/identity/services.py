@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.i18n import gettext as _
-from safespace.identity.models import Community, Membership, Person, Team
+from safespace.identity.models import Community, Membership, Person, Team, community_name_key
 from safespace.settings import MIN_GROUP_SIZE_FLOOR
 from surveys.disclosure import DEFAULT_COMMENT_THRESHOLD
 
@@ -26,6 +26,14 @@ class InvalidInput(Exception):
     def __init__(self, errors: dict[str, str]) -> None:
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
         self.errors = errors
+
+
+class CommunityNameTaken(InvalidInput):
+    """The name is another community's (compared as `community_name_key` compares names)."""
+
+    def __init__(self, existing: Community) -> None:
+        super().__init__({"name": _("There is already a community called “%(name)s”. Choose another name.") % {"name": existing.name}})
+        self.existing = existing
 
 
 class Refused(Exception):
@@ -152,6 +160,22 @@ def _check_comment_threshold(value: int | str | None, k: int, current: int) -> i
     return threshold
 
 
+async def find_community(db: AsyncSession, reference: str) -> Community | None:
+    """The community with this id, else with this name (case and spacing aside): for operators."""
+    try:
+        community = await db.get(Community, uuid.UUID(reference.strip()))
+    except ValueError:
+        community = None
+    return community or await db.scalar(select(Community).where(Community.name_key == community_name_key(reference)))
+
+
+async def _ensure_unique_name(db: AsyncSession, name: str, except_id: uuid.UUID | None = None) -> None:
+    # The unique index on name_key holds this too; checked first to answer with a field error.
+    existing = await db.scalar(select(Community).where(Community.name_key == community_name_key(name)))
+    if existing is not None and existing.id != except_id:
+        raise CommunityNameTaken(existing)
+
+
 async def create_community(
     db: AsyncSession,
     founder_id: uuid.UUID,
@@ -162,6 +186,7 @@ async def create_community(
     comment_threshold: int | str | None = None,
 ) -> Community:
     name, k, time_zone = _check_community(name, min_group_size, time_zone)
+    await _ensure_unique_name(db, name)
     community = Community(
         name=name,
         vision=_check_vision(vision),
@@ -198,6 +223,7 @@ async def update_community(
     # Rounds lock k and the comment threshold when they open; these values apply to later rounds.
     checked = _check_community(name, min_group_size, time_zone)
     threshold = _check_comment_threshold(comment_threshold, checked[1], community.comment_threshold)
+    await _ensure_unique_name(db, checked[0], except_id=community.id)
     community.vision = _check_vision(vision)
     community.name, community.min_group_size, community.time_zone = checked
     community.comment_threshold = threshold

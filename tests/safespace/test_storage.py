@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import event, text
@@ -110,3 +111,71 @@ def test_every_page_title_is_plain_text() -> None:
         found = re.search(r"{% block title %}(.*?){% endblock %}", path.read_text(), flags=re.DOTALL)
         if found:
             assert "<" not in found.group(1) and "\n" not in found.group(1).strip(), path.name
+
+
+async def test_names_made_unique_by_migration_0009_rename_later_duplicates_and_keep_their_members(engine: AsyncEngine, db: AsyncSession, caplog) -> None:  # noqa: ANN001
+    """Issue 21 item 5: before 0009 a database could hold "Gold" twice. Upgrading keeps the oldest
+    name as it is, gives each later one a number no community had, and loses nothing else; after
+    it, the database itself refuses a second "gold"."""
+    import logging
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from alembic import command
+    from sqlalchemy import delete, insert, select
+    from sqlalchemy.exc import IntegrityError
+
+    from safespace.db.migrate import alembic_config, upgrade
+    from safespace.identity.models import Community, Membership, Person, community_name_key
+
+    async def downgrade(revision: str) -> None:
+        config = alembic_config()
+        async with engine.begin() as connection:
+            def run(sync) -> None:  # noqa: ANN001
+                config.attributes["connection"] = sync
+                command.downgrade(config, revision)
+
+            await connection.run_sync(run)
+
+    long = "Long" + "g" * 116
+    names = ["Gold", "GOLD", "Gold", "Gold (2)", "Silver", long, long.upper()]  # in the order they were made
+    ids = [uuid.uuid4() for _ in names]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    await db.close()
+    try:
+        await downgrade("0008")
+        async with engine.begin() as connection:
+            person = uuid.uuid4()
+            await connection.execute(insert(Person.__table__).values(id=person, email="f@x.org", created_at=start))
+            for n, (community_id, name) in enumerate(zip(ids, names, strict=True)):
+                await connection.execute(insert(Community.__table__).values(
+                    id=community_id, name=name, min_group_size=5, comment_threshold=10, time_zone="UTC",
+                    created_at=start + timedelta(days=n),
+                ))  # fmt: skip
+                await connection.execute(insert(Membership.__table__).values(
+                    person_id=person, community_id=community_id, role="facilitator", status="active", created_at=start,
+                ))  # fmt: skip
+        with caplog.at_level(logging.WARNING, logger="safespace.migrations"):
+            await upgrade(engine)
+        async with engine.connect() as connection:
+            after = dict((await connection.execute(select(Community.id, Community.name))).all())
+            keys = dict((await connection.execute(select(Community.id, Community.name_key))).all())
+            members = set(await connection.scalars(select(Membership.community_id)))
+        assert [after[i] for i in ids] == ["Gold", "GOLD (3)", "Gold (4)", "Gold (2)", "Silver", long, long.upper()[:116] + " (2)"]
+        assert keys == {i: community_name_key(name) for i, name in after.items()}
+        assert members == set(ids)
+        assert sum("renamed from 'GOLD' to 'GOLD (3)'" in r.getMessage() for r in caplog.records) == 1
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as connection:
+                await connection.execute(insert(Community.__table__).values(
+                    name="gold", name_key="gold", min_group_size=5, comment_threshold=10, time_zone="UTC", created_at=start,
+                ))  # fmt: skip
+
+        await downgrade("0008")  # back down and up again: the renamed names stay, the index goes and comes back
+        await upgrade(engine)
+    finally:
+        await upgrade(engine)
+        async with engine.begin() as connection:
+            await connection.execute(delete(Membership.__table__))
+            await connection.execute(delete(Community.__table__))
+            await connection.execute(delete(Person.__table__))

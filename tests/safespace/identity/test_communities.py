@@ -41,6 +41,29 @@ async def test_k_below_three_is_refused_in_the_form(client, db: AsyncSession) ->
     assert await db.scalar(select(func.count()).select_from(Community).where(Community.name == "Tiny")) == 0
 
 
+async def test_a_name_another_community_has_is_refused_in_the_form_and_the_api(client, db: AsyncSession) -> None:  # noqa: ANN001
+    """Issue 21 item 5: one community per name on an installation, case and spacing aside, so
+    that a name (in the CLI, in a mail, in the menu) says which community it is."""
+    await make_community(db, name="Gold", facilitator="g@x.org")
+    world = await make_community(db, name="Silver")
+    await sign_in(client, db, world.facilitator)
+    await client.get("/communities/new")
+    response = await post_form(client, "/communities", {"name": " gold  ", "vision": "", "min_group_size": "5", "time_zone": "UTC"})
+    assert response.status_code == 422
+    assert "There is already a community called “Gold”" in response.text
+    assert 'value="gold"' in response.text  # what was typed is kept (cleaned)
+    renamed = await post_form(
+        client, f"/c/{world.community.id}/settings", {"name": "GOLD", "vision": "", "min_group_size": "5", "time_zone": "UTC"}
+    )
+    assert renamed.status_code == 422 and "already a community called “Gold”" in renamed.text
+    created = await api(client, "POST", "/api/v1/communities", {"name": "Gold"})
+    assert created.status_code == 422 and "name" in created.json()["errors"]
+    assert await db.scalar(select(func.count()).select_from(Community)) == 2
+    # Its own name in another case is not another community's.
+    own = await api(client, "PATCH", f"/api/v1/communities/{world.community.id}", {"name": "SILVER"})
+    assert own.status_code == 200 and own.json()["name"] == "SILVER"
+
+
 async def test_k_below_three_is_refused_in_the_api(client, db: AsyncSession) -> None:  # noqa: ANN001
     world = await make_community(db)
     await sign_in(client, db, world.facilitator)
