@@ -155,7 +155,8 @@ class ReleasedComment(RandomId, Base):
 
 
 class Lease(Base):
-    """Who may run periodic work now, so two replicas never do the same work twice."""
+    """Who may run periodic work now, on SQLite (PostgreSQL takes an advisory lock: pulse/lease.py),
+    and notes such as "scrub due"."""
 
     __tablename__ = "lease"
 

@@ -1,22 +1,20 @@
 """Rounds open, remind and close on their own: `safespace tick` and the periodic task of `serve`.
 
-Every step is idempotent and guarded by a lease row, so cron every minute plus several app
-replicas never open a round twice, close it twice, or mail anyone twice.
+Every step is idempotent and runs in its turn (pulse/lease.py), so cron every minute plus several
+app replicas never open a round twice, close it twice, or mail anyone twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import msgspec
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from safespace.db.upsert import insert_once
@@ -26,6 +24,7 @@ from safespace.identity.signin import forget_old_sign_ins
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.privacy.round_keys import is_sealed
 from safespace.pulse import tokens
+from safespace.pulse.lease import holder_name, schedule_turn
 from safespace.pulse.mail import RoundMailer
 from safespace.pulse.models import (
     Lease,
@@ -47,8 +46,6 @@ from surveys import tally as tally_rules
 from surveys.instrument import instrument_to_dict
 
 log = logging.getLogger(__name__)
-LEASE_NAME = "schedule"
-LEASE_TIME = timedelta(minutes=2)
 REMIND_BEFORE_CLOSE = timedelta(days=1)
 MAX_MAIL_FAILURES = 3
 
@@ -61,78 +58,6 @@ class TickReport:
     mails: list[tuple[str, uuid.UUID, uuid.UUID]] = field(default_factory=list)  # (kind, round, person)
     skipped: bool = False
     stories_released: int = 0
-
-
-def _pid_namespace() -> str:
-    try:
-        return os.readlink("/proc/self/ns/pid").removeprefix("pid:[").removesuffix("]")
-    except OSError:  # no /proc: other hosts' pids cannot be told apart, so never judge them gone
-        return "?"
-
-
-_HOST = socket.gethostname()[:40]  # lease.holder is 80 characters
-# host, pid, pid namespace (containers may share a host name), and a random part: unique everywhere
-_HOLDER = f"{_HOST}:{os.getpid()}:{_pid_namespace()}:{uuid.uuid4().hex[:8]}"
-
-
-def holder_name() -> str:
-    return _HOLDER
-
-
-def _holder_gone(holder: str) -> bool:
-    """True if the lease's holder was a process of this machine and pid namespace that has died.
-
-    A pass killed midway (SIGKILL, OOM, a crashed container) leaves its lease until it expires;
-    its transaction rolled back, so the work is still to do and the next pass may take it over at
-    once. Holders elsewhere, or whose pid now runs another process, are left to expire.
-    """
-    host, pid, namespace, _ = [*holder.split(":"), "", "", ""][:4]
-    if host != _HOST or namespace in ("?", "") or namespace != _pid_namespace() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # alive, under another user
-        return False
-    return False
-
-
-async def take_lease(db: AsyncSession, holder: str, moment: datetime) -> bool:
-    """True if this process may do the periodic work now (committed before returning)."""
-    taken = await db.execute(
-        update(Lease)
-        .where(Lease.name == LEASE_NAME, (Lease.expires_at < moment) | (Lease.holder == holder))
-        .values(holder=holder, expires_at=moment + LEASE_TIME)
-    )
-    if taken.rowcount == 0:
-        held_by = await db.scalar(select(Lease.holder).where(Lease.name == LEASE_NAME))
-        if held_by is not None:
-            if _holder_gone(held_by):
-                taken = await db.execute(
-                    update(Lease)
-                    .where(Lease.name == LEASE_NAME, Lease.holder == held_by)  # unless another took it first
-                    .values(holder=holder, expires_at=moment + LEASE_TIME)
-                )
-                if taken.rowcount == 1:
-                    log.warning("schedule: took over the lease of %s, which stopped before its pass ended", held_by)
-                    await db.commit()
-                    return True
-            await db.rollback()
-            return False
-        db.add(Lease(name=LEASE_NAME, holder=holder, expires_at=moment + LEASE_TIME))
-        try:
-            await db.flush()
-        except Exception:  # noqa: BLE001 - another replica inserted it first
-            await db.rollback()
-            return False
-    await db.commit()
-    return True
-
-
-async def release_lease(db: AsyncSession, holder: str) -> None:
-    await db.execute(delete(Lease).where(Lease.name == LEASE_NAME, Lease.holder == holder))
-    await db.commit()
 
 
 async def open_round(
@@ -433,20 +358,19 @@ async def tick(
     moment = moment or now()
     holder = holder or holder_name()
     async with sessionmaker() as db:
-        if not await take_lease(db, holder, moment):
-            return TickReport(skipped=True)
-        try:
-            report = await run_schedule(db, keyring, moment, session_idle, story_release, token_key_bits)
-            if report.closed or report.stories_released:
-                # Noted in the same transaction: a tick killed before its scrub leaves the note,
-                # and the next tick scrubs (old row versions must not outlive a close).
-                await insert_once(db, Lease, {"name": SCRUB_DUE, "holder": holder, "expires_at": moment}, ["name"])
-            await db.commit()  # the mail ledger is written before any mail goes out
-        except Exception:
-            await db.rollback()
-            raise
-        finally:
-            await release_lease(db, holder)
+        async with schedule_turn(db, holder, moment) as mine:
+            if not mine:
+                return TickReport(skipped=True)
+            try:
+                report = await run_schedule(db, keyring, moment, session_idle, story_release, token_key_bits)
+                if report.closed or report.stories_released:
+                    # Noted in the same transaction: a tick killed before its scrub leaves the note,
+                    # and the next tick scrubs (old row versions must not outlive a close).
+                    await insert_once(db, Lease, {"name": SCRUB_DUE, "holder": holder, "expires_at": moment}, ["name"])
+                await db.commit()  # the mail ledger is written before any mail goes out
+            except Exception:
+                await db.rollback()
+                raise
         await forget_round_keys(db, keyring)  # closed rounds' keys: after the close committed, before the scrub
         if await db.get(Lease, SCRUB_DUE) is not None:
             await scrub(db)

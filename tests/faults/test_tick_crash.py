@@ -122,3 +122,47 @@ async def test_tick_killed_mid_work_is_finished_once_by_the_next(
     again = await _tick(env)
     assert "closed 0 round(s); released 0 story(ies)" in again, again
     assert await _state(engine, round_id) == done
+
+
+def _process_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+
+
+async def test_a_killed_tick_left_a_zombie_does_not_hold_the_next_back(
+    database_url: str, engine: AsyncEngine, db: AsyncSession, tmp_path: Path
+) -> None:
+    """Issue 21 item 8: a tick killed mid-close whose parent has not reaped it yet is a zombie, and
+    `os.kill(pid, 0)` still reaches a zombie, so its lease held the next tick back for two minutes.
+    The next tick takes over at once: on PostgreSQL the advisory lock ended with the dead process's
+    connection; on SQLite the lease holder's /proc state says it has exited."""
+    data_dir = tmp_path / "data"
+    Keyring.load(Settings(data_dir=str(data_dir), database_url=database_url).encryption_key_path)
+    seeded = await seed_pulse(engine, 8)
+    round_id = uuid.UUID(seeded.round_id)
+    await db.execute(update(Round).where(Round.id == round_id).values(closes_at=now() - timedelta(minutes=1)))
+    await db.commit()
+
+    env = server_env(data_dir, database_url)
+    log = tmp_path / "paused-tick.log"
+    with log.open("w") as stderr:
+        # subprocess, not asyncio: asyncio's child watcher would reap the process as soon as it died.
+        paused = subprocess.Popen(
+            [sys.executable, "-m", "tests.faults.paused_tick", "close"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr
+        )
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(paused.stdout.readline), timeout=120)
+        assert line.strip() == b"PAUSED", (line, log.read_text())
+        os.kill(paused.pid, signal.SIGKILL)
+        for _ in range(200):
+            if _process_state(paused.pid) == "Z":
+                break
+            await asyncio.sleep(0.01)
+        assert _process_state(paused.pid) == "Z"
+
+        report = await _tick(env)
+        assert "closed 1 round(s)" in report, report
+        assert _process_state(paused.pid) == "Z", "the dead tick was reaped before the check: the test proved nothing"
+    finally:
+        paused.kill()
+        paused.wait()
+    assert await db.scalar(select(Round.closed).where(Round.id == round_id))

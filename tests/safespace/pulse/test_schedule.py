@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,7 +15,7 @@ from safespace.app import create_app
 from safespace.identity.services import now
 from safespace.mail import make_mailer
 from safespace.privacy.crypto import Keyring
-from safespace.pulse import schedule, services
+from safespace.pulse import lease, schedule, services
 from safespace.pulse.mail import RoundMailer
 from safespace.identity.models import Person
 from safespace.pulse.models import Lease, Participation, Round
@@ -84,10 +86,14 @@ async def test_a_lease_keeps_two_replicas_from_doing_the_work_twice(db: AsyncSes
     sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
     keyring = Keyring.load(settings.encryption_key_path)
     moment = now()
-    db.add(Lease(name=schedule.LEASE_NAME, holder="other-replica", expires_at=moment + timedelta(minutes=1)))
-    await db.commit()
-    blocked = await schedule.tick(sessionmaker, keyring, None, moment=moment, holder="me")
+    # Another replica's pass is running (a lease row on SQLite, the advisory lock on PostgreSQL).
+    async with sessionmaker() as other, lease.schedule_turn(other, "other-replica", moment) as running:
+        assert running
+        blocked = await schedule.tick(sessionmaker, keyring, None, moment=moment, holder="me")
     assert blocked.skipped and blocked.opened == 0
+    if engine.dialect.name == "sqlite":  # a replica on another machine left its lease row behind
+        db.add(Lease(name=lease.LEASE_NAME, holder="other-replica", expires_at=moment + timedelta(minutes=1)))
+        await db.commit()
     # Two replicas at once after the lease expired: one does the work.
     later = moment + timedelta(minutes=2)
     reports = await asyncio.gather(
@@ -218,3 +224,30 @@ async def test_a_scrub_left_undone_by_a_killed_tick_is_done_by_the_next(db: Asyn
     assert await db.scalar(select(func.count()).select_from(Lease).where(Lease.name == schedule.SCRUB_DUE)) == 0
     await schedule.tick(sessionmaker, keyring, None, moment=now())
     assert len(scrubbed) == 2  # done once
+
+
+def test_a_lease_holder_that_is_a_zombie_counts_as_gone() -> None:
+    """os.kill(pid, 0) succeeds on a killed process nobody has reaped yet: the state in
+    /proc/<pid>/stat ("Z") says it has ended (issue 21 item 8)."""
+    import signal
+    import subprocess
+    import sys
+
+    def holder(pid: int) -> str:
+        return f"{lease._HOST}:{pid}:{lease._pid_namespace()}:test"
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert not lease._holder_gone(holder(child.pid))
+        os.kill(child.pid, signal.SIGKILL)
+        for _ in range(100):  # the kill lands a moment later
+            if open(f"/proc/{child.pid}/stat").read().rpartition(")")[2].split()[0] == "Z":
+                break
+            time.sleep(0.01)
+        assert lease._holder_gone(holder(child.pid))
+        os.kill(child.pid, 0)  # still there: what the old check looked at
+    finally:
+        child.kill()
+        child.wait()
+    assert lease._holder_gone(holder(child.pid))  # reaped
+    assert not lease._holder_gone(f"elsewhere:{child.pid}:{lease._pid_namespace()}:test")  # another machine's pid
