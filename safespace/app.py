@@ -14,7 +14,7 @@ from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, Response, get
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import MutableScopeHeaders, State
-from litestar.di import NamedDependency, Provide
+from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -23,10 +23,10 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 from litestar.types import Message, Scope
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from safespace.db.engine import Reads, alchemy_config
+from safespace.db.engine import Reads, alchemy_config, make_engine
+from safespace.db.migrate import current_revision, schema_mismatch
 from safespace.identity.api import api_router
 from safespace.identity.controllers import (
     CommunitiesController,
@@ -58,8 +58,10 @@ from safespace.settings import Settings, load_settings
 from safespace.stories.controllers import RECEIPT_PATH, ReceiptController, ReviewController, StoriesController
 from safespace.web import (
     DATABASE_STATE_KEY,
+    RETRY_AFTER,
     SessionAuthMiddleware,
     answer_options,
+    commit_before_send,
     handle_http_error,
     handle_server_error,
     template_environment,
@@ -113,12 +115,23 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+# /readyz's own limit, shorter than a request's: a load balancer's probe learns at once that a
+# frozen database or a pool held by stuck requests makes this process unable to serve.
+READY_SECONDS = 2
+
+
 @get("/readyz", include_in_schema=False)
-async def readyz(db_session: NamedDependency[AsyncSession]) -> Response:
+async def readyz(state: State) -> Response:
+    """Readiness: the database answers, and its schema is the revision this code needs. The
+    revision's read is the probe itself (two small statements), so nothing needs caching."""
     try:
-        await db_session.execute(text("SELECT 1"))
+        async with asyncio.timeout(READY_SECONDS):
+            revision = await current_revision(state[DATABASE_STATE_KEY].get_engine())
     except Exception:  # noqa: BLE001 - any failure means "not ready"
-        return Response({"status": "database unavailable"}, status_code=503)
+        return Response({"status": "database unavailable"}, status_code=503, headers=RETRY_AFTER)
+    mismatch = schema_mismatch(revision)
+    if mismatch is not None:
+        return Response({"status": mismatch.status()}, status_code=503, headers=RETRY_AFTER)
     return Response({"status": "ok"})
 
 
@@ -168,6 +181,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
     settings = settings or load_settings()
     configure_logging(settings.log_level)
     db = alchemy_config(settings)
+    db.before_send_handler = commit_before_send(db.session_scope_key)  # read by the plugin when the app starts
     templates = template_environment()
     # Private mode's quiet window (static/quiet.js): no signed-in request this close to an anonymous one.
     templates.globals["private_window_seconds"] = settings.private_window_seconds
@@ -190,9 +204,12 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
         if not settings.schedule_interval_seconds:
             yield
             return
+        # An engine of its own, without the requests' time limits: closing a big round or the
+        # VACUUM after it may take longer than a request may, as in `safespace tick`.
+        engine = make_engine(settings)
         task = asyncio.create_task(
             run_periodically(
-                sessionmaker,
+                async_sessionmaker(engine, expire_on_commit=False),
                 keyring,
                 round_mailer,
                 settings.schedule_interval_seconds,
@@ -207,6 +224,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await engine.dispose()
 
     return Litestar(
         route_handlers=[

@@ -51,6 +51,29 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
+def _schema_matches_the_code(settings: Settings) -> None:
+    """serve and tick refuse a database at another schema revision than the code's: unmigrated,
+    older or newer, its pages would answer 500 and a tick would fail half-way."""
+    from safespace.db.engine import make_engine
+    from safespace.db.migrate import current_revision, schema_mismatch
+
+    async def read() -> str | None:
+        engine = make_engine(settings)
+        try:
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        revision = asyncio.run(read())
+    except Exception as exc:  # noqa: BLE001 - the database may be down: serve answers 503 and /readyz says why
+        click.echo(f"Could not read the database's schema revision ({exc.__class__.__name__}); starting anyway.", err=True)
+        return
+    mismatch = schema_mismatch(revision)
+    if mismatch is not None:
+        _fail(f"{mismatch.message()} Safespace did not start.")
+
+
 def _key_file_opens_the_database(settings: Settings) -> None:
     """serve and tick refuse to start when the key file cannot open what the database holds."""
     from safespace.db.backup import BackupError, check_key_file
@@ -83,6 +106,7 @@ def serve(host: str, port: int, workers: int) -> None:
     if workers > 1 and settings.is_sqlite:
         _fail("--workers above 1 needs PostgreSQL (SAFESPACE_DATABASE_URL=postgresql+asyncpg://...): "
               "SQLite takes one writer at a time, so serve it with one worker.")
+    _schema_matches_the_code(settings)  # first: the key check reads tables the schema may lack
     _key_file_opens_the_database(settings)
     click.echo(f"Safespace is serving {settings.base_url} (listening on {host}:{port}, {workers} worker(s)).")
     options = {
@@ -145,8 +169,13 @@ def demo() -> None:
         made = await ensure_demo(db, keyring)
         return made.created, await demo_links(db, made.community)
 
-    created, tokens = _with_db(settings, work)
     from safespace.demo import NAME
+    from safespace.identity.services import InvalidInput
+
+    try:
+        created, tokens = _with_db(settings, work)
+    except InvalidInput as exc:  # another community already has the demo's name in another case
+        _fail(f"Cannot create the demo community “{NAME}”: {' '.join(exc.errors.values())}")
 
     click.echo(f"{'Created' if created else 'Found'} the demo community “{NAME}”.")
     click.echo("One-time sign-in links (valid 15 minutes; run `safespace demo` again for new ones):")
@@ -174,17 +203,27 @@ def create_community(
 
     try:
         community = _with_db(settings, work)
+    except services.CommunityNameTaken as exc:
+        _fail(f"There is already a community called “{exc.existing.name}” ({exc.existing.id}): choose another name, "
+              f"or invite people to it with `safespace invite --community {exc.existing.id}`.")
     except services.InvalidInput as exc:
         _fail("\n".join(f"{field}: {message}" for field, message in exc.errors.items()))
     click.echo(f"Created {community.name} ({community.id}). Sign in as {facilitator_email} to continue.")
 
 
+def _no_such_community(reference: str, names: list[str], shown: int = 20) -> str:
+    if not names:
+        return f"No community is called {reference!r}: there are none yet. Start one with `safespace create-community`."
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"No community is called {reference!r}. The communities are: {', '.join(names[:shown])}{more} (a name or an id will do)."
+
+
 @main.command(help="Invite members to a community by email (prints the links when mail is off).")
-@click.option("--community", "community_ref", required=True, help="Community name or id.")
+@click.option("--community", "community_ref", required=True, help="Community id, or its name (case and spacing aside).")
 @click.option("--team", default=None, help="Team name for this batch.")
 @click.argument("addresses", nargs=-1, required=True)
 def invite(community_ref: str, team: str | None, addresses: tuple[str, ...]) -> None:
-    from sqlalchemy import or_, select
+    from sqlalchemy import select
 
     from safespace.identity import services, signin
     from safespace.identity.mail import Postman
@@ -195,16 +234,9 @@ def invite(community_ref: str, team: str | None, addresses: tuple[str, ...]) -> 
     settings = _settings()
 
     async def work(db: AsyncSession):  # noqa: ANN202
-        clauses = [Community.name == community_ref]
-        try:
-            import uuid
-
-            clauses.append(Community.id == uuid.UUID(community_ref))
-        except ValueError:
-            pass
-        community = await db.scalar(select(Community).where(or_(*clauses)))
+        community = await services.find_community(db, community_ref)
         if community is None:
-            raise LookupError(f"No community named or numbered {community_ref!r}.")
+            raise LookupError(_no_such_community(community_ref, list(await db.scalars(select(Community.name).order_by(Community.name)))))
         team_id = None
         if team:
             team_id = await db.scalar(select(Team.id).where(Team.community_id == community.id, Team.name == team))
@@ -242,6 +274,7 @@ def tick() -> None:
     from safespace.web import template_environment
 
     settings = _settings()
+    _schema_matches_the_code(settings)  # first: the key check reads tables the schema may lack
     _key_file_opens_the_database(settings)
 
     async def run():  # noqa: ANN202

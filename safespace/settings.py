@@ -43,6 +43,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # Who may start a community: anyone signed in, or only operators (`safespace create-community`).
     community_creators: Literal["anyone", "operators"] = "anyone"
     database_pool_size: int = 20  # connections each process keeps open and uses, no more
+    # A request waits this long at most for a pooled connection, and each of its statements runs
+    # this long at most; then it answers 503 (commands and the schedule have no such limit).
+    database_pool_timeout_seconds: int = 5
+    database_statement_timeout_seconds: int = 10
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     smtp_host: str = ""  # empty: the console mailer prints messages instead of sending them
     smtp_port: int = 587
@@ -174,5 +178,9 @@ def _check(settings: Settings) -> None:
         raise SettingsError("SAFESPACE_PRIVATE_WINDOW_SECONDS: use a number of seconds from 1 to 3600, e.g. 30.")
     if not 2 <= settings.database_pool_size <= 500:
         raise SettingsError("SAFESPACE_DATABASE_POOL_SIZE: use a number of connections from 2 to 500, e.g. 20.")
+    if not 1 <= settings.database_pool_timeout_seconds <= 600:
+        raise SettingsError("SAFESPACE_DATABASE_POOL_TIMEOUT_SECONDS: use a number of seconds from 1 to 600, e.g. 5.")
+    if not 1 <= settings.database_statement_timeout_seconds <= 3600:
+        raise SettingsError("SAFESPACE_DATABASE_STATEMENT_TIMEOUT_SECONDS: use a number of seconds from 1 to 3600, e.g. 10.")
     if not 0 < settings.smtp_port < 65536:
         raise SettingsError("SAFESPACE_SMTP_PORT: use a port number between 1 and 65535.")

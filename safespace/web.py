@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -14,10 +15,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from http import HTTPStatus
 from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
 import msgspec
+from advanced_alchemy.extensions.litestar import async_autocommit_handler_maker
+# A private name, but no public accessor exists for the request's session; the version is pinned.
+from advanced_alchemy.extensions.litestar._utils import get_aa_scope_state
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Litestar, Request, Response
 from litestar.background_tasks import BackgroundTask
@@ -45,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace import i18n
 from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput, Refused, active_membership
-from safespace.identity.signin import SET_NOTICE, SessionReader, needs_settling, settle
+from safespace.identity.signin import SET_NOTICE, LiveSession, SessionReader, needs_ending, needs_settling, settle
 
 log = logging.getLogger(__name__)
 
@@ -202,12 +207,8 @@ class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
             return None
         flash = json.loads(live.flash) if page_view and live.flash else None
         if flash or needs_settling(live, self.idle):  # at most hourly, or a notice to clear
-            async with self.sessions.engine.connect() as db:
-                live = await settle(db, live, self.idle)
-                if live is not None and flash:
-                    await db.execute(SET_NOTICE, {"session_id": live.session_id, "notice": None})
-                await db.commit()
-            if live is None:  # idle too long: the row is gone
+            live = await self._settle(live, clear_notice=bool(flash))
+            if live is None:  # idle too long: signed out
                 return None
         places = [Place(*place) for place in live.places]
         return Viewer(
@@ -220,6 +221,23 @@ class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
             places=places,
             flash=flash,
         )
+
+
+    async def _settle(self, live: LiveSession, clear_notice: bool) -> LiveSession | None:
+        """The session's housekeeping writes (the hourly touch, ending an idle session, clearing a
+        shown notice). Reading a page must not depend on them: when the write fails (a full disk,
+        a read-only database, a timeout) the page is served all the same; an idle session still
+        ends, the notice may show once more, and the touch is tried again on the next request."""
+        try:
+            async with self.sessions.engine.connect() as db:
+                settled = await settle(db, live, self.idle)
+                if settled is not None and clear_notice:
+                    await db.execute(SET_NOTICE, {"session_id": settled.session_id, "notice": None})
+                await db.commit()
+        except sa_exc.SQLAlchemyError as exc:
+            log.warning("session housekeeping not written (%s); the page is served", exc.__class__.__name__)
+            return None if needs_ending(live, self.idle) else live
+        return settled
 
 
 async def flash(db: AsyncSession, viewer: Viewer, message: str, kind: str = "success") -> None:
@@ -477,6 +495,8 @@ def handle_refused(request: Request, exc: Refused) -> Response:
 # full or failing, or another process holds the lock too long.
 _SQLITE_STORAGE_ERRORS = ("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN")
 _DRIVERS = ("sqlalchemy.", "asyncpg.", "aiosqlite.")
+_POSTGRES_TIMED_OUT = ("57014", "55P03")  # query_canceled (statement_timeout), lock_not_available
+RETRY_AFTER = {"Retry-After": "30"}  # seconds; every 503 for an unavailable database says it
 
 
 def database_unavailable(exc: BaseException) -> bool:
@@ -489,9 +509,12 @@ def database_unavailable(exc: BaseException) -> bool:
         if isinstance(exc, sa_exc.OperationalError):
             name = getattr(exc.orig, "sqlite_errorname", None)  # SQLite: only storage failures, not bad SQL
             return name is None or name.startswith(_SQLITE_STORAGE_ERRORS)
-        return False
-    # asyncpg's connect and its closed-connection errors are not wrapped by SQLAlchemy: an
-    # OSError or a driver error counts only when the driver raised it, not (say) the mailer.
+        # PostgreSQL cancelled a statement that ran past SAFESPACE_DATABASE_STATEMENT_TIMEOUT_SECONDS
+        # (a lock held elsewhere, an overloaded server), or gave up waiting for a lock.
+        return getattr(exc.orig, "sqlstate", None) in _POSTGRES_TIMED_OUT
+    # asyncpg's connect and its closed-connection errors are not wrapped by SQLAlchemy, nor is the
+    # TimeoutError of a statement the server did not answer in time (asyncpg's command_timeout): an
+    # OSError (TimeoutError is one) or a driver error counts only when the driver raised it, not (say) the mailer.
     import asyncpg
 
     driver_errors = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
@@ -523,12 +546,80 @@ def handle_database_unavailable(request: Request, exc: BaseException) -> Respons
         "Safespace cannot reach its database right now. Please try again in a few minutes; "
         "if it keeps happening, tell your facilitator."
     )
-    headers = {"Retry-After": "30"}
+    headers = dict(RETRY_AFTER)
     if is_api(request):
         response = problem(status, _title(status), detail)
         response.headers.update(headers)
         return response
     return page("errors/error.html", status_code=status, headers=headers, status=status, title=_title(status), detail=detail)
+
+
+# --- the request's transaction ------------------------------------------------------------------
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_NOT_SAVED = "safespace.not_saved"  # scope key: the body that replaces a response whose commit failed
+
+
+def commit_before_send(session_scope_key: str) -> Callable[[Message, Scope], Awaitable[None]]:
+    """Commits the request's session as its response starts, as advanced-alchemy's
+    "autocommit_include_redirects" does, but never answers success for what was not saved.
+
+    advanced-alchemy logs a failed commit at debug level and sends the response as rendered: a
+    form on a full disk said "saved" and kept nothing. Here a form or API call whose commit fails
+    answers 503 (nothing was saved, try again). A page view is served all the same: what a GET
+    writes is housekeeping (a session's current community, a key made on first use) that the
+    next request makes again. advanced-alchemy's own handler then closes the session.
+
+    `session_scope_key` is the config's: advanced-alchemy gives each config made in a process a
+    key of its own (a second app in a test process gets a suffixed one)."""
+    close = async_autocommit_handler_maker(commit_on_redirect=True, session_scope_key=session_scope_key)
+
+    async def handler(message: Message, scope: Scope) -> None:
+        session = get_aa_scope_state(scope, session_scope_key)
+        if message["type"] == "http.response.start" and session is not None and 200 <= message["status"] < 400:
+            try:
+                await session.commit()
+            except sa_exc.SQLAlchemyError as exc:
+                with contextlib.suppress(sa_exc.SQLAlchemyError):
+                    await session.rollback()
+                where = f"{scope['method']} {scope.get('path_template', '?')}"
+                reason = str(getattr(exc, "orig", None) or exc).split("\n", 1)[0][:200]
+                if scope["method"] in SAFE_METHODS:
+                    log.warning("a page's own writes were not saved on %s (%s); the page is served", where, reason)
+                else:
+                    log.error("nothing saved on %s: the commit failed: %s: %s", where, exc.__class__.__name__, reason)
+                    _answer_not_saved(message, scope)
+        elif message["type"] == "http.response.body" and _NOT_SAVED in scope:
+            message["body"], scope[_NOT_SAVED] = scope[_NOT_SAVED], b""  # type: ignore[literal-required]
+        await close(message, scope)
+
+    return handler
+
+
+def _answer_not_saved(message: Message, scope: Scope) -> None:
+    """Turn the response that is starting into a 503 that says nothing was saved."""
+    status = 503
+    title = i18n.gettext("Not saved")
+    detail = i18n.gettext(
+        "Safespace could not save this: its database refused the change (it may be out of space). "
+        "Nothing was saved. Please try again in a few minutes; if it keeps happening, tell your facilitator."
+    )
+    if scope["path"].startswith(API_PREFIX):
+        body, kind = msgspec.json.encode({"type": "about:blank", "title": title, "status": status, "detail": detail}), b"application/problem+json"
+    else:
+        template = _error_templates().get_template("errors/error.html")
+        body = template.render(request=Request(scope), status=status, title=title, detail=detail, csrf_input="").encode()
+        kind = b"text/html; charset=utf-8"
+    dropped = {b"content-type", b"content-length", b"location", b"set-cookie"}
+    headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in dropped]
+    message["status"] = status
+    message["headers"] = [*headers, (b"content-type", kind), (b"content-length", str(len(body)).encode()), (b"retry-after", b"30")]
+    scope[_NOT_SAVED] = body  # type: ignore[literal-required]
+
+
+@functools.cache
+def _error_templates() -> Environment:
+    return template_environment()
 
 
 def handle_server_error(request: Request, exc: Exception) -> Response:

@@ -28,9 +28,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from safespace.settings import Settings
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
+COMMAND_BUSY_SECONDS = 5  # SQLite: how long commands and the schedule wait for another writer's lock
+
+
+def _sqlite_pragmas(dbapi_connection, _record, busy_seconds: float = COMMAND_BUSY_SECONDS) -> None:  # noqa: ANN001
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=5000")  # first: setting the journal mode may meet a lock
+    # First: setting the journal mode may meet a lock.
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     # Deleted rows are overwritten, so a copy of the file does not keep what was removed.
@@ -128,34 +132,52 @@ def _sqlite_dbapi() -> dict[str, Any]:
     return {"module": _OneHopDBAPI(aiosqlite, sqlite3)}
 
 
-def configure_engine(engine: AsyncEngine) -> AsyncEngine:
+def configure_engine(engine: AsyncEngine, busy_seconds: float = COMMAND_BUSY_SECONDS) -> AsyncEngine:
     if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", lambda dbapi_connection, record: _sqlite_pragmas(dbapi_connection, record, busy_seconds))
     return engine
 
 
-def make_engine(settings: Settings) -> AsyncEngine:
+def make_engine(settings: Settings, *, request_limits: bool = False) -> AsyncEngine:
+    """The engine of a command, or with request_limits the served app's: a request waits at most
+    SAFESPACE_DATABASE_POOL_TIMEOUT_SECONDS for a connection and each of its statements runs at most
+    SAFESPACE_DATABASE_STATEMENT_TIMEOUT_SECONDS, so a stuck or frozen database answers 503 instead
+    of holding every visitor for as long as it is stuck. Commands (tick, backup, restore, migrate)
+    and the schedule inside serve do long work on purpose, and get no such limits."""
     if settings.is_sqlite:
         from pathlib import Path
 
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     # hide_parameters: an error on the answer path must not log the values it was writing (P7).
     # The pool keeps SAFESPACE_DATABASE_POOL_SIZE connections and opens no more: a request
-    # beyond them waits for one (a 503 after 30 s). SQLAlchemy's default, 5 kept and 10 more
+    # beyond them waits for one. SQLAlchemy's default, 5 kept and 10 more
     # opened and closed again as needed, opened and closed connections all the time as soon as
     # more than 5 requests ran at once: a thread and four PRAGMAs each on SQLite, a server
     # process on PostgreSQL. That cost a simple page two thirds of its speed at 16 requests at
     # once (bench/dashboard.py's floor). A request uses one connection at a time (the session
     # middleware's is back before the handler takes one); a tick may use two, hence at least 2.
-    pool = {"pool_size": settings.database_pool_size, "max_overflow": 0, "hide_parameters": True}
+    pool: dict[str, Any] = {"pool_size": settings.database_pool_size, "max_overflow": 0, "hide_parameters": True}
+    if request_limits:
+        pool["pool_timeout"] = settings.database_pool_timeout_seconds
+    limit = settings.database_statement_timeout_seconds
     if settings.is_sqlite:
-        return configure_engine(create_async_engine(settings.database, **pool, **_sqlite_dbapi()))
-    # A stuck lock or query fails the request instead of holding a worker forever.
-    timeouts = {"server_settings": {"lock_timeout": "10s", "statement_timeout": "30s"}}
+        # SQLite's only wait is for another writer's lock: the busy timeout is the statement limit.
+        engine = create_async_engine(settings.database, **pool, **_sqlite_dbapi())
+        return configure_engine(engine, busy_seconds=limit if request_limits else COMMAND_BUSY_SECONDS)
+    connect_args: dict[str, Any] = {}
+    if request_limits:
+        connect_args = {
+            "timeout": settings.database_pool_timeout_seconds,  # opening a connection (asyncpg waits 60 s)
+            # The server cancels a slow statement, waits for locks included, and the connection stays usable.
+            "server_settings": {"statement_timeout": f"{limit}s"},
+            # The client's own limit, for a server that does not answer at all (stopped, frozen,
+            # cut off); later than the server's, which fails more cleanly when it can.
+            "command_timeout": limit + 2,
+        }
     return configure_engine(
         # No ping before every checkout (a round trip per request); stale connections are
         # recycled instead, and a dropped one fails one request rather than all.
-        create_async_engine(settings.database, pool_recycle=1800, connect_args=timeouts, **pool)
+        create_async_engine(settings.database, pool_recycle=1800, connect_args=connect_args, **pool)
     )
 
 
@@ -214,12 +236,13 @@ def _sqlite_read_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
 
 
 def alchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
-    engine = make_engine(settings)
+    engine = make_engine(settings, request_limits=True)
     return SQLAlchemyAsyncConfig(
         engine_instance=engine,
         session_config=AsyncSessionConfig(expire_on_commit=False),
         engine_config=EngineConfig(),
-        # plain "autocommit" rolls back a form POST that answers with a redirect
+        # plain "autocommit" rolls back a form POST that answers with a redirect; the app puts
+        # web.commit_before_send in its place, which also refuses to answer success for a failed commit
         before_send_handler="autocommit_include_redirects",
         create_all=False,
     )

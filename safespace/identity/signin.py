@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass, replace
@@ -17,6 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from safespace.db.batch import Batcher, padded
@@ -31,6 +33,8 @@ from safespace.identity.models import (
     WebSession,
 )
 from safespace.identity.services import accept_invitation, now
+
+log = logging.getLogger(__name__)
 
 SIGN_IN_LINK_TTL = timedelta(minutes=15)
 INVITATION_LINK_TTL = timedelta(days=7)
@@ -204,11 +208,16 @@ def needs_settling(live: LiveSession, idle: timedelta) -> bool:
     return now() - live.last_seen_at > min(idle, SESSION_TOUCH_EVERY)
 
 
+def needs_ending(live: LiveSession, idle: timedelta) -> bool:
+    """The session went unused for longer than the idle limit: it is over."""
+    return now() - live.last_seen_at > idle
+
+
 async def settle(db: AsyncConnection, live: LiveSession, idle: timedelta) -> LiveSession | None:
     """None (and the row gone) if the session was idle too long; else the session, with
     last_seen_at moved on if it is over an hour old (at most one write an hour). The caller commits."""
     moment = now()
-    if moment - live.last_seen_at > idle:
+    if needs_ending(live, idle):
         await db.execute(delete(WebSession).where(WebSession.id == live.session_id))
         return None
     if moment - live.last_seen_at > SESSION_TOUCH_EVERY:
@@ -251,7 +260,13 @@ async def end_session(db: AsyncSession, token: str) -> None:
 
 
 async def remember_community(db: AsyncSession, session_id: uuid.UUID, community_id: uuid.UUID) -> None:
-    await db.execute(update(WebSession).where(WebSession.id == session_id).values(community_id=community_id))
+    """The community "/" opens next time. Done while a page is read, so a failed write (a full
+    disk, a read-only database) is left for a later visit rather than failing the page."""
+    try:
+        async with db.begin_nested():
+            await db.execute(update(WebSession).where(WebSession.id == session_id).values(community_id=community_id))
+    except SQLAlchemyError as exc:
+        log.warning("the session's community not remembered (%s)", exc.__class__.__name__)
 
 
 def rate_key(secret: bytes, kind: str, value: str) -> bytes:

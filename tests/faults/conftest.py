@@ -111,10 +111,10 @@ async def serve(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Server]
     """Start servers (stopped at the end of the test, even when it fails)."""
     started: list[Server] = []
 
-    async def start(database_url: str, workers: int = 1, data_dir: Path | None = None) -> Server:
+    async def start(database_url: str, workers: int = 1, data_dir: Path | None = None, env: dict[str, str] | None = None) -> Server:
         data_dir = data_dir or tmp_path / "data"
         data_dir.mkdir(exist_ok=True)
-        server = Server(server_env(data_dir, database_url), workers, tmp_path / f"serve-{len(started)}.log")
+        server = Server(server_env(data_dir, database_url) | (env or {}), workers, tmp_path / f"serve-{len(started)}.log")
         started.append(server)
         await server.start()
         return server

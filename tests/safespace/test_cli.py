@@ -100,6 +100,34 @@ async def test_create_community_and_invite(settings, db: AsyncSession) -> None: 
     assert "/signin/" in invited.stdout  # the console mailer prints the invitations
 
 
+async def test_a_community_name_is_taken_whatever_its_case_and_spacing(settings, db: AsyncSession) -> None:  # noqa: ANN001
+    """Issue 21 item 5: `create-community --name Gold` succeeded when "Gold" existed, and
+    `invite --community Gold` then picked the older one without a word."""
+    assert run(settings, "create-community", "--name", "Gold", "--facilitator", "g@x.org").returncode == 0
+    gold = await db.scalar(select(Community).where(Community.name == "Gold"))
+    again = run(settings, "create-community", "--name", "  gOLD ", "--facilitator", "h@x.org")
+    assert again.returncode == 1 and again.stdout == "", again.stdout
+    assert again.stderr.count("\n") == 1 and "Traceback" not in again.stderr, again.stderr
+    assert "“Gold”" in again.stderr and str(gold.id) in again.stderr
+    assert await db.scalar(select(func.count()).select_from(Community)) == 1
+    assert await db.scalar(select(func.count()).select_from(Person).where(Person.email == "h@x.org")) == 0
+
+    by_name = run(settings, "invite", "--community", "gold", "a@x.org")
+    by_id = run(settings, "invite", "--community", str(gold.id), "b@x.org")
+    assert by_name.returncode == by_id.returncode == 0, by_name.stderr + by_id.stderr
+    invited = await db.scalars(
+        select(Person.email).join(Membership, Membership.person_id == Person.id).where(
+            Membership.community_id == gold.id, Membership.role == "member"
+        )
+    )
+    assert sorted(invited) == ["a@x.org", "b@x.org"]
+
+    assert run(settings, "create-community", "--name", "Silver", "--facilitator", "s@x.org").returncode == 0
+    missing = run(settings, "invite", "--community", "Bronze", "c@x.org")
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1, missing.stderr
+    assert "No community is called 'Bronze'" in missing.stderr and "Gold, Silver" in missing.stderr
+
+
 def test_every_command_has_help() -> None:
     """Found from the CLI itself, so a new command cannot be forgotten."""
     from safespace.cli import main
@@ -141,4 +169,43 @@ async def test_serve_and_tick_refuse_a_key_file_that_cannot_open_the_database(se
     refused = run(settings, "tick")
     assert refused.returncode == 1 and f"key {original.current_id}" in refused.stderr, refused.stderr
     shutil.move(kept, key_file)
+    assert run(settings, "tick").returncode == 0
+
+
+async def test_serve_and_tick_refuse_a_database_at_another_schema_revision(settings, db: AsyncSession) -> None:  # noqa: ANN001
+    """Issue 21 item 7: against an unmigrated, older or newer database, `serve` and `tick` ran and
+    every page answered 500 while /readyz said 200. Now both refuse with one line saying what to
+    do, and /readyz reports the mismatch with a 503."""
+    from sqlalchemy import text
+
+    from safespace.app import create_app
+    from safespace.db.migrate import current_revision
+    from tests.conftest import browser_like
+
+    head = await current_revision(db.bind)
+    cases = {
+        "older": ("UPDATE alembic_version SET version_num = '0008'", "needs revision", "run `safespace migrate`"),
+        "newer": ("UPDATE alembic_version SET version_num = 'ffffffffffff'", "does not know", "Run the Safespace version"),
+        "none": ("DELETE FROM alembic_version", "not set up", "run `safespace migrate`"),
+    }
+    try:
+        for case, (statement, what, todo) in cases.items():
+            await db.execute(text("DELETE FROM alembic_version"))
+            await db.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": head})
+            await db.execute(text(statement))
+            await db.commit()
+            for command in (["tick"], ["serve", "--port", "1"]):  # serve fails before it binds a port
+                refused = run(settings, *command)
+                assert refused.returncode == 1, (case, command, refused.stdout, refused.stderr)
+                assert what in refused.stderr and todo in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+                assert refused.stderr.strip().count("\n") == 0, refused.stderr
+            async with browser_like(create_app(settings)) as client:
+                ready = await client.get("/readyz")
+            assert ready.status_code == 503 and ready.headers["retry-after"] == "30", case
+            assert "schema" in ready.json()["status"], ready.json()
+    finally:
+        await db.rollback()
+        await db.execute(text("DELETE FROM alembic_version"))
+        await db.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": head})
+        await db.commit()
     assert run(settings, "tick").returncode == 0
