@@ -17,6 +17,9 @@ from safespace.settings import Settings, SettingsError, load_settings
 T = TypeVar("T")
 
 
+_loaded: list[Settings] = []  # the command's settings, for explaining its failure (_explain)
+
+
 def _settings() -> Settings:
     try:
         settings = load_settings()
@@ -26,12 +29,80 @@ def _settings() -> Settings:
     from safespace.app import configure_logging
 
     configure_logging(settings.log_level)
+    _loaded.append(settings)
     return settings
 
 
-def _with_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run work in one transaction, committed if it returns."""
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception, what it wraps (SQLAlchemy's .orig) and what caused it."""
+    found: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or any(current is seen for seen in found) or len(found) > 20:
+            continue
+        found.append(current)
+        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
+    return found
+
+
+def _database_problem(exc: BaseException, database_url: str) -> str | None:
+    """One line for a database that is not there or does not answer; None for anything else."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    from safespace.web import database_unavailable
+
+    url = make_url(database_url)
+    causes = _causes(exc)
+    if any(isinstance(cause, asyncpg.InvalidCatalogNameError) for cause in causes):
+        return (
+            f"The database {url.database!r} does not exist on {url.host}:{url.port or 5432}: create it "
+            f"(`createdb {url.database}`) or correct SAFESPACE_DATABASE_URL, then run `safespace migrate`."
+        )
+    unavailable = next((cause for cause in causes if database_unavailable(cause)), None)
+    if unavailable is None:
+        return None
+    reason = str(getattr(unavailable, "orig", None) or unavailable).split("\n", 1)[0][:200]
+    return (
+        f"Cannot reach the database at {url.render_as_string(hide_password=True)} ({reason}). "
+        "Check SAFESPACE_DATABASE_URL, and that the database server is running."
+    )
+
+
+def _explain(exc: Exception) -> str | None:
+    """The one line an operator needs for an expected failure, or None (a bug: the traceback shows)."""
+    from safespace.privacy.crypto import KeyringError
+
+    if isinstance(exc, SettingsError | KeyringError):
+        return f"Safespace cannot start: {exc}"
+    return _database_problem(exc, _loaded[-1].database) if _loaded else None
+
+
+class _Commands(click.Group):
+    """Commands whose expected failures (a database that is down or missing, a damaged key file)
+    end with one line saying what is wrong and what to do, and exit 1, not with a traceback."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if isinstance(exc, click.ClickException | click.exceptions.Exit | click.Abort):
+                raise
+            line = _explain(exc)
+            if line is None:
+                raise
+            click.echo(line, err=True)
+            sys.exit(1)
+
+
+def _with_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], checked: bool = False) -> T:
+    """Run work in one transaction, committed if it returns, on a database at the code's schema
+    revision (`checked`: the caller has seen to that already)."""
     from safespace.db.engine import make_engine
+
+    if not checked:
+        _schema_matches_the_code(settings)
 
     async def run() -> T:
         engine = make_engine(settings)
@@ -51,11 +122,20 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
-def _schema_matches_the_code(settings: Settings) -> None:
-    """serve and tick refuse a database at another schema revision than the code's: unmigrated,
-    older or newer, its pages would answer 500 and a tick would fail half-way."""
+def _schema_matches_the_code(settings: Settings, serving: bool = False) -> None:
+    """Commands refuse a database at another schema revision than the code's: unmigrated, older or
+    newer, its pages would answer 500 and a tick would fail half-way. A database that does not
+    answer stops a command (one line, _explain); `serve` starts anyway and answers 503 until it
+    is back, unless the database does not exist at all. A SQLite file is not created here."""
     from safespace.db.engine import make_engine
     from safespace.db.migrate import current_revision, schema_mismatch
+
+    if settings.is_sqlite:
+        from sqlalchemy.engine import make_url
+
+        path = make_url(settings.database).database
+        if path and path != ":memory:" and not Path(path).exists():
+            _fail(f"There is no database at {path} yet: run `safespace migrate` to create it.")
 
     async def read() -> str | None:
         engine = make_engine(settings)
@@ -66,18 +146,34 @@ def _schema_matches_the_code(settings: Settings) -> None:
 
     try:
         revision = asyncio.run(read())
-    except Exception as exc:  # noqa: BLE001 - the database may be down: serve answers 503 and /readyz says why
-        click.echo(f"Could not read the database's schema revision ({exc.__class__.__name__}); starting anyway.", err=True)
+    except Exception as exc:
+        problem = _database_problem(exc, settings.database)
+        if not serving or problem is None or "does not exist" in problem:
+            raise
+        # Down for now: serve answers 503 and /readyz says why until it is back.
+        click.echo(f"{problem} Starting anyway.", err=True)
         return
     mismatch = schema_mismatch(revision)
     if mismatch is not None:
         _fail(f"{mismatch.message()} Safespace did not start.")
 
 
+def _key_files_are_sound(settings: Settings) -> None:
+    """The secret and the key file, where they exist, can be read and are private (a missing one
+    is made on first use). Checked before anything starts: a worker would fail with a traceback."""
+    from safespace.privacy.crypto import Keyring
+
+    if Path(settings.secret_key_file or Path(settings.data_dir) / "secret.key").exists():
+        settings.secret_key()
+    if settings.encryption_key_path.exists():
+        Keyring.load(settings.encryption_key_path)
+
+
 def _key_file_opens_the_database(settings: Settings) -> None:
     """serve and tick refuse to start when the key file cannot open what the database holds."""
     from safespace.db.backup import BackupError, check_key_file
 
+    _key_files_are_sound(settings)
     try:
         asyncio.run(check_key_file(settings))
     except BackupError as exc:
@@ -86,14 +182,14 @@ def _key_file_opens_the_database(settings: Settings) -> None:
         click.echo(f"Could not check the key file against the database ({exc.__class__.__name__}); starting anyway.", err=True)
 
 
-@click.group(help="Safespace: anonymous trust pulse surveys and failure sharing.")
+@click.group(cls=_Commands, help="Safespace: anonymous trust pulse surveys and failure sharing.")
 def main() -> None:
     pass
 
 
 @main.command(help="Serve the web app with uvicorn.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
     "--workers", default=1, show_default=True, type=click.IntRange(min=1),
     help="Worker processes (PostgreSQL only: SQLite takes one writer, so one worker).",
@@ -106,7 +202,8 @@ def serve(host: str, port: int, workers: int) -> None:
     if workers > 1 and settings.is_sqlite:
         _fail("--workers above 1 needs PostgreSQL (SAFESPACE_DATABASE_URL=postgresql+asyncpg://...): "
               "SQLite takes one writer at a time, so serve it with one worker.")
-    _schema_matches_the_code(settings)  # first: the key check reads tables the schema may lack
+    _key_files_are_sound(settings)
+    _schema_matches_the_code(settings, serving=True)  # before the key check, which reads tables the schema may lack
     _key_file_opens_the_database(settings)
     click.echo(f"Safespace is serving {settings.base_url} (listening on {host}:{port}, {workers} worker(s)).")
     options = {
@@ -149,10 +246,7 @@ def migrate() -> None:
         finally:
             await engine.dispose()
 
-    try:
-        revision = asyncio.run(run())
-    except OSError as exc:
-        _fail(f"Cannot reach the database ({exc}). Check SAFESPACE_DATABASE_URL.")
+    revision = asyncio.run(run())  # a database that is not there: one line (_explain)
     click.echo(f"Database is at revision {revision}.")
 
 
@@ -163,6 +257,7 @@ def demo() -> None:
     from safespace.privacy.crypto import Keyring
 
     settings = _settings()
+    _schema_matches_the_code(settings)  # before the key file is made, which a failed command must not leave behind
     keyring = Keyring.load(settings.encryption_key_path)
 
     async def work(db: AsyncSession) -> tuple[bool, dict[str, str]]:
@@ -173,7 +268,7 @@ def demo() -> None:
     from safespace.identity.services import InvalidInput
 
     try:
-        created, tokens = _with_db(settings, work)
+        created, tokens = _with_db(settings, work, checked=True)
     except InvalidInput as exc:  # another community already has the demo's name in another case
         _fail(f"Cannot create the demo community “{NAME}”: {' '.join(exc.errors.values())}")
 
@@ -313,13 +408,14 @@ def rotate_keys() -> None:
     from safespace.privacy.rotation import count_not_current, reseal_all
 
     settings = _settings()
+    _schema_matches_the_code(settings)
     keyring = Keyring.load(settings.encryption_key_path)
     new_id = keyring.add_key()  # saved first: a crash below leaves every row readable
 
-    resealed = _with_db(settings, lambda db: reseal_all(db, keyring))
+    resealed = _with_db(settings, lambda db: reseal_all(db, keyring), checked=True)
     # A second pass catches a comment a running server sealed just before it saw the new key.
-    resealed += _with_db(settings, lambda db: reseal_all(db, keyring))
-    if _with_db(settings, lambda db: count_not_current(db, keyring)):
+    resealed += _with_db(settings, lambda db: reseal_all(db, keyring), checked=True)
+    if _with_db(settings, lambda db: count_not_current(db, keyring), checked=True):
         click.echo(f"Key {new_id} is now in use; re-encrypted {resealed} value(s). Some values were written with an "
                    "older key meanwhile: run `safespace keys rotate` again later to retire the older keys.")
         return

@@ -81,11 +81,18 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32) + "\n")
+        if path.is_dir():
+            raise SettingsError(f"SAFESPACE_SECRET_KEY_FILE: {path} is a directory, not a key file.")
         if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise SettingsError(
                 f"SAFESPACE_SECRET_KEY_FILE: {path} can be read by other users; run `chmod 600 {path}`."
             )
-        key = bytes.fromhex(path.read_text().strip())
+        try:
+            key = bytes.fromhex(path.read_text().strip())
+        except OSError as exc:  # a directory, unreadable
+            raise SettingsError(f"SAFESPACE_SECRET_KEY_FILE: {path} cannot be read ({exc.strerror}).") from None
+        except (ValueError, UnicodeDecodeError):
+            key = b""
         if len(key) < 32:
             raise SettingsError(
                 f"SAFESPACE_SECRET_KEY_FILE: {path} must hold at least 32 bytes as hex; "

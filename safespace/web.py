@@ -517,7 +517,13 @@ def database_unavailable(exc: BaseException) -> bool:
     # OSError (TimeoutError is one) or a driver error counts only when the driver raised it, not (say) the mailer.
     import asyncpg
 
-    driver_errors = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+    driver_errors = (
+        OSError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.InvalidCatalogNameError,  # the database in the URL does not exist (dropped, or a typo)
+    )
     if not isinstance(exc, driver_errors):
         return False
     frame = exc.__traceback__

@@ -23,6 +23,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -230,8 +231,12 @@ def read_manifest(path: Path) -> Manifest:
         with tarfile.open(path, "r:*") as archive:
             member = archive.extractfile(MANIFEST)
             manifest = msgspec.json.decode(member.read(), type=Manifest) if member else None
-    except (tarfile.TarError, KeyError, OSError, msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise BackupError(f"{path} is not a Safespace backup ({exc}).") from None
+    except (tarfile.TarError, KeyError, OSError, EOFError, zlib.error, msgspec.ValidationError, msgspec.DecodeError) as exc:
+        if isinstance(exc, EOFError):
+            raise BackupError(f"{path} is damaged: it ends too soon (a copy cut short?). Nothing was changed.") from None
+        # One line: tarfile's message lists every compression it tried, one per line.
+        reason = "not a tar archive, or a damaged one" if isinstance(exc, tarfile.ReadError) else " ".join(str(exc).split())
+        raise BackupError(f"{path} is not a Safespace backup ({reason}). Nothing was changed.") from None
     if manifest is None or manifest.format != FORMAT:
         raise BackupError(f"{path} is not a Safespace backup (no manifest).")
     if manifest.version > FORMAT_VERSION:
@@ -241,12 +246,15 @@ def read_manifest(path: Path) -> Manifest:
 
 def _extract_database(path: Path, manifest: Manifest, folder: Path) -> Path:
     target = folder / DATABASE_MEMBER[manifest.database]
-    with tarfile.open(path, "r:*") as archive:
-        source = archive.extractfile(DATABASE_MEMBER[manifest.database])
-        if source is None:
-            raise BackupError(f"{path} has no database in it.")
-        with source, open(target, "wb") as out:  # by name, never extractall: no path from the archive is trusted
-            shutil.copyfileobj(source, out, 1 << 20)
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            source = archive.extractfile(DATABASE_MEMBER[manifest.database])
+            if source is None:
+                raise BackupError(f"{path} has no database in it. Nothing was changed.")
+            with source, open(target, "wb") as out:  # by name, never extractall: no path from the archive is trusted
+                shutil.copyfileobj(source, out, 1 << 20)
+    except (tarfile.TarError, KeyError, EOFError, zlib.error) as exc:  # cut short (EOFError) or garbled
+        raise BackupError(f"{path} is damaged: its database cannot be read ({exc.__class__.__name__}). Nothing was changed.") from None
     if manifest.database_sha256 and _sha256(target) != manifest.database_sha256:
         raise BackupError(f"{path} is damaged: its database does not match the checksum in its manifest. Nothing was changed.")
     return target

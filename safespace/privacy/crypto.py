@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,9 +104,15 @@ class Keyring:
             keyring._mtime = path.stat().st_mtime
             return keyring
         try:
+            if path.is_dir():
+                raise KeyringError(f"{path} is a directory, not a key file: point SAFESPACE_ENCRYPTION_KEY_FILE at the file.")
+            if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise KeyringError(f"{path} can be read by other users; run `chmod 600 {path}`.")
             data = json.loads(path.read_text())
             keys = {int(k): bytes.fromhex(v) for k, v in data["keys"].items()}
-        except (ValueError, KeyError, TypeError) as exc:
+        except OSError as exc:  # a directory, unreadable
+            raise KeyringError(f"{path} cannot be read ({exc.strerror}); it must be the key file Safespace wrote.") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise KeyringError(f"{path} is not a Safespace key file ({exc})") from None
         if not keys or any(len(k) != 32 for k in keys.values()):
             raise KeyringError(f"{path} must hold 256-bit keys")
