@@ -409,6 +409,7 @@ def rotate_keys() -> None:
 
     settings = _settings()
     _schema_matches_the_code(settings)
+    _key_file_opens_the_database(settings)  # a missing key file is not made afresh here either
     keyring = Keyring.load(settings.encryption_key_path)
     new_id = keyring.add_key()  # saved first: a crash below leaves every row readable
 

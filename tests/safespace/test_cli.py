@@ -157,7 +157,7 @@ async def test_serve_and_tick_refuse_a_key_file_that_cannot_open_the_database(se
     kept = key_file.with_name("kept.keys")
     shutil.move(key_file, kept)
 
-    for command in (["tick"], ["serve", "--port", "1"]):
+    for command in (["tick"], ["serve", "--port", "1"], ["keys", "rotate"]):
         refused = run(settings, *command)
         assert refused.returncode == 1, (command, refused.stdout, refused.stderr)
         assert str(key_file) in refused.stderr and "Safespace did not start" in refused.stderr, refused.stderr
