@@ -54,13 +54,18 @@ class Batcher(Generic[Item, Result]):
                 continue
             self.batches += 1
             self.items += len(batch)
-            for (_item, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+            try:
+                if len(results) != len(batch):
+                    raise RuntimeError(f"a batch of {len(batch)} items gave {len(results)} results")
+                for (_item, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+            except Exception as exc:  # noqa: BLE001 - whatever went wrong, no caller is left waiting
+                _fail(batch, exc)
 
 
 def _fail(waiting: Iterable[tuple[object, asyncio.Future]], exc: BaseException) -> None:

@@ -79,6 +79,42 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_batch() -> None:
     assert leaving.cancelled() and recorder.batches == [[2, 4]] and batcher.items == 2
 
 
+async def test_a_batch_that_gives_one_result_short_fails_its_callers_instead_of_hanging_them() -> None:
+    """The hand-back of results used to run outside the error handling: a result list one short
+    killed the worker, and every caller of that batch (and of every later one) waited forever."""
+
+    async def one_short(items: list[int]) -> list[int | Exception]:
+        return [item * 10 for item in items][:-1]
+
+    batcher = Batcher(one_short)
+    callers = [asyncio.create_task(batcher.submit(n)) for n in (1, 2, 3)]
+    for caller in callers:
+        with pytest.raises(RuntimeError, match="3 items gave 2 results"):
+            await asyncio.wait_for(caller, timeout=10)
+
+
+async def test_a_result_that_cannot_be_handed_back_fails_its_callers_and_later_batches_still_run() -> None:
+    """The batch's work is done (committed), then handing a result back raises: its callers get the
+    error, and the next batch runs."""
+
+    class Unlucky(list):
+        def __iter__(self):  # noqa: ANN204
+            raise RuntimeError("lost on the way back")
+
+    calls: list[list[int]] = []
+
+    async def committed_then_unlucky(items: list[int]) -> list[int | Exception]:
+        calls.append(items)
+        return Unlucky(item * 10 for item in items) if len(calls) == 1 else [item * 10 for item in items]
+
+    batcher = Batcher(committed_then_unlucky)
+    first = [asyncio.create_task(batcher.submit(n)) for n in (1, 2)]
+    for caller in first:
+        with pytest.raises(RuntimeError, match="lost on the way back"):
+            await asyncio.wait_for(caller, timeout=10)
+    assert await asyncio.wait_for(batcher.submit(5), timeout=10) == 50
+
+
 def test_in_lists_are_distinct_and_padded_to_a_power_of_two() -> None:
     assert padded([3]) == [3]
     assert padded([2, 1, 2]) == [1, 2]
