@@ -274,3 +274,25 @@ async def test_a_story_no_key_opens_waits_and_the_others_go_out(client, db: Asyn
     await sign_in(client, db, "m2@x.org")
     wall = (await client.get(f"/c/{world.community.id}/stories")).text
     assert "Second story" in wall and "Third story" in wall and "Sealed elsewhere" not in wall
+
+
+async def test_sealing_the_receipt_runs_off_the_event_loop(client, db: AsyncSession, monkeypatch) -> None:  # noqa: ANN001
+    """scrypt (about 30 ms and 16 MiB) must not hold every other request of the process: the
+    receipt is sealed in a worker thread, as its check already was (issue 16 item 2)."""
+    import threading
+
+    from safespace.stories import receipts
+
+    sealed_on: list[int] = []
+    real_seal = receipts.seal
+
+    def seal(code: str):  # noqa: ANN202
+        sealed_on.append(threading.get_ident())
+        return real_seal(code)
+
+    monkeypatch.setattr(receipts, "seal", seal)
+    world = await _world(db)
+    await sign_in(client, db, "m2@x.org")
+    status, code = await _share(client, world)
+    assert status == 200 and code is not None
+    assert sealed_on and threading.get_ident() not in sealed_on, "the receipt was sealed on the event loop's thread"
