@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export SAFESPACE_DATA_DIR ?= ./data
 
-.PHONY: run test setup migrate demo fuzz bench bench-submit bench-dashboard clean screenshot messages
+.PHONY: run test test-fast setup migrate demo fuzz bench bench-submit bench-dashboard clean screenshot messages
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,11 @@ run: $(STAMP)
 	$(BIN)/safespace serve --host 127.0.0.1 --port 8000
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=20 $(PYTEST_ARGS)
+
+# The edit loop: everything but the fault tests (tests/faults) and the browser tests (tests/e2e).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest --ignore=tests/faults --ignore=tests/e2e $(PYTEST_ARGS)
 
 # Schemathesis against the OpenAPI schema, 1,000 examples per operation on both databases (the suite runs 12).
 fuzz: $(STAMP)

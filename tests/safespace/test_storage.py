@@ -179,3 +179,21 @@ async def test_names_made_unique_by_migration_0009_rename_later_duplicates_and_k
             await connection.execute(delete(Membership.__table__))
             await connection.execute(delete(Community.__table__))
             await connection.execute(delete(Person.__table__))
+
+
+async def test_sqlite_runs_each_statement_in_one_trip_to_the_driver_thread(tmp_path) -> None:  # noqa: ANN001
+    """db/engine.py's one-trip cursor depends on aiosqlite internals; if an aiosqlite upgrade
+    removed them, the engine would quietly fall back to the stock adapter (four thread hand-offs
+    per SELECT instead of one). This fails instead (issue 16 item 5)."""
+    from safespace.db.engine import _OneHopConnection, _OneHopCursor, make_engine
+    from safespace.settings import Settings
+
+    engine = make_engine(Settings(data_dir=str(tmp_path), database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"))
+    try:
+        async with engine.connect() as connection:
+            raw = (await connection.get_raw_connection()).dbapi_connection
+            assert isinstance(raw, _OneHopConnection)
+            assert isinstance(raw.cursor(), _OneHopCursor)
+            assert (await connection.execute(text("SELECT 1 + 1"))).scalar() == 2
+    finally:
+        await engine.dispose()
