@@ -40,8 +40,8 @@ def zone(community: Community) -> ZoneInfo:
     return ZoneInfo(community.time_zone)
 
 
-# Charts of closed rounds are drawn once per process: the rounds' figures never change, so the
-# rounds shown (and their notes, the teams' names), the language and the ids decide the picture.
+# Charts of closed rounds are drawn once per process, keyed by all they are drawn from (figures,
+# dates in the community's time zone, notes, names), the language and the ids.
 _DRAWN: dict[tuple, object] = {}
 _DRAWN_KEPT = 2_000
 
@@ -59,8 +59,9 @@ def trend_charts(prefix: str, trend: InstrumentTrend, k: int, with_notes: bool =
 
     Facilitators' notes are theirs: the members' summary draws the trend without them.
     """
-    key = ("trend", prefix, trend.key, trend.name, trend.points, k, with_notes, i18n.current_language(),
-           tuple((p.round_id, tuple(p.notes)) for p in trend.rounds))  # fmt: skip
+    # Keyed by everything drawn, encoded (as the heatmap is): the rounds' dates change with the
+    # community's time zone, and were missed when the key was the round ids and notes alone.
+    key = ("trend", prefix, k, with_notes, i18n.current_language(), msgspec.json.encode(trend))
     return _drawn(key, lambda: _draw_trend(prefix, trend, k, with_notes))
 
 

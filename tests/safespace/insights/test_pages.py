@@ -156,13 +156,21 @@ async def test_the_trend_page_dates_rounds_in_the_communitys_time_zone_after_it_
     closes, community = closed.round.closes_at, await db.get(Community, closed.world.community.id)
     shown = lambda zone: f'<span class="muted">{closes.astimezone(ZoneInfo(zone)).date().isoformat()}</span>'  # noqa: E731
     before = shown(community.time_zone)
-    assert before in (await client.get(trend)).text
+    community_zone_before = community.time_zone
+    first = (await client.get(trend)).text
+    assert before in first
     # Twelve hours either way: one of the two is another day.
     zone = next(z for z in ("Etc/GMT-14", "Etc/GMT+12") if shown(z) != before)
     community.time_zone = zone
     await db.commit()
     after = (await client.get(trend)).text
     assert shown(zone) in after and before not in after
+    # The charts' axis labels too: they were kept by round ids and notes, and kept the old dates.
+    from safespace.insights.services import format_day
+
+    label = lambda zone: f">{format_day(closes.astimezone(ZoneInfo(zone)).date(), 'en')}<"  # noqa: E731
+    assert label(community_zone_before) in first
+    assert label(zone) in after and label(community_zone_before) not in after
 
 
 async def test_a_renamed_team_shows_its_new_name_in_a_heatmap_drawn_before(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
