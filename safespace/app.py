@@ -101,7 +101,7 @@ PERMISSIONS_POLICY = ", ".join(
 # A sign-in link's path is a live token: no page under it may name its address to anyone, us
 # included (a proxy's log keeps Referer), even an error page rendered for it.
 NO_REFERRER_PREFIXES = ("/signin/",)
-# Paths that need neither a session nor the database.
+# Paths served without a session (the session middleware skips them); /readyz still asks the database.
 PUBLIC = ["^/static/", "^/healthz$", "^/readyz$", "^/schema"]
 # Anonymous answers with a token: no session is loaded (a cookie sent along is refused by the
 # route) and no CSRF token is asked for (the request carries no ambient authority to abuse).
