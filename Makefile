@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export SAFESPACE_DATA_DIR ?= ./data
 
-.PHONY: run test test-fast setup migrate demo fuzz bench bench-submit bench-dashboard clean screenshot messages
+.PHONY: run test test-fast lint setup migrate demo fuzz bench bench-submit bench-dashboard clean screenshot messages
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest --durations=20 $(PYTEST_ARGS)
+
+# Ruff, configured in pyproject.toml; .ci/run runs it before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check safespace surveys tests bench
 
 # The edit loop: everything but the fault tests (tests/faults) and the browser tests (tests/e2e).
 test-fast: $(STAMP)

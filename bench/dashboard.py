@@ -29,24 +29,38 @@ cost must not grow with members or answers). --profile FILE records the server w
 
 from __future__ import annotations
 
-import argparse, asyncio, math, os, random, shutil, signal, statistics, subprocess, sys, tempfile, time, uuid  # noqa: E401
-from datetime import datetime, time as clock, timedelta, timezone
+import argparse
+import asyncio
+import math
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock
 from pathlib import Path
 
 import msgspec
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+from submit import Connection, NoPostgreSQL, cpu_meter, drive, start_server, throwaway_database  # bench/submit.py's load tool
 
 from safespace.db.engine import make_engine
 from safespace.db.migrate import upgrade
-from safespace.identity import services as identity, signin
+from safespace.identity import services as identity
+from safespace.identity import signin
 from safespace.identity.models import Membership, Person
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.pulse import services as pulse
 from safespace.pulse.models import ReleasedComment, Round, Tally
 from safespace.settings import Settings
 from safespace.web import SESSION_COOKIE
-from submit import Connection, NoPostgreSQL, cpu_meter, drive, start_server, throwaway_database  # bench/submit.py's load tool
 from surveys import disclosure
 from surveys import tally as tally_rules
 from surveys.instrument import Instrument, builtin_instruments, instrument_to_dict
@@ -139,7 +153,7 @@ async def seed(engine: AsyncEngine, keyring: Keyring, members: int, rounds: int,
                  "status": "active", "accepted": True, "created_at": moment} for t, p in chunk])  # fmt: skip
 
     population = {pulse.COMMUNITY: members + 1} | {str(t.id): n for t, n in zip(teams, sizes) if n >= K}  # +1: the facilitator
-    midnight = datetime.combine(today, clock(), tzinfo=timezone.utc)
+    midnight = datetime.combine(today, clock(), tzinfo=UTC)
     team_mood = {t.id: rng.uniform(-0.6, 0.6) for t in teams}
     latest_closed = None
     total = rounds + open_round

@@ -43,7 +43,19 @@ Against the code before the fix (4c3bcf2 made it; 4c3bcf2~1 is the commit before
 
 from __future__ import annotations
 
-import argparse, asyncio, json, os, random, shutil, socket, statistics, subprocess, sys, tempfile, threading, time  # noqa: E401
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -64,7 +76,8 @@ async def seed(members: int) -> dict:
 
     from safespace.db.engine import make_engine
     from safespace.db.migrate import upgrade
-    from safespace.identity import services as identity, sign_in_pages
+    from safespace.identity import services as identity
+    from safespace.identity import sign_in_pages
     from safespace.settings import load_settings
 
     engine = make_engine(load_settings())
@@ -141,7 +154,7 @@ class Inbox:
     def __init__(self) -> None:
         self.received, self.arrived = 0, threading.Condition()
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802 - aiosmtpd's hook
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001 - aiosmtpd's hook
         with self.arrived:
             self.received += 1
             self.arrived.notify_all()

@@ -35,24 +35,37 @@ is not met.
 
 from __future__ import annotations
 
-import argparse, asyncio, math, os, random, socket, subprocess, sys, tempfile, time, uuid  # noqa: E401
+import argparse
+import asyncio
+import math
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
 from collections import Counter, defaultdict
 from datetime import timedelta
 from pathlib import Path
 
+from dashboard import seed as seed_community
+from dashboard import server_cpu
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from submit import CSRF_COOKIE, INSTRUMENT, Connection, NoPostgreSQL, answer_body, drive, ledger, throwaway_database
 
-from dashboard import seed as seed_community, server_cpu  # noqa: I001 - bench/ is on sys.path when run as a script
 from safespace.db.engine import make_engine
-from safespace.identity import services as identity, signin
+from safespace.identity import services as identity
+from safespace.identity import signin
 from safespace.identity.models import Membership, WebSession
 from safespace.privacy.crypto import Keyring
-from safespace.pulse import schedule, services as pulse
+from safespace.pulse import schedule
+from safespace.pulse import services as pulse
 from safespace.settings import Settings
 from safespace.stories import services as stories
 from safespace.web import SESSION_COOKIE
-from submit import CSRF_COOKIE, INSTRUMENT, Connection, NoPostgreSQL, answer_body, drive, ledger, throwaway_database
 from surveys.cadence import window_at
 
 WARMUP_SECONDS, THINK_SECONDS, CALIBRATE_SECONDS, HEADROOM = 60.0, 5.0, 12.0, 0.6

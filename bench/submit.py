@@ -22,7 +22,19 @@ acknowledged with a 303 but not counted; it or a wrong ledger exits 1, else 0: f
 
 from __future__ import annotations
 
-import argparse, asyncio, contextlib, os, random, shutil, signal, socket, subprocess, sys, tempfile, time, uuid  # noqa: E401
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlencode
@@ -33,9 +45,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from safespace.db.engine import make_engine
 from safespace.db.migrate import upgrade
-from safespace.identity import services as identity, signin
+from safespace.identity import services as identity
+from safespace.identity import signin
 from safespace.privacy.crypto import Keyring
-from safespace.pulse import schedule, services as pulse
+from safespace.pulse import schedule
+from safespace.pulse import services as pulse
 from safespace.pulse.models import Participation, PendingComment, Tally
 from safespace.settings import Settings
 from safespace.web import SESSION_COOKIE

@@ -22,24 +22,34 @@ a token was refused or a signature does not verify.
 
 from __future__ import annotations
 
-import argparse, asyncio, json, os, shutil, statistics, sys, tempfile, time, uuid  # noqa: E401
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import padding, rsa  # noqa: E402
-from sqlalchemy import select  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from sqlalchemy import select
+from submit import Connection, NoPostgreSQL, cpu_meter, seed, start_server, throwaway_database
 
-from safespace.db.engine import make_engine  # noqa: E402
-from safespace.privacy import blind  # noqa: E402
-from safespace.privacy.crypto import Keyring, associated_data  # noqa: E402
-from safespace.privacy.token_keys import b64url, from_b64url  # noqa: E402
-from safespace.pulse.models import RoundKey  # noqa: E402
-from safespace.settings import Settings  # noqa: E402
-from safespace.web import SESSION_COOKIE  # noqa: E402
-from submit import Connection, NoPostgreSQL, cpu_meter, seed, start_server, throwaway_database  # noqa: E402
+from safespace.db.engine import make_engine
+from safespace.privacy import blind
+from safespace.privacy.crypto import Keyring, associated_data
+from safespace.privacy.token_keys import b64url, from_b64url
+from safespace.pulse.models import RoundKey
+from safespace.settings import Settings
+from safespace.web import SESSION_COOKIE
 
 TARGET_HTTP, TARGET_HEALTHZ = 0.70, 2.0  # issuance/s over blind_sign/s; healthz p99 under load over idle
 SLICE_SECONDS, POOL = 0.25, 64
@@ -47,7 +57,7 @@ PROBE_EVERY, IDLE_SECONDS = 0.01, 3.0
 CSRF_COOKIE = "safespace_csrf"
 
 
-def _run_slice(operation, seconds: float) -> tuple[int, float]:
+def _run_slice(operation: Callable[[], object], seconds: float) -> tuple[int, float]:
     count, start = 0, time.perf_counter()
     deadline = start + seconds
     while True:

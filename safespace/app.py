@@ -34,9 +34,9 @@ from safespace.identity.controllers import (
     ProfileController,
 )
 from safespace.identity.mail import Postman
-from safespace.identity.signin import SessionReader
 from safespace.identity.privacy_page import PrivacyController
 from safespace.identity.sign_in_pages import SignInController, SignInLinks
+from safespace.identity.signin import SessionReader
 from safespace.insights.api import insights_api
 from safespace.insights.controllers import InsightsController, SummaryController
 from safespace.insights.services import TREND_STATES, TrendStates
@@ -49,13 +49,13 @@ from safespace.pulse.controllers import (
     SurveysController,
 )
 from safespace.pulse.group_commit import AnswerQueue
-from safespace.pulse.token_queue import IssuanceQueue
 from safespace.pulse.mail import RoundMailer
 from safespace.pulse.schedule import run_periodically
+from safespace.pulse.token_queue import IssuanceQueue
 from safespace.pulse.token_routes import PUBLISHED_PATH, REDEEM_PATH, published_round_keys, redeem, token_router
-from safespace.stories.token_routes import REPLY_PATH, STORY_PATH, anonymous_story_routes, story_token_router
 from safespace.settings import Settings, load_settings
 from safespace.stories.controllers import RECEIPT_PATH, ReceiptController, ReviewController, StoriesController
+from safespace.stories.token_routes import REPLY_PATH, STORY_PATH, anonymous_story_routes, story_token_router
 from safespace.web import (
     DATABASE_STATE_KEY,
     RETRY_AFTER,

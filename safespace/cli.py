@@ -83,7 +83,7 @@ class _Commands(click.Group):
     """Commands whose expected failures (a database that is down or missing, a damaged key file)
     end with one line saying what is wrong and what to do, and exit 1, not with a traceback."""
 
-    def invoke(self, ctx: click.Context):  # noqa: ANN201
+    def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except Exception as exc:

@@ -11,16 +11,17 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http import HTTPStatus
 from pathlib import Path
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
 import msgspec
 from advanced_alchemy.extensions.litestar import async_autocommit_handler_maker
+
 # A private name, but no public accessor exists for the request's session; the version is pinned.
 from advanced_alchemy.extensions.litestar._utils import get_aa_scope_state
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -41,9 +42,9 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.routes import HTTPRoute
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import Empty, Message, Receive, Scope, Send
 from litestar.utils.scope.state import ScopeState
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 

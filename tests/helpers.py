@@ -33,19 +33,19 @@ def csrf(client: AsyncTestClient) -> str:
     return token
 
 
-async def post_form(client: AsyncTestClient, url: str, data: dict[str, str], **kwargs):  # noqa: ANN201
+async def post_form(client: AsyncTestClient, url: str, data: dict[str, str], **kwargs):
     if not client.cookies.get("safespace_csrf"):
         await client.get("/signin")
     return await client.post(url, data={**data, "_csrf_token": csrf(client)}, **kwargs)
 
 
-async def api(client: AsyncTestClient, method: str, url: str, json: object | None = None):  # noqa: ANN201
+async def api(client: AsyncTestClient, method: str, url: str, json: object | None = None):
     if not client.cookies.get("safespace_csrf"):
         await client.get("/signin")
     return await client.request(method, url, json=json, headers={"x-csrftoken": csrf(client)})
 
 
-async def follow_link(client: AsyncTestClient, link: str):  # noqa: ANN201
+async def follow_link(client: AsyncTestClient, link: str):
     """Open a mailed link and press its Continue button, as a person does; returns the answer."""
     path = link.removeprefix("http://testserver.local")
     page = await client.get(path)

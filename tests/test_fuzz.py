@@ -20,7 +20,8 @@ import httpx
 import hypothesis
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, strategies as st
+from hypothesis import HealthCheck
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
@@ -47,7 +48,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 TEAMS = {"Energy": [f"e{i}@x.org" for i in range(6)], "Water": [f"w{i}@x.org" for i in range(5)]}
 
 
-async def _fuzzed_community(client: httpx.AsyncClient, db: AsyncSession, engine: AsyncEngine, settings, caller: str) -> dict[str, list]:  # noqa: ANN001
+async def _fuzzed_community(client: httpx.AsyncClient, db: AsyncSession, engine: AsyncEngine, settings, caller: str) -> dict[str, list]:
     """The facilitator's community with a closed round, the next round open and released stories;
     the client signed in as `caller` (see CALLERS)."""
     answers = {email: form(2 + i % 4, comment="More time to prepare.") for i, email in enumerate([*TEAMS["Energy"], *TEAMS["Water"]])}
@@ -79,7 +80,7 @@ async def _fuzzed_community(client: httpx.AsyncClient, db: AsyncSession, engine:
     }
 
 
-def _strategy(operation, known: dict[str, list]) -> st.SearchStrategy:  # noqa: ANN001
+def _strategy(operation, known: dict[str, list]) -> st.SearchStrategy:
     """Valid and invalid requests, with the community's own ids and with random ones."""
     names = [p.name for p in operation.path_parameters]
     ids = st.fixed_dictionaries({name: st.sampled_from(known[name]) for name in names})
@@ -93,7 +94,7 @@ def _strategy(operation, known: dict[str, list]) -> st.SearchStrategy:  # noqa: 
     return st.one_of(ours(GenerationMode.POSITIVE), ours(GenerationMode.NEGATIVE), anywhere)
 
 
-def _fuzz(operation, strategy: st.SearchStrategy, send: Callable) -> str | None:  # noqa: ANN001
+def _fuzz(operation, strategy: st.SearchStrategy, send: Callable) -> str | None:
     """Runs in a worker thread (Hypothesis is synchronous); `send` hands requests to the test's loop."""
 
     @hypothesis.settings(
@@ -106,7 +107,7 @@ def _fuzz(operation, strategy: st.SearchStrategy, send: Callable) -> str | None:
         report_multiple_bugs=False,
     )
     @hypothesis.given(case=strategy)
-    def run(case) -> None:  # noqa: ANN001
+    def run(case) -> None:
         case.validate_response(send(case), checks=CHECKS)
 
     try:
@@ -127,14 +128,14 @@ CALLERS = {
 
 
 @pytest.mark.parametrize("caller", list(CALLERS))
-async def test_api_answers_every_fuzzed_request_as_documented(client, db: AsyncSession, engine: AsyncEngine, settings, caller: str) -> None:  # noqa: ANN001
+async def test_api_answers_every_fuzzed_request_as_documented(client, db: AsyncSession, engine: AsyncEngine, settings, caller: str) -> None:
     known = await _fuzzed_community(client, db, engine, settings, caller)
     raw = (await client.get("/schema/openapi.json")).json()
     schema = schemathesis.openapi.from_dict(raw)
     loop = asyncio.get_running_loop()
     anonymous = httpx.AsyncClient(transport=httpx.ASGITransport(app=client.app), base_url=BASE_URL)  # type: ignore[attr-defined]
 
-    async def request(case) -> httpx.Response:  # noqa: ANN001
+    async def request(case) -> httpx.Response:
         kwargs = case.as_transport_kwargs(base_url=BASE_URL)
         signed_in = not any(re.match(pattern, case.path) for pattern in ANONYMOUS)
         headers = {k: v for k, v in kwargs["headers"].items() if k.lower() != "cookie"}
@@ -145,7 +146,7 @@ async def test_api_answers_every_fuzzed_request_as_documented(client, db: AsyncS
             kwargs["method"], kwargs["url"], params=kwargs.get("params"), headers=headers, **body
         )
 
-    def send(case) -> httpx.Response:  # noqa: ANN001
+    def send(case) -> httpx.Response:
         return asyncio.run_coroutine_threadsafe(request(case), loop).result()
 
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -170,7 +171,7 @@ TOKEN = {"key_id": str(uuid.uuid4()), "msg": "AA", "sig": "AA"}
         ("/api/v1/replies", TOKEN | {"story_id": str(uuid.uuid4()), "reply": "Thank you."}),
     ],
 )
-async def test_anonymous_routes_refuse_a_session_cookie(client, db: AsyncSession, path: str, body: dict) -> None:  # noqa: ANN001
+async def test_anonymous_routes_refuse_a_session_cookie(client, db: AsyncSession, path: str, body: dict) -> None:
     client.cookies.set("safespace_session", "any")
     response = await client.post(path, json=body)
     assert response.status_code == 400

@@ -105,8 +105,7 @@ class RestoreReport:
 
 async def _facts(connection: AsyncConnection) -> Facts:
     """Revision, row counts, sealed samples and open rounds, read in the caller's transaction."""
-    from safespace.privacy.crypto import associated_data
-    from safespace.privacy.crypto import FORMAT_VERSION
+    from safespace.privacy.crypto import FORMAT_VERSION, associated_data
     from safespace.privacy.rotation import SEALED
     from safespace.pulse.models import Round
 

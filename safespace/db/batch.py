@@ -78,7 +78,7 @@ def _fail(waiting: Iterable[tuple[object, asyncio.Future]], exc: BaseException) 
             future.set_exception(exc)
 
 
-def padded(values: Iterable) -> list:  # noqa: ANN001
+def padded(values: Iterable) -> list:
     """Distinct values for an IN list, the last repeated up to a power of two: a few distinct
     statements for PostgreSQL's prepared-statement cache instead of one per batch size (IN
     ignores the repeats)."""

@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 
 from safespace.settings import Settings
 
-
 COMMAND_BUSY_SECONDS = 5  # SQLite: how long commands and the schedule wait for another writer's lock
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Insert, Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy import Insert, Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 

@@ -98,7 +98,7 @@ class CommunitiesController(Controller):
         return see_other(f"/c/{community_id}")
 
     @get("/new")
-    async def new(self, settings: NamedDependency[Settings], viewer: NamedDependency[Viewer]) -> Template:  # noqa: ARG002
+    async def new(self, settings: NamedDependency[Settings], viewer: NamedDependency[Viewer]) -> Template:
         # `viewer` is asked for only to require a session: a controller's dependency guards only
         # the handlers that name it, and signed out this form could never be sent.
         services.may_create_communities(settings.community_creators)

@@ -195,7 +195,7 @@ _SESSIONS = (
 )
 
 
-def _live(rows: list) -> LiveSession | None:  # noqa: ANN001
+def _live(rows: list) -> LiveSession | None:
     """One token's rows of _SESSIONS as a LiveSession (None: no such session)."""
     if not rows:
         return None

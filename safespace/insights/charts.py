@@ -19,7 +19,8 @@ from babel import Locale
 from babel.numbers import NumberPattern, parse_pattern
 from markupsafe import Markup, escape
 
-from safespace.i18n import current_language, gettext as _, ngettext
+from safespace.i18n import current_language, ngettext
+from safespace.i18n import gettext as _
 
 # Okabe–Ito colours with at least 3:1 against white (WCAG 1.4.11); text stays ink, black or white.
 BLUE, VERMILLION, GREEN = "#0072B2", "#D55E00", "#009E73"

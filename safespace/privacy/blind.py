@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -204,7 +205,7 @@ def _signing_numbers(private_key: rsa.RSAPrivateKey, as_mpz: bool) -> _SigningNu
     )
 
 
-def _arithmetic():
+def _arithmetic() -> tuple[Callable[..., int], Callable[..., int], Callable[[int, int], int], bool]:
     """(constant-time powmod for d, powmod for the public e, inverse, mpz?): gmpy2's when installed."""
     global _warned_no_gmpy2
     if gmpy2 is not None:
@@ -218,7 +219,7 @@ def _arithmetic():
     return pow, pow, lambda x, n: pow(x, -1, n), False
 
 
-def _crt(k: _SigningNumbers, c: int, powmod) -> int:
+def _crt(k: _SigningNumbers, c: int, powmod: Callable[..., int]) -> int:
     """c^d mod n through the two half-size exponentiations and Garner's recombination."""
     s1 = powmod(c % k.p, k.dmp1, k.p)
     s2 = powmod(c % k.q, k.dmq1, k.q)

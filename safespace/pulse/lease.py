@@ -58,7 +58,7 @@ def _process_ended(pid: int) -> bool:
     except OSError:  # alive, under another user (or a zombie of theirs: read on)
         pass
     try:
-        stat = open(f"/proc/{pid}/stat").read()  # noqa: PTH123, SIM115 - one small read
+        stat = open(f"/proc/{pid}/stat").read()
     except FileNotFoundError:  # reaped between the two looks
         return True
     except OSError:

@@ -303,7 +303,7 @@ async def run_schedule(
     try:
         async with db.begin_nested():
             report.stories_released = await stories.release_due(db, keyring, moment, *story_release)
-    except Exception:  # noqa: BLE001 - stories must not stop the rounds
+    except Exception:
         log.exception("schedule: story release skipped this pass")
     for survey in list(await db.scalars(select(Survey))):
         try:
@@ -311,7 +311,7 @@ async def run_schedule(
             # must not stop rounds opening and closing in every other community.
             async with db.begin_nested():
                 await _advance(db, keyring, survey, moment, report, token_key_bits)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("schedule: survey %s skipped this pass", survey.id)
     return report
 
@@ -399,6 +399,6 @@ async def run_periodically(
             )
             if report.opened or report.closed or report.reminded:
                 log.info("schedule: opened %d, closed %d, reminded %d", report.opened, report.closed, report.reminded)
-        except Exception:  # noqa: BLE001 - the next pass tries again
+        except Exception:
             log.exception("schedule pass failed")
         await asyncio.sleep(every * random.uniform(0.9, 1.1))

@@ -32,9 +32,9 @@ from sqlalchemy.orm import Session
 from safespace.db import upsert
 from safespace.db.batch import Batcher, padded
 from safespace.db.engine import Reads, write_turn
+from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
 from safespace.identity.services import now
-from safespace.i18n import gettext as _
 from safespace.privacy import signing, token_keys
 from safespace.privacy.crypto import Keyring
 from safespace.privacy.token_keys import TokenRefused

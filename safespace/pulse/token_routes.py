@@ -17,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
-from safespace.privacy.crypto import Keyring
-from safespace.pulse import services, tokens
 from safespace.privacy import token_keys
+from safespace.privacy.crypto import Keyring
 from safespace.privacy.token_keys import TokenRefused, b64url
+from safespace.pulse import services, tokens
 from safespace.pulse.token_queue import Issuance, IssuanceQueue, WrongKey
 from safespace.pulse.tokens import PublishedKey, Redemption
 from safespace.settings import Settings

@@ -195,7 +195,7 @@ async def release_due(db: AsyncSession, keyring: Keyring, moment: datetime, week
                     db.add(StoryRelease(community_id=community.id, week=week))
                 here += await _release_replies(db, keyring, community.id, local.date(), minimum=1 if weekly_due else REPLIES_AT_ONCE)
             released += here
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("story release of one community skipped this pass")
     # Past weeks' quota rows and token keys (with their spent tokens) are of no further use.
     await db.execute(delete(StoryQuota).where(StoryQuota.week < week_of(moment - timedelta(days=7))))

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
 from safespace.identity.services import InvalidInput
-from safespace.privacy.crypto import Keyring
 from safespace.privacy import token_keys
+from safespace.privacy.crypto import Keyring
 from safespace.privacy.token_keys import TokenRefused, b64url, from_b64url
 from safespace.settings import Settings
 from safespace.stories import services, tokens

@@ -21,7 +21,7 @@ PRIVATE_WINDOW = "2"  # seconds: the flows wait it out as members would wait the
 
 
 @pytest.fixture
-def served_env(settings, tmp_path: Path) -> dict[str, str]:  # noqa: ANN001
+def served_env(settings, tmp_path: Path) -> dict[str, str]:
     port = free_port()
     return {
         **os.environ,
@@ -34,7 +34,7 @@ def served_env(settings, tmp_path: Path) -> dict[str, str]:  # noqa: ANN001
 
 
 @pytest.fixture
-def served(served_env, db: AsyncSession, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:  # noqa: ANN001
+def served(served_env, db: AsyncSession, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """`safespace demo` then `safespace serve` on a free port, as `make run` does."""
     if not Path(CHROMIUM).exists():
         if IN_CI:

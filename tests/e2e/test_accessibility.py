@@ -33,11 +33,11 @@ NOT_PAGES = re.compile(r"^/(language/|signout|api/|static/|schema)|\.(csv|json)$
 ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def launch(playwright):  # noqa: ANN001, ANN201
+def launch(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
 
 
-def audit(page, found: dict, label: str) -> None:  # noqa: ANN001
+def audit(page, found: dict, label: str) -> None:
     """axe on the page as it is now, at both widths; what it finds goes into `found` under the label."""
     for width, viewport in WIDTHS.items():
         page.set_viewport_size(viewport)
@@ -50,7 +50,7 @@ def audit(page, found: dict, label: str) -> None:  # noqa: ANN001
     page.set_viewport_size(WIDTHS["desktop"])
 
 
-def crawl(page, base: str, start: str) -> Iterator[str]:  # noqa: ANN001
+def crawl(page, base: str, start: str) -> Iterator[str]:
     """Every same-origin page reachable by links from `start`, breadth first, visiting each as it goes.
     A link with a query string only filters a page, so the page is visited once, without it."""
     seen = {urlsplit(start).path}
@@ -67,7 +67,7 @@ def crawl(page, base: str, start: str) -> Iterator[str]:  # noqa: ANN001
             queue.append(base + parts.path)
 
 
-def sign_in(browser, link: str, found: dict, covered: dict):  # noqa: ANN001, ANN201
+def sign_in(browser, link: str, found: dict, covered: dict):
     """The sign-in link's page in Spanish, then in English, where the person signs in: an English page."""
     for language, locale in (("es", "es-ES"), ("en", "en-GB")):
         context = browser.new_context(bypass_csp=True, locale=locale, viewport=WIDTHS["desktop"])
@@ -83,7 +83,7 @@ def sign_in(browser, link: str, found: dict, covered: dict):  # noqa: ANN001, AN
     return page
 
 
-def audit_signed_out(browser, base: str, found: dict, covered: dict) -> None:  # noqa: ANN001
+def audit_signed_out(browser, base: str, found: dict, covered: dict) -> None:
     """Sign-in, its "check your inbox", an unknown link and a missing page, as a visitor."""
     for language, locale in (("en", "en-GB"), ("es", "es-ES")):
         context = browser.new_context(bypass_csp=True, locale=locale, viewport=WIDTHS["desktop"])
@@ -100,7 +100,7 @@ def audit_signed_out(browser, base: str, found: dict, covered: dict) -> None:  #
         context.close()
 
 
-def audit_demo(browser, base: str, links: dict[str, str]) -> tuple[dict, dict]:  # noqa: ANN001
+def audit_demo(browser, base: str, links: dict[str, str]) -> tuple[dict, dict]:
     """Every page each demo person reaches by links, then the pages their forms answer with, in
     English and in Spanish, at both widths. Returns what axe found and the pages audited."""
     found: dict = defaultdict(set)
@@ -136,7 +136,7 @@ def audit_demo(browser, base: str, links: dict[str, str]) -> tuple[dict, dict]: 
 # sees along the way of sharing a story and opening it again with the receipt code.
 
 
-def send(page, form: str, fill: dict[str, str] | None = None) -> int:  # noqa: ANN001
+def send(page, form: str, fill: dict[str, str] | None = None) -> int:
     """Send the form matched by `form` (every text field emptied, then `fill`); the answer's status."""
     target = page.locator(form).first
     for field in target.locator("input[type=text], input[type=email], input[type=number], input:not([type]), textarea").all():
@@ -151,7 +151,7 @@ def send(page, form: str, fill: dict[str, str] | None = None) -> int:  # noqa: A
 FACILITATOR_FORMS = ("surveys", "instruments/new", "teams", "members", "settings", "insights/objectives")
 
 
-def facilitator_form_answers(page, home: str, found: dict, label: str) -> int:  # noqa: ANN001
+def facilitator_form_answers(page, home: str, found: dict, label: str) -> int:
     """Each of the facilitator's forms sent empty, and a note pinned empty to a round: the errors."""
     audited = 0
     for path in FACILITATOR_FORMS:
@@ -168,7 +168,7 @@ def facilitator_form_answers(page, home: str, found: dict, label: str) -> int:  
     return audited + 1
 
 
-def member_form_answers(page, home: str, found: dict, label: str) -> int:  # noqa: ANN001
+def member_form_answers(page, home: str, found: dict, label: str) -> int:
     """Sharing a story without JavaScript's private mode (our scripts are held back): the form's
     errors, the warning about identifying details, the receipt; then "My story" with a wrong code
     and with the right one."""
@@ -246,7 +246,7 @@ FOCUSED = """() => {
 }"""
 
 
-def tab_to(page, wanted, limit: int = 120) -> dict:  # noqa: ANN001
+def tab_to(page, wanted, limit: int = 120) -> dict:
     """Press Tab until the focused element satisfies `wanted`; every stop on the way shows its focus."""
     stops = []
     for _ in range(limit):
@@ -261,20 +261,20 @@ def tab_to(page, wanted, limit: int = 120) -> dict:  # noqa: ANN001
     raise AssertionError(f"Tab never reached it in {limit} presses; last stops: {stops[-8:]}")
 
 
-def keyboard_sign_in(page, link: str) -> None:  # noqa: ANN001
+def keyboard_sign_in(page, link: str) -> None:
     page.goto(link)
     tab_to(page, lambda f: f["tag"] == "button" and f["text"] == "Continue")
     with page.expect_navigation():
         page.keyboard.press("Enter")
 
 
-def follow(page, text: str) -> None:  # noqa: ANN001
+def follow(page, text: str) -> None:
     tab_to(page, lambda f: f["tag"] == "a" and f["text"] == text)
     with page.expect_navigation():
         page.keyboard.press("Enter")
 
 
-def test_answer_form_story_form_and_trend_work_by_keyboard_alone(served) -> None:  # noqa: ANN001
+def test_answer_form_story_form_and_trend_work_by_keyboard_alone(served) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     base, links = served
@@ -288,7 +288,7 @@ def test_answer_form_story_form_and_trend_work_by_keyboard_alone(served) -> None
         # The answer form: each statement is one Tab stop; Space picks, arrow keys move the choice.
         follow(page, "Answer now")
         expect(page.locator("summary", has_text="How your answers travel")).to_be_visible()  # the details, folded
-        for question in range(7):
+        for _question in range(7):
             first = tab_to(page, lambda f: f["type"] == "radio")
             page.keyboard.press("Space")
             picked = page.evaluate(FOCUSED)
@@ -317,7 +317,8 @@ def test_answer_form_story_form_and_trend_work_by_keyboard_alone(served) -> None
             ("What you would do differently", "Write the rule down and share it."),
         ):
             field = page.get_by_label(label, exact=True)
-            tab_to(page, lambda f: f["name"] == field.get_attribute("name"))
+            name = field.get_attribute("name")
+            tab_to(page, lambda f, name=name: f["name"] == name)
             page.keyboard.type(words)
         topic = tab_to(page, lambda f: f["type"] == "checkbox" and f["name"] == "tags")
         page.keyboard.press("Space")

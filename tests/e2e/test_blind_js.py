@@ -39,7 +39,7 @@ def page_html(integrity: str) -> str:
     )
 
 
-def serve(route) -> None:  # noqa: ANN001
+def serve(route) -> None:
     """Our origin from memory, with the app's CSP; anything else is refused (no network)."""
     url = route.request.url
     origin = next((o for o in (ORIGIN, INSECURE_ORIGIN) if url.startswith(o + "/")), None)
@@ -77,7 +77,7 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def context(browser):  # noqa: ANN001, ANN201
+def context(browser):
     context = browser.new_context()
     context.route("**/*", serve)
     yield context
@@ -85,7 +85,7 @@ def context(browser):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
-def page(context):  # noqa: ANN001, ANN201
+def page(context):
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
@@ -136,7 +136,7 @@ FINALIZE_ERROR = """async ({ jwk, msg, blindSig, inv, saltLength }) => {
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
-def test_blind_and_finalize_match_rfc9474_vector(page, vector: dict[str, str]) -> None:  # noqa: ANN001
+def test_blind_and_finalize_match_rfc9474_vector(page, vector: dict[str, str]) -> None:
     assert vector["prepared_msg"] == vector["msg_prefix"] + vector["msg"]
     out = page.evaluate(BLIND_AND_FINALIZE, {"jwk": jwk(vector), "v": vector, "saltLength": salt_length(vector)})
     assert out["blindedMsg"] == vector["blinded_msg"]
@@ -145,7 +145,7 @@ def test_blind_and_finalize_match_rfc9474_vector(page, vector: dict[str, str]) -
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
-def test_prepare_adds_32_random_bytes_only_when_randomized(page, vector: dict[str, str]) -> None:  # noqa: ANN001
+def test_prepare_adds_32_random_bytes_only_when_randomized(page, vector: dict[str, str]) -> None:
     randomized = vector["msg_prefix"] != ""
     assert randomized == vector["name"].endswith("-Randomized")
     one, two = page.evaluate(PREPARE, {"msg": vector["msg"], "randomized": randomized})
@@ -158,7 +158,7 @@ def test_prepare_adds_32_random_bytes_only_when_randomized(page, vector: dict[st
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
-def test_finalize_refuses_a_tampered_blind_signature(page, vector: dict[str, str]) -> None:  # noqa: ANN001
+def test_finalize_refuses_a_tampered_blind_signature(page, vector: dict[str, str]) -> None:
     tampered = bytearray.fromhex(vector["blind_sig"])
     tampered[-1] ^= 0x01
     message = page.evaluate(
@@ -174,7 +174,7 @@ def test_finalize_refuses_a_tampered_blind_signature(page, vector: dict[str, str
     assert message is not None and "does not verify" in message
 
 
-def test_finalize_refuses_a_signature_for_another_message(page) -> None:  # noqa: ANN001
+def test_finalize_refuses_a_signature_for_another_message(page) -> None:
     vector = VECTORS[0]
     other = bytearray.fromhex(vector["prepared_msg"])
     other[0] ^= 0x01
@@ -191,7 +191,7 @@ def test_finalize_refuses_a_signature_for_another_message(page) -> None:  # noqa
     assert message is not None and "does not verify" in message
 
 
-def test_random_blind_signed_by_server_key_verifies_with_cryptography(page) -> None:  # noqa: ANN001
+def test_random_blind_signed_by_server_key_verifies_with_cryptography(page) -> None:
     """The product path: random prefix, salt and r in the browser; the raw RSA private operation
     here; the final signature checked the way the redeem route checks it (salt length 48)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -221,7 +221,7 @@ def test_random_blind_signed_by_server_key_verifies_with_cryptography(page) -> N
     key.public_key().verify(bytes.fromhex(sig), bytes.fromhex(blinded["msg"]), pss, hashes.SHA384())
 
 
-def test_base64url_round_trips(page) -> None:  # noqa: ANN001
+def test_base64url_round_trips(page) -> None:
     out = page.evaluate(
         """async () => {
           const b = await import("/static/blind.js");
@@ -236,7 +236,7 @@ def test_base64url_round_trips(page) -> None:  # noqa: ANN001
     assert out["results"] == [b64url(bytes(range(250, 250 + k)).hex()) for k in range(6)]
 
 
-def test_blind_says_https_is_needed_where_webcrypto_is_missing(context) -> None:  # noqa: ANN001
+def test_blind_says_https_is_needed_where_webcrypto_is_missing(context) -> None:
     page = context.new_page()
     page.goto(INSECURE_ORIGIN + "/")
     numbers = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_numbers()
@@ -255,7 +255,7 @@ def test_blind_says_https_is_needed_where_webcrypto_is_missing(context) -> None:
     assert message is not None and "HTTPS" in message
 
 
-def test_token_survives_closing_the_tab_until_dropped(context, page) -> None:  # noqa: ANN001
+def test_token_survives_closing_the_tab_until_dropped(context, page) -> None:
     token = {"roundId": "r-7", "keyId": "k1", "msg": "AAEC", "sig": "AwQF"}
     page.evaluate(
         """async (token) => {
@@ -274,7 +274,7 @@ def test_token_survives_closing_the_tab_until_dropped(context, page) -> None:  #
     assert later.evaluate(load, "r-7") is None
 
 
-def test_token_store_refuses_a_token_for_another_round(page) -> None:  # noqa: ANN001
+def test_token_store_refuses_a_token_for_another_round(page) -> None:
     message = page.evaluate(
         """async () => {
           const t = await import("/static/tokens.js");
@@ -289,7 +289,7 @@ def test_token_store_refuses_a_token_for_another_round(page) -> None:  # noqa: A
     assert message is not None and "another round" in message
 
 
-def test_page_loads_blind_js_only_with_its_integrity_hash(context) -> None:  # noqa: ANN001
+def test_page_loads_blind_js_only_with_its_integrity_hash(context) -> None:
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
@@ -322,7 +322,7 @@ REFUSAL = """async ({ jwk }) => {
 }"""
 
 
-def test_short_keys_and_odd_exponents_are_refused_before_blinding(page) -> None:  # noqa: ANN001
+def test_short_keys_and_odd_exponents_are_refused_before_blinding(page) -> None:
     """A 1024-bit key would make tokens forgeable; an exponent other than 65537 (3, or 1, which is no
     signature at all) is not a key the server makes. The browser refuses both, with a message."""
     short = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key().public_numbers()
@@ -342,7 +342,7 @@ def test_short_keys_and_odd_exponents_are_refused_before_blinding(page) -> None:
     assert accepted == {"blind": None, "fingerprint": None}
 
 
-def test_the_browser_computes_the_servers_fingerprint(page) -> None:  # noqa: ANN001
+def test_the_browser_computes_the_servers_fingerprint(page) -> None:
     """The fingerprint members compare is computed from the key in the browser, the same way the
     server prints it (privacy.blind.fingerprint), so a server cannot show one and use another."""
     from safespace.privacy import blind as server

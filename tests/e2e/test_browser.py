@@ -15,7 +15,7 @@ from tests.e2e.conftest import CHROMIUM
 pytestmark = pytest.mark.e2e
 
 
-def test_member_signs_in_and_switches_to_spanish(served, tmp_path: Path) -> None:  # noqa: ANN001
+def test_member_signs_in_and_switches_to_spanish(served, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     base, links = served
@@ -54,7 +54,7 @@ def test_member_signs_in_and_switches_to_spanish(served, tmp_path: Path) -> None
         browser.close()
 
 
-def test_facilitator_invites_from_the_roster(served, tmp_path: Path) -> None:  # noqa: ANN001
+def test_facilitator_invites_from_the_roster(served, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     base, links = served
@@ -75,7 +75,7 @@ def test_facilitator_invites_from_the_roster(served, tmp_path: Path) -> None:  #
         browser.close()
 
 
-def _answer_demo_round(page) -> None:  # noqa: ANN001
+def _answer_demo_round(page) -> None:
     from playwright.sync_api import expect
 
     expect(page.get_by_text("0 of 7 answered")).to_be_visible()
@@ -120,7 +120,7 @@ def _database_after(database_url: str, round_number: int) -> dict:
     return asyncio.run(read())
 
 
-def test_member_answers_later_in_private_mode(served, served_env, tmp_path: Path) -> None:  # noqa: ANN001
+def test_member_answers_later_in_private_mode(served, served_env, tmp_path: Path) -> None:
     """Home fetches the token; the member closes the tab, comes back and answers with it, without
     cookies. The tally counts one more, the spent table has one more hash, and no table row or
     log line holds both the member and that hash."""
@@ -151,7 +151,7 @@ def test_member_answers_later_in_private_mode(served, served_env, tmp_path: Path
         later.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
         later.goto(base)
         later.get_by_role("link", name="Answer now").click()
-        expect(later.locator("#answer-mode")).to_contain_text(f"Private mode")
+        expect(later.locator("#answer-mode")).to_contain_text("Private mode")
         expect(later.locator("#key-fingerprint")).to_contain_text(fingerprint)
         _answer_demo_round(later)
         stored = later.evaluate("Object.entries(localStorage).find(([k]) => k.startsWith('safespace.token.'))[1]")
@@ -181,7 +181,7 @@ def test_member_answers_later_in_private_mode(served, served_env, tmp_path: Path
         assert secret not in log, secret
 
 
-def test_member_answers_without_javascript(served, served_env, tmp_path: Path) -> None:  # noqa: ANN001
+def test_member_answers_without_javascript(served, served_env, tmp_path: Path) -> None:
     """No JavaScript: the signed-in form, and the page says what that mode means."""
     from playwright.sync_api import expect, sync_playwright
 
@@ -205,7 +205,7 @@ def test_member_answers_without_javascript(served, served_env, tmp_path: Path) -
         browser.close()
 
 
-def test_member_shares_a_story_and_finds_it_with_the_receipt(served, served_env, tmp_path: Path) -> None:  # noqa: ANN001
+def test_member_shares_a_story_and_finds_it_with_the_receipt(served, served_env, tmp_path: Path) -> None:
     """Write a story that names a member, see the warning, edit, share, keep the receipt, read it back."""
     from playwright.sync_api import expect, sync_playwright
 
@@ -267,7 +267,7 @@ def test_member_shares_a_story_and_finds_it_with_the_receipt(served, served_env,
         browser.close()
 
 
-def community_path(page) -> str:  # noqa: ANN001
+def community_path(page) -> str:
     return re.search(r"/c/([0-9a-f-]{36})", page.url).group(1)
 
 
@@ -276,7 +276,7 @@ def tick(env: dict[str, str]) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_trend_charts_at_desktop_and_phone_width(served, tmp_path: Path) -> None:  # noqa: ANN001
+def test_trend_charts_at_desktop_and_phone_width(served, tmp_path: Path) -> None:
     """The demo's trend: 11 points and one labelled gap (the holiday week), two notes; at 390 px the
     page does not scroll sideways. Screenshots are kept in the test's folder."""
     from playwright.sync_api import expect, sync_playwright
@@ -314,7 +314,7 @@ def test_trend_charts_at_desktop_and_phone_width(served, tmp_path: Path) -> None
         browser.close()
 
 
-def test_a_token_whose_answer_was_lost_is_asked_for_again(served, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_token_whose_answer_was_lost_is_asked_for_again(served, tmp_path: Path) -> None:
     """The server signed, but the browser never saw the answer (the member left the page): on the
     next visit the browser sends the same blinded request, gets the same signature, and answers."""
     from playwright.sync_api import expect, sync_playwright
@@ -326,7 +326,7 @@ def test_a_token_whose_answer_was_lost_is_asked_for_again(served, tmp_path: Path
         page = context.new_page()
         lost: list[int] = []
 
-        def sign_then_lose(route) -> None:  # noqa: ANN001
+        def sign_then_lose(route) -> None:
             lost.append(route.fetch().status)  # the server signs and records the token...
             route.abort()  # ...and the answer never reaches the page
 

@@ -23,7 +23,7 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 
-def crawl(browser, link: str, limit: int = 80) -> dict[str, list[str]]:  # noqa: ANN001
+def crawl(browser, link: str, limit: int = 80) -> dict[str, list[str]]:
     """Sign in with the link, then visit every same-origin page linked from the pages seen."""
     context = browser.new_context(viewport={"width": 1100, "height": 900})
     context.add_init_script(WATCH)  # run by the browser's debugger: not itself subject to the policy

@@ -24,7 +24,7 @@ PAYLOADS = (
 )
 
 
-def test_hostile_text_runs_nowhere(served, tmp_path: Path) -> None:  # noqa: ANN001
+def test_hostile_text_runs_nowhere(served, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     base, links = served

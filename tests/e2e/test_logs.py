@@ -70,7 +70,7 @@ def identifying_values(database_url: str) -> dict[str, str]:
     return asyncio.run(read())
 
 
-def test_a_members_visit_leaves_nothing_identifying_in_the_log(served, served_env, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_members_visit_leaves_nothing_identifying_in_the_log(served, served_env, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     from tests.e2e.test_browser import _answer_demo_round, community_path

@@ -34,7 +34,7 @@ ANONYMOUS = re.compile(r"(/api/v1/(answers|stories|replies)|^https?://[^/]+/stor
 class Recorder:
     """Every request one browser (context) sends: when, what, and with which headers."""
 
-    def __init__(self, context) -> None:  # noqa: ANN001
+    def __init__(self, context) -> None:
         self.seen: list[tuple[float, object]] = []
         context.on("request", lambda request: self.seen.append((time.time(), request)))
 
@@ -52,7 +52,7 @@ class Recorder:
         how many anonymous sends there were."""
         rows = self.rows()
         anonymous = [(at, url, headers) for at, method, url, headers in rows if method == "POST" and ANONYMOUS.search(url)]
-        for at, url, headers in anonymous:
+        for _at, url, headers in anonymous:
             assert "cookie" not in headers, f"{flow}: {url} carried a cookie"
             assert "referer" not in headers, f"{flow}: {url} carried a Referer: {headers.get('referer')}"
             assert not any(name.startswith("x-") for name in headers), f"{flow}: custom headers on {url}: {headers}"
@@ -63,7 +63,7 @@ class Recorder:
         return len(anonymous)
 
 
-def _launch(playwright):  # noqa: ANN001, ANN202
+def _launch(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
 
 
@@ -74,12 +74,12 @@ def _sign_in_link(env: dict[str, str], email: str, next_path: str | None = None)
     return f"{link}?next={next_path}" if next_path else link
 
 
-def _open_round(page) -> str:  # noqa: ANN001
+def _open_round(page) -> str:
     """The open round's answer path, from the home page's Answer link."""
     return page.locator(".round-card a", has_text="Answer now").first.get_attribute("href")
 
 
-def _send_answers(page) -> None:  # noqa: ANN001
+def _send_answers(page) -> None:
     from playwright.sync_api import expect
 
     _answer_demo_round(page)
@@ -87,7 +87,7 @@ def _send_answers(page) -> None:  # noqa: ANN001
     expect(page.get_by_text("Your answers were added to the totals with your token")).to_be_visible(timeout=15_000)
 
 
-def test_no_signed_in_request_comes_near_an_anonymous_one_in_any_flow(served, served_env, tmp_path: Path) -> None:  # noqa: ANN001
+def test_no_signed_in_request_comes_near_an_anonymous_one_in_any_flow(served, served_env, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     base, links = served
@@ -96,7 +96,7 @@ def test_no_signed_in_request_comes_near_an_anonymous_one_in_any_flow(served, se
     with sync_playwright() as playwright:
         browser = _launch(playwright)
 
-        def member(email: str | None = None, next_path: str | None = None, width: int = 1000):  # noqa: ANN202
+        def member(email: str | None = None, next_path: str | None = None, width: int = 1000):
             context = browser.new_context(viewport={"width": width, "height": 900})
             recorder = Recorder(context)
             page = context.new_page()
@@ -238,7 +238,7 @@ async def _close_open_round(env: dict[str, str], data_dir: Path) -> None:
         await engine.dispose()
 
 
-def test_a_key_made_for_one_member_is_refused_in_the_browser(served, served_env) -> None:  # noqa: ANN001
+def test_a_key_made_for_one_member_is_refused_in_the_browser(served, served_env) -> None:
     """The server (here, a route in between) hands the member another key than the one published to
     everyone: the browser notices before it blinds, says so, and takes no token."""
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -252,7 +252,7 @@ def test_a_key_made_for_one_member_is_refused_in_the_browser(served, served_env)
         browser = _launch(playwright)
         page = browser.new_page()
 
-        def substitute(route) -> None:  # noqa: ANN001
+        def substitute(route) -> None:
             key = route.fetch().json()
             key["jwk"], key["fingerprint"] = blind.public_jwk(tagged), blind.fingerprint(tagged)
             route.fulfill(json=key)

@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 
-def pause_after(module: Any, name: str) -> None:  # noqa: ANN401
+def pause_after(module: Any, name: str) -> None:
     original: Callable[..., Awaitable[Any]] = getattr(module, name)
 
-    async def paused(db: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+    async def paused(db: Any, *args: Any, **kwargs: Any) -> Any:
         await original(db, *args, **kwargs)
         await db.flush()  # every write of the step reaches the database, uncommitted
         print("PAUSED", flush=True)

@@ -93,7 +93,7 @@ def cluster() -> Iterator[Cluster]:
 RECOVERY_SECONDS = 5  # after the restart, every request must work again from then on
 
 
-async def test_database_outage_answers_503_then_recovers(cluster: Cluster, serve, tmp_path: Path) -> None:  # noqa: ANN001
+async def test_database_outage_answers_503_then_recovers(cluster: Cluster, serve, tmp_path: Path) -> None:
     admin = await asyncpg.connect(f"postgresql://root@127.0.0.1:{cluster.port}/postgres")
     await admin.execute("CREATE DATABASE safespace")
     await admin.close()
@@ -110,7 +110,7 @@ async def test_database_outage_answers_503_then_recovers(cluster: Cluster, serve
         answered: set[int] = set()
         stop = asyncio.Event()
 
-        async def member_visits(member) -> None:  # noqa: ANN001
+        async def member_visits(member) -> None:
             """Answers until the app takes (303) or knows (409) the answer, reading pages meanwhile."""
             while not stop.is_set():
                 if member.index not in answered:

@@ -13,21 +13,29 @@ import asyncio
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 
 from safespace.db.engine import make_engine
 from safespace.settings import Settings
 from safespace.web import SESSION_COOKIE
 from tests.faults.conftest import seed_pulse
-from tests.faults.test_database_loss import Cluster, cluster  # noqa: F401 - the fixture
+from tests.faults.test_database_loss import Cluster, throwaway_cluster
 
 MEMBERS = 8
 LIMITS = {"SAFESPACE_DATABASE_STATEMENT_TIMEOUT_SECONDS": "2", "SAFESPACE_DATABASE_POOL_TIMEOUT_SECONDS": "1"}
 # Longer than every limit above together: whatever answers before the thaw answered on its own.
 FREEZE_SECONDS = 40
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    with throwaway_cluster() as made:
+        yield made
 
 
 def _cluster_processes(cluster: Cluster) -> list[int]:
@@ -36,7 +44,7 @@ def _cluster_processes(cluster: Cluster) -> list[int]:
     return [postmaster, *map(int, children)]
 
 
-async def test_a_frozen_database_answers_503_at_once_and_recovers(cluster: Cluster, serve, tmp_path: Path) -> None:  # noqa: ANN001, F811
+async def test_a_frozen_database_answers_503_at_once_and_recovers(cluster: Cluster, serve, tmp_path: Path) -> None:
     admin = await asyncpg.connect(f"postgresql://root@127.0.0.1:{cluster.port}/postgres")
     await admin.execute("CREATE DATABASE safespace")
     await admin.close()

@@ -62,7 +62,7 @@ async def _run(db: AsyncSession, statements: list[str]) -> None:
     await db.commit()
 
 
-async def test_signed_in_pages_are_served_while_session_writes_fail(client, db: AsyncSession, database_url: str) -> None:  # noqa: ANN001
+async def test_signed_in_pages_are_served_while_session_writes_fail(client, db: AsyncSession, database_url: str) -> None:
     kind = "postgresql" if database_url.startswith("postgresql") else "sqlite"
     world = await make_community(db, teams={"Rivers": ["ana@x.org"]})
     home = f"/c/{world.community.id}"
@@ -96,12 +96,12 @@ async def test_signed_in_pages_are_served_while_session_writes_fail(client, db: 
     assert await db.scalar(select(WebSession.last_seen_at)) > before, "with space again, the touch is written"
 
 
-async def _save_profile(client, name: str):  # noqa: ANN001, ANN202
+async def _save_profile(client, name: str):
     await client.get("/profile")
     return await post_form(client, "/profile", {"display_name": name, "language": "en"})
 
 
-async def test_a_form_whose_commit_fails_says_nothing_was_saved(client, db: AsyncSession, database_url: str) -> None:  # noqa: ANN001
+async def test_a_form_whose_commit_fails_says_nothing_was_saved(client, db: AsyncSession, database_url: str) -> None:
     """A write that fails only at COMMIT (PostgreSQL: a deferred check, the way a full disk or a
     lost server refuses a commit) must not answer "saved". It used to: the commit's failure was
     logged at debug level and the redirect to "Your profile is saved." went out."""
@@ -133,7 +133,7 @@ async def test_a_form_whose_commit_fails_says_nothing_was_saved(client, db: Asyn
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path):  # noqa: ANN201
+def small_disk(tmp_path: Path):
     """A 16 MiB tmpfs, where the machine allows mounting one (root with CAP_SYS_ADMIN)."""
     where = tmp_path / "disk"
     where.mkdir()

@@ -20,7 +20,7 @@ def workers_for(database_url: str) -> int:
 
 async def test_members_answering_three_times_at_once_are_counted_once(
     database_url: str, engine: AsyncEngine, db: AsyncSession, serve
-) -> None:  # noqa: ANN001
+) -> None:
     pulse = await seed_pulse(engine, MEMBERS)
     server = await serve(database_url, workers=workers_for(database_url))
     await open_forms(server.port, pulse)
@@ -39,7 +39,7 @@ async def test_members_answering_three_times_at_once_are_counted_once(
 
 async def test_server_killed_mid_load_counts_every_member_once(
     database_url: str, engine: AsyncEngine, db: AsyncSession, serve
-) -> None:  # noqa: ANN001
+) -> None:
     pulse = await seed_pulse(engine, MEMBERS)
     server = await serve(database_url, workers=workers_for(database_url))
     await open_forms(server.port, pulse)
@@ -47,7 +47,7 @@ async def test_server_killed_mid_load_counts_every_member_once(
     # All members answer at once; when a third have their answer acknowledged, the power goes.
     acknowledged, cut = 0, asyncio.Event()
 
-    async def first_attempt(member) -> None:  # noqa: ANN001
+    async def first_attempt(member) -> None:
         nonlocal acknowledged
         status, _ = await post_answer(server.port, pulse, member)
         acknowledged += status == 303
@@ -64,7 +64,7 @@ async def test_server_killed_mid_load_counts_every_member_once(
 
     await server.start()  # same port, same database
     # Everyone tries again until the app answers: those already counted must get "already answered".
-    async def retry(member) -> None:  # noqa: ANN001
+    async def retry(member) -> None:
         for _ in range(5):
             status, body = await post_answer(server.port, pulse, member)
             if status in (303, 409):
@@ -86,7 +86,7 @@ async def test_server_killed_mid_load_counts_every_member_once(
 
 async def test_members_opening_home_at_once_all_get_the_page(
     database_url: str, engine: AsyncEngine, db: AsyncSession, serve
-) -> None:  # noqa: ANN001
+) -> None:
     pulse = await seed_pulse(engine, 8)
     server = await serve(database_url, workers=workers_for(database_url))
     home = f"/c/{pulse.community_id}"

@@ -78,7 +78,7 @@ def full_disk(tmp_path: Path) -> Iterator[tuple[Path, callable, callable]]:
 @pytest.mark.parametrize("fault", ["read_only", "full_disk"])
 async def test_sqlite_storage_failure_answers_503_without_corruption(
     fault: str, request: pytest.FixtureRequest, serve
-) -> None:  # noqa: ANN001
+) -> None:
     data, break_it, mend = request.getfixturevalue(fault)
     database_url = f"sqlite+aiosqlite:///{data / 'safespace.db'}"
     engine = make_engine(Settings(data_dir=str(data), database_url=database_url))

@@ -11,8 +11,8 @@ environment would ship a test hook in the product.
 from __future__ import annotations
 
 import asyncio
-import random
 import os
+import random
 import signal
 import subprocess
 import sys

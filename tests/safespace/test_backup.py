@@ -104,7 +104,7 @@ async def every_row(engine: AsyncEngine) -> dict[str, list[tuple]]:
         }
 
 
-async def test_restore_brings_back_every_number_the_pages_show(settings, db: AsyncSession, engine, tmp_path) -> None:  # noqa: ANN001
+async def test_restore_brings_back_every_number_the_pages_show(settings, db: AsyncSession, engine, tmp_path) -> None:
     await make_demo(settings, db)
     before = await page_numbers(settings, db)
     rows_before = await every_row(engine)
@@ -132,7 +132,7 @@ async def test_restore_brings_back_every_number_the_pages_show(settings, db: Asy
     assert await page_numbers(settings, db) == before
 
 
-async def test_backup_during_an_open_round_is_consistent(settings, db: AsyncSession, engine, tmp_path) -> None:  # noqa: ANN001
+async def test_backup_during_an_open_round_is_consistent(settings, db: AsyncSession, engine, tmp_path) -> None:
     await make_demo(settings, db)
     community = await db.scalar(select(Community).where(Community.name == NAME))
     open_round = await db.scalar(select(Round).where(Round.community_id == community.id, Round.closed.is_(False)))
@@ -200,7 +200,7 @@ async def test_backup_during_an_open_round_is_consistent(settings, db: AsyncSess
             assert respondents == team_sizes.get(uuid.UUID(group_key), 0)
 
 
-async def test_restore_refuses_a_key_file_that_cannot_open_the_backup(settings, db: AsyncSession, engine, tmp_path) -> None:  # noqa: ANN001
+async def test_restore_refuses_a_key_file_that_cannot_open_the_backup(settings, db: AsyncSession, engine, tmp_path) -> None:
     await make_demo(settings, db)
     path = backed_up(settings, tmp_path)
     keys = settings.encryption_key_path
@@ -215,7 +215,7 @@ async def test_restore_refuses_a_key_file_that_cannot_open_the_backup(settings, 
     keys.write_bytes(saved)  # the right key file: restoring works (the other tests)
 
 
-async def test_an_older_backup_is_migrated_after_restoring(settings, db: AsyncSession, engine, tmp_path) -> None:  # noqa: ANN001
+async def test_an_older_backup_is_migrated_after_restoring(settings, db: AsyncSession, engine, tmp_path) -> None:
     await db.close()
     async with engine.begin() as connection:
         await connection.run_sync(metadata.drop_all)
@@ -235,7 +235,7 @@ async def test_an_older_backup_is_migrated_after_restoring(settings, db: AsyncSe
     assert sum(len(rows) for rows in (await every_row(engine)).values()) == 0  # what the old backup held: nothing
 
 
-async def test_backup_keeps_no_row_version_the_database_has_replaced(settings, db: AsyncSession, engine, tmp_path) -> None:  # noqa: ANN001
+async def test_backup_keeps_no_row_version_the_database_has_replaced(settings, db: AsyncSession, engine, tmp_path) -> None:
     """P4: the copy carries the database as it is, not the old page images of SQLite's write-ahead log."""
     community = await identity.create_community(
         db, (await identity.get_or_create_person(db, "f@x.org"))[0].id, "Marsh", "OLDVISION-7f3a9c", 5, "UTC"
@@ -262,7 +262,7 @@ async def test_backup_keeps_no_row_version_the_database_has_replaced(settings, d
     assert b"OLDVISION-7f3a9c" not in stored
 
 
-def test_manifest_is_json_a_person_can_read(tmp_path) -> None:  # noqa: ANN001
+def test_manifest_is_json_a_person_can_read(tmp_path) -> None:
     from safespace.db.backup import FORMAT, BackupError, Manifest, _write_archive
 
     database = tmp_path / "db"
@@ -317,7 +317,7 @@ def _damaged_copy(path: Path, folder: Path, damage: str) -> Path:
 
 
 @pytest.mark.parametrize("damage", ["truncated", "bit flip", "garbage", "counts", "checksum"])
-async def test_a_damaged_backup_leaves_the_database_as_it_was(settings, db: AsyncSession, engine, tmp_path, damage: str) -> None:  # noqa: ANN001
+async def test_a_damaged_backup_leaves_the_database_as_it_was(settings, db: AsyncSession, engine, tmp_path, damage: str) -> None:
     """`restore --force` with a damaged backup once left PostgreSQL with 0 tables, or with tables
     without keys and a tenth of the rows, and said it had rolled back. Now every check runs
     before the commit: the database keeps every row, and the message says nothing changed."""

@@ -98,7 +98,7 @@ async def test_a_result_that_cannot_be_handed_back_fails_its_callers_and_later_b
     error, and the next batch runs."""
 
     class Unlucky(list):
-        def __iter__(self):  # noqa: ANN204
+        def __iter__(self):
             raise RuntimeError("lost on the way back")
 
     calls: list[list[int]] = []

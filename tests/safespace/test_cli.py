@@ -9,11 +9,11 @@ import sys
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.helpers import follow_link
 from safespace.identity.models import Community, Membership, Person, Team
+from tests.helpers import follow_link
 
 
-def run(settings, *args: str) -> subprocess.CompletedProcess[str]:  # noqa: ANN001
+def run(settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "SAFESPACE_DATA_DIR": settings.data_dir,
@@ -25,7 +25,7 @@ def run(settings, *args: str) -> subprocess.CompletedProcess[str]:  # noqa: ANN0
     )
 
 
-async def test_demo_twice_gives_one_demo_community(settings, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_demo_twice_gives_one_demo_community(settings, db: AsyncSession) -> None:
     first = run(settings, "demo")
     second = run(settings, "demo")
     assert first.returncode == second.returncode == 0, first.stderr + second.stderr
@@ -39,7 +39,7 @@ async def test_demo_twice_gives_one_demo_community(settings, db: AsyncSession) -
     assert sizes == {"Energy": 7, "Circular economy": 5}
 
 
-async def test_demo_has_a_year_of_pulse_history_with_a_rising_trend(settings, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_demo_has_a_year_of_pulse_history_with_a_rising_trend(settings, db: AsyncSession) -> None:
     import msgspec
 
     from safespace.pulse.models import Round, Tally
@@ -65,7 +65,7 @@ async def test_demo_has_a_year_of_pulse_history_with_a_rising_trend(settings, db
     assert sorted(n for _day, n in batches) == [2, 3, 3]
 
 
-async def test_login_link_prints_a_link_that_works(settings, db: AsyncSession, client) -> None:  # noqa: ANN001
+async def test_login_link_prints_a_link_that_works(settings, db: AsyncSession, client) -> None:
     run(settings, "demo")
     result = run(settings, "login-link", "mara@climate.example")
     assert result.returncode == 0, result.stderr
@@ -75,7 +75,7 @@ async def test_login_link_prints_a_link_that_works(settings, db: AsyncSession, c
     assert unknown.returncode == 1 and "No one with the address" in unknown.stderr
 
 
-async def test_login_link_for_someone_invited_accepts_the_invitation(settings, db: AsyncSession, client) -> None:  # noqa: ANN001
+async def test_login_link_for_someone_invited_accepts_the_invitation(settings, db: AsyncSession, client) -> None:
     """The README's deployment steps: create a community, invite, and with no mail server, hand the
     invitee a login-link. That link must bring them in, not to an empty "no community" page."""
     assert run(settings, "create-community", "--name", "Wetlands", "--facilitator", "w@x.org").returncode == 0
@@ -90,7 +90,7 @@ async def test_login_link_for_someone_invited_accepts_the_invitation(settings, d
     assert status == "active"
 
 
-async def test_create_community_and_invite(settings, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_create_community_and_invite(settings, db: AsyncSession) -> None:
     made = run(settings, "create-community", "--name", "Wetlands", "--facilitator", "w@x.org", "--time-zone", "Europe/Madrid")
     assert made.returncode == 0, made.stderr
     refused = run(settings, "create-community", "--name", "Tiny", "--facilitator", "t@x.org", "--min-group-size", "2")
@@ -100,7 +100,7 @@ async def test_create_community_and_invite(settings, db: AsyncSession) -> None: 
     assert "/signin/" in invited.stdout  # the console mailer prints the invitations
 
 
-async def test_a_community_name_is_taken_whatever_its_case_and_spacing(settings, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_a_community_name_is_taken_whatever_its_case_and_spacing(settings, db: AsyncSession) -> None:
     """Issue 21 item 5: `create-community --name Gold` succeeded when "Gold" existed, and
     `invite --community Gold` then picked the older one without a word."""
     assert run(settings, "create-community", "--name", "Gold", "--facilitator", "g@x.org").returncode == 0
@@ -141,7 +141,7 @@ def _check_help(command: str) -> None:
     assert result.returncode == 0 and "Usage:" in result.stdout
 
 
-async def test_serve_and_tick_refuse_a_key_file_that_cannot_open_the_database(settings, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_serve_and_tick_refuse_a_key_file_that_cannot_open_the_database(settings, db: AsyncSession) -> None:
     """A missing encryption.keys used to be made afresh (reusing key id 1) while the database held
     data sealed with the old one: results answered 500 and stories were sealed with the new key.
     Now serve and tick refuse, naming the file; a file made afresh never reuses an old key id."""
@@ -172,7 +172,7 @@ async def test_serve_and_tick_refuse_a_key_file_that_cannot_open_the_database(se
     assert run(settings, "tick").returncode == 0
 
 
-async def test_serve_and_tick_refuse_a_database_at_another_schema_revision(settings, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_serve_and_tick_refuse_a_database_at_another_schema_revision(settings, db: AsyncSession) -> None:
     """Issue 21 item 7: against an unmigrated, older or newer database, `serve` and `tick` ran and
     every page answered 500 while /readyz said 200. Now both refuse with one line saying what to
     do, and /readyz reports the mismatch with a 503."""

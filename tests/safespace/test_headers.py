@@ -85,14 +85,14 @@ def check_headers(response: httpx.Response) -> None:
         assert headers.get_list("cache-control") == ["no-store"], where
 
 
-async def world(client: httpx.AsyncClient, db: AsyncSession, engine, settings) -> Closed:  # noqa: ANN001
+async def world(client: httpx.AsyncClient, db: AsyncSession, engine, settings) -> Closed:
     """A community of two teams of five who answered a round that has closed."""
     teams = {"North": [f"north{i}@x.org" for i in range(5)], "South": [f"south{i}@x.org" for i in range(5)]}
     answers = {email: form(5, comment="Comments need ten people.") for members in teams.values() for email in members}
     return await answered_round(client, db, engine, settings, teams, answers)
 
 
-async def test_every_get_route_sends_the_security_headers_to_a_facilitator(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_every_get_route_sends_the_security_headers_to_a_facilitator(client, db: AsyncSession, engine, settings) -> None:
     closed = await world(client, db, engine, settings)
     await sign_in(client, db, closed.world.facilitator)
     statuses: dict[str, int] = {}
@@ -108,7 +108,7 @@ async def test_every_get_route_sends_the_security_headers_to_a_facilitator(clien
     assert statuses["/static/{file_path:path}"] == 200
 
 
-async def test_every_get_route_sends_the_security_headers_without_a_session(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_every_get_route_sends_the_security_headers_without_a_session(client, db: AsyncSession, engine, settings) -> None:
     """Signed out: sign-in redirects and 401 problem documents carry them too."""
     closed = await world(client, db, engine, settings)
     client.cookies.clear()
@@ -120,7 +120,7 @@ async def test_every_get_route_sends_the_security_headers_without_a_session(clie
     assert {200, 401} <= statuses and statuses & {302, 303}, statuses  # sign-in redirects and problems
 
 
-async def test_error_pages_and_problem_documents_send_the_security_headers(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_error_pages_and_problem_documents_send_the_security_headers(client, db: AsyncSession) -> None:
     world = await make_community(db, teams={"North": ["member@x.org"]})
     community = world.community.id
     await sign_in(client, db, "member@x.org")
@@ -160,7 +160,7 @@ async def test_error_pages_and_problem_documents_send_the_security_headers(clien
         check_headers(response)
 
 
-async def test_schema_is_the_openapi_document_and_no_viewer_page_is_served(client) -> None:  # noqa: ANN001
+async def test_schema_is_the_openapi_document_and_no_viewer_page_is_served(client) -> None:
     """Litestar's viewer pages load their scripts from a CDN, which the policy refuses: blank pages."""
     document = await client.get("/schema")
     assert document.status_code == 200 and document.json()["openapi"].startswith("3.")
@@ -169,7 +169,7 @@ async def test_schema_is_the_openapi_document_and_no_viewer_page_is_served(clien
         assert (await client.get(f"/schema/{viewer}")).status_code == 404, viewer
 
 
-async def test_an_https_installation_pins_https_and_keeps_every_cookie_secure(settings, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_an_https_installation_pins_https_and_keeps_every_cookie_secure(settings, db: AsyncSession) -> None:
     """Under an https:// base URL: Strict-Transport-Security on every answer, and the language
     cookie (set before anyone signs in) is Secure like the session and CSRF cookies."""
     import msgspec
@@ -190,7 +190,7 @@ async def test_an_https_installation_pins_https_and_keeps_every_cookie_secure(se
         assert "secure" not in (await plain.get("/language/es")).headers["set-cookie"].lower()
 
 
-async def test_options_and_405_name_every_method_of_the_path(client) -> None:  # noqa: ANN001
+async def test_options_and_405_name_every_method_of_the_path(client) -> None:
     """RFC 9110: OPTIONS and a 405 carry an Allow header naming every method the path answers.
     Litestar's OPTIONS named one handler's methods (OPTIONS /signin said "OPTIONS, POST") and its
     405 named none. Every route, found by walking the router, with no session."""

@@ -57,12 +57,12 @@ def test_accept_language_picks_our_language() -> None:
     assert i18n.negotiate(None) == "en"
 
 
-async def test_pages_follow_the_browser_language(client) -> None:  # noqa: ANN001
+async def test_pages_follow_the_browser_language(client) -> None:
     page = await client.get("/signin", headers={"accept-language": "es-MX,es;q=0.9"})
     assert '<html lang="es">' in page.text and "Iniciar sesión" in page.text
 
 
-async def test_signed_out_visitor_can_switch_language(client) -> None:  # noqa: ANN001
+async def test_signed_out_visitor_can_switch_language(client) -> None:
     english = await client.get("/signin", headers={"accept-language": "en"})
     assert 'href="/language/es?next=/signin"' in english.text
     switched = await client.get("/language/es?next=/signin")

@@ -48,7 +48,7 @@ async def pages(client: httpx.AsyncClient, paths: list[str]) -> dict[str, str]:
     return found
 
 
-async def test_hostile_text_is_stored_exactly_and_shown_inert(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:  # noqa: ANN001
+async def test_hostile_text_is_stored_exactly_and_shown_inert(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:
     members = [f"m{i}@x.org" for i in range(10)]
     # A pulse round whose ten answers carry hostile comments (10 meet the comment threshold).
     closed = await answered_round(
@@ -120,7 +120,7 @@ async def test_hostile_text_is_stored_exactly_and_shown_inert(client, db: AsyncS
     assert str(escape(XSS)) in seen[f"{base}/insights/rounds/{closed.round.id}"]  # a released comment
 
 
-async def test_header_injection_through_redirect_targets(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_header_injection_through_redirect_targets(client, db: AsyncSession) -> None:
     """A next= with a line break or another host never reaches a Location header."""
     for target in ("/x%0d%0aSet-Cookie:%20pwned=1", "//evil.example/", "/\\evil.example", "https://evil.example/"):
         response = await client.get(f"/signin?next={target}")

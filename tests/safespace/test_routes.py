@@ -216,7 +216,7 @@ async def call(client: httpx.AsyncClient, method: str, template: str, url: str) 
     return await post_form(client, url, {})
 
 
-async def test_every_route_answers_each_caller_as_its_rule_says(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:  # noqa: ANN001
+async def test_every_route_answers_each_caller_as_its_rule_says(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:
     routes = app_routes(client.app)
     unclassified = sorted(set(routes) - set(RULES))
     assert not unclassified, f"give these routes a rule in RULES (who may call them?): {unclassified}"
@@ -265,7 +265,7 @@ async def test_every_route_answers_each_caller_as_its_rule_says(client, db: Asyn
 # --- disclosure ------------------------------------------------------------------------------------
 
 
-async def test_no_route_shows_a_hidden_team_or_an_open_round(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:  # noqa: ANN001
+async def test_no_route_shows_a_hidden_team_or_an_open_round(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:
     """A facilitator reads every GET route (pages, CSV, JSON, API) of a community with a team of 4
     (below k) and a team of 8 (hidden too: 12 - 8 would be the four) in a closed round, and a second
     survey whose round is open with answers. Nothing about either team, nor the open round's

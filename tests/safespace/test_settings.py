@@ -12,7 +12,7 @@ import pytest
 from safespace.settings import Settings, SettingsError, load_settings, setting_variables
 
 
-def test_defaults_are_usable(tmp_path) -> None:  # noqa: ANN001
+def test_defaults_are_usable(tmp_path) -> None:
     settings = load_settings({"SAFESPACE_DATA_DIR": str(tmp_path)}, env_file=None)
     assert settings.default_min_group_size == 5
     assert settings.database.startswith("sqlite+aiosqlite:///") and str(tmp_path) in settings.database
@@ -39,7 +39,7 @@ def test_bad_setting_names_the_variable(variable: str, value: str, expected: str
     assert expected in str(caught.value)
 
 
-def test_bad_setting_stops_start_up_with_a_message(tmp_path) -> None:  # noqa: ANN001
+def test_bad_setting_stops_start_up_with_a_message(tmp_path) -> None:
     env = {**os.environ, "SAFESPACE_DATA_DIR": str(tmp_path), "SAFESPACE_DEFAULT_MIN_GROUP_SIZE": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "safespace", "serve", "--port", "1"], env=env, capture_output=True, text=True, timeout=60
@@ -48,14 +48,14 @@ def test_bad_setting_stops_start_up_with_a_message(tmp_path) -> None:  # noqa: A
     assert "SAFESPACE_DEFAULT_MIN_GROUP_SIZE" in result.stderr and "below 3" in result.stderr
 
 
-def test_env_file_is_read_and_environment_wins(tmp_path) -> None:  # noqa: ANN001
+def test_env_file_is_read_and_environment_wins(tmp_path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("SAFESPACE_DEFAULT_MIN_GROUP_SIZE=7\nSAFESPACE_LOG_LEVEL=DEBUG\n")
     settings = load_settings({"SAFESPACE_LOG_LEVEL": "ERROR"}, env_file=str(env_file))
     assert (settings.default_min_group_size, settings.log_level) == (7, "ERROR")
 
 
-def test_secret_key_is_generated_once_with_mode_0600(tmp_path) -> None:  # noqa: ANN001
+def test_secret_key_is_generated_once_with_mode_0600(tmp_path) -> None:
     settings = Settings(data_dir=str(tmp_path))
     first = settings.secret_key()
     path = tmp_path / "secret.key"
@@ -63,7 +63,7 @@ def test_secret_key_is_generated_once_with_mode_0600(tmp_path) -> None:  # noqa:
     assert settings.secret_key() == first and len(first) == 32
 
 
-def test_readable_secret_key_is_refused(tmp_path) -> None:  # noqa: ANN001
+def test_readable_secret_key_is_refused(tmp_path) -> None:
     settings = Settings(data_dir=str(tmp_path))
     settings.secret_key()
     (tmp_path / "secret.key").chmod(0o644)

@@ -30,7 +30,7 @@ async def test_sqlite_connections_are_configured(db: AsyncSession) -> None:
     assert pragmas == {"journal_mode": "wal", "busy_timeout": 5000, "foreign_keys": 1, "secure_delete": 1}
 
 
-async def test_bursts_of_requests_reuse_the_pools_connections_and_open_no_more(settings) -> None:  # noqa: ANN001
+async def test_bursts_of_requests_reuse_the_pools_connections_and_open_no_more(settings) -> None:
     """Thirty requests at once, three times over, with a pool of 20: the 20 connections opened
     for the first burst serve every request, and the ten beyond them wait their turn. (SQLAlchemy's
     default pool kept 5 and opened and closed 10 more on every burst: a thread each on SQLite, a
@@ -55,19 +55,19 @@ async def test_bursts_of_requests_reuse_the_pools_connections_and_open_no_more(s
         await engine.dispose()
 
 
-async def test_health_and_readiness(client) -> None:  # noqa: ANN001
+async def test_health_and_readiness(client) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     assert (await client.get("/readyz")).json() == {"status": "ok"}
 
 
-async def test_openapi_documents_the_api(client) -> None:  # noqa: ANN001
+async def test_openapi_documents_the_api(client) -> None:
     schema = (await client.get("/schema/openapi.json")).json()
     assert "/api/v1/communities/{community_id}/members" in schema["paths"]
     # Pages are for people; the schema documents what programs may call.
     assert all(path.startswith("/api/v1/") for path in schema["paths"])
 
 
-async def test_healthz_answers_without_the_database(tmp_path) -> None:  # noqa: ANN001
+async def test_healthz_answers_without_the_database(tmp_path) -> None:
     """Liveness needs no database; readiness says the database is down."""
     from safespace.app import create_app
     from safespace.settings import Settings
@@ -81,7 +81,7 @@ async def test_healthz_answers_without_the_database(tmp_path) -> None:  # noqa: 
         assert ready.status_code == 503 and ready.json() == {"status": "database unavailable"}
 
 
-async def test_unknown_pages_get_a_friendly_404(client) -> None:  # noqa: ANN001
+async def test_unknown_pages_get_a_friendly_404(client) -> None:
     page = await client.get("/no/such/page", headers={"accept-language": "es"})
     assert page.status_code == 404
     assert "text/html" in page.headers["content-type"] and "Página no encontrada" in page.text
@@ -90,7 +90,7 @@ async def test_unknown_pages_get_a_friendly_404(client) -> None:  # noqa: ANN001
     assert api.status_code == 404 and api.headers["content-type"].startswith("application/problem+json")
 
 
-async def test_pages_are_not_cached(client) -> None:  # noqa: ANN001
+async def test_pages_are_not_cached(client) -> None:
     page = await client.get("/signin")
     assert page.headers["cache-control"] == "no-store"
     assert page.headers["x-content-type-options"] == "nosniff"
@@ -113,7 +113,7 @@ def test_every_page_title_is_plain_text() -> None:
             assert "<" not in found.group(1) and "\n" not in found.group(1).strip(), path.name
 
 
-async def test_names_made_unique_by_migration_0009_rename_later_duplicates_and_keep_their_members(engine: AsyncEngine, db: AsyncSession, caplog) -> None:  # noqa: ANN001
+async def test_names_made_unique_by_migration_0009_rename_later_duplicates_and_keep_their_members(engine: AsyncEngine, db: AsyncSession, caplog) -> None:
     """Issue 21 item 5: before 0009 a database could hold "Gold" twice. Upgrading keeps the oldest
     name as it is, gives each later one a number no community had, and loses nothing else; after
     it, the database itself refuses a second "gold"."""
@@ -131,7 +131,7 @@ async def test_names_made_unique_by_migration_0009_rename_later_duplicates_and_k
     async def downgrade(revision: str) -> None:
         config = alembic_config()
         async with engine.begin() as connection:
-            def run(sync) -> None:  # noqa: ANN001
+            def run(sync) -> None:
                 config.attributes["connection"] = sync
                 command.downgrade(config, revision)
 
@@ -181,7 +181,7 @@ async def test_names_made_unique_by_migration_0009_rename_later_duplicates_and_k
             await connection.execute(delete(Person.__table__))
 
 
-async def test_sqlite_runs_each_statement_in_one_trip_to_the_driver_thread(tmp_path) -> None:  # noqa: ANN001
+async def test_sqlite_runs_each_statement_in_one_trip_to_the_driver_thread(tmp_path) -> None:
     """db/engine.py's one-trip cursor depends on aiosqlite internals; if an aiosqlite upgrade
     removed them, the engine would quietly fall back to the stock adapter (four thread hand-offs
     per SELECT instead of one). This fails instead (issue 16 item 5)."""

@@ -275,7 +275,7 @@ def test_no_released_figure_lets_a_facilitator_solve_for_a_small_hidden_group(
         if not is_released:
             continue
         total = respondents if figure == "respondents" else community[figure]
-        count = (lambda g: g.respondents) if figure == "respondents" else (lambda g: g.counts.get(figure, 0))  # noqa: E731
+        count = (lambda g: g.respondents) if figure == "respondents" else (lambda g, figure=figure: g.counts.get(figure, 0))
         block = total - sum(count(teams[t]) for t in set(teams) - hidden)
         unknowns = {t: teams[t].members for t in hidden}
         if no_team.members:

@@ -7,9 +7,9 @@ import statistics
 from fractions import Fraction
 
 import pytest
-from msgspec.structs import astuple
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import astuple
 
 from surveys.stats import (
     Estimate,

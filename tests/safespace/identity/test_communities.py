@@ -8,10 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace.identity import services
 from safespace.identity.models import Community, Membership, Person, Team
 from tests.conftest import browser_like
-from tests.helpers import follow_link, api, make_community, post_form, sign_in
+from tests.helpers import api, follow_link, make_community, post_form, sign_in
 
 
-async def test_facilitator_creates_a_community_in_the_form(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_facilitator_creates_a_community_in_the_form(client, db: AsyncSession) -> None:
     await make_community(db)
     await sign_in(client, db, "fac@x.org")
     form = await client.get("/communities/new")
@@ -28,7 +28,7 @@ async def test_facilitator_creates_a_community_in_the_form(client, db: AsyncSess
     assert "Rivers that live." in home.text
 
 
-async def test_k_below_three_is_refused_in_the_form(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_k_below_three_is_refused_in_the_form(client, db: AsyncSession) -> None:
     await make_community(db)
     await sign_in(client, db, "fac@x.org")
     await client.get("/communities/new")
@@ -41,7 +41,7 @@ async def test_k_below_three_is_refused_in_the_form(client, db: AsyncSession) ->
     assert await db.scalar(select(func.count()).select_from(Community).where(Community.name == "Tiny")) == 0
 
 
-async def test_a_name_another_community_has_is_refused_in_the_form_and_the_api(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_a_name_another_community_has_is_refused_in_the_form_and_the_api(client, db: AsyncSession) -> None:
     """Issue 21 item 5: one community per name on an installation, case and spacing aside, so
     that a name (in the CLI, in a mail, in the menu) says which community it is."""
     await make_community(db, name="Gold", facilitator="g@x.org")
@@ -64,7 +64,7 @@ async def test_a_name_another_community_has_is_refused_in_the_form_and_the_api(c
     assert own.status_code == 200 and own.json()["name"] == "SILVER"
 
 
-async def test_k_below_three_is_refused_in_the_api(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_k_below_three_is_refused_in_the_api(client, db: AsyncSession) -> None:
     world = await make_community(db)
     await sign_in(client, db, world.facilitator)
     response = await api(client, "POST", "/api/v1/communities", {"name": "Tiny", "min_group_size": 2})
@@ -77,7 +77,7 @@ async def test_k_below_three_is_refused_in_the_api(client, db: AsyncSession) -> 
     assert world.community.min_group_size == 5
 
 
-async def test_api_rejects_malformed_json_with_a_problem_document(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_api_rejects_malformed_json_with_a_problem_document(client, db: AsyncSession) -> None:
     world = await make_community(db)
     await sign_in(client, db, world.facilitator)
     response = await api(client, "POST", "/api/v1/communities", {"name": 42})
@@ -86,7 +86,7 @@ async def test_api_rejects_malformed_json_with_a_problem_document(client, db: As
     assert body["status"] == 400 and body["title"]
 
 
-async def test_teams_are_created_and_renamed(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_teams_are_created_and_renamed(client, db: AsyncSession) -> None:
     world = await make_community(db)
     await sign_in(client, db, world.facilitator)
     base = f"/c/{world.community.id}/teams"
@@ -100,7 +100,7 @@ async def test_teams_are_created_and_renamed(client, db: AsyncSession) -> None: 
     assert "Energy transition" in page.text
 
 
-async def test_a_team_name_differing_only_in_non_ascii_case_is_refused_not_a_500(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_a_team_name_differing_only_in_non_ascii_case_is_refused_not_a_500(client, db: AsyncSession) -> None:
     """Schemathesis found it on SQLite, whose lower() folds ASCII only: "Ä" twice reached the index."""
     world = await make_community(db)
     await sign_in(client, db, world.facilitator)
@@ -118,7 +118,7 @@ async def test_a_team_name_differing_only_in_non_ascii_case_is_refused_not_a_500
     assert (await post_form(client, f"{base}/{team.id}", {"name": "évora"})).status_code in (302, 303)  # itself, recased
 
 
-async def test_invite_creates_one_member_and_lists_the_bad_address(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+async def test_invite_creates_one_member_and_lists_the_bad_address(client, db: AsyncSession, inbox) -> None:
     world = await make_community(db, teams={"Energy": []})
     await sign_in(client, db, world.facilitator)
     members_page = f"/c/{world.community.id}/members"
@@ -138,7 +138,7 @@ async def test_invite_creates_one_member_and_lists_the_bad_address(client, db: A
     assert len(inbox.to("a@x.org")) == 1
 
 
-async def test_invited_member_follows_the_link_and_lands_on_the_home_page(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+async def test_invited_member_follows_the_link_and_lands_on_the_home_page(client, db: AsyncSession, inbox) -> None:
     world = await make_community(db)
     await sign_in(client, db, world.facilitator)
     await client.get(f"/c/{world.community.id}/members")
@@ -155,7 +155,7 @@ async def test_invited_member_follows_the_link_and_lands_on_the_home_page(client
     assert membership.status == "active"
 
 
-async def test_roster_shows_name_email_team_role_status(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_roster_shows_name_email_team_role_status(client, db: AsyncSession) -> None:
     world = await make_community(db, teams={"Energy": ["e1@x.org"]})
     await sign_in(client, db, world.facilitator)
     roster = await client.get(f"/c/{world.community.id}/members")
@@ -163,7 +163,7 @@ async def test_roster_shows_name_email_team_role_status(client, db: AsyncSession
         assert text in roster.text
 
 
-async def test_deactivate_and_reactivate_a_member(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_deactivate_and_reactivate_a_member(client, db: AsyncSession) -> None:
     world = await make_community(db, teams={"Energy": ["e1@x.org"]})
     membership = await db.scalar(select(Membership).join(Person).where(Person.email == "e1@x.org"))
     await sign_in(client, db, world.facilitator)
@@ -182,7 +182,7 @@ async def test_deactivate_and_reactivate_a_member(client, db: AsyncSession) -> N
     assert membership.status == "active"
 
 
-async def test_community_always_keeps_a_facilitator(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_community_always_keeps_a_facilitator(client, db: AsyncSession) -> None:
     world = await make_community(db, teams={"Energy": ["e1@x.org"]})
     await sign_in(client, db, world.facilitator)
     mine = await db.scalar(select(Membership).join(Person).where(Person.email == world.facilitator))
@@ -204,7 +204,7 @@ async def test_community_always_keeps_a_facilitator(client, db: AsyncSession) ->
     assert (await client.get(url)).status_code == 403
 
 
-async def test_member_gets_403_on_facilitator_pages_and_api(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_member_gets_403_on_facilitator_pages_and_api(client, db: AsyncSession) -> None:
     world = await make_community(db, teams={"Energy": ["e1@x.org"]})
     await sign_in(client, db, "e1@x.org")
     c = world.community.id
@@ -218,7 +218,7 @@ async def test_member_gets_403_on_facilitator_pages_and_api(client, db: AsyncSes
     assert (await client.get(f"/c/{c}")).status_code == 200
 
 
-async def test_facilitator_of_a_gets_404_for_community_b(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_facilitator_of_a_gets_404_for_community_b(client, db: AsyncSession) -> None:
     a = await make_community(db, name="A", facilitator="fa@x.org")
     b = await make_community(db, name="B", facilitator="fb@x.org")
     await sign_in(client, db, a.facilitator)
@@ -228,7 +228,7 @@ async def test_facilitator_of_a_gets_404_for_community_b(client, db: AsyncSessio
     assert (await api(client, "PATCH", f"/api/v1/communities/{b.community.id}", {"name": "Mine now"})).status_code == 404
 
 
-async def test_person_in_two_communities_switches_between_them(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_person_in_two_communities_switches_between_them(client, db: AsyncSession) -> None:
     a = await make_community(db, name="Alpha circle", facilitator="fa@x.org", teams={"T": ["both@x.org"]})
     b = await make_community(db, name="Beta circle", facilitator="fb@x.org", teams={"U": ["both@x.org"]})
     await sign_in(client, db, "both@x.org")
@@ -239,7 +239,7 @@ async def test_person_in_two_communities_switches_between_them(client, db: Async
     assert (await client.get("/")).headers["location"] == f"/c/{b.community.id}"
 
 
-async def test_member_sets_display_name_and_language(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_member_sets_display_name_and_language(client, db: AsyncSession) -> None:
     world = await make_community(db, teams={"Energy": ["e1@x.org"]})
     await sign_in(client, db, "e1@x.org")
     await client.get("/profile")
@@ -252,7 +252,7 @@ async def test_member_sets_display_name_and_language(client, db: AsyncSession) -
     assert "Nuestra visión" in home.text
 
 
-async def test_api_lists_and_invites(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+async def test_api_lists_and_invites(client, db: AsyncSession, inbox) -> None:
     world = await make_community(db, teams={"Energy": ["e1@x.org"]})
     await sign_in(client, db, world.facilitator)
     c = world.community.id
@@ -272,7 +272,7 @@ async def test_api_lists_and_invites(client, db: AsyncSession, inbox) -> None:  
     assert len(inbox.to("b@x.org")) == 1
 
 
-async def test_signing_in_does_not_accept_other_invitations(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+async def test_signing_in_does_not_accept_other_invitations(client, db: AsyncSession, inbox) -> None:
     """An invitation is accepted only by its own link or by the person, not by signing in elsewhere."""
     a = await make_community(db, name="Alpha circle", facilitator="fa@x.org", teams={"T": ["both@x.org"]})
     b = await make_community(db, name="Beta circle", facilitator="fb@x.org")
@@ -295,7 +295,7 @@ async def test_signing_in_does_not_accept_other_invitations(client, db: AsyncSes
     assert a.community.id != b.community.id
 
 
-async def test_reactivating_someone_who_never_accepted_leaves_them_invited(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_reactivating_someone_who_never_accepted_leaves_them_invited(client, db: AsyncSession) -> None:
     world = await make_community(db)
     await sign_in(client, db, world.facilitator)
     members = f"/c/{world.community.id}/members"
@@ -308,7 +308,7 @@ async def test_reactivating_someone_who_never_accepted_leaves_them_invited(clien
     assert membership.status == "invited"
 
 
-async def test_control_characters_never_reach_the_database(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_control_characters_never_reach_the_database(client, db: AsyncSession) -> None:
     world = await make_community(db)
     await sign_in(client, db, world.facilitator)
     await client.get(f"/c/{world.community.id}/teams")
@@ -317,7 +317,7 @@ async def test_control_characters_never_reach_the_database(client, db: AsyncSess
     assert await db.scalar(select(Team.name).where(Team.community_id == world.community.id)) == "Water"
 
 
-async def test_the_community_menu_lists_the_viewers_active_communities_by_name(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_the_community_menu_lists_the_viewers_active_communities_by_name(client, db: AsyncSession) -> None:
     """The navigation comes with the session in one query: active memberships only, by name, the
     one being looked at marked current; a person with no community gets no menu."""
     rivers = await make_community(db, "Rivers", teams={"North": ["both@x.org"]})
@@ -338,7 +338,7 @@ async def test_the_community_menu_lists_the_viewers_active_communities_by_name(c
     assert page.status_code == 200 and 'class="switcher"' not in page.text and ">Sign out<" in page.text
 
 
-async def test_an_invitation_tells_the_inviter_nothing_about_the_address(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+async def test_an_invitation_tells_the_inviter_nothing_about_the_address(client, db: AsyncSession, inbox) -> None:
     """Anyone can start a community and invite any address: the answer for an address with an
     account (and a name its owner set for another community) must look like the one for a new
     address, and the name appears only once they accept."""
@@ -364,7 +364,7 @@ async def test_an_invitation_tells_the_inviter_nothing_about_the_address(client,
     assert other.community.id != c
 
 
-async def test_invitations_are_limited_per_day_per_community_and_sender(client, db: AsyncSession, inbox, monkeypatch) -> None:  # noqa: ANN001
+async def test_invitations_are_limited_per_day_per_community_and_sender(client, db: AsyncSession, inbox, monkeypatch) -> None:
     from safespace.identity import signin
 
     monkeypatch.setattr(signin, "INVITATIONS_PER_DAY", 3)
@@ -388,7 +388,7 @@ async def test_invitations_are_limited_per_day_per_community_and_sender(client, 
     assert again.status_code == 429 and "you have invited 3 today" in again.json()["detail"]
 
 
-async def test_who_may_start_a_community_is_a_setting(settings, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_who_may_start_a_community_is_a_setting(settings, db: AsyncSession) -> None:
     import msgspec
 
     from safespace.app import create_app

@@ -9,7 +9,7 @@ from safespace.identity.models import Person
 from tests.helpers import make_community, sign_in
 
 
-async def test_signed_out_visitor_reads_the_privacy_page_in_english_and_spanish(client) -> None:  # noqa: ANN001
+async def test_signed_out_visitor_reads_the_privacy_page_in_english_and_spanish(client) -> None:
     english = await client.get("/privacy", headers={"accept-language": "en"})
     assert english.status_code == 200
     assert '<html lang="en">' in english.text and "<h1>Your privacy in Safespace</h1>" in english.text
@@ -24,7 +24,7 @@ async def test_signed_out_visitor_reads_the_privacy_page_in_english_and_spanish(
     assert "<title>Tu privacidad · Safespace</title>" in spanish.text
 
 
-async def test_signed_in_member_reads_it_in_their_own_language(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_signed_in_member_reads_it_in_their_own_language(client, db: AsyncSession) -> None:
     world = await make_community(db, teams={"Energy": ["ana@x.org"]})
     person = await db.scalar(select(Person).where(Person.email == "ana@x.org"))
     person.language = "es"
@@ -36,7 +36,7 @@ async def test_signed_in_member_reads_it_in_their_own_language(client, db: Async
     assert '<a href="/privacy">Tu privacidad</a>' in home.text
 
 
-async def test_every_page_footer_links_to_the_privacy_page(client) -> None:  # noqa: ANN001
+async def test_every_page_footer_links_to_the_privacy_page(client) -> None:
     for path in ("/signin", "/privacy", "/no-such-page"):
         page = await client.get(path, headers={"accept-language": "en"})
         assert '<a href="/privacy">Your privacy</a>' in page.text, path

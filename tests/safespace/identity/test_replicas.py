@@ -8,7 +8,8 @@ from pathlib import Path
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace.identity import services as identity, signin
+from safespace.identity import services as identity
+from safespace.identity import signin
 from tests.helpers import make_community, serving
 
 
@@ -19,7 +20,7 @@ def post_sign_in(client: httpx.Client, email: str) -> int:
     return client.post("/signin", data={"email": email, "_csrf_token": token}, headers={"x-forwarded-for": "198.51.100.23"}).status_code
 
 
-async def test_rate_limits_and_sessions_hold_across_two_processes(settings, db: AsyncSession, tmp_path: Path) -> None:  # noqa: ANN001
+async def test_rate_limits_and_sessions_hold_across_two_processes(settings, db: AsyncSession, tmp_path: Path) -> None:
     await make_community(db)
     env = {
         **os.environ,

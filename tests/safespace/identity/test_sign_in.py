@@ -15,14 +15,14 @@ from safespace.identity.models import LoginLink, Person, WebSession
 from tests.helpers import follow_link, make_community, post_form, sign_in
 
 
-async def _link_token(client, inbox, address: str) -> str:  # noqa: ANN001
+async def _link_token(client, inbox, address: str) -> str:
     await client.get("/signin")
     response = await post_form(client, "/signin", {"email": address})
     assert response.status_code == 200
     return inbox.last_link(address).rsplit("/", 1)[1]
 
 
-async def test_magic_link_signs_in_once(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+async def test_magic_link_signs_in_once(client, db: AsyncSession, inbox) -> None:
     world = await make_community(db)
     token = await _link_token(client, inbox, world.facilitator)
 
@@ -48,7 +48,7 @@ async def test_magic_link_signs_in_once(client, db: AsyncSession, inbox) -> None
     assert replay.status_code == 410 and "safespace_session" not in replay.cookies
 
 
-async def test_magic_link_fails_after_fifteen_minutes(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+async def test_magic_link_fails_after_fifteen_minutes(client, db: AsyncSession, inbox) -> None:
     world = await make_community(db)
     token = await _link_token(client, inbox, world.facilitator)
     # Age the link by 15 minutes and a second, as if the person came back too late.
@@ -60,7 +60,7 @@ async def test_magic_link_fails_after_fifteen_minutes(client, db: AsyncSession, 
     assert response.status_code == 410
 
 
-async def test_database_holds_only_the_link_hash(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+async def test_database_holds_only_the_link_hash(client, db: AsyncSession, inbox) -> None:
     world = await make_community(db)
     token = await _link_token(client, inbox, world.facilitator)
     stored = (await db.scalars(select(LoginLink.token_hash))).all()
@@ -69,7 +69,7 @@ async def test_database_holds_only_the_link_hash(client, db: AsyncSession, inbox
     assert token not in dump and token.encode() not in b"".join(stored)
 
 
-async def test_newer_link_replaces_older_one(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+async def test_newer_link_replaces_older_one(client, db: AsyncSession, inbox) -> None:
     world = await make_community(db)
     older = await _link_token(client, inbox, world.facilitator)
     newer = await _link_token(client, inbox, world.facilitator)
@@ -77,7 +77,7 @@ async def test_newer_link_replaces_older_one(client, db: AsyncSession, inbox) ->
     assert (await follow_link(client, f"/signin/{newer}")).status_code == 303
 
 
-async def test_sign_in_page_answers_the_same_for_unknown_addresses(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+async def test_sign_in_page_answers_the_same_for_unknown_addresses(client, db: AsyncSession, inbox) -> None:
     world = await make_community(db)
     await client.get("/signin")
     known = await post_form(client, "/signin", {"email": world.facilitator})
@@ -89,7 +89,7 @@ async def test_sign_in_page_answers_the_same_for_unknown_addresses(client, db: A
     assert await db.scalar(select(func.count()).select_from(Person).where(Person.email == "stranger@x.org")) == 0
 
 
-async def test_sign_in_mails_to_one_address_are_limited(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+async def test_sign_in_mails_to_one_address_are_limited(client, db: AsyncSession, inbox) -> None:
     world = await make_community(db)
     await client.get("/signin")
     answers = [await post_form(client, "/signin", {"email": world.facilitator}) for _ in range(8)]
@@ -100,7 +100,7 @@ async def test_sign_in_mails_to_one_address_are_limited(client, db: AsyncSession
     assert len(inbox.to(world.facilitator)) == signin.RATE_LIMIT_PER_ADDRESS
 
 
-async def test_rate_limit_is_counted_in_the_database(settings, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_rate_limit_is_counted_in_the_database(settings, db: AsyncSession) -> None:
     """Two app replicas share the count: it lives in the database, not in a process."""
     key = signin.rate_key(settings.secret_key(), "address", "a@x.org")
     results = [await signin.over_limit(db, key, limit=2) for _ in range(3)]
@@ -108,7 +108,7 @@ async def test_rate_limit_is_counted_in_the_database(settings, db: AsyncSession)
     assert results == [False, False, True]
 
 
-async def test_post_without_csrf_token_is_refused_and_changes_nothing(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_post_without_csrf_token_is_refused_and_changes_nothing(client, db: AsyncSession) -> None:
     world = await make_community(db)
     await sign_in(client, db, world.facilitator)
     await client.get(f"/c/{world.community.id}/teams")
@@ -121,7 +121,7 @@ async def test_post_without_csrf_token_is_refused_and_changes_nothing(client, db
     assert json_response.headers["content-type"].startswith("application/problem+json")
 
 
-async def test_the_csrf_token_is_bound_to_the_session(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_the_csrf_token_is_bound_to_the_session(client, db: AsyncSession) -> None:
     """A CSRF token that passed its HMAC but came from outside the session (taken before sign-in,
     planted in the browser by someone on a sibling host, or another person's) is refused; the
     session's own token works, and the browser is given it at sign-in and on its next page."""
@@ -151,7 +151,7 @@ async def test_the_csrf_token_is_bound_to_the_session(client, db: AsyncSession) 
     assert "Ours" in names and "Planted" not in names and "Borrowed" not in names
 
 
-async def test_sign_out_ends_the_session_on_the_server(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_sign_out_ends_the_session_on_the_server(client, db: AsyncSession) -> None:
     world = await make_community(db)
     await sign_in(client, db, world.facilitator)
     stolen = client.cookies.get("safespace_session")
@@ -163,14 +163,14 @@ async def test_sign_out_ends_the_session_on_the_server(client, db: AsyncSession)
     assert (await client.get("/profile")).status_code == 302
 
 
-async def test_session_id_changes_at_sign_in(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_session_id_changes_at_sign_in(client, db: AsyncSession) -> None:
     world = await make_community(db)
     client.cookies.set("safespace_session", "planted-by-an-attacker", domain="testserver.local")
     await sign_in(client, db, world.facilitator)
     assert client.cookies.get("safespace_session") not in (None, "planted-by-an-attacker")
 
 
-async def test_idle_session_expires(client, db: AsyncSession, settings) -> None:  # noqa: ANN001
+async def test_idle_session_expires(client, db: AsyncSession, settings) -> None:
     world = await make_community(db)
     await sign_in(client, db, world.facilitator)
     assert (await client.get("/profile")).status_code == 200
@@ -181,7 +181,7 @@ async def test_idle_session_expires(client, db: AsyncSession, settings) -> None:
     assert response.status_code == 302 and response.headers["location"].startswith("/signin")
 
 
-async def test_no_session_is_sent_to_sign_in(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_no_session_is_sent_to_sign_in(client, db: AsyncSession) -> None:
     world = await make_community(db)
     for path in ("/profile", "/communities", f"/c/{world.community.id}", f"/c/{world.community.id}/members"):
         response = await client.get(path)
@@ -192,7 +192,7 @@ async def test_no_session_is_sent_to_sign_in(client, db: AsyncSession) -> None: 
     assert api.json()["status"] == 401
 
 
-async def test_sign_in_returns_to_the_page_that_asked_for_it(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+async def test_sign_in_returns_to_the_page_that_asked_for_it(client, db: AsyncSession, inbox) -> None:
     world = await make_community(db)
     wanted = f"/c/{world.community.id}/members"
     sent_away = await client.get(wanted)
@@ -203,7 +203,7 @@ async def test_sign_in_returns_to_the_page_that_asked_for_it(client, db: AsyncSe
     assert response.headers["location"] == wanted
 
 
-async def test_sign_in_never_sends_people_to_another_site(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+async def test_sign_in_never_sends_people_to_another_site(client, db: AsyncSession, inbox) -> None:
     world = await make_community(db)
     await client.get("/signin")
     for target in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
@@ -216,7 +216,7 @@ async def test_sign_in_never_sends_people_to_another_site(client, db: AsyncSessi
         assert "evil" not in response.headers["location"]
 
 
-async def test_sign_in_requests_are_rate_limited_per_client(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_sign_in_requests_are_rate_limited_per_client(client, db: AsyncSession) -> None:
     await client.get("/signin")
     answers = [
         (await post_form(client, "/signin", {"email": f"person{i}@x.org"})).status_code
@@ -225,7 +225,7 @@ async def test_sign_in_requests_are_rate_limited_per_client(client, db: AsyncSes
     assert answers == [200] * signin.RATE_LIMIT_PER_CLIENT + [429]
 
 
-async def test_signing_in_as_someone_else_ends_the_previous_session(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_signing_in_as_someone_else_ends_the_previous_session(client, db: AsyncSession) -> None:
     world = await make_community(db, teams={"Energy": ["e1@x.org"]})
     await sign_in(client, db, world.facilitator)
     await sign_in(client, db, "e1@x.org")
@@ -234,7 +234,7 @@ async def test_signing_in_as_someone_else_ends_the_previous_session(client, db: 
     assert owners == [member.id]
 
 
-async def test_old_links_and_idle_sessions_are_forgotten(db: AsyncSession, client) -> None:  # noqa: ANN001
+async def test_old_links_and_idle_sessions_are_forgotten(db: AsyncSession, client) -> None:
     world = await make_community(db)
     await sign_in(client, db, world.facilitator)
     person = await db.scalar(select(Person).where(Person.email == world.facilitator))
@@ -248,7 +248,7 @@ async def test_old_links_and_idle_sessions_are_forgotten(db: AsyncSession, clien
     assert await db.scalar(select(func.count()).select_from(LoginLink)) == 1
 
 
-async def test_session_is_written_at_most_once_an_hour(db: AsyncSession, engine, monkeypatch) -> None:  # noqa: ANN001
+async def test_session_is_written_at_most_once_an_hour(db: AsyncSession, engine, monkeypatch) -> None:
     """Requests read the session; last_seen_at (kept to the hour) moves on at most hourly."""
     from datetime import UTC, datetime
 
@@ -262,7 +262,7 @@ async def test_session_is_written_at_most_once_an_hour(db: AsyncSession, engine,
     await db.commit()
     writes: list[str] = []
 
-    def note(_conn, _cursor, statement: str, *_args) -> None:  # noqa: ANN001, ANN002
+    def note(_conn, _cursor, statement: str, *_args) -> None:
         if "web_session" in statement and not statement.lstrip().upper().startswith("SELECT"):
             writes.append(statement)
 
@@ -287,7 +287,7 @@ async def test_session_is_written_at_most_once_an_hour(db: AsyncSession, engine,
     assert last_seen == datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
 
 
-async def test_concurrent_requests_read_their_sessions_together_each_its_own(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_concurrent_requests_read_their_sessions_together_each_its_own(client, db: AsyncSession) -> None:
     """Sessions are read in batches under load (identity.signin.SessionReader): every request
     still gets its own person, and a session ended a moment ago is not read from anywhere."""
     emails = [f"reader{i}@x.org" for i in range(12)]
@@ -315,7 +315,7 @@ async def test_concurrent_requests_read_their_sessions_together_each_its_own(cli
     assert gone.status_code == 302 and gone.headers["location"].startswith("/signin")
 
 
-async def test_asking_for_a_link_does_the_same_work_for_known_and_unknown_addresses(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+async def test_asking_for_a_link_does_the_same_work_for_known_and_unknown_addresses(client, db: AsyncSession, inbox) -> None:
     """Looking the person up and writing their link took 2-4 ms more for a known address, which an
     outsider can time. Every statement before the response is sent is now the same for both; the
     lookup happens after it (bench/signin_timing.py measures the times)."""
@@ -327,15 +327,15 @@ async def test_asking_for_a_link_does_the_same_work_for_known_and_unknown_addres
     statements: list[tuple[bool, str]] = []
     answered = [False]
 
-    async def watched(scope, receive, send):  # noqa: ANN001, ANN202
-        async def sending(message):  # noqa: ANN001, ANN202
+    async def watched(scope, receive, send):
+        async def sending(message):
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body"):
                 answered[0] = True
 
         await app(scope, receive, sending)
 
-    def record(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+    def record(_conn, _cursor, statement, *_args) -> None:
         statements.append((answered[0], " ".join(statement.split())))
 
     async def ask(address: str) -> tuple[list[str], list[str]]:

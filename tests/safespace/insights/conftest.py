@@ -46,7 +46,7 @@ async def answered_round(
     client: httpx.AsyncClient,
     db: AsyncSession,
     engine: AsyncEngine,
-    settings,  # noqa: ANN001
+    settings,
     teams: dict[str, list[str]],
     answers: dict[str, dict[str, str]],
     k: int = 5,

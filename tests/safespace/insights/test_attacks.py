@@ -57,7 +57,7 @@ def uncovered(community: dict[str, int], shown_teams: list[dict[str, int]]) -> d
 # --- a team of 4 in a community of 12 ---------------------------------------------------------------
 
 
-async def test_a_team_of_four_appears_nowhere_and_cannot_be_differenced(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_a_team_of_four_appears_nowhere_and_cannot_be_differenced(client, db: AsyncSession, engine, settings) -> None:
     small = [f"small{i}@x.org" for i in range(4)]
     big = [f"big{i}@x.org" for i in range(8)]
     answers = {e: form(1, comment=f"the small team's secret {i}") for i, e in enumerate(small)}
@@ -81,7 +81,7 @@ async def test_a_team_of_four_appears_nowhere_and_cannot_be_differenced(client, 
     assert_teams_hidden(bodies, ("Small", "Big"), ("1.00", "6.00"), "secret")
 
 
-async def test_teams_of_three_and_nine_are_both_hidden(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_teams_of_three_and_nine_are_both_hidden(client, db: AsyncSession, engine, settings) -> None:
     three = [f"three{i}@x.org" for i in range(3)]
     nine = [f"nine{i}@x.org" for i in range(9)]
     answers = {e: form(2) for e in three} | {e: form(5) for e in nine}
@@ -93,7 +93,7 @@ async def test_teams_of_three_and_nine_are_both_hidden(client, db: AsyncSession,
         assert all(v is None for row in team_rows(response.text, team) for v in row["values"])
 
 
-async def test_one_item_few_answered_hides_the_sibling_too(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_one_item_few_answered_hides_the_sibling_too(client, db: AsyncSession, engine, settings) -> None:
     """Teams of 6 and 6: in team A two skip a statement, leaving 4 answers to it. Showing team B's
     answers to that statement would give A's four by subtraction, so both teams are hidden."""
     a = [f"a{i}@x.org" for i in range(6)]
@@ -112,7 +112,7 @@ async def test_one_item_few_answered_hides_the_sibling_too(client, db: AsyncSess
     assert len(grids[0]["rows"][0]["values"]) == len(grids[0]["column_keys"])
 
 
-async def test_shown_teams_never_leave_a_small_remainder(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_shown_teams_never_leave_a_small_remainder(client, db: AsyncSession, engine, settings) -> None:
     """Three teams of 5, 6 and 7 and two members without a team: whatever is shown, the community
     minus the shown teams is 0 or at least k people for every statement."""
     teams = {"Five": [f"f{i}@x.org" for i in range(5)], "Six": [f"s{i}@x.org" for i in range(6)], "Seven": [f"v{i}@x.org" for i in range(7)]}
@@ -130,7 +130,7 @@ async def test_shown_teams_never_leave_a_small_remainder(client, db: AsyncSessio
 # --- an open round ----------------------------------------------------------------------------------
 
 
-async def test_an_open_round_shows_only_the_response_rate(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_an_open_round_shows_only_the_response_rate(client, db: AsyncSession, engine, settings) -> None:
     members = [f"m{i}@x.org" for i in range(8)]
     answers = {e: form(4 + i % 3, comment="live thought") for i, e in enumerate(members[:6])}
     closed = await answered_round(client, db, engine, settings, {"Team": members}, answers, close=False)
@@ -144,7 +144,7 @@ async def test_an_open_round_shows_only_the_response_rate(client, db: AsyncSessi
     assert results["status"] == "open" and results["instruments"] == [] and results["respondents"] is None
 
 
-async def test_results_never_change_after_release(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_results_never_change_after_release(client, db: AsyncSession, engine, settings) -> None:
     members = [f"m{i}@x.org" for i in range(7)]
     closed = await answered_round(client, db, engine, settings, {"Team": members}, {e: form(5) for e in members[:5]})
     await sign_in(client, db, "fac@x.org")
@@ -169,7 +169,7 @@ def strip_tokens(body: str) -> str:
 # --- who may read ------------------------------------------------------------------------------------
 
 
-async def test_members_get_403_and_other_facilitators_404(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_members_get_403_and_other_facilitators_404(client, db: AsyncSession, engine, settings) -> None:
     members = [f"m{i}@x.org" for i in range(6)]
     closed = await answered_round(client, db, engine, settings, {"Team": members}, {e: form(5) for e in members})
     routes = insight_routes(client.app)

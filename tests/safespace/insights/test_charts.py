@@ -316,7 +316,7 @@ def test_numbers_follow_the_reader_language() -> None:
         (lambda: heatmap("x", "T", ["A"], ["Q1", "Q2"], [[1.0]], value_range=(1, 7)), "one per column"),
     ],
 )
-def test_bad_input_says_what_to_fix(make, message: str) -> None:  # noqa: ANN001
+def test_bad_input_says_what_to_fix(make, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make()
 

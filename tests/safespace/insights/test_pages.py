@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace.identity.models import Community, Membership, Person
 from safespace.identity import signin
+from safespace.identity.models import Community, Membership, Person
 from safespace.identity.services import now
-from safespace.insights.services import TREND_STATES
 from safespace.insights.models import RoundNote
+from safespace.insights.services import TREND_STATES
 from safespace.pulse import schedule
 from safespace.pulse.models import Round, Survey
 from tests.helpers import make_community, post_form, sign_in
@@ -26,13 +26,13 @@ from tests.safespace.pulse.conftest import answers, open_pulse, post_as, session
 HOSTILE = '<script>alert("x")</script>'
 
 
-async def _round(client, db: AsyncSession, engine, settings):  # noqa: ANN001, ANN202
+async def _round(client, db: AsyncSession, engine, settings):
     members = [f"m{i}@x.org" for i in range(6)]
     answers = {e: form(3 + i % 3) for i, e in enumerate(members)}
     return await answered_round(client, db, engine, settings, {"Team": members}, answers)
 
 
-async def test_a_note_is_pinned_to_a_round_and_shown_as_text(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_a_note_is_pinned_to_a_round_and_shown_as_text(client, db: AsyncSession, engine, settings) -> None:
     closed = await _round(client, db, engine, settings)
     await sign_in(client, db, "fac@x.org")
     page = f"{closed.base}/rounds/{closed.round.id}"
@@ -53,7 +53,7 @@ async def test_a_note_is_pinned_to_a_round_and_shown_as_text(client, db: AsyncSe
     assert "scale score by round" in summary.text
 
 
-async def test_the_trend_page_follows_notes_and_closed_rounds_after_it_was_drawn(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_the_trend_page_follows_notes_and_closed_rounds_after_it_was_drawn(client, db: AsyncSession, engine, settings) -> None:
     """The page keeps its charts per trend version: a note added or deleted, a round closed, another
     language, each shows on the very next visit."""
     closed = await _round(client, db, engine, settings)
@@ -78,7 +78,7 @@ async def test_the_trend_page_follows_notes_and_closed_rounds_after_it_was_drawn
     assert "Rondas, resultados y notas" in spanish and "Rounds, results and notes" not in spanish
 
 
-async def test_the_trend_page_follows_the_open_round_as_members_answer(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_the_trend_page_follows_the_open_round_as_members_answer(client, db: AsyncSession, engine, settings) -> None:
     """The trend page's content is kept per what it shows: the open round's response rate appears
     on the next visit once k have answered (5 of the 7 members, facilitator included; not before:
     P3), and a renamed survey too."""
@@ -99,7 +99,7 @@ async def test_the_trend_page_follows_the_open_round_as_members_answer(client, d
     assert ">Weekly check-in</option>" in (await client.get(trend)).text
 
 
-async def test_the_trend_page_follows_the_facilitators_membership_and_the_community(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_the_trend_page_follows_the_facilitators_membership_and_the_community(client, db: AsyncSession, engine, settings) -> None:
     """The trend page takes the facilitator from the memberships read with the session on every
     request, and its community from one read per visit: made a member, the next visit is refused;
     deactivated, the community is not found; renamed, the new name shows at once."""
@@ -121,7 +121,7 @@ async def test_the_trend_page_follows_the_facilitators_membership_and_the_commun
     assert (await client.get(trend)).status_code == 404
 
 
-async def test_concurrent_trend_visits_are_read_together_each_its_own_community(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_concurrent_trend_visits_are_read_together_each_its_own_community(client, db: AsyncSession) -> None:
     """Concurrent visits' trend states are read in shared statements (services.TrendStates):
     each facilitator still sees their own community, and a rename a moment ago shows."""
     tokens = {}
@@ -148,7 +148,7 @@ async def test_concurrent_trend_visits_are_read_together_each_its_own_community(
         await db.commit()
 
 
-async def test_the_trend_page_dates_rounds_in_the_communitys_time_zone_after_it_changes(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_the_trend_page_dates_rounds_in_the_communitys_time_zone_after_it_changes(client, db: AsyncSession, engine, settings) -> None:
     """The charts are kept per what they are drawn from, the community's time zone included."""
     closed = await _round(client, db, engine, settings)
     await sign_in(client, db, "fac@x.org")
@@ -173,7 +173,7 @@ async def test_the_trend_page_dates_rounds_in_the_communitys_time_zone_after_it_
     assert label(zone) in after and label(community_zone_before) not in after
 
 
-async def test_a_renamed_team_shows_its_new_name_in_a_heatmap_drawn_before(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_a_renamed_team_shows_its_new_name_in_a_heatmap_drawn_before(client, db: AsyncSession, engine, settings) -> None:
     """Heatmaps of closed rounds are drawn once per process; the names are part of what decides the picture."""
     teams = {"North": [f"n{i}@x.org" for i in range(6)], "South": [f"s{i}@x.org" for i in range(6)]}
     closed = await answered_round(client, db, engine, settings, teams, {e: form(4) for members in teams.values() for e in members})
@@ -187,7 +187,7 @@ async def test_a_renamed_team_shows_its_new_name_in_a_heatmap_drawn_before(clien
     assert ">Harbour<" in after and ">North<" not in after
 
 
-async def test_objectives_show_current_value_progress_and_refuse_bad_input(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_objectives_show_current_value_progress_and_refuse_bad_input(client, db: AsyncSession, engine, settings) -> None:
     closed = await _round(client, db, engine, settings)
     await sign_in(client, db, "fac@x.org")
     url = f"{closed.base}/objectives"
@@ -212,7 +212,7 @@ async def test_objectives_show_current_value_progress_and_refuse_bad_input(clien
     assert "Speak up" in page.text and "on track" in page.text
 
 
-async def test_exports_say_why_a_cell_is_empty(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_exports_say_why_a_cell_is_empty(client, db: AsyncSession, engine, settings) -> None:
     members = [f"m{i}@x.org" for i in range(6)]
     closed = await answered_round(client, db, engine, settings, {"Team": members}, {e: form(4) for e in members[:3]})
     await sign_in(client, db, "fac@x.org")

@@ -10,7 +10,7 @@ from safespace.mail import ConsoleMailer, Message
 from tests.helpers import follow_link, make_community, post_form
 
 
-async def test_sign_in_mail_has_both_parts_and_a_working_link(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+async def test_sign_in_mail_has_both_parts_and_a_working_link(client, db: AsyncSession, inbox) -> None:
     world = await make_community(db)
     await client.get("/signin")
     await post_form(client, "/signin", {"email": world.facilitator})
@@ -28,7 +28,7 @@ async def test_sign_in_mail_has_both_parts_and_a_working_link(client, db: AsyncS
     assert response.status_code == 200 and world.community.name in response.text
 
 
-async def test_mail_comes_in_the_recipients_language(client, db: AsyncSession, inbox) -> None:  # noqa: ANN001
+async def test_mail_comes_in_the_recipients_language(client, db: AsyncSession, inbox) -> None:
     world = await make_community(db)
     from safespace.identity.services import find_person
 

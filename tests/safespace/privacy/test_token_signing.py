@@ -22,7 +22,7 @@ def parses(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     seen: list[bytes] = []
     real = token_keys.serialization.load_der_private_key
 
-    def spy(data: bytes, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def spy(data: bytes, *args, **kwargs):
         seen.append(data)
         return real(data, *args, **kwargs)
 

@@ -65,7 +65,7 @@ async def post_as(client: httpx.AsyncClient, session: str, url: str, form: dict[
     )
 
 
-async def open_pulse(db: AsyncSession, engine: AsyncEngine, settings, members: int = 6, k: int = 5) -> Pulse:  # noqa: ANN001
+async def open_pulse(db: AsyncSession, engine: AsyncEngine, settings, members: int = 6, k: int = 5) -> Pulse:
     emails = [f"m{i}@x.org" for i in range(members)]
     world = await make_community(db, teams={"Energy": emails}, k=k)
     today = now().astimezone(__import__("zoneinfo").ZoneInfo("Europe/Madrid")).date()
@@ -81,7 +81,7 @@ async def open_pulse(db: AsyncSession, engine: AsyncEngine, settings, members: i
 
 
 @pytest.fixture
-async def pulse(db: AsyncSession, engine: AsyncEngine, settings) -> Pulse:  # noqa: ANN001
+async def pulse(db: AsyncSession, engine: AsyncEngine, settings) -> Pulse:
     return await open_pulse(db, engine, settings)
 
 

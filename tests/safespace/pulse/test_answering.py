@@ -14,13 +14,14 @@ from safespace.pulse.models import Participation, PendingComment, Round, Tally
 from tests.helpers import make_community, post_form, sign_in
 from tests.safespace.pulse.conftest import answers, community_tally, open_pulse, post_as, session_cookie
 
-async def _counts(db: AsyncSession, round_id) -> tuple[int, int, int]:  # noqa: ANN001
+
+async def _counts(db: AsyncSession, round_id) -> tuple[int, int, int]:
     participations = await db.scalar(select(func.count()).select_from(Participation).where(Participation.round_id == round_id))
     community = await db.scalar(select(Tally.respondents).where(Tally.round_id == round_id, Tally.group_key == "community"))
     comments = await db.scalar(select(func.count()).select_from(PendingComment).where(PendingComment.round_id == round_id))
     return participations, community, comments
 
-async def test_member_answers_once_and_the_answers_are_folded(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+async def test_member_answers_once_and_the_answers_are_folded(client, db: AsyncSession, pulse) -> None:
     await sign_in(client, db, "m0@x.org")
     home = await client.get(f"/c/{pulse.world.community.id}")
     assert "Answer now" in home.text and pulse.url in home.text
@@ -40,7 +41,7 @@ async def test_member_answers_once_and_the_answers_are_folded(client, db: AsyncS
     home = await client.get(f"/c/{pulse.world.community.id}")
     assert "You have answered this round" in home.text
 
-async def test_prefer_not_to_answer_is_counted_as_skipped(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+async def test_prefer_not_to_answer_is_counted_as_skipped(client, db: AsyncSession, pulse) -> None:
     await sign_in(client, db, "m1@x.org")
     await client.get(pulse.url)
     skipped = answers(4, **{"psychological_safety.ps_help": "skip"})
@@ -48,7 +49,7 @@ async def test_prefer_not_to_answer_is_counted_as_skipped(client, db: AsyncSessi
     tally = await community_tally(db, pulse)
     assert tally.skipped["ps_help"] == 1 and sum(tally.counts["ps_help"]) == 0
 
-async def test_bad_input_gives_a_clear_error_and_writes_nothing(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+async def test_bad_input_gives_a_clear_error_and_writes_nothing(client, db: AsyncSession, pulse) -> None:
     await sign_in(client, db, "m2@x.org")
     await client.get(pulse.url)
     eight = await post_form(client, pulse.url, answers(4, **{"psychological_safety.ps_help": "8"}))
@@ -66,7 +67,7 @@ async def test_bad_input_gives_a_clear_error_and_writes_nothing(client, db: Asyn
     assert wrong_community.status_code == 404
     assert await _counts(db, pulse.round.id) == (0, 0, 0)
 
-async def test_deactivated_member_cannot_answer(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+async def test_deactivated_member_cannot_answer(client, db: AsyncSession, pulse) -> None:
     await sign_in(client, db, "m3@x.org")
     await client.get(pulse.url)
     membership = await db.scalar(select(Membership).join(Person).where(Person.email == "m3@x.org"))
@@ -75,7 +76,7 @@ async def test_deactivated_member_cannot_answer(client, db: AsyncSession, pulse)
     assert (await post_form(client, pulse.url, answers(4))).status_code == 404
     assert await _counts(db, pulse.round.id) == (0, 0, 0)
 
-async def test_member_of_another_community_cannot_answer(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+async def test_member_of_another_community_cannot_answer(client, db: AsyncSession, pulse) -> None:
     await make_community(db, name="Other place", facilitator="other@x.org")
     await sign_in(client, db, "other@x.org")
     await client.get(pulse.url)
@@ -83,7 +84,7 @@ async def test_member_of_another_community_cannot_answer(client, db: AsyncSessio
     assert response.status_code == 404 and "no community at this address" in response.text
     assert await _counts(db, pulse.round.id) == (0, 0, 0)
 
-async def test_closed_round_refuses_answers(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+async def test_closed_round_refuses_answers(client, db: AsyncSession, pulse) -> None:
     from tests.safespace.pulse.conftest import after_close
 
     await sign_in(client, db, "m4@x.org")
@@ -94,7 +95,7 @@ async def test_closed_round_refuses_answers(client, db: AsyncSession, pulse) -> 
     # Nobody answered before the close: no ledger row, and (below k) no tally is kept at all.
     assert await _counts(db, pulse.round.id) == (0, None, 0)
 
-async def test_twenty_parallel_submissions_by_one_member_count_once(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+async def test_twenty_parallel_submissions_by_one_member_count_once(client, db: AsyncSession, pulse) -> None:
     session = await session_cookie(db, "m5@x.org")
     results = await asyncio.gather(*[post_as(client, session, pulse.url, answers(3)) for _ in range(20)])
     statuses = sorted(r.status_code for r in results)
@@ -103,7 +104,7 @@ async def test_twenty_parallel_submissions_by_one_member_count_once(client, db: 
     team = await db.scalar(select(Tally.respondents).where(Tally.round_id == pulse.round.id, Tally.group_key != "community"))
     assert team == 1
 
-async def test_two_hundred_members_answering_at_once_are_all_counted(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_two_hundred_members_answering_at_once_are_all_counted(client, db: AsyncSession, engine, settings) -> None:
     pulse = await open_pulse(db, engine, settings, members=200)
     sessions = [await session_cookie(db, f"m{i}@x.org") for i in range(200)]
     results = await asyncio.gather(*[post_as(client, s, pulse.url, answers(1 + i % 7)) for i, s in enumerate(sessions)])
@@ -113,7 +114,7 @@ async def test_two_hundred_members_answering_at_once_are_all_counted(client, db:
     tally = await community_tally(db, pulse)
     assert tally.respondents == 200 and sum(tally.counts["ps_help"]) == 200
 
-async def test_answers_sent_together_share_transactions_and_each_has_its_own_outcome(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_answers_sent_together_share_transactions_and_each_has_its_own_outcome(client, db: AsyncSession, engine, settings) -> None:
     """Group commit: concurrent answers are folded in shared transactions, yet judged one by one.
     A bad answer and a second answer in the same batches are refused; the rest are counted, and
     each member who was counted is thanked on their next page."""
@@ -139,7 +140,7 @@ async def test_answers_sent_together_share_transactions_and_each_has_its_own_out
     refused = await client.get(f"/c/{pulse.world.community.id}", headers={"cookie": f"safespace_session={sessions[3]}"})
     assert "Your answers were added to the totals" not in refused.text
 
-async def test_k_is_locked_when_the_round_opens(db: AsyncSession, pulse) -> None:  # noqa: ANN001
+async def test_k_is_locked_when_the_round_opens(db: AsyncSession, pulse) -> None:
     pulse.world.community.min_group_size = 9
     db.add(pulse.world.community)
     await db.commit()
@@ -147,14 +148,14 @@ async def test_k_is_locked_when_the_round_opens(db: AsyncSession, pulse) -> None
     await db.refresh(round_)
     assert round_.min_group_size == 5
 
-async def test_a_batch_judges_each_answer_alone(db: AsyncSession, pulse, monkeypatch) -> None:  # noqa: ANN001
+async def test_a_batch_judges_each_answer_alone(db: AsyncSession, pulse, monkeypatch) -> None:
     """services.fold_answers on one batch: a member twice, bad input, a stranger, a good answer."""
     people = {email: await db.scalar(select(Person.id).where(Person.email == email)) for email in ("m0@x.org", "m1@x.org", "fac@x.org")}
     await make_community(db, name="Elsewhere", facilitator="else@x.org")
     stranger = await db.scalar(select(Person.id).where(Person.email == "else@x.org"))
     community = pulse.world.community.id
 
-    def answer(person, form):  # noqa: ANN001, ANN202
+    def answer(person, form):
         return services.Answer(community, person, pulse.round.id, form)
 
     batch = [

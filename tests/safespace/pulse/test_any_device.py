@@ -18,7 +18,7 @@ from tests.safespace.pulse.conftest import after_close, answers, open_pulse, pos
 from tests.safespace.pulse.test_tokens import api_url, counts, redeem, take_token
 
 
-async def test_a_second_browser_answers_once_more_and_the_results_say_so(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:  # noqa: ANN001
+async def test_a_second_browser_answers_once_more_and_the_results_say_so(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:
     pulse = await open_pulse(db, engine, settings, members=7)
     phone_and_laptop = await session_cookie(db, "m0@x.org")
     first = await take_token(client, phone_and_laptop, pulse)  # the laptop, from the home page
@@ -66,7 +66,7 @@ async def test_a_second_browser_answers_once_more_and_the_results_say_so(client,
     assert "Up to 2 of these answers may come from re-issued tokens" in results.text
 
 
-async def test_reminders_reach_token_holders_but_not_members_seen_answering(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:  # noqa: ANN001
+async def test_reminders_reach_token_holders_but_not_members_seen_answering(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:
     pulse = await open_pulse(db, engine, settings, members=6)
     people = {p.email: p.id for p in await db.scalars(select(Person).where(Person.email.like("m%@x.org")))}
     token_holder = await session_cookie(db, "m0@x.org")

@@ -17,7 +17,7 @@ from tests.helpers import make_community, sign_in
 from tests.safespace.pulse.conftest import Pulse, after_close, answers, open_pulse, post_as, session_cookie
 
 
-async def _ten_comments(client, db: AsyncSession, pulse: Pulse) -> int:  # noqa: ANN001
+async def _ten_comments(client, db: AsyncSession, pulse: Pulse) -> int:
     for i in range(10):
         response = await post_as(client, await session_cookie(db, f"m{i}@x.org"), pulse.url, answers(5, comment=f"thought {i}"))
         assert response.status_code == 303
@@ -36,7 +36,7 @@ async def test_a_threshold_below_k_is_refused_with_the_reason(db: AsyncSession) 
     await db.rollback()
 
 
-async def test_ten_answers_miss_a_threshold_of_eleven(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_ten_answers_miss_a_threshold_of_eleven(client, db: AsyncSession, engine, settings) -> None:
     world = await make_community(db, teams={"Energy": [f"m{i}@x.org" for i in range(10)]})
     await identity.update_community(db, world.community, world.community.name, "", 5, "Europe/Madrid", comment_threshold=11)
     today = now().astimezone(ZoneInfo("Europe/Madrid")).date()
@@ -51,7 +51,7 @@ async def test_ten_answers_miss_a_threshold_of_eleven(client, db: AsyncSession, 
     assert await _ten_comments(client, db, Pulse(world, survey.id, round_, keyring, sessionmaker)) == 0
 
 
-async def test_a_round_keeps_the_threshold_it_opened_with(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_a_round_keeps_the_threshold_it_opened_with(client, db: AsyncSession, engine, settings) -> None:
     pulse = await open_pulse(db, engine, settings, members=10)
     community = pulse.world.community
     await identity.update_community(db, community, community.name, "", 5, "Europe/Madrid", comment_threshold=11)
@@ -59,7 +59,7 @@ async def test_a_round_keeps_the_threshold_it_opened_with(client, db: AsyncSessi
     assert await _ten_comments(client, db, pulse) == 10
 
 
-async def test_a_long_list_of_comments_shows_its_first_part_and_a_link_to_every_one(client, db: AsyncSession, engine, settings, monkeypatch) -> None:  # noqa: ANN001
+async def test_a_long_list_of_comments_shows_its_first_part_and_a_link_to_every_one(client, db: AsyncSession, engine, settings, monkeypatch) -> None:
     """A big community's round releases hundreds of comments: the results pages decrypt and show
     the first COMMENTS_SHOWN (in their random order) with a link to all; "all", the printable
     report and the JSON export hold every one."""

@@ -14,7 +14,7 @@ from safespace.pulse.models import ReleasedComment
 from tests.safespace.pulse.conftest import after_close, answers, open_pulse, post_as, session_cookie
 
 
-async def test_rotation_reseals_comments(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_rotation_reseals_comments(client, db: AsyncSession, engine, settings) -> None:
     pulse = await open_pulse(db, engine, settings, members=10)  # 10: comments are released from 10 answers
     for i in range(10):
         session = await session_cookie(db, f"m{i}@x.org")

@@ -11,7 +11,7 @@ from safespace.identity.models import Person
 from tests.safespace.pulse.conftest import answers, post_as, session_cookie
 
 
-async def test_answering_logs_no_member_id_email_or_address(client, db: AsyncSession, pulse, caplog) -> None:  # noqa: ANN001
+async def test_answering_logs_no_member_id_email_or_address(client, db: AsyncSession, pulse, caplog) -> None:
     """With SAFESPACE_LOG_LEVEL=DEBUG, the most a log can say."""
     from safespace.app import configure_logging
 

@@ -20,14 +20,14 @@ from tests.safespace.pulse.conftest import after_close, answers, open_pulse, pos
 ANSWER_TABLES = {"tally", "pending_comment", "released_comment"}
 
 
-async def _answer_round(client, db: AsyncSession, pulse, comments: list[str]) -> None:  # noqa: ANN001
+async def _answer_round(client, db: AsyncSession, pulse, comments: list[str]) -> None:
     for i, comment in enumerate(comments):
         session = await session_cookie(db, f"m{i}@x.org")
         response = await post_as(client, session, pulse.url, answers(3 + i % 4, comment=comment))
         assert response.status_code == 303
 
 
-async def test_dump_has_no_member_to_answer_link(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_dump_has_no_member_to_answer_link(client, db: AsyncSession, engine, settings) -> None:
     pulse = await open_pulse(db, engine, settings, members=6)
     await _answer_round(client, db, pulse, [f"comment number {i}" for i in range(6)])
     people = (await db.execute(select(Person.id, Person.email, Person.display_name))).all()
@@ -76,7 +76,7 @@ async def test_dump_has_no_member_to_answer_link(client, db: AsyncSession, engin
     assert sorted(ledger_columns) == ["person_id", "reissued", "round_id", "second_request", "token_request"] and requests == 0
 
 
-async def test_released_comments_are_not_in_answer_order(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_released_comments_are_not_in_answer_order(client, db: AsyncSession, engine, settings) -> None:
     """Over several rounds the released order is a shuffle, in positions and in the table itself."""
     orders, physical = [], []
     pulse = await open_pulse(db, engine, settings, members=10)
@@ -108,7 +108,7 @@ async def test_released_comments_are_not_in_answer_order(client, db: AsyncSessio
     assert any(order != answered for order in physical), "the table's row order follows the answer order"
 
 
-async def _next_round(db: AsyncSession, pulse):  # noqa: ANN001, ANN202
+async def _next_round(db: AsyncSession, pulse):
     """Open the survey's next round (the cadence's next window) and return a Pulse for it."""
     from dataclasses import replace
 
@@ -127,7 +127,7 @@ async def _next_round(db: AsyncSession, pulse):  # noqa: ANN001, ANN202
     return replace(pulse, round=await db.get(Round, round_.id))
 
 
-async def test_open_round_shows_only_a_response_rate_and_only_from_k(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+async def test_open_round_shows_only_a_response_rate_and_only_from_k(client, db: AsyncSession, pulse) -> None:
     await sign_in(client, db, pulse.world.facilitator)
     results_url = f"{pulse.url}/results"
     api_url = f"/api/v1/communities/{pulse.world.community.id}/rounds/{pulse.round.id}/results"
@@ -149,7 +149,7 @@ async def test_open_round_shows_only_a_response_rate_and_only_from_k(client, db:
     assert "Scale score" in (await client.get(results_url)).text
 
 
-async def test_round_with_fewer_than_k_answers_shows_nothing_after_close(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+async def test_round_with_fewer_than_k_answers_shows_nothing_after_close(client, db: AsyncSession, pulse) -> None:
     for i in range(4):
         session = await session_cookie(db, f"m{i}@x.org")
         await post_as(client, session, pulse.url, answers(7, comment="only four of us"))
@@ -162,7 +162,7 @@ async def test_round_with_fewer_than_k_answers_shows_nothing_after_close(client,
     assert not re.search(r"\b7\.00\b", page)
 
 
-async def test_closed_round_keeps_no_tally_about_a_small_team(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_closed_round_keeps_no_tally_about_a_small_team(client, db: AsyncSession, engine, settings) -> None:
     """Two teams, one answers with 3 people: its tally, and the one that would reveal it, are gone."""
     from safespace.identity import services as identity
     from safespace.identity.models import Membership
@@ -200,7 +200,7 @@ async def test_closed_round_keeps_no_tally_about_a_small_team(client, db: AsyncS
     assert not re.search(r"<title>Energy, [^<]*fewer than", page), "Energy had 6 answers: not 'fewer than 5'"
 
 
-async def test_a_statement_answered_by_fewer_than_k_is_hidden(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+async def test_a_statement_answered_by_fewer_than_k_is_hidden(client, db: AsyncSession, pulse) -> None:
     """Five answered the round, but four chose "prefer not to answer" on one statement."""
     for i in range(5):
         form = answers(4, **({"psychological_safety.ps_help": "1"} if i == 0 else {"psychological_safety.ps_help": "skip"}))
@@ -214,7 +214,7 @@ async def test_a_statement_answered_by_fewer_than_k_is_hidden(client, db: AsyncS
     assert (await client.get(f"{pulse.url}/results")).status_code == 200
 
 
-async def test_open_round_tallies_open_only_with_the_round_key_which_close_destroys(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+async def test_open_round_tallies_open_only_with_the_round_key_which_close_destroys(client, db: AsyncSession, pulse) -> None:
     """A dump taken while the round is open holds no tally state in the clear; after close the key
     file is gone and the kept aggregate is plain JSON (tests/faults/test_files_at_rest.py reads the
     database's raw files)."""
@@ -237,7 +237,7 @@ async def test_open_round_tallies_open_only_with_the_round_key_which_close_destr
     assert (await db.execute(select(PendingComment))).all() == []  # below the comment threshold (10): deleted
 
 
-async def test_a_round_whose_key_was_lost_closes_without_results(client, db: AsyncSession, pulse, caplog) -> None:  # noqa: ANN001
+async def test_a_round_whose_key_was_lost_closes_without_results(client, db: AsyncSession, pulse, caplog) -> None:
     """A database restored from a backup taken while the round was open, after its key was
     destroyed: the answers cannot be opened, and the round still closes (no tick fails)."""
     from safespace.pulse.models import Tally
@@ -253,7 +253,7 @@ async def test_a_round_whose_key_was_lost_closes_without_results(client, db: Asy
     assert (await client.get(f"{pulse.url}/results")).status_code == 200
 
 
-async def test_each_figure_shows_the_number_of_people_it_rests_on(client, db: AsyncSession, pulse) -> None:  # noqa: ANN001
+async def test_each_figure_shows_the_number_of_people_it_rests_on(client, db: AsyncSession, pulse) -> None:
     """Six answered the round, one skipped every statement: the scale score and each statement rest
     on five, and the page says so beside them, not "6" alone."""
     from surveys.instrument import builtin_instruments

@@ -12,12 +12,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from safespace.app import create_app
+from safespace.identity.models import Person
 from safespace.identity.services import now
 from safespace.mail import make_mailer
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import lease, schedule, services
 from safespace.pulse.mail import RoundMailer
-from safespace.identity.models import Person
 from safespace.pulse.models import Lease, Participation, Round
 from safespace.web import template_environment
 from tests.helpers import make_community, post_form, sign_in
@@ -25,7 +25,7 @@ from tests.helpers import make_community, post_form, sign_in
 MADRID = ZoneInfo("Europe/Madrid")
 
 
-async def _survey(db: AsyncSession, start, every: str = "weekly", open_days: int = 3):  # noqa: ANN001, ANN202
+async def _survey(db: AsyncSession, start, every: str = "weekly", open_days: int = 3):
     world = await make_community(db, teams={"Energy": [f"m{i}@x.org" for i in range(6)]})
     form = services.CadenceForm(every, start.weekday(), start.day, open_days, start.isoformat())
     survey = await services.create_survey(db, world.community.id, "Europe/Madrid", "Pulse", ["psychological_safety"], form)
@@ -33,11 +33,11 @@ async def _survey(db: AsyncSession, start, every: str = "weekly", open_days: int
     return world, survey
 
 
-def _mailer(settings) -> RoundMailer:  # noqa: ANN001
+def _mailer(settings) -> RoundMailer:
     return RoundMailer(make_mailer(settings), template_environment(), settings.base_url)
 
 
-async def test_tick_opens_mails_reminds_and_closes_exactly_once(db: AsyncSession, engine, settings, inbox) -> None:  # noqa: ANN001
+async def test_tick_opens_mails_reminds_and_closes_exactly_once(db: AsyncSession, engine, settings, inbox) -> None:
     start = datetime(2026, 3, 23, tzinfo=MADRID).date()  # a Monday; summer time starts on Sunday the 29th
     world, survey = await _survey(db, start)
     sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
@@ -80,7 +80,7 @@ async def test_tick_opens_mails_reminds_and_closes_exactly_once(db: AsyncSession
     assert second.opens_at.utcoffset() != round_.opens_at.astimezone(MADRID).utcoffset()
 
 
-async def test_a_lease_keeps_two_replicas_from_doing_the_work_twice(db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_a_lease_keeps_two_replicas_from_doing_the_work_twice(db: AsyncSession, engine, settings) -> None:
     start = now().astimezone(MADRID).date()
     _world, survey = await _survey(db, start)
     sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
@@ -104,7 +104,7 @@ async def test_a_lease_keeps_two_replicas_from_doing_the_work_twice(db: AsyncSes
     assert await db.scalar(select(func.count()).select_from(Round).where(Round.survey_id == survey.id)) == 1
 
 
-async def test_paused_survey_opens_no_round(db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_paused_survey_opens_no_round(db: AsyncSession, engine, settings) -> None:
     _world, survey = await _survey(db, now().astimezone(MADRID).date())
     survey.paused = True
     await db.commit()
@@ -112,7 +112,7 @@ async def test_paused_survey_opens_no_round(db: AsyncSession, engine, settings) 
     assert report.opened == 0
 
 
-async def test_serve_runs_the_schedule_by_itself(db: AsyncSession, settings) -> None:  # noqa: ANN001
+async def test_serve_runs_the_schedule_by_itself(db: AsyncSession, settings) -> None:
     from msgspec import structs
 
     from tests.conftest import running
@@ -127,7 +127,7 @@ async def test_serve_runs_the_schedule_by_itself(db: AsyncSession, settings) -> 
     assert await db.scalar(select(func.count()).select_from(Round).where(Round.survey_id == survey.id)) == 1
 
 
-async def test_facilitator_creates_pauses_reschedules_and_closes(client, db: AsyncSession, settings, engine) -> None:  # noqa: ANN001
+async def test_facilitator_creates_pauses_reschedules_and_closes(client, db: AsyncSession, settings, engine) -> None:
     world = await make_community(db, teams={"Energy": [f"m{i}@x.org" for i in range(6)]})
     await sign_in(client, db, world.facilitator)
     base = f"/c/{world.community.id}/surveys"
@@ -160,7 +160,7 @@ async def test_facilitator_creates_pauses_reschedules_and_closes(client, db: Asy
     assert round_.closed and round_.closes_at <= now()
 
 
-async def test_facilitator_builds_a_custom_instrument(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_facilitator_builds_a_custom_instrument(client, db: AsyncSession) -> None:
     world = await make_community(db)
     await sign_in(client, db, world.facilitator)
     url = f"/c/{world.community.id}/instruments"
@@ -176,7 +176,7 @@ async def test_facilitator_builds_a_custom_instrument(client, db: AsyncSession) 
     assert "Meetings" in page.text and "custom:" in page.text
 
 
-async def test_a_refused_invitation_is_tried_again_and_a_sent_one_never(db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_a_refused_invitation_is_tried_again_and_a_sent_one_never(db: AsyncSession, engine, settings) -> None:
     """At most once for mail that went out; again (up to three times) for mail the server refused."""
     from safespace.mail import Message
 
@@ -204,7 +204,7 @@ async def test_a_refused_invitation_is_tried_again_and_a_sent_one_never(db: Asyn
     assert len(flaky.delivered) == 7  # everyone exactly once
 
 
-async def test_a_scrub_left_undone_by_a_killed_tick_is_done_by_the_next(db: AsyncSession, engine, settings, monkeypatch) -> None:  # noqa: ANN001
+async def test_a_scrub_left_undone_by_a_killed_tick_is_done_by_the_next(db: AsyncSession, engine, settings, monkeypatch) -> None:
     """A tick that commits a close and dies before its scrub leaves a note; the next tick scrubs."""
     sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
     keyring = Keyring.load(settings.encryption_key_path)
@@ -213,7 +213,7 @@ async def test_a_scrub_left_undone_by_a_killed_tick_is_done_by_the_next(db: Asyn
     scrubbed: list[tuple[str, ...]] = []
     real_scrub = schedule.scrub
 
-    async def counting(session, tables=schedule.ANSWER_TABLES):  # noqa: ANN001, ANN202
+    async def counting(session, tables=schedule.ANSWER_TABLES):
         scrubbed.append(tables)
         await real_scrub(session, tables)
 

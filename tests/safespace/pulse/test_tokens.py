@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from safespace.db.models import metadata
 from safespace.identity.models import Person
 from safespace.privacy import blind
-from safespace.pulse.models import Participation, SpentToken, Tally
 from safespace.privacy.token_keys import b64url, from_b64url
+from safespace.pulse.models import Participation, SpentToken, Tally
 from tests.conftest import BASE_URL
 from tests.helpers import session_csrf
 from tests.safespace.pulse.conftest import Pulse, after_close, answers, open_pulse, post_as, session_cookie
@@ -76,7 +76,7 @@ async def counts(db: AsyncSession, pulse: Pulse) -> tuple[int, int, int]:
     return tallied or 0, spent, ledger
 
 
-async def test_a_token_counts_the_answers_once_and_names_no_one(client, db: AsyncSession, engine: AsyncEngine, settings, caplog) -> None:  # noqa: ANN001
+async def test_a_token_counts_the_answers_once_and_names_no_one(client, db: AsyncSession, engine: AsyncEngine, settings, caplog) -> None:
     pulse = await open_pulse(db, engine, settings, members=6)
     session = await session_cookie(db, "m0@x.org")
     token = await take_token(client, session, pulse)
@@ -109,7 +109,7 @@ async def test_a_token_counts_the_answers_once_and_names_no_one(client, db: Asyn
         assert (await connection.execute(text("SELECT count(*) FROM round_key"))).scalar() == 0
 
 
-async def test_forged_and_misdirected_tokens_are_refused_and_write_nothing(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_forged_and_misdirected_tokens_are_refused_and_write_nothing(client, db: AsyncSession, engine, settings) -> None:
     pulse = await open_pulse(db, engine, settings, members=6)
     token = await take_token(client, await session_cookie(db, "m0@x.org"), pulse)
     before = await counts(db, pulse)
@@ -145,7 +145,7 @@ async def test_forged_and_misdirected_tokens_are_refused_and_write_nothing(clien
     assert (await redeem(client, token, answers(5))).status_code == 201
 
 
-async def test_a_blinded_message_out_of_range_is_refused_before_the_ledger(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_a_blinded_message_out_of_range_is_refused_before_the_ledger(client, db: AsyncSession, engine, settings) -> None:
     pulse = await open_pulse(db, engine, settings, members=6)
     session = await session_cookie(db, "m0@x.org")
     key = (await client.get(f"{api_url(pulse)}/token-key", headers={"cookie": f"safespace_session={session}"})).json()
@@ -162,7 +162,7 @@ async def test_a_blinded_message_out_of_range_is_refused_before_the_ledger(clien
     await take_token(client, session, pulse)
 
 
-async def test_a_community_can_require_private_mode(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_a_community_can_require_private_mode(client, db: AsyncSession, engine, settings) -> None:
     pulse = await open_pulse(db, engine, settings, members=6)
     community_id = pulse.world.community.id
     toggled = await post_as(client, await session_cookie(db, "fac@x.org"), f"/c/{community_id}/surveys/private-mode", {"require": "yes"})
@@ -180,7 +180,7 @@ async def test_a_community_can_require_private_mode(client, db: AsyncSession, en
     assert (await redeem(client, token, answers(5))).status_code == 201
 
 
-async def test_key_rotation_reseals_the_round_keys(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_key_rotation_reseals_the_round_keys(client, db: AsyncSession, engine, settings) -> None:
     """`safespace keys rotate` re-encrypts the sealed private keys too; tokens keep working."""
     import os
     import subprocess
@@ -198,7 +198,7 @@ async def test_key_rotation_reseals_the_round_keys(client, db: AsyncSession, eng
     assert (await redeem(client, second, answers(3))).status_code == 201
 
 
-async def test_the_same_blinded_request_gets_the_same_signature_and_no_second_token(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_the_same_blinded_request_gets_the_same_signature_and_no_second_token(client, db: AsyncSession, engine, settings) -> None:
     """A browser that left before the signature arrived asks again with the same blinded message:
     it gets the same signature (one token still). Any other blinded message is refused."""
     pulse = await open_pulse(db, engine, settings, members=6)
@@ -231,7 +231,7 @@ async def test_the_same_blinded_request_gets_the_same_signature_and_no_second_to
     assert await db.scalar(select(func.count()).select_from(Participation).where(Participation.token_request.is_not(None))) == 0
 
 
-async def test_answers_of_the_wrong_shape_get_a_clear_400_not_a_500(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_answers_of_the_wrong_shape_get_a_clear_400_not_a_500(client, db: AsyncSession, engine, settings) -> None:
     """Schemathesis found `answers: []` answered with a 500 (the field's name is also a dependency's)."""
     pulse = await open_pulse(db, engine, settings, members=5)
     session = await session_cookie(db, "m0@x.org")
@@ -245,7 +245,7 @@ async def test_answers_of_the_wrong_shape_get_a_clear_400_not_a_500(client, db: 
     assert await counts(db, pulse) == (0, 0, 1)  # nothing counted, the token still unspent
 
 
-async def test_every_key_of_a_round_is_published_when_it_opens(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_every_key_of_a_round_is_published_when_it_opens(client, db: AsyncSession, engine, settings) -> None:
     """A key that appeared when a team's first member opened the home page would tell a watching
     facilitator that someone of that team is active right now: the list is whole from the open."""
     pulse = await open_pulse(db, engine, settings, members=6)

@@ -13,7 +13,7 @@ from tests.safespace.stories.test_responses import _released_story
 from tests.safespace.stories.test_stories import STORY, _release, _share, _world
 
 
-async def test_reported_story_is_hidden_with_a_reason_its_author_sees(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_reported_story_is_hidden_with_a_reason_its_author_sees(client, db: AsyncSession, engine, settings) -> None:
     world = await _world(db)
     story, codes = await _released_story(client, db, engine, settings, world)
     flag_url = f"/c/{world.community.id}/stories/{story.id}/flag"
@@ -40,14 +40,14 @@ async def test_reported_story_is_hidden_with_a_reason_its_author_sees(client, db
     assert sum("It describes a client in detail." in p for p in pages) == 1
 
 
-def open_title(story: Story, settings) -> str:  # noqa: ANN001
+def open_title(story: Story, settings) -> str:
     from safespace.privacy.crypto import Keyring
     from safespace.stories.services import open_story
 
     return open_story(Keyring.load(settings.encryption_key_path), story).title
 
 
-async def test_a_reported_reply_can_be_hidden(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_a_reported_reply_can_be_hidden(client, db: AsyncSession, engine, settings) -> None:
     world = await _world(db)
     story, _codes = await _released_story(client, db, engine, settings, world)
     for i in range(3):
@@ -64,7 +64,7 @@ async def test_a_reported_reply_can_be_hidden(client, db: AsyncSession, engine, 
     assert len(re.findall(r"reply \d mean words", wall)) == 2
 
 
-async def test_author_edits_and_moderation_reviews_the_edit(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_author_edits_and_moderation_reviews_the_edit(client, db: AsyncSession, engine, settings) -> None:
     world = await _world(db)
     await sign_in(client, db, "m2@x.org")
     codes = [(await _share(client, world, STORY | {"title": f"E{i}"}))[1] for i in range(3)]
@@ -84,7 +84,7 @@ async def test_author_edits_and_moderation_reviews_the_edit(client, db: AsyncSes
     assert await db.scalar(select(func.count()).select_from(Story).where(Story.status == "review")) == 1
 
 
-async def test_facilitators_set_topics_and_see_counts_never_names(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_facilitators_set_topics_and_see_counts_never_names(client, db: AsyncSession, engine, settings) -> None:
     world = await _world(db)
     story, _codes = await _released_story(client, db, engine, settings, world)
     await post_form(client, f"/c/{world.community.id}/stories/{story.id}/react", {"kind": "helps_me"})
@@ -101,7 +101,7 @@ async def test_facilitators_set_topics_and_see_counts_never_names(client, db: As
         assert email not in page
 
 
-async def test_the_check_answers_while_typing(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_the_check_answers_while_typing(client, db: AsyncSession) -> None:
     world = await _world(db)
     await sign_in(client, db, "m3@x.org")
     await client.get(f"/c/{world.community.id}/stories/new")
@@ -110,7 +110,7 @@ async def test_the_check_answers_while_typing(client, db: AsyncSession) -> None:
     assert response.json() == {"findings": [{"label": "a member's name", "text": "Tomás"}]}
 
 
-async def test_withdrawn_story_leaves_the_counts_and_html_in_replies_stays_text(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_withdrawn_story_leaves_the_counts_and_html_in_replies_stays_text(client, db: AsyncSession, engine, settings) -> None:
     world = await _world(db)
     story, codes = await _released_story(client, db, engine, settings, world)
     for i in range(3):
@@ -129,11 +129,12 @@ async def test_withdrawn_story_leaves_the_counts_and_html_in_replies_stays_text(
     assert await db.scalar(select(func.count()).select_from(Reply)) == 0  # replies went with their story
 
 
-async def test_facilitators_choose_the_weekly_release_time(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_facilitators_choose_the_weekly_release_time(client, db: AsyncSession, engine, settings) -> None:
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
     from safespace.identity.services import now
     from safespace.privacy.crypto import Keyring
     from safespace.pulse import schedule
-    from sqlalchemy.ext.asyncio import async_sessionmaker
 
     world = await _world(db)
     await sign_in(client, db, world.facilitator)
@@ -150,12 +151,13 @@ async def test_facilitators_choose_the_weekly_release_time(client, db: AsyncSess
     assert report.stories_released == 1
 
 
-async def test_a_story_written_after_the_weekly_slot_waits_for_the_next(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_a_story_written_after_the_weekly_slot_waits_for_the_next(client, db: AsyncSession, engine, settings) -> None:
     """The slot passed with nothing waiting; a lone story written later must not go out at once."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
     from safespace.identity.services import now
     from safespace.privacy.crypto import Keyring
     from safespace.pulse import schedule
-    from sqlalchemy.ext.asyncio import async_sessionmaker
 
     world = await _world(db)
     tick = lambda: schedule.tick(async_sessionmaker(engine), Keyring.load(settings.encryption_key_path), None,  # noqa: E731
@@ -167,7 +169,7 @@ async def test_a_story_written_after_the_weekly_slot_waits_for_the_next(client, 
     assert await db.scalar(select(func.count()).select_from(Story).where(Story.status == "pending")) == 1
 
 
-async def test_replying_and_reporting_write_nothing_tied_to_the_member(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_replying_and_reporting_write_nothing_tied_to_the_member(client, db: AsyncSession, engine, settings) -> None:
     from safespace.identity.models import WebSession
 
     world = await _world(db)
@@ -180,7 +182,7 @@ async def test_replying_and_reporting_write_nothing_tied_to_the_member(client, d
     assert "nobody sees who reported it" in page
 
 
-async def test_editing_a_hidden_story_sends_it_to_review_not_back_out(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_editing_a_hidden_story_sends_it_to_review_not_back_out(client, db: AsyncSession, engine, settings) -> None:
     world = await _world(db)
     story, codes = await _released_story(client, db, engine, settings, world)
     client.cookies.clear()
@@ -201,7 +203,7 @@ async def test_editing_a_hidden_story_sends_it_to_review_not_back_out(client, db
     assert (await post_form(client, review, {"story": str(story.id), "action": "publish"})).status_code == 404
 
 
-async def test_only_wrong_receipt_codes_count_towards_the_limit(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_only_wrong_receipt_codes_count_towards_the_limit(client, db: AsyncSession) -> None:
     world = await _world(db)
     await sign_in(client, db, "m2@x.org")
     _status, code = await _share(client, world)
@@ -210,7 +212,7 @@ async def test_only_wrong_receipt_codes_count_towards_the_limit(client, db: Asyn
     assert {(await post_form(client, mine, {"code": code})).status_code for _ in range(15)} == {200}
 
 
-async def test_an_edit_gets_the_identifying_details_warning_too(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_an_edit_gets_the_identifying_details_warning_too(client, db: AsyncSession) -> None:
     world = await _world(db)
     await sign_in(client, db, "m3@x.org")
     _status, code = await _share(client, world)

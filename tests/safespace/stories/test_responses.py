@@ -13,7 +13,7 @@ from tests.helpers import post_form, sign_in
 from tests.safespace.stories.test_stories import STORY, _release, _share, _world
 
 
-async def _released_story(client, db, engine, settings, world):  # noqa: ANN001, ANN202
+async def _released_story(client, db, engine, settings, world):
     await sign_in(client, db, "m2@x.org")
     codes = [(await _share(client, world, STORY | {"title": f"S{i}"}))[1] for i in range(3)]
     await _release(engine, settings)
@@ -21,7 +21,7 @@ async def _released_story(client, db, engine, settings, world):  # noqa: ANN001,
     return story, codes
 
 
-async def test_one_reaction_of_each_kind_per_member_shown_as_counts(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_one_reaction_of_each_kind_per_member_shown_as_counts(client, db: AsyncSession, engine, settings) -> None:
     world = await _world(db)
     story, _codes = await _released_story(client, db, engine, settings, world)
     url = f"/c/{world.community.id}/stories/{story.id}/react"
@@ -42,7 +42,7 @@ async def test_one_reaction_of_each_kind_per_member_shown_as_counts(client, db: 
         assert str(person_id) not in dump and person_id.hex not in dump and email not in dump
 
 
-async def test_a_lone_reply_waits_three_go_out_together(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_a_lone_reply_waits_three_go_out_together(client, db: AsyncSession, engine, settings) -> None:
     world = await _world(db)
     story, codes = await _released_story(client, db, engine, settings, world)
     url = f"/c/{world.community.id}/stories/{story.id}/reply"
@@ -66,7 +66,7 @@ async def test_a_lone_reply_waits_three_go_out_together(client, db: AsyncSession
         raise AssertionError("no receipt showed the replies")
 
 
-async def test_moderation_holds_stories_and_tells_the_author_why(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_moderation_holds_stories_and_tells_the_author_why(client, db: AsyncSession, engine, settings) -> None:
     world = await _world(db)
     await sign_in(client, db, world.facilitator)
     review = f"/c/{world.community.id}/stories/review"

@@ -20,7 +20,7 @@ STORY = {"title": "The consultation nobody came to", "happened": "We announced i
          "learned": "Start outreach a month before.", "differently": "Ask the groups when they can meet."}
 
 
-async def _world(db: AsyncSession):  # noqa: ANN202
+async def _world(db: AsyncSession):
     world = await make_community(db, teams={"Energy": [f"m{i}@x.org" for i in range(6)]})
     for person in await db.scalars(select(Person).where(Person.email.in_(["m0@x.org", "m1@x.org"]))):
         person.display_name = {"m0@x.org": "Ines Duarte", "m1@x.org": "Tomás Rivera"}[person.email]
@@ -28,7 +28,7 @@ async def _world(db: AsyncSession):  # noqa: ANN202
     return world
 
 
-async def _share(client, world, story=STORY, **extra) -> tuple[int, str | None]:  # noqa: ANN001
+async def _share(client, world, story=STORY, **extra) -> tuple[int, str | None]:
     base = f"/c/{world.community.id}/stories"
     await client.get(f"{base}/new")
     response = await post_form(client, base, story | extra)
@@ -36,14 +36,21 @@ async def _share(client, world, story=STORY, **extra) -> tuple[int, str | None]:
     return response.status_code, found.group(1) if found else None
 
 
-async def _release(engine, settings, moment: datetime | None = None) -> schedule.TickReport:  # noqa: ANN001
+def _not_yet() -> tuple[int, int]:
+    """A weekly release slot later this week in the community's time zone (Madrid), so not due
+    yet: the next hour ("late today" at 23:00 was due from 23:00 on). Sunday 23:xx has none."""
+    local = now().astimezone(__import__("zoneinfo").ZoneInfo("Europe/Madrid"))
+    return (local.weekday(), local.hour + 1) if local.hour < 23 else (local.weekday() + 1, 0)
+
+
+async def _release(engine, settings, moment: datetime | None = None) -> schedule.TickReport:
     return await schedule.tick(
         async_sessionmaker(engine, expire_on_commit=False), Keyring.load(settings.encryption_key_path), None,
-        moment=moment or now(), story_release=(now().weekday(), 23),  # weekly release late today: not yet
+        moment=moment or now(), story_release=_not_yet(),
     )
 
 
-async def test_a_story_alone_waits_three_go_out_together(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_a_story_alone_waits_three_go_out_together(client, db: AsyncSession, engine, settings) -> None:
     world = await _world(db)
     await sign_in(client, db, "m2@x.org")
     status, code = await _share(client, world)
@@ -61,7 +68,7 @@ async def test_a_story_alone_waits_three_go_out_together(client, db: AsyncSessio
     assert f"Released on {now().astimezone(__import__('zoneinfo').ZoneInfo('Europe/Madrid')).date().isoformat()}" in wall.text
 
 
-async def test_the_weekly_release_sends_a_lone_story(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_the_weekly_release_sends_a_lone_story(client, db: AsyncSession, engine, settings) -> None:
     world = await _world(db)
     await sign_in(client, db, "m2@x.org")
     await _share(client, world)
@@ -72,7 +79,7 @@ async def test_the_weekly_release_sends_a_lone_story(client, db: AsyncSession, e
     assert "The consultation nobody came to" in (await client.get(f"/c/{world.community.id}/stories")).text
 
 
-async def test_receipt_opens_the_story_and_withdraw_removes_it_everywhere(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_receipt_opens_the_story_and_withdraw_removes_it_everywhere(client, db: AsyncSession, engine, settings) -> None:
     world = await _world(db)
     await sign_in(client, db, "m2@x.org")
     codes = [(await _share(client, world, STORY | {"title": f"Story {i}"}))[1] for i in range(3)]
@@ -89,7 +96,7 @@ async def test_receipt_opens_the_story_and_withdraw_removes_it_everywhere(client
     assert (await post_form(client, mine, {"code": codes[0]})).status_code == 404
 
 
-async def test_wrong_receipt_codes_are_rate_limited_and_no_code_is_stored(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_wrong_receipt_codes_are_rate_limited_and_no_code_is_stored(client, db: AsyncSession) -> None:
     world = await _world(db)
     await sign_in(client, db, "m2@x.org")
     _status, code = await _share(client, world)
@@ -115,7 +122,7 @@ async def test_wrong_receipt_codes_are_rate_limited_and_no_code_is_stored(client
     assert raw not in dump and raw[4:] not in dump and code not in dump
 
 
-async def test_identity_warning_catches_names_emails_and_phones(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_identity_warning_catches_names_emails_and_phones(client, db: AsyncSession) -> None:
     world = await _world(db)
     await sign_in(client, db, "m2@x.org")
     status, code = await _share(client, world, STORY | {
@@ -142,7 +149,7 @@ def test_an_ordinary_word_that_is_nobodys_name_is_not_flagged() -> None:
     assert find_identifying("We had a grace period on the energy budget.", roster_names(["Ines Duarte"], [])) == []
 
 
-async def test_the_fourth_story_in_a_week_is_refused(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_the_fourth_story_in_a_week_is_refused(client, db: AsyncSession) -> None:
     world = await _world(db)
     await sign_in(client, db, "m2@x.org")
     statuses = [(await _share(client, world, STORY | {"title": f"Story {i}"}))[0] for i in range(4)]
@@ -152,7 +159,7 @@ async def test_the_fourth_story_in_a_week_is_refused(client, db: AsyncSession) -
     assert await db.scalar(select(func.count()).select_from(Story)) == 3
 
 
-async def test_html_in_a_story_is_shown_as_text(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_html_in_a_story_is_shown_as_text(client, db: AsyncSession, engine, settings) -> None:
     world = await _world(db)
     await sign_in(client, db, "m2@x.org")
     payload = '<script>alert("x")</script><img src=x onerror=alert(1)>{{ 7*7 }}'
@@ -164,7 +171,7 @@ async def test_html_in_a_story_is_shown_as_text(client, db: AsyncSession, engine
     assert "{{ 7*7 }}" in wall and ">49<" not in wall and "\n49" not in wall
 
 
-async def test_dump_after_release_has_no_author_and_batches_are_shuffled(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_dump_after_release_has_no_author_and_batches_are_shuffled(client, db: AsyncSession, engine, settings) -> None:
     world = await _world(db)
     orders = []
     for batch in range(4):
@@ -190,7 +197,7 @@ async def test_dump_after_release_has_no_author_and_batches_are_shuffled(client,
     assert any(order != ["0", "1", "2"] for order in orders), "every batch came out in the order it was written"
 
 
-async def test_key_rotation_reseals_every_story(client, db: AsyncSession, engine, settings) -> None:  # noqa: ANN001
+async def test_key_rotation_reseals_every_story(client, db: AsyncSession, engine, settings) -> None:
     import os
     import subprocess
     import sys
@@ -217,7 +224,7 @@ async def test_key_rotation_reseals_every_story(client, db: AsyncSession, engine
     assert all(f"kept reply {i}" in wall for i in range(3))
 
 
-async def test_the_receipt_alone_opens_edits_and_withdraws_with_no_session_read(client, db: AsyncSession) -> None:  # noqa: ANN001
+async def test_the_receipt_alone_opens_edits_and_withdraws_with_no_session_read(client, db: AsyncSession) -> None:
     """Opening one's story required a session, which paired it with the author at that moment. The
     receipt route reads none: a bare client does it all, and a session cookie sent along (a
     browser without JavaScript) is not even looked at."""
@@ -250,7 +257,7 @@ async def test_the_receipt_alone_opens_edits_and_withdraws_with_no_session_read(
     assert await db.scalar(select(func.count()).select_from(Story)) == 0
 
 
-async def test_a_story_no_key_opens_waits_and_the_others_go_out(client, db: AsyncSession, engine, settings, tmp_path) -> None:  # noqa: ANN001
+async def test_a_story_no_key_opens_waits_and_the_others_go_out(client, db: AsyncSession, engine, settings, tmp_path) -> None:
     """A story sealed with a key the key file lacks (shared while a wrong key file was in place)
     once stopped every release, in every community, for good. Now it waits alone."""
     from safespace.stories import services as stories
@@ -276,7 +283,7 @@ async def test_a_story_no_key_opens_waits_and_the_others_go_out(client, db: Asyn
     assert "Second story" in wall and "Third story" in wall and "Sealed elsewhere" not in wall
 
 
-async def test_sealing_the_receipt_runs_off_the_event_loop(client, db: AsyncSession, monkeypatch) -> None:  # noqa: ANN001
+async def test_sealing_the_receipt_runs_off_the_event_loop(client, db: AsyncSession, monkeypatch) -> None:
     """scrypt (about 30 ms and 16 MiB) must not hold every other request of the process: the
     receipt is sealed in a worker thread, as its check already was (issue 16 item 2)."""
     import threading
@@ -286,7 +293,7 @@ async def test_sealing_the_receipt_runs_off_the_event_loop(client, db: AsyncSess
     sealed_on: list[int] = []
     real_seal = receipts.seal
 
-    def seal(code: str):  # noqa: ANN202
+    def seal(code: str):
         sealed_on.append(threading.get_ident())
         return real_seal(code)
 

@@ -16,7 +16,7 @@ from tests.safespace.stories.test_responses import _released_story
 from tests.safespace.stories.test_stories import STORY, _world
 
 
-async def story_token(client: httpx.AsyncClient, community_id, kind: str = "story") -> tuple[int, dict]:  # noqa: ANN001
+async def story_token(client: httpx.AsyncClient, community_id, kind: str = "story") -> tuple[int, dict]:
     """The share page's script: this week's key, blind, have it signed (signed in), finalize."""
     base = f"/api/v1/communities/{community_id}/story-tokens"
     key = (await client.get(f"{base}/key", params={"kind": kind})).json()
@@ -30,7 +30,7 @@ async def story_token(client: httpx.AsyncClient, community_id, kind: str = "stor
     return 200, {"key_id": key["key_id"], "msg": b64url(msg), "sig": b64url(sig)}
 
 
-async def test_a_story_with_a_token_warns_then_stores_and_works_once(client, db: AsyncSession, engine: AsyncEngine) -> None:  # noqa: ANN001
+async def test_a_story_with_a_token_warns_then_stores_and_works_once(client, db: AsyncSession, engine: AsyncEngine) -> None:
     world = await _world(db)
     await sign_in(client, db, "m2@x.org")
     status, token = await story_token(client, world.community.id)
@@ -58,14 +58,14 @@ async def test_a_story_with_a_token_warns_then_stores_and_works_once(client, db:
     assert refused.status_code == 400 and "without cookies" in refused.json()["detail"]
 
 
-async def test_the_weekly_quota_is_counted_when_tokens_are_taken(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:  # noqa: ANN001
+async def test_the_weekly_quota_is_counted_when_tokens_are_taken(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:
     world = await _world(db)
     await sign_in(client, db, "m2@x.org")
     statuses = [(await story_token(client, world.community.id))[0] for _ in range(settings.stories_per_week + 1)]
     assert statuses == [200] * settings.stories_per_week + [429]
 
 
-async def test_a_reply_with_a_token_names_no_one(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:  # noqa: ANN001
+async def test_a_reply_with_a_token_names_no_one(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:
     world = await _world(db)
     story, _codes = await _released_story(client, db, engine, settings, world)
     status, token = await story_token(client, world.community.id, "reply")
@@ -85,7 +85,7 @@ async def test_a_reply_with_a_token_names_no_one(client, db: AsyncSession, engin
                 assert str(person_id) not in dump and person_id.hex not in dump and email not in dump
 
 
-async def test_the_anonymous_check_is_no_roster_oracle(client, db: AsyncSession, engine: AsyncEngine) -> None:  # noqa: ANN001
+async def test_the_anonymous_check_is_no_roster_oracle(client, db: AsyncSession, engine: AsyncEngine) -> None:
     """Anyone with one story token tried names against the roster without limit, and was told which
     word matched. Now: a spent or forged token gets no check, a token gets five, and a name is
     never echoed (an email still is: it comes from the text, not from the roster)."""
