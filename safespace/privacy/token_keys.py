@@ -27,7 +27,8 @@ class TokenRefused(Exception):
 
     def __init__(self, message: str, status: int = 400, fresh_token: bool = False) -> None:
         super().__init__(message)
-        # fresh_token: spent already, or its key is gone; the browser may take a new token and try again.
+        # fresh_token: its key is gone (never a spent token: what was sent with that one was counted);
+        # the browser may take a new token and try again.
         self.message, self.status, self.fresh_token = message, status, fresh_token
 
 

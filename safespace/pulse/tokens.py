@@ -116,7 +116,10 @@ async def redeem(db: AsyncSession, keyring: Keyring, token: Redemption) -> None:
         await db.flush()
     except IntegrityError:
         await db.rollback()
-        raise TokenRefused(_("This token has been used already: its answers are counted."), 409, fresh_token=True) from None
+        # Final, not "take a new token": a spent token's answers are in the totals. The usual cause is
+        # this browser's own earlier send whose answer was lost (a dropped connection, a restart);
+        # sending the same answers again with a new token would count the member twice.
+        raise TokenRefused(_("This token has been used already: its answers are counted."), 409) from None
     still_open = await db.scalar(select(Round.id).where(Round.id == round_.id, Round.closed.is_(False)).with_for_update(read=True))
     if still_open is None or not is_open(round_, now()):
         await db.rollback()

@@ -252,12 +252,14 @@ async function drain() {
         // not JSON: the status says enough
       }
       if (result.type === FRESH_TOKEN && item.tries < 1) {
-        // Spent already, or its key is gone: one more try with a new token, taken after the window.
+        // Its key is gone: one more try with a new token, taken after the window. A spent token
+        // (409) is final: what it carried was counted, most likely by this outbox's own earlier
+        // send whose answer was lost; a new token would count it twice.
         tokens.drop(item.slot);
         saveOutbox(loadOutbox().map((kept) => (kept.id === item.id ? { ...kept, tries: kept.tries + 1 } : kept)));
         return drain();
       }
-      if (response.status === 201) tokens.drop(item.slot);
+      if (response.status === 201 || response.status === 409) tokens.drop(item.slot); // spent either way
       without(item.id);
       outcome = { status: response.status, result };
     } catch (error) {

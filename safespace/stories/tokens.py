@@ -114,7 +114,9 @@ async def _spend(db: AsyncSession, key: StoryKey, msg: str, sig: str) -> None:
         await db.flush()
     except IntegrityError:
         await db.rollback()
-        raise TokenRefused(_("This token has been used already."), 409, fresh_token=True) from None
+        # Final: what was sent with it was stored (usually this browser's own send whose answer was
+        # lost); a new token would store it twice.
+        raise TokenRefused(_("This token has been used already."), 409) from None
 
 
 async def _key(db: AsyncSession, key_id: uuid.UUID, kind: str) -> StoryKey:
@@ -134,7 +136,7 @@ async def redeem_story(db: AsyncSession, keyring: Keyring, secret: bytes, data: 
     key = await _key(db, data.key_id, "story")
     token_hash = token_keys.check(key.public_der, data.msg, data.sig)  # a forged token learns nothing about the roster
     if await db.get(StorySpentToken, (key.id, token_hash)) is not None:
-        raise TokenRefused(_("This token has been used already."), 409, fresh_token=True)
+        raise TokenRefused(_("This token has been used already."), 409)  # final, as in _spend
     community = await db.get_one(Community, key.community_id)
     values = {"title": data.title, "happened": data.happened, "learned": data.learned, "differently": data.differently,
               "tags": data.tags, "wants_advice": "1" if data.wants_advice else ""}  # fmt: skip

@@ -62,6 +62,15 @@ class Cluster:
     def url(self, database: str) -> str:
         return f"postgresql+asyncpg://root@127.0.0.1:{self.port}/{database}"
 
+    async def new_database(self, name: str = "safespace") -> str:
+        """Creates an empty database in the cluster; returns its URL."""
+        admin = await asyncpg.connect(f"postgresql://root@127.0.0.1:{self.port}/postgres")
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        return self.url(name)
+
 
 @contextmanager
 def throwaway_cluster(kind: type[Cluster] = Cluster) -> Iterator[Cluster]:
@@ -94,10 +103,7 @@ RECOVERY_SECONDS = 5  # after the restart, every request must work again from th
 
 
 async def test_database_outage_answers_503_then_recovers(cluster: Cluster, serve, tmp_path: Path) -> None:
-    admin = await asyncpg.connect(f"postgresql://root@127.0.0.1:{cluster.port}/postgres")
-    await admin.execute("CREATE DATABASE safespace")
-    await admin.close()
-    database_url = cluster.url("safespace")
+    database_url = await cluster.new_database()
     engine = make_engine(Settings(data_dir=str(tmp_path / "data"), database_url=database_url))
     try:
         pulse = await seed_pulse(engine, MEMBERS)

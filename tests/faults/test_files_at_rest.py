@@ -238,9 +238,7 @@ def archiving_cluster() -> Iterator[ArchivingCluster]:
 
 
 async def postgres_store(cluster: ArchivingCluster) -> Store:
-    admin = await asyncpg.connect(f"postgresql://root@127.0.0.1:{cluster.port}/postgres")
-    await admin.execute("CREATE DATABASE safespace")
-    await admin.close()
+    await cluster.new_database()
 
     async def files() -> list[Path]:
         connection = await asyncpg.connect(f"postgresql://root@127.0.0.1:{cluster.port}/safespace")

@@ -16,7 +16,6 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
@@ -45,10 +44,7 @@ def _cluster_processes(cluster: Cluster) -> list[int]:
 
 
 async def test_a_frozen_database_answers_503_at_once_and_recovers(cluster: Cluster, serve, tmp_path: Path) -> None:
-    admin = await asyncpg.connect(f"postgresql://root@127.0.0.1:{cluster.port}/postgres")
-    await admin.execute("CREATE DATABASE safespace")
-    await admin.close()
-    database_url = cluster.url("safespace")
+    database_url = await cluster.new_database()
     engine = make_engine(Settings(data_dir=str(tmp_path / "data"), database_url=database_url))
     try:
         pulse = await seed_pulse(engine, MEMBERS)
