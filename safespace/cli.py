@@ -72,8 +72,11 @@ def _database_problem(exc: BaseException, database_url: str) -> str | None:
 
 def _explain(exc: Exception) -> str | None:
     """The one line an operator needs for an expected failure, or None (a bug: the traceback shows)."""
+    from safespace.db.migrate import MigrationsMissing
     from safespace.privacy.crypto import KeyringError
 
+    if isinstance(exc, MigrationsMissing):
+        return str(exc)
     if isinstance(exc, SettingsError | KeyringError):
         return f"Safespace cannot start: {exc}"
     return _database_problem(exc, _loaded[-1].database) if _loaded else None

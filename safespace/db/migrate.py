@@ -13,7 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+class MigrationsMissing(Exception):
+    """The installation lacks its migrations (a partial copy, a wheel built without them)."""
+
+
 def alembic_config() -> Config:
+    if not (MIGRATIONS / "versions").is_dir():
+        raise MigrationsMissing(
+            f"Safespace's migrations are missing ({MIGRATIONS / 'versions'} is not there): "
+            "the installation is incomplete; install Safespace again."
+        )
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config

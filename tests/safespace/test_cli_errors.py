@@ -158,3 +158,18 @@ async def test_a_database_that_does_not_exist_answers_503_not_500(tmp_path: Path
     assert page.status_code == 503 and page.headers["retry-after"] == "30", page.text[:300]
     assert "cannot reach its database" in page.text
     assert ready.status_code == 503
+
+
+def test_an_installation_without_its_migrations_says_so(sqlite_data: Path) -> None:
+    """A partial copy of the code (or a wheel built without package data) has no migrations:
+    `migrate` says so in one line, and makes no database file."""
+    code = (
+        "import sys; from pathlib import Path; import safespace.db.migrate as m; "
+        "m.MIGRATIONS = Path(sys.argv[1]); from safespace.cli import main; main(sys.argv[2:])"
+    )
+    env = os.environ | {"SAFESPACE_DATA_DIR": str(sqlite_data), "SAFESPACE_DATABASE_URL": f"sqlite+aiosqlite:///{sqlite_data / 'safespace.db'}"}
+    done = subprocess.run([sys.executable, "-c", code, str(sqlite_data / "nowhere"), "migrate"],
+                          env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "migrations are missing" in done.stderr and done.stderr.strip().count("\n") == 0, done.stderr
+    assert list(sqlite_data.iterdir()) == []
