@@ -205,7 +205,6 @@ def serve(host: str, port: int, workers: int) -> None:
     if workers > 1 and settings.is_sqlite:
         _fail("--workers above 1 needs PostgreSQL (SAFESPACE_DATABASE_URL=postgresql+asyncpg://...): "
               "SQLite takes one writer at a time, so serve it with one worker.")
-    _key_files_are_sound(settings)
     _schema_matches_the_code(settings, serving=True)  # before the key check, which reads tables the schema may lack
     _key_file_opens_the_database(settings)
     click.echo(f"Safespace is serving {settings.base_url} (listening on {host}:{port}, {workers} worker(s)).")

@@ -590,11 +590,13 @@ def commit_before_send(session_scope_key: str) -> Callable[[Message, Scope], Awa
                 with contextlib.suppress(sa_exc.SQLAlchemyError):
                     await session.rollback()
                 where = f"{scope['method']} {scope.get('path_template', '?')}"
-                reason = str(getattr(exc, "orig", None) or exc).split("\n", 1)[0][:200]
+                # The error's kind and code only: a driver's message may quote the values written (P7).
+                orig = getattr(exc, "orig", None)
+                reason = f"{exc.__class__.__name__} {getattr(orig, 'sqlstate', None) or getattr(orig, 'sqlite_errorname', '')}".strip()
                 if scope["method"] in SAFE_METHODS:
                     log.warning("a page's own writes were not saved on %s (%s); the page is served", where, reason)
                 else:
-                    log.error("nothing saved on %s: the commit failed: %s: %s", where, exc.__class__.__name__, reason)
+                    log.error("nothing saved on %s: the commit failed (%s)", where, reason)
                     _answer_not_saved(message, scope)
         elif message["type"] == "http.response.body" and _NOT_SAVED in scope:
             message["body"], scope[_NOT_SAVED] = scope[_NOT_SAVED], b""  # type: ignore[literal-required]
