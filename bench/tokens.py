@@ -7,7 +7,8 @@ sessions in an open round (bench/submit.py's seed: 4 teams, a key for each) and 
 `python -m safespace serve` (uvicorn, one worker). Every member GETs the round's /token-key (the
 JWK; the key is made on first use; the CSRF cookie) and a message is prepared and blinded for
 each beforehand (the client's work, not counted). /healthz latency idle: one connection, a GET
-every 10 ms for 3 s. Then every member POSTs its blinded message to /token (session + CSRF) over
+every 10 ms for 3 s, from a process of its own (bench/probe.py) so that this one's loop cannot
+delay it. Then every member POSTs its blinded message to /token (session + CSRF) over
 --concurrency connections (50) while the same probe runs: HTTP issuance/s = members / that
 phase. Every signature is finalized and verified afterwards. Then in this process, pinned to one
 CPU, on one of the same keys (unsealed from the database): blind.blind_sign (base blinding, CRT,
@@ -40,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from probe import start_probe, stop_probe
 from sqlalchemy import select
 from submit import Connection, NoPostgreSQL, cpu_meter, seed, start_server, throwaway_database
 
@@ -127,23 +129,10 @@ def percentiles(latencies: list[float]) -> tuple[float, float]:
     return cuts[49] * 1000, cuts[98] * 1000
 
 
-async def probe(port: int, stop: asyncio.Event) -> list[float]:
-    """/healthz latencies (seconds), one GET every PROBE_EVERY on its own connection, until stop is set."""
-    conn, latencies = Connection(port), []
-    while not stop.is_set():
-        started = time.perf_counter()
-        status, _ = await conn.request("GET", "/healthz", {})
-        assert status == 200, f"/healthz answered {status}"
-        latencies.append(time.perf_counter() - started)
-        await asyncio.sleep(PROBE_EVERY)
-    conn.close()
-    return latencies
-
-
 async def idle_probe(port: int) -> list[float]:
-    stop = asyncio.Event()
-    asyncio.get_running_loop().call_later(IDLE_SECONDS, stop.set)
-    return await probe(port, stop)
+    proc = await start_probe(port, PROBE_EVERY)
+    await asyncio.sleep(IDLE_SECONDS)
+    return await stop_probe(proc)
 
 
 async def issuance(label: str, database_url: str, bits: int, args: argparse.Namespace) -> bool:
@@ -186,13 +175,12 @@ async def issuance(label: str, database_url: str, bits: int, args: argparse.Name
         for conn in conns:  # new connections: the server closes those idle for 5 s (uvicorn's keep-alive)
             conn.close()
         idle = await idle_probe(port)
-        stop, meter = asyncio.Event(), cpu_meter(proc.pid)
-        prober = asyncio.create_task(probe(port, stop))
+        meter = cpu_meter(proc.pid)
+        prober = await start_probe(port, PROBE_EVERY)
         started, queue = time.perf_counter(), iter(members)
         await asyncio.gather(*(_each(conn, queue, post_token) for conn in conns))
         elapsed = time.perf_counter() - started
-        stop.set()
-        loaded, (cpu, _) = await prober, meter()
+        loaded, (cpu, _) = await stop_probe(prober), meter()
         for conn in conns:
             conn.close()
     finally:

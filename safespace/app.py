@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -169,6 +170,15 @@ async def _strict_transport(message: Message, scope: Scope) -> None:
         MutableScopeHeaders.from_message(message)["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
 
 
+def _freeze_heap() -> None:
+    """Once started, the modules, routes, templates and mappers (most of the heap, and all of it
+    long-lived) leave the collector's view. Otherwise every full collection walks them all: on
+    the event loop, 50-70 ms during which no request moves (measured by bench/tokens.py).
+    `serve` asks for it; tests, which build many apps in one process, do not."""
+    gc.collect()
+    gc.freeze()
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # P7: these libraries' info and debug logs print SQL and its parameters, which on the answer
@@ -177,7 +187,7 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -> Litestar:
+def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *, freeze_heap: bool = False) -> Litestar:
     settings = settings or load_settings()
     configure_logging(settings.log_level)
     db = alchemy_config(settings)
@@ -297,7 +307,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
             title="Safespace API", version="1", path="/schema", render_plugins=[JsonRenderPlugin(), YamlRenderPlugin()]
         ),
         lifespan=[schedule],
-        on_startup=[issuances.start],
+        on_startup=[issuances.start, *([_freeze_heap] if freeze_heap else [])],
         on_shutdown=[reads.dispose],
         # The batchers are kept where tests and benchmarks can see how well they group.
         state=State({DATABASE_STATE_KEY: db, "answers": answers, "issuances": issuances, "sessions": sessions, TREND_STATES: trend_states}),

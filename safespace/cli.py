@@ -219,7 +219,7 @@ def serve(host: str, port: int, workers: int) -> None:
     if workers == 1:
         from safespace.app import create_app
 
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.run(create_app(settings, freeze_heap=True), **options)
     else:
         # Each worker process builds its own app from the same environment (uvicorn needs an
         # import string to start several); they share nothing but the database.
@@ -230,7 +230,7 @@ def served_app():  # noqa: ANN201 - a Litestar app; the import stays lazy
     """The app of one `serve --workers N` process, from the environment like the parent's."""
     from safespace.app import create_app
 
-    return create_app(_settings())
+    return create_app(_settings(), freeze_heap=True)
 
 
 @main.command(help="Apply database migrations (safe to run repeatedly).")
