@@ -72,10 +72,10 @@ def _limit(period: str | None) -> int | None:
 # Rendered parts of the trend page, per process and bounded, keyed by everything they are drawn
 # from; nothing of the viewer is in them (the navigation, notice and CSRF field are base.html's),
 # and the open round's card, which moves with every answer, is rendered on each visit.
-# - The charts and round lists (insights/_trend_sections.html), per survey, trend version,
+# - The charts and round lists (insights/_trend_sections.html), per survey, trend revision,
 #   period, language, k and time zone (rounds are dated in it): they change only with the
-#   version (closed rounds, notes), so a facilitator's next visit reads one row of counts
-#   instead of every round again.
+#   revision (Survey.trend_revision, bumped when a round closes or a note changes), so a
+#   facilitator's next visit reads one row instead of every round again.
 # - The heading, tabs and survey picker (insights/_trend_head.html): most of what was left of
 #   rendering the page once the sections were kept.
 _SECTIONS: dict[tuple, Markup] = {}
@@ -98,7 +98,7 @@ def _render(request: Request, template: str, **context: Any) -> str:
 
 async def _trend_sections(request: Request, community: services.CommunityFacts, survey: services.SurveyState, limit: int | None) -> Markup:
     language = i18n.current_language()
-    key = (survey.id, survey.version, limit, language, community.min_group_size, community.time_zone)
+    key = (survey.id, survey.trend_revision, limit, language, community.min_group_size, community.time_zone)
     if key in _SECTIONS:
         return _SECTIONS[key]
     # Drawn anew (a round closed, a note changed, another period or language): the ORM objects,
@@ -280,7 +280,7 @@ class InsightsController(Controller):
     ) -> Redirect:
         community = facilitation.community
         round_ = await round_or_404(db_session, community, round_id)
-        if not await services.delete_note(db_session, [round_.id], note_id):
+        if not await services.delete_note(db_session, round_, note_id):
             raise NotFoundException(_("There is no such note."))
         await flash(db_session, viewer, _("Note removed."))
         return see_other(f"/c/{community.id}/insights/rounds/{round_id}")

@@ -42,8 +42,7 @@ class RoundNote(RandomId, Base):
     """A facilitator's note pinned to a round, e.g. "reorganisation announced"."""
 
     __tablename__ = "round_note"
-    # With their times: the trend page's version counts a survey's notes and their latest time from the index.
-    __table_args__ = (Index("ix_round_note_round_time", "round_id", "created_at"),)
+    __table_args__ = (Index("ix_round_note_round_time", "round_id", "created_at"),)  # a round's notes in order
 
     round_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("round.id", ondelete="CASCADE"))
     text: Mapped[str] = mapped_column(Text)

@@ -26,7 +26,7 @@ from safespace.identity.services import InvalidInput, clean_text, now
 from safespace.insights.models import Objective, RoundNote
 from safespace.pulse import results as pulse_results
 from safespace.pulse.models import Round, Survey, Tally
-from safespace.pulse.services import COMMUNITY, round_instruments
+from safespace.pulse.services import COMMUNITY, bump_trend, round_instruments
 from safespace.stories import services as stories
 from surveys import disclosure, stats
 from surveys import tally as tally_rules
@@ -138,21 +138,6 @@ async def notes_by_round(db: AsyncSession, round_ids: list[uuid.UUID]) -> dict[u
 _SURVEY = bindparam("survey_id")
 
 
-def _version() -> list:
-    """What a survey's trend is drawn from, as four columns of a query over surveys: its closed
-    rounds (a round only ever closes, next in number) and its notes (only added or deleted).
-    Equal versions, equal trend."""
-    closed, noted = aliased(Round), aliased(Round)
-    is_closed = (closed.survey_id == Survey.id) & closed.closed.is_(True)
-    notes = lambda column: select(column).select_from(RoundNote).join(noted, noted.id == RoundNote.round_id).where(noted.survey_id == Survey.id)  # noqa: E731
-    return [
-        select(func.count()).select_from(closed).where(is_closed).scalar_subquery(),
-        select(func.max(closed.number)).where(is_closed).scalar_subquery(),
-        notes(func.count()).scalar_subquery(),
-        notes(func.max(RoundNote.created_at)).scalar_subquery(),
-    ]
-
-
 async def survey_trend(
     db: AsyncSession, community: Community, survey: Survey, language: str, limit: int | None = TREND_ROUNDS
 ) -> SurveyTrend:
@@ -255,7 +240,7 @@ class CommunityFacts:
 class SurveyState:
     id: uuid.UUID
     title: str
-    version: tuple  # _version's four columns: the key of the trend drawn from them
+    trend_revision: int  # the key of the trend charts drawn from its closed rounds and notes
     open_round: OpenRoundRate | None
 
 
@@ -268,7 +253,7 @@ class TrendState:
 _OPENED = aliased(Round, name="opened")
 _TREND_STATE = (
     select(Community.id, Community.name, Community.min_group_size, Community.time_zone, Survey.id, Survey.title,
-           *_version(), *_open_round(_OPENED))  # fmt: skip
+           Survey.trend_revision, *_open_round(_OPENED))  # fmt: skip
     .select_from(Community)
     .outerjoin(Survey, Survey.community_id == Community.id)
     .outerjoin(_OPENED, _is_open(_OPENED, Survey.id))
@@ -286,8 +271,8 @@ def _trend_state(rows: list, moment: datetime) -> TrendState | None:
     for row in rows:
         survey_id = row[4]
         if survey_id is not None and survey_id not in surveys:  # a second open round: the latest opened counts
-            opened = row[10:] if row[10] is not None else None
-            surveys[survey_id] = SurveyState(survey_id, row[5], tuple(row[6:10]), _open_rate(opened, moment))
+            opened = row[7:] if row[7] is not None else None
+            surveys[survey_id] = SurveyState(survey_id, row[5], row[6], _open_rate(opened, moment))
     return TrendState(CommunityFacts(community_id, name, k, time_zone), list(surveys.values()))
 
 
@@ -450,13 +435,17 @@ async def add_note(db: AsyncSession, round_: Round, text: str) -> RoundNote:
         raise InvalidInput({"note": _("Keep a note to 300 characters or fewer.")})
     note = RoundNote(round_id=round_.id, text=text, created_at=now())
     db.add(note)
+    await bump_trend(db, round_.survey_id)
     await db.flush()
     return note
 
 
-async def delete_note(db: AsyncSession, round_ids: list[uuid.UUID], note_id: uuid.UUID) -> bool:
-    result = await db.execute(delete(RoundNote).where(RoundNote.id == note_id, RoundNote.round_id.in_(round_ids)))
-    return result.rowcount > 0
+async def delete_note(db: AsyncSession, round_: Round, note_id: uuid.UUID) -> bool:
+    result = await db.execute(delete(RoundNote).where(RoundNote.id == note_id, RoundNote.round_id == round_.id))
+    if result.rowcount == 0:
+        return False
+    await bump_trend(db, round_.survey_id)
+    return True
 
 
 # --- objectives -------------------------------------------------------------------------------------

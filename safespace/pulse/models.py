@@ -44,15 +44,18 @@ class Survey(RandomId, Base):
     cadence: Mapped[dict] = mapped_column(JSON)  # surveys.cadence.Cadence as a dict
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # What the trend is drawn from changed (a round closed, a note added or deleted): bumped in
+    # that write's transaction. The kept trend charts are keyed by it; a counter, not a time, so
+    # a replica whose clock runs behind cannot bring back an older drawing.
+    trend_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Round(RandomId, Base):
     __tablename__ = "round"
     __table_args__ = (
         UniqueConstraint("survey_id", "number"),
-        # A survey's rounds by state and number, with their ids: the trend page reads its version
-        # (closed rounds, the latest number, the notes of its rounds) and finds its open round
-        # from this index alone, on every visit (insights.services.trend_state).
+        # A survey's rounds by state and number, with their ids: the trend page finds its open
+        # round and its closed rounds from this index alone (insights.services).
         Index("ix_round_survey_state", "survey_id", "closed", "number", "id"),
     )
 

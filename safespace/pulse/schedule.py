@@ -38,7 +38,7 @@ from safespace.pulse.models import (
     Survey,
     Tally,
 )
-from safespace.pulse.services import COMMUNITY, available_instruments, read_tally, survey_cadence
+from safespace.pulse.services import COMMUNITY, available_instruments, bump_trend, read_tally, survey_cadence
 from safespace.stories import services as stories
 from surveys import cadence as cadence_rules
 from surveys import disclosure
@@ -134,6 +134,7 @@ async def close_round(db: AsyncSession, keyring: Keyring, round_id: uuid.UUID, m
     if round_ is None or round_.closed:
         return False
     round_.closed = True
+    await bump_trend(db, round_.survey_id)
     if round_.closes_at > moment:
         round_.closes_at = moment  # closed early
     random_order = random.SystemRandom()

@@ -189,6 +189,11 @@ async def round_in(db: AsyncSession, community_id: uuid.UUID, round_id: uuid.UUI
     return round_
 
 
+async def bump_trend(db: AsyncSession, survey_id: uuid.UUID) -> None:
+    """In the transaction of a write the survey's trend is drawn from (Survey.trend_revision)."""
+    await db.execute(update(Survey).where(Survey.id == survey_id).values(trend_revision=Survey.trend_revision + 1))
+
+
 async def rounds_of(db: AsyncSession, survey_id: uuid.UUID) -> list[Round]:
     return list(await db.scalars(select(Round).where(Round.survey_id == survey_id).order_by(Round.number.desc())))
 

@@ -78,6 +78,25 @@ async def test_the_trend_page_follows_notes_and_closed_rounds_after_it_was_drawn
     assert "Rondas, resultados y notas" in spanish and "Rounds, results and notes" not in spanish
 
 
+async def test_a_note_replaced_by_a_replica_whose_clock_runs_behind_shows_at_once(client, db: AsyncSession, engine, settings, monkeypatch) -> None:
+    """The kept charts are keyed by a counter bumped on write, not by the notes' count and latest
+    time: one note deleted and another added, stamped with the same time by a replica whose clock
+    lags, must not bring back the deleted note's drawing."""
+    closed = await _round(client, db, engine, settings)
+    await sign_in(client, db, "fac@x.org")
+    trend, page = f"{closed.base}?survey={closed.survey_id}", f"{closed.base}/rounds/{closed.round.id}"
+    stamp = now()
+    monkeypatch.setattr("safespace.insights.services.now", lambda: stamp)
+    await client.get(page)
+    assert (await post_form(client, f"{page}/notes", {"note": "Reorganisation announced"})).status_code == 303
+    assert "Reorganisation announced" in (await client.get(trend)).text
+    note = await db.scalar(select(RoundNote.id).where(RoundNote.round_id == closed.round.id))
+    assert (await post_form(client, f"{page}/notes/{note}/delete", {})).status_code == 303
+    assert (await post_form(client, f"{page}/notes", {"note": "New lead appointed"})).status_code == 303
+    shown = (await client.get(trend)).text
+    assert "New lead appointed" in shown and "Reorganisation announced" not in shown
+
+
 async def test_the_trend_page_follows_the_open_round_as_members_answer(client, db: AsyncSession, engine, settings) -> None:
     """The trend page's content is kept per what it shows: the open round's response rate appears
     on the next visit once k have answered (5 of the 7 members, facilitator included; not before:
