@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.submit import CSRF_COOKIE, Connection, answer_body, ledger, seed
 from safespace.web import SESSION_COOKIE
 from tests.conftest import free_port
+from tests.load import CSRF_COOKIE, Connection, answer_body, ledger, seed
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = int(os.environ.get("FAULT_MEMBERS", "100"))

@@ -50,7 +50,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from bench.submit import INSTRUMENT, ledger, seed
 from safespace.privacy import blind
 from safespace.privacy.crypto import Keyring
 from safespace.privacy.token_keys import FRESH_TOKEN, b64url, from_b64url
@@ -64,6 +63,7 @@ from safespace.web import SESSION_COOKIE
 from surveys import tally as tally_rules
 from surveys.instrument import builtin_instruments
 from tests.faults.conftest import MEMBERS, ROOT, Server, commenting, is_postgres, server_env
+from tests.load import INSTRUMENT, ledger, seed
 
 CSRF_COOKIE = "safespace_csrf"
 REDEEM = "/api/v1/answers"

@@ -25,7 +25,6 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from bench.submit import answer_body
 from safespace.identity.models import Person
 from safespace.identity.services import now
 from safespace.privacy.crypto import Keyring
@@ -35,6 +34,7 @@ from safespace.settings import Settings
 from safespace.stories.models import Story
 from safespace.stories.services import StoryText, store_story
 from tests.faults.conftest import ROOT, commenting, seed_pulse, server_env
+from tests.load import answer_body
 
 MEMBERS, ANSWERING, STORIES = 24, 20, 5  # four teams of six (k = 5); a batch goes out from three stories
 
