@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -28,6 +29,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from safespace.settings import Settings
 
 COMMAND_BUSY_SECONDS = 5  # SQLite: how long commands and the schedule wait for another writer's lock
+# SQLite reads on the event loop (Reads): the longest one may hold it before it moves to a thread.
+# Every-visit reads take microseconds; 20 ms is what a busy loop can spare without being noticed.
+INLINE_LIMIT_SECONDS = 0.02
+PROGRESS_STEPS = 1000  # SQLite VM steps between checks of the time: a few microseconds
 
 
 def _sqlite_pragmas(dbapi_connection, _record, busy_seconds: float = COMMAND_BUSY_SECONDS) -> None:  # noqa: ANN001
@@ -191,10 +196,13 @@ class Reads:
       more than the lookup itself: a third of a trend page's CPU time. The connection is read
       only (query_only) and never waits for a lock (busy_timeout 0), so the loop never waits on
       SQLite: a read that finds the database busy (WAL recovery, another process holding it
-      exclusively) is done again through aiosqlite, which waits in its own thread.
+      exclusively) is done again through aiosqlite, which waits in its own thread. A read that
+      runs past INLINE_LIMIT_SECONDS (a cold page cache, a plan gone wrong) is interrupted by
+      SQLite's progress handler and done again there too, as datasette bounds its queries.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
+        self.moved_to_thread = 0  # SQLite: reads done again in aiosqlite's thread (busy, or too long)
         postgresql = engine.dialect.name == "postgresql"
         # Also the connection for the few writes that go with these reads (identity.signin.settle).
         self.engine = engine.execution_options(isolation_level="AUTOCOMMIT") if postgresql else engine
@@ -215,10 +223,14 @@ class Reads:
         if self._inline is not None:
             try:
                 with self._inline.connect() as conn:
+                    deadline = time.perf_counter() + INLINE_LIMIT_SECONDS
+                    # Called every PROGRESS_STEPS virtual-machine steps; a true answer interrupts.
+                    conn.connection.dbapi_connection.set_progress_handler(lambda: time.perf_counter() > deadline, PROGRESS_STEPS)
                     return conn.execute(statement, parameters).all()
             except OperationalError as error:
-                if not getattr(error.orig, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                if not getattr(error.orig, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_INTERRUPT")):
                     raise
+                self.moved_to_thread += 1
         async with self.engine.connect() as conn:
             return (await conn.execute(statement, parameters)).all()
 
@@ -249,8 +261,12 @@ def alchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
 
 # One SQLite database, one writer at a time: SQLite makes a second writer poll (sleeping 1 to
 # 100 ms between tries, up to busy_timeout), so under load the lock sits free while the waiters
-# sleep. Writers of the same kind queue here instead and are handed the turn at once. It only
-# orders this process's writers; correctness still rests on SQLite's own lock.
+# sleep. The writers that run all the time under load, the two group commits (answers,
+# pulse/group_commit.py; answer tokens, pulse/token_queue.py), each one batch at a time, take
+# turns here instead and are handed the lock at once. The other writers (a request's session,
+# the schedule, commands) are rare and left to SQLite's busy timeout: the driver begins their
+# transaction at its first write, so they wait for the lock and never fail to upgrade a read
+# to a write. This only orders this process's writers; correctness rests on SQLite's own lock.
 _write_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.WeakKeyDictionary[Engine, asyncio.Lock]] = (
     weakref.WeakKeyDictionary()
 )

@@ -66,3 +66,31 @@ async def test_a_busy_database_is_waited_for_off_the_event_loop(database: Path) 
         holder.close()
         reads.dispose()
         await engine.dispose()
+
+
+async def test_a_long_read_leaves_the_event_loop_for_a_thread(database: Path) -> None:
+    """A read that outlives the inline time limit is interrupted and done again in aiosqlite's
+    thread, with the same result, while the loop goes on (datasette's sql_time_limit_ms)."""
+    engine = configure_engine(create_async_engine(f"sqlite+aiosqlite:///{database}"))
+    reads = Reads(engine)
+    long_read = text("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) SELECT count(*) FROM n")
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        assert (await reads.rows(long_read, {})) == [(3000000,)]
+        assert reads.moved_to_thread == 1
+        # Held inline, the loop would not have ticked once during the whole count (about a second).
+        assert ticks >= 10
+        assert [row.body for row in await reads.rows(select(NOTE.c.body), {})] == ["first"]
+        assert reads.moved_to_thread == 1  # a short read stays on the loop
+    finally:
+        ticker.cancel()
+        reads.dispose()
+        await engine.dispose()
