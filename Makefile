@@ -6,15 +6,23 @@ STAMP := $(VENV)/.installed
 
 export SAFESPACE_DATA_DIR ?= ./data
 
-.PHONY: run test test-fast lint setup migrate demo fuzz bench bench-submit bench-dashboard clean screenshot messages
+.PHONY: run test test-fast lint setup lock migrate demo fuzz bench bench-submit bench-dashboard clean screenshot messages
 
-$(STAMP): pyproject.toml
+# requirements.lock holds the versions the suite last passed with, as constraints: a fresh machine
+# gets those, within pyproject.toml's ranges.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# After changing a dependency (pip install -U NAME in .venv) and a passing `make test`: pin what was tested.
+lock: $(STAMP)
+	{ echo "# The versions the test suite passed with; \`make setup\` installs them as constraints. Regenerate with \`make lock\`."; \
+	  $(BIN)/python -m pip freeze --all --exclude-editable | grep -v '^safespace=='; } > requirements.lock
+	touch $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/safespace migrate

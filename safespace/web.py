@@ -55,7 +55,7 @@ from safespace.identity.signin import SET_NOTICE, LiveSession, SessionReader, ne
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).with_name("templates")  # package data: a plain wheel carries them
 SESSION_COOKIE = "safespace_session"
 CSRF_COOKIE = "safespace_csrf"
 BOUND_CSRF = "safespace.bound_csrf"  # scope key: the session's CSRF token, when this response must set it

@@ -155,13 +155,36 @@ def test_the_claim_checker_catches_a_missing_test() -> None:
 
 
 def test_privacy_page_exists_in_both_languages_with_the_same_sections() -> None:
-    english = (ROOT / "docs" / "PRIVACY.md").read_text()
-    spanish = (ROOT / "docs" / "PRIVACY.es.md").read_text()
+    from safespace.identity.privacy_page import privacy_source
+
+    english = privacy_source("en").read_text()
+    spanish = privacy_source("es").read_text()
     headings = [re.findall(r"^#+ ", text, flags=re.MULTILINE) for text in (english, spanish)]
     assert headings[0] == headings[1] and len(headings[0]) >= 6, "the two languages have drifted apart"
 
 
-def test_docker_image_carries_the_privacy_page() -> None:
-    """The /privacy page is rendered from docs/PRIVACY*.md, so the image must copy them."""
+def test_docs_privacy_is_the_text_of_the_privacy_page() -> None:
+    """docs/PRIVACY*.md are links to the files the package ships and /privacy renders, not copies that could drift."""
+    from safespace.identity.privacy_page import privacy_source
+
+    for language, name in (("en", "PRIVACY.md"), ("es", "PRIVACY.es.md")):
+        assert (ROOT / "docs" / name).resolve() == privacy_source(language).resolve()
+
+
+def test_docker_image_installs_the_wheel_at_the_locked_versions() -> None:
+    """The page's templates and texts are package data (tests/test_wheel.py): the image installs the
+    wheel with requirements.lock as constraints, and copies nothing from the checkout beside it."""
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^COPY .*docs/PRIVACY", dockerfile, flags=re.MULTILINE)
+    assert re.search(r"^RUN pip wheel ", dockerfile, flags=re.MULTILINE)
+    assert re.search(r"pip install .*-c \S*requirements\.lock \S*\.whl", dockerfile)
+    assert not re.search(r"^COPY .*(templates|docs)", dockerfile, flags=re.MULTILINE)
+
+
+def test_docker_image_has_the_postgres_client_programs_of_the_compose_server() -> None:
+    """`safespace backup` needs pg_dump of the server's major version or newer, and `restore` loads the
+    dump's script through psql, which a newer client's script can break on an older server: the same major."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    image = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["db"]["image"]
+    client = re.search(r"^ARG POSTGRES_MAJOR=(\d+)$", dockerfile, flags=re.MULTILINE)
+    assert client and "postgresql-client-${POSTGRES_MAJOR}" in dockerfile
+    assert image == f"postgres:{client.group(1)}", f"docker-compose.yml runs {image}; the Dockerfile installs client {client.group(1)}"

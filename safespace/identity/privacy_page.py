@@ -1,7 +1,8 @@
 """GET /privacy: what Safespace keeps and who sees it, for members, in their language.
 
-The page is docs/PRIVACY.md (or PRIVACY.<language>.md), rendered once when this module loads: one
-text for the repository and the page, so they cannot drift apart. Public: no sign-in needed.
+The page is PRIVACY.md (or PRIVACY.<language>.md) beside this module, rendered once when this module
+loads: one text for the repository (docs/PRIVACY*.md link here) and the page, so they cannot drift
+apart, and it ships in the package. Public: no sign-in needed.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ from markdown_it import MarkdownIt
 from safespace import i18n
 from safespace.web import page
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
-
 
 def privacy_source(language: str) -> Path:
-    return DOCS / ("PRIVACY.md" if language == i18n.DEFAULT_LANGUAGE else f"PRIVACY.{language}.md")
+    return Path(__file__).with_name("PRIVACY.md" if language == i18n.DEFAULT_LANGUAGE else f"PRIVACY.{language}.md")
 
 
 def render_privacy(language: str) -> str:

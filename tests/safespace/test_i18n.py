@@ -17,7 +17,7 @@ def _source_messages() -> set[str]:
     found = set()
     for directory, method_map in (
         (ROOT / "safespace", [("**.py", "python")]),
-        (ROOT / "templates", [("**.html", "jinja2"), ("**.txt", "jinja2")]),
+        (ROOT / "safespace" / "templates", [("**.html", "jinja2"), ("**.txt", "jinja2")]),
     ):
         options = {"**.html": {"extensions": "jinja2.ext.i18n"}, "**.txt": {"extensions": "jinja2.ext.i18n"}}
         for _file, _line, message, _comments, _context in extract_from_dir(

@@ -104,10 +104,10 @@ async def test_pages_are_not_cached(client) -> None:
 def test_every_page_title_is_plain_text() -> None:
     """A page's <title> block holds words, never markup (a misplaced edit once put sections there)."""
     import re
-    from pathlib import Path
 
-    templates = Path(__file__).resolve().parents[2] / "templates"
-    for path in templates.rglob("*.html"):
+    from safespace.web import TEMPLATES
+
+    for path in TEMPLATES.rglob("*.html"):
         found = re.search(r"{% block title %}(.*?){% endblock %}", path.read_text(), flags=re.DOTALL)
         if found:
             assert "<" not in found.group(1) and "\n" not in found.group(1).strip(), path.name
