@@ -43,7 +43,7 @@ import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from datetime import time as clock
+from datetime import time as day_time
 from pathlib import Path
 
 import msgspec
@@ -51,6 +51,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from submit import Connection, NoPostgreSQL, cpu_meter, drive, start_server, throwaway_database  # bench/submit.py's load tool
 
+from safespace import clock
 from safespace.db.engine import make_engine
 from safespace.db.migrate import upgrade
 from safespace.identity import services as identity
@@ -128,7 +129,7 @@ async def seed(engine: AsyncEngine, keyring: Keyring, members: int, rounds: int,
         founder, _ = await identity.get_or_create_person(db, "facilitator@bench.example")
         community = await identity.create_community(db, founder.id, "Bench", "", K, "UTC", COMMENT_THRESHOLD)
         teams = [await identity.create_team(db, community.id, f"Team {n + 1:02d}") for n in range(TEAMS)]
-        today = identity.now().date()
+        today = clock.now().date()
         form = pulse.CadenceForm(every="weekly", weekday=today.weekday(), day_of_month=1, open_days=6, start=today)
         survey = await pulse.create_survey(db, community.id, "UTC", "Weekly pulse", [INSTRUMENT], form)
         token = await signin.start_session(db, founder.id, community.id)
@@ -139,7 +140,7 @@ async def seed(engine: AsyncEngine, keyring: Keyring, members: int, rounds: int,
     sizes = [max(1, int(members * s / sum(shares))) for s in shares]
     sizes[0] += members - sum(sizes)
     people: dict[uuid.UUID, list[uuid.UUID]] = {t.id: [uuid.uuid4() for _ in range(n)] for t, n in zip(teams, sizes)}
-    moment, dialect = identity.now(), engine.dialect.name
+    moment, dialect = clock.now(), engine.dialect.name
     counts = {"ledger": 0, "comments": 0}
     async with engine.begin() as conn:
         for start in range(0, members, 10_000):
@@ -153,7 +154,7 @@ async def seed(engine: AsyncEngine, keyring: Keyring, members: int, rounds: int,
                  "status": "active", "accepted": True, "created_at": moment} for t, p in chunk])  # fmt: skip
 
     population = {pulse.COMMUNITY: members + 1} | {str(t.id): n for t, n in zip(teams, sizes) if n >= K}  # +1: the facilitator
-    midnight = datetime.combine(today, clock(), tzinfo=UTC)
+    midnight = datetime.combine(today, day_time(), tzinfo=UTC)
     team_mood = {t.id: rng.uniform(-0.6, 0.6) for t in teams}
     latest_closed = None
     total = rounds + open_round

@@ -267,7 +267,7 @@ def demo() -> None:
         return made.created, await demo_links(db, made.community)
 
     from safespace.demo import NAME
-    from safespace.identity.services import InvalidInput
+    from safespace.errors import InvalidInput
 
     try:
         created, tokens = _with_db(settings, work, checked=True)

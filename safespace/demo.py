@@ -14,9 +14,9 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace import clock
 from safespace.identity import services, signin
 from safespace.identity.models import Community, Membership, Person
-from safespace.identity.services import now
 from safespace.insights import services as insights
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.pulse import schedule
@@ -120,7 +120,7 @@ async def ensure_demo(db: AsyncSession, keyring: Keyring, today: date | None = N
             person.display_name = display_name
             services.add_membership(db, community.id, person.id, team.id, "active")
     await db.flush()
-    today = today or now().astimezone(ZoneInfo(community.time_zone)).date()
+    today = today or clock.now().astimezone(ZoneInfo(community.time_zone)).date()
     await _pulse_history(db, keyring, community, today)
     await _stories(db, keyring, community, today)
     await insights.add_objective(

@@ -49,8 +49,9 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
+from safespace.errors import InvalidInput, Refused
 from safespace.identity.models import Membership
-from safespace.identity.services import InvalidInput, Refused, active_membership
+from safespace.identity.services import active_membership
 from safespace.identity.signin import SET_NOTICE, LiveSession, SessionReader, needs_ending, needs_settling, settle
 
 log = logging.getLogger(__name__)

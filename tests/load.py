@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from safespace import clock
 from safespace.db.migrate import upgrade
 from safespace.identity import services as identity
 from safespace.identity import signin
@@ -83,10 +84,10 @@ async def seed(engine: AsyncEngine, members: int, keyring: Keyring | None = None
             person, _ = await identity.get_or_create_person(db, f"member{n}@bench.example")
             identity.add_membership(db, community.id, person.id, teams[n % TEAMS].id, "active")
             tokens.append(await signin.start_session(db, person.id, community.id))
-        today = identity.now().date()  # the community's time zone is UTC: the round opened at midnight
+        today = clock.now().date()  # the community's time zone is UTC: the round opened at midnight
         form = pulse.CadenceForm(every="weekly", weekday=today.weekday(), day_of_month=1, open_days=6, start=today)
         survey = await pulse.create_survey(db, community.id, "UTC", "Bench pulse", [INSTRUMENT], form)
-        window = window_at(pulse.survey_cadence(survey), identity.now())
+        window = window_at(pulse.survey_cadence(survey), clock.now())
         assert window is not None, "the bench round should be open now"
         # Without the server's keyring the round's answer-token keys are made on first use instead.
         round_ = await schedule.open_round(db, survey, window, keyring, token_key_bits=2048 if keyring else None)

@@ -14,11 +14,11 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
+from safespace.errors import InvalidInput, Refused
 from safespace.i18n import gettext as _
 from safespace.identity import services, signin
 from safespace.identity.mail import Postman
 from safespace.identity.models import Community, Membership, Team
-from safespace.identity.services import InvalidInput, Refused
 from safespace.settings import Settings
 from safespace.web import (
     Viewer,

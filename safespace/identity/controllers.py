@@ -15,11 +15,11 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
+from safespace.errors import InvalidInput, Refused
 from safespace.i18n import gettext as _
 from safespace.identity import services, signin
 from safespace.identity.mail import Postman
 from safespace.identity.models import Membership
-from safespace.identity.services import InvalidInput, Refused
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import services as pulse
 from safespace.pulse import tokens

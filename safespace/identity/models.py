@@ -132,16 +132,3 @@ class WebSession(RandomId, Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     flash: Mapped[str | None] = mapped_column(Text)  # a notice for the next page, then cleared
-
-
-class RateCounter(Base):
-    """Attempts per key and window, counted in the database so limits hold across replicas.
-
-    The key is an HMAC of the address or client, so the table holds no email or IP address.
-    """
-
-    __tablename__ = "rate_counter"
-
-    key: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    count: Mapped[int] = mapped_column(Integer, default=0)

@@ -6,7 +6,6 @@ import re
 import uuid
 import zoneinfo
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import cache
 
 from email_validator import EmailNotValidError, validate_email
@@ -14,18 +13,13 @@ from litestar.exceptions import PermissionDeniedException
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace import clock
+from safespace.errors import InvalidInput, Refused
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community, Membership, Person, Team, community_name_key
 from safespace.settings import MIN_GROUP_SIZE_FLOOR
+from safespace.text import clean_text
 from surveys.disclosure import DEFAULT_COMMENT_THRESHOLD
-
-
-class InvalidInput(Exception):
-    """Input a person can fix: field name -> message (already translated)."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
 
 
 class CommunityNameTaken(InvalidInput):
@@ -36,27 +30,10 @@ class CommunityNameTaken(InvalidInput):
         self.existing = existing
 
 
-class Refused(Exception):
-    """An action the rules forbid (e.g. removing the last facilitator); the message says why."""
-
-
 def may_create_communities(creators: str) -> None:
     """SAFESPACE_COMMUNITY_CREATORS: "anyone" signed in, or "operators" (the CLI) only."""
     if creators != "anyone":
         raise PermissionDeniedException(_("On this Safespace, communities are started by the people who run it. Ask them to start one for you."))
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def clean_text(value: str, *, multiline: bool = False) -> str:
-    """Text as we store it: no control characters (PostgreSQL refuses NUL), normal line ends."""
-    value = _CONTROL.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
-    return value.strip() if multiline else " ".join(value.split())
 
 
 # --- people ------------------------------------------------------------------------------
@@ -79,7 +56,7 @@ async def get_or_create_person(db: AsyncSession, email: str) -> tuple[Person, bo
     person = await find_person(db, email)
     if person:
         return person, False
-    person = Person(email=email, display_name="", created_at=now())
+    person = Person(email=email, display_name="", created_at=clock.now())
     db.add(person)
     await db.flush()
     return person, True
@@ -193,7 +170,7 @@ async def create_community(
         min_group_size=k,
         comment_threshold=_check_comment_threshold(comment_threshold, k, DEFAULT_COMMENT_THRESHOLD),
         time_zone=time_zone,
-        created_at=now(),
+        created_at=clock.now(),
     )
     db.add(community)
     await db.flush()
@@ -204,7 +181,7 @@ async def create_community(
             role="facilitator",
             status="active",
             accepted=True,
-            created_at=now(),
+            created_at=clock.now(),
         )
     )
     await db.flush()
@@ -409,7 +386,7 @@ def add_membership(
         role="member",
         status=status,
         accepted=status == "active",
-        created_at=now(),
+        created_at=clock.now(),
     )
     db.add(membership)
     return membership

@@ -16,11 +16,11 @@ from litestar.params import FromPath, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from safespace import i18n
+from safespace import i18n, ratelimit
+from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity import services, signin
 from safespace.identity.mail import Postman
-from safespace.identity.services import InvalidInput
 from safespace.settings import Settings
 from safespace.web import (
     LANGUAGE_COOKIE,
@@ -97,7 +97,7 @@ class SignInController(Controller):
         except InvalidInput as exc:
             return page("identity/sign_in.html", status_code=422, values=values, errors=exc.errors)
         client = request.client.host if request.client else "unknown"
-        if await signin.over_limit(db_session, signin.rate_key(secret, "client", client), signin.RATE_LIMIT_PER_CLIENT):
+        if await ratelimit.over_limit(db_session, ratelimit.rate_key(secret, "client", client), signin.RATE_LIMIT_PER_CLIENT):
             return page(
                 "identity/sign_in.html",
                 status_code=429,
@@ -106,8 +106,8 @@ class SignInController(Controller):
             )
         # Past the per-address limit the page answers as always but sends nothing more: the same
         # answer for strangers, and no way to flood someone's inbox or lock them out with a message.
-        address_ok = not await signin.over_limit(
-            db_session, signin.rate_key(secret, "address", email), signin.RATE_LIMIT_PER_ADDRESS
+        address_ok = not await ratelimit.over_limit(
+            db_session, ratelimit.rate_key(secret, "address", email), signin.RATE_LIMIT_PER_ADDRESS
         )
         # Known or not, the lookup, the link and the mail happen after the response (SignInLinks).
         background = BackgroundTask(sign_in_links.send, email, i18n.current_language(), next_path) if address_ok else None

@@ -1,4 +1,4 @@
-"""Magic links, database-backed sessions and rate limits.
+"""Magic links and database-backed sessions.
 
 Our own small session store rather than a generic key-value backend: the cookie's token is
 kept only as a SHA-256 (a database copy cannot hijack a session), a new token is minted at
@@ -8,19 +8,17 @@ every sign-in (no fixation), and idle sessions die on the server, not just in th
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import secrets
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, delete, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from safespace import clock
 from safespace.db.batch import Batcher, padded
 from safespace.db.engine import Reads
 from safespace.i18n import gettext as _
@@ -29,10 +27,10 @@ from safespace.identity.models import (
     LoginLink,
     Membership,
     Person,
-    RateCounter,
     WebSession,
 )
-from safespace.identity.services import accept_invitation, now
+from safespace.identity.services import accept_invitation
+from safespace.ratelimit import attempts, over_limit, rate_key
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +39,7 @@ INVITATION_LINK_TTL = timedelta(days=7)
 # last_seen_at is kept to the hour: enough to end idle sessions, too coarse to time anyone's answers.
 SESSION_TOUCH_EVERY = timedelta(hours=1)
 
-# Sign-in requests allowed per window, per address and per client.
-RATE_WINDOW = timedelta(minutes=15)
+# Sign-in requests allowed per window (ratelimit.RATE_WINDOW), per address and per client.
 RATE_LIMIT_PER_ADDRESS = 5
 RATE_LIMIT_PER_CLIENT = 20
 
@@ -60,7 +57,7 @@ async def issue_link(
     "Same kind": sign-in links replace sign-in links, an invitation replaces the earlier
     invitation to the same community; one never cancels the other.
     """
-    moment = now()
+    moment = clock.now()
     same_kind = LoginLink.community_id.is_(None) if community_id is None else LoginLink.community_id == community_id
     await db.execute(
         update(LoginLink)
@@ -101,7 +98,7 @@ async def peek_link(db: AsyncSession, token: str) -> LinkPreview | None:
             .where(
                 LoginLink.token_hash == token_hash(token),
                 LoginLink.used_at.is_(None),
-                LoginLink.expires_at > now(),
+                LoginLink.expires_at > clock.now(),
             )
         )
     ).first()
@@ -112,7 +109,7 @@ async def peek_link(db: AsyncSession, token: str) -> LinkPreview | None:
 
 async def redeem_link(db: AsyncSession, token: str) -> SignedIn | None:
     """Use a link once. None when it is unknown, used, superseded or expired."""
-    moment = now()
+    moment = clock.now()
     # One UPDATE claims the link, so two concurrent clicks cannot both succeed.
     claimed = await db.execute(
         update(LoginLink)
@@ -134,7 +131,7 @@ async def redeem_link(db: AsyncSession, token: str) -> SignedIn | None:
 
 async def start_session(db: AsyncSession, person_id: uuid.UUID, community_id: uuid.UUID | None) -> str:
     token = secrets.token_urlsafe(32)
-    moment = now().replace(minute=0, second=0, microsecond=0)  # to the hour, like last_seen_at
+    moment = clock.now().replace(minute=0, second=0, microsecond=0)  # to the hour, like last_seen_at
     db.add(
         WebSession(
             token_hash=token_hash(token),
@@ -205,18 +202,18 @@ def _live(rows: list) -> LiveSession | None:
 
 def needs_settling(live: LiveSession, idle: timedelta) -> bool:
     """Whether settle() has a write to do: the session went idle, or was last touched over an hour ago."""
-    return now() - live.last_seen_at > min(idle, SESSION_TOUCH_EVERY)
+    return clock.now() - live.last_seen_at > min(idle, SESSION_TOUCH_EVERY)
 
 
 def needs_ending(live: LiveSession, idle: timedelta) -> bool:
     """The session went unused for longer than the idle limit: it is over."""
-    return now() - live.last_seen_at > idle
+    return clock.now() - live.last_seen_at > idle
 
 
 async def settle(db: AsyncConnection, live: LiveSession, idle: timedelta) -> LiveSession | None:
     """None (and the row gone) if the session was idle too long; else the session, with
     last_seen_at moved on if it is over an hour old (at most one write an hour). The caller commits."""
-    moment = now()
+    moment = clock.now()
     if needs_ending(live, idle):
         await db.execute(delete(WebSession).where(WebSession.id == live.session_id))
         return None
@@ -250,7 +247,7 @@ class SessionReader:
 
 async def forget_old_sign_ins(db: AsyncSession, idle: timedelta) -> None:
     """Delete used or expired links and idle sessions: nothing kept longer than it is useful."""
-    moment = now()
+    moment = clock.now()
     await db.execute(delete(LoginLink).where((LoginLink.expires_at < moment) | (LoginLink.used_at.is_not(None))))
     await db.execute(delete(WebSession).where(WebSession.last_seen_at < moment - idle))
 
@@ -267,24 +264,6 @@ async def remember_community(db: AsyncSession, session_id: uuid.UUID, community_
             await db.execute(update(WebSession).where(WebSession.id == session_id).values(community_id=community_id))
     except SQLAlchemyError as exc:
         log.warning("the session's community not remembered (%s)", exc.__class__.__name__)
-
-
-def rate_key(secret: bytes, kind: str, value: str) -> bytes:
-    return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).digest()
-
-
-def _window_start(moment: datetime, window: timedelta) -> datetime:
-    return datetime.fromtimestamp(
-        moment.timestamp() // window.total_seconds() * window.total_seconds(), tz=moment.tzinfo
-    )
-
-
-async def attempts(db: AsyncSession, key: bytes, window: timedelta = RATE_WINDOW) -> int:
-    """Attempts counted for key in the current window, without counting one more."""
-    count = await db.scalar(
-        select(RateCounter.count).where(RateCounter.key == key, RateCounter.window_start == _window_start(now(), window))
-    )
-    return count or 0
 
 
 # Invitations a community, and one person, may send a day: enough to invite a whole community of
@@ -317,34 +296,3 @@ async def count_invitations(db: AsyncSession, secret: bytes, community_id: uuid.
             raise TooManyInvitations(message % values)
     for key in keys.values():
         await over_limit(db, key, INVITATIONS_PER_DAY, INVITATION_WINDOW, amount=n)
-
-
-LONGEST_WINDOW = timedelta(days=9)  # no counter is kept longer (story tokens' checks: 8 days)
-
-
-async def over_limit(db: AsyncSession, key: bytes, limit: int, window: timedelta = RATE_WINDOW, amount: int = 1) -> bool:
-    """Count `amount` attempts for key in the current window; True once more than limit were made."""
-    assert window <= LONGEST_WINDOW
-    moment = now()
-    window_start = _window_start(moment, window)
-    insert = pg_insert if db.bind.dialect.name == "postgresql" else sqlite_insert
-    statement = (
-        insert(RateCounter)
-        .values(key=key, window_start=window_start, count=amount)
-        .on_conflict_do_update(
-            index_elements=[RateCounter.key, RateCounter.window_start],
-            set_={"count": RateCounter.count + amount},
-        )
-        .returning(RateCounter.count)
-    )
-    count = (await db.execute(statement)).scalar_one()
-    # Old windows are of no further use: this key's earlier ones, and anyone's past the longest.
-    await db.execute(
-        delete(RateCounter).where(
-            or_(
-                and_(RateCounter.key == key, RateCounter.window_start < window_start),
-                RateCounter.window_start < moment - LONGEST_WINDOW,
-            )
-        )
-    )
-    return count > limit

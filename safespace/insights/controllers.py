@@ -17,11 +17,11 @@ from litestar.response import Redirect, Template
 from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace import i18n
+from safespace import clock, i18n
+from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity import services as identity
 from safespace.identity.models import Community, Membership
-from safespace.identity.services import InvalidInput, now
 from safespace.insights import exports, services, views
 from safespace.insights.services import METRICS, TREND_STATES, metric_name, reason_text
 from safespace.privacy.crypto import Keyring
@@ -172,7 +172,7 @@ class InsightsController(Controller):
         round_ = await round_or_404(db, community, round_id)
         survey = await pulse.survey_in(db, community.id, round_.survey_id)
         language = i18n.current_language()
-        result = await round_result(db, keyring, round_, language, now(), comments_shown(comments))
+        result = await round_result(db, keyring, round_, language, clock.now(), comments_shown(comments))
         grids = (
             [await services.round_team_grid(db, round_, i, language) for i in pulse.round_instruments(round_)]
             if result.instruments
@@ -227,7 +227,7 @@ class InsightsController(Controller):
         keyring: NamedDependency[Keyring],
     ) -> Response:
         round_ = await round_or_404(db_session, facilitation.community, round_id)
-        result = await round_result(db_session, keyring, round_, i18n.current_language(), now())
+        result = await round_result(db_session, keyring, round_, i18n.current_language(), clock.now())
         return exports.export(request, f"round-{round_.number}", exports.RESULT_HEADER, exports.result_rows(result), result)
 
     @get(["/rounds/{round_id:uuid}/teams.csv", "/rounds/{round_id:uuid}/teams.json"])

@@ -18,16 +18,18 @@ from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from safespace import clock
 from safespace.db.batch import Batcher, padded
 from safespace.db.engine import Reads
+from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community, Team
-from safespace.identity.services import InvalidInput, clean_text, now
 from safespace.insights.models import Objective, RoundNote
 from safespace.pulse import results as pulse_results
 from safespace.pulse.models import Round, Survey, Tally
 from safespace.pulse.services import COMMUNITY, bump_trend, round_instruments
 from safespace.stories import services as stories
+from safespace.text import clean_text
 from surveys import disclosure, stats
 from surveys import tally as tally_rules
 from surveys.instrument import Instrument
@@ -219,7 +221,7 @@ def _open_rate(found: tuple | None, moment: datetime) -> OpenRoundRate | None:
 
 
 async def open_round_rate(db: AsyncSession, survey: Survey) -> OpenRoundRate | None:
-    moment = now()
+    moment = clock.now()
     return _open_rate((await db.execute(_OPEN_ROUND, {"survey_id": survey.id, "moment": moment})).first(), moment)
 
 
@@ -297,7 +299,7 @@ class TrendStates:
         return await self.batcher.submit(community_id)
 
     async def _read(self, community_ids: list[uuid.UUID]) -> list[TrendState | None]:
-        moment = now()
+        moment = clock.now()
         found: dict[uuid.UUID, list] = {}
         for row in await self.reads.rows(_TREND_STATE, {"community_ids": padded(community_ids), "moment": moment}):
             found.setdefault(row[0], []).append(row)
@@ -397,7 +399,7 @@ async def vitality(db: AsyncSession, community: Community, active_members: int, 
                 if instrument.key == VITALITY and (latest_keys is None or round_.closes_at > latest_keys[0].closes_at):
                     latest_keys = (round_, instrument, tallies.get((round_.id, VITALITY, COMMUNITY)))
     participation.sort(key=lambda p: (p.closed_on, p.survey))
-    activity = await stories.monthly_activity(db, community.id, _months_back(now().astimezone(zone).date(), VITALITY_MONTHS))
+    activity = await stories.monthly_activity(db, community.id, _months_back(clock.now().astimezone(zone).date(), VITALITY_MONTHS))
     keys: list[DimensionScore] = []
     points = 5
     if latest_keys:
@@ -433,7 +435,7 @@ async def add_note(db: AsyncSession, round_: Round, text: str) -> RoundNote:
         raise InvalidInput({"note": _("Write the note first.")})
     if len(text) > 300:
         raise InvalidInput({"note": _("Keep a note to 300 characters or fewer.")})
-    note = RoundNote(round_id=round_.id, text=text, created_at=now())
+    note = RoundNote(round_id=round_.id, text=text, created_at=clock.now())
     db.add(note)
     await bump_trend(db, round_.survey_id)
     await db.flush()
@@ -483,7 +485,7 @@ class ObjectiveView(msgspec.Struct):
 async def metric_value(db: AsyncSession, community: Community, metric: str) -> float | None:
     """The latest released value of a metric (same rules as the pages), or None."""
     if metric == "stories_per_month":
-        today = now().astimezone(ZoneInfo(community.time_zone)).date()
+        today = clock.now().astimezone(ZoneInfo(community.time_zone)).date()
         return float(await stories.released_since(db, community.id, today - timedelta(days=30)))
     instrument_key = {"psychological_safety": "psychological_safety", "favourable": "psychological_safety",
                       "trust": "trust", "vitality": VITALITY}.get(metric)  # fmt: skip
@@ -531,7 +533,7 @@ def _judge(objective: Objective, current: float | None, today: date) -> tuple[fl
 
 
 async def objectives(db: AsyncSession, community: Community) -> list[ObjectiveView]:
-    today = now().astimezone(ZoneInfo(community.time_zone)).date()
+    today = clock.now().astimezone(ZoneInfo(community.time_zone)).date()
     rows = list(await db.scalars(select(Objective).where(Objective.community_id == community.id).order_by(Objective.due_on)))
     current = {metric: await metric_value(db, community, metric) for metric in {o.metric for o in rows}}
     views = []
@@ -564,7 +566,7 @@ async def add_objective(db: AsyncSession, community: Community, title: str, metr
         top = {"psychological_safety": 7, "trust": 7, "vitality": 7, "favourable": 100, "response_rate": 100}.get(metric, 10000)
         if not 0 <= value <= top:
             errors["target"] = _("Enter a target between 0 and %(top)s.") % {"top": top}
-    today = now().astimezone(ZoneInfo(community.time_zone)).date()
+    today = clock.now().astimezone(ZoneInfo(community.time_zone)).date()
     try:
         due = date.fromisoformat(due_on)
     except ValueError:
@@ -578,7 +580,7 @@ async def add_objective(db: AsyncSession, community: Community, title: str, metr
         raise InvalidInput(errors)
     objective = Objective(
         community_id=community.id, title=title, metric=metric, target=value,
-        baseline=await metric_value(db, community, metric), starts_on=today, due_on=due, created_at=now(),
+        baseline=await metric_value(db, community, metric), starts_on=today, due_on=due, created_at=clock.now(),
     )  # fmt: skip
     db.add(objective)
     await db.flush()

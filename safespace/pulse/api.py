@@ -10,9 +10,8 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace import i18n
+from safespace import clock, i18n
 from safespace.identity.models import Membership
-from safespace.identity.services import now
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import services
 from safespace.pulse.results import RoundResult, round_result
@@ -31,7 +30,7 @@ async def round_results(
         round_ = await services.round_in(db_session, membership.community_id, round_id)
     except LookupError:
         raise NotFoundException(i18n.gettext("There is no such round in this community.")) from None
-    return await round_result(db_session, keyring, round_, i18n.current_language(), now())
+    return await round_result(db_session, keyring, round_, i18n.current_language(), clock.now())
 
 
 pulse_api = Router(

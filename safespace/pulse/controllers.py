@@ -13,14 +13,15 @@ from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace import i18n
+from safespace import clock, i18n
+from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
-from safespace.identity.services import InvalidInput, clean_text, now
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import schedule, services
 from safespace.pulse.group_commit import AnswerQueue
 from safespace.pulse.results import comments_shown, round_result
+from safespace.text import clean_text
 from safespace.web import (
     Viewer,
     facilitator_routes,
@@ -88,7 +89,7 @@ class PulseController(Controller):
             round=round_,
             survey=survey,
             instruments=services.round_instruments(round_),
-            open=services.is_open(round_, now()),
+            open=services.is_open(round_, clock.now()),
             state=state,
             closes=round_.closes_at.astimezone(zone),
             language=i18n.current_language(),
@@ -144,7 +145,7 @@ class PulseController(Controller):
     ) -> Template:
         round_ = await self._round(db_session, membership, round_id)
         survey = await services.survey_in(db_session, membership.community_id, round_.survey_id)
-        result = await round_result(db_session, keyring, round_, i18n.current_language(), now(), comments_shown(comments))
+        result = await round_result(db_session, keyring, round_, i18n.current_language(), clock.now(), comments_shown(comments))
         zone = ZoneInfo(membership.community.time_zone)
         return page(
             "pulse/results.html",
@@ -167,7 +168,7 @@ class SurveysController(Controller):
 
     async def _index(self, db: AsyncSession, facilitation: Membership, status: int = 200, **extra: Any) -> Template:
         community = facilitation.community
-        today = now().astimezone(ZoneInfo(community.time_zone)).date()
+        today = clock.now().astimezone(ZoneInfo(community.time_zone)).date()
         context = {
             "values": {"every": "monthly", "weekday": "0", "day_of_month": "1", "open_days": "5", "start": today.isoformat()},
             "errors": {},
@@ -218,7 +219,7 @@ class SurveysController(Controller):
         zone = ZoneInfo(facilitation.community.time_zone)
         rounds = await services.rounds_of(db, survey.id)
         cadence = services.survey_cadence(survey)
-        moment = now()
+        moment = clock.now()
         after = max([moment] + [r.closes_at for r in rounds])
         upcoming = []
         if not survey.paused:
@@ -304,7 +305,7 @@ class SurveysController(Controller):
             if open_round is None:
                 notice = _("There is no open round to close.")
             else:
-                await schedule.close_round(db_session, keyring, open_round.id, now())
+                await schedule.close_round(db_session, keyring, open_round.id, clock.now())
                 await db_session.commit()
                 await schedule.forget_round_keys(db_session, keyring)
                 await schedule.scrub(db_session)

@@ -17,9 +17,9 @@ import msgspec
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from safespace import clock
 from safespace.db.upsert import insert_once
 from safespace.identity.models import Community, Membership, Person
-from safespace.identity.services import now
 from safespace.identity.signin import forget_old_sign_ins
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.privacy.round_keys import is_sealed
@@ -356,7 +356,7 @@ async def tick(
     story_release: tuple[int, int] = (0, 9),
     token_key_bits: int = 2048,
 ) -> TickReport:
-    moment = moment or now()
+    moment = moment or clock.now()
     holder = holder or holder_name()
     async with sessionmaker() as db:
         async with schedule_turn(db, holder, moment) as mine:

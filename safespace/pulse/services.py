@@ -16,11 +16,12 @@ from sqlalchemy import Connection, Text, bindparam, cast, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from safespace import clock
 from safespace.db import upsert
 from safespace.db.batch import padded
+from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community, Membership
-from safespace.identity.services import InvalidInput, clean_text, now
 from safespace.identity.signin import SET_NOTICE
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.privacy.round_keys import is_sealed
@@ -32,6 +33,7 @@ from safespace.pulse.models import (
     Survey,
     Tally,
 )
+from safespace.text import clean_text
 from surveys import cadence as cadence_rules
 from surveys import tally as tally_rules
 from surveys.instrument import (
@@ -83,7 +85,7 @@ def round_instruments(round_: Round) -> list[Instrument]:
 
 
 async def save_custom_instrument(db: AsyncSession, community_id: uuid.UUID, instrument: Instrument) -> CustomInstrument:
-    row = CustomInstrument(community_id=community_id, definition=instrument_to_dict(instrument), created_at=now())
+    row = CustomInstrument(community_id=community_id, definition=instrument_to_dict(instrument), created_at=clock.now())
     db.add(row)
     await db.flush()
     return row
@@ -116,7 +118,7 @@ def make_cadence(form: CadenceForm, time_zone: str) -> cadence_rules.Cadence:
         )
     except (ValueError, msgspec.ValidationError):
         raise InvalidInput({"cadence": _("Choose how often rounds open, the day, and how many days they stay open.")}) from None
-    today = now().date()
+    today = clock.now().date()
     if not today - timedelta(days=366) <= candidate.start <= today + timedelta(days=5 * 366):
         raise InvalidInput({"cadence": _("Choose a start date between a year ago and five years from now.")})
     try:
@@ -150,7 +152,7 @@ async def create_survey(
         instruments=chosen,
         cadence=msgspec.to_builtins(cadence),
         paused=False,
-        created_at=now(),
+        created_at=clock.now(),
     )
     db.add(survey)
     await db.flush()
@@ -223,7 +225,7 @@ class OpenRound:
 
 
 async def open_rounds_for(db: AsyncSession, community_id: uuid.UUID, person_id: uuid.UUID) -> list[OpenRound]:
-    moment = now()
+    moment = clock.now()
     rows = await db.execute(
         select(Round, Survey, Participation)
         .join(Survey, Survey.id == Round.survey_id)
@@ -436,7 +438,7 @@ def fold_answers(db: Session, keyring: Keyring, batch: list[Answer]) -> list[Exc
             _MEMBERS, {"people": padded(a.person_id for a in batch), "communities": padded(a.community_id for a in batch)}
         )
     }
-    moment, folds, first = now(), {}, {}
+    moment, folds, first = clock.now(), {}, {}
     twins: dict[int, int] = {}  # a member's second answer in this batch -> the index of the first
     for index, answer in enumerate(batch):
         found = rounds.get(answer.round_id)
@@ -501,7 +503,7 @@ def _count_in(conn: Connection, keyring: Keyring, folds: dict[int, _Fold], outco
     # lands in a frozen round (PostgreSQL: FOR SHARE waits for a close holding the round). Such
     # answers leave the ledger again; they are not counted.
     still_open = set(conn.scalars(_STILL_OPEN, {"rounds": padded(f.answer.round_id for f in folds.values())}))
-    moment = now()
+    moment = clock.now()
     for index, fold in list(folds.items()):
         if fold.answer.round_id not in still_open or not fold.opens_at <= moment < fold.closes_at:
             undo = _UNCLAIM_SECOND if index in second else _UNJOIN_LEDGER

@@ -29,12 +29,12 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
+from safespace import clock
 from safespace.db import upsert
 from safespace.db.batch import Batcher, padded
 from safespace.db.engine import Reads, write_turn
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
-from safespace.identity.services import now
 from safespace.privacy import signing, token_keys
 from safespace.privacy.crypto import Keyring
 from safespace.privacy.token_keys import TokenRefused
@@ -193,7 +193,7 @@ class IssuanceQueue:
         keys = {row.id: row for row in await self.reads.rows(_KEYS, {"keys": padded(i.key_id for i in batch)})}
         people = {"people": padded(i.person_id for i in batch), "communities": padded(i.community_id for i in batch)}
         members = {(person, community): team for person, community, team in await self.reads.rows(_MEMBERS, people)}
-        moment, outcomes = now(), []
+        moment, outcomes = clock.now(), []
         for issuance in batch:
             round_ = rounds.get(issuance.round_id)
             team_id = members.get((issuance.person_id, issuance.community_id), False)

@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace import clock
 from safespace.db.upsert import insert_once
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
-from safespace.identity.services import now
 from safespace.privacy import token_keys
 from safespace.privacy.crypto import Keyring
 from safespace.privacy.token_keys import TokenRefused
@@ -72,7 +72,7 @@ async def _open_round(db: AsyncSession, membership: Membership, round_id: uuid.U
     round_ = await db.scalar(select(Round).where(Round.id == round_id, Round.community_id == membership.community_id))
     if round_ is None:
         raise LookupError("no such round in this community")
-    if not is_open(round_, now()):
+    if not is_open(round_, clock.now()):
         raise RoundNotOpen
     return round_
 
@@ -104,7 +104,7 @@ async def redeem(db: AsyncSession, keyring: Keyring, token: Redemption) -> None:
     if key is None or key.round_id != token.round_id:
         raise TokenRefused(_("This token is not for this round (its key is unknown, or the round has closed)."), 404, fresh_token=True)
     round_ = await db.get_one(Round, token.round_id)
-    if not is_open(round_, now()):
+    if not is_open(round_, clock.now()):
         raise RoundNotOpen
     answers, comments = read_answers(round_instruments(round_), token.answers)
     token_hash = token_keys.check(key.public_der, token.msg, token.sig)
@@ -121,7 +121,7 @@ async def redeem(db: AsyncSession, keyring: Keyring, token: Redemption) -> None:
         # sending the same answers again with a new token would count the member twice.
         raise TokenRefused(_("This token has been used already: its answers are counted."), 409) from None
     still_open = await db.scalar(select(Round.id).where(Round.id == round_.id, Round.closed.is_(False)).with_for_update(read=True))
-    if still_open is None or not is_open(round_, now()):
+    if still_open is None or not is_open(round_, clock.now()):
         await db.rollback()
         raise RoundNotOpen
     groups = [COMMUNITY] + ([key.group_key] if key.group_key != COMMUNITY else [])

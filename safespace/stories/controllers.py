@@ -12,11 +12,10 @@ from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace import i18n
+from safespace import i18n, ratelimit
+from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
-from safespace.identity import signin
 from safespace.identity.models import Community, Membership
-from safespace.identity.services import InvalidInput
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import services as pulse
 from safespace.pulse.controllers import weekday_names
@@ -140,8 +139,8 @@ class StoriesController(Controller):
         Limited per member: it says whether a word is a member's name, so unlimited it would let
         someone read the roster by guessing.
         """
-        key = signin.rate_key(secret, "story-check", str(membership.person_id))
-        if await signin.over_limit(db_session, key, CHECKS_PER_WINDOW):
+        key = ratelimit.rate_key(secret, "story-check", str(membership.person_id))
+        if await ratelimit.over_limit(db_session, key, CHECKS_PER_WINDOW):
             return {"findings": []}
         values = {name: form_text(data, name) for name in services.FIELDS}
         text = services.StoryText(**{k: v[:5000] for k, v in values.items()})
@@ -263,20 +262,20 @@ class ReceiptController(Controller):
         code = form_text(data, "code")
         candidates = await services.receipt_candidates(db_session, code)
         if candidates:
-            key = signin.rate_key(secret, "receipt-story", candidates[0].receipt_locator)
+            key = ratelimit.rate_key(secret, "receipt-story", candidates[0].receipt_locator)
         else:
-            key = signin.rate_key(secret, "receipt", client)
-        checks = signin.rate_key(secret, "receipt-checks", "all")
-        if await signin.attempts(db_session, key) >= RECEIPT_ATTEMPTS or (
-            candidates and await signin.attempts(db_session, checks) >= RECEIPT_CHECKS
+            key = ratelimit.rate_key(secret, "receipt", client)
+        checks = ratelimit.rate_key(secret, "receipt-checks", "all")
+        if await ratelimit.attempts(db_session, key) >= RECEIPT_ATTEMPTS or (
+            candidates and await ratelimit.attempts(db_session, checks) >= RECEIPT_CHECKS
         ):
             errors = {"code": _("Too many attempts. Wait 15 minutes, then try again.")}
             return page("stories/mine.html", status_code=429, community=None, story=None, text=None, errors=errors)
         story = await services.find_by_receipt(candidates, code)
         if story is None:
-            await signin.over_limit(db_session, key, RECEIPT_ATTEMPTS)  # only wrong codes count
+            await ratelimit.over_limit(db_session, key, RECEIPT_ATTEMPTS)  # only wrong codes count
             if candidates:
-                await signin.over_limit(db_session, checks, RECEIPT_CHECKS)
+                await ratelimit.over_limit(db_session, checks, RECEIPT_CHECKS)
             await db_session.commit()
             errors = {"code": _("No story matches this receipt code. Check it and try again.")}
             return page("stories/mine.html", status_code=404, community=None, story=None, text=None, errors=errors)
@@ -292,7 +291,7 @@ class ReceiptController(Controller):
             except InvalidInput as exc:
                 return page("stories/mine.html", status_code=422, community=community, story=None, text=None, errors=exc.errors)
             if form_text(data, "confirmed") != "yes":
-                if await signin.over_limit(db_session, signin.rate_key(secret, "story-edit-check", str(story.id)), EDIT_CHECKS):
+                if await ratelimit.over_limit(db_session, ratelimit.rate_key(secret, "story-edit-check", str(story.id)), EDIT_CHECKS):
                     errors = {"code": _("Too many attempts. Wait 15 minutes, then try again.")}
                     return page("stories/mine.html", status_code=429, community=community, story=None, text=None, errors=errors)
                 findings = await services.identifying_details(db_session, community.id, text)

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community
-from safespace.identity.services import InvalidInput, clean_text
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.stories.models import Flag, Reaction, Reply, Story
 from safespace.stories.services import DEFAULT_TAGS, SharedStory, StoryText, open_story
+from safespace.text import clean_text
 
 
 def community_tags(community: Community) -> list[str]:

@@ -19,13 +19,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace import clock
+from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community, Membership, Person
-from safespace.identity.services import InvalidInput, clean_text, now
 from safespace.privacy.crypto import Keyring, KeyringError, associated_data
 from safespace.stories import receipts
 from safespace.stories.identifying import Finding, find_identifying, roster_names
 from safespace.stories.models import Reaction, Reply, Story, StoryKey, StoryQuota, StoryRelease
+from safespace.text import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +107,7 @@ async def count_quota(db: AsyncSession, secret: bytes, person_id: uuid.UUID, kin
     The row is keyed by an HMAC of (kind, member, week): the database alone says nothing of who.
     """
     insert = pg_insert if db.bind.dialect.name == "postgresql" else sqlite_insert
-    week = week_of(now())
+    week = week_of(clock.now())
     prefix = "quota" if kind == "story" else f"quota-{kind}"
     key = hmac.new(secret, f"{prefix}:{person_id}:{week}".encode(), hashlib.sha256).digest()
     counted = await db.execute(
@@ -315,7 +317,7 @@ async def toggle_reaction(
     removed = await db.execute(delete(Reaction).where(Reaction.marker == marker))
     if removed.rowcount:
         return False
-    db.add(Reaction(story_id=story.id, kind=kind, month=now().strftime("%Y-%m"), marker=marker))
+    db.add(Reaction(story_id=story.id, kind=kind, month=clock.now().strftime("%Y-%m"), marker=marker))
     await db.flush()
     return True
 

@@ -12,9 +12,9 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
-from safespace.identity.services import InvalidInput
 from safespace.privacy import token_keys
 from safespace.privacy.crypto import Keyring
 from safespace.privacy.token_keys import TokenRefused, b64url, from_b64url

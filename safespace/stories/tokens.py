@@ -15,11 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace import clock, ratelimit
 from safespace.db.upsert import insert_once
 from safespace.i18n import gettext as _
-from safespace.identity import signin
 from safespace.identity.models import Community, Membership
-from safespace.identity.services import now
 from safespace.privacy import token_keys
 from safespace.privacy.crypto import Keyring
 from safespace.privacy.token_keys import TokenRefused
@@ -47,7 +46,7 @@ async def key_for(db: AsyncSession, keyring: Keyring, community_id: uuid.UUID, k
     """This week's key of a kind, made on first use."""
     if kind not in KINDS:
         raise TokenRefused(_("Ask for a story or a reply token."), 404)
-    week = services.week_of(now())
+    week = services.week_of(clock.now())
     query = select(StoryKey).where(StoryKey.community_id == community_id, StoryKey.week == week, StoryKey.kind == kind)
     key = await db.scalar(query)
     if key is None:  # made on first use; two first uses may race: one key wins
@@ -61,7 +60,7 @@ async def key_for(db: AsyncSession, keyring: Keyring, community_id: uuid.UUID, k
 
 async def published_keys(db: AsyncSession, community_id: uuid.UUID) -> list[StoryTokenKey]:
     """This week's story and reply keys of a community, for anyone: never made here, only listed."""
-    week = services.week_of(now())
+    week = services.week_of(clock.now())
     keys = await db.scalars(
         select(StoryKey).where(StoryKey.community_id == community_id, StoryKey.week == week).order_by(StoryKey.kind)
     )
@@ -78,7 +77,7 @@ async def issue(
 ) -> bytes:  # fmt: skip
     """Sign one blinded story or reply token, counting the member's weekly quota; the caller commits."""
     key = await db.scalar(select(StoryKey).where(StoryKey.id == key_id, StoryKey.community_id == membership.community_id))
-    if key is None or key.week != services.week_of(now()):
+    if key is None or key.week != services.week_of(clock.now()):
         raise TokenRefused(_("This key is not this week's; reload the page."), 409)
     signature = await token_keys.sign(keyring, "story_key", key.id, key.private_sealed, blinded)
     limit = stories_per_week if key.kind == "story" else REPLIES_PER_WEEK
@@ -142,8 +141,8 @@ async def redeem_story(db: AsyncSession, keyring: Keyring, secret: bytes, data: 
               "tags": data.tags, "wants_advice": "1" if data.wants_advice else ""}  # fmt: skip
     text, tags, wants_advice = services.read_form(values, moderation.community_tags(community))
     if not data.confirmed:
-        counter = signin.rate_key(secret, "story-check", token_hash.hex())
-        if await signin.over_limit(db, counter, CHECKS_PER_TOKEN, CHECK_WINDOW):
+        counter = ratelimit.rate_key(secret, "story-check", token_hash.hex())
+        if await ratelimit.over_limit(db, counter, CHECKS_PER_TOKEN, CHECK_WINDOW):
             raise TokenRefused(
                 _("This text has been checked %(n)s times with this token. Send it as it is, or take a new token.")
                 % {"n": CHECKS_PER_TOKEN},

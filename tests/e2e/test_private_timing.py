@@ -226,7 +226,7 @@ async def _close_open_round(env: dict[str, str], data_dir: Path) -> None:
     from sqlalchemy import select
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-    from safespace.identity.services import now
+    from safespace import clock
     from safespace.privacy.crypto import Keyring
     from safespace.pulse import schedule
     from safespace.pulse.models import Round
@@ -235,7 +235,7 @@ async def _close_open_round(env: dict[str, str], data_dir: Path) -> None:
     try:
         async with async_sessionmaker(engine)() as db:
             round_id = await db.scalar(select(Round.id).where(Round.closed.is_(False)))
-            assert await schedule.close_round(db, Keyring.load(data_dir / "encryption.keys"), round_id, now())
+            assert await schedule.close_round(db, Keyring.load(data_dir / "encryption.keys"), round_id, clock.now())
             await db.commit()
     finally:
         await engine.dispose()

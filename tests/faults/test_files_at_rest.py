@@ -70,10 +70,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from safespace import clock
 from safespace.db.engine import make_engine
 from safespace.db.migrate import upgrade
 from safespace.identity.models import Person
-from safespace.identity.services import now
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import schedule, services
 from safespace.pulse.models import Round, Tally
@@ -298,11 +298,11 @@ async def test_closed_round_leaves_no_tally_state_in_the_files(store: Store, tmp
         keyring = Keyring.load(settings.encryption_key_path)
         async with sessionmaker() as db:
             world = await make_community(db, teams=TEAMS, k=K)
-            today = now().astimezone(ZoneInfo("Europe/Madrid")).date()
+            today = clock.now().astimezone(ZoneInfo("Europe/Madrid")).date()
             cadence = services.CadenceForm("weekly", today.weekday(), 1, 3, today.isoformat())
             survey = await services.create_survey(db, world.community.id, "Europe/Madrid", "Pulse", [PS.key], cadence)
             await db.commit()
-            assert (await schedule.tick(sessionmaker, keyring, None, moment=now())).opened == 1
+            assert (await schedule.tick(sessionmaker, keyring, None, moment=clock.now())).opened == 1
             round_ = await db.scalar(select(Round).where(Round.survey_id == survey.id))
             people = {p.email: p.id for p in await db.scalars(select(Person).where(Person.email.in_(ORDER)))}
         big, small = str(world.teams["Big"]), str(world.teams["Small"])

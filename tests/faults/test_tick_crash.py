@@ -25,8 +25,8 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from safespace import clock
 from safespace.identity.models import Person
-from safespace.identity.services import now
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import services as pulse
 from safespace.pulse.models import Participation, PendingComment, ReleasedComment, Round, Tally
@@ -94,7 +94,7 @@ async def test_tick_killed_mid_work_is_finished_once_by_the_next(
     for n in range(STORIES):
         text = StoryText(f"Story {n}", "The pilot ran late.", "Ask earlier.", "Plan a buffer.")
         locators.append((await store_story(db, keyring, community_id, text, [], False, moderated=False))[:4])
-    await db.execute(update(Round).where(Round.id == round_id).values(closes_at=now() - timedelta(minutes=1)))
+    await db.execute(update(Round).where(Round.id == round_id).values(closes_at=clock.now() - timedelta(minutes=1)))
     await db.commit()
     before = await _state(engine, round_id)
     assert before["pending stories"] == STORIES and before["pending comments"] == 2 and not before["closed"]
@@ -139,7 +139,7 @@ async def test_a_killed_tick_left_a_zombie_does_not_hold_the_next_back(
     Keyring.load(Settings(data_dir=str(data_dir), database_url=database_url).encryption_key_path)
     seeded = await seed_pulse(engine, 8)
     round_id = uuid.UUID(seeded.round_id)
-    await db.execute(update(Round).where(Round.id == round_id).values(closes_at=now() - timedelta(minutes=1)))
+    await db.execute(update(Round).where(Round.id == round_id).values(closes_at=clock.now() - timedelta(minutes=1)))
     await db.commit()
 
     env = server_env(data_dir, database_url)

@@ -15,8 +15,8 @@ from markupsafe import escape
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from safespace import clock
 from safespace.identity.models import Community, Person, Team
-from safespace.identity.services import now
 from tests.helpers import post_form, sign_in
 from tests.safespace.insights.conftest import answered_round, form
 
@@ -65,7 +65,7 @@ async def test_hostile_text_is_stored_exactly_and_shown_inert(client, db: AsyncS
     assert (await post_form(client, f"{base}/teams", {"name": IMG})).status_code in (200, 303)
     assert (await post_form(client, f"{base}/stories/review", {"action": "tags", "tags": "\n".join(CORPUS)})).status_code == 303
     assert (await post_form(client, f"{base}/insights/rounds/{closed.round.id}/notes", {"note": TEMPLATE})).status_code == 303
-    due = (now() + timedelta(days=30)).date().isoformat()
+    due = (clock.now() + timedelta(days=30)).date().isoformat()
     objective = {"title": SQL, "metric": "response_rate", "target": "80", "due_on": due}
     assert (await post_form(client, f"{base}/insights/objectives", objective)).status_code == 303
 

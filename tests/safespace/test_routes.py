@@ -13,9 +13,9 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from safespace import clock
 from safespace.identity import services as identity
 from safespace.identity.models import Membership, Person
-from safespace.identity.services import now
 from safespace.insights import services as insights
 from safespace.pulse import schedule
 from safespace.pulse import services as pulse
@@ -231,7 +231,7 @@ async def test_every_route_answers_each_caller_as_its_rule_says(client, db: Asyn
     await make_community(db, name="Elsewhere", facilitator="elsewhere@x.org")
     for n in range(stories.BATCH_SIZE):
         await stories.store_story(db, pulse_.keyring, community.id, stories.StoryText(f"t{n}", "h", "l", "d"), [], False, False)
-    await stories.release_due(db, pulse_.keyring, now(), 0, 0)
+    await stories.release_due(db, pulse_.keyring, clock.now(), 0, 0)
     story_id = await db.scalar(select(Story.id).where(Story.community_id == community.id, Story.status == "released"))
     memberships = {
         p.email: m for m, p in (await db.execute(select(Membership, Person).join(Person).where(Membership.community_id == community.id)))
@@ -275,12 +275,12 @@ async def test_no_route_shows_a_hidden_team_or_an_open_round(client, db: AsyncSe
     answers = {e: form(1, comment=f"the small team's secret {i}") for i, e in enumerate(small)} | {e: form(6) for e in big}
     closed = await answered_round(client, db, engine, settings, {"Small": small, "Big": big}, answers)
     community = closed.world.community
-    today = now().astimezone(ZoneInfo("Europe/Madrid")).date()
+    today = clock.now().astimezone(ZoneInfo("Europe/Madrid")).date()
     cadence = pulse.CadenceForm("weekly", today.weekday(), 1, 3, today.isoformat())
     survey = await pulse.create_survey(db, community.id, "Europe/Madrid", "Check-in", ["psychological_safety"], cadence)
     await insights.add_objective(db, community, "Feel safe", "psychological_safety", "6", (today + timedelta(days=90)).isoformat())
     await db.commit()
-    assert (await schedule.tick(closed.sessionmaker, closed.keyring, None, moment=now())).opened == 1
+    assert (await schedule.tick(closed.sessionmaker, closed.keyring, None, moment=clock.now())).opened == 1
     open_round = await db.scalar(select(Round).where(Round.survey_id == survey.id))
     url = f"/c/{community.id}/rounds/{open_round.id}"
     live = {e: form(2, comment="live thought") for e in small} | {e: form(3) for e in big[:6]}

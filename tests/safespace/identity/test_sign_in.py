@@ -9,6 +9,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace import clock, ratelimit
 from safespace.db.engine import Reads
 from safespace.identity import signin
 from safespace.identity.models import LoginLink, Person, WebSession
@@ -102,8 +103,8 @@ async def test_sign_in_mails_to_one_address_are_limited(client, db: AsyncSession
 
 async def test_rate_limit_is_counted_in_the_database(settings, db: AsyncSession) -> None:
     """Two app replicas share the count: it lives in the database, not in a process."""
-    key = signin.rate_key(settings.secret_key(), "address", "a@x.org")
-    results = [await signin.over_limit(db, key, limit=2) for _ in range(3)]
+    key = ratelimit.rate_key(settings.secret_key(), "address", "a@x.org")
+    results = [await ratelimit.over_limit(db, key, limit=2) for _ in range(3)]
     await db.commit()
     assert results == [False, False, True]
 
@@ -256,8 +257,8 @@ async def test_session_is_written_at_most_once_an_hour(db: AsyncSession, engine,
 
     world = await make_community(db)
     person = await db.scalar(select(Person).where(Person.email == world.facilitator))
-    clock = [datetime(2026, 3, 2, 9, 0, tzinfo=UTC)]
-    monkeypatch.setattr(signin, "now", lambda: clock[0])
+    times = [datetime(2026, 3, 2, 9, 0, tzinfo=UTC)]
+    monkeypatch.setattr(clock, "now", lambda: times[0])
     token = await signin.start_session(db, person.id, None)
     await db.commit()
     writes: list[str] = []
@@ -268,10 +269,10 @@ async def test_session_is_written_at_most_once_an_hour(db: AsyncSession, engine,
 
     event.listen(engine.sync_engine, "before_cursor_execute", note)
     try:
-        start = clock[0]
+        start = times[0]
         reader, idle = signin.SessionReader(Reads(engine)), timedelta(hours=8)
         for minutes in range(0, 180, 7):  # a request every seven minutes for three hours, as the middleware does
-            clock[0] = start + timedelta(minutes=minutes)
+            times[0] = start + timedelta(minutes=minutes)
             live = await reader.read(token)
             assert live is not None and live.person_id == person.id
             if signin.needs_settling(live, idle):

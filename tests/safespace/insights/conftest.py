@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from safespace.identity.services import now
+from safespace import clock
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import schedule, services
 from safespace.pulse.models import Round
@@ -54,13 +54,13 @@ async def answered_round(
 ) -> Closed:
     """Teams as given, a weekly survey with one open round; `answers` maps email -> form."""
     world = await make_community(db, teams=teams, k=k)
-    today = now().astimezone(ZoneInfo("Europe/Madrid")).date()
+    today = clock.now().astimezone(ZoneInfo("Europe/Madrid")).date()
     cadence = services.CadenceForm("weekly", today.weekday(), 1, 3, today.isoformat())
     survey = await services.create_survey(db, world.community.id, "Europe/Madrid", "Pulse", ["psychological_safety"], cadence)
     await db.commit()
     keyring = Keyring.load(settings.encryption_key_path)
     sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
-    assert (await schedule.tick(sessionmaker, keyring, None, moment=now())).opened == 1
+    assert (await schedule.tick(sessionmaker, keyring, None, moment=clock.now())).opened == 1
     round_ = await db.scalar(select(Round).where(Round.survey_id == survey.id))
     url = f"/c/{world.community.id}/rounds/{round_.id}"
     for email, values in answers.items():

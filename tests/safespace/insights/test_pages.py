@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace import clock
 from safespace.identity import signin
 from safespace.identity.models import Community, Membership, Person
-from safespace.identity.services import now
 from safespace.insights.models import RoundNote
 from safespace.insights.services import TREND_STATES
 from safespace.pulse import schedule
@@ -85,8 +85,8 @@ async def test_a_note_replaced_by_a_replica_whose_clock_runs_behind_shows_at_onc
     closed = await _round(client, db, engine, settings)
     await sign_in(client, db, "fac@x.org")
     trend, page = f"{closed.base}?survey={closed.survey_id}", f"{closed.base}/rounds/{closed.round.id}"
-    stamp = now()
-    monkeypatch.setattr("safespace.insights.services.now", lambda: stamp)
+    stamp = clock.now()
+    monkeypatch.setattr(clock, "now", lambda: stamp)
     await client.get(page)
     assert (await post_form(client, f"{page}/notes", {"note": "Reorganisation announced"})).status_code == 303
     assert "Reorganisation announced" in (await client.get(trend)).text
@@ -218,7 +218,7 @@ async def test_objectives_show_current_value_progress_and_refuse_bad_input(clien
     past = await post_form(client, url, {"title": "Late", "metric": "response_rate", "target": "80", "due_on": "2020-01-01"})
     assert past.status_code == 422 and "Choose a due date in the future." in past.text
 
-    due = (now() + timedelta(days=60)).date().isoformat()
+    due = (clock.now() + timedelta(days=60)).date().isoformat()
     made = await post_form(client, url, {"title": "Speak up", "metric": "psychological_safety", "target": "6,5", "due_on": due})
     assert made.status_code == 303
     (objective,) = (await client.get(f"/api/v1/communities/{closed.world.community.id}/insights/objectives")).json()

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from safespace import clock
 from safespace.identity import signin
 from safespace.identity.models import Person
-from safespace.identity.services import now
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import schedule, services
 from safespace.pulse.models import Round, Tally
@@ -68,13 +68,13 @@ async def post_as(client: httpx.AsyncClient, session: str, url: str, form: dict[
 async def open_pulse(db: AsyncSession, engine: AsyncEngine, settings, members: int = 6, k: int = 5) -> Pulse:
     emails = [f"m{i}@x.org" for i in range(members)]
     world = await make_community(db, teams={"Energy": emails}, k=k)
-    today = now().astimezone(__import__("zoneinfo").ZoneInfo("Europe/Madrid")).date()
+    today = clock.now().astimezone(__import__("zoneinfo").ZoneInfo("Europe/Madrid")).date()
     form = services.CadenceForm("weekly", today.weekday(), 1, 3, today.isoformat())
     survey = await services.create_survey(db, world.community.id, "Europe/Madrid", "Pulse", ["psychological_safety"], form)
     await db.commit()
     keyring = Keyring.load(settings.encryption_key_path)
     sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
-    report = await schedule.tick(sessionmaker, keyring, None, moment=now())
+    report = await schedule.tick(sessionmaker, keyring, None, moment=clock.now())
     assert report.opened == 1
     round_ = await db.scalar(select(Round).where(Round.survey_id == survey.id))
     return Pulse(world, survey.id, round_, keyring, sessionmaker)

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace import clock
 from safespace.identity.models import Membership, Person
 from safespace.pulse import services
 from safespace.pulse.models import Participation, PendingComment, Round, Tally
@@ -172,13 +173,13 @@ async def test_a_batch_judges_each_answer_alone(db: AsyncSession, pulse, monkeyp
     assert await _counts(db, pulse.round.id) == (2, 2, 1)
     # The round closes between the checks and the writes: both answers of a member are refused
     # as "closed", and the ledger keeps no trace of them.
-    real_now, calls = services.now, []
+    real_now, calls = clock.now, []
 
     def later() -> datetime:
         calls.append(1)
         return real_now() if len(calls) == 1 else pulse.round.closes_at + timedelta(seconds=1)
 
-    monkeypatch.setattr(services, "now", later)
+    monkeypatch.setattr(clock, "now", later)
     async with pulse.sessionmaker() as session:
         outcomes = await session.run_sync(services.fold_answers, pulse.keyring, [answer(people["m1@x.org"], answers(3))] * 2)
         await session.commit()

@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from safespace import clock
+from safespace.errors import InvalidInput
 from safespace.identity import services as identity
-from safespace.identity.services import InvalidInput, now
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import results, schedule, services
 from safespace.pulse.models import ReleasedComment, Round
@@ -39,13 +40,13 @@ async def test_a_threshold_below_k_is_refused_with_the_reason(db: AsyncSession) 
 async def test_ten_answers_miss_a_threshold_of_eleven(client, db: AsyncSession, engine, settings) -> None:
     world = await make_community(db, teams={"Energy": [f"m{i}@x.org" for i in range(10)]})
     await identity.update_community(db, world.community, world.community.name, "", 5, "Europe/Madrid", comment_threshold=11)
-    today = now().astimezone(ZoneInfo("Europe/Madrid")).date()
+    today = clock.now().astimezone(ZoneInfo("Europe/Madrid")).date()
     form = services.CadenceForm("weekly", today.weekday(), 1, 3, today.isoformat())
     survey = await services.create_survey(db, world.community.id, "Europe/Madrid", "Pulse", ["psychological_safety"], form)
     await db.commit()
     keyring = Keyring.load(settings.encryption_key_path)
     sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
-    assert (await schedule.tick(sessionmaker, keyring, None, moment=now())).opened == 1
+    assert (await schedule.tick(sessionmaker, keyring, None, moment=clock.now())).opened == 1
     round_ = await db.scalar(select(Round).where(Round.survey_id == survey.id))
     assert round_.comment_threshold == 11
     assert await _ten_comments(client, db, Pulse(world, survey.id, round_, keyring, sessionmaker)) == 0

@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from safespace import clock
 from safespace.app import create_app
 from safespace.identity.models import Person
-from safespace.identity.services import now
 from safespace.mail import make_mailer
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import lease, schedule, services
@@ -81,11 +81,11 @@ async def test_tick_opens_mails_reminds_and_closes_exactly_once(db: AsyncSession
 
 
 async def test_a_lease_keeps_two_replicas_from_doing_the_work_twice(db: AsyncSession, engine, settings) -> None:
-    start = now().astimezone(MADRID).date()
+    start = clock.now().astimezone(MADRID).date()
     _world, survey = await _survey(db, start)
     sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
     keyring = Keyring.load(settings.encryption_key_path)
-    moment = now()
+    moment = clock.now()
     # Another replica's pass is running (a lease row on SQLite, the advisory lock on PostgreSQL).
     async with sessionmaker() as other, lease.schedule_turn(other, "other-replica", moment) as running:
         assert running
@@ -105,7 +105,7 @@ async def test_a_lease_keeps_two_replicas_from_doing_the_work_twice(db: AsyncSes
 
 
 async def test_paused_survey_opens_no_round(db: AsyncSession, engine, settings) -> None:
-    _world, survey = await _survey(db, now().astimezone(MADRID).date())
+    _world, survey = await _survey(db, clock.now().astimezone(MADRID).date())
     survey.paused = True
     await db.commit()
     report = await schedule.tick(async_sessionmaker(engine), Keyring.load(settings.encryption_key_path), None)
@@ -117,7 +117,7 @@ async def test_serve_runs_the_schedule_by_itself(db: AsyncSession, settings) -> 
 
     from tests.conftest import running
 
-    _world, survey = await _survey(db, now().astimezone(MADRID).date())
+    _world, survey = await _survey(db, clock.now().astimezone(MADRID).date())
     app = create_app(structs.replace(settings, schedule_interval_seconds=1))
     async with running(app):
         for _ in range(50):
@@ -133,7 +133,7 @@ async def test_facilitator_creates_pauses_reschedules_and_closes(client, db: Asy
     base = f"/c/{world.community.id}/surveys"
     page = await client.get(base)
     assert "Psychological safety" in page.text and "Trust" in page.text
-    today = now().astimezone(MADRID).date()
+    today = clock.now().astimezone(MADRID).date()
     bad = await post_form(client, base, {"title": "", "every": "weekly", "weekday": "0", "day_of_month": "1",
                                          "open_days": "9", "start": today.isoformat()})
     assert bad.status_code == 422 and "title" in bad.text.lower() and "open_days" in bad.text
@@ -157,7 +157,7 @@ async def test_facilitator_creates_pauses_reschedules_and_closes(client, db: Asy
     assert closing.status_code == 303
     round_ = await db.scalar(select(Round).order_by(Round.number))
     await db.refresh(round_)
-    assert round_.closed and round_.closes_at <= now()
+    assert round_.closed and round_.closes_at <= clock.now()
 
 
 async def test_facilitator_builds_a_custom_instrument(client, db: AsyncSession) -> None:
@@ -190,7 +190,7 @@ async def test_a_refused_invitation_is_tried_again_and_a_sent_one_never(db: Asyn
                 raise ConnectionRefusedError("mail server down")
             self.delivered.append(message.to)
 
-    world, _survey_row = await _survey(db, now().astimezone(MADRID).date())
+    world, _survey_row = await _survey(db, clock.now().astimezone(MADRID).date())
     flaky = FlakyMailer()
     mailer = RoundMailer(flaky, template_environment(), settings.base_url)
     sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
@@ -208,7 +208,7 @@ async def test_a_scrub_left_undone_by_a_killed_tick_is_done_by_the_next(db: Asyn
     """A tick that commits a close and dies before its scrub leaves a note; the next tick scrubs."""
     sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
     keyring = Keyring.load(settings.encryption_key_path)
-    db.add(Lease(name=schedule.SCRUB_DUE, holder="a tick that was killed", expires_at=now()))
+    db.add(Lease(name=schedule.SCRUB_DUE, holder="a tick that was killed", expires_at=clock.now()))
     await db.commit()
     scrubbed: list[tuple[str, ...]] = []
     real_scrub = schedule.scrub
@@ -218,11 +218,11 @@ async def test_a_scrub_left_undone_by_a_killed_tick_is_done_by_the_next(db: Asyn
         await real_scrub(session, tables)
 
     monkeypatch.setattr(schedule, "scrub", counting)
-    report = await schedule.tick(sessionmaker, keyring, None, moment=now())
+    report = await schedule.tick(sessionmaker, keyring, None, moment=clock.now())
     assert not report.closed and not report.stories_released  # nothing of its own to scrub
     assert scrubbed == [schedule.ANSWER_TABLES, schedule.STORY_TABLES]
     assert await db.scalar(select(func.count()).select_from(Lease).where(Lease.name == schedule.SCRUB_DUE)) == 0
-    await schedule.tick(sessionmaker, keyring, None, moment=now())
+    await schedule.tick(sessionmaker, keyring, None, moment=clock.now())
     assert len(scrubbed) == 2  # done once
 
 

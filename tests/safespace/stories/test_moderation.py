@@ -132,7 +132,7 @@ async def test_withdrawn_story_leaves_the_counts_and_html_in_replies_stays_text(
 async def test_facilitators_choose_the_weekly_release_time(client, db: AsyncSession, engine, settings) -> None:
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
-    from safespace.identity.services import now
+    from safespace import clock
     from safespace.privacy.crypto import Keyring
     from safespace.pulse import schedule
 
@@ -147,7 +147,7 @@ async def test_facilitators_choose_the_weekly_release_time(client, db: AsyncSess
     await _share(client, world)
     # The installation's default says "late on Sunday"; the community's own time wins.
     report = await schedule.tick(async_sessionmaker(engine), Keyring.load(settings.encryption_key_path), None,
-                                 moment=now(), story_release=(6, 23))
+                                 moment=clock.now(), story_release=(6, 23))
     assert report.stories_released == 1
 
 
@@ -155,13 +155,13 @@ async def test_a_story_written_after_the_weekly_slot_waits_for_the_next(client, 
     """The slot passed with nothing waiting; a lone story written later must not go out at once."""
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
-    from safespace.identity.services import now
+    from safespace import clock
     from safespace.privacy.crypto import Keyring
     from safespace.pulse import schedule
 
     world = await _world(db)
     tick = lambda: schedule.tick(async_sessionmaker(engine), Keyring.load(settings.encryption_key_path), None,  # noqa: E731
-                                 moment=now(), story_release=(0, 0))
+                                 moment=clock.now(), story_release=(0, 0))
     assert (await tick()).stories_released == 0  # this week's slot is marked, nothing to send
     await sign_in(client, db, "m2@x.org")
     await _share(client, world)

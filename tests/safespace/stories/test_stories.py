@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from safespace import clock
 from safespace.identity.models import Person
-from safespace.identity.services import now
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import schedule
 from safespace.stories.identifying import find_identifying, roster_names
@@ -39,14 +39,14 @@ async def _share(client, world, story=STORY, **extra) -> tuple[int, str | None]:
 def _not_yet() -> tuple[int, int]:
     """A weekly release slot later this week in the community's time zone (Madrid), so not due
     yet: the next hour ("late today" at 23:00 was due from 23:00 on). Sunday 23:xx has none."""
-    local = now().astimezone(__import__("zoneinfo").ZoneInfo("Europe/Madrid"))
+    local = clock.now().astimezone(__import__("zoneinfo").ZoneInfo("Europe/Madrid"))
     return (local.weekday(), local.hour + 1) if local.hour < 23 else (local.weekday() + 1, 0)
 
 
 async def _release(engine, settings, moment: datetime | None = None) -> schedule.TickReport:
     return await schedule.tick(
         async_sessionmaker(engine, expire_on_commit=False), Keyring.load(settings.encryption_key_path), None,
-        moment=moment or now(), story_release=_not_yet(),
+        moment=moment or clock.now(), story_release=_not_yet(),
     )
 
 
@@ -65,14 +65,14 @@ async def test_a_story_alone_waits_three_go_out_together(client, db: AsyncSessio
     wall = await client.get(f"/c/{world.community.id}/stories")
     for title in ("The consultation nobody came to", "Second story", "Third story"):
         assert title in wall.text
-    assert f"Released on {now().astimezone(__import__('zoneinfo').ZoneInfo('Europe/Madrid')).date().isoformat()}" in wall.text
+    assert f"Released on {clock.now().astimezone(__import__('zoneinfo').ZoneInfo('Europe/Madrid')).date().isoformat()}" in wall.text
 
 
 async def test_the_weekly_release_sends_a_lone_story(client, db: AsyncSession, engine, settings) -> None:
     world = await _world(db)
     await sign_in(client, db, "m2@x.org")
     await _share(client, world)
-    moment = now()
+    moment = clock.now()
     report = await schedule.tick(async_sessionmaker(engine), Keyring.load(settings.encryption_key_path), None,
                                  moment=moment, story_release=(0, 0))  # Monday 00:00 has passed this week
     assert report.stories_released == 1
@@ -179,7 +179,7 @@ async def test_dump_after_release_has_no_author_and_batches_are_shuffled(client,
             client.cookies.clear()
             await sign_in(client, db, f"m{(batch * 3 + writer) % 6}@x.org")  # two stories each: under the limit
             await _share(client, world, STORY | {"title": f"b{batch}-w{writer}"})
-        await _release(engine, settings, now() + timedelta(seconds=batch))
+        await _release(engine, settings, clock.now() + timedelta(seconds=batch))
     people = (await db.execute(select(Person.id, Person.email))).all()
     async with engine.connect() as connection:
         rows = (await connection.execute(text("SELECT * FROM story"))).all()
@@ -274,7 +274,7 @@ async def test_a_story_no_key_opens_waits_and_the_others_go_out(client, db: Asyn
                               stories.StoryText("Elsewhere, fine", "z", "", ""), [], False, False)  # fmt: skip
     await db.commit()
     report = await schedule.tick(async_sessionmaker(engine), Keyring.load(settings.encryption_key_path), None,
-                                 moment=now(), story_release=(0, 0))  # fmt: skip
+                                 moment=clock.now(), story_release=(0, 0))  # fmt: skip
     assert report.stories_released == 3
     statuses = dict((await db.execute(select(Story.community_id, func.count()).where(Story.status == "pending").group_by(Story.community_id))).all())
     assert statuses == {world.community.id: 1}  # only the story no key opens still waits
