@@ -56,8 +56,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from submit import CSRF_COOKIE, INSTRUMENT, Connection, NoPostgreSQL, answer_body, drive, ledger, throwaway_database
 
+from safespace import clock
 from safespace.db.engine import make_engine
-from safespace.identity import services as identity
 from safespace.identity import signin
 from safespace.identity.models import Membership, WebSession
 from safespace.privacy.crypto import Keyring
@@ -93,7 +93,7 @@ async def seed_stories(engine: AsyncEngine, keyring: Keyring, community_id: uuid
             for _ in range(min(stories.BATCH_SIZE, count - batch * stories.BATCH_SIZE)):
                 tags = random.sample(stories.DEFAULT_TAGS, 2)
                 await stories.store_story(db, keyring, community_id, STORY, tags, wants_advice=False, moderated=False)
-            moment = identity.now() - timedelta(weeks=batches - batch)
+            moment = clock.now() - timedelta(weeks=batches - batch)
             await stories.release_due(db, keyring, moment, moment.weekday(), 0)
         await db.commit()
 
@@ -103,7 +103,7 @@ async def seed_sessions(engine: AsyncEngine, community_id: uuid.UUID) -> list[st
     async with engine.begin() as conn:
         people = (await conn.scalars(select(Membership.person_id).where(
             Membership.community_id == community_id, Membership.role == "member"))).all()  # fmt: skip
-        hour = identity.now().replace(minute=0, second=0, microsecond=0)
+        hour = clock.now().replace(minute=0, second=0, microsecond=0)
         tokens = [os.urandom(24).hex() for _ in people]
         await conn.execute(insert(WebSession.__table__), [
             {"id": uuid.uuid4(), "token_hash": signin.token_hash(t), "person_id": p, "community_id": community_id,
@@ -115,11 +115,11 @@ async def open_rounds(engine: AsyncEngine, keyring: Keyring, community_id: uuid.
     """`count` open rounds, each in a survey of its own, as the schedule opens them."""
     ids = []
     async with async_sessionmaker(engine, expire_on_commit=False)() as db:
-        today = identity.now().date()
+        today = clock.now().date()
         form = pulse.CadenceForm(every="weekly", weekday=today.weekday(), day_of_month=1, open_days=6, start=today)
         for n in range(first, first + count):
             survey = await pulse.create_survey(db, community_id, "UTC", f"Soak pulse {n}", [INSTRUMENT], form)
-            window = window_at(pulse.survey_cadence(survey), identity.now())
+            window = window_at(pulse.survey_cadence(survey), clock.now())
             assert window is not None, "the soak round should be open now"
             ids.append(str((await schedule.open_round(db, survey, window, keyring)).id))
         await db.commit()
