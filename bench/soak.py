@@ -7,7 +7,7 @@ community (--members members in 20 teams, one facilitator, --rounds closed weekl
 tallies, ledger and comments); --stories released stories (three per weekly batch, through the real
 store and release functions); a session for every member (bulk insert). Answers need members who
 have not answered yet, so after the calibration enough rounds are opened, each in a survey of its
-own ("Soak pulse N", opened by schedule.open_round), for the whole run: every member answers round
+own ("Soak pulse N", opened by lifecycle.open_round), for the whole run: every member answers round
 1, then round 2, and so on. The anonymous token path is left out: its cost is bench/tokens.py's.
 
 Traffic mix, by slot: 20% answers (the member GETs the answer form, which sets the CSRF cookie, and
@@ -61,7 +61,7 @@ from safespace.db.engine import make_engine
 from safespace.identity import signin
 from safespace.identity.models import Membership, WebSession
 from safespace.privacy.crypto import Keyring
-from safespace.pulse import schedule
+from safespace.pulse import lifecycle
 from safespace.pulse import services as pulse
 from safespace.settings import Settings
 from safespace.stories import services as stories
@@ -121,7 +121,7 @@ async def open_rounds(engine: AsyncEngine, keyring: Keyring, community_id: uuid.
             survey = await pulse.create_survey(db, community_id, "UTC", f"Soak pulse {n}", [INSTRUMENT], form)
             window = window_at(pulse.survey_cadence(survey), clock.now())
             assert window is not None, "the soak round should be open now"
-            ids.append(str((await schedule.open_round(db, survey, window, keyring)).id))
+            ids.append(str((await lifecycle.open_round(db, survey, window, keyring)).id))
         await db.commit()
     return ids
 

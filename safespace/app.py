@@ -51,9 +51,9 @@ from safespace.pulse.controllers import (
 )
 from safespace.pulse.group_commit import AnswerQueue
 from safespace.pulse.mail import RoundMailer
-from safespace.pulse.schedule import run_periodically
 from safespace.pulse.token_queue import IssuanceQueue
 from safespace.pulse.token_routes import PUBLISHED_PATH, REDEEM_PATH, published_round_keys, redeem, token_router
+from safespace.schedule import run_periodically
 from safespace.settings import Settings, load_settings
 from safespace.stories.controllers import RECEIPT_PATH, ReceiptController, ReviewController, StoriesController
 from safespace.stories.token_routes import REPLY_PATH, STORY_PATH, anonymous_story_routes, story_token_router

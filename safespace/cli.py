@@ -367,7 +367,7 @@ def tick() -> None:
     from safespace.mail import make_mailer
     from safespace.privacy.crypto import Keyring
     from safespace.pulse.mail import RoundMailer
-    from safespace.pulse.schedule import tick as run_tick
+    from safespace.schedule import tick as run_tick
     from safespace.web import template_environment
 
     settings = _settings()

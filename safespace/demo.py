@@ -19,7 +19,7 @@ from safespace.identity import services, signin
 from safespace.identity.models import Community, Membership, Person
 from safespace.insights import services as insights
 from safespace.privacy.crypto import Keyring, associated_data
-from safespace.pulse import schedule
+from safespace.pulse import lifecycle
 from safespace.pulse import services as pulse
 from safespace.pulse.models import Participation, PendingComment, Tally
 from safespace.stories import receipts
@@ -180,7 +180,7 @@ async def _pulse_history(db: AsyncSession, keyring: Keyring, community: Communit
     rng = random.Random(2026)
     for number in range(1, PAST_ROUNDS + 1):
         window = cadence_rules.window(cadence, number)
-        round_ = await schedule.open_round(db, survey, window, keyring, token_key_bits=None)  # closed below
+        round_ = await lifecycle.open_round(db, survey, window, keyring, token_key_bits=None)  # closed below
         level = 4.2 + (0.13 * (number - 6) if number > 6 else 0.0) + rng.uniform(-0.15, 0.15)
         # One holiday week: too few answered, so the round shows as a labelled gap, not a zero.
         answering = rng.sample(members, 4 if number == HOLIDAY_ROUND else rng.randint(9, len(members)))
@@ -200,10 +200,10 @@ async def _pulse_history(db: AsyncSession, keyring: Keyring, community: Communit
                 db.add(PendingComment(id=comment_id, round_id=round_.id, instrument=instrument.key,
                                       group_key=pulse.COMMUNITY, body=keyring.seal(text, aad)))
         await db.flush()
-        await schedule.close_round(db, keyring, round_.id, window.closes_at)
+        await lifecycle.close_round(db, keyring, round_.id, window.closes_at)
         if number in ROUND_NOTES:
             await insights.add_note(db, round_, ROUND_NOTES[number])
-    await schedule.open_round(db, survey, cadence_rules.window(cadence, PAST_ROUNDS + 1), keyring)
+    await lifecycle.open_round(db, survey, cadence_rules.window(cadence, PAST_ROUNDS + 1), keyring)
 
 
 async def _fold(db: AsyncSession, round_, membership: Membership, answers: dict) -> None:  # noqa: ANN001

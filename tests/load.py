@@ -20,7 +20,7 @@ from safespace.db.migrate import upgrade
 from safespace.identity import services as identity
 from safespace.identity import signin
 from safespace.privacy.crypto import Keyring
-from safespace.pulse import schedule
+from safespace.pulse import lifecycle
 from safespace.pulse import services as pulse
 from safespace.pulse.models import Participation, PendingComment, Tally
 from surveys.cadence import window_at
@@ -90,7 +90,7 @@ async def seed(engine: AsyncEngine, members: int, keyring: Keyring | None = None
         window = window_at(pulse.survey_cadence(survey), clock.now())
         assert window is not None, "the bench round should be open now"
         # Without the server's keyring the round's answer-token keys are made on first use instead.
-        round_ = await schedule.open_round(db, survey, window, keyring, token_key_bits=2048 if keyring else None)
+        round_ = await lifecycle.open_round(db, survey, window, keyring, token_key_bits=2048 if keyring else None)
         await db.commit()
     return str(community.id), str(round_.id), tokens
 

@@ -32,9 +32,9 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from safespace import schedule
 from safespace.app import ANONYMOUS
 from safespace.identity.models import Membership, Person
-from safespace.pulse import schedule
 from safespace.pulse.models import Round
 from safespace.stories import services as stories
 from safespace.stories.models import Story

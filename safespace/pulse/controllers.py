@@ -13,12 +13,12 @@ from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace import clock, i18n
+from safespace import clock, i18n, schedule
 from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
 from safespace.privacy.crypto import Keyring
-from safespace.pulse import schedule, services
+from safespace.pulse import lifecycle, services
 from safespace.pulse.group_commit import AnswerQueue
 from safespace.pulse.results import comments_shown, round_result
 from safespace.text import clean_text
@@ -305,9 +305,9 @@ class SurveysController(Controller):
             if open_round is None:
                 notice = _("There is no open round to close.")
             else:
-                await schedule.close_round(db_session, keyring, open_round.id, clock.now())
+                await lifecycle.close_round(db_session, keyring, open_round.id, clock.now())
                 await db_session.commit()
-                await schedule.forget_round_keys(db_session, keyring)
+                await lifecycle.forget_round_keys(db_session, keyring)
                 await schedule.scrub(db_session)
                 notice = _("Round closed. Its results are now final.")
         else:

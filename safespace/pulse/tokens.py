@@ -55,7 +55,7 @@ def group_of(population: dict[str, int], team_id: uuid.UUID | None) -> str:
 
 
 async def key_for_group(db: AsyncSession, keyring: Keyring, round_: Round, group_key: str, bits: int) -> RoundKey:
-    """The round's key for a group. Opening a round makes every one (schedule.open_round); a round
+    """The round's key for a group. Opening a round makes every one (lifecycle.open_round); a round
     opened before that still gets its keys here, on first use."""
     query = select(RoundKey).where(RoundKey.round_id == round_.id, RoundKey.group_key == group_key)
     existing = await db.scalar(query)

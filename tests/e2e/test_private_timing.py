@@ -228,14 +228,14 @@ async def _close_open_round(env: dict[str, str], data_dir: Path) -> None:
 
     from safespace import clock
     from safespace.privacy.crypto import Keyring
-    from safespace.pulse import schedule
+    from safespace.pulse import lifecycle
     from safespace.pulse.models import Round
 
     engine = create_async_engine(env["SAFESPACE_DATABASE_URL"])
     try:
         async with async_sessionmaker(engine)() as db:
             round_id = await db.scalar(select(Round.id).where(Round.closed.is_(False)))
-            assert await schedule.close_round(db, Keyring.load(data_dir / "encryption.keys"), round_id, clock.now())
+            assert await lifecycle.close_round(db, Keyring.load(data_dir / "encryption.keys"), round_id, clock.now())
             await db.commit()
     finally:
         await engine.dispose()

@@ -31,8 +31,7 @@ def pause_after(module: Any, name: str) -> None:
 
 
 def main() -> None:
-    from safespace import cli
-    from safespace.pulse import schedule
+    from safespace import cli, schedule
     from safespace.stories import services as stories
 
     point = sys.argv[1]

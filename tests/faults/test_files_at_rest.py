@@ -70,12 +70,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from safespace import clock
+from safespace import clock, schedule
 from safespace.db.engine import make_engine
 from safespace.db.migrate import upgrade
 from safespace.identity.models import Person
 from safespace.privacy.crypto import Keyring
-from safespace.pulse import schedule, services
+from safespace.pulse import services
 from safespace.pulse.models import Round, Tally
 from safespace.settings import Settings
 from surveys import tally as tally_rules

@@ -698,7 +698,7 @@ def tick_hook() -> None:
     import safespace.db.engine
     import safespace.mail
     import safespace.pulse.mail
-    import safespace.pulse.schedule
+    import safespace.schedule
     import safespace.web  # noqa: F401
     from safespace import cli
 

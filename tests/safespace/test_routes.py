@@ -13,11 +13,10 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from safespace import clock
+from safespace import clock, schedule
 from safespace.identity import services as identity
 from safespace.identity.models import Membership, Person
 from safespace.insights import services as insights
-from safespace.pulse import schedule
 from safespace.pulse import services as pulse
 from safespace.pulse.models import Round
 from safespace.stories import services as stories

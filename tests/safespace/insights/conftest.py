@@ -15,9 +15,9 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from safespace import clock
+from safespace import clock, schedule
 from safespace.privacy.crypto import Keyring
-from safespace.pulse import schedule, services
+from safespace.pulse import services
 from safespace.pulse.models import Round
 from tests.helpers import World, app_routes, make_community, url_for
 from tests.safespace.pulse.conftest import PS, post_as, session_cookie

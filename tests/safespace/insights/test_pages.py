@@ -12,12 +12,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace import clock
+from safespace import clock, schedule
 from safespace.identity import signin
 from safespace.identity.models import Community, Membership, Person
 from safespace.insights.models import RoundNote
 from safespace.insights.services import TREND_STATES
-from safespace.pulse import schedule
 from safespace.pulse.models import Round, Survey
 from tests.helpers import make_community, post_form, sign_in
 from tests.safespace.insights.conftest import answered_round, form

@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from safespace import clock
+from safespace import clock, schedule
 from safespace.identity import signin
 from safespace.identity.models import Person
 from safespace.privacy.crypto import Keyring
-from safespace.pulse import schedule, services
+from safespace.pulse import services
 from safespace.pulse.models import Round, Tally
 from safespace.pulse.services import read_tally
 from surveys import tally as tally_rules

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from safespace import clock
+from safespace import clock, schedule
 from safespace.errors import InvalidInput
 from safespace.identity import services as identity
 from safespace.privacy.crypto import Keyring
-from safespace.pulse import results, schedule, services
+from safespace.pulse import results, services
 from safespace.pulse.models import ReleasedComment, Round
 from tests.helpers import make_community, sign_in
 from tests.safespace.pulse.conftest import Pulse, after_close, answers, open_pulse, post_as, session_cookie

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace.db.models import metadata
 from safespace.identity.models import Person
 from safespace.privacy.crypto import associated_data
+from safespace.pulse import lifecycle
 from safespace.pulse.models import ReleasedComment
 from tests.helpers import sign_in
 from tests.safespace.pulse.conftest import after_close, answers, open_pulse, post_as, session_cookie
@@ -112,14 +113,14 @@ async def _next_round(db: AsyncSession, pulse):
     """Open the survey's next round (the cadence's next window) and return a Pulse for it."""
     from dataclasses import replace
 
-    from safespace.pulse import schedule, services
+    from safespace.pulse import services
     from safespace.pulse.models import Round, Survey
     from surveys import cadence as cadence_rules
 
     survey = await db.get(Survey, pulse.survey_id)
     await db.refresh(survey)
     window = cadence_rules.window(services.survey_cadence(survey), pulse.round.number + 1)
-    round_ = await schedule.open_round(db, survey, window, pulse.keyring)
+    round_ = await lifecycle.open_round(db, survey, window, pulse.keyring)
     round_.opens_at = pulse.round.opens_at  # keep it open now, for the test
     round_.closes_at = pulse.round.closes_at
     await db.commit()

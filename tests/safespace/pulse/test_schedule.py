@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from safespace import clock
+from safespace import clock, schedule
 from safespace.app import create_app
 from safespace.identity.models import Person
 from safespace.mail import make_mailer
 from safespace.privacy.crypto import Keyring
-from safespace.pulse import lease, schedule, services
+from safespace.pulse import lease, services
 from safespace.pulse.mail import RoundMailer
 from safespace.pulse.models import Lease, Participation, Round
 from safespace.web import template_environment

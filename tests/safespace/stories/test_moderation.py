@@ -132,9 +132,8 @@ async def test_withdrawn_story_leaves_the_counts_and_html_in_replies_stays_text(
 async def test_facilitators_choose_the_weekly_release_time(client, db: AsyncSession, engine, settings) -> None:
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
-    from safespace import clock
+    from safespace import clock, schedule
     from safespace.privacy.crypto import Keyring
-    from safespace.pulse import schedule
 
     world = await _world(db)
     await sign_in(client, db, world.facilitator)
@@ -155,9 +154,8 @@ async def test_a_story_written_after_the_weekly_slot_waits_for_the_next(client, 
     """The slot passed with nothing waiting; a lone story written later must not go out at once."""
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
-    from safespace import clock
+    from safespace import clock, schedule
     from safespace.privacy.crypto import Keyring
-    from safespace.pulse import schedule
 
     world = await _world(db)
     tick = lambda: schedule.tick(async_sessionmaker(engine), Keyring.load(settings.encryption_key_path), None,  # noqa: E731

@@ -8,10 +8,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from safespace import clock
+from safespace import clock, schedule
 from safespace.identity.models import Person
 from safespace.privacy.crypto import Keyring
-from safespace.pulse import schedule
 from safespace.stories.identifying import find_identifying, roster_names
 from safespace.stories.models import Story
 from tests.helpers import make_community, post_form, sign_in

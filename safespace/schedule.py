@@ -1,0 +1,180 @@
+"""The schedule: rounds open, remind and close on their own, story batches are released and old
+sign-ins forgotten. `safespace tick` runs one pass; `serve` runs one every
+SAFESPACE_SCHEDULE_INTERVAL_SECONDS.
+
+Every step is idempotent and runs in its turn (pulse/lease.py), so cron every minute plus several
+app replicas never open a round twice, close it twice, or mail anyone twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from safespace import clock
+from safespace.db.upsert import insert_once
+from safespace.identity.signin import forget_old_sign_ins
+from safespace.privacy.crypto import Keyring
+from safespace.pulse.lease import holder_name, schedule_turn
+from safespace.pulse.lifecycle import Mail, close_round, forget_round_keys, note_mails, open_round, refused_mails
+from safespace.pulse.mail import RoundMailer
+from safespace.pulse.models import Lease, Round, Survey
+from safespace.pulse.services import survey_cadence
+from safespace.stories import services as stories
+from surveys import cadence as cadence_rules
+
+log = logging.getLogger(__name__)
+REMIND_BEFORE_CLOSE = timedelta(days=1)
+
+
+@dataclass
+class TickReport:
+    opened: int = 0
+    closed: int = 0
+    reminded: int = 0
+    mails: list[Mail] = field(default_factory=list)
+    skipped: bool = False
+    stories_released: int = 0
+
+
+SCRUB_DUE = "scrub-due"  # a lease row that is a note: old row versions wait to be scrubbed
+ANSWER_TABLES = ("participation", "tally", "pending_comment", "released_comment", "round_mail", "round_key", "spent_token")
+STORY_TABLES = ("story", "story_quota", "reply", "flag", "reaction")
+
+
+async def scrub(db: AsyncSession, tables: tuple[str, ...] = ANSWER_TABLES) -> None:
+    """After a close is committed, drop the old row versions the database still keeps.
+
+    SQLite's write-ahead log holds every committed page image until a checkpoint; PostgreSQL
+    keeps dead row versions until VACUUM. Either would let someone with the files replay the
+    round answer by answer.
+    """
+    engine = db.bind
+    async with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        else:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.exec_driver_sql(f"VACUUM {', '.join(tables)}")
+
+
+async def run_schedule(
+    db: AsyncSession,
+    keyring: Keyring,
+    moment: datetime,
+    session_idle: timedelta = timedelta(days=3),
+    story_release: tuple[int, int] = (0, 9),
+    token_key_bits: int = 2048,
+) -> TickReport:
+    """One pass: open due rounds, remind, close; release story batches. Mails are only noted here."""
+    report = TickReport()
+    # This write also opens the transaction, so on SQLite the savepoints below nest inside it.
+    await forget_old_sign_ins(db, session_idle)
+    try:
+        async with db.begin_nested():
+            report.stories_released = await stories.release_due(db, keyring, moment, *story_release)
+    except Exception:
+        log.exception("schedule: story release skipped this pass")
+    for survey in list(await db.scalars(select(Survey))):
+        try:
+            # A savepoint per survey: one broken survey (say, a comment sealed with a lost key)
+            # must not stop rounds opening and closing in every other community.
+            async with db.begin_nested():
+                await _advance(db, keyring, survey, moment, report, token_key_bits)
+        except Exception:
+            log.exception("schedule: survey %s skipped this pass", survey.id)
+    return report
+
+
+async def _advance(
+    db: AsyncSession, keyring: Keyring, survey: Survey, moment: datetime, report: TickReport, token_key_bits: int = 2048
+) -> None:
+    last = await db.scalar(select(Round).where(Round.survey_id == survey.id).order_by(Round.number.desc()).limit(1))
+    if last is not None and not last.closed:
+        if moment < last.closes_at:
+            report.mails += await refused_mails(db, last)
+        if moment >= last.closes_at:
+            if await close_round(db, keyring, last.id, moment):
+                report.closed += 1
+        elif (
+            not last.reminder_sent
+            and moment >= last.closes_at - REMIND_BEFORE_CLOSE
+            and last.closes_at - last.opens_at > REMIND_BEFORE_CLOSE  # no reminder on the heels of the invitation
+        ):
+            last.reminder_sent = True
+            report.mails += await note_mails(db, last, "reminder", unanswered_only=True)
+            report.reminded += 1
+        return
+    if survey.paused:
+        return
+    window = cadence_rules.window_at(survey_cadence(survey), moment)
+    if window is None or (last is not None and window.opens_at < last.closes_at):
+        return
+    round_ = await open_round(db, survey, window, keyring, token_key_bits)
+    report.mails += await note_mails(db, round_, "invitation", unanswered_only=False)
+    report.opened += 1
+
+
+async def tick(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    keyring: Keyring,
+    mailer: RoundMailer | None,
+    moment: datetime | None = None,
+    holder: str | None = None,
+    session_idle: timedelta = timedelta(days=3),
+    story_release: tuple[int, int] = (0, 9),
+    token_key_bits: int = 2048,
+) -> TickReport:
+    moment = moment or clock.now()
+    holder = holder or holder_name()
+    async with sessionmaker() as db:
+        async with schedule_turn(db, holder, moment) as mine:
+            if not mine:
+                return TickReport(skipped=True)
+            try:
+                report = await run_schedule(db, keyring, moment, session_idle, story_release, token_key_bits)
+                if report.closed or report.stories_released:
+                    # Noted in the same transaction: a tick killed before its scrub leaves the note,
+                    # and the next tick scrubs (old row versions must not outlive a close).
+                    await insert_once(db, Lease, {"name": SCRUB_DUE, "holder": holder, "expires_at": moment}, ["name"])
+                await db.commit()  # the mail ledger is written before any mail goes out
+            except Exception:
+                await db.rollback()
+                raise
+        await forget_round_keys(db, keyring)  # closed rounds' keys: after the close committed, before the scrub
+        if await db.get(Lease, SCRUB_DUE) is not None:
+            await scrub(db)
+            await scrub(db, STORY_TABLES)
+            await db.execute(delete(Lease).where(Lease.name == SCRUB_DUE))
+            await db.commit()
+    if mailer is not None:
+        await mailer.send_all(sessionmaker, report.mails)
+    return report
+
+
+async def run_periodically(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    keyring: Keyring,
+    mailer: RoundMailer,
+    every: float,
+    session_idle: timedelta,
+    story_release: tuple[int, int],
+    token_key_bits: int = 2048,
+) -> None:
+    """The periodic task inside `safespace serve`."""
+    while True:
+        try:
+            report = await tick(
+                sessionmaker, keyring, mailer, session_idle=session_idle, story_release=story_release, token_key_bits=token_key_bits
+            )
+            if report.opened or report.closed or report.reminded:
+                log.info("schedule: opened %d, closed %d, reminded %d", report.opened, report.closed, report.reminded)
+        except Exception:
+            log.exception("schedule pass failed")
+        await asyncio.sleep(every * random.uniform(0.9, 1.1))
