@@ -174,7 +174,7 @@ def _key_files_are_sound(settings: Settings) -> None:
 
 def _key_file_opens_the_database(settings: Settings) -> None:
     """serve and tick refuse to start when the key file cannot open what the database holds."""
-    from safespace.db.backup import BackupError, check_key_file
+    from safespace.backup import BackupError, check_key_file
 
     _key_files_are_sound(settings)
     try:
@@ -457,7 +457,7 @@ def login_link(email: str) -> None:
               "The encryption keys are not in it: back them up separately.")
 @click.argument("path", type=click.Path(path_type=Path))
 def backup(path: Path) -> None:
-    from safespace.db.backup import BackupError, take
+    from safespace.backup import BackupError, take
 
     settings = _settings()
     try:
@@ -491,8 +491,8 @@ def backup(path: Path) -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Replace a database that already holds data.")
 def restore(path: Path, force: bool) -> None:
-    from safespace.db.backup import BackupError
-    from safespace.db.backup import restore as run_restore
+    from safespace.backup import BackupError
+    from safespace.backup import restore as run_restore
 
     settings = _settings()
     try:

@@ -17,7 +17,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from safespace.app import create_app
-from safespace.db.backup import _revisions, read_manifest
+from safespace.backup import read_manifest, revisions
 from safespace.db.migrate import current_revision, upgrade
 from safespace.db.models import metadata
 from safespace.demo import FACILITATOR, NAME, ensure_demo
@@ -228,7 +228,7 @@ async def test_an_older_backup_is_migrated_after_restoring(settings, db: AsyncSe
 
     restored = safespace(settings, "restore", "--force", str(old))
     assert restored.returncode == 0, restored.stderr
-    head = _revisions()[0]
+    head = revisions()[0]
     assert head != "0004" and f"Migrated it from revision 0004 to {head}" in restored.stdout
     await engine.dispose()
     assert await current_revision(engine) == head
@@ -263,12 +263,12 @@ async def test_backup_keeps_no_row_version_the_database_has_replaced(settings, d
 
 
 def test_manifest_is_json_a_person_can_read(tmp_path) -> None:
-    from safespace.db.backup import FORMAT, BackupError, Manifest, _write_archive
+    from safespace.backup import FORMAT, BackupError, Manifest, write_archive
 
     database = tmp_path / "db"
     database.write_bytes(b"x")
     manifest = Manifest(FORMAT, 1, "sqlite", "0005", "2026-01-01T00:00:00+00:00", {"person": 2}, [], 0)
-    _write_archive(tmp_path / "b.tar.gz", manifest, database)
+    write_archive(tmp_path / "b.tar.gz", manifest, database)
     with tarfile.open(tmp_path / "b.tar.gz") as archive:
         assert msgspec.json.decode(archive.extractfile("manifest.json").read())["database"] == "sqlite"
     import hashlib
@@ -285,7 +285,7 @@ def _damaged_copy(path: Path, folder: Path, damage: str) -> Path:
     flipped at 70%, replaced by random bytes (each with a manifest checksum that matches the damage,
     so the restore's own checks must catch it), a checksum that does not match, or a manifest whose
     row counts disagree with the database."""
-    from safespace.db import backup
+    from safespace.backup import archive as backup
 
     manifest = read_manifest(path)
     member = backup.DATABASE_MEMBER[manifest.database]
@@ -312,7 +312,7 @@ def _damaged_copy(path: Path, folder: Path, damage: str) -> Path:
             archive.addfile(info, __import__("io").BytesIO(encoded))
             archive.add(database, arcname=member)
         return damaged
-    backup._write_archive(damaged, manifest, database)  # a checksum of the damaged member
+    backup.write_archive(damaged, manifest, database)  # a checksum of the damaged member
     return damaged
 
 
