@@ -61,7 +61,7 @@ from safespace.privacy.crypto import Keyring, associated_data
 from safespace.pulse import services as pulse
 from safespace.pulse.models import ReleasedComment, Round, Tally
 from safespace.settings import Settings
-from safespace.web import SESSION_COOKIE
+from safespace.web.session import SESSION_COOKIE
 from surveys import disclosure
 from surveys import tally as tally_rules
 from surveys.instrument import Instrument, builtin_instruments, instrument_to_dict

@@ -65,7 +65,7 @@ from safespace.pulse import lifecycle
 from safespace.pulse import services as pulse
 from safespace.settings import Settings
 from safespace.stories import services as stories
-from safespace.web import SESSION_COOKIE
+from safespace.web.session import SESSION_COOKIE
 from surveys.cadence import window_at
 
 WARMUP_SECONDS, THINK_SECONDS, CALIBRATE_SECONDS, HEADROOM = 60.0, 5.0, 12.0, 0.6

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/load.py
 from safespace.db.engine import make_engine
 from safespace.privacy.crypto import Keyring
 from safespace.settings import Settings
-from safespace.web import SESSION_COOKIE
+from safespace.web.session import SESSION_COOKIE
 from tests.load import CSRF_COOKIE, Connection, answer_body, ledger, seed
 from tests.load import INSTRUMENT as INSTRUMENT  # for bench/soak.py
 

@@ -51,7 +51,7 @@ from safespace.privacy.crypto import Keyring, associated_data
 from safespace.privacy.token_keys import b64url, from_b64url
 from safespace.pulse.models import RoundKey
 from safespace.settings import Settings
-from safespace.web import SESSION_COOKIE
+from safespace.web.session import SESSION_COOKIE
 
 TARGET_HTTP, TARGET_HEALTHZ = 0.70, 2.0  # issuance/s over blind_sign/s; healthz p99 under load over idle
 SLICE_SECONDS, POOL = 0.25, 64

@@ -57,16 +57,11 @@ from safespace.schedule import run_periodically
 from safespace.settings import Settings, load_settings
 from safespace.stories.controllers import RECEIPT_PATH, ReceiptController, ReviewController, StoriesController
 from safespace.stories.token_routes import REPLY_PATH, STORY_PATH, anonymous_story_routes, story_token_router
-from safespace.web import (
-    DATABASE_STATE_KEY,
-    RETRY_AFTER,
-    SessionAuthMiddleware,
-    answer_options,
-    commit_before_send,
-    handle_http_error,
-    handle_server_error,
-    template_environment,
-)
+from safespace.web.errors import RETRY_AFTER, answer_options, handle_http_error, handle_server_error
+from safespace.web.guards import DATABASE_STATE_KEY
+from safespace.web.session import SessionAuthMiddleware
+from safespace.web.templates import template_environment
+from safespace.web.transaction import commit_before_send
 
 STATIC = Path(__file__).with_name("static")
 # Our own scripts, styles and images only: no inline script or style, no other host (a CDN would

@@ -51,7 +51,7 @@ def _database_problem(exc: BaseException, database_url: str) -> str | None:
     import asyncpg
     from sqlalchemy.engine import make_url
 
-    from safespace.web import database_unavailable
+    from safespace.web.errors import database_unavailable
 
     url = make_url(database_url)
     causes = _causes(exc)
@@ -326,7 +326,7 @@ def invite(community_ref: str, team: str | None, addresses: tuple[str, ...]) -> 
     from safespace.identity.mail import Postman
     from safespace.identity.models import Community, Team
     from safespace.mail import make_mailer
-    from safespace.web import template_environment
+    from safespace.web.templates import template_environment
 
     settings = _settings()
 
@@ -368,7 +368,7 @@ def tick() -> None:
     from safespace.privacy.crypto import Keyring
     from safespace.pulse.mail import RoundMailer
     from safespace.schedule import tick as run_tick
-    from safespace.web import template_environment
+    from safespace.web.templates import template_environment
 
     settings = _settings()
     _schema_matches_the_code(settings)  # first: the key check reads tables the schema may lack

@@ -83,7 +83,7 @@ def test_wheel_installed_in_a_fresh_venv_migrates_and_serves_pages_from_its_own_
         [
             venv / "bin" / "python",
             "-c",
-            "import safespace, surveys.instrument as s, safespace.web as w, safespace.i18n as i, safespace.db.migrate as m, "
+            "import safespace, surveys.instrument as s, safespace.web.templates as w, safespace.i18n as i, safespace.db.migrate as m, "
             "safespace.identity.privacy_page as p; "
             "print(safespace.__file__, w.TEMPLATES, w.STATIC, i.LOCALE_DIR, m.MIGRATIONS, p.privacy_source('es'), s.INSTRUMENTS_DIR)",
         ],

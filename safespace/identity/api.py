@@ -20,14 +20,9 @@ from safespace.identity import services, signin
 from safespace.identity.mail import Postman
 from safespace.identity.models import Community, Membership, Team
 from safespace.settings import Settings
-from safespace.web import (
-    Viewer,
-    community_routes,
-    handle_invalid_input,
-    handle_refused,
-    problem,
-    problem_responses,
-)
+from safespace.web.errors import handle_invalid_input, handle_refused, problem, problem_responses
+from safespace.web.guards import community_routes
+from safespace.web.session import Viewer
 
 # --- schemas --------------------------------------------------------------------------------
 

@@ -24,15 +24,9 @@ from safespace.privacy.crypto import Keyring
 from safespace.pulse import services as pulse
 from safespace.pulse import tokens
 from safespace.settings import Settings
-from safespace.web import (
-    Viewer,
-    community_routes,
-    flash,
-    form_text,
-    page,
-    provide_viewer,
-    see_other,
-)
+from safespace.web.guards import community_routes, provide_viewer
+from safespace.web.pages import form_text, page, see_other
+from safespace.web.session import Viewer, flash
 from surveys.disclosure import DEFAULT_COMMENT_THRESHOLD
 
 log = logging.getLogger(__name__)

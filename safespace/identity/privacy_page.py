@@ -14,7 +14,7 @@ from litestar.response import Template
 from markdown_it import MarkdownIt
 
 from safespace import i18n
-from safespace.web import page
+from safespace.web.pages import page
 
 
 def privacy_source(language: str) -> Path:

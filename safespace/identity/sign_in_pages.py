@@ -22,17 +22,8 @@ from safespace.i18n import gettext as _
 from safespace.identity import services, signin
 from safespace.identity.mail import Postman
 from safespace.settings import Settings
-from safespace.web import (
-    LANGUAGE_COOKIE,
-    SESSION_COOKIE,
-    Viewer,
-    bound_csrf_token,
-    csrf_cookie,
-    form_text,
-    local_path,
-    page,
-    see_other,
-)
+from safespace.web.pages import form_text, local_path, page, see_other
+from safespace.web.session import LANGUAGE_COOKIE, SESSION_COOKIE, Viewer, bound_csrf_token, csrf_cookie
 
 log = logging.getLogger(__name__)
 NO_REFERRER = {"Referrer-Policy": "no-referrer"}

@@ -15,7 +15,8 @@ from safespace.identity.models import Membership
 from safespace.insights import services
 from safespace.insights.controllers import round_or_404, survey_or_404
 from safespace.pulse.services import round_instruments
-from safespace.web import facilitator_routes, problem_responses
+from safespace.web.errors import problem_responses
+from safespace.web.guards import facilitator_routes
 
 PATH = "/communities/{community_id:uuid}/insights"
 READ = problem_responses(400, 401, 403, 404)

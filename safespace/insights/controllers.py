@@ -28,18 +28,9 @@ from safespace.privacy.crypto import Keyring
 from safespace.pulse import services as pulse
 from safespace.pulse.models import Round, Survey
 from safespace.pulse.results import comments_shown, round_result
-from safespace.web import (
-    Viewer,
-    facilitator_place,
-    facilitator_routes,
-    flash,
-    form_text,
-    member_routes,
-    no_community,
-    page,
-    request_session,
-    see_other,
-)
+from safespace.web.guards import facilitator_place, facilitator_routes, member_routes, no_community, request_session
+from safespace.web.pages import form_text, page, see_other
+from safespace.web.session import Viewer, flash
 
 Form = URLEncodedBody[dict[str, Any]]
 

@@ -15,7 +15,8 @@ from safespace.identity.models import Membership
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import services
 from safespace.pulse.results import RoundResult, round_result
-from safespace.web import member_routes, problem_responses
+from safespace.web.errors import problem_responses
+from safespace.web.guards import member_routes
 
 
 @get("/communities/{community_id:uuid}/rounds/{round_id:uuid}/results", tags=["pulse"], responses=problem_responses(400, 401, 404))

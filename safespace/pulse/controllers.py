@@ -22,19 +22,9 @@ from safespace.pulse import lifecycle, services
 from safespace.pulse.group_commit import AnswerQueue
 from safespace.pulse.results import comments_shown, round_result
 from safespace.text import clean_text
-from safespace.web import (
-    Viewer,
-    facilitator_routes,
-    flash,
-    form_text,
-    member_routes,
-    notice,
-    page,
-    provide_viewer,
-    request_session,
-    require_membership,
-    see_other,
-)
+from safespace.web.guards import facilitator_routes, member_routes, provide_viewer, request_session, require_membership
+from safespace.web.pages import form_text, page, see_other
+from safespace.web.session import Viewer, flash, notice
 from surveys import cadence as cadence_rules
 from surveys.instrument import InstrumentError, custom_instrument
 

@@ -24,7 +24,9 @@ from safespace.pulse import services, tokens
 from safespace.pulse.token_queue import Issuance, IssuanceQueue, WrongKey
 from safespace.pulse.tokens import PublishedKey, Redemption
 from safespace.settings import Settings
-from safespace.web import SESSION_COOKIE, member_routes, problem, problem_responses, provide_viewer, request_session, require_membership
+from safespace.web.errors import problem, problem_responses
+from safespace.web.guards import member_routes, provide_viewer, request_session, require_membership
+from safespace.web.session import SESSION_COOKIE
 
 REDEEM_PATH = "/api/v1/answers"
 PUBLISHED_PATH = "/api/v1/token-keys"  # every token key, for anyone, without a session

@@ -21,16 +21,9 @@ from safespace.pulse import services as pulse
 from safespace.pulse.controllers import weekday_names
 from safespace.settings import Settings
 from safespace.stories import moderation, services, tokens
-from safespace.web import (
-    Viewer,
-    facilitator_routes,
-    flash,
-    form_text,
-    language_for,
-    member_routes,
-    page,
-    see_other,
-)
+from safespace.web.guards import facilitator_routes, member_routes
+from safespace.web.pages import form_text, page, see_other
+from safespace.web.session import Viewer, flash, language_for
 
 Form = URLEncodedBody[dict[str, Any]]
 # Wrong receipt codes per 15 minutes. A code whose first group (the locator) names a story is

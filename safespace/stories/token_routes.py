@@ -22,7 +22,9 @@ from safespace.settings import Settings
 from safespace.stories import services, tokens
 from safespace.stories.controllers import finding_labels
 from safespace.stories.tokens import ReplyRedemption, StoryRedemption, StoryTokenKey
-from safespace.web import SESSION_COOKIE, member_routes, problem, problem_responses
+from safespace.web.errors import problem, problem_responses
+from safespace.web.guards import member_routes
+from safespace.web.session import SESSION_COOKIE
 
 STORY_PATH, REPLY_PATH = "/api/v1/stories", "/api/v1/replies"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from safespace.web import SESSION_COOKIE
+from safespace.web.session import SESSION_COOKIE
 from tests.conftest import free_port
 from tests.load import CSRF_COOKIE, Connection, answer_body, ledger, seed
 

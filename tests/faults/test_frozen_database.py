@@ -21,7 +21,7 @@ import pytest
 
 from safespace.db.engine import make_engine
 from safespace.settings import Settings
-from safespace.web import SESSION_COOKIE
+from safespace.web.session import SESSION_COOKIE
 from tests.faults.conftest import seed_pulse
 from tests.faults.test_database_loss import Cluster, throwaway_cluster
 

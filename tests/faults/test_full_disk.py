@@ -26,7 +26,7 @@ from safespace.db.engine import make_engine
 from safespace.db.migrate import upgrade
 from safespace.identity.models import Person, WebSession
 from safespace.settings import Settings
-from safespace.web import notice
+from safespace.web.session import notice
 from tests.conftest import browser_like
 from tests.helpers import make_community, post_form, sign_in
 

@@ -59,7 +59,7 @@ from safespace.settings import Settings
 from safespace.stories import receipts
 from safespace.stories.models import Story
 from safespace.stories.services import open_story
-from safespace.web import SESSION_COOKIE
+from safespace.web.session import SESSION_COOKIE
 from surveys import tally as tally_rules
 from surveys.instrument import builtin_instruments
 from tests.faults.conftest import MEMBERS, ROOT, Server, commenting, is_postgres, server_env

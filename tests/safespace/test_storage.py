@@ -105,7 +105,7 @@ def test_every_page_title_is_plain_text() -> None:
     """A page's <title> block holds words, never markup (a misplaced edit once put sections there)."""
     import re
 
-    from safespace.web import TEMPLATES
+    from safespace.web.templates import TEMPLATES
 
     for path in TEMPLATES.rglob("*.html"):
         found = re.search(r"{% block title %}(.*?){% endblock %}", path.read_text(), flags=re.DOTALL)

@@ -19,7 +19,7 @@ from safespace.privacy.crypto import Keyring
 from safespace.pulse import lease, services
 from safespace.pulse.mail import RoundMailer
 from safespace.pulse.models import Lease, Participation, Round
-from safespace.web import template_environment
+from safespace.web.templates import template_environment
 from tests.helpers import make_community, post_form, sign_in
 
 MADRID = ZoneInfo("Europe/Madrid")

@@ -1,0 +1,46 @@
+"""Small pieces every page route uses: redirects, local paths, form text, rendering."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# A private name, but no public accessor exists for the request's session; the version is pinned.
+from litestar import Request
+from litestar.background_tasks import BackgroundTask
+from litestar.response import Redirect, Template
+
+API_PREFIX = "/api/"
+
+
+
+
+def see_other(path: str) -> Redirect:
+    """After a form POST: the browser GETs the next page (303), so reloading it re-sends nothing."""
+    return Redirect(path, status_code=303)
+
+
+def local_path(value: str | None) -> str | None:
+    """A path on this site to go back to after sign-in; anything else (another host) is dropped."""
+    if value and value.startswith("/") and not value.startswith(("//", "/\\")) and "\n" not in value:
+        return value
+    return None
+
+
+def form_text(data: dict[str, Any], name: str) -> str:
+    """One form field as text (the last value if it was sent twice)."""
+    value = data.get(name, "")
+    return str(value[-1] if isinstance(value, list) else value or "").strip()
+
+
+def page(
+    name: str,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    background: BackgroundTask | None = None,
+    **context: Any,
+) -> Template:
+    return Template(template_name=name, context=context, status_code=status_code, headers=headers, background=background)
+
+
+def is_api(request: Request) -> bool:
+    return request.url.path.startswith(API_PREFIX)
