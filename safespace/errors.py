@@ -1,4 +1,4 @@
-"""The errors every area raises and the web layer turns into answers (web.py): input a person
+"""The errors every area raises and the web layer turns into answers (web/errors.py): input a person
 can fix (422, with the message beside its field) and actions the rules forbid (409)."""
 
 from __future__ import annotations

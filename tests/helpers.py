@@ -224,7 +224,7 @@ def serving(env: dict[str, str], log: Path, port: int | None = None) -> Iterator
 
 
 def session_csrf(client: AsyncTestClient, session: str) -> str:
-    """The CSRF token of a session (safespace/web.py bound_csrf_token), for a test that sends a
+    """The CSRF token of a session (safespace/web/session.py bound_csrf_token), for a test that sends a
     session cookie by hand: a token from before sign-in does not pass for it."""
     from safespace.web.session import bound_csrf_token
 

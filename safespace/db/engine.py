@@ -253,7 +253,7 @@ def alchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
         session_config=AsyncSessionConfig(expire_on_commit=False),
         engine_config=EngineConfig(),
         # plain "autocommit" rolls back a form POST that answers with a redirect; the app puts
-        # web.commit_before_send in its place, which also refuses to answer success for a failed commit
+        # web.transaction.commit_before_send in its place, which also refuses to answer success for a failed commit
         before_send_handler="autocommit_include_redirects",
         create_all=False,
     )
