@@ -40,7 +40,7 @@ from safespace.identity.sign_in_pages import SignInController, SignInLinks
 from safespace.identity.signin import SessionReader
 from safespace.insights.api import insights_api
 from safespace.insights.controllers import InsightsController, SummaryController
-from safespace.insights.services import TREND_STATES, TrendStates
+from safespace.insights.trend_figures import TREND_STATES, TrendStates
 from safespace.mail import Mailer, make_mailer
 from safespace.privacy.crypto import Keyring
 from safespace.pulse.api import pulse_api

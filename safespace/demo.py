@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace import clock
 from safespace.identity import services, signin
 from safespace.identity.models import Community, Membership, Person
-from safespace.insights import services as insights
+from safespace.insights import objective_figures, trend_figures
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.pulse import lifecycle
 from safespace.pulse import services as pulse
@@ -123,11 +123,11 @@ async def ensure_demo(db: AsyncSession, keyring: Keyring, today: date | None = N
     today = today or clock.now().astimezone(ZoneInfo(community.time_zone)).date()
     await _pulse_history(db, keyring, community, today)
     await _stories(db, keyring, community, today)
-    await insights.add_objective(
+    await objective_figures.add_objective(
         db, community, "Everyone feels able to raise a problem", "psychological_safety", "5.5",
         (today + timedelta(days=120)).isoformat(),
     )  # fmt: skip
-    await insights.add_objective(
+    await objective_figures.add_objective(
         db, community, "Most of us answer every pulse", "response_rate", "85", (today + timedelta(days=90)).isoformat()
     )
     return Demo(community, created=True)
@@ -202,7 +202,7 @@ async def _pulse_history(db: AsyncSession, keyring: Keyring, community: Communit
         await db.flush()
         await lifecycle.close_round(db, keyring, round_.id, window.closes_at)
         if number in ROUND_NOTES:
-            await insights.add_note(db, round_, ROUND_NOTES[number])
+            await trend_figures.add_note(db, round_, ROUND_NOTES[number])
     await lifecycle.open_round(db, survey, cadence_rules.window(cadence, PAST_ROUNDS + 1), keyring)
 
 

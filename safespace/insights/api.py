@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace import i18n
 from safespace.identity import services as identity
 from safespace.identity.models import Membership
-from safespace.insights import services
+from safespace.insights import objective_figures, team_figures, trend_figures, vitality_figures
 from safespace.insights.controllers import round_or_404, survey_or_404
 from safespace.pulse.services import round_instruments
 from safespace.web.errors import problem_responses
@@ -27,11 +27,11 @@ async def trend(
     survey: FromQuery[uuid.UUID],
     facilitation: NamedDependency[Membership],
     db_session: NamedDependency[AsyncSession],
-) -> services.SurveyTrend:
+) -> trend_figures.SurveyTrend:
     """A survey's closed rounds: scale score with 95% interval, favourable share, response rate,
     significant changes and notes. Rounds below k carry `empty_because` instead of numbers."""
     _surveys, chosen = await survey_or_404(db_session, facilitation.community, survey)
-    return await services.survey_trend(db_session, facilitation.community, chosen, i18n.current_language(), None)
+    return await trend_figures.survey_trend(db_session, facilitation.community, chosen, i18n.current_language(), None)
 
 
 @get(f"{PATH}/rounds/{{round_id:uuid}}/teams", tags=["insights"], responses=READ)
@@ -39,27 +39,27 @@ async def round_teams(
     round_id: FromPath[uuid.UUID],
     facilitation: NamedDependency[Membership],
     db_session: NamedDependency[AsyncSession],
-) -> list[services.TeamGrid]:
+) -> list[team_figures.TeamGrid]:
     """Teams × statements of a closed round, with complementary suppression; empty while open."""
     round_ = await round_or_404(db_session, facilitation.community, round_id)
     if not round_.closed:
         return []
-    return [await services.round_team_grid(db_session, round_, i, i18n.current_language()) for i in round_instruments(round_)]
+    return [await team_figures.round_team_grid(db_session, round_, i, i18n.current_language()) for i in round_instruments(round_)]
 
 
 @get(f"{PATH}/vitality", tags=["insights"], responses=READ)
-async def vitality(facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> services.Vitality:
+async def vitality(facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> vitality_figures.Vitality:
     """Response rate and members over rounds, stories, replies and reactions per month, the five keys."""
     members = sum(1 for m in await identity.roster(db_session, facilitation.community_id) if m.status == "active")
-    return await services.vitality(db_session, facilitation.community, members, i18n.current_language())
+    return await vitality_figures.vitality(db_session, facilitation.community, members, i18n.current_language())
 
 
 @get(f"{PATH}/objectives", tags=["insights"], responses=READ)
 async def objectives(
     facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
-) -> list[services.ObjectiveView]:
+) -> list[objective_figures.ObjectiveView]:
     """The community's objectives with their current released value, progress and status."""
-    return await services.objectives(db_session, facilitation.community)
+    return await objective_figures.objectives(db_session, facilitation.community)
 
 
 insights_api = Router(

@@ -22,9 +22,12 @@ from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity import services as identity
 from safespace.identity.models import Community, Membership
-from safespace.insights import exports, services, views
-from safespace.insights.services import METRICS, TREND_STATES, metric_name, reason_text
+from safespace.insights import exports, objective_figures, team_figures, trend_figures, views, vitality_figures
+from safespace.insights.objective_figures import METRICS, metric_name
+from safespace.insights.reasons import reason_text
+from safespace.insights.trend_figures import TREND_STATES
 from safespace.privacy.crypto import Keyring
+from safespace.pulse import results as pulse_results
 from safespace.pulse import services as pulse
 from safespace.pulse.models import Round, Survey
 from safespace.pulse.results import comments_shown, round_result
@@ -57,7 +60,7 @@ async def round_or_404(db: AsyncSession, community: Community, round_id: uuid.UU
 
 
 def _limit(period: str | None) -> int | None:
-    return None if period == "all" else 52 if period == "52" else services.TREND_ROUNDS
+    return None if period == "all" else 52 if period == "52" else trend_figures.TREND_ROUNDS
 
 
 # Rendered parts of the trend page, per process and bounded, keyed by everything they are drawn
@@ -87,7 +90,7 @@ def _render(request: Request, template: str, **context: Any) -> str:
     return request.app.template_engine.get_template(template).render(**context)
 
 
-async def _trend_sections(request: Request, community: services.CommunityFacts, survey: services.SurveyState, limit: int | None) -> Markup:
+async def _trend_sections(request: Request, community: trend_figures.CommunityFacts, survey: trend_figures.SurveyState, limit: int | None) -> Markup:
     language = i18n.current_language()
     key = (survey.id, survey.trend_revision, limit, language, community.min_group_size, community.time_zone)
     if key in _SECTIONS:
@@ -98,7 +101,7 @@ async def _trend_sections(request: Request, community: services.CommunityFacts, 
     found, chosen = await db.get(Community, community.id), await db.get(Survey, survey.id)
     if found is None or chosen is None:  # deleted since the reads: as if it never was
         raise _no_survey()
-    trend = await services.survey_trend(db, found, chosen, language, limit)
+    trend = await trend_figures.survey_trend(db, found, chosen, language, limit)
     charts = [(t, views.trend_charts(f"t{n}", t, community.min_group_size)) for n, t in enumerate(trend.instruments)]
     return _kept(_SECTIONS, key, lambda: _render(request, "insights/_trend_sections.html", community=community, charts=charts))
 
@@ -121,7 +124,7 @@ class InsightsController(Controller):
         period: FromQuery[str | None] = None,
     ) -> Template:
         # Every visit: the facilitator's place from the session, then one statement on a bare
-        # connection, shared with concurrent visits (services.TrendStates); the charts are kept
+        # connection, shared with concurrent visits (trend_figures.TrendStates); the charts are kept
         # per version of what they show. No dependency: no ORM session unless charts are drawn.
         facilitator_place(request, community_id)
         state = await request.app.state[TREND_STATES].read(community_id)
@@ -131,7 +134,7 @@ class InsightsController(Controller):
         chosen = surveys[0] if surveys and survey is None else next((s for s in surveys if s.id == survey), None)
         if survey is not None and chosen is None:
             raise _no_survey()
-        period = period if period in ("52", "all") else str(services.TREND_ROUNDS)
+        period = period if period in ("52", "all") else str(trend_figures.TREND_ROUNDS)
         language = i18n.current_language()
         head_key = (community, language, tuple((s.id, s.title) for s in surveys), chosen.id if chosen else None, period)
         context = {"community": community, "surveys": surveys, "survey": chosen, "period": period}
@@ -152,7 +155,7 @@ class InsightsController(Controller):
         survey: FromQuery[uuid.UUID],
     ) -> Response:
         _surveys, chosen = await survey_or_404(db_session, facilitation.community, survey)
-        trend = await services.survey_trend(db_session, facilitation.community, chosen, i18n.current_language(), None)
+        trend = await trend_figures.survey_trend(db_session, facilitation.community, chosen, i18n.current_language(), None)
         return exports.export(request, "trend", exports.TREND_HEADER, exports.trend_rows(trend), trend)
 
     # --- one round ---
@@ -165,14 +168,14 @@ class InsightsController(Controller):
         language = i18n.current_language()
         result = await round_result(db, keyring, round_, language, clock.now(), comments_shown(comments))
         grids = (
-            [await services.round_team_grid(db, round_, i, language) for i in pulse.round_instruments(round_)]
+            [await team_figures.round_team_grid(db, round_, i, language) for i in pulse.round_instruments(round_)]
             if result.instruments
             else []
         )
         share_charts = [
             views.share_chart(f"shares{n}", instrument, round_.min_group_size) for n, instrument in enumerate(result.instruments)
         ]
-        notes = (await services.notes_by_round(db, [round_.id])).get(round_.id, [])
+        notes = (await trend_figures.notes_by_round(db, [round_.id])).get(round_.id, [])
         return {
             "community": community,
             "survey": survey,
@@ -233,11 +236,11 @@ class InsightsController(Controller):
         rows = [(g.title,) + row for g in grids for row in exports.team_rows(g)]
         return exports.export(request, "teams", ("grid",) + exports.TEAMS_HEADER, rows, grids)
 
-    async def _grids(self, db: AsyncSession, community: Community, round_id: uuid.UUID) -> list[services.TeamGrid]:
+    async def _grids(self, db: AsyncSession, community: Community, round_id: uuid.UUID) -> list[team_figures.TeamGrid]:
         round_ = await round_or_404(db, community, round_id)
         if not round_.closed:
             return []
-        return [await services.round_team_grid(db, round_, i, i18n.current_language()) for i in pulse.round_instruments(round_)]
+        return [await team_figures.round_team_grid(db, round_, i, i18n.current_language()) for i in pulse.round_instruments(round_)]
 
     @post("/rounds/{round_id:uuid}/notes")
     async def add_note(
@@ -253,7 +256,7 @@ class InsightsController(Controller):
         round_ = await round_or_404(db_session, community, round_id)
         values = {"note": form_text(data, "note")}
         try:
-            await services.add_note(db_session, round_, values["note"])
+            await trend_figures.add_note(db_session, round_, values["note"])
         except InvalidInput as exc:
             context = await self._round_context(db_session, keyring, community, round_id)
             return page("insights/round.html", status_code=422, values=values, errors=exc.errors, **context)
@@ -271,7 +274,7 @@ class InsightsController(Controller):
     ) -> Redirect:
         community = facilitation.community
         round_ = await round_or_404(db_session, community, round_id)
-        if not await services.delete_note(db_session, round_, note_id):
+        if not await trend_figures.delete_note(db_session, round_, note_id):
             raise NotFoundException(_("There is no such note."))
         await flash(db_session, viewer, _("Note removed."))
         return see_other(f"/c/{community.id}/insights/rounds/{round_id}")
@@ -291,12 +294,12 @@ class InsightsController(Controller):
         grids = []
         latest = None
         if chosen:
-            closed = await services.pulse_results.closed_rounds(db_session, chosen.id, 1)
+            closed = await pulse_results.closed_rounds(db_session, chosen.id, 1)
             latest = closed[-1] if closed else None
             if latest:
-                grids += [await services.round_team_grid(db_session, latest, i, language) for i in pulse.round_instruments(latest)]
+                grids += [await team_figures.round_team_grid(db_session, latest, i, language) for i in pulse.round_instruments(latest)]
                 grids += [
-                    await services.team_trend_grid(db_session, community, chosen, i, language)
+                    await team_figures.team_trend_grid(db_session, community, chosen, i, language)
                     for i in pulse.round_instruments(latest)
                 ]
         k = latest.min_group_size if latest else community.min_group_size
@@ -311,9 +314,9 @@ class InsightsController(Controller):
 
     # --- vitality ---
 
-    async def _vitality(self, db: AsyncSession, community: Community) -> services.Vitality:
+    async def _vitality(self, db: AsyncSession, community: Community) -> vitality_figures.Vitality:
         members = sum(1 for m in await identity.roster(db, community.id) if m.status == "active")
-        return await services.vitality(db, community, members, i18n.current_language())
+        return await vitality_figures.vitality(db, community, members, i18n.current_language())
 
     @get("/vitality")
     async def vitality(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Template:
@@ -341,7 +344,7 @@ class InsightsController(Controller):
             "insights/objectives.html",
             status_code=status,
             community=community,
-            objectives=await services.objectives(db, community),
+            objectives=await objective_figures.objectives(db, community),
             metrics=[(m, metric_name(m)) for m in METRICS],
             **context,
         )
@@ -361,7 +364,7 @@ class InsightsController(Controller):
         community = facilitation.community
         values = {key: form_text(data, key) for key in ("title", "metric", "target", "due_on")}
         try:
-            await services.add_objective(db_session, community, **values)
+            await objective_figures.add_objective(db_session, community, **values)
         except InvalidInput as exc:
             return await self._objectives_page(db_session, community, 422, values=values, errors=exc.errors)
         await flash(db_session, viewer, _("Objective added."))
@@ -376,7 +379,7 @@ class InsightsController(Controller):
         db_session: NamedDependency[AsyncSession],
     ) -> Redirect:
         community = facilitation.community
-        if not await services.delete_objective(db_session, community, objective_id):
+        if not await objective_figures.delete_objective(db_session, community, objective_id):
             raise NotFoundException(_("There is no such objective."))
         await flash(db_session, viewer, _("Objective removed."))
         return see_other(f"/c/{community.id}/insights/objectives")
@@ -385,7 +388,7 @@ class InsightsController(Controller):
     async def objectives_export(
         self, request: Request, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
     ) -> Response:
-        rows = await services.objectives(db_session, facilitation.community)
+        rows = await objective_figures.objectives(db_session, facilitation.community)
         return exports.export(request, "objectives", exports.OBJECTIVES_HEADER, exports.objective_rows(rows), rows)
 
 
@@ -402,7 +405,7 @@ class SummaryController(Controller):
         language = i18n.current_language()
         trends = []
         for n, survey in enumerate(await pulse.surveys_of(db_session, community.id)):
-            trend = await services.survey_trend(db_session, community, survey, language)
+            trend = await trend_figures.survey_trend(db_session, community, survey, language)
             trends.append(
                 (trend, [(t, views.trend_charts(f"s{n}-{m}", t, community.min_group_size, with_notes=False)) for m, t in enumerate(trend.instruments)])
             )
@@ -411,6 +414,6 @@ class SummaryController(Controller):
             community=community,
             membership=membership,
             trends=trends,
-            objectives=await services.objectives(db_session, community),
+            objectives=await objective_figures.objectives(db_session, community),
             reason_text=reason_text,
         )

@@ -10,7 +10,10 @@ from collections.abc import Iterable, Sequence
 import msgspec
 from litestar import Request, Response
 
-from safespace.insights.services import ObjectiveView, SurveyTrend, TeamGrid, Vitality
+from safespace.insights.objective_figures import ObjectiveView
+from safespace.insights.team_figures import TeamGrid
+from safespace.insights.trend_figures import SurveyTrend
+from safespace.insights.vitality_figures import Vitality
 from safespace.pulse.results import RoundResult
 
 

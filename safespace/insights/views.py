@@ -14,7 +14,10 @@ from safespace import i18n
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community
 from safespace.insights import charts
-from safespace.insights.services import InstrumentTrend, TeamGrid, Vitality, format_day, reason_text
+from safespace.insights.reasons import reason_text
+from safespace.insights.team_figures import TeamGrid, format_day
+from safespace.insights.trend_figures import InstrumentTrend
+from safespace.insights.vitality_figures import Vitality
 from safespace.pulse.results import InstrumentResult
 
 T = TypeVar("T")

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from safespace import clock, schedule
 from safespace.identity import services as identity
 from safespace.identity.models import Membership, Person
-from safespace.insights import services as insights
+from safespace.insights import objective_figures, trend_figures
 from safespace.pulse import services as pulse
 from safespace.pulse.models import Round
 from safespace.stories import services as stories
@@ -236,8 +236,8 @@ async def test_every_route_answers_each_caller_as_its_rule_says(client, db: Asyn
         p.email: m for m, p in (await db.execute(select(Membership, Person).join(Person).where(Membership.community_id == community.id)))
     }
     await identity.change_member(db, community.id, memberships["m5@x.org"].id, status="deactivated")
-    note = await insights.add_note(db, pulse_.round, "A holiday week.")
-    objective = await insights.add_objective(db, community, "Answer more", "response_rate", "0.9", "2099-01-01")
+    note = await trend_figures.add_note(db, pulse_.round, "A holiday week.")
+    objective = await objective_figures.add_objective(db, community, "Answer more", "response_rate", "0.9", "2099-01-01")
     await db.commit()
     assert story_id is not None
     values = route_values(
@@ -277,7 +277,7 @@ async def test_no_route_shows_a_hidden_team_or_an_open_round(client, db: AsyncSe
     today = clock.now().astimezone(ZoneInfo("Europe/Madrid")).date()
     cadence = pulse.CadenceForm("weekly", today.weekday(), 1, 3, today.isoformat())
     survey = await pulse.create_survey(db, community.id, "Europe/Madrid", "Check-in", ["psychological_safety"], cadence)
-    await insights.add_objective(db, community, "Feel safe", "psychological_safety", "6", (today + timedelta(days=90)).isoformat())
+    await objective_figures.add_objective(db, community, "Feel safe", "psychological_safety", "6", (today + timedelta(days=90)).isoformat())
     await db.commit()
     assert (await schedule.tick(closed.sessionmaker, closed.keyring, None, moment=clock.now())).opened == 1
     open_round = await db.scalar(select(Round).where(Round.survey_id == survey.id))

@@ -16,7 +16,7 @@ from safespace import clock, schedule
 from safespace.identity import signin
 from safespace.identity.models import Community, Membership, Person
 from safespace.insights.models import RoundNote
-from safespace.insights.services import TREND_STATES
+from safespace.insights.trend_figures import TREND_STATES
 from safespace.pulse.models import Round, Survey
 from tests.helpers import make_community, post_form, sign_in
 from tests.safespace.insights.conftest import answered_round, form
@@ -184,7 +184,7 @@ async def test_the_trend_page_dates_rounds_in_the_communitys_time_zone_after_it_
     after = (await client.get(trend)).text
     assert shown(zone) in after and before not in after
     # The charts' axis labels too: they were kept by round ids and notes, and kept the old dates.
-    from safespace.insights.services import format_day
+    from safespace.insights.team_figures import format_day
 
     label = lambda zone: f">{format_day(closes.astimezone(ZoneInfo(zone)).date(), 'en')}<"  # noqa: E731
     assert label(community_zone_before) in first
