@@ -1,6 +1,6 @@
 """Facilitators' insights pages and exports, and the members' summary of released results.
 
-Every number comes from insights.services (released aggregates, through surveys.disclosure).
+Every number comes from the insights *_figures modules (released aggregates, through surveys.disclosure).
 """
 
 from __future__ import annotations

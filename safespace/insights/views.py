@@ -1,4 +1,4 @@
-"""From released figures (insights.services) to charts: one function per picture on the pages."""
+"""From released figures (the insights *_figures modules) to charts: one function per picture on the pages."""
 
 from __future__ import annotations
 

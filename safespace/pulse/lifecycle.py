@@ -133,7 +133,7 @@ async def close_round(db: AsyncSession, keyring: Keyring, round_id: uuid.UUID, m
     keep = disclosure.groups_to_keep(answered, team_counts, round_.min_group_size) if answered >= round_.min_group_size else set()
     if answered >= disclosure.effective_k(round_.min_group_size):
         keep.add(COMMUNITY)
-    # Why each dropped team is hidden, in insights.services' words (its tally is deleted below).
+    # Why each dropped team is hidden, in insights.reasons' words (its tally is deleted below).
     round_.hidden_teams = {
         team: "fewer_than_k" if answered < round_.min_group_size or n < round_.min_group_size else "protects_a_smaller_group"
         for team, n in team_counts.items()

@@ -55,7 +55,7 @@ class Round(RandomId, Base):
     __table_args__ = (
         UniqueConstraint("survey_id", "number"),
         # A survey's rounds by state and number, with their ids: the trend page finds its open
-        # round and its closed rounds from this index alone (insights.services).
+        # round and its closed rounds from this index alone (insights.trend_figures).
         Index("ix_round_survey_state", "survey_id", "closed", "number", "id"),
     )
 
