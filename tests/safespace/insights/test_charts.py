@@ -330,7 +330,7 @@ def test_a_round_with_every_value_hidden_still_draws() -> None:
 
 def test_every_value_range_gets_a_few_ticks() -> None:
     """Any range a page may ask for (e.g. 0 to 1.1 × the most members, 69) gets 2–7 ticks."""
-    from safespace.insights.charts import _ticks
+    from safespace.insights.charts.svg import _ticks
 
     for hi in [0.5, 1, 4.4, 7, 9.9, 41.8, 69, 75.9, 100, 137.5, 999, 5500, 55000]:
         ticks = _ticks(0, hi)
