@@ -1,36 +1,52 @@
-"""Soak: mixed traffic at a steady rate for --minutes on PostgreSQL, two uvicorn workers.
+"""Soak: one and two uvicorn workers side by side, on one PostgreSQL database, at the same rate.
 
-    .venv/bin/python bench/soak.py [--minutes 20] [--rate R] [--members 2000] [--workers 2]
+    .venv/bin/python bench/soak.py [--minutes 1.5] [--rate R] [--workers 1,2] [--block 15] [--members 2000]
 
 Seeding (in-process, committed, in a fresh PostgreSQL database dropped afterwards): bench/dashboard.py's
 community (--members members in 20 teams, one facilitator, --rounds closed weekly rounds with their
 tallies, ledger and comments); --stories released stories (three per weekly batch, through the real
 store and release functions); a session for every member (bulk insert). Answers need members who
-have not answered yet, so after the calibration enough rounds are opened, each in a survey of its
-own ("Soak pulse N", opened by lifecycle.open_round), for the whole run: every member answers round
-1, then round 2, and so on. The anonymous token path is left out: its cost is bench/tokens.py's.
+have not answered yet, so enough rounds are opened, each in a survey of its own ("Soak pulse N",
+opened by lifecycle.open_round), for the whole run: every member answers round 1, then round 2, and
+so on, whichever server takes the answer. The anonymous token path is left out: its cost is
+bench/tokens.py's.
 
-Traffic mix, by slot: 20% answers (the member GETs the answer form, which sets the CSRF cookie, and
-POSTs it THINK_SECONDS later with session and CSRF, seven items, a comment in one of ten: a 303), 40%
-story wall reads (GET /c/{id}/stories as a random member), 25% trend pages (GET
-/c/{id}/insights?survey=...) and 15% round pages (GET /c/{id}/insights/rounds/{latest closed}) as
-the facilitator. So of the requests: form 1/6, answer 1/6, stories 1/3, insights 5/24, round 1/8.
+Both servers (`safespace serve --workers 1` and `--workers 2`, on the same database and data
+directory) run for the whole soak. One open-loop stream of requests is sent to one of them at a
+time, in blocks of --block seconds: first a warm-up block on each (not counted), then measured
+blocks in the order A B B A A B ... until each has had --minutes. Both therefore see the same rate
+and the same mix, and a change in what else the machine runs (other jobs share its cores) falls on
+both alike instead of on whichever ran second. A CPU line per block says what this soak and
+everything else on the machine used: "others" is the machine's busy time minus the server, its
+PostgreSQL backends and this client; when it is large the latencies of that block say more about
+the machine than about the server.
+
+The traffic is what members and the facilitator do, through the real routes, by slot: 20% answers
+(the member GETs the answer form, which sets the CSRF cookie, and THINK_SECONDS later POSTs it with
+session and CSRF, seven items, a comment in one of ten, and follows the 303 to the community page
+that says thank you: the answer's latency is the POST and that page, what the member waits for),
+40% story wall reads (GET /c/{id}/stories as a random member), 25% trend pages (GET
+/c/{id}/insights?survey=...) and 15% round pages (GET /c/{id}/insights/rounds/{latest closed}) as the
+facilitator. So of the requests: form 1/7, answer POST 1/7, thank-you page 1/7, stories 2/7,
+insights 5/28, round 3/28.
 
 The load is open-loop: requests are scheduled at fixed times (--rate requests/s, evenly spaced) and
-sent then whatever happened to the ones before, over a pool of keep-alive connections that grows
-as needed; latency is measured from the scheduled time, not from the moment the request was sent,
-so a stalled server (or a stalled client) shows up in p99 instead of slowing the load down
+sent then whatever happened to the ones before, over a pool of keep-alive connections per server
+that grows as needed (each request in one write; asyncio sets TCP_NODELAY on every connection);
+latency is measured from the scheduled time, not from the moment the request was sent, so a
+stalled server (or a stalled client) shows up in p99 instead of slowing the load down
 (closed-loop clients hide stalls: "coordinated omission"). "client lag" says how late this client
 started requests: if it is large, the client, not the server, was late.
 
-Without --rate, a short closed-loop calibration (8 connections, the same mix, CALIBRATE_SECONDS
-counted) measures what the machine sustains and the run uses 60% of it. The first minute is
-warm-up; the figures count requests scheduled after it. Printed: a line a minute, then throughput,
-p50/p99 latency per route, errors (any unexpected status or connection error), the workers' RSS
-(sum of VmRSS over uvicorn's worker processes) after warm-up and at the end, the load average, and
-met/not met for the targets: zero errors, RSS growth under 10%, p99 under 10 x p50 for every route.
-Every acknowledged answer must be counted in its round (ledger == tallies). Exits 1 if a target
-is not met.
+Without --rate, a short closed-loop calibration of each server (8 connections, the same mix,
+CALIBRATE_SECONDS counted) measures what each sustains, and the run uses 60% of the smaller, so
+that neither is driven into saturation. Printed: a line per block, then per route the p50, p90 and
+p99 of each worker count side by side, and the p50 ratio of each against the first (target: within
+RATIO_TARGET); per server its throughput, CPU, errors, the workers' RSS (sum of VmRSS over its
+worker processes) after its warm-up and at the end, and met/not met for the targets: zero errors,
+RSS growth under 10%, p99 under 10 x p50 for every route. Every acknowledged answer must be counted
+in its round (ledger == tallies). Exits 1 if a target is not met. For a long soak (memory growth,
+slow leaks), --minutes 20.
 """
 
 from __future__ import annotations
@@ -51,7 +67,6 @@ from datetime import timedelta
 from pathlib import Path
 
 from dashboard import seed as seed_community
-from dashboard import server_cpu
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from submit import CSRF_COOKIE, INSTRUMENT, Connection, NoPostgreSQL, answer_body, drive, ledger, throwaway_database
@@ -68,10 +83,12 @@ from safespace.stories import services as stories
 from safespace.web.session import SESSION_COOKIE
 from surveys.cadence import window_at
 
-WARMUP_SECONDS, THINK_SECONDS, CALIBRATE_SECONDS, HEADROOM = 60.0, 5.0, 12.0, 0.6
-SLOTS = {"answer": 0.20, "stories": 0.40, "insights": 0.25, "round": 0.15}  # "answer" is two requests
+THINK_SECONDS, CALIBRATE_SECONDS, HEADROOM, RATIO_TARGET = 5.0, 8.0, 0.6, 1.5
+SLOTS = {"answer": 0.20, "stories": 0.40, "insights": 0.25, "round": 0.15}  # "answer" is three requests
+REQUESTS_PER_SLOT = 1 + 2 * SLOTS["answer"]  # the form, the POST and the thank-you page
 ROUTES = ("form", "answer", "stories", "insights", "round")
-EXPECTED = {"form": 200, "answer": 303, "stories": 200, "insights": 200, "round": 200}
+EXPECTED = {"form": 200, "answer": 303, "thanks": 200, "stories": 200, "insights": 200, "round": 200}
+THANKS = b"Thank you."  # the notice on the page the answer's 303 leads to (English: no language chosen)
 MAX_CONNECTIONS, KEEP_ALIVE_SECONDS = 256, 4.0  # uvicorn closes keep-alive connections idle for 5 s
 STORY = stories.StoryText(
     title="The pilot nobody asked the clinics about",
@@ -126,7 +143,7 @@ async def open_rounds(engine: AsyncEngine, keyring: Keyring, community_id: uuid.
     return ids
 
 
-# --- the server -------------------------------------------------------------------------------------
+# --- the servers ------------------------------------------------------------------------------------
 
 
 async def serve(env: dict[str, str], log: Path, workers: int) -> tuple[subprocess.Popen, int]:
@@ -142,7 +159,7 @@ async def serve(env: dict[str, str], log: Path, workers: int) -> tuple[subproces
             raise SystemExit(f"the server exited with {proc.returncode}:\n{log.read_text()}")
         try:
             await drive(port, 1, [None], lambda conn, _: conn.request("GET", "/healthz", {}))
-            if len(worker_pids(proc.pid)) >= workers:
+            if len(worker_pids(proc.pid, workers)) >= workers:
                 return proc, port
         except ConnectionError:
             pass
@@ -152,15 +169,17 @@ async def serve(env: dict[str, str], log: Path, workers: int) -> tuple[subproces
     raise SystemExit("the server did not answer /healthz with all its workers within 60 s")
 
 
-def worker_pids(pid: int) -> list[int]:
-    """uvicorn's worker processes: the children of the server process (not multiprocessing's
-    helpers), or the server process itself when it serves alone (--workers 1)."""
+def worker_pids(pid: int, workers: int) -> list[int]:
+    """The processes that serve requests: with --workers 1 the server process itself (its children
+    are multiprocessing's resource tracker and the token signer, which this soak leaves idle),
+    else uvicorn's worker processes, the server's children but for the resource tracker."""
+    if workers == 1:
+        return [pid] if Path(f"/proc/{pid}").exists() else []
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        workers = [int(c) for c in children if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+        return [int(c) for c in children if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
     except FileNotFoundError:
         return []
-    return workers or [pid]
 
 
 def rss_mb(pids: list[int]) -> float:
@@ -172,34 +191,82 @@ def rss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
+def cpu_seconds(pid: int | str) -> float:
+    """CPU seconds a process has used so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Meter:
+    """CPU seconds used so far by each server's workers, by the PostgreSQL backends of this
+    database, by this client, and by the whole machine (busy time of all its cores)."""
+
+    def __init__(self, database: str, servers: dict[int, list[int]]) -> None:
+        self.tag, self.servers = f" {database} ".encode(), servers
+
+    def sample(self) -> dict[str, float]:
+        figures = {str(w): sum(map(cpu_seconds, pids)) for w, pids in self.servers.items()}
+        backends = 0.0
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if self.tag in (entry / "cmdline").read_bytes().replace(b"\0", b" ") + b" ":
+                        backends += cpu_seconds(entry.name)
+                except OSError:
+                    pass
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+        return figures | {"postgresql": backends, "client": time.process_time(), "machine": busy, "wall": time.perf_counter()}
+
+    def cores(self, before: dict[str, float], after: dict[str, float], workers: int) -> dict[str, float]:
+        """Cores used between two samples by the server taking the load, PostgreSQL, the client and everything else."""
+        wall = after["wall"] - before["wall"]
+        used = {k: (after[k] - before[k]) / wall for k in after if k != "wall"}
+        ours = sum(used[str(w)] for w in self.servers) + used["postgresql"] + used["client"]
+        return {"server": used[str(workers)], "postgresql": used["postgresql"], "client": used["client"],
+                "others": max(0.0, used["machine"] - ours)}  # fmt: skip
+
+
 # --- load -------------------------------------------------------------------------------------------
 
 
-class Traffic:
-    """The routes and who calls them; answers hand out (round, member) pairs, each used once."""
+class Answers:
+    """(round, member) pairs for the answers, each used once whichever server takes it, and the
+    answers acknowledged per round."""
 
-    def __init__(self, port: int, community: str, survey: str, closed_round: str, facilitator: str, tokens: list[str]) -> None:
-        self.port, self.tokens, self.rng = port, tokens, random.Random(7)
+    def __init__(self, tokens: list[str]) -> None:
+        self.members, self.rng = len(tokens), random.Random(7)
+        self.rounds: list[str] = []
+        self.order = list(range(len(tokens)))
+        self.taken, self.acknowledged = 0, Counter()
+
+    def left(self) -> int:
+        return len(self.rounds) * self.members - self.taken
+
+    def take(self) -> tuple[str, int]:
+        n, self.taken = self.taken, self.taken + 1
+        if n % self.members == 0:
+            self.rng.shuffle(self.order)
+        return self.rounds[n // self.members], self.order[n % self.members]
+
+
+class Traffic:
+    """The routes of one server and who calls them, over that server's keep-alive connections."""
+
+    def __init__(self, port: int, community: str, survey: str, closed_round: str, facilitator: str, tokens: list[str],
+                 answers: Answers) -> None:  # fmt: skip
+        self.port, self.tokens, self.answers, self.rng = port, tokens, answers, random.Random(port)
         self.paths = {"stories": f"/c/{community}/stories", "insights": f"/c/{community}/insights?survey={survey}",
                       "round": f"/c/{community}/insights/rounds/{closed_round}"}  # fmt: skip
         self.facilitator, self.community = {SESSION_COOKIE: facilitator}, community
-        self.rounds: list[str] = []
-        self.order = list(range(len(tokens)))
-        self.next_answer, self.acknowledged = 0, Counter()
         self.idle: list[tuple[Connection, float]] = []  # with the time each was last used
         self.open_connections = asyncio.Semaphore(MAX_CONNECTIONS)
 
-    def answers_left(self) -> int:
-        return len(self.rounds) * len(self.tokens) - self.next_answer
-
-    def take_answer(self) -> tuple[str, int]:
-        n, self.next_answer = self.next_answer, self.next_answer + 1
-        if n % len(self.tokens) == 0:
-            self.rng.shuffle(self.order)
-        return self.rounds[n // len(self.tokens)], self.order[n % len(self.tokens)]
-
-    async def call(self, route: str, method: str, path: str, cookies: dict, body: bytes = b"") -> tuple[bool, dict]:
-        """One request on an idle connection (or a new one); (as expected, cookies set)."""
+    async def call(self, route: str, method: str, path: str, cookies: dict, body: bytes = b"") -> tuple[bool, dict, bytes]:
+        """One request on an idle connection (or a new one); (as expected, cookies set, body)."""
         async with self.open_connections:
             conn, used = self.idle.pop() if self.idle else (Connection(self.port), 0.0)
             if time.perf_counter() - used > KEEP_ALIVE_SECONDS:
@@ -207,10 +274,11 @@ class Traffic:
             try:
                 status, set_cookies = await conn.request(method, path, cookies, body)
             except ConnectionError:
-                return False, {}
+                return False, {}, b""
             finally:
                 self.idle.append((conn, time.perf_counter()))
-        return status == EXPECTED[route] and (route != "form" or CSRF_COOKIE in set_cookies), set_cookies
+            page = conn.body
+        return status == EXPECTED[route] and (route != "form" or CSRF_COOKIE in set_cookies), set_cookies, page
 
     async def read(self, route: str) -> bool:
         cookies = self.facilitator if route != "stories" else {SESSION_COOKIE: self.rng.choice(self.tokens)}
@@ -218,15 +286,27 @@ class Traffic:
 
     async def form(self, round_id: str, member: int) -> str | None:
         """The answer form; the CSRF cookie it sets, None if it failed."""
-        ok, cookies = await self.call("form", "GET", f"/c/{self.community}/rounds/{round_id}", {SESSION_COOKIE: self.tokens[member]})
+        ok, cookies, _ = await self.call("form", "GET", f"/c/{self.community}/rounds/{round_id}", {SESSION_COOKIE: self.tokens[member]})
         return cookies[CSRF_COOKIE] if ok else None
 
     async def answer(self, round_id: str, member: int, csrf: str) -> bool:
+        """The POST, and the page its 303 leads to, which must thank the member."""
         cookies = {SESSION_COOKIE: self.tokens[member], CSRF_COOKIE: csrf}
         body = answer_body(csrf, self.rng, comment=self.rng.random() < 0.1)
         ok = (await self.call("answer", "POST", f"/c/{self.community}/rounds/{round_id}", cookies, body))[0]
-        self.acknowledged[round_id] += ok
-        return ok
+        self.answers.acknowledged[round_id] += ok
+        if not ok:
+            return False
+        ok, _, page = await self.call("thanks", "GET", f"/c/{self.community}", {SESSION_COOKIE: self.tokens[member]})
+        return ok and THANKS in page
+
+    async def action(self, kind: str) -> list[tuple[str, bool]]:
+        """One slot, closed-loop (no thinking time): [(route, as expected)]."""
+        if kind != "answer":
+            return [(kind, await self.read(kind))]
+        round_id, member = self.answers.take()
+        csrf = await self.form(round_id, member)
+        return [("form", csrf is not None)] + ([("answer", await self.answer(round_id, member, csrf))] if csrf else [])
 
 
 def pick(rng: random.Random) -> str:
@@ -241,32 +321,36 @@ async def calibrate(traffic: Traffic, seconds: float, concurrency: int = 8) -> t
     async def worker() -> None:
         nonlocal counted
         while time.perf_counter() < end:
-            kind = pick(rng)
-            if kind == "answer":
-                round_id, member = traffic.take_answer()
-                csrf = await traffic.form(round_id, member)
-                results = [("form", csrf is not None)] + ([("answer", await traffic.answer(round_id, member, csrf))] if csrf else [])
-            else:
-                results = [(kind, await traffic.read(kind))]
-            for route, ok in results:
+            for route, ok in await traffic.action(pick(rng)):
                 failed[route] += not ok
-                counted += start <= time.perf_counter() < end
+                counted += (1 + (route == "answer")) * (start <= time.perf_counter() < end)  # an answer is two requests
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return counted / seconds, failed
 
 
+def plan_blocks(workers: list[int], measured: int) -> list[tuple[int, bool]]:
+    """(worker count, measured) per block: a warm-up block on each server, then `measured` blocks
+    each in the order A B B A A B ..., so that a steady drift of the machine falls on both alike."""
+    plan = [(w, False) for w in workers]
+    for n in range(measured):
+        plan += [(w, True) for w in (workers if n % 2 == 0 else workers[::-1])]
+    return plan
+
+
 class Record:
-    """Latencies (from the scheduled time) and failures per route, by scheduled time."""
+    """Latencies (from the scheduled time) and failures per route, by server and scheduled time."""
 
     def __init__(self) -> None:
-        self.samples: list[tuple[float, str, float, bool, float]] = []  # scheduled, route, latency, ok, client lag
+        self.samples: list[tuple[int, float, str, float, bool, float]] = []  # workers, scheduled, route, latency, ok, client lag
 
-    def add(self, scheduled: float, route: str, ok: bool, lag: float) -> None:
-        self.samples.append((scheduled, route, time.perf_counter() - scheduled, ok, lag))
+    def add(self, workers: int, scheduled: float, route: str, ok: bool, lag: float) -> None:
+        self.samples.append((workers, scheduled, route, time.perf_counter() - scheduled, ok, lag))
 
-    def between(self, start: float, end: float) -> list[tuple[float, str, float, bool, float]]:
-        return [s for s in self.samples if start <= s[0] < end]
+
+def requests(samples: list[tuple]) -> int:
+    """Requests the samples stand for: an answer is two (the POST and the page it leads to)."""
+    return len(samples) + sum(s[2] == "answer" for s in samples)
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -275,41 +359,51 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))] if ordered else 0.0
 
 
-async def run_load(traffic: Traffic, rate: float, seconds: float, record: Record, on_minute) -> None:  # noqa: ANN001
-    """Open-loop: slots evenly spaced so that requests (a slot "answer" is two) come at `rate`/s."""
-    slot_rate = rate / (1 + SLOTS["answer"])
+async def run_load(servers: dict[int, Traffic], plan: list[tuple[int, bool]], block: float, rate: float, record: Record, on_block) -> float:  # noqa: ANN001
+    """Open-loop: slots evenly spaced so that requests come at `rate`/s, each sent to the server of
+    the block its scheduled time falls in (an answer's POST, THINK_SECONDS after its form, too);
+    on_block(i, begin) after each block. Returns the time the first block began."""
+    slot_rate = rate / REQUESTS_PER_SLOT
     rng, tasks, begin = random.Random(11), set(), time.perf_counter()
 
+    def server_at(moment: float) -> int:
+        return plan[min(len(plan) - 1, int((moment - begin) // block))][0]
+
     async def read(kind: str, at: float) -> None:
+        workers = server_at(at)
         lag = time.perf_counter() - at
-        record.add(at, kind, await traffic.read(kind), lag)
+        record.add(workers, at, kind, await servers[workers].read(kind), lag)
 
     async def answer(at: float) -> None:
-        round_id, member = traffic.take_answer()
+        workers = server_at(at)
+        round_id, member = servers[workers].answers.take()
         lag = time.perf_counter() - at
-        csrf = await traffic.form(round_id, member)
-        record.add(at, "form", csrf is not None, lag)
+        csrf = await servers[workers].form(round_id, member)
+        record.add(workers, at, "form", csrf is not None, lag)
         posted = at + THINK_SECONDS
         await asyncio.sleep(max(0.0, posted - time.perf_counter()))
-        lag = time.perf_counter() - posted
+        workers, lag = server_at(posted), time.perf_counter() - posted
         if csrf is None:
-            record.add(posted, "answer", False, lag)  # no form, no answer: the member saw an error
+            record.add(workers, posted, "answer", False, lag)  # no form, no answer: the member saw an error
         else:
-            record.add(posted, "answer", await traffic.answer(round_id, member, csrf), lag)
+            record.add(workers, posted, "answer", await servers[workers].answer(round_id, member, csrf), lag)
 
-    n, minute = 0, 1
-    while (at := begin + n / slot_rate) < begin + seconds:
+    n, done = 0, 0
+    while (at := begin + n / slot_rate) < begin + len(plan) * block:
         await asyncio.sleep(max(0.0, at - time.perf_counter()))
-        if at >= begin + 60 * minute:
-            on_minute(minute, begin)
-            minute += 1
+        while at >= begin + (done + 1) * block:
+            on_block(done, begin)
+            done += 1
         kind = pick(rng)
         task = asyncio.create_task(answer(at) if kind == "answer" else read(kind, at))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         n += 1
-    await asyncio.gather(*tasks)
-    on_minute(minute, begin)
+    await asyncio.sleep(max(0.0, begin + len(plan) * block - time.perf_counter()))
+    for i in range(done, len(plan)):
+        on_block(i, begin)
+    await asyncio.gather(*tasks)  # the last answers' POSTs, THINK_SECONDS on: sent, not counted
+    return begin
 
 
 # --- the run ----------------------------------------------------------------------------------------
@@ -328,93 +422,155 @@ async def soak(database_url: str, args: argparse.Namespace) -> bool:
     tokens = await seed_sessions(engine, seeded["community"])
     print(f"seeded {args.members} members with sessions, {args.rounds} closed rounds ({seeded['ledger']:,} ledger rows, "
           f"{seeded['comments']:,} comments), {args.stories} released stories in {time.perf_counter() - started:.1f} s")  # fmt: skip
-    log = data_dir / "server.log"
-    proc, port = await serve(env, log, args.workers)
-    traffic = Traffic(port, str(seeded["community"]), str(seeded["survey"]), str(seeded["round"]), seeded["token"], tokens)
+    answers = Answers(tokens)
+    answers.rounds += await open_rounds(engine, keyring, seeded["community"], 1, 1)
+    procs: dict[int, subprocess.Popen] = {}
+    servers: dict[int, Traffic] = {}
     try:
-        traffic.rounds += await open_rounds(engine, keyring, seeded["community"], 1, 1)
+        for workers in args.workers:
+            procs[workers], port = await serve(env, data_dir / f"server-{workers}.log", workers)
+            servers[workers] = Traffic(port, str(seeded["community"]), str(seeded["survey"]), str(seeded["round"]),
+                                       seeded["token"], tokens, answers)  # fmt: skip
         rate = args.rate
         if rate is None:
-            sustained, failed = await calibrate(traffic, CALIBRATE_SECONDS)
-            rate = round(HEADROOM * sustained, 1)
-            print(f"calibration: {sustained:.1f} requests/s closed-loop (8 connections, {CALIBRATE_SECONDS:.0f} s), "
-                  f"failures {dict(+failed) or 0}; running at {HEADROOM:.0%}: {rate} requests/s")  # fmt: skip
-        seconds = WARMUP_SECONDS + args.minutes * 60
-        needed = seconds * rate / (1 + SLOTS["answer"]) * SLOTS["answer"] * 1.2 + 50  # 20% margin: slots are drawn at random
-        more = max(0, math.ceil((needed - traffic.answers_left()) / len(tokens)))
-        traffic.rounds += await open_rounds(engine, keyring, seeded["community"], more, len(traffic.rounds) + 1)
-        print(f"load: {rate} requests/s open-loop for 1 warm-up minute + {args.minutes} min, {args.workers} workers, "
-              f"{len(traffic.rounds)} open rounds x {len(tokens)} members for the answers; {os.cpu_count()} CPUs")  # fmt: skip
-        record, figures = Record(), {}
+            sustained = {}
+            for workers, traffic in servers.items():
+                sustained[workers], failed = await calibrate(traffic, CALIBRATE_SECONDS)
+                print(f"calibration, {plural(workers)}: {sustained[workers]:.1f} requests/s closed-loop (8 connections, "
+                      f"{CALIBRATE_SECONDS:.0f} s), failures {dict(+failed) or 0}")  # fmt: skip
+            rate = round(HEADROOM * min(sustained.values()), 1)
+            print(f"running at {HEADROOM:.0%} of the smaller: {rate} requests/s")
+        measured = max(1, round(args.minutes * 60 / args.block))
+        plan = plan_blocks(args.workers, measured)
+        seconds = len(plan) * args.block + THINK_SECONDS
+        needed = seconds * rate / REQUESTS_PER_SLOT * SLOTS["answer"] * 1.2 + 50  # 20% margin: slots are drawn at random
+        more = max(0, math.ceil((needed - answers.left()) / len(tokens)))
+        answers.rounds += await open_rounds(engine, keyring, seeded["community"], more, len(answers.rounds) + 1)
+        print(f"load: {rate} requests/s open-loop, blocks of {args.block:g} s: a warm-up block on each server, then "
+              f"{measured} measured blocks each ({measured * args.block / 60:g} min), in turn A B B A ...; "
+              f"{len(answers.rounds)} open rounds x {len(tokens)} members for the answers; {os.cpu_count()} CPUs")  # fmt: skip
+        pids = {w: worker_pids(p.pid, w) for w, p in procs.items()}
+        meter, record = Meter(database_url.rsplit("/", 1)[1], pids), Record()
+        blocks: list[dict] = []  # per block: workers, measured, cores, RSS at its end
+        last = [meter.sample()]
 
-        def on_minute(minute: int, begin: float) -> None:
-            window = record.between(begin + 60 * (minute - 1), begin + 60 * minute)
-            pids = worker_pids(proc.pid)
-            if minute == 1:
-                figures["start"] = (rss_mb(pids), os.getloadavg()[0], pids, sum(map(server_cpu, pids)), time.perf_counter())
-            figures["end"] = (rss_mb(pids), os.getloadavg()[0], pids, sum(map(server_cpu, pids)), time.perf_counter())
-            latencies = [s[2] for s in window]
-            print(f"  minute {minute:>2}: {len(window) / 60:5.1f} req/s (scheduled in it, answered), errors {sum(not s[3] for s in window)}, "
-                  f"p50 {quantile(latencies, 0.5) * 1000:6.1f} ms, p99 {quantile(latencies, 0.99) * 1000:7.1f} ms, "
-                  f"RSS {rss_mb(pids):6.1f} MB, load {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
+        def on_block(i: int, begin: float) -> None:
+            workers, counted = plan[i]
+            now = meter.sample()
+            cores = meter.cores(last[0], now, workers)
+            last[0] = now
+            blocks.append({"workers": workers, "measured": counted, "cores": cores, "rss": rss_mb(worker_pids(procs[workers].pid, workers)),
+                           "pids": worker_pids(procs[workers].pid, workers)})  # fmt: skip
+            window = [s for s in record.samples if begin + i * args.block <= s[1] < begin + (i + 1) * args.block]
+            latencies = [s[3] for s in window]
+            print(f"  block {i + 1:>2}, {plural(workers):<9}{'' if counted else ' (warm-up)':<10}: {requests(window) / args.block:5.1f} req/s, "
+                  f"errors {sum(not s[4] for s in window)}, p50 {quantile(latencies, 0.5) * 1000:6.1f} ms, "
+                  f"p99 {quantile(latencies, 0.99) * 1000:7.1f} ms; cores: server {cores['server']:.2f}, "
+                  f"PostgreSQL {cores['postgresql']:.2f}, client {cores['client']:.2f}, others {cores['others']:.2f}", flush=True)  # fmt: skip
 
-        load_start = os.getloadavg()
-        await run_load(traffic, rate, seconds, record, on_minute)
-        load_end = os.getloadavg()
+        begin = await run_load(servers, plan, args.block, rate, record, on_block)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    counted = {r: await ledger(engine, uuid.UUID(r)) for r in traffic.rounds}
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            proc.wait(timeout=30)
+    counted = {r: await ledger(engine, uuid.UUID(r)) for r in answers.rounds}
     await engine.dispose()
-    return report(record, figures, traffic, counted, args.minutes, load_start, load_end, log)
+    return report(record, plan, blocks, begin, args, rate, answers, counted, data_dir)
 
 
-def report(record: Record, figures: dict, traffic: Traffic, counted: dict, minutes: float, load_start, load_end, log: Path) -> bool:  # noqa: ANN001
-    (rss0, _, pids0, cpu0, t0), (rss1, _, pids1, cpu1, t1) = figures["start"], figures["end"]
-    begin = min(s[0] for s in record.samples) + WARMUP_SECONDS
-    measured = record.between(begin, begin + minutes * 60)
-    warmup_errors = sum(not s[3] for s in record.between(0, begin))
-    by_route = defaultdict(list)
-    for sample in measured:
-        by_route[sample[1]].append(sample)
-    print(f"\nthroughput {len(measured) / (minutes * 60):.1f} requests/s over {minutes:g} min after warm-up "
-          f"({len(measured):,} requests); workers' CPU {(cpu1 - cpu0) / (t1 - t0):.0%} of a core")  # fmt: skip
-    ok, errors = True, sum(not s[3] for s in measured)
-    print(f"{'route':<10} {'requests':>9} {'errors':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99/p50':>8}  target p99 < 10 x p50")
-    for route in ROUTES:
-        latencies = [s[2] for s in by_route[route]]
-        p50, p99 = quantile(latencies, 0.5), quantile(latencies, 0.99)
-        met = p99 < 10 * p50
-        ok &= met
-        print(f"{route:<10} {len(latencies):>9,} {sum(not s[3] for s in by_route[route]):>7} {p50 * 1000:>8.1f} {p99 * 1000:>8.1f} "
-              f"{p99 / p50 if p50 else 0:>8.1f}  {'met' if met else 'NOT met'}")  # fmt: skip
-    lags = [s[4] for s in measured]
-    print(f"client lag (how late this client started requests): p50 {quantile(lags, 0.5) * 1000:.1f} ms, "
-          f"p99 {quantile(lags, 0.99) * 1000:.1f} ms, max {max(lags, default=0) * 1000:.1f} ms")  # fmt: skip
-    ok &= errors == 0
-    print(f"errors: {errors} (warm-up: {warmup_errors})  target zero: {'met' if errors == 0 else 'NOT met'}")
-    growth = rss1 / rss0 - 1
-    ok &= growth < 0.10
-    print(f"RSS of the {len(pids0)} workers: {rss0:.1f} MB after warm-up, {rss1:.1f} MB at the end, growth {growth:+.1%}  "
-          f"target < 10%: {'met' if growth < 0.10 else 'NOT met'}" + ("" if pids0 == pids1 else f"  (workers changed: {pids0} -> {pids1})"))  # fmt: skip
-    print(f"load average (1, 5, 15 min): start {' '.join(f'{x:.2f}' for x in load_start)}, end {' '.join(f'{x:.2f}' for x in load_end)}")
-    acknowledged, tallied = sum(traffic.acknowledged.values()), sum(c["community"] for c in counted.values())
+def plural(workers: int) -> str:
+    return f"{workers} worker{'s' if workers > 1 else ''}"
+
+
+def report(record: Record, plan: list[tuple[int, bool]], blocks: list[dict], begin: float, args: argparse.Namespace, rate: float,
+           answers: Answers, counted: dict, data_dir: Path) -> bool:  # fmt: skip
+    def measured(sample: tuple) -> bool:
+        i = int((sample[1] - begin) // args.block)
+        return 0 <= i < len(plan) and plan[i][1]
+
+    samples = [s for s in record.samples if measured(s)]
+    by = defaultdict(list)
+    for sample in samples:
+        by[sample[0], sample[2]].append(sample)
+    first, ok = args.workers[0], True
+    seconds = {w: sum(args.block for pw, m in plan if pw == w and m) for w in args.workers}
+    print(f"\n{rate} requests/s offered to each, {seconds[first] / 60:g} min measured each; latency from the scheduled time, ms")
+    head = "".join(f" | {plural(w) + ': p50':>16} {'p90':>7} {'p99':>7}" for w in args.workers)
+    ratios = "".join(f" | {f'p50 {w}/{first}':>9}" for w in args.workers[1:])
+    print(f"{'route':<9}{head}{ratios}" + (f"  target <= {RATIO_TARGET:g}" if ratios else ""))
+    for route in (*ROUTES, "all"):
+        rows, p50 = [], {}
+        for w in args.workers:
+            latencies = [s[3] for s in (samples if route == "all" else by[w, route]) if route != "all" or s[0] == w]
+            p50[w] = quantile(latencies, 0.5)
+            rows.append(f" | {p50[w] * 1000:16.1f} {quantile(latencies, 0.9) * 1000:7.1f} {quantile(latencies, 0.99) * 1000:7.1f}")
+        verdicts = []
+        for w in args.workers[1:]:
+            ratio = p50[w] / p50[first] if p50[first] else math.inf
+            ok &= ratio <= RATIO_TARGET
+            verdicts.append(f" | {ratio:9.2f}")
+        met = all(p50[w] <= RATIO_TARGET * p50[first] for w in args.workers[1:])
+        print(f"{route:<9}{''.join(rows)}{''.join(verdicts)}" + (f"  {'met' if met else 'NOT met'}" if verdicts else ""))
+    for w in args.workers:
+        mine = [s for s in samples if s[0] == w]
+        kept = [b for b in blocks if b["workers"] == w]
+        counting = [b for b in kept if b["measured"]]
+        cores = {k: sum(b["cores"][k] for b in counting) / max(1, len(counting)) for k in ("server", "postgresql", "client", "others")}
+        errors = sum(not s[4] for s in mine)
+        print(f"\n{plural(w)}: {requests(mine) / seconds[w]:.1f} requests/s answered ({requests(mine):,}), errors {errors}  target zero: "
+              f"{'met' if errors == 0 else 'NOT met'}; cores used: server {cores['server']:.2f}, PostgreSQL {cores['postgresql']:.2f}, "
+              f"client {cores['client']:.2f}, others on the machine {cores['others']:.2f} (of {os.cpu_count()})")  # fmt: skip
+        ok &= errors == 0
+        bad = []
+        for route in ROUTES:
+            latencies = [s[3] for s in by[w, route]]
+            if quantile(latencies, 0.99) >= 10 * quantile(latencies, 0.5):
+                bad.append(route)
+        ok &= not bad
+        print(f"  p99 < 10 x p50 for every route: {'met' if not bad else 'NOT met (' + ', '.join(bad) + ')'}")
+        rss0, rss1 = kept[0]["rss"], kept[-1]["rss"]  # after its warm-up block, at the end of its last block
+        growth = rss1 / rss0 - 1 if rss0 else math.inf
+        ok &= growth < 0.10
+        changed = "" if kept[0]["pids"] == kept[-1]["pids"] else f"  (workers changed: {kept[0]['pids']} -> {kept[-1]['pids']})"
+        print(f"  RSS of the workers: {rss0:.1f} MB after warm-up, {rss1:.1f} MB at the end, growth {growth:+.1%}  "
+              f"target < 10%: {'met' if growth < 0.10 else 'NOT met'}{changed}")  # fmt: skip
+        lags = [s[5] for s in mine]
+        print(f"  client lag (how late this client started requests): p50 {quantile(lags, 0.5) * 1000:.1f} ms, "
+              f"p99 {quantile(lags, 0.99) * 1000:.1f} ms, max {max(lags, default=0) * 1000:.1f} ms")  # fmt: skip
+    busy = max(sum(b["cores"]["others"] for b in blocks if b["measured"] and b["workers"] == w) /
+               max(1, sum(1 for b in blocks if b["measured"] and b["workers"] == w)) for w in args.workers)  # fmt: skip
+    if busy > 0.25:
+        print(
+            f"\nnote: other jobs used {busy:.2f} cores on average while the soak ran: the latencies say as much about them as about the server"
+        )
+    acknowledged, tallied = sum(answers.acknowledged.values()), sum(c["community"] for c in counted.values())
     consistent = all(c["participation"] == c["community"] == c["teams"] for c in counted.values()) and acknowledged == tallied
     ok &= consistent
     print(f"answers: {acknowledged:,} acknowledged, {tallied:,} in the tallies, ledger == tallies: {'yes' if consistent else 'NO'}")
     if not ok:
-        print(f"server log: {log}")
+        print(f"server logs: {data_dir}/server-*.log")
     return ok
+
+
+def worker_counts(text: str) -> list[int]:
+    counts = [int(n) for n in text.split(",")]
+    if not counts or min(counts) < 1 or len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError("distinct worker counts, such as 1,2")
+    return counts
 
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--minutes", type=float, default=20, help="measured minutes after the warm-up minute (default 20)")
-    parser.add_argument("--rate", type=float, help="requests/s (default: 60%% of a short closed-loop calibration)")
+    parser.add_argument("--minutes", type=float, default=1.5, help="measured minutes for each worker count (default 1.5)")
+    parser.add_argument("--rate", type=float, help="requests/s (default: 60%% of the smaller of the closed-loop calibrations)")
+    parser.add_argument(
+        "--workers", type=worker_counts, default=[1, 2], help="worker counts side by side, the first the reference (default 1,2)"
+    )
+    parser.add_argument("--block", type=float, default=15.0, help="seconds on one server before the load moves to the other (default 15)")
     parser.add_argument("--members", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=156, help="closed weekly rounds for the dashboard (default 156)")
     parser.add_argument("--stories", type=int, default=60, help="released stories on the wall (default 60)")
-    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     try:
         async with throwaway_database("safespace_soak") as url:

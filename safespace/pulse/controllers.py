@@ -18,7 +18,7 @@ from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
 from safespace.privacy.crypto import Keyring
-from safespace.pulse import lifecycle, services
+from safespace.pulse import answering, lifecycle, services
 from safespace.pulse.group_commit import AnswerQueue
 from safespace.pulse.results import comments_shown, round_result
 from safespace.text import clean_text
@@ -113,7 +113,7 @@ class PulseController(Controller):
         try:
             # Counted and committed when this returns, together with the answers that arrived
             # meanwhile (pulse/group_commit.py); the thank-you notice is set in that transaction.
-            await answer_queue.submit(services.Answer(community_id, viewer.person_id, round_id, form, (viewer.session_id, thanks)))
+            await answer_queue.submit(answering.Answer(community_id, viewer.person_id, round_id, form, (viewer.session_id, thanks)))
         except LookupError:
             await require_membership(request_session(request), viewer.person_id, community_id)  # strangers: "no community"
             raise NotFoundException(_("There is no such round in this community.")) from None

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from safespace.db.batch import Batcher
 from safespace.db.engine import write_turn
 from safespace.privacy.crypto import Keyring
-from safespace.pulse.services import Answer, fold_answers
+from safespace.pulse.answering import Answer, fold_answers
 
 # Enough to amortise the round trips; small enough that a transaction stays a few milliseconds
 # and holds its locks briefly.

@@ -18,6 +18,7 @@ from safespace.identity.models import Community, Membership, Person
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.privacy.round_keys import is_sealed
 from safespace.pulse import tokens
+from safespace.pulse.answering import read_tally
 from safespace.pulse.models import (
     Participation,
     PendingComment,
@@ -29,7 +30,7 @@ from safespace.pulse.models import (
     Survey,
     Tally,
 )
-from safespace.pulse.services import COMMUNITY, available_instruments, bump_trend, read_tally
+from safespace.pulse.services import COMMUNITY, available_instruments, bump_trend
 from surveys import cadence as cadence_rules
 from surveys import disclosure
 from surveys import tally as tally_rules

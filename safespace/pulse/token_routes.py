@@ -15,6 +15,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
 from safespace.privacy import token_keys
@@ -54,7 +55,7 @@ def _refused(exc: Exception) -> Response:
         )
     if isinstance(exc, services.RoundNotOpen):
         return problem(409, _("Round not open"), _("This round is closed; answers are no longer accepted."))
-    if isinstance(exc, services.InvalidInput):
+    if isinstance(exc, InvalidInput):
         return problem(422, _("Check your answers"), _("Some answers are not on the scale."), errors=exc.errors)
     raise exc
 
@@ -137,7 +138,7 @@ async def redeem(
         )
     try:
         await tokens.redeem(db_session, keyring, data)
-    except (TokenRefused, services.RoundNotOpen, services.InvalidInput) as exc:
+    except (TokenRefused, services.RoundNotOpen, InvalidInput) as exc:
         await db_session.rollback()
         return _refused(exc)
     return Response({"counted": True}, status_code=201)

@@ -23,8 +23,9 @@ from safespace.identity.models import Membership
 from safespace.privacy import token_keys
 from safespace.privacy.crypto import Keyring
 from safespace.privacy.token_keys import TokenRefused
+from safespace.pulse.answering import fold_into_tallies, read_answers
 from safespace.pulse.models import Round, RoundKey, SpentToken
-from safespace.pulse.services import COMMUNITY, RoundNotOpen, fold_into_tallies, is_open, read_answers, round_instruments
+from safespace.pulse.services import COMMUNITY, RoundNotOpen, is_open, round_instruments
 
 
 class TokensUsedUp(Exception):

@@ -75,7 +75,7 @@ from safespace.db.engine import make_engine
 from safespace.db.migrate import upgrade
 from safespace.identity.models import Person
 from safespace.privacy.crypto import Keyring
-from safespace.pulse import services
+from safespace.pulse import answering, services
 from safespace.pulse.models import Round, Tally
 from safespace.settings import Settings
 from surveys import tally as tally_rules
@@ -320,7 +320,7 @@ async def test_closed_round_leaves_no_tally_state_in_the_files(store: Store, tmp
         for email in ORDER:
             answers, comment = given[email]
             async with sessionmaker() as db:  # one answer, one transaction
-                await services.submit(db, keyring, world.community.id, people[email], round_.id, form_of(answers, comment))
+                await answering.submit(db, keyring, world.community.id, people[email], round_.id, form_of(answers, comment))
                 await db.commit()
             for group in (services.COMMUNITY, str(world.teams[team_of[email]])):
                 if group in tallies:

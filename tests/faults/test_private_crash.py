@@ -53,8 +53,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from safespace.privacy import blind
 from safespace.privacy.crypto import Keyring
 from safespace.privacy.token_keys import FRESH_TOKEN, b64url, from_b64url
+from safespace.pulse.answering import read_answers, read_tally
 from safespace.pulse.models import Round, SpentToken, Tally
-from safespace.pulse.services import COMMUNITY, read_answers, read_tally, round_instruments
+from safespace.pulse.services import COMMUNITY, round_instruments
 from safespace.settings import Settings
 from safespace.stories import receipts
 from safespace.stories.models import Story

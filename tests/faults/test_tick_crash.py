@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from safespace import clock
 from safespace.identity.models import Person
 from safespace.privacy.crypto import Keyring
+from safespace.pulse import answering
 from safespace.pulse import services as pulse
 from safespace.pulse.models import Participation, PendingComment, ReleasedComment, Round, Tally
 from safespace.settings import Settings
@@ -89,7 +90,7 @@ async def test_tick_killed_mid_work_is_finished_once_by_the_next(
     for n in range(ANSWERING):
         person_id = await db.scalar(select(Person.id).where(Person.email == f"member{n}@bench.example"))
         form = dict(parse_qsl(answer_body("-", random.Random(n), comment=commenting(n)).decode()))
-        await pulse.submit(db, keyring, community_id, person_id, round_id, form)
+        await answering.submit(db, keyring, community_id, person_id, round_id, form)
     locators = []
     for n in range(STORIES):
         text = StoryText(f"Story {n}", "The pilot ran late.", "Ask earlier.", "Plan a buffer.")

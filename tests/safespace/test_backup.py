@@ -24,7 +24,7 @@ from safespace.demo import FACILITATOR, NAME, ensure_demo
 from safespace.identity import services as identity
 from safespace.identity.models import Community, Membership
 from safespace.privacy.crypto import Keyring
-from safespace.pulse import services as pulse
+from safespace.pulse import answering
 from safespace.pulse.models import Participation, Round, Survey, Tally
 from safespace.settings import Settings
 from surveys.instrument import builtin_instruments
@@ -153,13 +153,15 @@ async def test_backup_during_an_open_round_is_consistent(settings, db: AsyncSess
                 return
             async with sessions() as session:
                 form = answers | ({"psychological_safety.comment": f"note {n}"} if n % 3 == 0 else {})
-                await pulse.submit(session, keyring, community.id, person_id, open_round.id, form)
+                await answering.submit(session, keyring, community.id, person_id, open_round.id, form)
                 await session.commit()
             answered_live.append(person_id)
             await asyncio.sleep(0.03)
 
-    answering = asyncio.create_task(keep_answering())
+    answerer = asyncio.create_task(keep_answering())
     while len(answered_live) < 10:
+        if answerer.done():
+            answerer.result()  # it failed: say why instead of waiting for ever
         await asyncio.sleep(0.01)
     backup = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "safespace", "backup", str(tmp_path), env=env_of(settings),
@@ -167,7 +169,7 @@ async def test_backup_during_an_open_round_is_consistent(settings, db: AsyncSess
     )  # fmt: skip
     out, err = await backup.communicate()
     backup_done.set()
-    await answering
+    await answerer
     assert backup.returncode == 0, err.decode()
     assert "1 round(s) are open" in out.decode()
 

@@ -16,8 +16,8 @@ from safespace.identity import signin
 from safespace.identity.models import Person
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import services
+from safespace.pulse.answering import read_tally
 from safespace.pulse.models import Round, Tally
-from safespace.pulse.services import read_tally
 from surveys import tally as tally_rules
 from surveys.instrument import builtin_instruments
 from tests.helpers import World, make_community, session_csrf

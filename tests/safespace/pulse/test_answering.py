@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import clock
 from safespace.identity.models import Membership, Person
-from safespace.pulse import services
+from safespace.pulse import answering
 from safespace.pulse.models import Participation, PendingComment, Round, Tally
 from tests.helpers import make_community, post_form, sign_in
 from tests.safespace.pulse.conftest import answers, community_tally, open_pulse, post_as, session_cookie
@@ -150,14 +150,14 @@ async def test_k_is_locked_when_the_round_opens(db: AsyncSession, pulse) -> None
     assert round_.min_group_size == 5
 
 async def test_a_batch_judges_each_answer_alone(db: AsyncSession, pulse, monkeypatch) -> None:
-    """services.fold_answers on one batch: a member twice, bad input, a stranger, a good answer."""
+    """answering.fold_answers on one batch: a member twice, bad input, a stranger, a good answer."""
     people = {email: await db.scalar(select(Person.id).where(Person.email == email)) for email in ("m0@x.org", "m1@x.org", "fac@x.org")}
     await make_community(db, name="Elsewhere", facilitator="else@x.org")
     stranger = await db.scalar(select(Person.id).where(Person.email == "else@x.org"))
     community = pulse.world.community.id
 
     def answer(person, form):
-        return services.Answer(community, person, pulse.round.id, form)
+        return answering.Answer(community, person, pulse.round.id, form)
 
     batch = [
         answer(people["m0@x.org"], answers(4)),
@@ -167,7 +167,7 @@ async def test_a_batch_judges_each_answer_alone(db: AsyncSession, pulse, monkeyp
         answer(people["fac@x.org"], answers(6, comment="Fewer meetings.")),
     ]
     async with pulse.sessionmaker() as session:
-        outcomes = await session.run_sync(services.fold_answers, pulse.keyring, batch)
+        outcomes = await session.run_sync(answering.fold_answers, pulse.keyring, batch)
         await session.commit()
     assert [type(o).__name__ for o in outcomes] == ["NoneType", "AlreadyAnswered", "InvalidInput", "LookupError", "NoneType"]
     assert await _counts(db, pulse.round.id) == (2, 2, 1)
@@ -181,7 +181,7 @@ async def test_a_batch_judges_each_answer_alone(db: AsyncSession, pulse, monkeyp
 
     monkeypatch.setattr(clock, "now", later)
     async with pulse.sessionmaker() as session:
-        outcomes = await session.run_sync(services.fold_answers, pulse.keyring, [answer(people["m1@x.org"], answers(3))] * 2)
+        outcomes = await session.run_sync(answering.fold_answers, pulse.keyring, [answer(people["m1@x.org"], answers(3))] * 2)
         await session.commit()
     assert [type(o).__name__ for o in outcomes] == ["RoundNotOpen", "RoundNotOpen"]
     assert await _counts(db, pulse.round.id) == (2, 2, 1)
