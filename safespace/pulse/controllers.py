@@ -7,7 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
@@ -20,6 +20,7 @@ from safespace.identity.models import Membership
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import answering, lifecycle, services
 from safespace.pulse.group_commit import AnswerQueue
+from safespace.pulse.models import Round, Survey
 from safespace.pulse.results import comments_shown, round_result
 from safespace.text import clean_text
 from safespace.web.guards import facilitator_routes, member_routes, provide_viewer, request_session, require_membership
@@ -149,12 +150,27 @@ class PulseController(Controller):
         )
 
 
+async def provide_survey(
+    survey_id: FromPath[uuid.UUID], facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
+) -> Survey:
+    """The survey of the path, in the facilitator's community; 404 otherwise."""
+    try:
+        return await services.survey_in(db_session, facilitation.community_id, survey_id)
+    except LookupError:
+        raise NotFoundException(_("There is no such survey in this community.")) from None
+
+
+async def _open_round_of(db: AsyncSession, survey: Survey) -> Round | None:
+    return next((r for r in await services.rounds_of(db, survey.id) if not r.closed), None)
+
+
 class SurveysController(Controller):
-    """Facilitators create surveys, see their schedule, pause, change cadence, close early."""
+    """Facilitators create surveys, see their schedule, pause, change cadence, close early.
+    One route per change; the survey of the path is the `survey` dependency."""
 
     path = "/c/{community_id:uuid}/surveys"
     include_in_schema = False
-    dependencies = facilitator_routes()
+    dependencies = facilitator_routes() | {"survey": Provide(provide_survey)}
 
     async def _index(self, db: AsyncSession, facilitation: Membership, status: int = 200, **extra: Any) -> Template:
         community = facilitation.community
@@ -199,13 +215,7 @@ class SurveysController(Controller):
         await flash(db_session, viewer, _("Survey created. Rounds will open on their own, on the schedule below."))
         return see_other(f"/c/{facilitation.community_id}/surveys/{survey.id}")
 
-    async def _survey_page(
-        self, db: AsyncSession, facilitation: Membership, survey_id: uuid.UUID, status: int = 200, **extra: Any
-    ) -> Template:
-        try:
-            survey = await services.survey_in(db, facilitation.community_id, survey_id)
-        except LookupError:
-            raise NotFoundException(_("There is no such survey in this community.")) from None
+    async def _survey_page(self, db: AsyncSession, facilitation: Membership, survey: Survey, status: int = 200, **extra: Any) -> Template:
         zone = ZoneInfo(facilitation.community.time_zone)
         rounds = await services.rounds_of(db, survey.id)
         cadence = services.survey_cadence(survey)
@@ -254,56 +264,81 @@ class SurveysController(Controller):
         )
         return see_other(f"/c/{community.id}/surveys")
 
-    @get("/{survey_id:uuid}")
+    @get("/{survey_id:uuid}", name="surveys:show")
     async def show(
-        self,
-        survey_id: FromPath[uuid.UUID],
-        facilitation: NamedDependency[Membership],
-        db_session: NamedDependency[AsyncSession],
+        self, survey: NamedDependency[Survey], facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
     ) -> Template:
-        return await self._survey_page(db_session, facilitation, survey_id)
+        return await self._survey_page(db_session, facilitation, survey)
 
-    @post("/{survey_id:uuid}")
-    async def change(
+    @post("/{survey_id:uuid}/pause", name="surveys:pause")
+    async def pause(self, request: Request, survey: NamedDependency[Survey], viewer: NamedDependency[Viewer],
+                    db_session: NamedDependency[AsyncSession]) -> Redirect:  # fmt: skip
+        survey.paused = True
+        await flash(db_session, viewer, _("Survey paused: no new rounds open until you resume it."))
+        return _to_survey(request, survey)
+
+    @post("/{survey_id:uuid}/resume", name="surveys:resume")
+    async def resume(self, request: Request, survey: NamedDependency[Survey], viewer: NamedDependency[Viewer],
+                     db_session: NamedDependency[AsyncSession]) -> Redirect:  # fmt: skip
+        survey.paused = False
+        await flash(db_session, viewer, _("Survey resumed."))
+        return _to_survey(request, survey)
+
+    @post("/{survey_id:uuid}/schedule", name="surveys:schedule")
+    async def change_schedule(
         self,
-        survey_id: FromPath[uuid.UUID],
+        request: Request,
         data: Form,
+        survey: NamedDependency[Survey],
         facilitation: NamedDependency[Membership],
         viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession],
-        keyring: NamedDependency[Keyring],
     ) -> Template | Redirect:
-        community_id = facilitation.community_id
+        values = {key: form_text(data, key) for key in ("every", "weekday", "day_of_month", "open_days", "start")}
+        form = services.CadenceForm(values["every"], values["weekday"], values["day_of_month"], values["open_days"], values["start"])
         try:
-            survey = await services.survey_in(db_session, community_id, survey_id)
-        except LookupError:
-            raise NotFoundException(_("There is no such survey in this community.")) from None
-        action = form_text(data, "action")
-        if action in ("pause", "resume"):
-            survey.paused = action == "pause"
-            notice = _("Survey paused: no new rounds open until you resume it.") if survey.paused else _("Survey resumed.")
-        elif action == "cadence":
-            values = {key: form_text(data, key) for key in ("every", "weekday", "day_of_month", "open_days", "start")}
-            form = services.CadenceForm(values["every"], values["weekday"], values["day_of_month"], values["open_days"], values["start"])
-            try:
-                await services.change_cadence(db_session, survey, facilitation.community.time_zone, form)
-            except InvalidInput as exc:
-                return await self._survey_page(db_session, facilitation, survey_id, 422, values=values, errors=exc.errors)
-            notice = _("Schedule changed. It applies from the next round on.")
-        elif action == "close_round":
-            open_round = next((r for r in await services.rounds_of(db_session, survey.id) if not r.closed), None)
-            if open_round is None:
-                notice = _("There is no open round to close.")
-            else:
-                await lifecycle.close_round(db_session, keyring, open_round.id, clock.now())
-                await db_session.commit()
-                await lifecycle.forget_round_keys(db_session, keyring)
-                await schedule.scrub(db_session)
-                notice = _("Round closed. Its results are now final.")
+            await services.change_cadence(db_session, survey, facilitation.community.time_zone, form)
+        except InvalidInput as exc:
+            return await self._survey_page(db_session, facilitation, survey, 422, values=values, errors=exc.errors)
+        await flash(db_session, viewer, _("Schedule changed. It applies from the next round on."))
+        return _to_survey(request, survey)
+
+    @get("/{survey_id:uuid}/close-round", name="surveys:confirm_close")
+    async def confirm_close(
+        self, request: Request, survey: NamedDependency[Survey], facilitation: NamedDependency[Membership],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template | Redirect:  # fmt: skip
+        """Closing is final: a page that says so and asks once more (no script needed)."""
+        open_round = await _open_round_of(db_session, survey)
+        if open_round is None:
+            return _to_survey(request, survey)
+        return page("pulse/close_round.html", community=facilitation.community, survey=survey, round=open_round,
+                    zone=ZoneInfo(facilitation.community.time_zone))  # fmt: skip
+
+    @post("/{survey_id:uuid}/close-round", name="surveys:close_round")
+    async def close_round(
+        self,
+        request: Request,
+        survey: NamedDependency[Survey],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+        keyring: NamedDependency[Keyring],
+    ) -> Redirect:
+        open_round = await _open_round_of(db_session, survey)
+        if open_round is None:
+            notice = _("There is no open round to close.")
         else:
-            raise NotFoundException(_("That action is not available here."))
+            await lifecycle.close_round(db_session, keyring, open_round.id, clock.now())
+            await db_session.commit()
+            await lifecycle.forget_round_keys(db_session, keyring)
+            await schedule.scrub(db_session)
+            notice = _("Round closed. Its results are now final.")
         await flash(db_session, viewer, notice)
-        return see_other(f"/c/{community_id}/surveys/{survey_id}")
+        return _to_survey(request, survey)
+
+
+def _to_survey(request: Request, survey: Survey) -> Redirect:
+    return see_other(request.app.route_reverse("surveys:show", community_id=survey.community_id, survey_id=survey.id))
 
 
 class InstrumentsController(Controller):

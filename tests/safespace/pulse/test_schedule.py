@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -147,17 +148,35 @@ async def test_facilitator_creates_pauses_reschedules_and_closes(client, db: Asy
     schedule_page = await client.get(survey_url)
     assert "open" in schedule_page.text and "scheduled" in schedule_page.text  # the open round and the next ones
 
-    await post_form(client, survey_url, {"action": "pause"})
+    paused = await post_form(client, f"{survey_url}/pause", {})
+    assert paused.status_code == 303 and paused.headers["location"] == survey_url
     assert "Resume survey" in (await client.get(survey_url)).text
-    await post_form(client, survey_url, {"action": "resume"})
-    changed = await post_form(client, survey_url, {"action": "cadence", "every": "monthly", "weekday": "0",
-                                                  "day_of_month": "31", "open_days": "5", "start": today.isoformat()})
+    await post_form(client, f"{survey_url}/resume", {})
+    assert "Pause survey" in (await client.get(survey_url)).text
+    wrong = await post_form(client, f"{survey_url}/schedule", {"every": "monthly", "weekday": "0", "day_of_month": "31",
+                                                               "open_days": "0", "start": today.isoformat()})
+    assert wrong.status_code == 422 and "Change the schedule" in wrong.text
+    changed = await post_form(client, f"{survey_url}/schedule", {"every": "monthly", "weekday": "0",
+                                                               "day_of_month": "31", "open_days": "5", "start": today.isoformat()})
     assert changed.status_code == 303
-    closing = await post_form(client, survey_url, {"action": "close_round"})
-    assert closing.status_code == 303
+    # Closing early is final: the button leads to a page that says so and asks once more, and
+    # nothing is closed until that page's form is sent.
+    assert f'href="{survey_url}/close-round"' in (await client.get(survey_url)).text
+    confirm = await client.get(f"{survey_url}/close-round")
+    assert confirm.status_code == 200 and "This cannot be undone" in confirm.text and "Keep it open" in confirm.text
     round_ = await db.scalar(select(Round).order_by(Round.number))
     await db.refresh(round_)
+    assert not round_.closed
+    closing = await post_form(client, f"{survey_url}/close-round", {})
+    assert closing.status_code == 303 and closing.headers["location"] == survey_url
+    await db.refresh(round_)
     assert round_.closed and round_.closes_at <= clock.now()
+    assert "Round closed. Its results are now final." in (await client.get(survey_url)).text
+    # Nothing left to close: the confirmation page sends the facilitator back to the survey.
+    assert (await client.get(f"{survey_url}/close-round")).headers["location"] == survey_url
+    # Another community's survey, or none: 404 on every route.
+    for route in ("pause", "resume", "schedule", "close-round"):
+        assert (await post_form(client, f"{survey_url.rsplit('/', 1)[0]}/{uuid.uuid4()}/{route}", {})).status_code == 404
 
 
 async def test_facilitator_builds_a_custom_instrument(client, db: AsyncSession) -> None:
