@@ -102,7 +102,7 @@ PUBLIC = ["^/static/", "^/healthz$", "^/readyz$", "^/schema"]
 # Anonymous answers with a token: no session is loaded (a cookie sent along is refused by the
 # route) and no CSRF token is asked for (the request carries no ambient authority to abuse).
 # My story with a receipt code: the code is the only credential (stories/controllers.py ReceiptController).
-ANONYMOUS = [f"^{REDEEM_PATH}$", f"^{STORY_PATH}$", f"^{REPLY_PATH}$", f"^{PUBLISHED_PATH}/", f"^{RECEIPT_PATH}$"]
+ANONYMOUS = [f"^{REDEEM_PATH}$", f"^{STORY_PATH}$", f"^{REPLY_PATH}$", f"^{PUBLISHED_PATH}/", f"^{RECEIPT_PATH}(/edit|/withdraw)?$"]
 
 
 @get("/healthz", include_in_schema=False, sync_to_thread=False)

@@ -88,9 +88,29 @@ async def _team_names(db: AsyncSession, community_id: uuid.UUID) -> dict[str, st
     return {str(t.id): t.name for t in await db.scalars(select(Team).where(Team.community_id == community_id).order_by(Team.name))}
 
 
+# A closed round's grids, per process: its tallies and the suppression worked out from them never
+# change, but its teams' names do (a rename, a team added or removed), so the names are read on
+# every visit and are part of the key, with the instrument and the language of the labels.
+_CLOSED_GRIDS: dict[tuple, TeamGrid] = {}
+_CLOSED_GRIDS_KEPT = 512  # a full cache starts again
+
+
 async def round_team_grid(db: AsyncSession, round_: Round, instrument: Instrument, language: str) -> TeamGrid:
     """Teams × items (and the scale score) of one closed round: means, suppressed cells marked."""
     names = await _team_names(db, round_.community_id)
+    if not round_.closed:
+        return await _round_team_grid(db, round_, instrument, language, names)
+    key = (round_.id, round_.min_group_size, instrument.key, language, tuple(names.items()))
+    found = _CLOSED_GRIDS.get(key)
+    if found is None:
+        found = await _round_team_grid(db, round_, instrument, language, names)
+        if len(_CLOSED_GRIDS) >= _CLOSED_GRIDS_KEPT:
+            _CLOSED_GRIDS.clear()
+        _CLOSED_GRIDS[key] = found
+    return found  # shared by every request that reads it: read only
+
+
+async def _round_team_grid(db: AsyncSession, round_: Round, instrument: Instrument, language: str, names: dict[str, str]) -> TeamGrid:
     tallies = await pulse_results.released_tallies(db, [round_])
     teams = {g: t for (_r, i, g), t in tallies.items() if i == instrument.key and g != COMMUNITY}
     columns = [item.key for item in instrument.items] + ["score"]

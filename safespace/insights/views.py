@@ -120,6 +120,12 @@ def _draw_trend(prefix: str, trend: InstrumentTrend, k: int, with_notes: bool) -
 
 def share_chart(prefix: str, instrument: InstrumentResult, k: int) -> charts.Chart:
     """Favourable / neutral / unfavourable per statement; hidden statements are hatched rows."""
+    # Keyed by all it is drawn from: the name and statements (in their language) with their figures.
+    key = ("shares", prefix, k, i18n.current_language(), msgspec.json.encode((instrument.name, instrument.items)))
+    return _drawn(key, lambda: _draw_shares(prefix, instrument, k))
+
+
+def _draw_shares(prefix: str, instrument: InstrumentResult, k: int) -> charts.Chart:
     return charts.share_bars(
         prefix,
         _("%(name)s: answers per statement", name=instrument.name),

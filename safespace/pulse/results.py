@@ -132,10 +132,35 @@ def comments_shown(choice: str | None) -> int | None:
     return None if choice == "all" else COMMENTS_SHOWN
 
 
+# A closed round's figures never change: close_round wrote its last tallies and released its
+# comments in one transaction, and nothing writes to either after. So they are worked out once per
+# process, keyed by everything they are drawn from: the round (its k and comment threshold are
+# its own, fixed at opening), the language of the names and statements, and how many comments are
+# shown. Nothing of the viewer is in them: every member and facilitator sees the same figures.
+# Results are not in a time zone (the pages date them); an open or scheduled round is never kept.
+_CLOSED: dict[tuple, RoundResult] = {}
+_CLOSED_KEPT = 512  # a full cache starts again
+
+
 async def round_result(
     db: AsyncSession, keyring: Keyring, round_: Round, language: str, moment: datetime, comment_limit: int | None = None
 ) -> RoundResult:
     """A round's figures; `comment_limit` caps the comments decrypted per instrument (None: all)."""
+    if not round_.closed:
+        return await _round_result(db, keyring, round_, language, moment, comment_limit)
+    key = (round_.id, round_.min_group_size, round_.comment_threshold, language, comment_limit)
+    found = _CLOSED.get(key)
+    if found is None:
+        found = await _round_result(db, keyring, round_, language, moment, comment_limit)
+        if len(_CLOSED) >= _CLOSED_KEPT:
+            _CLOSED.clear()
+        _CLOSED[key] = found
+    return found  # shared by every request that reads it: read only
+
+
+async def _round_result(
+    db: AsyncSession, keyring: Keyring, round_: Round, language: str, moment: datetime, comment_limit: int | None
+) -> RoundResult:
     answered = await tallied(db, round_.id)
     members = int(round_.population.get(COMMUNITY, 0))
     view = disclosure.group_view(answered, members, round_.min_group_size, closed=round_.closed)

@@ -169,11 +169,16 @@ async def survey_in(db: AsyncSession, community_id: uuid.UUID, survey_id: uuid.U
     return survey
 
 
+# The round with its survey, in one statement: the pages that show a round name its survey too, and
+# survey_in then finds it in the session's identity map instead of asking the database again.
+_ROUND_AND_SURVEY = select(Round, Survey).join(Survey, Survey.id == Round.survey_id).where(Round.id == bindparam("round_id"))
+
+
 async def round_in(db: AsyncSession, community_id: uuid.UUID, round_id: uuid.UUID) -> Round:
-    round_ = await db.get(Round, round_id)
-    if round_ is None or round_.community_id != community_id:
+    found = (await db.execute(_ROUND_AND_SURVEY, {"round_id": round_id})).first()
+    if found is None or found[0].community_id != community_id:
         raise LookupError("no such round in this community")
-    return round_
+    return found[0]
 
 
 async def bump_trend(db: AsyncSession, survey_id: uuid.UUID) -> None:

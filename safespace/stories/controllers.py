@@ -21,6 +21,7 @@ from safespace.pulse import services as pulse
 from safespace.pulse.controllers import weekday_names
 from safespace.settings import Settings
 from safespace.stories import moderation, services, tokens
+from safespace.stories.models import Story
 from safespace.web.guards import facilitator_routes, member_routes
 from safespace.web.pages import form_text, page, see_other
 from safespace.web.session import Viewer, flash, language_for
@@ -239,70 +240,105 @@ class ReceiptController(Controller):
         i18n.set_language(language_for(request))
         return page("stories/mine.html", community=None, story=None, text=None, errors={})
 
-    @post("/")
+    @post("/", name="receipt:open")
     async def open(
-        self,
-        request: Request,
-        data: Form,
-        db_session: NamedDependency[AsyncSession],
-        keyring: NamedDependency[Keyring],
+        self, request: Request, data: Form, db_session: NamedDependency[AsyncSession], keyring: NamedDependency[Keyring],
         secret: NamedDependency[bytes],
-    ) -> Template:
-        # Sent with no cookie from a page with JavaScript: the page says its language in the form.
-        chosen = form_text(data, "lang")
-        i18n.set_language(chosen if chosen in i18n.LANGUAGES else language_for(request))
-        client = request.client.host if request.client else "unknown"
-        code = form_text(data, "code")
-        candidates = await services.receipt_candidates(db_session, code)
+    ) -> Template:  # fmt: skip
+        found = await _story_by_code(request, data, db_session, secret)
+        if isinstance(found, Template):
+            return found
+        return await _story_page(db_session, keyring, *found)
+
+    @post("/withdraw", name="receipt:withdraw")
+    async def withdraw(
+        self, request: Request, data: Form, db_session: NamedDependency[AsyncSession], keyring: NamedDependency[Keyring],
+        secret: NamedDependency[bytes],
+    ) -> Template:  # fmt: skip
+        """Withdrawing deletes the story for good: a first press asks once more, on a page that
+        works without script; the second (confirmed=yes) deletes."""
+        found = await _story_by_code(request, data, db_session, secret)
+        if isinstance(found, Template):
+            return found
+        story, community, code = found
+        if form_text(data, "confirmed") != "yes":
+            return page("stories/mine.html", community=community, story=story, text=services.open_story(keyring, story),
+                        code=code, errors={}, confirm_withdraw=True)  # fmt: skip
+        await services.withdraw(db_session, story)
+        return page("stories/mine.html", community=community, story=None, text=None, errors={}, withdrawn=True)
+
+    @post("/edit", name="receipt:edit")
+    async def edit(
+        self, request: Request, data: Form, db_session: NamedDependency[AsyncSession], keyring: NamedDependency[Keyring],
+        secret: NamedDependency[bytes],
+    ) -> Template:  # fmt: skip
+        found = await _story_by_code(request, data, db_session, secret)
+        if isinstance(found, Template):
+            return found
+        story, community, code = found
+        values = {name: form_text(data, name) for name in services.FIELDS}
+        try:
+            text, _tags, _advice = services.read_form(values, moderation.community_tags(community))
+        except InvalidInput as exc:
+            return page("stories/mine.html", status_code=422, community=community, story=None, text=None, errors=exc.errors)
+        if form_text(data, "confirmed") != "yes":
+            if await ratelimit.over_limit(db_session, ratelimit.rate_key(secret, "story-edit-check", str(story.id)), EDIT_CHECKS):
+                errors = {"code": _("Too many attempts. Wait 15 minutes, then try again.")}
+                return page("stories/mine.html", status_code=429, community=community, story=None, text=None, errors=errors)
+            findings = await services.identifying_details(db_session, community.id, text)
+            if findings:
+                # The same warning as when sharing: the edit is not saved until the writer confirms.
+                return page("stories/mine.html", story=story, text=text, replies=[], reactions={}, kinds=reaction_labels(),
+                            errors={}, findings=findings, labels=finding_labels(), community=community, code=code)  # fmt: skip
+        await services.edit(db_session, keyring, story, text, community.moderate_stories)
+        saved = _("Your changes are saved. They wait for a facilitator's review before they are shown.") if community.moderate_stories \
+            else _("Your changes are saved.")  # fmt: skip
+        return await _story_page(db_session, keyring, story, community, code, saved=saved)
+
+
+async def _story_by_code(request: Request, data: dict, db: AsyncSession, secret: bytes) -> tuple[Story, Community, str] | Template:
+    """The story of the receipt code sent, or the page that says why not (a wrong code, too many
+    tries). Wrong codes are counted per story locator and per client, and all checks together."""
+    # Sent with no cookie from a page with JavaScript: the page says its language in the form.
+    chosen = form_text(data, "lang")
+    i18n.set_language(chosen if chosen in i18n.LANGUAGES else language_for(request))
+    client = request.client.host if request.client else "unknown"
+    code = form_text(data, "code")
+    candidates = await services.receipt_candidates(db, code)
+    if candidates:
+        key = ratelimit.rate_key(secret, "receipt-story", candidates[0].receipt_locator)
+    else:
+        key = ratelimit.rate_key(secret, "receipt", client)
+    checks = ratelimit.rate_key(secret, "receipt-checks", "all")
+    if await ratelimit.attempts(db, key) >= RECEIPT_ATTEMPTS or (
+        candidates and await ratelimit.attempts(db, checks) >= RECEIPT_CHECKS
+    ):
+        errors = {"code": _("Too many attempts. Wait 15 minutes, then try again.")}
+        return page("stories/mine.html", status_code=429, community=None, story=None, text=None, errors=errors)
+    story = await services.find_by_receipt(candidates, code)
+    if story is None:
+        await ratelimit.over_limit(db, key, RECEIPT_ATTEMPTS)  # only wrong codes count
         if candidates:
-            key = ratelimit.rate_key(secret, "receipt-story", candidates[0].receipt_locator)
-        else:
-            key = ratelimit.rate_key(secret, "receipt", client)
-        checks = ratelimit.rate_key(secret, "receipt-checks", "all")
-        if await ratelimit.attempts(db_session, key) >= RECEIPT_ATTEMPTS or (
-            candidates and await ratelimit.attempts(db_session, checks) >= RECEIPT_CHECKS
-        ):
-            errors = {"code": _("Too many attempts. Wait 15 minutes, then try again.")}
-            return page("stories/mine.html", status_code=429, community=None, story=None, text=None, errors=errors)
-        story = await services.find_by_receipt(candidates, code)
-        if story is None:
-            await ratelimit.over_limit(db_session, key, RECEIPT_ATTEMPTS)  # only wrong codes count
-            if candidates:
-                await ratelimit.over_limit(db_session, checks, RECEIPT_CHECKS)
-            await db_session.commit()
-            errors = {"code": _("No story matches this receipt code. Check it and try again.")}
-            return page("stories/mine.html", status_code=404, community=None, story=None, text=None, errors=errors)
-        community = await db_session.get_one(Community, story.community_id)
-        shown = {"community": community, "code": code}
-        if form_text(data, "action") == "withdraw":
-            await services.withdraw(db_session, story)
-            return page("stories/mine.html", community=community, story=None, text=None, errors={}, withdrawn=True)
-        if form_text(data, "action") == "edit":
-            values = {name: form_text(data, name) for name in services.FIELDS}
-            try:
-                text, _tags, _advice = services.read_form(values, moderation.community_tags(community))
-            except InvalidInput as exc:
-                return page("stories/mine.html", status_code=422, community=community, story=None, text=None, errors=exc.errors)
-            if form_text(data, "confirmed") != "yes":
-                if await ratelimit.over_limit(db_session, ratelimit.rate_key(secret, "story-edit-check", str(story.id)), EDIT_CHECKS):
-                    errors = {"code": _("Too many attempts. Wait 15 minutes, then try again.")}
-                    return page("stories/mine.html", status_code=429, community=community, story=None, text=None, errors=errors)
-                findings = await services.identifying_details(db_session, community.id, text)
-                if findings:
-                    # The same warning as when sharing: the edit is not saved until the writer confirms.
-                    return page("stories/mine.html", story=story, text=text, replies=[], reactions={}, kinds=reaction_labels(),
-                                errors={}, findings=findings, labels=finding_labels(), **shown)  # fmt: skip
-            await services.edit(db_session, keyring, story, text, community.moderate_stories)
-        return page(
-            "stories/mine.html",
-            story=story,
-            text=services.open_story(keyring, story),
-            replies=(await services.released_replies(db_session, keyring, [story.id])).get(story.id, []),
-            reactions=(await services.reaction_counts(db_session, [story.id])).get(story.id, {}),
-            kinds=reaction_labels(),
-            errors={},
-            **shown,
-        )
+            await ratelimit.over_limit(db, checks, RECEIPT_CHECKS)
+        await db.commit()
+        errors = {"code": _("No story matches this receipt code. Check it and try again.")}
+        return page("stories/mine.html", status_code=404, community=None, story=None, text=None, errors=errors)
+    return story, await db.get_one(Community, story.community_id), code
+
+
+async def _story_page(db: AsyncSession, keyring: Keyring, story: Story, community: Community, code: str, saved: str | None = None) -> Template:
+    return page(
+        "stories/mine.html",
+        community=community,
+        code=code,
+        story=story,
+        text=services.open_story(keyring, story),
+        replies=(await services.released_replies(db, keyring, [story.id])).get(story.id, []),
+        reactions=(await services.reaction_counts(db, [story.id])).get(story.id, {}),
+        kinds=reaction_labels(),
+        errors={},
+        saved=saved,
+    )
 
 
 class ReviewController(Controller):

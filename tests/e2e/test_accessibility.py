@@ -197,7 +197,7 @@ def member_form_answers(page, home: str, found: dict, label: str) -> int:
     audit(page, found, f"/c/{{id}}/stories/mine, a wrong code {label}")
     page.locator("main form[action='/stories/mine'] [name=code]").fill(code)
     page.locator("main form[action='/stories/mine'] button[type=submit]").click()
-    page.locator("main form[action='/stories/mine'] button[value=withdraw]").wait_for(timeout=15_000)
+    page.locator("main form[action='/stories/mine/withdraw'] button").wait_for(timeout=15_000)
     audit(page, found, f"/c/{{id}}/stories/mine, the story {label}")
     return 5
 

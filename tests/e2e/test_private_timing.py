@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 
 WINDOW = float(PRIVATE_WINDOW)  # seconds: SAFESPACE_PRIVATE_WINDOW_SECONDS of the served app
 SLACK = 0.1  # clock rounding; the gaps this must catch were 8-20 ms
-ANONYMOUS = re.compile(r"(/api/v1/(answers|stories|replies)|^https?://[^/]+/stories/mine)$")  # /stories/mine: a receipt code
+ANONYMOUS = re.compile(r"(/api/v1/(answers|stories|replies)|^https?://[^/]+/stories/mine(/edit|/withdraw)?)$")  # /stories/mine: a receipt code
 
 
 class Recorder:

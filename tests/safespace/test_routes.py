@@ -87,6 +87,8 @@ RULES: dict[tuple[str, str], str] = {
     # My story with a receipt code: the code is the credential, no session is read.
     ("GET", "/stories/mine"): PUBLIC,
     ("POST", "/stories/mine"): PUBLIC,
+    ("POST", "/stories/mine/edit"): PUBLIC,
+    ("POST", "/stories/mine/withdraw"): PUBLIC,
     ("POST", f"{C}/stories/{{story_id:uuid}}/react"): MEMBER,
     ("POST", f"{C}/stories/{{story_id:uuid}}/reply"): MEMBER,
     ("POST", f"{C}/stories/{{story_id:uuid}}/flag"): MEMBER,

@@ -71,14 +71,14 @@ async def test_author_edits_and_moderation_reviews_the_edit(client, db: AsyncSes
     await _release(engine, settings)
     mine = "/stories/mine"  # the receipt route: the code alone, no session read
     await client.get(mine)
-    edited = await post_form(client, mine, {"code": codes[0], "action": "edit", "title": "E0 revised",
+    edited = await post_form(client, f"{mine}/edit", {"code": codes[0], "title": "E0 revised",
                                             "happened": "Clearer now.", "learned": "", "differently": ""})
-    assert "E0 revised" in edited.text
+    assert "E0 revised" in edited.text and "Your changes are saved." in edited.text
     assert "E0 revised" in (await client.get(f"/c/{world.community.id}/stories")).text
     world.community.moderate_stories = True
     db.add(world.community)
     await db.commit()
-    await post_form(client, mine, {"code": codes[1], "action": "edit", "title": "E1 revised",
+    await post_form(client, f"{mine}/edit", {"code": codes[1], "title": "E1 revised",
                                    "happened": "Again.", "learned": "", "differently": ""})
     assert "E1 revised" not in (await client.get(f"/c/{world.community.id}/stories")).text  # back in review
     assert await db.scalar(select(func.count()).select_from(Story).where(Story.status == "review")) == 1
@@ -121,7 +121,7 @@ async def test_withdrawn_story_leaves_the_counts_and_html_in_replies_stays_text(
     assert "<script>alert(" not in wall and "&lt;script&gt;alert(0)&lt;/script&gt;" in wall
     mine = "/stories/mine"  # the receipt route: the code alone, no session read
     for code in codes:
-        await post_form(client, mine, {"code": code, "action": "withdraw"})
+        await post_form(client, f"{mine}/withdraw", {"code": code, "confirmed": "yes"})
     client.cookies.clear()
     await sign_in(client, db, world.facilitator)
     page = (await client.get(f"/c/{world.community.id}/stories/review")).text
@@ -191,7 +191,7 @@ async def test_editing_a_hidden_story_sends_it_to_review_not_back_out(client, db
     await post_form(client, review, {"story": str(story.id), "action": "hide", "reason": "Too specific."})
     mine = "/stories/mine"  # the receipt route: the code alone, no session read
     for code in codes:
-        await post_form(client, mine, {"code": code, "action": "edit", "title": "Rewritten", "happened": "Less specific.",
+        await post_form(client, f"{mine}/edit", {"code": code, "title": "Rewritten", "happened": "Less specific.",
                                        "learned": "", "differently": ""})
     await db.refresh(story)
     assert story.status == "review" and story.decline_reason is None
@@ -216,10 +216,10 @@ async def test_an_edit_gets_the_identifying_details_warning_too(client, db: Asyn
     _status, code = await _share(client, world)
     mine = "/stories/mine"  # the receipt route: the code alone, no session read
     await client.get(mine)
-    edit = {"code": code, "action": "edit", "title": "T", "happened": "Ines was there.", "learned": "", "differently": ""}
-    warned = await post_form(client, mine, edit)
+    edit = {"code": code, "title": "T", "happened": "Ines was there.", "learned": "", "differently": ""}
+    warned = await post_form(client, f"{mine}/edit", edit)
     assert "a member&#39;s name" in warned.text or "a member's name" in warned.text
     opened = await post_form(client, mine, {"code": code})
     assert "Ines was there." not in opened.text  # not saved yet
-    saved = await post_form(client, mine, edit | {"confirmed": "yes"})
+    saved = await post_form(client, f"{mine}/edit", edit | {"confirmed": "yes"})
     assert "Ines was there." in saved.text

@@ -87,7 +87,11 @@ async def test_receipt_opens_the_story_and_withdraw_removes_it_everywhere(client
     await client.get(mine)
     opened = await post_form(client, mine, {"code": codes[0].lower().replace("-", " ")})
     assert opened.status_code == 200 and "Story 0" in opened.text and "Released on" in opened.text
-    withdrawn = await post_form(client, mine, {"code": codes[0], "action": "withdraw"})
+    # Withdrawing deletes for good: the first press asks once more and deletes nothing.
+    asked = await post_form(client, f"{mine}/withdraw", {"code": codes[0]})
+    assert asked.status_code == 200 and "This cannot be undone" in asked.text and "Keep my story" in asked.text
+    assert await db.scalar(select(func.count()).select_from(Story)) == 3
+    withdrawn = await post_form(client, f"{mine}/withdraw", {"code": codes[0], "confirmed": "yes"})
     assert "withdrawn and deleted" in withdrawn.text
     wall = await client.get(f"/c/{world.community.id}/stories", params={"q": "Story"})
     assert "Story 0" not in wall.text and "Story 1" in wall.text
@@ -246,12 +250,12 @@ async def test_the_receipt_alone_opens_edits_and_withdraws_with_no_session_read(
         member_session = client.cookies.get("safespace_session")
         with_cookie = await bare.post("/stories/mine", data={"code": code}, headers={"cookie": f"safespace_session={member_session}"})
         assert with_cookie.status_code == 200 and "m2@x.org" not in with_cookie.text and "Sign out" not in with_cookie.text
-        edit = {"code": code, "action": "edit", "title": "Renamed", "happened": "Ines Duarte was there.", "learned": "", "differently": ""}
-        warned = await bare.post("/stories/mine", data=edit)
+        edit = {"code": code, "title": "Renamed", "happened": "Ines Duarte was there.", "learned": "", "differently": ""}
+        warned = await bare.post("/stories/mine/edit", data=edit)
         assert "a member&#39;s name" in warned.text and "<code>Ines Duarte</code>" not in warned.text  # the name is not repeated
-        saved = await bare.post("/stories/mine", data=edit | {"happened": "Someone was there.", "confirmed": "yes"})
+        saved = await bare.post("/stories/mine/edit", data=edit | {"happened": "Someone was there.", "confirmed": "yes"})
         assert saved.status_code == 200 and "Renamed" in saved.text
-        withdrawn = await bare.post("/stories/mine", data={"code": code, "action": "withdraw"})
+        withdrawn = await bare.post("/stories/mine/withdraw", data={"code": code, "confirmed": "yes"})
         assert "withdrawn and deleted" in withdrawn.text
     assert await db.scalar(select(func.count()).select_from(Story)) == 0
 
