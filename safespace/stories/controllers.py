@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 from litestar import Controller, Request, get, post
@@ -348,7 +349,7 @@ class ReviewController(Controller):
     include_in_schema = False
     dependencies = facilitator_routes()
 
-    @get("/")
+    @get("/", name="review:queue")
     async def queue(
         self,
         facilitation: NamedDependency[Membership],
@@ -373,66 +374,99 @@ class ReviewController(Controller):
             errors={},
         )
 
-    @post("/")
-    async def decide(
-        self,
-        data: Form,
-        facilitation: NamedDependency[Membership],
-        viewer: NamedDependency[Viewer],
-        db_session: NamedDependency[AsyncSession],
-    ) -> Redirect:
-        community = facilitation.community
-        action = form_text(data, "action")
-        back = see_other(f"/c/{community.id}/stories/review")
-        if action == "release":
-            try:
-                await moderation.set_release(db_session, community, form_text(data, "weekday"), form_text(data, "hour"))
-            except InvalidInput as exc:
-                await flash(db_session, viewer, next(iter(exc.errors.values())), "error")
-                return back
-            await flash(db_session, viewer, _("Weekly release time saved."))
-            return back
-        if action == "tags":
-            try:
-                await moderation.set_tags(db_session, community, str(data.get("tags", "")))
-            except InvalidInput as exc:
-                await flash(db_session, viewer, next(iter(exc.errors.values())), "error")
-                return back
-            await flash(db_session, viewer, _("Topics saved."))
-            return back
-        if action in ("hide", "dismiss"):
-            try:
-                story_id = uuid.UUID(form_text(data, "story"))
-                reply_id = uuid.UUID(form_text(data, "reply")) if form_text(data, "reply") else None
-                if action == "hide":
-                    await moderation.hide(db_session, community.id, story_id, reply_id, form_text(data, "reason"))
-                else:
-                    await moderation.dismiss_flags(db_session, community.id, story_id, reply_id)
-            except (ValueError, LookupError):
-                raise NotFoundException(_("There is no such story here.")) from None
-            except InvalidInput as exc:
-                await flash(db_session, viewer, next(iter(exc.errors.values())), "error")
-                return back
-            await flash(db_session, viewer, _("Hidden from every page.") if action == "hide" else _("Reports dismissed."))
-            return back
-        if action in ("moderation_on", "moderation_off"):
-            community.moderate_stories = action == "moderation_on"
-            await flash(db_session, viewer, _("Stories now wait for a facilitator's approval.") if community.moderate_stories
-                        else _("Stories now go straight to the next batch."))
-            return back
-        if action not in ("approve", "decline"):
-            raise NotFoundException(_("That action is not available here."))
-        try:
-            story_id = uuid.UUID(form_text(data, "story"))
-            await moderation.moderate(db_session, community.id, story_id, action == "approve", form_text(data, "reason"))
-        except (ValueError, LookupError):
-            raise NotFoundException(_("There is no such story waiting for review.")) from None
-        except InvalidInput as exc:
-            await flash(db_session, viewer, next(iter(exc.errors.values())), "error")
-            return back
-        await flash(db_session, viewer, _("Approved: it goes out with the next batch.") if action == "approve"
-                    else _("Declined. The author sees your reason with their receipt code."))
-        return back
+    # One route per decision. A refused input (a bad hour, too many topics, a reason too long)
+    # comes back as a notice on the review page, like every other outcome here.
+
+    @post("/moderation/on", name="review:moderation_on")
+    async def moderation_on(self, request: Request, facilitation: NamedDependency[Membership], viewer: NamedDependency[Viewer],
+                            db_session: NamedDependency[AsyncSession]) -> Redirect:  # fmt: skip
+        facilitation.community.moderate_stories = True
+        await flash(db_session, viewer, _("Stories now wait for a facilitator's approval."))
+        return _to_review(request, facilitation)
+
+    @post("/moderation/off", name="review:moderation_off")
+    async def moderation_off(self, request: Request, facilitation: NamedDependency[Membership], viewer: NamedDependency[Viewer],
+                             db_session: NamedDependency[AsyncSession]) -> Redirect:  # fmt: skip
+        facilitation.community.moderate_stories = False
+        await flash(db_session, viewer, _("Stories now go straight to the next batch."))
+        return _to_review(request, facilitation)
+
+    @post("/release-time", name="review:release_time")
+    async def release_time(self, request: Request, data: Form, facilitation: NamedDependency[Membership],
+                           viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]) -> Redirect:  # fmt: skip
+        change = moderation.set_release(db_session, facilitation.community, form_text(data, "weekday"), form_text(data, "hour"))
+        return await _decided(request, facilitation, viewer, db_session, change, _("Weekly release time saved."))
+
+    @post("/topics", name="review:topics")
+    async def topics(self, request: Request, data: Form, facilitation: NamedDependency[Membership],
+                     viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]) -> Redirect:  # fmt: skip
+        change = moderation.set_tags(db_session, facilitation.community, str(data.get("tags", "")))
+        return await _decided(request, facilitation, viewer, db_session, change, _("Topics saved."))
+
+    @post("/hide", name="review:hide")
+    async def hide(self, request: Request, data: Form, facilitation: NamedDependency[Membership],
+                   viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]) -> Redirect:  # fmt: skip
+        story_id, reply_id = _reported(data)
+        change = moderation.hide(db_session, facilitation.community_id, story_id, reply_id, form_text(data, "reason"))
+        return await _decided(request, facilitation, viewer, db_session, change, _("Hidden from every page."), _("There is no such story here."))
+
+    @post("/dismiss", name="review:dismiss")
+    async def dismiss(self, request: Request, data: Form, facilitation: NamedDependency[Membership],
+                      viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]) -> Redirect:  # fmt: skip
+        story_id, reply_id = _reported(data)
+        change = moderation.dismiss_flags(db_session, facilitation.community_id, story_id, reply_id)
+        return await _decided(request, facilitation, viewer, db_session, change, _("Reports dismissed."), _("There is no such story here."))
+
+    @post("/approve", name="review:approve")
+    async def approve(self, request: Request, data: Form, facilitation: NamedDependency[Membership],
+                      viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]) -> Redirect:  # fmt: skip
+        change = moderation.moderate(db_session, facilitation.community_id, _story_id(data), True, form_text(data, "reason"))
+        return await _decided(request, facilitation, viewer, db_session, change, _("Approved: it goes out with the next batch."),
+                              _("There is no such story waiting for review."))  # fmt: skip
+
+    @post("/decline", name="review:decline")
+    async def decline(self, request: Request, data: Form, facilitation: NamedDependency[Membership],
+                      viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]) -> Redirect:  # fmt: skip
+        change = moderation.moderate(db_session, facilitation.community_id, _story_id(data), False, form_text(data, "reason"))
+        return await _decided(request, facilitation, viewer, db_session, change,
+                              _("Declined. The author sees your reason with their receipt code."),
+                              _("There is no such story waiting for review."))  # fmt: skip
+
+
+def _to_review(request: Request, facilitation: Membership) -> Redirect:
+    return see_other(request.app.route_reverse("review:queue", community_id=facilitation.community_id))
+
+
+def _story_id(data: dict) -> uuid.UUID:
+    try:
+        return uuid.UUID(form_text(data, "story"))
+    except ValueError:
+        raise NotFoundException(_("There is no such story here.")) from None
+
+
+def _reported(data: dict) -> tuple[uuid.UUID, uuid.UUID | None]:
+    """The story, and the reply if the report is about one."""
+    try:
+        return _story_id(data), uuid.UUID(form_text(data, "reply")) if form_text(data, "reply") else None
+    except ValueError:
+        raise NotFoundException(_("There is no such story here.")) from None
+
+
+async def _decided(
+    request: Request, facilitation: Membership, viewer: Viewer, db: AsyncSession, change: Awaitable[object], done: str,
+    missing: str = "",
+) -> Redirect:  # fmt: skip
+    """Awaits the change: its notice on success, the refusal's words as an error notice, 404 for a
+    story that is not (or no longer) in this community's queue."""
+    try:
+        await change
+    except LookupError:
+        raise NotFoundException(missing or _("There is no such story here.")) from None
+    except InvalidInput as exc:
+        await flash(db, viewer, next(iter(exc.errors.values())), "error")
+        return _to_review(request, facilitation)
+    await flash(db, viewer, done)
+    return _to_review(request, facilitation)
 
 
 def sent_notice(sent: str) -> dict[str, str] | None:

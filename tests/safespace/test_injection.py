@@ -63,7 +63,7 @@ async def test_hostile_text_is_stored_exactly_and_shown_inert(client, db: AsyncS
     settings_form = {"name": SVG, "vision": "\n".join(CORPUS), "min_group_size": "5", "comment_threshold": "10", "time_zone": "Europe/Madrid"}
     assert (await post_form(client, f"{base}/settings", settings_form)).status_code == 303
     assert (await post_form(client, f"{base}/teams", {"name": IMG})).status_code in (200, 303)
-    assert (await post_form(client, f"{base}/stories/review", {"action": "tags", "tags": "\n".join(CORPUS)})).status_code == 303
+    assert (await post_form(client, f"{base}/stories/review/topics", {"tags": "\n".join(CORPUS)})).status_code == 303
     assert (await post_form(client, f"{base}/insights/rounds/{closed.round.id}/notes", {"note": TEMPLATE})).status_code == 303
     due = (clock.now() + timedelta(days=30)).date().isoformat()
     objective = {"title": SQL, "metric": "response_rate", "target": "80", "due_on": due}

@@ -28,7 +28,7 @@ async def test_reported_story_is_hidden_with_a_reason_its_author_sees(client, db
     review = f"/c/{world.community.id}/stories/review"
     page = (await client.get(review)).text
     assert "2 reports" in page
-    await post_form(client, review, {"story": str(story.id), "action": "hide", "reason": "It describes a client in detail."})
+    await post_form(client, f"{review}/hide", {"story": str(story.id), "reason": "It describes a client in detail."})
     wall = (await client.get(f"/c/{world.community.id}/stories")).text
     title = open_title(story, settings)
     assert title not in wall
@@ -59,7 +59,7 @@ async def test_a_reported_reply_can_be_hidden(client, db: AsyncSession, engine, 
     await sign_in(client, db, world.facilitator)
     review = f"/c/{world.community.id}/stories/review"
     await client.get(review)
-    await post_form(client, review, {"story": str(story.id), "reply": str(reply_id), "action": "hide"})
+    await post_form(client, f"{review}/hide", {"story": str(story.id), "reply": str(reply_id)})
     wall = (await client.get(f"/c/{world.community.id}/stories")).text
     assert len(re.findall(r"reply \d mean words", wall)) == 2
 
@@ -92,7 +92,7 @@ async def test_facilitators_set_topics_and_see_counts_never_names(client, db: As
     await sign_in(client, db, world.facilitator)
     review = f"/c/{world.community.id}/stories/review"
     await client.get(review)
-    await post_form(client, review, {"action": "tags", "tags": "Heat pumps\nFloods\nHeat pumps\n"})
+    await post_form(client, f"{review}/topics", {"tags": "Heat pumps\nFloods\nHeat pumps\n"})
     form = (await client.get(f"/c/{world.community.id}/stories/new")).text
     assert 'value="Heat pumps"' in form and 'value="Floods"' in form and "policy design" not in form
     page = (await client.get(review)).text
@@ -139,8 +139,8 @@ async def test_facilitators_choose_the_weekly_release_time(client, db: AsyncSess
     await sign_in(client, db, world.facilitator)
     review = f"/c/{world.community.id}/stories/review"
     await client.get(review)
-    await post_form(client, review, {"action": "release", "weekday": "0", "hour": "0"})  # Monday 00:00: passed
-    assert (await post_form(client, review, {"action": "release", "weekday": "9", "hour": "0"})).status_code == 303
+    await post_form(client, f"{review}/release-time", {"weekday": "0", "hour": "0"})  # Monday 00:00: passed
+    assert (await post_form(client, f"{review}/release-time", {"weekday": "9", "hour": "0"})).status_code == 303
     await db.refresh(world.community)
     assert (world.community.story_release_weekday, world.community.story_release_hour) == (0, 0)
     await _share(client, world)
@@ -188,17 +188,17 @@ async def test_editing_a_hidden_story_sends_it_to_review_not_back_out(client, db
     review = f"/c/{world.community.id}/stories/review"
     await client.get(review)
     await post_form(client, f"/c/{world.community.id}/stories/{story.id}/flag", {})
-    await post_form(client, review, {"story": str(story.id), "action": "hide", "reason": "Too specific."})
+    await post_form(client, f"{review}/hide", {"story": str(story.id), "reason": "Too specific."})
     mine = "/stories/mine"  # the receipt route: the code alone, no session read
     for code in codes:
         await post_form(client, f"{mine}/edit", {"code": code, "title": "Rewritten", "happened": "Less specific.",
                                        "learned": "", "differently": ""})
     await db.refresh(story)
     assert story.status == "review" and story.decline_reason is None
-    await post_form(client, review, {"story": str(story.id), "action": "approve"})
+    await post_form(client, f"{review}/approve", {"story": str(story.id)})
     await db.refresh(story)
     assert story.status == "released"  # back out under the same id and day, replies and reactions kept
-    assert (await post_form(client, review, {"story": str(story.id), "action": "publish"})).status_code == 404
+    assert (await post_form(client, f"{review}/publish", {"story": str(story.id)})).status_code == 404
 
 
 async def test_only_wrong_receipt_codes_count_towards_the_limit(client, db: AsyncSession) -> None:

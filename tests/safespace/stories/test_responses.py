@@ -71,7 +71,7 @@ async def test_moderation_holds_stories_and_tells_the_author_why(client, db: Asy
     await sign_in(client, db, world.facilitator)
     review = f"/c/{world.community.id}/stories/review"
     await client.get(review)
-    await post_form(client, review, {"action": "moderation_on"})
+    await post_form(client, f"{review}/moderation/on", {})
     client.cookies.clear()
     await sign_in(client, db, "m2@x.org")
     codes = [(await _share(client, world, STORY | {"title": f"M{i}"}))[1] for i in range(3)]
@@ -83,9 +83,11 @@ async def test_moderation_holds_stories_and_tells_the_author_why(client, db: Asy
     queue = (await client.get(review)).text
     ids = re.findall(r'name="story" value="([0-9a-f-]+)"', queue)
     assert len(ids) == 3
+    # Each story's form sends "Approve" to its action and "Decline" to its button's formaction.
+    assert queue.count(f'action="{review}/approve"') == 3 and queue.count(f'formaction="{review}/decline"') == 3
     for story_id in ids[:2]:
-        await post_form(client, review, {"story": story_id, "action": "approve"})
-    await post_form(client, review, {"story": ids[2], "action": "decline", "reason": "It names a partner organisation."})
+        await post_form(client, f"{review}/approve", {"story": story_id})
+    await post_form(client, f"{review}/decline", {"story": ids[2], "reason": "It names a partner organisation."})
     await _release(engine, settings)  # two approved: below three, they wait for the weekly release
     client.cookies.clear()
     await sign_in(client, db, "m2@x.org")
