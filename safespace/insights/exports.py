@@ -18,11 +18,16 @@ from safespace.pulse.results import RoundResult
 
 
 def _cell(value: object) -> object:
+    """A number stays a number (-0.1267 is not a formula); text that a spreadsheet would run as a
+    formula (= + - @, a tab or a carriage return first) is quoted as text (OWASP's CSV injection)."""
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.4f}".rstrip("0").rstrip(".")
-    return value
+        return f"{value:.4f}".rstrip("0").rstrip(".") or "0"
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    return "'" + text if text and text[0] in "=+-@\t\r" else text
 
 
 def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence[object]]) -> Response:
@@ -30,11 +35,10 @@ def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence[o
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(header)
     for row in rows:
-        # A cell starting with = + - @ is a formula to a spreadsheet: quote it as text.
-        writer.writerow([("'" + v if isinstance(v, str) and v and v[0] in "=+-@\t\r" else v) for v in map(_cell, row)])
+        writer.writerow([_cell(value) for value in row])
     return Response(
         out.getvalue(),
-        media_type="text/csv; charset=utf-8",
+        media_type="text/csv",  # Litestar adds "; charset=utf-8"
         headers={"content-disposition": f'attachment; filename="{filename}.csv"'},
     )
 

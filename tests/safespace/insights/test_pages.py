@@ -240,3 +240,18 @@ async def test_exports_say_why_a_cell_is_empty(client, db: AsyncSession, engine,
     assert round_rows == [dict(round_rows[0], empty_because="fewer_than_k")] and round_rows[0]["mean"] == ""
     page = await client.get(f"{closed.base}?survey={closed.survey_id}")
     assert "fewer than 5 answered" in page.text  # the gap is labelled on the chart
+
+
+async def test_csv_keeps_negative_numbers_numbers_and_quotes_formulas(client, db: AsyncSession, engine, settings) -> None:
+    """A change of -0.1267 is a number, not a formula: only text is guarded (=, +, -, @ first).
+    The content type names its charset once."""
+    from safespace.insights.exports import csv_response
+
+    response = csv_response("t", ["change", "count", "text", "note"], [[-0.12674, -3, "-1+1", "=HYPERLINK(\"x\")"], [0.0, 0, "plain", None]])
+    rows = list(csv.reader(io.StringIO(response.content)))
+    assert rows[1] == ["-0.1267", "-3", "'-1+1", "'=HYPERLINK(\"x\")"] and rows[2] == ["0", "0", "plain", ""]
+    members = [f"m{i}@x.org" for i in range(6)]
+    closed = await answered_round(client, db, engine, settings, {"Team": members}, {e: form(4) for e in members})
+    await sign_in(client, db, "fac@x.org")
+    exported = await client.get(f"{closed.base}/trend.csv?survey={closed.survey_id}")
+    assert exported.headers["content-type"] == "text/csv; charset=utf-8"
