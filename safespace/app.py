@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from safespace.db.engine import Reads, alchemy_config, make_engine
 from safespace.db.migrate import current_revision, schema_mismatch
+from safespace.home import HomeController
 from safespace.identity.api import api_router
 from safespace.identity.controllers import (
     CommunitiesController,
@@ -239,6 +240,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
             PrivacyController,
             ProfileController,
             CommunitiesController,
+            HomeController,
             CommunityController,
             PulseController,
             SurveysController,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import uuid
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
@@ -20,9 +19,6 @@ from safespace.i18n import gettext as _
 from safespace.identity import services, signin
 from safespace.identity.mail import Postman
 from safespace.identity.models import Membership
-from safespace.privacy.crypto import Keyring
-from safespace.pulse import services as pulse
-from safespace.pulse import tokens
 from safespace.settings import Settings
 from safespace.web.guards import community_routes, provide_viewer
 from safespace.web.pages import form_text, page, see_other
@@ -126,32 +122,6 @@ class CommunityController(Controller):
 
     path = "/c/{community_id:uuid}"
     dependencies = community_routes()
-
-    @get("/")
-    async def home(
-        self,
-        membership: NamedDependency[Membership],
-        viewer: NamedDependency[Viewer],
-        db_session: NamedDependency[AsyncSession],
-        keyring: NamedDependency[Keyring],
-        settings: NamedDependency[Settings],
-    ) -> Template:
-        open_rounds = await pulse.open_rounds_for(db_session, membership.community_id, membership.person_id)
-        for item in open_rounds:  # the viewer's answer-token key exists before the list below is drawn
-            await tokens.key_for_member(db_session, keyring, membership, item.round.id, settings.token_key_bits)
-        if viewer.community_id != membership.community_id:
-            await signin.remember_community(db_session, viewer.session_id, membership.community_id)
-        zone = ZoneInfo(membership.community.time_zone)
-        return page(
-            "identity/home.html",
-            membership=membership,
-            community=membership.community,
-            open_rounds=open_rounds,
-            keys={item.round.id: await tokens.published_keys(db_session, item.round.id) for item in open_rounds},
-            team_names={str(t.id): t.name for t in await services.teams_of(db_session, membership.community_id)},
-            closed_rounds=await pulse.recent_closed_rounds(db_session, membership.community_id),
-            zone=zone,
-        )
 
     # --- settings ---
 
