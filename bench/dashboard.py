@@ -1,6 +1,6 @@
-"""Facilitator dashboard throughput (trend page, round results) against the bare /healthz, per community size.
+"""Dashboard throughput (trend page, round results, story wall) against the bare /healthz, per community size.
 
-    .venv/bin/python bench/dashboard.py [--sizes 500,5000,50000] [--rounds 156] [--db sqlite|postgresql|both]
+    .venv/bin/python bench/dashboard.py [--sizes 500,5000,50000] [--rounds 156] [--stories 60] [--db sqlite|postgresql|both]
 
 Per database and size: build a community of --members people in 20 teams (sizes 60-140% of the
 mean) with one facilitator, a weekly psychological-safety survey and three years of closed rounds
@@ -11,15 +11,18 @@ writes them; per team and round 60-80% respond, and its tally folds a few synthe
 (surveys.tally.fold) weighted up to that many respondents, the community tally merges the teams,
 and close_round's storage rule (disclosure.groups_to_keep) drops what it would drop; one ledger
 row per respondent per round; 2% of respondents leave a comment (sealed like close_round does).
-Then `python -m safespace serve` (uvicorn, one worker) is driven by bench/submit.py's asyncio
+--stories released stories (three a week over the past weeks, through the real store and release
+functions, as bench/soak.py seeds them) and a session for one plain member. Then `python -m safespace serve` (uvicorn, one worker) is driven by bench/submit.py's asyncio
 HTTP/1.1 keep-alive client, --concurrency connections, 1 s warm-up then --seconds counted, in
 turn: /healthz, the trend page (GET /c/{id}/insights?survey=...), the latest closed round's
-results page (GET /c/{id}/insights/rounds/{id}) and the floor, /profile (the cheapest page behind a
-session: no signed-in page can do better), all as the signed-in facilitator (except healthz). The
+results page (GET /c/{id}/insights/rounds/{id}: a closed round, which never changes), the story
+wall (GET /c/{id}/stories, as the member) and the floor, /profile (the cheapest page behind a
+session: no signed-in page can do better), as the signed-in facilitator but for the wall. The
 turn is repeated --repeats times: each page's ratio is taken against the healthz just before it,
 and the medians are printed, so a machine whose speed drifts (a shared one) moves both alike.
 
-Printed per size: requests/s and ratio to healthz for each page (target: trend >= 0.20), and the
+Printed per size: requests/s and ratio to healthz for each page (targets: trend, round and wall
+each >= 0.20), and the
 server's CPU ms per request in each phase; their quotient (the CPU ratio) is what the ratio would be
 with the server on a whole core throughout, so other load on the machine moves it less. Then per
 database the trend page's largest-vs-smallest-size figure, as ratios to healthz (target: >= 0.80,
@@ -61,6 +64,7 @@ from safespace.privacy.crypto import Keyring, associated_data
 from safespace.pulse import services as pulse
 from safespace.pulse.models import ReleasedComment, Round, Tally
 from safespace.settings import Settings
+from safespace.stories import services as stories
 from safespace.web.session import SESSION_COOKIE
 from surveys import disclosure
 from surveys import tally as tally_rules
@@ -68,6 +72,14 @@ from surveys.instrument import Instrument, builtin_instruments, instrument_to_di
 
 INSTRUMENT, TEAMS, K, COMMENT_THRESHOLD = "psychological_safety", 20, 5, 10
 WARMUP_SECONDS, SAMPLES = 1.0, 16  # answer sets folded per team and round, then weighted up
+TARGETS = {"trend": 0.2, "round": 0.2, "wall": 0.2}  # page/s over healthz/s, measured in turn
+STORY = stories.StoryText(
+    title="The pilot nobody asked the clinics about",
+    happened="We designed a referral scheme with the ministry and rolled it out to twelve districts. "
+    "Nobody had asked the clinic staff how referrals actually moved; the forms went unused for months. " * 2,
+    learned="Talk to the people who will carry the paper before the paper exists. Watch a week of real work first.",
+    differently="Run it in two districts with the staff in the room, and budget the time to change it.",
+)  # bench/soak.py's
 COMMENTS = ["More time in retrospectives to talk about what went wrong.", "Leads could admit their own mistakes first.",
             "Less blame in incident reviews.", "Ask the quiet people first in planning."]  # fmt: skip
 
@@ -118,7 +130,27 @@ async def insert_ledger(conn: AsyncConnection, rows: list[tuple[uuid.UUID, uuid.
         await raw.copy_records_to_table("participation", records=rows, columns=["round_id", "person_id"])
 
 
-async def seed(engine: AsyncEngine, keyring: Keyring, members: int, rounds: int, open_round: bool, comment_share: float) -> dict:
+async def seed_stories(
+    engine: AsyncEngine, keyring: Keyring, community_id: uuid.UUID, member_id: uuid.UUID, count: int, rng: random.Random
+) -> str:
+    """`count` stories released three a week over the past weeks (newest last), by the service
+    functions; returns a session cookie for one plain member, who reads the wall."""
+    async with async_sessionmaker(engine, expire_on_commit=False)() as db:
+        batches = math.ceil(count / stories.BATCH_SIZE)
+        for batch in range(batches):
+            for _ in range(min(stories.BATCH_SIZE, count - batch * stories.BATCH_SIZE)):
+                tags = rng.sample(stories.DEFAULT_TAGS, 2)
+                await stories.store_story(db, keyring, community_id, STORY, tags, wants_advice=False, moderated=False)
+            moment = clock.now() - timedelta(weeks=batches - batch)
+            await stories.release_due(db, keyring, moment, moment.weekday(), 0)
+        token = await signin.start_session(db, member_id, community_id)
+        await db.commit()
+    return token
+
+
+async def seed(
+    engine: AsyncEngine, keyring: Keyring, members: int, rounds: int, open_round: bool, comment_share: float, stories_count: int = 0
+) -> dict:
     """The community, committed; returns the ids and the facilitator's session cookie, and counts."""
     await upgrade(engine)
     rng = random.Random(members)
@@ -205,10 +237,13 @@ async def seed(engine: AsyncEngine, keyring: Keyring, members: int, rounds: int,
             await insert_ledger(conn, ledger)
             counts["ledger"] += len(ledger)
             counts["comments"] += len(comment_rows)
+    member_token = await seed_stories(engine, keyring, community.id, people[teams[0].id][0], stories_count, rng)
+    counts["stories"] = stories_count
     if dialect == "postgresql":  # what autovacuum would do soon after a bulk load; keeps plans stable in the run
         async with engine.connect() as conn:
             await (await conn.execution_options(isolation_level="AUTOCOMMIT")).exec_driver_sql("ANALYZE")
-    return {"community": community.id, "survey": survey.id, "round": latest_closed, "token": token} | counts
+    return {"community": community.id, "survey": survey.id, "round": latest_closed, "token": token,
+            "member_token": member_token} | counts  # fmt: skip
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -258,17 +293,20 @@ async def measure(label: str, database_url: str, members: int, args: argparse.Na
     env = {f"SAFESPACE_{name.upper()}": str(getattr(settings, name))
            for name in ("data_dir", "database_url", "base_url", "schedule_interval_seconds", "log_level")}  # fmt: skip
     started, engine = time.perf_counter(), make_engine(settings)
-    seeded = await seed(engine, Keyring.load(settings.encryption_key_path), members, args.rounds, args.open_round, args.comments)
+    keyring = Keyring.load(settings.encryption_key_path)
+    seeded = await seed(engine, keyring, members, args.rounds, args.open_round, args.comments, args.stories)
     await engine.dispose()
     seconds = time.perf_counter() - started
     print(f"{label}: seeded {members} members, {args.rounds} closed rounds{' + 1 open' if args.open_round else ''}, "
-          f"{seeded['ledger']:,} ledger rows, {seeded['comments']:,} comments in {seconds:.1f} s")  # fmt: skip
-    pages = {
-        "trend": f"/c/{seeded['community']}/insights?survey={seeded['survey']}" + (f"&period={args.period}" if args.period else ""),
-        "round": f"/c/{seeded['community']}/insights/rounds/{seeded['round']}",
-        "floor": "/profile",  # the cheapest signed-in page: no page behind a session can beat it
+          f"{seeded['ledger']:,} ledger rows, {seeded['comments']:,} comments, {seeded['stories']} stories in {seconds:.1f} s")  # fmt: skip
+    facilitator, member = {SESSION_COOKIE: seeded["token"]}, {SESSION_COOKIE: seeded["member_token"]}
+    pages = {  # name: (path, cookies)
+        "trend": (f"/c/{seeded['community']}/insights?survey={seeded['survey']}" + (f"&period={args.period}" if args.period else ""),
+                  facilitator),  # fmt: skip
+        "round": (f"/c/{seeded['community']}/insights/rounds/{seeded['round']}", facilitator),  # the latest closed round
+        "wall": (f"/c/{seeded['community']}/stories", member),
+        "floor": ("/profile", facilitator),  # the cheapest signed-in page: no page behind a session can beat it
     }
-    cookies = {SESSION_COOKIE: seeded["token"]}
     figures: dict[str, float] = {"seed_seconds": seconds}
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in ("healthz", *pages)}  # (req/s, CPU ms) per repeat
     ratios: dict[str, list[float]] = {name: [] for name in pages}  # each page against the healthz just before it
@@ -278,7 +316,7 @@ async def measure(label: str, database_url: str, members: int, args: argparse.Na
             meter = cpu_meter(proc.pid)
             samples["healthz"].append(await rate(port, proc.pid, args.concurrency, args.seconds, "/healthz", {}))
             cpu = {"healthz": meter()}
-            for name, path in pages.items():
+            for name, (path, cookies) in pages.items():
                 spy = profiler(proc.pid, args.profile, f"{label}-{members}-{name}") if args.profile and repeat == 0 else None
                 meter = cpu_meter(proc.pid)
                 samples[name].append(await rate(port, proc.pid, args.concurrency, args.seconds, path, cookies))
@@ -298,14 +336,15 @@ async def measure(label: str, database_url: str, members: int, args: argparse.Na
         print(f"{'':12} {args.repeats} repeats; per repeat, trend/healthz: {', '.join(f'{r:.3f}' for r in ratios['trend'])}; "
               f"medians below")  # fmt: skip
     healthz, pad = figures["healthz"], " " * 12
-    print(f"{pad} healthz {healthz:.1f}/s  trend {figures['trend']:.1f}/s (ratio {figures['trend_ratio']:.3f}, "
-          f"target >= 0.20: {'met' if figures['trend_ratio'] >= 0.2 else 'NOT met'})  "
-          f"round {figures['round']:.1f}/s (ratio {figures['round_ratio']:.3f})")  # fmt: skip
+    print(f"{pad} healthz {healthz:.1f}/s")
+    for name, target in TARGETS.items():
+        print(f"{pad} {name:<6} {figures[name]:>7.1f}/s  ratio {figures[f'{name}_ratio']:.3f} "
+              f"(target >= {target:.2f}: {verdict(figures[f'{name}_ratio'], target)})")  # fmt: skip
     for name, line in cpu.items():  # the last repeat's
         print(f"{pad} CPU during {name + ':':<8} {line if isinstance(line, str) else line[0]}; "
               f"server {figures[f'{name}_ms']:.2f} ms per request")  # fmt: skip
     print(f"{pad} CPU ratios (healthz ms / page ms: the ratio with a whole core for the server in every phase): "
-          f"trend {figures['healthz_ms'] / figures['trend_ms']:.3f}, round {figures['healthz_ms'] / figures['round_ms']:.3f}")  # fmt: skip
+          + ", ".join(f"{name} {figures['healthz_ms'] / figures[f'{name}_ms']:.3f}" for name in TARGETS))
     print(f"{pad} floor: the signed-in /profile page {figures['floor']:.1f}/s, ratio {figures['floor_ratio']:.3f}, "
           f"CPU ratio {figures['healthz_ms'] / figures['floor_ms']:.3f} (session, CSRF cookie, a small template)")  # fmt: skip
     shutil.rmtree(data_dir)
@@ -329,24 +368,33 @@ async def on_postgresql(args: argparse.Namespace) -> dict[int, dict[str, float]]
     return results
 
 
+def verdict(ratio: float, target: float) -> str:
+    return "met" if ratio >= target else "NOT met"
+
+
 def summary(label: str, results: dict[int, dict[str, float]]) -> None:
-    print(f"\n{label}: {'members':>8} {'seed s':>7} {'healthz/s':>10} {'trend/s':>9} {'ratio':>6} {'round/s':>9} {'ratio':>6}"
-          f"   server CPU ms/request: {'healthz':>7} {'trend':>6} {'round':>6}")  # fmt: skip
+    heads = "".join(f" {name + '/s':>9} {'ratio':>6}" for name in TARGETS)
+    print(f"\n{label}: {'members':>8} {'seed s':>7} {'healthz/s':>10}{heads}"
+          f"   server CPU ms/request: {'healthz':>7}" + "".join(f" {name:>6}" for name in TARGETS))  # fmt: skip
     for members, f in results.items():
-        print(f"{'':{len(label) + 1}} {members:>8} {f['seed_seconds']:>7.1f} {f['healthz']:>10.1f} {f['trend']:>9.1f} "
-              f"{f['trend_ratio']:>6.3f} {f['round']:>9.1f} {f['round_ratio']:>6.3f}"
-              f"   {'':22}{f['healthz_ms']:>7.2f} {f['trend_ms']:>6.1f} {f['round_ms']:>6.1f}")  # fmt: skip
+        cells = "".join(f" {f[name]:>9.1f} {f[f'{name}_ratio']:>6.3f}" for name in TARGETS)
+        print(f"{'':{len(label) + 1}} {members:>8} {f['seed_seconds']:>7.1f} {f['healthz']:>10.1f}{cells}"
+              f"   {'':22}{f['healthz_ms']:>7.2f}" + "".join(f" {f[f'{name}_ms']:>6.1f}" for name in TARGETS))  # fmt: skip
+    for name, target in TARGETS.items():
+        each = ", ".join(f"{members}: {f[f'{name}_ratio']:.3f} {verdict(f[f'{name}_ratio'], target)}" for members, f in results.items())
+        print(f"{'':{len(label) + 1}} target {name}/healthz >= {target:.2f} at every size: "
+              f"{verdict(min(f[f'{name}_ratio'] for f in results.values()), target)} ({each})")  # fmt: skip
     if len(results) > 1:
         small, large = min(results), max(results)
-        for page in ("trend", "round"):
+        for page in TARGETS:
             # The verdict compares each size's figure: its ratio to the healthz measured just before
             # it, so the machine's drift over the minutes between sizes cancels. Raw requests/s and
             # server CPU per request are printed beside it.
             rel = results[large][f"{page}_ratio"] / results[small][f"{page}_ratio"]
             raw = results[large][page] / results[small][page]
             cpu = results[small][f"{page}_ms"] / results[large][f"{page}_ms"]
-            verdict = f" (target >= 0.80: {'met' if rel >= 0.8 else 'NOT met'})" if page == "trend" else ""
-            print(f"{'':{len(label) + 1}} {page} at {large} vs {small} members, as healthz ratios: {rel:.2f}{verdict}; "
+            growth = f" (target >= 0.80: {verdict(rel, 0.8)})" if page == "trend" else ""
+            print(f"{'':{len(label) + 1}} {page} at {large} vs {small} members, as healthz ratios: {rel:.2f}{growth}; "
                   f"requests/s {raw:.2f}; by server CPU per request {cpu:.2f}")  # fmt: skip
 
 
@@ -357,11 +405,12 @@ async def main() -> int:
     parser.add_argument("--rounds", type=int, default=156, help="closed weekly rounds (default 156: three years)")
     parser.add_argument("--no-open-round", dest="open_round", action="store_false", help="no round open now")
     parser.add_argument("--comments", type=float, default=0.02, help="share of respondents leaving a comment")
+    parser.add_argument("--stories", type=int, default=60, help="released stories on the wall (default 60, as bench/soak.py)")
     parser.add_argument("--period", choices=["52", "all"], help="the trend page's period (default: its own, 26 rounds)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=4.0, help="counted seconds per phase")
     parser.add_argument("--repeats", type=int, default=3, help="healthz and the pages measured this many times in turn; medians")
-    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="sqlite")
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--profile", metavar="FILE", help="py-spy the server during each page phase (.svg or .txt)")
     args = parser.parse_args()
     print(f"sizes {args.sizes}, {TEAMS} teams, {args.concurrency} connections, one uvicorn worker, {os.cpu_count()} CPUs")
