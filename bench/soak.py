@@ -47,6 +47,12 @@ worker processes) after its warm-up and at the end, and met/not met for the targ
 RSS growth under 10%, p99 under 10 x p50 for every route. Every acknowledged answer must be counted
 in its round (ledger == tallies). Exits 1 if a target is not met. For a long soak (memory growth,
 slow leaks), --minutes 20.
+
+Reading the table: two workers about 40 ms slower at p50 on the pages whose body fits in one TCP
+segment (form, thank-you page, trend page: under 64 KB on loopback) while the large ones (story
+wall, round page) are not is Nagle's algorithm left on the workers' sockets meeting this client's
+delayed ACK (uvicorn's head and body are two send()s). uvicorn up to 0.54 bound the socket of
+--workers N with proto 0, and asyncio then skips TCP_NODELAY on the connections it accepts.
 """
 
 from __future__ import annotations
