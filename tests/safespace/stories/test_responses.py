@@ -42,6 +42,33 @@ async def test_one_reaction_of_each_kind_per_member_shown_as_counts(client, db: 
         assert str(person_id) not in dump and person_id.hex not in dump and email not in dump
 
 
+def _pressed(wall: str, story_id) -> dict[str, str]:
+    """Each reaction button of one story on the wall: kind -> its aria-pressed."""
+    article = wall.split(f'id="s-{story_id}"', 1)[1].split("</article>", 1)[0]
+    buttons = re.findall(r'<button type="submit" name="kind" value="(\w+)"[^>]*?aria-pressed="(\w+)"', article)
+    return dict(buttons)
+
+
+async def test_reaction_buttons_say_whether_they_are_pressed(client, db: AsyncSession, engine, settings) -> None:
+    """Issue 17 item 6: a toggle button tells assistive technology its state (aria-pressed)."""
+    world = await _world(db)
+    story, _codes = await _released_story(client, db, engine, settings, world)
+    wall_url = f"/c/{world.community.id}/stories"
+    assert _pressed((await client.get(wall_url)).text, story.id) == dict.fromkeys(("been_there", "helps_me", "thank_you"), "false")
+    await post_form(client, f"{wall_url}/{story.id}/react", {"kind": "helps_me"})
+    wall = (await client.get(wall_url)).text
+    assert _pressed(wall, story.id) == {"been_there": "false", "helps_me": "true", "thank_you": "false"}
+    others = [s for s in await db.scalars(select(Story).where(Story.status == "released")) if s.id != story.id]
+    assert all("true" not in _pressed(wall, other.id).values() for other in others)
+    # Pressed is this member's own state: someone else sees the count, not the press.
+    client.cookies.clear()
+    await sign_in(client, db, "m3@x.org")
+    assert _pressed((await client.get(wall_url)).text, story.id)["helps_me"] == "false"
+    await post_form(client, f"{wall_url}/{story.id}/react", {"kind": "helps_me"})
+    await post_form(client, f"{wall_url}/{story.id}/react", {"kind": "helps_me"})  # taken back
+    assert _pressed((await client.get(wall_url)).text, story.id)["helps_me"] == "false"
+
+
 async def test_a_lone_reply_waits_three_go_out_together(client, db: AsyncSession, engine, settings) -> None:
     world = await _world(db)
     story, codes = await _released_story(client, db, engine, settings, world)
