@@ -21,7 +21,7 @@ from safespace.identity.mail import Postman
 from safespace.identity.models import Membership
 from safespace.settings import Settings
 from safespace.web.guards import community_routes, provide_viewer
-from safespace.web.pages import form_text, page, see_other
+from safespace.web.pages import form_text, local_path, page, see_other
 from safespace.web.session import Viewer, flash
 from surveys.disclosure import DEFAULT_COMMENT_THRESHOLD
 
@@ -57,6 +57,15 @@ class ProfileController(Controller):
         i18n.set_language(values["language"] or i18n.negotiate(request.headers.get("accept-language")))
         await flash(db_session, viewer, _("Your profile is saved."))
         return see_other("/profile")
+
+    @post("/language", name="profile:language")
+    async def choose_language(self, data: Form, viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]) -> Redirect:
+        """The language links at the foot of every signed-in page: back to the page they were on."""
+        try:
+            await services.choose_language(db_session, viewer.person_id, form_text(data, "language"))
+        except InvalidInput as exc:
+            raise NotFoundException(next(iter(exc.errors.values()))) from None
+        return see_other(local_path(form_text(data, "next")) or "/")
 
 
 COMMUNITY_FIELDS = ("name", "vision", "min_group_size", "comment_threshold", "time_zone")

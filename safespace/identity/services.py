@@ -77,6 +77,14 @@ async def update_profile(db: AsyncSession, person_id: uuid.UUID, display_name: s
     return person
 
 
+async def choose_language(db: AsyncSession, person_id: uuid.UUID, language: str) -> None:
+    """The switcher at the foot of every page, signed in: the same choice as the profile's."""
+    if language not in ("en", "es"):
+        raise InvalidInput({"language": _("Choose English or Spanish.")})
+    person = await db.get_one(Person, person_id)
+    person.language = language
+
+
 # --- communities ---------------------------------------------------------------------------
 
 

@@ -6,8 +6,11 @@ from pathlib import Path
 
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
+from sqlalchemy import select
 
 from safespace import i18n
+from safespace.identity.models import Person
+from tests.helpers import csrf, make_community, sign_in
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "lazy": None}
@@ -72,3 +75,22 @@ async def test_signed_out_visitor_can_switch_language(client) -> None:
     assert (await client.get("/language/fr")).status_code == 404
     offsite = await client.get("/language/en?next=//evil.example")
     assert offsite.headers["location"] == "/signin"
+
+
+async def test_signed_in_member_switches_language_from_any_page_and_stays_on_it(client, db) -> None:
+    """Issue 17 item 6: the switcher was in the footer only when signed out."""
+    world = await make_community(db, teams={"Energy": ["m1@x.org"]})
+    await sign_in(client, db, "m1@x.org")
+    here = f"/c/{world.community.id}/stories?q=plan&tag="
+    english = await client.get(here, headers={"accept-language": "en"})
+    footer = english.text.split('<footer class="foot">', 1)[1]
+    assert 'action="/profile/language"' in footer and 'name="language" value="es"' in footer
+    assert f'name="next" value="{here}"' in footer.replace("&amp;", "&")
+    switched = await client.post("/profile/language", data={"language": "es", "next": here, "_csrf_token": csrf(client)})
+    assert switched.status_code == 303 and switched.headers["location"] == here
+    page = await client.get(here, headers={"accept-language": "en"})
+    assert '<html lang="es">' in page.text and 'name="language" value="en"' in page.text
+    assert (await db.scalar(select(Person.language).where(Person.email == "m1@x.org"))) == "es"  # the profile's choice
+    offsite = await client.post("/profile/language", data={"language": "en", "next": "//evil.example", "_csrf_token": csrf(client)})
+    assert offsite.headers["location"] == "/"
+    assert (await client.post("/profile/language", data={"language": "fr", "_csrf_token": csrf(client)})).status_code == 404

@@ -67,6 +67,7 @@ RULES: dict[tuple[str, str], str] = {
     # one's own profile and communities
     ("GET", "/profile"): SIGNED_IN,
     ("POST", "/profile"): SIGNED_IN,
+    ("POST", "/profile/language"): SIGNED_IN,
     ("GET", "/communities"): SIGNED_IN,
     ("POST", "/communities"): SIGNED_IN,
     ("GET", "/communities/new"): SIGNED_IN,
