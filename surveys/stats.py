@@ -26,12 +26,20 @@ class Estimate(msgspec.Struct, frozen=True):
 
 
 class Shares(msgspec.Struct, frozen=True):
-    """Fractions of answers in the top two, middle and bottom two keyed scale points."""
+    """Fractions (0–1) of the answers, keyed: a reversed item's scale is turned round first, so the
+    top of the scale is always the favourable end and "agree" always means the favourable direction.
+
+    favourable is the top-two box (6–7 of 7, 4–5 of 5). disagree / neutral / agree split every
+    answer at the middle point, to any degree (1–3 / 4 / 5–7 of 7), and add up to 1; favourable is
+    part of agree. On a 7-point scale the top-two box alone hides agreement: ten of twelve at 5–7
+    with two at 6–7 is 17% favourable and 83% agree.
+    """
 
     n: int
     favourable: float
+    disagree: float
     neutral: float
-    unfavourable: float
+    agree: float
 
 
 # Two-sided 95% critical values of Student's t for df = 1..30 (index df - 1).
@@ -88,11 +96,11 @@ def _shares(points: int, keyed_counts: list[int]) -> Shares | None:
     n = sum(keyed_counts)
     if n == 0:
         return None
-    unfavourable = sum(keyed_counts[:2])
+    half = points // 2  # below the middle point; an even scale would have no middle (neutral 0)
+    disagree, agree = sum(keyed_counts[:half]), sum(keyed_counts[points - half :])
     favourable = sum(keyed_counts[points - 2 :])
-    neutral = n - favourable - unfavourable
     return Shares(
-        n=n, favourable=favourable / n, neutral=neutral / n, unfavourable=unfavourable / n
+        n=n, favourable=favourable / n, disagree=disagree / n, neutral=(n - disagree - agree) / n, agree=agree / n
     )
 
 
@@ -107,7 +115,7 @@ def item_estimate(tally: Tally, key: str) -> Estimate | None:
 
 
 def item_shares(tally: Tally, key: str) -> Shares | None:
-    """Favourable / neutral / unfavourable shares of one item after reverse keying."""
+    """Favourable (top two) and disagree / neutral / agree shares of one item after reverse keying."""
     _check_item(tally, key)
     return _shares(tally.points, _keyed_counts(tally, key))
 
@@ -117,10 +125,12 @@ def scale_estimate(tally: Tally) -> Estimate | None:
     return _estimate(tally.score_n, tally.score_sum, tally.score_sumsq, score_scale(tally))
 
 
-def favourable(tally: Tally) -> Shares | None:
-    """Shares pooled over every answered item after reverse keying; n counts answers, not people."""
+def favourable(tally: Tally, keys: list[str] | None = None) -> Shares | None:
+    """Shares pooled over these items (every item by default) after reverse keying; n counts
+    answers, not people."""
     pooled = [0] * tally.points
-    for key in tally.items:
+    for key in tally.items if keys is None else keys:
+        _check_item(tally, key)
         pooled = [x + y for x, y in zip(pooled, _keyed_counts(tally, key))]
     return _shares(tally.points, pooled)
 

@@ -74,8 +74,10 @@ def trend_rows(trend: SurveyTrend) -> Iterable[tuple]:
             )  # fmt: skip
 
 
+# favourable: the top two scale points; disagree / neutral / agree: every answer split at the middle
+# point, to any degree. All four after reverse keying (surveys.stats.Shares), empty where the row is.
 RESULT_HEADER = (
-    "round", "instrument", "item", "statement", "reverse", "mean", "n", "favourable", "neutral", "unfavourable",
+    "round", "instrument", "item", "statement", "reverse", "mean", "n", "favourable", "disagree", "neutral", "agree",
     "distribution", "empty_because",
 )  # fmt: skip
 
@@ -83,15 +85,15 @@ RESULT_HEADER = (
 def result_rows(result: RoundResult) -> Iterable[tuple]:
     if not result.instruments:
         why = "round_not_closed" if result.status != "closed" else "fewer_than_k"
-        yield (result.number, "", "", "", "", None, None, None, None, None, "", why)
+        yield (result.number, "", "", "", "", None, None, None, None, None, None, "", why)
     for instrument in result.instruments:
         if instrument.score:
             yield (result.number, instrument.key, "score", "", "", instrument.score.mean, instrument.score.n,
-                   instrument.favourable, None, None, "", None)  # fmt: skip
+                   instrument.favourable, instrument.disagree, instrument.neutral, instrument.agree, "", None)  # fmt: skip
         for item in instrument.items:
             yield (
                 result.number, instrument.key, item.key, item.text, "yes" if item.reverse else "no", item.mean, item.n,
-                item.favourable, item.neutral, item.unfavourable, " ".join(map(str, item.distribution)),
+                item.favourable, item.disagree, item.neutral, item.agree, " ".join(map(str, item.distribution)),
                 None if item.mean is not None else "fewer_than_k",
             )  # fmt: skip
 

@@ -119,7 +119,7 @@ def _draw_trend(prefix: str, trend: InstrumentTrend, k: int, with_notes: bool) -
 
 
 def share_chart(prefix: str, instrument: InstrumentResult, k: int) -> charts.Chart:
-    """Favourable / neutral / unfavourable per statement; hidden statements are hatched rows."""
+    """Disagree / neutral / agree (any degree) per statement; hidden statements are hatched rows."""
     # Keyed by all it is drawn from: the name and statements (in their language) with their figures.
     key = ("shares", prefix, k, i18n.current_language(), msgspec.json.encode((instrument.name, instrument.items)))
     return _drawn(key, lambda: _draw_shares(prefix, instrument, k))
@@ -132,7 +132,7 @@ def _draw_shares(prefix: str, instrument: InstrumentResult, k: int) -> charts.Ch
         [f"{n}. {item.text}" for n, item in enumerate(instrument.items, start=1)],
         [item if item.favourable is not None else None for item in instrument.items],
         hidden_label=charts.suppressed_label(k),
-        description=_("Share of favourable, neutral and unfavourable answers per statement, after reverse keying."),
+        description=_("Share of answers per statement that disagree, are neutral or agree, to any degree; reversed statements are turned round first, so agree is always the favourable direction."),
     )
 
 

@@ -23,10 +23,14 @@ class ItemResult(msgspec.Struct):
     key: str
     text: str
     reverse: bool
-    mean: float | None
+    mean: float | None  # of the answers as given: a reversed statement's is not turned round
+    # Shares of the answers after reverse keying (surveys.stats.Shares): favourable is the top two
+    # points; disagree / neutral / agree split every answer at the middle point, to any degree.
+    # All four None when the statement is hidden, like the rest of its row.
     favourable: float | None
+    disagree: float | None
     neutral: float | None
-    unfavourable: float | None
+    agree: float | None
     distribution: list[int]  # answers per scale point 1..points; empty when fewer than k answered the item
     n: int | None = None  # people who answered this statement (the figures above rest on them); None: hidden
 
@@ -37,11 +41,14 @@ class InstrumentResult(msgspec.Struct):
     points: int
     score: stats.Estimate | None  # None when fewer than k answered any of its items
     favourable: float | None
+    disagree: float | None
+    neutral: float | None
+    agree: float | None
     reliability: float | None  # Cronbach's alpha, only with at least 10 complete answer sets
     items: list[ItemResult]
     comments: list[str]  # released comments in random order; on pages only the first COMMENTS_SHOWN
     comments_total: int  # how many were released, shown or not
-    # What `favourable` rests on: the answers to the statements shown, pooled (score.n is the
+    # What the four shares rest on: the answers to the statements shown, pooled (score.n is the
     # people the scale score rests on: those who answered at least one statement).
     favourable_n: int | None = None
 
@@ -81,8 +88,9 @@ def instrument_result(
                 reverse=item.reverse,
                 mean=estimate.mean if estimate else None,
                 favourable=shares.favourable if shares else None,
+                disagree=shares.disagree if shares else None,
                 neutral=shares.neutral if shares else None,
-                unfavourable=shares.unfavourable if shares else None,
+                agree=shares.agree if shares else None,
                 distribution=list(tally.counts[item.key]) if shown else [],
                 n=sum(tally.counts[item.key]) if shown else None,
             )
@@ -90,24 +98,21 @@ def instrument_result(
     scored = disclosure.enough(tally.score_n, k)
     # Pooled over the statements that are shown only: pooling a hidden one in would let it be
     # recovered by subtracting the shown ones.
-    answered = {item.key: sum(item.distribution) for item in items if item.favourable is not None}
-    total = sum(answered.values())
-    favourable_share = (
-        sum(item.favourable * answered[item.key] for item in items if item.key in answered) / total
-        if scored and total
-        else None
-    )
+    pooled = stats.favourable(tally, [item.key for item in items if item.favourable is not None]) if scored else None
     return InstrumentResult(
         key=instrument.key,
         name=instrument.name.get(language),
         points=instrument.scale.points,
         score=stats.scale_estimate(tally) if scored else None,
-        favourable=favourable_share,
+        favourable=pooled.favourable if pooled else None,
+        disagree=pooled.disagree if pooled else None,
+        neutral=pooled.neutral if pooled else None,
+        agree=pooled.agree if pooled else None,
         reliability=stats.cronbach_alpha(tally) if tally.complete_n >= MIN_FOR_RELIABILITY else None,
         items=items,
         comments=comments,
         comments_total=len(comments) if comments_total is None else comments_total,
-        favourable_n=total if favourable_share is not None else None,
+        favourable_n=pooled.n if pooled else None,
     )
 
 

@@ -117,19 +117,49 @@ def test_scale_estimate_by_hand() -> None:
 
 
 def test_item_shares_by_hand_after_reverse_keying() -> None:
-    # c keyed: 4, 5, 2 -> favourable (4, 5) 2/3, neutral (3) 0, unfavourable (1, 2) 1/3
-    assert close(item_shares(small_round(), "c"), Shares(3, 0.666667, 0.0, 0.333333))
+    # c keyed: 4, 5, 2 -> favourable (4, 5) 2/3; disagree (1, 2) 1/3, neutral (3) 0, agree (4, 5) 2/3
+    assert close(item_shares(small_round(), "c"), Shares(3, favourable=0.666667, disagree=0.333333, neutral=0.0, agree=0.666667))
 
 
 def test_favourable_pools_every_answer_by_hand() -> None:
     # keyed answers: a 4 3 2, b 5 3, c 4 5 2 -> 8 answers
-    # favourable 4 5 4 5 = 4/8; neutral 3 3 = 2/8; unfavourable 2 2 = 2/8
-    assert favourable(small_round()) == Shares(n=8, favourable=0.5, neutral=0.25, unfavourable=0.25)
+    # favourable 4 5 4 5 = 4/8; disagree 2 2 = 2/8; neutral 3 3 = 2/8; agree = favourable on 5 points
+    assert favourable(small_round()) == Shares(n=8, favourable=0.5, disagree=0.25, neutral=0.25, agree=0.5)
 
 
-def test_seven_point_shares_split_two_three_two() -> None:
+def test_favourable_pools_only_the_items_asked_for() -> None:
+    # a and b keyed: 4 3 2, 5 3 -> favourable 4 5 = 2/5; disagree 2 = 1/5; neutral 3 3 = 2/5
+    assert favourable(small_round(), ["a", "b"]) == Shares(n=5, favourable=0.4, disagree=0.2, neutral=0.4, agree=0.4)
+    assert favourable(small_round(), []) is None
+    with pytest.raises(ValueError, match="not an item"):
+        favourable(small_round(), ["z"])
+
+
+def test_seven_point_shares_split_at_the_middle_and_favourable_is_the_top_two() -> None:
     tally = folded(new_tally(["a"], [], 7), [{"a": v} for v in range(1, 8)])
-    assert close(item_shares(tally, "a"), Shares(7, 0.285714, 0.428571, 0.285714))
+    assert close(item_shares(tally, "a"), Shares(7, favourable=2 / 7, disagree=3 / 7, neutral=1 / 7, agree=3 / 7))
+
+
+def test_seven_point_agreement_is_not_hidden_in_neutral() -> None:
+    """Issue 17: statement 4, ten of twelve agreeing to some degree (mean 4.92), read 17% favourable
+    and 83% neutral, because neutral was everything between the bottom two and the top two."""
+    answers = [3, 4] + [5] * 8 + [6, 6]  # 59 / 12 = 4.92
+    tally = folded(new_tally(["risk"], [], 7), [{"risk": v} for v in answers])
+    assert item_estimate(tally, "risk").mean == pytest.approx(4.92, abs=0.005)
+    shares = item_shares(tally, "risk")
+    assert (shares.n, round(shares.agree * 100), round(shares.favourable * 100)) == (12, 83, 17)
+    assert (round(shares.disagree * 100), round(shares.neutral * 100)) == (8, 8)
+
+
+def test_a_reversed_item_agrees_in_the_favourable_direction() -> None:
+    """Agree, like favourable, is counted after reverse keying: disagreeing with "mistakes are held
+    against me" is the favourable answer, and counts as agree."""
+    raw = [1, 1, 1, 2, 2, 2, 2, 3, 3, 4, 5, 5]  # mostly disagreeing with a negatively worded item
+    tally = folded(new_tally(["mistakes"], ["mistakes"], 7), [{"mistakes": v} for v in raw])
+    shares = item_shares(tally, "mistakes")
+    # keyed = 8 - raw: 7 7 7 6 6 6 6 5 5 4 3 3
+    assert close(shares, Shares(12, favourable=7 / 12, disagree=2 / 12, neutral=1 / 12, agree=9 / 12))
+    assert item_estimate(tally, "mistakes").mean == pytest.approx(31 / 12)  # the mean stays as answered
 
 
 CRONBACH_DATA = [[3, 4, 3], [4, 5, 4], [2, 3, 3], [5, 5, 4]]
@@ -276,4 +306,7 @@ def test_shares_add_up_to_one(round_: Round) -> None:
     tally = folded(empty, answer_sets)
     for shares in [favourable(tally), *(item_shares(tally, k) for k in tally.items)]:
         if shares is not None:
-            assert shares.favourable + shares.neutral + shares.unfavourable == pytest.approx(1.0)
+            assert shares.disagree + shares.neutral + shares.agree == pytest.approx(1.0)
+            assert 0 <= shares.favourable <= shares.agree + 1e-12
+            if tally.points == 5:  # the top two of five are all of agree
+                assert shares.favourable == pytest.approx(shares.agree)

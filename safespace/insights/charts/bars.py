@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from safespace.i18n import gettext as _
@@ -57,11 +56,12 @@ def _hidden_bar(chart_id: str, y: float, width: float, height: float, label: str
 
 def share_bars(chart_id: str, title: str, items: Sequence[str], shares: Sequence[ShareLike | None], *,
                hidden_label: str | None = None, description: str | None = None) -> Chart:
-    """One stacked bar per item: favourable, neutral, unfavourable shares; None is a hatched row."""
+    """One stacked bar per item: disagree, neutral, agree shares (any degree, in the scale's order);
+    None is a hatched row."""
     _check(chart_id, items, shares)
     hidden_label = hidden_label or _("hidden: too few answered")
-    names = (_("Favourable"), _("Neutral"), _("Unfavourable"))
-    fills = (BLUE, NEUTRAL, VERMILLION)
+    names = (_("Disagree"), _("Neutral"), _("Agree"))
+    fills = (VERMILLION, NEUTRAL, BLUE)
     swatches = [(f'<rect width="14" height="10" fill="{f}" stroke="{INK}" stroke-width=".5"/>', n)
                 for f, n in zip(fills, names, strict=True)]
     swatches.append((f'<rect width="14" height="10" fill="url(#{chart_id}-hatch)" stroke="{AXIS}"/>', hidden_label))
@@ -75,8 +75,10 @@ def share_bars(chart_id: str, title: str, items: Sequence[str], shares: Sequence
             parts.append(_hidden_bar(chart_id, y, WIDTH, 22, hidden_label))
             rows.append((label, hidden_label, hidden_label, hidden_label))
         else:
-            fractions = [max(f, 0.0) for f in (share.favourable, share.neutral, share.unfavourable)]
-            percents, total = _whole_percents(fractions), sum(fractions) or 1.0
+            fractions = [max(f, 0.0) for f in (share.disagree, share.neutral, share.agree)]
+            # Each share rounded on its own, as the results table beside the chart and the exports
+            # round it: 10 of 12 is 83% everywhere (making the three add up to 100 printed 84%).
+            percents, total = [round(f * 100) for f in fractions], sum(fractions) or 1.0
             x, segments = 0.0, []
             for fraction, pct, fill, name in zip(fractions, percents, fills, names, strict=True):
                 w = WIDTH * fraction / total  # shares rounded upstream may not add to exactly 1
@@ -90,31 +92,18 @@ def share_bars(chart_id: str, title: str, items: Sequence[str], shares: Sequence
                          + _el("rect", {"x": 0.0, "y": y, "width": WIDTH, "height": 22.0, "fill": "none",
                                         "stroke": INK, "stroke-width": .5}) + "</g>")
             rows.append((label, *(f"{p}%" for p in percents)))
-            shown.append((percents[0], label))
+            shown.append((percents[2], label))
         y += 22 + 12
     if description is None:
-        description = _("Favourable, neutral and unfavourable shares for %(count)s items.", count=len(items))
+        description = _("Disagree, neutral and agree shares for %(count)s items.", count=len(items))
         if shown:
-            description += " " + _("Most favourable: %(high)s (%(hp)s%%); least: %(low)s (%(lp)s%%).",
+            description += " " + _("Most agreement: %(high)s (%(hp)s%%); least: %(low)s (%(lp)s%%).",
                                    high=max(shown)[1], hp=max(shown)[0], low=min(shown)[1], lp=min(shown)[0])
         if len(shown) < len(rows):
             description += " " + ngettext("%(num)s item hidden (%(why)s).", "%(num)s items hidden (%(why)s).",
                                             len(rows) - len(shown), why=hidden_label)
     svg = _svg(chart_id, y, title, description, parts, defs=_hatch(chart_id))
     return Chart(chart_id, title, description, svg, Table(title, (_("Item"), *names), tuple(rows)))
-
-
-def _whole_percents(fractions: Sequence[float]) -> list[int]:
-    """Whole percentages that add up to 100 (largest remainder), so the bar's labels agree."""
-    raw = [max(f, 0.0) * 100 for f in fractions]
-    total = sum(raw)
-    if total <= 0:
-        return [0] * len(raw)
-    raw = [r * 100 / total for r in raw]
-    whole = [math.floor(r) for r in raw]
-    for i in sorted(range(len(raw)), key=lambda i: (whole[i] - raw[i], i))[: 100 - sum(whole)]:
-        whole[i] += 1
-    return whole
 
 
 def named_bars(chart_id: str, title: str, names: Sequence[str], values: Sequence[float | None], *,

@@ -30,11 +30,11 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 class ShareLike(Protocol):
-    """surveys.stats.Shares or anything with the three fractions (0–1)."""
+    """surveys.stats.Shares or anything with the three fractions (0–1) that add up to 1."""
 
-    favourable: float
+    disagree: float
     neutral: float
-    unfavourable: float
+    agree: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,7 @@ def every_chart(prefix: str = "c") -> list[Chart]:
                    notes=[(0, "Kick-off")]),
         bar_chart(f"{prefix}-bars", "Response rate", ROUNDS, [70, 65, None, 80, 75, 60], name="Response rate"),
         share_bars(f"{prefix}-shares", "Items", ["Safe to take a risk", "Hidden item"],
-                   [Shares(9, 0.6, 0.3, 0.1), None], hidden_label=K),
+                   [Shares(9, favourable=0.4, disagree=0.1, neutral=0.3, agree=0.6), None], hidden_label=K),
         heatmap(f"{prefix}-heat", "Teams", ["Blue", "Green"], ["Q1", "Q2"], [[5.0, None], [None, 6.1]],
                 value_range=(1, 7), hidden_label=K),
         named_bars(f"{prefix}-vitality", "Vitality", ["Energy", "Belonging"], [5.2, None], value_range=(1, 7),
@@ -172,18 +172,29 @@ def test_response_rate_bars_one_per_shown_round_with_labelled_gap() -> None:
 
 def test_item_shares_add_up_and_hidden_item_is_a_labelled_row() -> None:
     chart = share_bars("items", "Items", ["Safe to take a risk", "Mistakes held against me", "Seldom asked"],
-                       [Shares(9, 1 / 3, 1 / 3, 1 / 3), Shares(9, 0.2, 0.3, 0.5), None], hidden_label=K)
+                       [Shares(9, favourable=0.2, disagree=1 / 3, neutral=1 / 3, agree=1 / 3),
+                        Shares(9, favourable=0.2, disagree=0.2, neutral=0.3, agree=0.5), None], hidden_label=K)
     root = parse(chart)
     assert len(with_class(root, "share")) == 2
     (hidden,) = with_class(root, "hidden-row")
     assert title_of(hidden) == K and K in texts(hidden)
     assert hidden.find(f"{SVG}rect").get("fill") == "url(#items-hatch)"
-    assert chart.table.rows == (("Safe to take a risk", "34%", "33%", "33%"),
+    assert chart.table.headers == ("Item", "Disagree", "Neutral", "Agree")  # in the scale's order
+    assert chart.table.rows == (("Safe to take a risk", "33%", "33%", "33%"),
                                 ("Mistakes held against me", "20%", "30%", "50%"),
                                 ("Seldom asked", K, K, K))
     widths = [float(s.get("width")) for s in with_class(root, "segment")]
     assert sum(widths[:3]) == pytest.approx(charts.WIDTH, abs=0.5)
     assert "1 item hidden" in chart.description
+
+
+def test_share_labels_round_each_share_as_the_results_table_does() -> None:
+    """Ten of twelve agreeing is 83%, in the chart as in the table beside it and the exports (made to
+    add up to 100, the labels had printed 84%)."""
+    chart = share_bars("s4", "Items", ["Try something new"],
+                       [Shares(12, favourable=2 / 12, disagree=1 / 12, neutral=1 / 12, agree=10 / 12)], hidden_label=K)
+    assert chart.table.rows == (("Try something new", "8%", "8%", "83%"),)
+    assert "Try something new: Agree 83%" in [title_of(s) for s in with_class(parse(chart), "segment")]
 
 
 def test_heatmap_hatches_and_labels_hidden_cells_and_prints_values() -> None:
@@ -236,7 +247,8 @@ def test_hostile_text_is_escaped_everywhere() -> None:
         line_chart("a", HOSTILE, [HOSTILE, "r2"], [Series(HOSTILE, [1.0, None])], y_range=(0, 2), y_label=HOSTILE,
                    notes=[(0, HOSTILE)], gap_label=HOSTILE),
         bar_chart("b", HOSTILE, [HOSTILE], [None], name=HOSTILE, gap_label=HOSTILE),
-        share_bars("c", HOSTILE, [HOSTILE, HOSTILE], [Shares(5, 1, 0, 0), None], hidden_label=HOSTILE),
+        share_bars("c", HOSTILE, [HOSTILE, HOSTILE], [Shares(5, favourable=1, disagree=0, neutral=0, agree=1), None],
+                   hidden_label=HOSTILE),
         heatmap("d", HOSTILE, [HOSTILE], [HOSTILE], [[None]], value_range=(1, 7), hidden_label=HOSTILE),
         named_bars("e", HOSTILE, [HOSTILE], [None], value_range=(1, 7), hidden_label=HOSTILE),
     ]
