@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -198,6 +199,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
     keyring = Keyring.load(settings.encryption_key_path)
     sessionmaker = db.create_session_maker()
     sign_in_links = SignInLinks(sessionmaker, postman)
+    send_round_mails = functools.partial(round_mailer.send_all, sessionmaker)
     answers = AnswerQueue(sessionmaker, keyring)
     reads = Reads(sessionmaker.kw["bind"])
     issuances = IssuanceQueue(sessionmaker, keyring, reads)
@@ -270,6 +272,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
             # Not "answers": a dependency named like a body field turns that field's 400 into a 500.
             "answer_queue": Provide(lambda: answers, sync_to_thread=False, use_cache=True),
             "issuances": Provide(lambda: issuances, sync_to_thread=False, use_cache=True),
+            "send_round_mails": Provide(lambda: send_round_mails, sync_to_thread=False, use_cache=True),
         },
         middleware=[
             DefineMiddleware(

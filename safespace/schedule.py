@@ -22,12 +22,10 @@ from safespace.db.upsert import insert_once
 from safespace.identity.signin import forget_old_sign_ins
 from safespace.privacy.crypto import Keyring
 from safespace.pulse.lease import holder_name, schedule_turn
-from safespace.pulse.lifecycle import Mail, close_round, forget_round_keys, note_mails, open_round, refused_mails
+from safespace.pulse.lifecycle import Mail, close_round, due_window, forget_round_keys, note_mails, open_round, refused_mails
 from safespace.pulse.mail import RoundMailer
 from safespace.pulse.models import Lease, Round, Survey
-from safespace.pulse.services import survey_cadence
 from safespace.stories import services as stories
-from surveys import cadence as cadence_rules
 
 log = logging.getLogger(__name__)
 REMIND_BEFORE_CLOSE = timedelta(days=1)
@@ -111,10 +109,8 @@ async def _advance(
             report.mails += await note_mails(db, last, "reminder", unanswered_only=True)
             report.reminded += 1
         return
-    if survey.paused:
-        return
-    window = cadence_rules.window_at(survey_cadence(survey), moment)
-    if window is None or (last is not None and window.opens_at < last.closes_at):
+    window = due_window(survey, last, moment)
+    if window is None:
         return
     round_ = await open_round(db, survey, window, keyring, token_key_bits)
     report.mails += await note_mails(db, round_, "invitation", unanswered_only=False)

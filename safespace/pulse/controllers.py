@@ -7,26 +7,29 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import clock, i18n, schedule
-from safespace.errors import InvalidInput
+from safespace.errors import InvalidInput, Refused
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import answering, lifecycle, services
 from safespace.pulse.group_commit import AnswerQueue
+from safespace.pulse.mail import RoundMails
 from safespace.pulse.models import Round, Survey
 from safespace.pulse.results import comments_shown, round_result
+from safespace.settings import Settings
 from safespace.text import clean_text
 from safespace.web.guards import facilitator_routes, member_routes, provide_viewer, request_session, require_membership
 from safespace.web.pages import form_text, page, see_other
 from safespace.web.session import Viewer, flash, notice
-from surveys import cadence as cadence_rules
 from surveys.instrument import InstrumentError, custom_instrument
 
 Form = URLEncodedBody[dict[str, Any]]
@@ -217,19 +220,10 @@ class SurveysController(Controller):
 
     async def _survey_page(self, db: AsyncSession, facilitation: Membership, survey: Survey, status: int = 200, **extra: Any) -> Template:
         zone = ZoneInfo(facilitation.community.time_zone)
-        rounds = await services.rounds_of(db, survey.id)
-        cadence = services.survey_cadence(survey)
+        rounds = await services.rounds_of(db, survey.id)  # newest first
         moment = clock.now()
-        after = max([moment] + [r.closes_at for r in rounds])
-        upcoming = []
-        if not survey.paused:
-            try:
-                window = cadence_rules.first_window_after(cadence, after)
-                for _i in range(3):
-                    upcoming.append(window)
-                    window = cadence_rules.next_window(cadence, window.opens_at)
-            except ValueError:  # the schedule runs past the year 9999
-                pass
+        # What `tick` will do, computed by its own rule: the first may be due at its next pass.
+        upcoming = lifecycle.planned_windows(survey, rounds[0] if rounds else None, moment)
         values = {k: str(v) for k, v in survey.cadence.items()}
         context = {"values": values, "errors": {}} | extra
         return page(
@@ -335,6 +329,59 @@ class SurveysController(Controller):
             notice = _("Round closed. Its results are now final.")
         await flash(db_session, viewer, notice)
         return _to_survey(request, survey)
+
+
+    @get("/{survey_id:uuid}/open-round", name="surveys:confirm_open")
+    async def confirm_open(
+        self, request: Request, survey: NamedDependency[Survey], facilitation: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession],
+    ) -> Template | Redirect:  # fmt: skip
+        """Opening mails every member: a page that says when it opens and closes, and asks once more."""
+        rounds = await services.rounds_of(db_session, survey.id)
+        moment = clock.now()
+        try:
+            window = lifecycle.on_demand_window(survey, rounds[0] if rounds else None, moment)
+        except Refused as exc:
+            await flash(db_session, viewer, str(exc))
+            return _to_survey(request, survey)
+        due = lifecycle.due_window(survey, rounds[0] if rounds else None, moment)
+        following = lifecycle.planned_windows(survey, rounds[0] if rounds else None, moment, count=2)
+        following = [w for w in following if w != window][:1]
+        members = await services.active_members(db_session, survey.community_id)
+        return page("pulse/open_round.html", community=facilitation.community, survey=survey, window=window,
+                    scheduled=due is not None, following=following, members=members,
+                    zone=ZoneInfo(facilitation.community.time_zone))  # fmt: skip
+
+    @post("/{survey_id:uuid}/open-round", name="surveys:open_round")
+    async def open_round(
+        self,
+        request: Request,
+        survey: NamedDependency[Survey],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+        keyring: NamedDependency[Keyring],
+        settings: NamedDependency[Settings],
+        send_round_mails: NamedDependency[RoundMails],
+    ) -> Redirect:
+        """Open a round now, outside the schedule, once; the next scheduled round keeps its date.
+        Its invitations are noted with it, as `tick` notes them, and sent after the commit."""
+        rounds = await services.rounds_of(db_session, survey.id)
+        try:
+            window = lifecycle.on_demand_window(survey, rounds[0] if rounds else None, clock.now())
+            async with db_session.begin_nested():  # the schedule may open one at the same moment
+                round_ = await lifecycle.open_round(db_session, survey, window, keyring, settings.token_key_bits)
+        except Refused as exc:
+            await flash(db_session, viewer, str(exc))
+            return _to_survey(request, survey)
+        except IntegrityError:  # it did: its round has the number this one would have had
+            await flash(db_session, viewer, _("The schedule opened a round at this moment; it is the open round below."))
+            return _to_survey(request, survey)
+        mails = await lifecycle.note_mails(db_session, round_, "invitation", unanswered_only=False)
+        await flash(db_session, viewer, _("Round %(number)s is open; %(count)s invitations are on their way.", number=round_.number, count=len(mails)))
+        await db_session.commit()
+        redirect = _to_survey(request, survey)
+        redirect.background = BackgroundTask(send_round_mails, mails)
+        return redirect
 
 
 def _to_survey(request: Request, survey: Survey) -> Redirect:

@@ -8,12 +8,15 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import msgspec
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace.errors import Refused
+from safespace.i18n import gettext as _
 from safespace.identity.models import Community, Membership, Person
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.privacy.round_keys import is_sealed
@@ -30,7 +33,7 @@ from safespace.pulse.models import (
     Survey,
     Tally,
 )
-from safespace.pulse.services import COMMUNITY, available_instruments, bump_trend
+from safespace.pulse.services import COMMUNITY, available_instruments, bump_trend, survey_cadence
 from surveys import cadence as cadence_rules
 from surveys import disclosure
 from surveys import tally as tally_rules
@@ -38,6 +41,61 @@ from surveys.instrument import instrument_to_dict
 
 log = logging.getLogger(__name__)
 MAX_MAIL_FAILURES = 3
+
+
+# --- what the scheduler will do: the one rule for `tick`, the survey page and "open a round now" ---
+
+SHORTEST_ON_DEMAND = timedelta(days=1)
+
+
+def due_window(survey: Survey, last: Round | None, moment: datetime) -> cadence_rules.Window | None:
+    """The scheduled round the scheduler opens at its pass at `moment`: the cadence's window open
+    then, if it starts after the last round closed. None while a round is open or paused."""
+    if survey.paused or (last is not None and not last.closed):
+        return None
+    window = cadence_rules.window_at(survey_cadence(survey), moment)
+    if window is None or (last is not None and window.opens_at < last.closes_at):
+        return None
+    return window
+
+
+def planned_windows(survey: Survey, last: Round | None, moment: datetime, count: int = 3) -> list[cadence_rules.Window]:
+    """The next `count` rounds the scheduler will open, in order: first the one due now (it opens
+    at the next pass), then those of the cadence that open after `moment` and after the last
+    round closes (a window that starts while a round is open is skipped, as `tick` skips it)."""
+    if survey.paused:
+        return []
+    cadence = survey_cadence(survey)
+    due = due_window(survey, last, moment)
+    planned = [due] if due is not None else []
+    try:
+        window = cadence_rules.first_window_after(cadence, max([moment] + ([last.closes_at] if last else [])))
+        while len(planned) < count:
+            if window.opens_at > moment:  # the due one is already in
+                planned.append(window)
+            window = cadence_rules.next_window(cadence, window.opens_at)
+    except ValueError:  # the schedule runs past the year 9999
+        pass
+    return planned
+
+
+def on_demand_window(survey: Survey, last: Round | None, moment: datetime) -> cadence_rules.Window:
+    """The round "open a round now" opens: the scheduled one if it is due, else one from now for
+    the cadence's open days, closing early enough that the next scheduled round keeps its date.
+    Refused while a round is open, or when the next scheduled round is less than a day away."""
+    if last is not None and not last.closed:
+        raise Refused(_("A round is open already; close it before opening another."))
+    due = due_window(survey, last, moment)
+    if due is not None:
+        return due
+    closes_at = moment + timedelta(days=survey_cadence(survey).open_days)
+    following = planned_windows(survey, last, moment, count=1)
+    if following and following[0].opens_at < closes_at:
+        closes_at = following[0].opens_at
+    if closes_at - moment < SHORTEST_ON_DEMAND:
+        raise Refused(_("The next scheduled round opens in less than a day; it opens on its own then."))
+    opens_on = moment.astimezone(ZoneInfo(survey_cadence(survey).time_zone)).date()
+    return cadence_rules.Window(number=0, opens_on=opens_on, opens_at=moment, closes_at=closes_at)
 
 
 async def open_round(

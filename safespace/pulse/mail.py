@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -18,6 +19,9 @@ from safespace.mail.messages import render
 from safespace.pulse.models import Round, RoundMail, Survey
 
 log = logging.getLogger(__name__)
+
+# What a request may call to send the round mails it noted, after its commit (a round opened now).
+RoundMails = Callable[[list[tuple[str, uuid.UUID, uuid.UUID]]], Awaitable[int]]
 
 
 @dataclass

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import msgspec
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import clock
 from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
+from safespace.identity.models import Membership
 from safespace.pulse.models import (
     CustomInstrument,
     Participation,
@@ -188,6 +189,12 @@ async def bump_trend(db: AsyncSession, survey_id: uuid.UUID) -> None:
 
 async def rounds_of(db: AsyncSession, survey_id: uuid.UUID) -> list[Round]:
     return list(await db.scalars(select(Round).where(Round.survey_id == survey_id).order_by(Round.number.desc())))
+
+
+async def active_members(db: AsyncSession, community_id: uuid.UUID) -> int:
+    """How many active members a community has: the people a round's invitation goes to."""
+    query = select(func.count()).select_from(Membership).where(Membership.community_id == community_id, Membership.status == "active")
+    return await db.scalar(query) or 0
 
 
 def is_open(round_: Round, moment: datetime) -> bool:

@@ -133,6 +133,8 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", f"{C}/surveys/{{survey_id:uuid}}/schedule"): FACILITATOR,
     ("GET", f"{C}/surveys/{{survey_id:uuid}}/close-round"): FACILITATOR,
     ("POST", f"{C}/surveys/{{survey_id:uuid}}/close-round"): FACILITATOR,
+    ("GET", f"{C}/surveys/{{survey_id:uuid}}/open-round"): FACILITATOR,
+    ("POST", f"{C}/surveys/{{survey_id:uuid}}/open-round"): FACILITATOR,
     ("GET", f"{C}/instruments/new"): FACILITATOR,
     ("POST", f"{C}/instruments"): FACILITATOR,
     ("GET", f"{C}/stories/review"): FACILITATOR,
