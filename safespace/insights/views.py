@@ -39,6 +39,21 @@ def _direction(values: list[float | None], decimals: int = 2) -> str:
     return _("Falling: from %(first)s to %(last)s.", first=f"{first:.{decimals}f}", last=f"{last:.{decimals}f}")
 
 
+def _monthly(values: list[float], months: list[str]) -> str:
+    """What a chart of counts per month says. Not the direction from the first month to the last:
+    this month has only begun, so "0 at the start, 0 now" hid the stories of every month between."""
+    total = int(sum(values))
+    if not total:
+        return _("None yet since %(first)s.", first=months[0])
+    if len(values) == 1:
+        return _("%(total)s so far in %(month)s.", total=total, month=months[0])
+    busiest = max(range(len(values)), key=lambda i: (values[i], i))  # the latest of the busiest months
+    return _(
+        "%(total)s in all from %(first)s to %(last)s; the most in %(busiest)s (%(most)s); %(now)s so far in %(last)s.",
+        total=total, first=months[0], last=months[-1], busiest=months[busiest], most=int(values[busiest]), now=int(values[-1]),
+    )  # fmt: skip
+
+
 def zone(community: Community) -> ZoneInfo:
     return ZoneInfo(community.time_zone)
 
@@ -201,7 +216,7 @@ def vitality_charts(vitality: Vitality, k: int) -> list[charts.Chart]:
                 name=title,
                 y_range=(0, max(values + [4.0]) * 1.1),
                 unit="",
-                description=_direction(values, 0),
+                description=_monthly(values, months),
             )
         )
     if vitality.keys:

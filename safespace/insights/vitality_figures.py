@@ -80,12 +80,12 @@ class Vitality(msgspec.Struct):
     keys: list[DimensionScore]
 
 
-def _months_back(today: date, count: int) -> list[str]:
-    months, year, month = [], today.year, today.month
-    for _i in range(count):
-        months.append(f"{year:04d}-{month:02d}")
-        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
-    return months[::-1]
+def months_since(founded: date, today: date, most: int = VITALITY_MONTHS) -> list[str]:
+    """The months to chart, as "YYYY-MM": from the community's founding month (no months before it
+    existed) to this one, the last `most` of them; at least this month."""
+    now = today.year * 12 + today.month - 1  # months since year 0
+    first = min(now, max(founded.year * 12 + founded.month - 1, now - most + 1))
+    return [f"{index // 12:04d}-{index % 12 + 1:02d}" for index in range(first, now + 1)]
 
 
 async def vitality(db: AsyncSession, community: Community, active_members: int, language: str) -> Vitality:
@@ -115,7 +115,8 @@ async def vitality(db: AsyncSession, community: Community, active_members: int, 
                 if instrument.key == VITALITY and (latest_keys is None or round_.closes_at > latest_keys[0].closes_at):
                     latest_keys = (round_, instrument, tallies.get((round_.id, VITALITY, COMMUNITY)))
     participation.sort(key=lambda p: (p.closed_on, p.survey))
-    activity = await stories.monthly_activity(db, community.id, _months_back(clock.now().astimezone(zone).date(), VITALITY_MONTHS))
+    founded = community.created_at.astimezone(zone).date()
+    activity = await stories.monthly_activity(db, community.id, months_since(founded, clock.now().astimezone(zone).date()))
     keys: list[DimensionScore] = []
     points = 5
     if latest_keys:
