@@ -43,7 +43,7 @@ class HomeController(Controller):
         for item in open_rounds:  # the viewer's answer-token key exists before the list below is drawn
             await tokens.key_for_member(db_session, keyring, membership, item.round.id, settings.token_key_bits)
         if viewer.community_id != membership.community_id:
-            await signin.remember_community(db_session, viewer.session_id, membership.community_id)
+            await signin.remember_community(db_session, viewer.session_id, viewer.person_id, membership.community_id)
         zone = ZoneInfo(membership.community.time_zone)
         return page(
             "home.html",

@@ -119,7 +119,7 @@ class CommunitiesController(Controller):
             community = await services.create_community(db_session, viewer.person_id, **values)
         except InvalidInput as exc:
             return page("identity/community_form.html", status_code=422, values=values, errors=exc.errors, community=None)
-        await signin.remember_community(db_session, viewer.session_id, community.id)
+        await signin.remember_community(db_session, viewer.session_id, viewer.person_id, community.id)
         await flash(db_session, viewer, _("Your community is ready. Add teams, then invite members."))
         return see_other(f"/c/{community.id}/teams")
 

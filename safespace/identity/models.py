@@ -33,6 +33,9 @@ class Person(RandomId, Base):
     display_name: Mapped[str] = mapped_column(String(80), default="")
     language: Mapped[str | None] = mapped_column(String(5))  # None: follow the browser
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The community the person last opened: where a new sign-in lands. No time is kept with it.
+    # Read only through an active membership (signin.start_session), hence no foreign key (0011).
+    last_community_id: Mapped[uuid.UUID | None] = mapped_column()
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="person")
 

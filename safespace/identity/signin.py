@@ -130,6 +130,16 @@ async def redeem_link(db: AsyncSession, token: str) -> SignedIn | None:
 
 
 async def start_session(db: AsyncSession, person_id: uuid.UUID, community_id: uuid.UUID | None) -> str:
+    """A new session, at home in `community_id` (an invitation's) or else in the community the
+    person last opened, while they are still an active member of it: "/" goes there."""
+    if community_id is None:
+        community_id = await db.scalar(
+            select(Membership.community_id)
+            .join(Person, (Person.id == Membership.person_id) & (Person.last_community_id == Membership.community_id))
+            .where(Person.id == person_id, Membership.status == "active")
+        )
+    else:  # the invitation's community is the one opened now
+        await db.execute(update(Person).where(Person.id == person_id).values(last_community_id=community_id))
     token = secrets.token_urlsafe(32)
     moment = clock.now().replace(minute=0, second=0, microsecond=0)  # to the hour, like last_seen_at
     db.add(
@@ -256,12 +266,14 @@ async def end_session(db: AsyncSession, token: str) -> None:
     await db.execute(delete(WebSession).where(WebSession.token_hash == token_hash(token)))
 
 
-async def remember_community(db: AsyncSession, session_id: uuid.UUID, community_id: uuid.UUID) -> None:
-    """The community "/" opens next time. Done while a page is read, so a failed write (a full
-    disk, a read-only database) is left for a later visit rather than failing the page."""
+async def remember_community(db: AsyncSession, session_id: uuid.UUID, person_id: uuid.UUID, community_id: uuid.UUID) -> None:
+    """The community "/" opens next time, in this session and after the next sign-in. Done while
+    a page is read, so a failed write (a full disk, a read-only database) is left for a later
+    visit rather than failing the page."""
     try:
         async with db.begin_nested():
             await db.execute(update(WebSession).where(WebSession.id == session_id).values(community_id=community_id))
+            await db.execute(update(Person).where(Person.id == person_id).values(last_community_id=community_id))
     except SQLAlchemyError as exc:
         log.warning("the session's community not remembered (%s)", exc.__class__.__name__)
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace import clock, ratelimit
 from safespace.db.engine import Reads
 from safespace.identity import signin
-from safespace.identity.models import LoginLink, Person, WebSession
+from safespace.identity.models import LoginLink, Membership, Person, WebSession
 from tests.helpers import follow_link, make_community, post_form, sign_in
 
 
@@ -202,6 +202,39 @@ async def test_sign_in_returns_to_the_page_that_asked_for_it(client, db: AsyncSe
     await post_form(client, "/signin", {"email": world.facilitator, "next": wanted})
     response = await follow_link(client, inbox.last_link(world.facilitator))
     assert response.headers["location"] == wanted
+
+
+async def test_sign_in_lands_in_the_community_last_opened_not_on_the_chooser(client, db: AsyncSession, inbox) -> None:
+    """Issue 17 item 6: each sign-in starts a new session, which forgot the last community."""
+    first = await make_community(db, "Coastal Planners", teams={"Energy": ["both@x.org"]})
+    second = await make_community(db, "River Keepers", facilitator="fac2@x.org", teams={"Water": ["both@x.org"]})
+
+    async def sign_in_and_land() -> str:
+        client.cookies.clear()
+        await sign_in(client, db, "both@x.org")  # a link without next=, as `login-link` prints
+        landed = await client.get("/")
+        while landed.status_code in (302, 303):
+            where = landed.headers["location"]
+            landed = await client.get(where)
+        return where
+
+    assert await sign_in_and_land() == "/communities"  # nothing opened yet: the chooser
+    for community in (second.community, first.community, second.community):
+        assert (await client.get(f"/c/{community.id}")).status_code == 200
+        assert await post_form(client, "/signout", {})
+        assert await sign_in_and_land() == f"/c/{community.id}"
+    # A community the person has left is not a place to land.
+    membership = await db.scalar(
+        select(Membership).where(Membership.community_id == second.community.id, Membership.person_id == Person.id, Person.email == "both@x.org")
+    )
+    membership.status = "deactivated"
+    await db.commit()
+    assert await sign_in_and_land() == f"/c/{first.community.id}"
+    # An explicit next= still wins.
+    wanted = f"/c/{first.community.id}/stories"
+    client.cookies.clear()
+    await post_form(client, "/signin", {"email": "both@x.org", "next": wanted})
+    assert (await follow_link(client, inbox.last_link("both@x.org"))).headers["location"] == wanted
 
 
 async def test_sign_in_never_sends_people_to_another_site(client, db: AsyncSession, inbox) -> None:
