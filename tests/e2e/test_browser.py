@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from safespace.demo import PAST_ROUNDS
 from tests.e2e.conftest import CHROMIUM
 
 pytestmark = pytest.mark.e2e
+OPEN_ROUND = PAST_ROUNDS + 1  # the demo's open round of its weekly pulse
 
 
 def test_member_signs_in_and_switches_to_spanish(served, tmp_path: Path) -> None:
@@ -131,7 +133,7 @@ def test_member_answers_later_in_private_mode(served, served_env, tmp_path: Path
     from playwright.sync_api import expect, sync_playwright
 
     base, links = served
-    before = _database_after(served_env["SAFESPACE_DATABASE_URL"], 13)
+    before = _database_after(served_env["SAFESPACE_DATABASE_URL"], OPEN_ROUND)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         context = browser.new_context(viewport={"width": 1000, "height": 900})
@@ -166,7 +168,7 @@ def test_member_answers_later_in_private_mode(served, served_env, tmp_path: Path
         assert problems == [], problems
         browser.close()
 
-    after = _database_after(served_env["SAFESPACE_DATABASE_URL"], 13)
+    after = _database_after(served_env["SAFESPACE_DATABASE_URL"], OPEN_ROUND)
     assert after["tallied"] == (before["tallied"] or 0) + 1
     assert after["spent_token"] == before["spent_token"] + 1
     assert after["participation"] == before["participation"] + 1  # the token's issue, hours earlier
@@ -278,8 +280,8 @@ def tick(env: dict[str, str]) -> None:
 
 
 def test_trend_charts_at_desktop_and_phone_width(served, tmp_path: Path) -> None:
-    """The demo's trend: 11 points and one labelled gap (the holiday week), two notes; at 390 px the
-    page does not scroll sideways. Screenshots are kept in the test's folder."""
+    """The demo's trend over its last 26 weeks: 25 points and one labelled gap (a holiday week),
+    three notes; at 390 px the page does not scroll sideways. Screenshots are kept in the test's folder."""
     from playwright.sync_api import expect, sync_playwright
 
     base, links = served
@@ -294,10 +296,10 @@ def test_trend_charts_at_desktop_and_phone_width(served, tmp_path: Path) -> None
         expect(page.get_by_role("heading", name="Psychological safety")).to_be_visible()
         score = page.locator("figure.chart").first.locator("svg")
         expect(score).to_have_attribute("role", "img")
-        assert score.locator("circle.point").count() == 11  # 12 closed rounds, one below k
+        assert score.locator("circle.point").count() == 25  # the last 26 closed rounds, one below k
         gap = score.locator("g.gap")
         assert gap.count() == 1 and "fewer than 5" in gap.locator("title").text_content()
-        assert score.locator("g.note").count() == 2
+        assert score.locator("g.note").count() == 3
         expect(page.locator(".chart-notes").first).to_contain_text("Holiday week")
         page.screenshot(path=str(tmp_path / "trend-1280.png"), full_page=True)
 

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import CHROMIUM, PRIVATE_WINDOW
-from tests.e2e.test_browser import _answer_demo_round, _database_after, community_path, tick
+from tests.e2e.test_browser import OPEN_ROUND, _answer_demo_round, _database_after, community_path, tick
 
 pytestmark = pytest.mark.e2e
 
@@ -91,7 +91,7 @@ def test_no_signed_in_request_comes_near_an_anonymous_one_in_any_flow(served, se
     from playwright.sync_api import expect, sync_playwright
 
     base, links = served
-    before = _database_after(served_env["SAFESPACE_DATABASE_URL"], 13)["tallied"] or 0
+    before = _database_after(served_env["SAFESPACE_DATABASE_URL"], OPEN_ROUND)["tallied"] or 0
     problems: list[str] = []
     with sync_playwright() as playwright:
         browser = _launch(playwright)
@@ -204,7 +204,7 @@ def test_no_signed_in_request_comes_near_an_anonymous_one_in_any_flow(served, se
         browser.close()
     # Each member counted once: six answers (one of them the spent token's); the refused send and
     # the outbox's waits added nothing.
-    assert _database_after(served_env["SAFESPACE_DATABASE_URL"], 13)["tallied"] == before + 6
+    assert _database_after(served_env["SAFESPACE_DATABASE_URL"], OPEN_ROUND)["tallied"] == before + 6
     # The spent token's send was refused on purpose (409): Chromium logs that; nothing else may be.
     assert [p for p in problems if "status of 409" not in p] == [], problems
 

@@ -20,7 +20,7 @@ from safespace.app import create_app
 from safespace.backup import read_manifest, revisions
 from safespace.db.migrate import current_revision, upgrade
 from safespace.db.models import metadata
-from safespace.demo import FACILITATOR, NAME, ensure_demo
+from safespace.demo import FACILITATOR, NAME, PAST_ROUNDS, SURVEY_TITLE, ensure_demo
 from safespace.identity import services as identity
 from safespace.identity.models import Community, Membership
 from safespace.privacy.crypto import Keyring
@@ -67,7 +67,7 @@ async def make_demo(settings: Settings, db: AsyncSession) -> None:
 async def page_numbers(settings: Settings, db: AsyncSession) -> dict[str, object]:
     """Every figure the demo's pages and API show, read over HTTP as its facilitator."""
     community_id = await db.scalar(select(Community.id).where(Community.name == NAME))
-    survey_id = await db.scalar(select(Survey.id).where(Survey.community_id == community_id))
+    survey_id = await db.scalar(select(Survey.id).where(Survey.community_id == community_id, Survey.title == SURVEY_TITLE))
     rounds = list(await db.scalars(select(Round.id).where(Round.survey_id == survey_id).order_by(Round.number)))
     numbers: dict[str, object] = {}
     async with browser_like(create_app(settings)) as client:
@@ -92,7 +92,7 @@ async def page_numbers(settings: Settings, db: AsyncSession) -> dict[str, object
             re.findall(r"<h2>([^<]*)</h2>", wall),  # the titles: the sealed text opens after the restore
         )
     await db.rollback()  # hold no transaction while restore replaces the tables
-    assert len(numbers["results"]) == 13 and numbers["members"] == 13 and len(numbers["wall"][0]) == 8
+    assert len(numbers["results"]) == PAST_ROUNDS + 1 and numbers["members"] == 42 and len(numbers["wall"][0]) == 12
     return numbers
 
 
