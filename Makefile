@@ -78,5 +78,9 @@ messages: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k lazy --sort-output -o safespace/locale/messages.pot --no-location --omit-header .
 	$(BIN)/pybabel update -i safespace/locale/messages.pot -d safespace/locale --no-fuzzy-matching --no-wrap --ignore-obsolete
 
+# The README's screenshots (docs/screenshot-*.png), from a fresh demo in a temporary folder, in Chromium.
+screenshot: $(STAMP)
+	$(BIN)/python docs/screenshots.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache
