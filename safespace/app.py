@@ -40,6 +40,7 @@ from safespace.identity.mail import Postman
 from safespace.identity.privacy_page import PrivacyController
 from safespace.identity.sign_in_pages import SignInController, SignInLinks
 from safespace.identity.signin import SessionReader
+from safespace.insights.action_routes import ActionsController
 from safespace.insights.api import insights_api
 from safespace.insights.controllers import InsightsController, SummaryController
 from safespace.insights.trend_figures import TREND_STATES, TrendStates
@@ -251,6 +252,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
             StoriesController,
             ReceiptController,
             InsightsController,
+            ActionsController,
             SummaryController,
             api_router,
             pulse_api,

@@ -168,6 +168,14 @@ DEMO_REPLIES = [
 
 
 # (title, metric, target, days until due)
+# (title, metric, target, days until due)
+DEMO_OBJECTIVES = [
+    ("Everyone feels able to raise a problem", "psychological_safety", "5.6", 120),
+    ("Half of us answer favourably on psychological safety", "favourable", "50", 150),
+    ("Most of us answer every pulse", "response_rate", "85", 90),
+]
+
+
 @dataclass
 class Demo:
     community: Community
@@ -195,13 +203,12 @@ async def ensure_demo(db: AsyncSession, keyring: Keyring, today: date | None = N
     await db.flush()
     await _pulse_history(db, keyring, community, today, people)
     await _stories(db, keyring, community, today)
-    await objective_figures.add_objective(
-        db, community, "Everyone feels able to raise a problem", "psychological_safety", "5.5",
-        (today + timedelta(days=120)).isoformat(),
-    )  # fmt: skip
-    await objective_figures.add_objective(
-        db, community, "Most of us answer every pulse", "response_rate", "85", (today + timedelta(days=90)).isoformat()
-    )
+    # Set half a year ago, from the figures released then: the page shows the way travelled since.
+    for title, metric, target, days_left in DEMO_OBJECTIVES:
+        await objective_figures.add_objective(
+            db, community, title=title, metric=metric, direction="raise", target=target, baseline="",
+            due_on=(today + timedelta(days=days_left)).isoformat(), starts_on=today - timedelta(weeks=26),
+        )  # fmt: skip
     return Demo(community, created=True)
 
 

@@ -107,10 +107,14 @@ def _shares(points: int, keyed_counts: list[int]) -> Shares | None:
 def item_estimate(tally: Tally, key: str) -> Estimate | None:
     """Mean of one item's raw answers, as people saw the scale; n counts who answered it."""
     _check_item(tally, key)
-    row = tally.counts.get(key) or [0] * tally.points
-    n = sum(row)
-    total = sum(point * count for point, count in enumerate(row, start=1))
-    total_sq = sum(point * point * count for point, count in enumerate(row, start=1))
+    return counts_estimate(tally.counts.get(key) or [0] * tally.points)
+
+
+def counts_estimate(counts: list[int]) -> Estimate | None:
+    """Mean of answers given as counts per scale point (1, 2, ...), with its interval."""
+    n = sum(counts)
+    total = sum(point * count for point, count in enumerate(counts, start=1))
+    total_sq = sum(point * point * count for point, count in enumerate(counts, start=1))
     return _estimate(n, total, total_sq)
 
 

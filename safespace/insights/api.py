@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace import i18n
 from safespace.identity import services as identity
 from safespace.identity.models import Membership
-from safespace.insights import objective_figures, team_figures, trend_figures, vitality_figures
+from safespace.insights import actions, objective_figures, team_figures, trend_figures, vitality_figures
 from safespace.insights.controllers import round_or_404, survey_or_404
 from safespace.pulse.services import round_instruments
 from safespace.web.errors import problem_responses
@@ -62,8 +62,16 @@ async def objectives(
     return await objective_figures.objectives(db_session, facilitation.community)
 
 
+@get(f"{PATH}/actions", tags=["insights"], responses=READ)
+async def action_list(
+    facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession], status: FromQuery[str | None] = None
+) -> list[actions.ActionView]:
+    """The community's actions, newest first, with their log; `status` filters (planned, in_progress, done, dropped)."""
+    return await actions.actions(db_session, facilitation.community, status=status or None, with_log=True)
+
+
 insights_api = Router(
     path="/api/v1",
-    route_handlers=[trend, round_teams, vitality, objectives],
+    route_handlers=[trend, round_teams, vitality, objectives, action_list],
     dependencies=facilitator_routes(),
 )

@@ -22,7 +22,7 @@ from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity import services as identity
 from safespace.identity.models import Community, Membership
-from safespace.insights import exports, objective_figures, team_figures, trend_figures, views, vitality_figures
+from safespace.insights import actions, exports, objective_figures, team_figures, trend_figures, views, vitality_figures
 from safespace.insights.objective_figures import METRICS, metric_name
 from safespace.insights.reasons import reason_text
 from safespace.insights.trend_figures import TREND_STATES
@@ -339,7 +339,7 @@ class InsightsController(Controller):
     # --- objectives ---
 
     async def _objectives_page(self, db: AsyncSession, community: Community, status: int = 200, **extra: Any) -> Template:
-        context = {"values": {"metric": "psychological_safety"}, "errors": {}} | extra
+        context = {"values": {"metric": "psychological_safety", "direction": "raise"}, "errors": {}} | extra
         return page(
             "insights/objectives.html",
             status_code=status,
@@ -362,7 +362,7 @@ class InsightsController(Controller):
         db_session: NamedDependency[AsyncSession],
     ) -> Template | Redirect:
         community = facilitation.community
-        values = {key: form_text(data, key) for key in ("title", "metric", "target", "due_on")}
+        values = {key: form_text(data, key) for key in ("title", "metric", "direction", "target", "baseline", "due_on")}
         try:
             await objective_figures.add_objective(db_session, community, **values)
         except InvalidInput as exc:
@@ -415,5 +415,8 @@ class SummaryController(Controller):
             membership=membership,
             trends=trends,
             objectives=await objective_figures.objectives(db_session, community),
+            # "You said, we did": what the community is doing about its results (dropped ones left out).
+            actions=[a for a in await actions.actions(db_session, community, with_log=True) if a.status != "dropped"],
+            status_name=actions.status_name,
             reason_text=reason_text,
         )

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 import msgspec
 from litestar import Request, Response
 
+from safespace.insights.actions import ActionView
 from safespace.insights.objective_figures import ObjectiveView
 from safespace.insights.team_figures import TeamGrid
 from safespace.insights.trend_figures import SurveyTrend
@@ -123,9 +124,24 @@ def vitality_rows(v: Vitality) -> Iterable[tuple]:
         yield ("vitality_key", d.key, d.mean, d.empty_because)
 
 
-OBJECTIVES_HEADER = ("title", "metric", "baseline", "current", "target", "starts_on", "due_on", "progress", "status")
+OBJECTIVES_HEADER = (
+    "title", "metric", "direction", "baseline", "current", "current_on", "target", "starts_on", "due_on", "progress", "status"
+)  # fmt: skip
 
 
 def objective_rows(objectives: list[ObjectiveView]) -> Iterable[tuple]:
     for o in objectives:
-        yield (o.title, o.metric, o.baseline, o.current, o.target, o.starts_on.isoformat(), o.due_on.isoformat(), o.progress, o.status)
+        current_on = o.current_on.isoformat() if o.current_on else None
+        yield (
+            o.title, o.metric, o.direction, o.baseline, o.current, current_on, o.target,
+            o.starts_on.isoformat(), o.due_on.isoformat(), o.progress, o.status,
+        )  # fmt: skip
+
+
+ACTIONS_HEADER = ("title", "status", "owner", "due_on", "created_on", "round", "instrument", "statement_key", "statement")
+
+
+def action_rows(actions: list[ActionView]) -> Iterable[tuple]:
+    for a in actions:
+        due_on = a.due_on.isoformat() if a.due_on else None
+        yield (a.title, a.status, a.owner, due_on, a.created_on.isoformat(), a.round_number, a.instrument, a.item, a.statement)

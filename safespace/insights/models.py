@@ -1,4 +1,4 @@
-"""What facilitators add to the numbers: objectives and notes pinned to rounds.
+"""What facilitators add to the numbers: objectives, notes pinned to rounds, and actions.
 
 Neither table says anything about an answer: an objective is a target the community sets
 itself, a note is a facilitator's own words about what happened around a round.
@@ -30,8 +30,9 @@ class Objective(RandomId, Base):
     title: Mapped[str] = mapped_column(String(200))
     metric: Mapped[str] = mapped_column(String(40))
     target: Mapped[float] = mapped_column(Float)
-    # The metric's released value when the objective was set (None: nothing released yet), so
-    # progress is measured from where the community started.
+    direction: Mapped[str] = mapped_column(String(5), server_default="raise")  # "raise" | "lower": toward the target
+    # Where progress counts from: the metric's released value when the objective was set, or one
+    # the facilitator gave. None only on objectives set before baselines were required.
     baseline: Mapped[float | None] = mapped_column(Float)
     starts_on: Mapped[date] = mapped_column(Date)
     due_on: Mapped[date] = mapped_column(Date)
@@ -45,5 +46,42 @@ class RoundNote(RandomId, Base):
     __table_args__ = (Index("ix_round_note_round_time", "round_id", "created_at"),)  # a round's notes in order
 
     round_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("round.id", ondelete="CASCADE"))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+ACTION_STATUSES = ("planned", "in_progress", "done", "dropped")
+
+
+class Action(RandomId, Base):
+    """What the community will do about a result: a statement (or a whole instrument) of a round,
+    an owner who agreed to it, a due date and a status. It names a result, never a respondent."""
+
+    __tablename__ = "action"
+    __table_args__ = (
+        CheckConstraint("status IN ('planned', 'in_progress', 'done', 'dropped')", name="known_status"),
+        Index("ix_action_community_created", "community_id", "created_at"),
+    )
+
+    community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(300))
+    # The result it answers: a round, and in it an instrument and, optionally, one statement.
+    round_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("round.id", ondelete="SET NULL"))
+    instrument: Mapped[str | None] = mapped_column(String(80))
+    item: Mapped[str | None] = mapped_column(String(80))
+    owner: Mapped[str | None] = mapped_column(String(120))  # a facilitator, or a member who agreed to it
+    due_on: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ActionUpdate(RandomId, Base):
+    """One line of an action's log: a status change, a short update, or both."""
+
+    __tablename__ = "action_update"
+    __table_args__ = (Index("ix_action_update_action_time", "action_id", "created_at"),)
+
+    action_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("action.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(12))
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

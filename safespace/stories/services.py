@@ -444,9 +444,12 @@ async def monthly_activity(db: AsyncSession, community_id: uuid.UUID, months: li
     return [MonthlyActivity(m, stories.get(m, 0), replies.get(m, 0), reactions.get(m, 0)) for m in months]
 
 
-async def released_since(db: AsyncSession, community_id: uuid.UUID, day: date) -> int:
-    """How many stories were released on or after a day (withdrawn and hidden ones not counted)."""
+async def released_since(db: AsyncSession, community_id: uuid.UUID, day: date, until: date | None = None) -> int:
+    """How many stories were released on or after a day, and on or before `until` (withdrawn and
+    hidden ones not counted)."""
     query = select(func.count()).select_from(Story).where(
         Story.community_id == community_id, Story.status == "released", Story.released_on >= day
     )
+    if until is not None:
+        query = query.where(Story.released_on <= until)
     return await db.scalar(query) or 0

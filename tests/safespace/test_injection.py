@@ -66,7 +66,7 @@ async def test_hostile_text_is_stored_exactly_and_shown_inert(client, db: AsyncS
     assert (await post_form(client, f"{base}/stories/review/topics", {"tags": "\n".join(CORPUS)})).status_code == 303
     assert (await post_form(client, f"{base}/insights/rounds/{closed.round.id}/notes", {"note": TEMPLATE})).status_code == 303
     due = (clock.now() + timedelta(days=30)).date().isoformat()
-    objective = {"title": SQL, "metric": "response_rate", "target": "80", "due_on": due}
+    objective = {"title": SQL, "metric": "stories_per_month", "direction": "raise", "target": "50", "baseline": "", "due_on": due}
     assert (await post_form(client, f"{base}/insights/objectives", objective)).status_code == 303
 
     # Three members share stories with the corpus in every part and every topic chosen.

@@ -167,10 +167,17 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", f"{C}/insights/objectives/{{objective_id:uuid}}/delete"): FACILITATOR,
     ("GET", f"{C}/insights/objectives.csv"): FACILITATOR,
     ("GET", f"{C}/insights/objectives.json"): FACILITATOR,
+    ("GET", f"{C}/insights/actions"): FACILITATOR,
+    ("POST", f"{C}/insights/actions"): FACILITATOR,
+    ("GET", f"{C}/insights/actions/{{action_id:uuid}}"): FACILITATOR,
+    ("POST", f"{C}/insights/actions/{{action_id:uuid}}"): FACILITATOR,
+    ("GET", f"{C}/insights/actions/export.csv"): FACILITATOR,
+    ("GET", f"{C}/insights/actions/export.json"): FACILITATOR,
     ("GET", f"{API}/insights/trend"): FACILITATOR,
     ("GET", f"{API}/insights/rounds/{{round_id:uuid}}/teams"): FACILITATOR,
     ("GET", f"{API}/insights/vitality"): FACILITATOR,
     ("GET", f"{API}/insights/objectives"): FACILITATOR,
+    ("GET", f"{API}/insights/actions"): FACILITATOR,
 }
 
 # Who calls: (name, email). The former member was deactivated: for the community they are a stranger.
@@ -253,7 +260,9 @@ async def test_every_route_answers_each_caller_as_its_rule_says(client, db: Asyn
     }
     await identity.change_member(db, community.id, memberships["m5@x.org"].id, status="deactivated")
     note = await trend_figures.add_note(db, pulse_.round, "A holiday week.")
-    objective = await objective_figures.add_objective(db, community, "Answer more", "response_rate", "0.9", "2099-01-01")
+    objective = await objective_figures.add_objective(
+        db, community, title="Answer more", metric="response_rate", direction="raise", target="90", baseline="60", due_on="2099-01-01"
+    )
     await db.commit()
     assert story_id is not None
     values = route_values(
@@ -293,7 +302,10 @@ async def test_no_route_shows_a_hidden_team_or_an_open_round(client, db: AsyncSe
     today = clock.now().astimezone(ZoneInfo("Europe/Madrid")).date()
     cadence = pulse.CadenceForm("weekly", today.weekday(), 1, 3, today.isoformat())
     survey = await pulse.create_survey(db, community.id, "Europe/Madrid", "Check-in", ["psychological_safety"], cadence)
-    await objective_figures.add_objective(db, community, "Feel safe", "psychological_safety", "6", (today + timedelta(days=90)).isoformat())
+    await objective_figures.add_objective(
+        db, community, title="Feel safe", metric="psychological_safety", direction="raise", target="6", baseline="",
+        due_on=(today + timedelta(days=90)).isoformat(),
+    )  # fmt: skip
     await db.commit()
     assert (await schedule.tick(closed.sessionmaker, closed.keyring, None, moment=clock.now())).opened == 1
     open_round = await db.scalar(select(Round).where(Round.survey_id == survey.id))

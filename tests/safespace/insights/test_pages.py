@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 import uuid
 from datetime import timedelta
 from zoneinfo import ZoneInfo
@@ -205,29 +206,65 @@ async def test_a_renamed_team_shows_its_new_name_in_a_heatmap_drawn_before(clien
     assert ">Harbour<" in after and ">North<" not in after
 
 
-async def test_objectives_show_current_value_progress_and_refuse_bad_input(client, db: AsyncSession, engine, settings) -> None:
-    closed = await _round(client, db, engine, settings)
+async def test_objectives_refuse_bad_input_and_targets_that_are_met_or_the_wrong_way(client, db: AsyncSession, engine, settings) -> None:
+    closed = await _round(client, db, engine, settings)  # 6 of 7 answered: a response rate of 85.7%
     await sign_in(client, db, "fac@x.org")
     url = f"{closed.base}/objectives"
     await client.get(url)
-    bad = await post_form(client, url, {"title": "", "metric": "happiness", "target": "lots", "due_on": "yesterday"})
-    assert bad.status_code == 422
-    for message in ("Give the objective a title.", "Choose a metric from the list.", "Enter the target as a number", "Enter the due date"):
-        assert message in bad.text
-    past = await post_form(client, url, {"title": "Late", "metric": "response_rate", "target": "80", "due_on": "2020-01-01"})
-    assert past.status_code == 422 and "Choose a due date in the future." in past.text
-
     due = (clock.now() + timedelta(days=60)).date().isoformat()
-    made = await post_form(client, url, {"title": "Speak up", "metric": "psychological_safety", "target": "6,5", "due_on": due})
-    assert made.status_code == 303
-    (objective,) = (await client.get(f"/api/v1/communities/{closed.world.community.id}/insights/objectives")).json()
-    assert objective["target"] == 6.5 and objective["due_on"] == due
-    # The current value is the released scale score of the closed round; it is also the baseline.
+
+    async def refused(values: dict[str, str], message: str) -> None:
+        response = await post_form(client, url, {"title": "Goal", "baseline": "", "due_on": due} | values)
+        assert response.status_code == 422 and message in response.text, (values, message, re.findall(r"class=\"error\"[^>]*>([^<]*)", response.text))
+
+    bad = await post_form(client, url, {"title": "", "metric": "happiness", "direction": "", "target": "lots", "baseline": "", "due_on": "yesterday"})
+    assert bad.status_code == 422
+    for message in ("Give the objective a title.", "Choose a metric from the list.", "Choose whether the metric should rise or fall",
+                    "Enter a number, such as 5.5 or 70.", "Enter the due date"):  # fmt: skip
+        assert message in bad.text
+    await refused({"metric": "response_rate", "direction": "raise", "target": "80", "due_on": "2020-01-01"}, "Choose a due date in the future.")
+    await refused({"metric": "response_rate", "direction": "raise", "target": "80", "baseline": "120"}, "Enter a number between 0 and 100.")
+    # The tracker's case: a target of 5% against a current 38% (here 85.7%), meant as "raise".
+    await refused({"metric": "response_rate", "direction": "raise", "target": "5"}, "The target 5 is not above the starting value 85.7")
+    await refused({"metric": "psychological_safety", "direction": "lower", "target": "6.9"}, "is not below the starting value")
+    # A starting value of its own does not hide that the latest value already meets the target.
+    await refused({"metric": "response_rate", "direction": "raise", "target": "80", "baseline": "60"}, "This target is already met: the latest released value is 85.7")
+    # Trust is not in this survey: nothing to start from unless the facilitator says.
+    await refused({"metric": "trust", "direction": "raise", "target": "6"}, "Nothing has been released for this metric yet")
+    assert (await client.get(f"/api/v1/communities/{closed.world.community.id}/insights/objectives")).json() == []
+
+
+async def test_objective_progress_runs_from_the_baseline_to_the_target(client, db: AsyncSession, engine, settings) -> None:
+    closed = await _round(client, db, engine, settings)
+    await sign_in(client, db, "fac@x.org")
+    url, api = f"{closed.base}/objectives", f"/api/v1/communities/{closed.world.community.id}/insights/objectives"
     results = (await client.get(f"{closed.base}/rounds/{closed.round.id}/results.json")).json()
-    assert objective["current"] == round(results["instruments"][0]["score"]["mean"], 2) == objective["baseline"]
-    assert objective["status"] == "on_track" and objective["progress"] == 0.0
-    page = await client.get(url)
-    assert "Speak up" in page.text and "on track" in page.text
+    score = round(results["instruments"][0]["score"]["mean"], 2)
+    closed_on = closed.round.closes_at.astimezone(ZoneInfo(closed.world.community.time_zone)).date().isoformat()
+    due = (clock.now() + timedelta(days=60)).date().isoformat()
+    await client.get(url)
+    # From today's value (the baseline left empty): nothing travelled yet.
+    made = await post_form(client, url, {"title": "Speak up", "metric": "psychological_safety", "direction": "raise",
+                                         "target": "6,9", "baseline": "", "due_on": due})  # fmt: skip
+    assert made.status_code == 303
+    # From a starting value the facilitator gives, one point below today's: halfway to a target one point above.
+    halfway = {"title": "Halfway", "metric": "psychological_safety", "direction": "raise",
+               "target": f"{score + 1:g}", "baseline": f"{score - 1:g}", "due_on": due}  # fmt: skip
+    assert (await post_form(client, url, halfway)).status_code == 303
+    # Falling: stories shared in the last 30 days, none now, from 4 to 2: met.
+    falling = {"title": "Fewer", "metric": "stories_per_month", "direction": "lower", "target": "2", "baseline": "4", "due_on": due}
+    assert (await post_form(client, url, falling)).status_code == 422  # the latest value (0) meets it already
+    objectives = {o["title"]: o for o in (await client.get(api)).json()}
+    speak_up, half = objectives["Speak up"], objectives["Halfway"]
+    assert speak_up["baseline"] == speak_up["current"] == score and speak_up["direction"] == "raise"
+    assert speak_up["progress"] == 0.0 and speak_up["status"] == "on_track" and speak_up["current_on"] == closed_on
+    assert half["baseline"] == round(score - 1, 2) and abs(half["progress"] - 0.5) < 0.01
+    page = (await client.get(url)).text
+    assert "50% of the way" in page and f"rise from {score - 1:g} to {score + 1:g}" in page
+    assert f"latest {score:g} on {closed_on}" in page
+    rows = list(csv.DictReader(io.StringIO((await client.get(f"{closed.base}/objectives.csv")).text)))
+    assert {r["title"]: r["direction"] for r in rows} == {"Speak up": "raise", "Halfway": "raise"}
+    assert {r["current_on"] for r in rows} == {closed_on}
 
 
 async def test_exports_say_why_a_cell_is_empty(client, db: AsyncSession, engine, settings) -> None:

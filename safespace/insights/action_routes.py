@@ -1,0 +1,130 @@
+"""Facilitators' actions: plan one from a result, keep its log, follow its statement afterwards."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, FromQuery, URLEncodedBody
+from litestar.response import Redirect, Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.errors import InvalidInput
+from safespace.i18n import gettext as _
+from safespace.identity.models import Community, Membership
+from safespace.insights import actions, exports
+from safespace.insights.models import ACTION_STATUSES
+from safespace.privacy.crypto import Keyring
+from safespace.web.guards import facilitator_routes
+from safespace.web.pages import form_text, page, see_other
+from safespace.web.session import Viewer, flash
+
+Form = URLEncodedBody[dict[str, Any]]
+FIELDS = ("title", "owner", "due_on", "round", "instrument", "item")
+
+
+def _no_action() -> NotFoundException:
+    return NotFoundException(_("There is no such action in this community."))
+
+
+class ActionsController(Controller):
+    path = "/c/{community_id:uuid}/insights/actions"
+    include_in_schema = False
+    dependencies = facilitator_routes()
+
+    async def _list(
+        self, db: AsyncSession, community: Community, status: str | None, instrument: str | None,
+        code: int = 200, **extra: Any,
+    ) -> Template:  # fmt: skip
+        status = status if status in ACTION_STATUSES else None
+        every = await actions.actions(db, community)
+        shown = [a for a in every if (status is None or a.status == status) and (instrument is None or a.instrument == instrument)]
+        instruments = sorted({(a.instrument, a.instrument_name or a.instrument) for a in every if a.instrument})
+        context = {"values": {}, "errors": {}, "about": None} | extra
+        return page(
+            "insights/actions.html", status_code=code, community=community, actions=shown, total=len(every),
+            status=status, instrument=instrument, instruments=instruments,
+            statuses=[(s, actions.status_name(s)) for s in ACTION_STATUSES], **context,
+        )  # fmt: skip
+
+    @get("/", name="actions:list")
+    async def index(
+        self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession],
+        status: FromQuery[str | None] = None, instrument: FromQuery[str | None] = None,
+        round: FromQuery[str | None] = None, item: FromQuery[str | None] = None,
+    ) -> Template:  # fmt: skip
+        """The list, and the form to plan one; `round`, `instrument`, `item`: the result it answers
+        (the "Plan an action" link beside a result)."""
+        community = facilitation.community
+        about = None
+        if round:
+            try:
+                about = await actions.subject(db_session, community, round, instrument or "", item or "")
+            except LookupError:
+                raise NotFoundException(_("There is no such result to act on.")) from None
+        values = {"round": round or "", "instrument": instrument or "", "item": item or ""} if about else {}
+        return await self._list(db_session, community, status, None if about else instrument, values=values, about=about)
+
+    @post("/", name="actions:create")
+    async def create(
+        self, data: Form, facilitation: NamedDependency[Membership], viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template | Redirect:  # fmt: skip
+        community = facilitation.community
+        values = {key: form_text(data, key) for key in FIELDS}
+        try:
+            about = await actions.subject(db_session, community, values["round"], values["instrument"], values["item"])
+        except LookupError:
+            raise NotFoundException(_("There is no such result to act on.")) from None
+        try:
+            action = await actions.create_action(
+                db_session, community, title=values["title"], owner=values["owner"], due_on=values["due_on"], about=about
+            )
+        except InvalidInput as exc:
+            return await self._list(db_session, community, None, None, 422, values=values, errors=exc.errors, about=about)
+        await flash(db_session, viewer, _("Action planned. Members see it on “Our results”."))
+        return see_other(f"/c/{community.id}/insights/actions/{action.id}")
+
+    @get("/{action_id:uuid}", name="actions:show")
+    async def show(
+        self, action_id: FromPath[uuid.UUID], facilitation: NamedDependency[Membership],
+        db_session: NamedDependency[AsyncSession], keyring: NamedDependency[Keyring],
+    ) -> Template:  # fmt: skip
+        return await self._show(db_session, keyring, facilitation.community, action_id)
+
+    async def _show(
+        self, db: AsyncSession, keyring: Keyring, community: Community, action_id: uuid.UUID, code: int = 200, **extra: Any
+    ) -> Template:
+        found = next((a for a in await actions.actions(db, community, keyring=keyring, with_log=True) if a.id == action_id), None)
+        if found is None:
+            raise _no_action()
+        context = {"values": {"status": found.status}, "errors": {}} | extra
+        return page("insights/action.html", status_code=code, community=community, action=found,
+                    statuses=[(s, actions.status_name(s)) for s in ACTION_STATUSES], **context)  # fmt: skip
+
+    @post("/{action_id:uuid}", name="actions:update")
+    async def update(
+        self, data: Form, action_id: FromPath[uuid.UUID], facilitation: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession], keyring: NamedDependency[Keyring],
+    ) -> Template | Redirect:  # fmt: skip
+        community = facilitation.community
+        values = {key: form_text(data, key) for key in ("status", "text")}
+        try:
+            await actions.update_action(db_session, community, action_id, status=values["status"], text=values["text"])
+        except LookupError:
+            raise _no_action() from None
+        except InvalidInput as exc:
+            return await self._show(db_session, keyring, community, action_id, 422, values=values, errors=exc.errors)
+        await flash(db_session, viewer, _("Action updated."))
+        return see_other(f"/c/{community.id}/insights/actions/{action_id}")
+
+    @get(["/export.csv", "/export.json"], name="actions:export")
+    async def export(
+        self, request: Request, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession],
+        status: FromQuery[str | None] = None,
+    ) -> Response:  # fmt: skip
+        rows = await actions.actions(db_session, facilitation.community, status=status if status in ACTION_STATUSES else None)
+        return exports.export(request, "actions", exports.ACTIONS_HEADER, exports.action_rows(rows), rows)
