@@ -24,10 +24,13 @@ lock: $(STAMP)
 	  $(BIN)/python -m pip freeze --all --exclude-editable | grep -v '^safespace=='; } > requirements.lock
 	touch $(STAMP)
 
+# `make run PORT=8080 HOST=0.0.0.0`: the printed links and SAFESPACE_BASE_URL (when unset) follow.
+HOST ?= 127.0.0.1
+PORT ?= 8000
 run: $(STAMP)
 	$(BIN)/safespace migrate
-	$(BIN)/safespace demo
-	$(BIN)/safespace serve --host 127.0.0.1 --port 8000
+	$(BIN)/safespace demo --host $(HOST) --port $(PORT)
+	$(BIN)/safespace serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest --durations=20 $(PYTEST_ARGS)

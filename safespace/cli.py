@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -12,7 +13,7 @@ from typing import TypeVar
 import click
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from safespace.settings import Settings, SettingsError, load_settings
+from safespace.settings import PREFIX, Settings, SettingsError, load_settings, served_at
 
 T = TypeVar("T")
 
@@ -200,7 +201,7 @@ def main() -> None:
 def serve(host: str, port: int, workers: int) -> None:
     import uvicorn
 
-    settings = _settings()
+    settings = served_at(_settings(), host, port)
     # SQLite allows one writer, and its write turns are per process (see docs/ARCHITECTURE.md).
     if workers > 1 and settings.is_sqlite:
         _fail("--workers above 1 needs PostgreSQL (SAFESPACE_DATABASE_URL=postgresql+asyncpg://...): "
@@ -223,6 +224,7 @@ def serve(host: str, port: int, workers: int) -> None:
     else:
         # Each worker process builds its own app from the same environment (uvicorn needs an
         # import string to start several); they share nothing but the database.
+        os.environ[PREFIX + "BASE_URL"] = settings.base_url  # as served_at made it, for every worker
         uvicorn.run("safespace.cli:served_app", factory=True, workers=workers, **options)
 
 
@@ -253,12 +255,14 @@ def migrate() -> None:
 
 
 @main.command(help="Create the demo community if it is missing, and print sign-in links.")
-def demo() -> None:
+@click.option("--host", default="127.0.0.1", show_default=True, help="Where `serve` will listen: the links open there.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="The port `serve` will listen on.")
+def demo(host: str, port: int) -> None:
     from safespace.demo import demo_links, ensure_demo
     from safespace.identity.mail import link_url
     from safespace.privacy.crypto import Keyring
 
-    settings = _settings()
+    settings = served_at(_settings(), host, port)  # SAFESPACE_BASE_URL, if set, wins
     _schema_matches_the_code(settings)  # before the key file is made, which a failed command must not leave behind
     keyring = Keyring.load(settings.encryption_key_path)
 
@@ -363,8 +367,10 @@ def invite(community_ref: str, team: str | None, addresses: tuple[str, ...]) -> 
 
 @main.command(help="Open, remind and close rounds that are due (idempotent; safe to run from cron every minute).")
 def tick() -> None:
+    from safespace.chat.delivery import ChatDelivery
     from safespace.db.engine import make_engine
     from safespace.mail import make_mailer
+    from safespace.notifications.digest import DigestMailer
     from safespace.privacy.crypto import Keyring
     from safespace.pulse.mail import RoundMailer
     from safespace.schedule import tick as run_tick
@@ -385,6 +391,8 @@ def tick() -> None:
                 session_idle=timedelta(minutes=settings.session_idle_minutes),
                 story_release=(settings.story_release_weekday, settings.story_release_hour),
                 token_key_bits=settings.token_key_bits,
+                chat_delivery=ChatDelivery(settings.base_url),
+                digests=DigestMailer(make_mailer(settings), template_environment(), settings.base_url),
             )
         finally:
             await engine.dispose()

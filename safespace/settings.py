@@ -111,12 +111,17 @@ def setting_variables() -> list[tuple[str, object]]:
     return [(PREFIX + name.upper(), getattr(defaults, name)) for name in _field_names()]
 
 
-def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Settings:
-    """Read settings from the environment (which wins) and an optional .env file."""
+def _source(environ: Mapping[str, str] | None, env_file: str | None) -> dict[str, str | None]:
     source: dict[str, str | None] = {}
     if env_file and Path(env_file).is_file():
         source.update(dotenv_values(env_file))
     source.update(os.environ if environ is None else environ)
+    return source
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Settings:
+    """Read settings from the environment (which wins) and an optional .env file."""
+    source = _source(environ, env_file)
 
     known = {PREFIX + name.upper(): name for name in _field_names()}
     raw: dict[str, str] = {}
@@ -134,6 +139,21 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None
         raise SettingsError(_explain(exc)) from None
     _check(settings)
     return settings
+
+
+def served_at(
+    settings: Settings, host: str, port: int, environ: Mapping[str, str] | None = None, env_file: str | None = ".env"
+) -> Settings:
+    """The settings with the base URL following the address served (`serve --port 8080`, and
+    `demo --port 8080`, which prints links for it) unless SAFESPACE_BASE_URL is set: then the
+    public address is another, e.g. a proxy's, and stays as it is."""
+    if _source(environ, env_file).get(PREFIX + "BASE_URL"):
+        return settings
+    if host in ("", "0.0.0.0", "::"):  # every interface: links open on this machine
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"  # an IPv6 address in a URL
+    return msgspec.structs.replace(settings, base_url=f"http://{host}:{port}")
 
 
 def _explain(exc: msgspec.ValidationError) -> str:
