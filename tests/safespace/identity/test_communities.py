@@ -405,3 +405,38 @@ async def test_who_may_start_a_community_is_a_setting(settings, db: AsyncSession
         api_refused = await api(client, "POST", "/api/v1/communities", {"name": "Mine", "vision": "", "time_zone": "UTC"})
         assert api_refused.status_code == 403 and "started by the people who run it" in api_refused.json()["detail"]
     assert await db.scalar(select(func.count()).select_from(Community).where(Community.name == "Mine")) == 0
+
+
+async def test_anyone_signed_in_may_start_a_community_by_default(client, db: AsyncSession) -> None:
+    """SAFESPACE_COMMUNITY_CREATORS=anyone (the default): the link, the form and the route work."""
+    await services.get_or_create_person(db, "new@x.org")
+    await db.commit()
+    await sign_in(client, db, "new@x.org")
+    page = await client.get("/communities")
+    assert 'href="/communities/new"' in page.text and "Start one, or ask a facilitator" in page.text
+    assert (await client.get("/communities/new")).status_code == 200
+    made = await post_form(client, "/communities", {"name": "Mine", "vision": "", "min_group_size": "5", "comment_threshold": "10", "time_zone": "UTC"})
+    assert made.status_code == 303, made.text
+
+
+async def test_when_operators_start_communities_the_page_says_so_and_offers_no_way_in(settings, db: AsyncSession) -> None:
+    """Issue 17 item 10: with SAFESPACE_COMMUNITY_CREATORS=operators nothing invites a member to
+    start one, and the form's address answers 403 with a page that explains and says what to do."""
+    import msgspec
+
+    from safespace.app import create_app
+
+    await services.get_or_create_person(db, "new@x.org")
+    await db.commit()
+    operators_only = msgspec.structs.replace(settings, community_creators="operators")
+    async with browser_like(create_app(operators_only)) as client:
+        await sign_in(client, db, "new@x.org")
+        page = await client.get("/communities")
+        assert "Start a community" not in page.text and "Start one" not in page.text  # no community yet, no false hint
+        assert "Ask a facilitator to invite you." in page.text
+        refused = await client.get("/communities/new")
+        assert refused.status_code == 403 and refused.headers["content-type"].startswith("text/html")
+        assert "communities are started by the people who run it. Ask them to start one for you." in refused.text
+        spanish = await client.get("/communities/new", headers={"accept-language": "es"})
+        assert spanish.status_code == 403 and '<html lang="es">' in spanish.text
+        assert "Pide a un facilitador que te invite." in (await client.get("/communities", headers={"accept-language": "es"})).text
