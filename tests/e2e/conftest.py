@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,11 +37,36 @@ def served_env(settings, tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def served(served_env, db: AsyncSession, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """`safespace demo` then `safespace serve` on a free port, as `make run` does."""
+    with demo_served(served_env, tmp_path) as served_demo:
+        yield served_demo
+
+
+@pytest.fixture(scope="module")
+def served_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """The demo served for a whole module, on a SQLite file of its own: the tests that share it
+    (the crawl, for one) only read it, and no other test's emptying of the database reaches it."""
+    tmp_path = tmp_path_factory.mktemp("served")
+    port = free_port()
+    env = {
+        **os.environ,
+        "SAFESPACE_DATA_DIR": str(tmp_path),
+        "SAFESPACE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'safespace.db'}",
+        "SAFESPACE_BASE_URL": f"http://127.0.0.1:{port}",
+        "SAFESPACE_SCHEDULE_INTERVAL_SECONDS": "0",
+        "SAFESPACE_PRIVATE_WINDOW_SECONDS": PRIVATE_WINDOW,
+    }
+    migrate = subprocess.run([sys.executable, "-m", "safespace", "migrate"], env=env, capture_output=True, text=True, timeout=120)
+    assert migrate.returncode == 0, migrate.stderr
+    with demo_served(env, tmp_path) as served_demo:
+        yield served_demo
+
+
+@contextmanager
+def demo_served(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     if not Path(CHROMIUM).exists():
         if IN_CI:
             pytest.fail("Chromium is missing: .ci/run installs Debian's chromium package.")
         pytest.skip("Chromium is not installed (apt-get install -y chromium); browser test skipped")
-    env = served_env
     base = env["SAFESPACE_BASE_URL"]
     port = int(base.rsplit(":", 1)[1])
     demo = subprocess.run([sys.executable, "-m", "safespace", "demo"], env=env, capture_output=True, text=True, timeout=120)

@@ -1,9 +1,11 @@
 """Accessibility in a real browser: every demo page passes axe-core (WCAG 2.x A and AA, nothing
-serious or critical) in English and Spanish at phone and desktop width, and the answer form, the
-story form and the trend page work with the keyboard alone."""
+serious or critical) in English and Spanish at phone and desktop width, fits a 390 px phone (no
+sideways scroll, no clipped table, chart text of 12 px or more), keeps keyboard focus clear of
+sticky bars, and the answer form, the story form and the trend page work with the keyboard alone."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import defaultdict
 from collections.abc import Iterator
@@ -33,12 +35,59 @@ NOT_PAGES = re.compile(r"^/(language/|signout|api/|static/|schema)|\.(csv|json)$
 ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
+# At phone width (the audit's last): the page's sideways scroll, tables wider than their place with
+# nothing to scroll them, and the smallest chart text as drawn (font size times the SVG's scale).
+PHONE_FIT = """() => {
+  const root = document.documentElement, problems = [];
+  const name = e => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "")
+    + [...e.classList].map(c => "." + c).join("");
+  if (root.scrollWidth > root.clientWidth)
+    problems.push(`the page scrolls sideways by ${root.scrollWidth - root.clientWidth} px`);
+  const scroller = e => { for (let p = e.parentElement; p && p !== document.body; p = p.parentElement)
+    if (["auto", "scroll"].includes(getComputedStyle(p).overflowX)) return p; return null; };
+  for (const table of document.querySelectorAll("table")) {
+    if (!table.getClientRects().length) continue;  // not shown
+    const box = table.getBoundingClientRect(), room = table.parentElement.getBoundingClientRect();
+    const wide = table.scrollWidth > table.clientWidth || box.right > room.right + 1 || box.right > root.clientWidth;
+    if (wide && !scroller(table)) problems.push(`table ${name(table)} ("${(table.caption || table.rows[0]).innerText
+      .trim().slice(0, 40)}") is ${Math.round(box.width)} px wide in ${Math.round(room.width)} px with nothing to scroll it`);
+  }
+  let smallest = null;
+  for (const svg of document.querySelectorAll("svg")) {
+    let least = null;
+    for (const text of svg.querySelectorAll("text")) {
+      const m = text.getScreenCTM();
+      if (!m || !text.getClientRects().length || !text.textContent.trim()) continue;
+      const px = parseFloat(getComputedStyle(text).fontSize) * Math.hypot(m.a, m.b);
+      if (least === null || px < least.px) least = {px, text: text.textContent.trim().slice(0, 30)};
+    }
+    if (least === null) continue;
+    if (smallest === null || least.px < smallest) smallest = least.px;
+    if (least.px < 12) problems.push(`chart ${name(svg)}: "${least.text}" is drawn at ${least.px.toFixed(1)} px`);
+  }
+  return {problems, smallest};
+}"""
+
+
+@dataclasses.dataclass
+class Findings:
+    """What the crawl found: axe's violations by (page, rule, target), what does not fit a phone by
+    page, focus hidden under a sticky bar, and the smallest chart text drawn at 390 px."""
+
+    axe: dict = dataclasses.field(default_factory=lambda: defaultdict(set))
+    phone: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    smallest_chart_text: float | None = None
+    hidden_focus: list[str] = dataclasses.field(default_factory=list)
+    focus_stops: dict[str, int] = dataclasses.field(default_factory=lambda: defaultdict(int))  # checked stops per width
+
+
 def launch(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
 
 
-def audit(page, found: dict, label: str) -> None:
-    """axe on the page as it is now, at both widths; what it finds goes into `found` under the label."""
+def audit(page, found: Findings, label: str) -> None:
+    """axe on the page as it is now, at both widths, and at phone width whether it fits; what either
+    finds goes into `found` under the label."""
     for width, viewport in WIDTHS.items():
         page.set_viewport_size(viewport)
         if not page.evaluate("typeof axe !== 'undefined'"):
@@ -46,7 +95,53 @@ def audit(page, found: dict, label: str) -> None:
             # What a click would show (chart tables, the community menu, key lists) is checked too.
             page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
         for v in page.evaluate(AXE_RUN):
-            found[(label, v["rule"], v["target"])].add((width, v["impact"], v["help"], v["url"]))
+            found.axe[(label, v["rule"], v["target"])].add((width, v["impact"], v["help"], v["url"]))
+    fit = page.evaluate(PHONE_FIT)  # the loop ends at phone width, details open
+    if fit["problems"]:
+        found.phone[label] = fit["problems"]
+    if fit["smallest"] is not None:
+        found.smallest_chart_text = min(fit["smallest"], found.smallest_chart_text or fit["smallest"])
+    page.set_viewport_size(WIDTHS["desktop"])
+
+
+STICKY = """() => [...document.body.querySelectorAll("*")].some(e =>
+  ["sticky", "fixed"].includes(getComputedStyle(e).position) && e.getClientRects().length > 0)"""
+# The focused element (once per element: a second visit means Tab went round the page), and whether
+# what is drawn at the centre of its box is that element or its label rather than something over it.
+UNCOVERED = """() => {
+  const e = document.activeElement;
+  if (!e || e === document.body) return null;
+  const seen = window.tabbed || (window.tabbed = new WeakSet());
+  if (seen.has(e)) return {again: true};
+  seen.add(e);
+  const name = x => x === null ? "nothing" : x.tagName.toLowerCase() + (x.id ? "#" + x.id : "")
+    + [...x.classList].map(c => "." + c).join("");
+  const box = e.getBoundingClientRect(), label = e.closest("label");
+  const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+  return {again: false, what: `${name(e)} "${e.getAttribute("name") || e.innerText.trim().slice(0, 30)}"`,
+    clear: hit !== null && (e.contains(hit) || (label !== null && label.contains(hit))), hit: name(hit)};
+}"""
+
+
+def check_focus_is_not_hidden(page, found: Findings, label: str) -> None:
+    """On a page with a sticky or fixed part, Tab through every stop at both widths: the centre of
+    each focused element shows that element or its label, not a bar over it (WCAG 2.2 SC 2.4.11)."""
+    if not page.evaluate(STICKY):
+        return
+    for width, viewport in WIDTHS.items():
+        page.set_viewport_size(viewport)
+        page.reload()  # focus starts again from the top
+        for _ in range(300):
+            page.keyboard.press("Tab")
+            stop = page.evaluate(UNCOVERED)
+            if stop is None:
+                continue
+            if stop["again"]:
+                break
+            found.focus_stops[width] += 1
+            if not stop["clear"]:
+                found.hidden_focus.append(f"{label} at {width} width: {stop['what']} is under {stop['hit']}")
+    page.evaluate("document.activeElement.blur()")  # the skip link Tab came round to would cover the header
     page.set_viewport_size(WIDTHS["desktop"])
 
 
@@ -67,7 +162,7 @@ def crawl(page, base: str, start: str) -> Iterator[str]:
             queue.append(base + parts.path)
 
 
-def sign_in(browser, link: str, found: dict, covered: dict):
+def sign_in(browser, link: str, found: Findings, covered: dict):
     """The sign-in link's page in Spanish, then in English, where the person signs in: an English page."""
     for language, locale in (("es", "es-ES"), ("en", "en-GB")):
         context = browser.new_context(bypass_csp=True, locale=locale, viewport=WIDTHS["desktop"])
@@ -83,7 +178,7 @@ def sign_in(browser, link: str, found: dict, covered: dict):
     return page
 
 
-def audit_signed_out(browser, base: str, found: dict, covered: dict) -> None:
+def audit_signed_out(browser, base: str, found: Findings, covered: dict) -> None:
     """Sign-in, its "check your inbox", an unknown link and a missing page, as a visitor."""
     for language, locale in (("en", "en-GB"), ("es", "es-ES")):
         context = browser.new_context(bypass_csp=True, locale=locale, viewport=WIDTHS["desktop"])
@@ -102,8 +197,8 @@ def audit_signed_out(browser, base: str, found: dict, covered: dict) -> None:
 
 def audit_demo(browser, base: str, links: dict[str, str]) -> tuple[dict, dict]:
     """Every page each demo person reaches by links, then the pages their forms answer with, in
-    English and in Spanish, at both widths. Returns what axe found and the pages audited."""
-    found: dict = defaultdict(set)
+    English and in Spanish, at both widths. Returns what the audits found and the pages audited."""
+    found = Findings()
     covered = {"en": 0, "es": 0}
     audit_signed_out(browser, base, found, covered)
     for role, link in links.items():
@@ -111,6 +206,7 @@ def audit_demo(browser, base: str, links: dict[str, str]) -> tuple[dict, dict]:
         community = urlsplit(page.url).path.rstrip("/")  # home: /c/{id}
         urls = []
         for url in crawl(page, base, page.url):
+            check_focus_is_not_hidden(page, found, f"{ID.sub('{id}', urlsplit(url).path)} ({role})")
             audit(page, found, f"{ID.sub('{id}', urlsplit(url).path)} ({role}) [en]")
             covered["en"] += 1
             urls.append(url)
@@ -151,7 +247,7 @@ def send(page, form: str, fill: dict[str, str] | None = None) -> int:
 FACILITATOR_FORMS = ("surveys", "instruments/new", "teams", "members", "settings", "insights/objectives")
 
 
-def facilitator_form_answers(page, home: str, found: dict, label: str) -> int:
+def facilitator_form_answers(page, home: str, found: Findings, label: str) -> int:
     """Each of the facilitator's forms sent empty, and a note pinned empty to a round: the errors."""
     audited = 0
     for path in FACILITATOR_FORMS:
@@ -168,7 +264,7 @@ def facilitator_form_answers(page, home: str, found: dict, label: str) -> int:
     return audited + 1
 
 
-def member_form_answers(page, home: str, found: dict, label: str) -> int:
+def member_form_answers(page, home: str, found: Findings, label: str) -> int:
     """Sharing a story without JavaScript's private mode (our scripts are held back): the form's
     errors, the warning about identifying details, the receipt; then "My story" with a wrong code
     and with the right one."""
@@ -214,22 +310,42 @@ def report(found: dict) -> str:
     return "\n".join(lines)
 
 
-def test_every_demo_page_passes_axe_in_both_languages_and_widths(
-    request: pytest.FixtureRequest, database_url: str
-) -> None:
-    """Every page, and the pages forms answer with, in English and Spanish at 1280 and 390 px.
-    The pages are the same HTML from either database, so the crawl (about two minutes) runs once."""
+@pytest.fixture(scope="module")
+def demo_crawl(served_once) -> Findings:
+    """Every page, and the pages forms answer with, in English and Spanish at 1280 and 390 px, once
+    for the tests below: one seeded app, one browser, about two minutes. The pages are the same HTML
+    from either database, so the crawl runs on SQLite only (served_once)."""
     from playwright.sync_api import sync_playwright
 
-    if not database_url.startswith("sqlite"):
-        pytest.skip("the pages render the same from PostgreSQL; the axe crawl runs once, on SQLite")
-    base, links = request.getfixturevalue("served")
+    base, links = served_once
     with sync_playwright() as playwright:
         browser = launch(playwright)
         found, covered = audit_demo(browser, base, links)
         browser.close()
     assert covered["en"] > 70 and covered["es"] > 70, covered  # the crawl really went through the demo
+    return found
+
+
+def test_every_demo_page_passes_axe_in_both_languages_and_widths(demo_crawl: Findings) -> None:
+    found = demo_crawl.axe
     assert not found, f"{len(found)} serious or critical axe violations:\n" + report(found)
+
+
+def test_no_page_scrolls_sideways_clips_a_table_or_shrinks_chart_text_on_a_390px_phone(demo_crawl: Findings) -> None:
+    assert demo_crawl.smallest_chart_text is not None  # the crawl met charts and measured them
+    problems = "\n".join(f"{label}: {'; '.join(found)}" for label, found in sorted(demo_crawl.phone.items()))
+    assert not demo_crawl.phone, (
+        f"{len(demo_crawl.phone)} pages do not fit a 390 px phone (smallest chart text "
+        f"{demo_crawl.smallest_chart_text:.1f} px):\n{problems}"
+    )
+
+
+def test_focus_on_the_answer_form_is_never_hidden_behind_the_send_bar(demo_crawl: Findings) -> None:
+    stops = demo_crawl.focus_stops  # the answer form's, member's and facilitator's, at each width
+    assert stops["desktop"] > 20 and stops["phone"] > 20, stops
+    assert not demo_crawl.hidden_focus, f"{len(demo_crawl.hidden_focus)} focused elements are hidden:\n" + "\n".join(
+        demo_crawl.hidden_focus
+    )
 
 
 # --- the keyboard alone --------------------------------------------------------------------------

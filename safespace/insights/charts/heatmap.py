@@ -65,7 +65,8 @@ def heatmap(chart_id: str, title: str, rows: Sequence[str], columns: Sequence[st
         return _mix("#f7f7f7", low_end, (mid - v) / (mid - lo) if mid > lo else 1.0)
 
     label_w = min(max(_text_width(r) for r in rows) + 8, 96)
-    cell_w = max((WIDTH - label_w) / len(columns), 37)  # seven items still fit 360 units
+    # Wide enough for a value or the word a hidden cell carries; wider than WIDTH, the chart grows.
+    cell_w = max((WIDTH - label_w) / len(columns), _text_width(_("hidden"), SMALL) + 4, 37)
     width = label_w + cell_w * len(columns)
     upright = max(_text_width(c, SMALL) for c in columns) > cell_w - 4  # too wide: written bottom to top
     head = (min(max(_text_width(c, SMALL) for c in columns), 110) + 12) if upright else 22.0
@@ -90,7 +91,7 @@ def heatmap(chart_id: str, title: str, rows: Sequence[str], columns: Sequence[st
             if v is None:
                 parts.append(f'<g class="cell hidden"><title>{_t(tip)}</title>'
                              + _el("rect", {**box, "fill": f"url(#{chart_id}-hatch)"})
-                             + _halo(x + cell_w / 2, y + 18, _("hidden"), 10, **{"text-anchor": "middle"}) + "</g>")
+                             + _halo(x + cell_w / 2, y + 18, _("hidden"), SMALL, **{"text-anchor": "middle"}) + "</g>")
             else:
                 colour = fill(v)
                 parts.append(f'<g class="cell"><title>{_t(tip)}</title>' + _el("rect", {**box, "fill": colour})

@@ -22,8 +22,9 @@ BLUE, VERMILLION, GREEN = "#0072B2", "#D55E00", "#009E73"
 INK, MUTED, GRID, AXIS, NEUTRAL, WASH = "#1f2933", "#52606d", "#d9e2ec", "#9aa5b1", "#c8d1da", "#f4f7f6"
 SERIES_COLOURS = (BLUE, VERMILLION)
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Noto Sans', sans-serif"
-# 360 user units across: at a 390 px phone (about 326 px of card) 12-unit text is still 11 px.
-WIDTH, FONT_SIZE, SMALL = 360, 12, 11
+# 270 user units across (six 45-unit steps, see _size_class): on a 390 px phone a chart gets about
+# 318 px, so 11-unit text is drawn at 13 px; safespace.css never draws a unit below 1.11 px.
+WIDTH, FONT_SIZE, SMALL = 270, 12, 11
 LEFT, RIGHT = 40, 12  # fixed, so a trend and the response-rate bars beneath it line up
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,40}$")
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -180,8 +181,8 @@ def _hatch(chart_id: str) -> str:
 
 
 def _size_class(width: float) -> int:
-    """Width in steps of 45 units (4rem on screen): CSS keeps every chart's text near one size."""
-    return min(max(math.ceil(width / 45 - 1e-9), 8), 16)
+    """Width in steps of 45 units (3.125 to 4rem on screen): CSS keeps every chart's text near one size."""
+    return min(max(math.ceil(width / 45 - 1e-9), 6), 16)
 
 
 def _svg(chart_id: str, height: float, title: str, desc: str, body: list[str], width: float = WIDTH,
@@ -262,18 +263,19 @@ def _frame(axis: _Axis, rounds: Sequence[str], unit: str) -> list[str]:
         parts.append(_text(LEFT - 5, y + 4, _number(t, decimals, unit), SMALL, **{"text-anchor": "end"}, fill=MUTED))
     parts.append(_el("line", {"x1": LEFT, "x2": WIDTH - RIGHT, "y1": axis.bottom, "y2": axis.bottom, "stroke": AXIS}))
     # Label every step-th round counting back from the latest, so the newest round always has one;
-    # a label pushed inwards at the edge drops its neighbour rather than overlap it.
+    # where a label pushed inwards at the edge leaves no room, the next one moves back a round or more.
     widest = max(_text_width(r, SMALL) for r in rounds) + 10
-    step, kept = max(1, math.ceil(widest / axis.band)), math.inf
-    for i in range(len(rounds) - 1, -1, -step):
+    step, kept, i = max(1, math.ceil(widest / axis.band)), math.inf, len(rounds) - 1
+    while i >= 0:
         half = _text_width(rounds[i], SMALL) / 2
         x = min(max(axis.x(i), half), WIDTH - half)
         if kept - x < widest:
+            i -= 1
             continue
-        kept = x
         parts.append(_el("line", {"x1": axis.x(i), "x2": axis.x(i), "y1": axis.bottom, "y2": axis.bottom + 4,
                                   "stroke": AXIS}))
         parts.append(_text(x, axis.bottom + 17, rounds[i], SMALL, **{"text-anchor": "middle", "class": "x-label"}))
+        kept, i = x, i - step
     return parts
 
 

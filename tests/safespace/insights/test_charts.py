@@ -275,7 +275,8 @@ def test_every_chart_is_an_accessible_well_formed_svg_with_a_table() -> None:
         assert root.find(f"{SVG}desc").text == chart.description and chart.description
         assert re.fullmatch(r"0 0 [\d.]+ [\d.]+", root.get("viewBox"))
         assert chart.table.rows and all(len(row) == len(chart.table.headers) for row in chart.table.rows)
-        assert min(float(el.get("font-size")) for el in root.iter(f"{SVG}text")) >= 10
+        # SMALL units: 12 px or more on a 390 px phone (tests/e2e/test_accessibility.py measures it drawn)
+        assert min(float(el.get("font-size")) for el in root.iter(f"{SVG}text")) >= charts.svg.SMALL
 
 
 def test_ids_are_prefixed_and_references_stay_inside_the_chart() -> None:
