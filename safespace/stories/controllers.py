@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, FromQuery, URLEncodedBody
+from litestar.params import FromPath, FromQuery, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -63,8 +63,10 @@ class StoriesController(Controller):
         tag: FromQuery[str] = "",
         q: FromQuery[str] = "",
         sent: FromQuery[str] = "",
+        page_number: Annotated[int, QueryParameter(name="page", ge=1, le=100_000)] = 1,
     ) -> Template:
-        stories = await services.wall(db_session, keyring, membership.community_id, tag or None, q or None)
+        shown = await services.wall(db_session, keyring, membership.community_id, tag or None, q or None, page_number)
+        stories = shown.stories
         ids = [item.story.id for item in stories]
         return page(
             "stories/wall.html",
@@ -78,6 +80,8 @@ class StoriesController(Controller):
             tags=moderation.community_tags(membership.community),
             tag=tag,
             q=q,
+            page_number=shown.page,
+            more=shown.more,
             notice=sent_notice(sent),
             **(await private_mode(db_session, membership)),
         )

@@ -362,25 +362,47 @@ async def edit(db: AsyncSession, keyring: Keyring, story: Story, text: StoryText
     await db.flush()
 
 
+WALL_PAGE = 20  # stories per page of the wall: each one is decrypted, with its replies, to be shown
+
+
+@dataclass
+class WallPage:
+    stories: list[SharedStory]
+    page: int
+    more: bool  # an older page exists
+
+
 async def wall(
-    db: AsyncSession, keyring: Keyring, community_id: uuid.UUID, tag: str | None = None, search: str | None = None
-) -> list[SharedStory]:
-    """Released stories, newest release first; filtered by tag and by words in the text."""
-    stories = await db.scalars(
+    db: AsyncSession, keyring: Keyring, community_id: uuid.UUID, tag: str | None = None, search: str | None = None,
+    page: int = 1, per_page: int = WALL_PAGE,
+) -> WallPage:  # fmt: skip
+    """One page of released stories, newest release first; filtered by tag and by words in the
+    text. Only what the page shows is decrypted, except under a search (the words are in the
+    ciphertext): then stories are opened in order until the page is full and one more matches."""
+    page = max(1, page)
+    released = (
         select(Story)
         .where(Story.community_id == community_id, Story.status == "released")
-        .order_by(Story.released_on.desc(), Story.position)
+        .order_by(Story.released_on.desc(), Story.position, Story.id)
     )
-    shown = []
     words = [w.lower() for w in (search or "").split() if w]
-    for story in stories:
+    if not tag and not words:  # the common visit: the database pages
+        rows = list(await db.scalars(released.offset((page - 1) * per_page).limit(per_page + 1)))
+        return WallPage([SharedStory(story, open_story(keyring, story)) for story in rows[:per_page]], page, len(rows) > per_page)
+    skip, shown = (page - 1) * per_page, []
+    for story in await db.scalars(released):
         if tag and tag not in story.tags:
             continue
-        text = open_story(keyring, story)
-        haystack = text.joined().lower()
-        if all(word in haystack for word in words):
-            shown.append(SharedStory(story, text))
-    return shown
+        text = open_story(keyring, story) if words else None
+        if words and not all(word in text.joined().lower() for word in words):
+            continue
+        if skip:
+            skip -= 1
+            continue
+        if len(shown) == per_page:
+            return WallPage(shown, page, True)
+        shown.append(SharedStory(story, text or open_story(keyring, story)))
+    return WallPage(shown, page, False)
 
 
 async def receipt_candidates(db: AsyncSession, code: str) -> list[Story]:
