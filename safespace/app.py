@@ -27,6 +27,8 @@ from litestar.template import TemplateConfig
 from litestar.types import Message, Scope
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from safespace.chat.controllers import ChatController
+from safespace.chat.delivery import ChatDelivery
 from safespace.db.engine import Reads, alchemy_config, make_engine
 from safespace.db.migrate import current_revision, schema_mismatch
 from safespace.home import HomeController
@@ -201,6 +203,9 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
     sessionmaker = db.create_session_maker()
     sign_in_links = SignInLinks(sessionmaker, postman)
     send_round_mails = functools.partial(round_mailer.send_all, sessionmaker)
+    chat_delivery = ChatDelivery(settings.base_url)
+    # The settings page's test message, sent after the response (never inside the request).
+    send_chat_posts = functools.partial(chat_delivery.deliver_due, sessionmaker, keyring)
     answers = AnswerQueue(sessionmaker, keyring)
     reads = Reads(sessionmaker.kw["bind"])
     issuances = IssuanceQueue(sessionmaker, keyring, reads)
@@ -225,6 +230,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
                 timedelta(minutes=settings.session_idle_minutes),
                 (settings.story_release_weekday, settings.story_release_hour),
                 settings.token_key_bits,
+                chat_delivery,
             )
         )
         try:
@@ -252,6 +258,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
             StoriesController,
             ReceiptController,
             InsightsController,
+            ChatController,
             ActionsController,
             SummaryController,
             api_router,
@@ -275,6 +282,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
             "answer_queue": Provide(lambda: answers, sync_to_thread=False, use_cache=True),
             "issuances": Provide(lambda: issuances, sync_to_thread=False, use_cache=True),
             "send_round_mails": Provide(lambda: send_round_mails, sync_to_thread=False, use_cache=True),
+            "send_chat_posts": Provide(lambda: send_chat_posts, sync_to_thread=False, use_cache=True),
         },
         middleware=[
             DefineMiddleware(

@@ -18,6 +18,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from safespace import clock
+from safespace.chat import services as chat
+from safespace.chat.delivery import ChatDelivery
 from safespace.db.upsert import insert_once
 from safespace.identity.signin import forget_old_sign_ins
 from safespace.privacy.crypto import Keyring
@@ -39,6 +41,7 @@ class TickReport:
     mails: list[Mail] = field(default_factory=list)
     skipped: bool = False
     stories_released: int = 0
+    chat_delivered: int = 0
 
 
 SCRUB_DUE = "scrub-due"  # a lease row that is a note: old row versions wait to be scrubbed
@@ -100,6 +103,7 @@ async def _advance(
         if moment >= last.closes_at:
             if await close_round(db, keyring, last.id, moment):
                 report.closed += 1
+                await chat.note_post(db, survey.community_id, "results", last.id, moment)
         elif (
             not last.reminder_sent
             and moment >= last.closes_at - REMIND_BEFORE_CLOSE
@@ -108,6 +112,7 @@ async def _advance(
             last.reminder_sent = True
             report.mails += await note_mails(db, last, "reminder", unanswered_only=True)
             report.reminded += 1
+            await chat.note_post(db, survey.community_id, "reminder", last.id, moment)
         return
     window = due_window(survey, last, moment)
     if window is None:
@@ -115,6 +120,7 @@ async def _advance(
     round_ = await open_round(db, survey, window, keyring, token_key_bits)
     report.mails += await note_mails(db, round_, "invitation", unanswered_only=False)
     report.opened += 1
+    await chat.note_post(db, survey.community_id, "invitation", round_.id, moment)
 
 
 async def tick(
@@ -126,6 +132,7 @@ async def tick(
     session_idle: timedelta = timedelta(days=3),
     story_release: tuple[int, int] = (0, 9),
     token_key_bits: int = 2048,
+    chat_delivery: ChatDelivery | None = None,
 ) -> TickReport:
     moment = moment or clock.now()
     holder = holder or holder_name()
@@ -151,6 +158,12 @@ async def tick(
             await db.commit()
     if mailer is not None:
         await mailer.send_all(sessionmaker, report.mails)
+    if chat_delivery is not None:
+        # After the commit and the mails: a slow or failing chat holds up neither.
+        try:
+            report.chat_delivered = await chat_delivery.deliver_due(sessionmaker, keyring, moment)
+        except Exception:
+            log.exception("schedule: chat posts wait for the next pass")
     return report
 
 
@@ -162,12 +175,14 @@ async def run_periodically(
     session_idle: timedelta,
     story_release: tuple[int, int],
     token_key_bits: int = 2048,
+    chat_delivery: ChatDelivery | None = None,
 ) -> None:
     """The periodic task inside `safespace serve`."""
     while True:
         try:
             report = await tick(
-                sessionmaker, keyring, mailer, session_idle=session_idle, story_release=story_release, token_key_bits=token_key_bits
+                sessionmaker, keyring, mailer, session_idle=session_idle, story_release=story_release, token_key_bits=token_key_bits,
+                chat_delivery=chat_delivery,
             )
             if report.opened or report.closed or report.reminded:
                 log.info("schedule: opened %d, closed %d, reminded %d", report.opened, report.closed, report.reminded)

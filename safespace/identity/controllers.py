@@ -14,6 +14,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
+from safespace.chat import services as chat_services
 from safespace.errors import InvalidInput, Refused
 from safespace.i18n import gettext as _
 from safespace.identity import services, signin
@@ -135,10 +136,11 @@ class CommunityController(Controller):
     # --- settings ---
 
     @get("/settings")
-    async def settings_form(self, facilitation: NamedDependency[Membership]) -> Template:
+    async def settings_form(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Template:
         c = facilitation.community
         values = {key: getattr(c, key) for key in COMMUNITY_FIELDS}
-        return page("identity/community_form.html", values=values, errors={}, community=c)
+        chat = await chat_services.channel_view(db_session, c)
+        return page("identity/community_form.html", values=values, errors={}, community=c, chat=chat)
 
     @post("/settings")
     async def save_settings(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace.chat.models import ChatChannel
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.privacy.round_keys import is_sealed
 from safespace.pulse.models import PendingComment, ReleasedComment, RoundKey
@@ -18,6 +19,7 @@ SEALED = [
     (Reply, "reply", "body", lambda row: row.id),
     (RoundKey, "round_key", "private_sealed", lambda row: row.id),
     (StoryKey, "story_key", "private_sealed", lambda row: row.id),
+    (ChatChannel, "chat_channel", "url_sealed", lambda row: row.community_id),
 ]
 
 

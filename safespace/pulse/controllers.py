@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import clock, i18n, schedule
+from safespace.chat import services as chat
 from safespace.errors import InvalidInput, Refused
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
@@ -322,7 +323,8 @@ class SurveysController(Controller):
         if open_round is None:
             notice = _("There is no open round to close.")
         else:
-            await lifecycle.close_round(db_session, keyring, open_round.id, clock.now())
+            if await lifecycle.close_round(db_session, keyring, open_round.id, clock.now()):
+                await chat.note_post(db_session, survey.community_id, "results", open_round.id, clock.now())  # sent by the next tick
             await db_session.commit()
             await lifecycle.forget_round_keys(db_session, keyring)
             await schedule.scrub(db_session)
@@ -377,6 +379,7 @@ class SurveysController(Controller):
             await flash(db_session, viewer, _("The schedule opened a round at this moment; it is the open round below."))
             return _to_survey(request, survey)
         mails = await lifecycle.note_mails(db_session, round_, "invitation", unanswered_only=False)
+        await chat.note_post(db_session, survey.community_id, "invitation", round_.id, clock.now())  # sent by the next tick
         await flash(db_session, viewer, _("Round %(number)s is open; %(count)s invitations are on their way.", number=round_.number, count=len(mails)))
         await db_session.commit()
         redirect = _to_survey(request, survey)

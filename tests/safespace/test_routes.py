@@ -110,6 +110,9 @@ RULES: dict[tuple[str, str], str] = {
     # facilitators: the community, its teams and members
     ("GET", f"{C}/settings"): FACILITATOR,
     ("POST", f"{C}/settings"): FACILITATOR,
+    ("POST", f"{C}/settings/chat"): FACILITATOR,
+    ("POST", f"{C}/settings/chat/remove"): FACILITATOR,
+    ("POST", f"{C}/settings/chat/test"): FACILITATOR,
     ("GET", f"{C}/teams"): FACILITATOR,
     ("POST", f"{C}/teams"): FACILITATOR,
     ("POST", f"{C}/teams/{{team_id:uuid}}"): FACILITATOR,

@@ -1,0 +1,1 @@
+"""chat area: a community's chat receives round invitations, reminders and "results are out"."""
