@@ -25,6 +25,7 @@ from safespace.chat.models import ChatChannel, ChatPost
 from safespace.chat.services import Receiver, apprise_plugin, secrets_in, shown_as, url_aad
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community
+from safespace.insights.models import Action, RoundSummary
 from safespace.privacy.crypto import Keyring
 from safespace.pulse.models import Round, Survey
 
@@ -78,6 +79,18 @@ async def compose(db: AsyncSession, post: ChatPost, language: str, base_url: str
             title = _("Reminder: %(survey)s closes soon", survey=survey.title)
             body = _("The current round of “%(survey)s” in %(community)s closes on %(date)s. If you have not answered yet and have a couple of minutes, your answers help the whole community.",
                      survey=survey.title, community=community.name, date=closes)  # fmt: skip
+        elif post.kind == "summary":
+            # "You said, we did": the facilitators' own words and the round's actions (no figure of ours).
+            summary = await db.get(RoundSummary, round_.id)
+            if summary is None:
+                return None
+            title = _("%(survey)s: what you said, and what we are doing", survey=survey.title)
+            taken = await db.scalars(
+                select(Action.title).where(Action.round_id == round_.id, Action.status != "dropped").order_by(Action.created_at)
+            )
+            lines = [f"- {t}" for t in taken]
+            body = summary.text + (("\n\n" + _("What we are doing:") + "\n" + "\n".join(lines)) if lines else "")
+            link += "/results"
         else:
             # No figure: what may be shown, and to whom, is the results page's to decide (P1-P3).
             title = _("%(survey)s: the results are out", survey=survey.title)
@@ -164,7 +177,11 @@ class ChatDelivery:
         kind, community_id, attempts = post.kind, post.community_id, post.attempts + 1
         await db.commit()  # the claim; no transaction is open while the receiver is called
         why = await send(url, shown, words, self.timeout)
-        channel = await db.get_one(ChatChannel, community_id)
+        # Read again: a facilitator may have replaced or removed the chat while the post was out.
+        channel = await db.get(ChatChannel, community_id, populate_existing=True)
+        if channel is None:  # removed: its posts went with it
+            await db.commit()
+            return int(why is None)
         if why is None:
             channel.last_delivered_at = clock.now()
             await db.execute(delete(ChatPost).where(ChatPost.id == post_id))

@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from safespace import clock, schedule
+from safespace.chat import delivery
 from safespace.chat import services as chat
 from safespace.chat.delivery import ChatDelivery, reason
 from safespace.chat.models import ChatChannel, ChatPost
@@ -339,3 +340,22 @@ def test_a_token_where_the_host_goes_is_never_shown_nor_kept_in_a_failure_reason
 
     why = reason(Failed(), slack, shown)
     assert "T1234ABCD" not in why and "abcdefghijklmnopqrstuvwx" not in why and why.startswith("Failed to send to …")
+
+
+async def test_a_chat_removed_while_a_post_is_out_is_left_removed(db: AsyncSession, engine, settings, receiver, monkeypatch) -> None:
+    world, _survey, keyring = await _community_with_chat(db, settings, receiver)
+    await chat.note_post(db, world.community.id, "test", None, MONDAY)
+    await db.commit()
+    sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    sent = delivery.send
+
+    async def send_while_removed(*args, **kwargs):
+        async with sessionmaker() as other:
+            await chat.remove_channel(other, world.community.id)
+            await other.commit()
+        return await sent(*args, **kwargs)
+
+    monkeypatch.setattr(delivery, "send", send_while_removed)
+    assert await ChatDelivery(settings.base_url).deliver_due(sessionmaker, keyring, MONDAY) == 1
+    db.expire_all()
+    assert await db.scalar(select(ChatChannel)) is None and await db.scalar(select(ChatPost)) is None
