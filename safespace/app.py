@@ -47,6 +47,8 @@ from safespace.insights.api import insights_api
 from safespace.insights.controllers import InsightsController, SummaryController
 from safespace.insights.trend_figures import TREND_STATES, TrendStates
 from safespace.mail import Mailer, make_mailer
+from safespace.notifications.controllers import NotificationsController
+from safespace.notifications.digest import DigestMailer
 from safespace.privacy.crypto import Keyring
 from safespace.pulse.api import pulse_api
 from safespace.pulse.controllers import (
@@ -198,6 +200,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
     mailer = mailer or make_mailer(settings)
     postman = Postman(mailer, templates, settings.base_url)
     round_mailer = RoundMailer(mailer, templates, settings.base_url)
+    digests = DigestMailer(mailer, templates, settings.base_url)  # facilitators' notifications
     secret = settings.secret_key()
     keyring = Keyring.load(settings.encryption_key_path)
     sessionmaker = db.create_session_maker()
@@ -231,6 +234,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
                 (settings.story_release_weekday, settings.story_release_hour),
                 settings.token_key_bits,
                 chat_delivery,
+                digests,
             )
         )
         try:
@@ -258,6 +262,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
             StoriesController,
             ReceiptController,
             InsightsController,
+            NotificationsController,
             ChatController,
             ActionsController,
             SummaryController,

@@ -22,6 +22,9 @@ from safespace.chat import services as chat
 from safespace.chat.delivery import ChatDelivery
 from safespace.db.upsert import insert_once
 from safespace.identity.signin import forget_old_sign_ins
+from safespace.notifications import noting as notifications
+from safespace.notifications.digest import Digest, DigestMailer, claim_due
+from safespace.notifications.models import LOW_PARTICIPATION
 from safespace.privacy.crypto import Keyring
 from safespace.pulse.lease import holder_name, schedule_turn
 from safespace.pulse.lifecycle import Mail, close_round, due_window, forget_round_keys, note_mails, open_round, refused_mails
@@ -41,6 +44,7 @@ class TickReport:
     mails: list[Mail] = field(default_factory=list)
     skipped: bool = False
     stories_released: int = 0
+    digests: list[Digest] = field(default_factory=list)  # facilitators' digests, sent after the commit
     chat_delivered: int = 0
 
 
@@ -82,6 +86,11 @@ async def run_schedule(
             report.stories_released = await stories.release_due(db, keyring, moment, *story_release)
     except Exception:
         log.exception("schedule: story release skipped this pass")
+    try:
+        async with db.begin_nested():
+            await notifications.note_waiting(db, moment)  # stories waiting for review, new reports
+    except Exception:
+        log.exception("schedule: facilitators' notifications of stories skipped this pass")
     for survey in list(await db.scalars(select(Survey))):
         try:
             # A savepoint per survey: one broken survey (say, a comment sealed with a lost key)
@@ -110,6 +119,8 @@ async def _advance(
             and last.closes_at - last.opens_at > REMIND_BEFORE_CLOSE  # no reminder on the heels of the invitation
         ):
             last.reminder_sent = True
+            if await notifications.low_participation(db, last) is not None:
+                await notifications.note(db, survey.community_id, LOW_PARTICIPATION, moment, last.id)
             report.mails += await note_mails(db, last, "reminder", unanswered_only=True)
             report.reminded += 1
             await chat.note_post(db, survey.community_id, "reminder", last.id, moment)
@@ -133,6 +144,7 @@ async def tick(
     story_release: tuple[int, int] = (0, 9),
     token_key_bits: int = 2048,
     chat_delivery: ChatDelivery | None = None,
+    digests: DigestMailer | None = None,
 ) -> TickReport:
     moment = moment or clock.now()
     holder = holder or holder_name()
@@ -146,6 +158,8 @@ async def tick(
                     # Noted in the same transaction: a tick killed before its scrub leaves the note,
                     # and the next tick scrubs (old row versions must not outlive a close).
                     await insert_once(db, Lease, {"name": SCRUB_DUE, "holder": holder, "expires_at": moment}, ["name"])
+                if digests is not None:
+                    report.digests = await claim_due(db, moment)  # claimed in this transaction, sent after it
                 await db.commit()  # the mail ledger is written before any mail goes out
             except Exception:
                 await db.rollback()
@@ -158,6 +172,12 @@ async def tick(
             await db.commit()
     if mailer is not None:
         await mailer.send_all(sessionmaker, report.mails)
+    if digests is not None and report.digests:
+        # A refused digest is released for the next tick (notifications/digest.py).
+        try:
+            await digests.send_all(sessionmaker, report.digests)
+        except Exception:
+            log.exception("schedule: facilitators' digests wait for the next pass")
     if chat_delivery is not None:
         # After the commit and the mails: a slow or failing chat holds up neither.
         try:
@@ -176,13 +196,14 @@ async def run_periodically(
     story_release: tuple[int, int],
     token_key_bits: int = 2048,
     chat_delivery: ChatDelivery | None = None,
+    digests: DigestMailer | None = None,
 ) -> None:
     """The periodic task inside `safespace serve`."""
     while True:
         try:
             report = await tick(
                 sessionmaker, keyring, mailer, session_idle=session_idle, story_release=story_release, token_key_bits=token_key_bits,
-                chat_delivery=chat_delivery,
+                chat_delivery=chat_delivery, digests=digests,
             )
             if report.opened or report.closed or report.reminded:
                 log.info("schedule: opened %d, closed %d, reminded %d", report.opened, report.closed, report.reminded)

@@ -5,6 +5,7 @@ from safespace.chat import models as chat_models  # noqa: F401
 from safespace.db.base import Base
 from safespace.identity import models as identity_models  # noqa: F401
 from safespace.insights import models as insights_models  # noqa: F401
+from safespace.notifications import models as notifications_models  # noqa: F401
 from safespace.pulse import models as pulse_models  # noqa: F401
 from safespace.stories import models as stories_models  # noqa: F401
 

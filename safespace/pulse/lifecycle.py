@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace.errors import Refused
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community, Membership, Person
+from safespace.notifications import noting as notifications
+from safespace.notifications.models import ROUND_CLOSED
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.privacy.round_keys import is_sealed
 from safespace.pulse import tokens
@@ -246,6 +248,8 @@ async def close_round(db: AsyncSession, keyring: Keyring, round_id: uuid.UUID, m
     # No token of the round can verify again, and the spent list is no longer needed.
     await db.execute(delete(RoundKey).where(RoundKey.round_id == round_id))
     await db.execute(delete(SpentToken).where(SpentToken.round_id == round_id))
+    # The facilitators' digests say what the results page says, when they are sent (notifications/).
+    await notifications.note(db, round_.community_id, ROUND_CLOSED, moment, round_id)
     await db.flush()
     return True
 

@@ -110,6 +110,8 @@ RULES: dict[tuple[str, str], str] = {
     # facilitators: the community, its teams and members
     ("GET", f"{C}/settings"): FACILITATOR,
     ("POST", f"{C}/settings"): FACILITATOR,
+    ("GET", f"{C}/notifications"): FACILITATOR,  # the facilitator's own choice of mails
+    ("POST", f"{C}/notifications"): FACILITATOR,
     ("POST", f"{C}/settings/chat"): FACILITATOR,
     ("POST", f"{C}/settings/chat/remove"): FACILITATOR,
     ("POST", f"{C}/settings/chat/test"): FACILITATOR,

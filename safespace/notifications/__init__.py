@@ -1,0 +1,1 @@
+"""Facilitators' notifications by mail: events noted as they happen, sent as one digest each."""
