@@ -172,11 +172,7 @@ class DigestMailer:
             if row.kind == ROUND_CLOSED:
                 if not round_.closed:
                     return None
-                view = await released_participation(db, round_)
-                # The count and rate only where the results page shows them (P1).
-                if view.response_rate is not None:
-                    item.respondents, item.rate = view.respondents, view.response_rate
-                return item
+                return with_released_figures(item, await released_participation(db, round_))
             low = await low_participation(db, round_)
             if low is None:  # closed since, or no longer low
                 return None
@@ -198,6 +194,13 @@ class DigestMailer:
             link = self._link(f"/c/{community.id}/stories/review")
             return Item(kind=REPORTED, link=link, count=count) if count else None
         return None
+
+
+def with_released_figures(item: Item, view: disclosure.GroupView) -> Item:
+    """A closed round's count and rate, only where the results page shows them (P1, P3)."""
+    if view.response_rate is not None and view.respondents is not None:
+        item.respondents, item.rate = view.respondents, view.response_rate
+    return item
 
 
 def _pct(x: float) -> str:

@@ -61,16 +61,22 @@ async def previous_round(db: AsyncSession, round_: Round) -> Round | None:
 
 
 async def low_participation(db: AsyncSession, round_: Round) -> LowParticipation | None:
-    """Low: the shown rate is below the previous round's shown rate or below half of the members;
-    or no rate may be shown yet (fewer than k answered: the round would close without results).
-    Decided from shown figures only, so the notice says nothing the results page would hide."""
+    """Whether an open round's participation is low (`judge`), from its shown figures."""
     if round_.closed:
         return None
     view = await released_participation(db, round_)
+    before = await previous_round(db, round_) if view.response_rate is not None else None
+    before_view = await released_participation(db, before) if before is not None else None
+    return judge(view, before, before_view)
+
+
+def judge(view: disclosure.GroupView, before: Round | None, before_view: disclosure.GroupView | None) -> LowParticipation | None:
+    """Low: the shown rate is below the previous round's shown rate or below half of the members;
+    or no rate may be shown yet (fewer than k answered: the round would close without results).
+    Decided from shown figures only, so the notice says nothing the results page would hide."""
     if view.response_rate is None:
         return LowParticipation(rate=None, below_half=False, previous=None, previous_rate=None)
-    before = await previous_round(db, round_)
-    before_rate = (await released_participation(db, before)).response_rate if before is not None else None
+    before_rate = before_view.response_rate if before_view is not None else None
     below_previous = before_rate is not None and view.response_rate < before_rate
     below_half = view.response_rate < LOW_SHARE
     if not (below_previous or below_half):
