@@ -40,7 +40,7 @@ class ChatPost(RandomId, Base):
     schedule; a receiver that fails is tried again later, with a growing wait."""
 
     __tablename__ = "chat_post"
-    __table_args__ = (CheckConstraint("kind IN ('invitation', 'reminder', 'results', 'test')", name="known_kind"),)
+    __table_args__ = (CheckConstraint("kind IN ('invitation', 'reminder', 'results', 'summary', 'test')", name="known_kind"),)
 
     community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16))

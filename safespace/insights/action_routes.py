@@ -6,18 +6,24 @@ import uuid
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace.errors import InvalidInput
+from safespace import clock
+from safespace.chat import services as chat
+from safespace.errors import InvalidInput, Refused
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community, Membership
 from safespace.insights import actions, exports
+from safespace.insights.controllers import round_or_404
 from safespace.insights.models import ACTION_STATUSES
 from safespace.privacy.crypto import Keyring
+from safespace.pulse.lifecycle import note_mails
+from safespace.pulse.mail import RoundMails
 from safespace.web.guards import facilitator_routes
 from safespace.web.pages import form_text, page, see_other
 from safespace.web.session import Viewer, flash
@@ -128,3 +134,28 @@ class ActionsController(Controller):
     ) -> Response:  # fmt: skip
         rows = await actions.actions(db_session, facilitation.community, status=status if status in ACTION_STATUSES else None)
         return exports.export(request, "actions", exports.ACTIONS_HEADER, exports.action_rows(rows), rows)
+
+    @post("/summaries/{round_id:uuid}", name="actions:publish")
+    async def publish(
+        self, data: Form, round_id: FromPath[uuid.UUID], facilitation: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession],
+        send_round_mails: NamedDependency[RoundMails],
+    ) -> Redirect:  # fmt: skip
+        """Publish a closed round's "you said, we did" and mail it to every active member, in their
+        language, after the commit (the mails are noted with it, as round invitations are)."""
+        community = facilitation.community
+        round_ = await round_or_404(db_session, community, round_id)
+        back = f"/c/{community.id}/insights/rounds/{round_.id}"
+        try:
+            await actions.publish_summary(db_session, community, round_, form_text(data, "summary"))
+        except (Refused, InvalidInput) as exc:
+            message = " ".join(exc.errors.values()) if isinstance(exc, InvalidInput) else str(exc)
+            await flash(db_session, viewer, message)
+            return see_other(f"{back}#summary")
+        mails = await note_mails(db_session, round_, "summary", unanswered_only=False)
+        await chat.note_post(db_session, community.id, "summary", round_.id, clock.now())  # where the community has a chat
+        await flash(db_session, viewer, _("Published. %(count)s members get it by mail.", count=len(mails)))
+        await db_session.commit()
+        redirect = see_other(f"{back}#summary")
+        redirect.background = BackgroundTask(send_round_mails, mails)
+        return redirect

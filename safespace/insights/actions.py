@@ -1,5 +1,5 @@
-"""Actions: what a community will do about a released result, their log, and whether the result
-moved in the rounds after.
+"""Actions: what a community will do about a released result, their log, whether the result moved
+in the rounds after, and a round's "you said, we did" summary.
 
 An action names a round's result (an instrument and, optionally, one statement), never a
 respondent. Everything it shows about later rounds comes from the same released figures as the
@@ -17,15 +17,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import clock
-from safespace.errors import InvalidInput
+from safespace.errors import InvalidInput, Refused
 from safespace.i18n import current_language
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community
-from safespace.insights.models import ACTION_STATUSES, Action, ActionUpdate
+from safespace.insights.models import ACTION_STATUSES, Action, ActionUpdate, RoundSummary
 from safespace.privacy.crypto import Keyring
 from safespace.pulse.models import Round
 from safespace.pulse.results import round_result
-from safespace.pulse.services import round_instruments
+from safespace.pulse.services import bump_trend, round_instruments
 from safespace.text import clean_text
 from surveys import stats
 
@@ -136,6 +136,8 @@ async def create_action(
     db.add(action)
     await db.flush()
     db.add(ActionUpdate(action_id=action.id, status="planned", text="", created_at=action.created_at))
+    if about is not None:
+        await bump_trend(db, about.round.survey_id)  # the trend marks it on its round
     return action
 
 
@@ -154,6 +156,10 @@ async def update_action(db: AsyncSession, community: Community, action_id: uuid.
         errors["text"] = _("Keep the update to 2,000 characters or fewer.")
     if errors:
         raise InvalidInput(errors)
+    if action.round_id is not None and "dropped" in (status, action.status) and status != action.status:
+        round_ = await db.get(Round, action.round_id)  # a dropped action leaves the trend's marks
+        if round_ is not None:
+            await bump_trend(db, round_.survey_id)
     action.status = status
     db.add(ActionUpdate(action_id=action.id, status=status, text=text, created_at=clock.now()))
     await db.flush()
@@ -243,3 +249,44 @@ def _estimate(result, action: Action) -> stats.Estimate | None:  # noqa: ANN001 
             if item.key == action.item and item.mean is not None and item.distribution:
                 return stats.counts_estimate(item.distribution)
     return None
+
+
+# --- "you said, we did": a round's summary, published once ---------------------------------------
+
+
+class SummaryView(msgspec.Struct):
+    round_id: uuid.UUID
+    text: str
+    published_on: date
+    actions: list[ActionView]
+
+
+async def round_summary(db: AsyncSession, community: Community, round_: Round) -> SummaryView | None:
+    """The round's published summary with the actions that answer the round (dropped ones left out)."""
+    found = await db.get(RoundSummary, round_.id)
+    if found is None:
+        return None
+    answering = [a for a in await round_actions(db, community, round_) if a.status != "dropped"]
+    return SummaryView(round_.id, found.text, found.published_at.astimezone(ZoneInfo(community.time_zone)).date(), answering)
+
+
+async def round_actions(db: AsyncSession, community: Community, round_: Round) -> list[ActionView]:
+    return [a for a in await actions(db, community, with_log=True) if a.round_id == round_.id]
+
+
+async def publish_summary(db: AsyncSession, community: Community, round_: Round, text: str) -> RoundSummary:
+    """Publish a closed round's summary, once. InvalidInput: no text, or too long; Refused: the
+    round is not closed, or its summary is out already."""
+    if not round_.closed:
+        raise Refused(_("A round's summary can be published once the round has closed."))
+    if await db.get(RoundSummary, round_.id) is not None:
+        raise Refused(_("This round's summary is published already."))
+    text = clean_text(text, multiline=True)
+    if not text:
+        raise InvalidInput({"summary": _("Write a few lines: what the results say and what you will do.")})
+    if len(text) > 3000:
+        raise InvalidInput({"summary": _("Keep the summary to 3,000 characters or fewer.")})
+    summary = RoundSummary(round_id=round_.id, text=text, published_at=clock.now())
+    db.add(summary)
+    await db.flush()
+    return summary

@@ -177,6 +177,9 @@ class InsightsController(Controller):
         ]
         notes = (await trend_figures.notes_by_round(db, [round_.id])).get(round_.id, [])
         return {
+            "summary": await actions.round_summary(db, community, round_),
+            "round_actions": await actions.round_actions(db, community, round_) if round_.closed else [],
+            "status_name": actions.status_name,
             "community": community,
             "survey": survey,
             "round": round_,

@@ -85,3 +85,14 @@ class ActionUpdate(RandomId, Base):
     status: Mapped[str] = mapped_column(String(12))
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RoundSummary(Base):
+    """"You said, we did": a facilitator's short summary of a closed round's results and what the
+    community will do, published once to every member (mail, and chat where set up)."""
+
+    __tablename__ = "round_summary"
+
+    round_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("round.id", ondelete="CASCADE"), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -22,7 +22,7 @@ from safespace.db.engine import Reads
 from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community
-from safespace.insights.models import RoundNote
+from safespace.insights.models import Action, RoundNote
 
 # --- trend ------------------------------------------------------------------------------------
 from safespace.insights.reasons import BELOW_K
@@ -120,6 +120,20 @@ async def notes_by_round(db: AsyncSession, round_ids: list[uuid.UUID]) -> dict[u
     return notes
 
 
+async def actions_by_round(db: AsyncSession, round_ids: list[uuid.UUID]) -> dict[tuple[uuid.UUID, str], list[str]]:
+    """The titles of the actions answering each (round, instrument), oldest first; dropped ones left out."""
+    taken: dict[tuple[uuid.UUID, str], list[str]] = {}
+    if round_ids:
+        rows = await db.execute(
+            select(Action.round_id, Action.instrument, Action.title)
+            .where(Action.round_id.in_(round_ids), Action.status != "dropped")
+            .order_by(Action.created_at)
+        )
+        for round_id, instrument, title in rows:
+            taken.setdefault((round_id, instrument), []).append(title)
+    return taken
+
+
 _SURVEY = bindparam("survey_id")
 
 
@@ -130,6 +144,7 @@ async def survey_trend(
     undrawn = [r for r in rounds if any(_cached_figures(r, i) is None for i in round_instruments(r))]
     tallies = await pulse_results.released_tallies(db, undrawn, COMMUNITY)
     notes = await notes_by_round(db, [r.id for r in rounds])
+    taken = await actions_by_round(db, [r.id for r in rounds])
     zone = ZoneInfo(community.time_zone)
     by_key: dict[str, tuple[Instrument, list[TrendPoint]]] = {}
     last: dict[str, stats.Estimate] = {}  # each instrument's previous shown score
@@ -161,7 +176,9 @@ async def survey_trend(
                     change=change,
                     significant=significant,
                     empty_because=reason,
-                    notes=[n.text for n in notes.get(round_.id, [])],
+                    # Actions are marked like notes, on the round whose result they answer.
+                    notes=[n.text for n in notes.get(round_.id, [])]
+                    + [_("Action: %(title)s", title=title) for title in taken.get((round_.id, instrument.key), [])],
                 )
             )
     return SurveyTrend(

@@ -20,6 +20,7 @@ from safespace.chat import services as chat
 from safespace.errors import InvalidInput, Refused
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
+from safespace.insights import actions
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import answering, lifecycle, services
 from safespace.pulse.group_commit import AnswerQueue
@@ -151,6 +152,8 @@ class PulseController(Controller):
             result=result,
             opens=round_.opens_at.astimezone(zone),
             closes=round_.closes_at.astimezone(zone),
+            summary=await actions.round_summary(db_session, membership.community, round_),
+            status_name=actions.status_name,
         )
 
 

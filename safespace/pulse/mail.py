@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from safespace.i18n import DEFAULT_LANGUAGE
 from safespace.identity.models import Community, Person
+from safespace.insights.models import Action, RoundSummary
 from safespace.mail import Mailer
 from safespace.mail.messages import render
 from safespace.pulse.models import Round, RoundMail, Survey
@@ -42,16 +43,18 @@ class RoundMailer:
                 community = await db.get_one(Community, round_.community_id)
                 person = await db.get_one(Person, person_id)
                 closes = round_.closes_at.astimezone(ZoneInfo(community.time_zone))
+                summary = await _summary(db, round_) if kind == "summary" else None
                 message = render(
                     self.templates,
-                    "round_open" if kind == "invitation" else "round_reminder",
+                    TEMPLATES[kind],
                     to=person.email,
                     language=person.language or DEFAULT_LANGUAGE,
                     community=community,
                     survey=survey,
                     round=round_,
                     closes=closes,
-                    link=f"{self.base_url.rstrip('/')}/c/{community.id}/rounds/{round_.id}",
+                    link=f"{self.base_url.rstrip('/')}/c/{community.id}/rounds/{round_.id}" + ("/results" if summary else ""),
+                    summary=summary,
                 )
                 key = (RoundMail.round_id == round_id, RoundMail.person_id == person_id, RoundMail.kind == kind)
                 try:
@@ -66,3 +69,24 @@ class RoundMailer:
                     await db.execute(update(RoundMail).where(*key).values(failures=RoundMail.failures + 1))
                     await db.commit()
         return sent
+
+
+TEMPLATES = {"invitation": "round_open", "reminder": "round_reminder", "summary": "round_summary"}
+
+
+@dataclass
+class _Summary:
+    text: str
+    actions: list[tuple[str, str, str | None]]  # (title, status, owner) of the actions answering the round
+
+
+async def _summary(db: AsyncSession, round_: Round) -> _Summary:
+    """A round's published "you said, we did" and its actions, for the mail (insights/actions.py
+    publishes it; read here directly, as a mail is rendered outside any request)."""
+    found = await db.get_one(RoundSummary, round_.id)
+    rows = await db.execute(
+        select(Action.title, Action.status, Action.owner)
+        .where(Action.round_id == round_.id, Action.status != "dropped")
+        .order_by(Action.created_at)
+    )
+    return _Summary(found.text, [tuple(row) for row in rows])

@@ -178,6 +178,7 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", f"{C}/insights/actions/{{action_id:uuid}}"): FACILITATOR,
     ("GET", f"{C}/insights/actions/export.csv"): FACILITATOR,
     ("GET", f"{C}/insights/actions/export.json"): FACILITATOR,
+    ("POST", f"{C}/insights/actions/summaries/{{round_id:uuid}}"): FACILITATOR,
     ("GET", f"{API}/insights/trend"): FACILITATOR,
     ("GET", f"{API}/insights/rounds/{{round_id:uuid}}/teams"): FACILITATOR,
     ("GET", f"{API}/insights/vitality"): FACILITATOR,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from datetime import timedelta
 
@@ -12,9 +13,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import clock, schedule
+from safespace.chat import services as chat
+from safespace.identity.models import Person
 from safespace.pulse.models import Round
 from tests.helpers import post_form, sign_in
 from tests.safespace.insights.conftest import answered_round, form
+from tests.safespace.chat.test_chat import _tick as chat_tick
+from tests.safespace.chat.test_chat import receiver  # noqa: F401 - the fixture
 from tests.safespace.pulse.conftest import PS, post_as, session_cookie
 
 MEMBERS = [f"m{i}@x.org" for i in range(6)]
@@ -105,3 +110,76 @@ async def test_the_next_round_shows_whether_the_statement_moved(client, db: Asyn
     results = (await client.get(f"/c/{community.id}/insights/rounds/{second.id}/results.json")).json()
     mean = next(i["mean"] for i in results["instruments"][0]["items"] if i["key"] == STATEMENT.key)
     assert f"{mean:.2f}" in detail
+
+
+async def test_you_said_we_did_is_published_once_and_mailed_to_every_member(client, db: AsyncSession, engine, settings, inbox) -> None:
+    closed = await answered_round(client, db, engine, settings, {"Team": MEMBERS}, {e: form(3 + i % 3) for i, e in enumerate(MEMBERS)})
+    community = closed.world.community
+    spanish = await db.scalar(select(Person).where(Person.email == MEMBERS[1]))
+    spanish.language = "es"
+    await db.commit()
+    await sign_in(client, db, closed.world.facilitator)
+    round_url = f"/c/{community.id}/insights/rounds/{closed.round.id}"
+    await client.get(round_url)
+    about = {"round": str(closed.round.id), "instrument": "psychological_safety", "item": STATEMENT.key}
+    assert (await post_form(client, f"/c/{community.id}/insights/actions/", about | {"title": "Speak first", "owner": "Ana", "due_on": ""})).status_code == 303
+    publish = f"/c/{community.id}/insights/actions/summaries/{closed.round.id}"
+    inbox.messages.clear()
+    empty = await post_form(client, publish, {"summary": "  "})
+    assert empty.status_code == 303 and "Write a few lines" in (await client.get(round_url)).text and not inbox.messages
+    text = "You told us raising problems feels risky.\n\nFacilitators will speak first about their own mistakes."
+    assert (await post_form(client, publish, {"summary": text})).status_code == 303
+    page = (await client.get(round_url)).text
+    assert "Published. 7 members get it by mail." in page and "Facilitators will speak first" in page and 'name="summary"' not in page
+    mails = {m["To"]: m for m in inbox.messages}
+    assert set(mails) == {closed.world.facilitator, *MEMBERS}
+    english = mails[MEMBERS[0]].get_body(("plain",)).get_content()
+    assert "Facilitators will speak first" in english and "Speak first (planned, owner: Ana)" in english
+    assert f"/c/{community.id}/rounds/{closed.round.id}/results" in english
+    assert mails[MEMBERS[1]]["Subject"] == "Pulse: lo que dijisteis y lo que estamos haciendo"
+    # Once: a second publication is refused and mails nobody.
+    inbox.messages.clear()
+    assert (await post_form(client, publish, {"summary": "Again"})).status_code == 303
+    assert "summary is published already." in (await client.get(round_url)).text and not inbox.messages
+    # Members read it above the results.
+    client.cookies.clear()
+    await sign_in(client, db, MEMBERS[2])
+    results = (await client.get(f"/c/{community.id}/rounds/{closed.round.id}/results")).text
+    assert "You said, we did" in results and "Facilitators will speak first" in results and "Speak first" in results
+    assert (await post_form(client, publish, {"summary": "A member's words"})).status_code == 403
+
+
+async def test_the_trend_marks_an_action_on_its_round_until_it_is_dropped(client, db: AsyncSession, engine, settings) -> None:
+    closed = await answered_round(client, db, engine, settings, {"Team": MEMBERS}, {e: form(3 + i % 3) for i, e in enumerate(MEMBERS)})
+    community = closed.world.community
+    await sign_in(client, db, closed.world.facilitator)
+    trend = f"/c/{community.id}/insights/?survey={closed.survey_id}"
+    assert "Action: Speak first" not in (await client.get(trend)).text  # drawn and kept before the action
+    about = {"round": str(closed.round.id), "instrument": "psychological_safety", "item": STATEMENT.key}
+    made = await post_form(client, f"/c/{community.id}/insights/actions/", about | {"title": "Speak first", "owner": "", "due_on": ""})
+    assert "Action: Speak first" in (await client.get(trend)).text
+    rows = list(csv.DictReader(io.StringIO((await client.get(f"/c/{community.id}/insights/trend.csv?survey={closed.survey_id}")).text)))
+    assert rows[0]["notes"] == "Action: Speak first"
+    await client.get(made.headers["location"])
+    assert (await post_form(client, made.headers["location"], {"status": "dropped", "text": ""})).status_code == 303
+    assert "Action: Speak first" not in (await client.get(trend)).text
+
+
+async def test_you_said_we_did_reaches_the_chat_with_the_actions_and_no_figure(client, db: AsyncSession, engine, settings, receiver) -> None:  # noqa: F811
+    closed = await answered_round(client, db, engine, settings, {"Team": MEMBERS}, {e: form(3 + i % 3) for i, e in enumerate(MEMBERS)})
+    community = closed.world.community
+    await chat.set_channel(db, closed.keyring, community.id, receiver.url(), "en", clock.now())
+    await db.commit()
+    await sign_in(client, db, closed.world.facilitator)
+    await client.get(f"/c/{community.id}/insights/rounds/{closed.round.id}")
+    about = {"round": str(closed.round.id), "instrument": "psychological_safety", "item": STATEMENT.key}
+    assert (await post_form(client, f"/c/{community.id}/insights/actions/", about | {"title": "Speak first", "owner": "", "due_on": ""})).status_code == 303
+    text = "You told us raising problems feels risky. Facilitators will speak first."
+    assert (await post_form(client, f"/c/{community.id}/insights/actions/summaries/{closed.round.id}", {"summary": text})).status_code == 303
+    assert receiver.posts == []  # noted with the summary; the schedule sends it
+    assert (await chat_tick(settings, engine, closed.keyring, clock.now())).chat_delivered == 1
+    (post,) = receiver.posts
+    assert post["title"] == "Pulse: what you said, and what we are doing"
+    assert text in post["message"] and "- Speak first" in post["message"]
+    assert post["message"].endswith(f"/c/{community.id}/rounds/{closed.round.id}/results")
+    assert not re.findall(r"\d", re.sub(r"https?://\S+", "", post["message"]))  # no figure, no count

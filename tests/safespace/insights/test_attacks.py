@@ -42,8 +42,22 @@ def fill(app: Litestar, path: str, closed: Closed, method: str = "GET") -> str:
 
 
 async def everything_a_facilitator_can_read(client: httpx.AsyncClient, closed: Closed) -> dict[str, str]:
-    """GET every GET route of the app, insights or not: address -> body."""
-    responses = await read_every_page(client, route_values(closed))
+    """GET every GET route of the app, insights or not: address -> body. An action is planned on
+    the round's first statement first (once it is closed), so its page, which follows the
+    statement, is read too."""
+    base = f"/c/{closed.world.community.id}/insights/actions"
+    await client.get(f"{base}/")
+    statement = closed.round.instruments[0]["items"][0]["key"]
+    about = {"round": str(closed.round.id), "instrument": closed.round.instruments[0]["key"], "item": statement}
+    about = about if closed.round.closed else {"round": "", "instrument": "", "item": ""}  # only released results
+    planned = (await client.get(f"/api/v1/communities/{closed.world.community.id}/insights/actions")).json()
+    if planned:  # read twice in one test: the same action
+        action_id = planned[0]["id"]
+    else:
+        made = await post_form(client, f"{base}/", about | {"title": "Act on it", "owner": "", "due_on": ""})
+        assert made.status_code == 303, made.text
+        action_id = made.headers["location"].rsplit("/", 1)[1]
+    responses = await read_every_page(client, route_values(closed, action_id=action_id))
     for url, response in responses.items():
         if "/insights" in url:  # every insights page and export opens on a real round and survey
             assert response.status_code == 200, f"{url}: {response.status_code} {response.text[:300]}"
