@@ -168,7 +168,6 @@ DEMO_REPLIES = [
 
 
 # (title, metric, target, days until due)
-# (title, metric, target, days until due)
 DEMO_OBJECTIVES = [
     ("Everyone feels able to raise a problem", "psychological_safety", "5.6", 120),
     ("Half of us answer favourably on psychological safety", "favourable", "50", 150),
