@@ -17,9 +17,9 @@ from safespace.chat import services as chat
 from safespace.identity.models import Person
 from safespace.pulse.models import Round
 from tests.helpers import post_form, sign_in
-from tests.safespace.insights.conftest import answered_round, form
 from tests.safespace.chat.test_chat import _tick as chat_tick
 from tests.safespace.chat.test_chat import receiver  # noqa: F401 - the fixture
+from tests.safespace.insights.conftest import answered_round, form
 from tests.safespace.pulse.conftest import PS, post_as, session_cookie
 
 MEMBERS = [f"m{i}@x.org" for i in range(6)]
