@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import msgspec
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.chat.models import ChatChannel, ChatPost
@@ -150,7 +150,7 @@ async def channel_view(db: AsyncSession, community: Community) -> ChannelView | 
     if channel is None:
         return None
     zone = ZoneInfo(community.time_zone)
-    waiting = len(list(await db.scalars(select(ChatPost.id).where(ChatPost.community_id == community.id))))
+    waiting = await db.scalar(select(func.count()).select_from(ChatPost).where(ChatPost.community_id == community.id)) or 0
     return ChannelView(
         shown_as(channel),
         channel.language,
