@@ -175,7 +175,7 @@ async def _strict_transport(message: Message, scope: Scope) -> None:
 def _freeze_heap() -> None:
     """Once started, the modules, routes, templates and mappers (most of the heap, and all of it
     long-lived) leave the collector's view. Otherwise every full collection walks them all: on
-    the event loop, 50-70 ms during which no request moves (measured by bench/tokens.py).
+    the event loop, and no request moves while it runs.
     `serve` asks for it; tests, which build many apps in one process, do not."""
     gc.collect()
     gc.freeze()

@@ -127,8 +127,8 @@ async def sign_all(keyring: Keyring, table: str, jobs: list[Job]) -> list[bytes 
 
 
 def _serve(conn: Connection) -> None:
-    # Below the server's priority: when the cores are all busy the event loop gets one first
-    # (healthz p99 during 50 issuances at 2048 bits: 36 -> 14 ms), and the signer takes what is left.
+    # Below the server's priority: when the cores are all busy the event loop gets one first, so
+    # pages stay quick during a burst of issuances, and the signer takes what is left.
     with contextlib.suppress(OSError):
         os.nice(10)
     while True:

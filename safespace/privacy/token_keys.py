@@ -93,7 +93,7 @@ def jwk(public_der: bytes) -> dict[str, str]:
 _PARSED_KEYS: OrderedDict[tuple[str, uuid.UUID], rsa.RSAPrivateKey] = OrderedDict()
 _PARSED_KEYS_MAX = 256
 # One signing thread at a time: gmpy2 holds the GIL, so more threads would not sign faster, only
-# take turns with the event loop (with 50 at once it waited 20-80 ms for its turn instead of 0-4).
+# take turns with the event loop and make every request wait longer for its turn.
 _signer = anyio.CapacityLimiter(1)
 
 
