@@ -194,8 +194,9 @@ def url_for(app: Litestar, method: str, template: str, values: dict[str, object]
 
 
 @contextmanager
-def serving(env: dict[str, str], log: Path, port: int | None = None) -> Iterator[str]:
-    """`safespace serve` in a process of its own (on `port`, or a free one); yields its base URL."""
+def serving(env: dict[str, str], log: Path, port: int | None = None, *, base_url: bool = True) -> Iterator[str]:
+    """`safespace serve` in a process of its own (on `port`, or a free one); yields its base URL.
+    `base_url=False`: SAFESPACE_BASE_URL is left to the server (it follows the port)."""
     from tests.conftest import free_port
 
     port = port or free_port()
@@ -203,7 +204,7 @@ def serving(env: dict[str, str], log: Path, port: int | None = None) -> Iterator
     with log.open("w") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "safespace", "serve", "--port", str(port)],
-            env={"SAFESPACE_BASE_URL": base} | env,
+            env=({"SAFESPACE_BASE_URL": base} if base_url else {}) | env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )

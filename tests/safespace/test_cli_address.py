@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import pytest
 
 from safespace.settings import Settings, served_at
 from tests.conftest import free_port
+from tests.helpers import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,24 +67,8 @@ async def test_serve_on_another_port_mails_links_to_that_port(settings: Settings
         pytest.skip("the address served does not depend on the database: SQLite's run says it")
     env = environment(settings)
     assert run(env, "create-community", "--name", "Harbour", "--facilitator", "fac@x.org").returncode == 0
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "safespace", "serve", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, f"serve exited with {server.returncode}:\n{log.read_text()}"
-            assert time.monotonic() < deadline, f"serve did not answer /healthz within 30 s:\n{log.read_text()}"
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with serving(env, log, free_port(), base_url=False) as base:  # the base URL follows the port
         assert f"Safespace is serving {base} " in log.read_text()
         with httpx.Client(base_url=base) as browser:
             browser.get("/signin")
@@ -94,10 +78,3 @@ async def test_serve_on_another_port_mails_links_to_that_port(settings: Settings
         while not inbox.to("fac@x.org") and time.monotonic() < deadline:
             time.sleep(0.1)
         assert inbox.last_link("fac@x.org").startswith(f"{base}/signin/")
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
