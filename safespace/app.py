@@ -51,13 +51,10 @@ from safespace.notifications.controllers import NotificationsController
 from safespace.notifications.digest import DigestMailer
 from safespace.privacy.crypto import Keyring
 from safespace.pulse.api import pulse_api
-from safespace.pulse.controllers import (
-    InstrumentsController,
-    PulseController,
-    SurveysController,
-)
+from safespace.pulse.controllers import PulseController
 from safespace.pulse.group_commit import AnswerQueue
 from safespace.pulse.mail import RoundMailer
+from safespace.pulse.survey_pages import InstrumentsController, SurveysController
 from safespace.pulse.token_queue import IssuanceQueue
 from safespace.pulse.token_routes import PUBLISHED_PATH, REDEEM_PATH, published_round_keys, redeem, token_router
 from safespace.schedule import run_periodically

@@ -75,3 +75,8 @@ def negotiate(accept_language: str | None) -> str:
         if primary in LANGUAGES and quality > 0:
             choices.append((-quality, position, primary))
     return min(choices)[2] if choices else DEFAULT_LANGUAGE
+
+
+def weekday_names() -> list[str]:
+    """Monday to Sunday in the request's language (a schedule's and a release's weekday fields)."""
+    return [gettext("Monday"), gettext("Tuesday"), gettext("Wednesday"), gettext("Thursday"), gettext("Friday"), gettext("Saturday"), gettext("Sunday")]

@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace import i18n, ratelimit
 from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
+from safespace.i18n import weekday_names
 from safespace.identity.models import Community, Membership
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import services as pulse
-from safespace.pulse.controllers import weekday_names
 from safespace.settings import Settings
 from safespace.stories import moderation, services, tokens
 from safespace.stories.models import Story
