@@ -59,7 +59,9 @@ from safespace.pulse.token_queue import IssuanceQueue
 from safespace.pulse.token_routes import PUBLISHED_PATH, REDEEM_PATH, published_round_keys, redeem, token_router
 from safespace.schedule import run_periodically
 from safespace.settings import Settings, load_settings
-from safespace.stories.controllers import RECEIPT_PATH, ReceiptController, ReviewController, StoriesController
+from safespace.stories.controllers import StoriesController
+from safespace.stories.receipt_pages import RECEIPT_PATH, ReceiptController
+from safespace.stories.review_pages import ReviewController
 from safespace.stories.token_routes import REPLY_PATH, STORY_PATH, anonymous_story_routes, story_token_router
 from safespace.web.errors import RETRY_AFTER, answer_options, handle_http_error, handle_server_error
 from safespace.web.guards import DATABASE_STATE_KEY
@@ -105,7 +107,7 @@ NO_REFERRER_PREFIXES = ("/signin/",)
 PUBLIC = ["^/static/", "^/healthz$", "^/readyz$", "^/schema"]
 # Anonymous answers with a token: no session is loaded (a cookie sent along is refused by the
 # route) and no CSRF token is asked for (the request carries no ambient authority to abuse).
-# My story with a receipt code: the code is the only credential (stories/controllers.py ReceiptController).
+# My story with a receipt code: the code is the only credential (stories/receipt_pages.py).
 ANONYMOUS = [f"^{REDEEM_PATH}$", f"^{STORY_PATH}$", f"^{REPLY_PATH}$", f"^{PUBLISHED_PATH}/", f"^{RECEIPT_PATH}(/edit|/withdraw)?$"]
 
 
