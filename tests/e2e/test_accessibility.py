@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -145,10 +145,16 @@ def check_focus_is_not_hidden(page, found: Findings, label: str) -> None:
     page.set_viewport_size(WIDTHS["desktop"])
 
 
+SAME_SHAPE = 3  # pages of one shape (the same path but for ids: round 1, round 2...) audited at most
+
+
 def crawl(page, base: str, start: str) -> Iterator[str]:
     """Every same-origin page reachable by links from `start`, breadth first, visiting each as it goes.
-    A link with a query string only filters a page, so the page is visited once, without it."""
+    A link with a query string only filters a page, so the page is visited once, without it. Of
+    pages that differ only by ids (a year of rounds), the first SAME_SHAPE are visited: they are
+    one template with other figures."""
     seen = {urlsplit(start).path}
+    shapes = Counter([ID.sub("{id}", urlsplit(start).path)])
     queue = [start]
     while queue:
         url = queue.pop(0)
@@ -156,9 +162,13 @@ def crawl(page, base: str, start: str) -> Iterator[str]:
         yield url
         for href in page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)"):
             parts = urlsplit(href)
+            shape = ID.sub("{id}", parts.path)
             if f"{parts.scheme}://{parts.netloc}" != base or parts.path in seen or NOT_PAGES.search(parts.path):
                 continue
+            if shapes[shape] >= SAME_SHAPE:
+                continue
             seen.add(parts.path)
+            shapes[shape] += 1
             queue.append(base + parts.path)
 
 
@@ -322,7 +332,8 @@ def demo_crawl(served_once) -> Findings:
         browser = launch(playwright)
         found, covered = audit_demo(browser, base, links)
         browser.close()
-    assert covered["en"] > 70 and covered["es"] > 70, covered  # the crawl really went through the demo
+    # The crawl really went through the demo: 68 pages a language when written (SAME_SHAPE of each kind).
+    assert covered["en"] > 60 and covered["es"] > 60, covered
     return found
 
 
