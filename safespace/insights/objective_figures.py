@@ -21,7 +21,7 @@ from safespace.insights.vitality_figures import VITALITY
 from safespace.pulse import results as pulse_results
 from safespace.pulse.models import Round
 from safespace.pulse.services import COMMUNITY, round_instruments
-from safespace.stories import services as stories
+from safespace.stories.moderation import released_since
 from safespace.text import clean_text
 
 METRICS = ("psychological_safety", "favourable", "trust", "response_rate", "stories_per_month", "vitality")
@@ -72,7 +72,7 @@ async def metric_value(db: AsyncSession, community: Community, metric: str, *, b
     zone = ZoneInfo(community.time_zone)
     if metric == "stories_per_month":
         today = (before or clock.now()).astimezone(zone).date()
-        return Reading(float(await stories.released_since(db, community.id, today - timedelta(days=30), until=today)), today)
+        return Reading(float(await released_since(db, community.id, today - timedelta(days=30), until=today)), today)
     instrument_key = {"psychological_safety": "psychological_safety", "favourable": "psychological_safety",
                       "trust": "trust", "vitality": VITALITY}.get(metric)  # fmt: skip
     query = select(Round).where(Round.community_id == community.id, Round.closed.is_(True))

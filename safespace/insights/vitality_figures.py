@@ -20,7 +20,7 @@ from safespace.insights.trend_figures import TREND_ROUNDS
 from safespace.pulse import results as pulse_results
 from safespace.pulse.models import Round, Survey
 from safespace.pulse.services import COMMUNITY, round_instruments
-from safespace.stories import services as stories
+from safespace.stories.moderation import monthly_activity
 from surveys import disclosure
 from surveys import tally as tally_rules
 from surveys.instrument import Instrument
@@ -116,7 +116,7 @@ async def vitality(db: AsyncSession, community: Community, active_members: int, 
                     latest_keys = (round_, instrument, tallies.get((round_.id, VITALITY, COMMUNITY)))
     participation.sort(key=lambda p: (p.closed_on, p.survey))
     founded = community.created_at.astimezone(zone).date()
-    activity = await stories.monthly_activity(db, community.id, months_since(founded, clock.now().astimezone(zone).date()))
+    activity = await monthly_activity(db, community.id, months_since(founded, clock.now().astimezone(zone).date()))
     keys: list[DimensionScore] = []
     points = 5
     if latest_keys:

@@ -20,7 +20,7 @@ from safespace.identity.models import Membership
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import services as pulse
 from safespace.settings import Settings
-from safespace.stories import moderation, services, tokens
+from safespace.stories import moderation, responses, services, tokens
 from safespace.stories.models import Story
 from safespace.web.guards import member_routes
 from safespace.web.pages import form_text, page, see_other
@@ -82,9 +82,9 @@ class StoriesController(Controller):
             community=membership.community,
             membership=membership,
             stories=stories,
-            replies=await services.released_replies(db_session, keyring, ids),
-            reactions=await services.reaction_counts(db_session, ids),
-            pressed=await services.own_reactions(db_session, secret, membership.person_id, ids),
+            replies=await responses.released_replies(db_session, keyring, ids),
+            reactions=await responses.reaction_counts(db_session, ids),
+            pressed=await responses.own_reactions(db_session, secret, membership.person_id, ids),
             kinds=reaction_labels(),
             tags=moderation.community_tags(membership.community),
             tag=tag,
@@ -106,7 +106,7 @@ class StoriesController(Controller):
         secret: NamedDependency[bytes],
     ) -> Redirect:
         try:
-            await services.toggle_reaction(db_session, secret, membership.person_id, story, form_text(data, "kind"))
+            await responses.toggle_reaction(db_session, secret, membership.person_id, story, form_text(data, "kind"))
         except InvalidInput as exc:
             raise NotFoundException(next(iter(exc.errors.values()))) from None
         return _to_wall(request, story)
@@ -162,7 +162,7 @@ class StoriesController(Controller):
         keyring: NamedDependency[Keyring],
     ) -> Redirect:
         try:
-            await services.reply(db_session, keyring, story, form_text(data, "reply"))
+            await responses.reply(db_session, keyring, story, form_text(data, "reply"))
         except InvalidInput:
             return _to_wall(request, story, "empty")
         # No notice row (see flag): the page says thanks from the address alone.

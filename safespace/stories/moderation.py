@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
+from collections import Counter
 from dataclasses import dataclass
+from datetime import date
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -164,3 +166,51 @@ async def set_release(db: AsyncSession, community: Community, weekday: str, hour
         raise InvalidInput({"release": _("Choose a day of the week and an hour from 0 to 23.")})
     community.story_release_weekday, community.story_release_hour = day, at
     await db.flush()
+
+
+# --- counts for the insights pages (vitality, objectives) ---------------------------------
+
+
+@dataclass
+class MonthlyActivity:
+    month: str  # e.g. 2026-11
+    stories: int  # released that month
+    replies: int  # released that month
+    reactions: int
+
+
+async def monthly_activity(db: AsyncSession, community_id: uuid.UUID, months: list[str]) -> list[MonthlyActivity]:
+    """Released stories and replies and all reactions per month, for the vitality page.
+
+    Counts of shared things, not of people: a released story is public to every member already.
+    Withdrawn or hidden ones are not counted.
+    """
+    first = date.fromisoformat(months[0] + "-01")
+    released = (Story.community_id == community_id) & (Story.status == "released")
+    story_days = await db.scalars(select(Story.released_on).where(released, Story.released_on >= first))
+    reply_days = await db.scalars(
+        select(Reply.released_on)
+        .join(Story, Story.id == Reply.story_id)
+        .where(released, Reply.status == "released", Reply.released_on >= first)
+    )
+    reaction_months = await db.execute(
+        select(Reaction.month, func.count())
+        .join(Story, Story.id == Reaction.story_id)
+        .where(released, Reaction.month >= months[0])
+        .group_by(Reaction.month)
+    )
+    stories = Counter(day.strftime("%Y-%m") for day in story_days)
+    replies = Counter(day.strftime("%Y-%m") for day in reply_days)
+    reactions = dict(reaction_months.tuples().all())
+    return [MonthlyActivity(m, stories.get(m, 0), replies.get(m, 0), reactions.get(m, 0)) for m in months]
+
+
+async def released_since(db: AsyncSession, community_id: uuid.UUID, day: date, until: date | None = None) -> int:
+    """How many stories were released on or after a day, and on or before `until` (withdrawn and
+    hidden ones not counted)."""
+    query = select(func.count()).select_from(Story).where(
+        Story.community_id == community_id, Story.status == "released", Story.released_on >= day
+    )
+    if until is not None:
+        query = query.where(Story.released_on <= until)
+    return await db.scalar(query) or 0

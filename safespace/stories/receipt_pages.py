@@ -15,7 +15,7 @@ from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community
 from safespace.privacy.crypto import Keyring
-from safespace.stories import moderation, services
+from safespace.stories import moderation, responses, services
 from safespace.stories.controllers import finding_labels, reaction_labels
 from safespace.stories.models import Story
 from safespace.web.pages import form_text, page
@@ -140,8 +140,8 @@ async def _story_page(db: AsyncSession, keyring: Keyring, story: Story, communit
         code=code,
         story=story,
         text=services.open_story(keyring, story),
-        replies=(await services.released_replies(db, keyring, [story.id])).get(story.id, []),
-        reactions=(await services.reaction_counts(db, [story.id])).get(story.id, {}),
+        replies=(await responses.released_replies(db, keyring, [story.id])).get(story.id, []),
+        reactions=(await responses.reaction_counts(db, [story.id])).get(story.id, {}),
         kinds=reaction_labels(),
         errors={},
         saved=saved,

@@ -1,4 +1,5 @@
-"""Sharing, releasing, reading and withdrawing failure stories, callable without HTTP."""
+"""Sharing, releasing, reading and withdrawing failure stories, callable without HTTP. Replies and
+reactions: responses.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import json
 import logging
 import random
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -26,7 +26,7 @@ from safespace.identity.models import Community, Membership, Person
 from safespace.privacy.crypto import Keyring, KeyringError, associated_data
 from safespace.stories import receipts
 from safespace.stories.identifying import Finding, find_identifying, roster_names
-from safespace.stories.models import Reaction, Reply, Story, StoryKey, StoryQuota, StoryRelease
+from safespace.stories.models import Reply, Story, StoryKey, StoryQuota, StoryRelease
 from safespace.text import clean_text
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,6 @@ MAX_CHARS = {"title": 120, "happened": 4000, "learned": 4000, "differently": 400
 DEFAULT_TAGS = ("policy design", "stakeholders", "data and evidence", "communication", "implementation", "funding")
 BATCH_SIZE = 3  # a batch goes out as soon as this many stories wait
 REPLIES_AT_ONCE = 3  # a story's replies go out at once when this many wait, else with the weekly release
-REACTIONS = ("been_there", "helps_me", "thank_you")
-MAX_REPLY_CHARS = 2000
 
 
 class WeeklyLimit(Exception):
@@ -279,73 +277,6 @@ async def _release_replies(
     return released
 
 
-async def reply(db: AsyncSession, keyring: Keyring, story: Story, text: str) -> None:
-    text = clean_text(text, multiline=True)
-    if not text:
-        raise InvalidInput({"reply": _("Write a reply first.")})
-    if len(text) > MAX_REPLY_CHARS:
-        raise InvalidInput({"reply": _("Keep your reply to %(n)s characters or fewer.") % {"n": MAX_REPLY_CHARS}})
-    reply_id = uuid.uuid4()
-    db.add(Reply(id=reply_id, story_id=story.id, status="pending", released_on=None, position=0,
-                 body=keyring.seal(text, associated_data("reply", "body", reply_id))))
-    await db.flush()
-
-
-async def released_replies(
-    db: AsyncSession, keyring: Keyring, story_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, list[tuple[uuid.UUID, str]]]:
-    found: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = {}
-    rows = await db.scalars(
-        select(Reply).where(Reply.story_id.in_(story_ids), Reply.status == "released").order_by(Reply.position)
-    )
-    for r in rows:
-        found.setdefault(r.story_id, []).append((r.id, keyring.open(r.body, associated_data("reply", "body", r.id))))
-    return found
-
-
-def reaction_marker(secret: bytes, person_id: uuid.UUID, story_id: uuid.UUID, kind: str) -> bytes:
-    return hmac.new(secret, f"reaction:{person_id}:{story_id}:{kind}".encode(), hashlib.sha256).digest()
-
-
-async def toggle_reaction(
-    db: AsyncSession, secret: bytes, person_id: uuid.UUID, story: Story, kind: str
-) -> bool:
-    """Add the member's reaction of this kind, or take it back; True if it is now there."""
-    if kind not in REACTIONS or story.status != "released":
-        raise InvalidInput({"reaction": _("That reaction is not available.")})
-    marker = reaction_marker(secret, person_id, story.id, kind)
-    removed = await db.execute(delete(Reaction).where(Reaction.marker == marker))
-    if removed.rowcount:
-        return False
-    db.add(Reaction(story_id=story.id, kind=kind, month=clock.now().strftime("%Y-%m"), marker=marker))
-    await db.flush()
-    return True
-
-
-async def own_reactions(
-    db: AsyncSession, secret: bytes, person_id: uuid.UUID, story_ids: list[uuid.UUID]
-) -> set[tuple[uuid.UUID, str]]:
-    """(story, kind) of the reactions this member has given: their buttons show as pressed.
-    Found by recomputing the member's own markers, as toggle_reaction does; nothing stored names them."""
-    mine = {reaction_marker(secret, person_id, story_id, kind): (story_id, kind) for story_id in story_ids for kind in REACTIONS}
-    markers, found = list(mine), set()
-    for start in range(0, len(markers), 900):  # well under every database's limit on bound values
-        rows = await db.scalars(select(Reaction.marker).where(Reaction.marker.in_(markers[start : start + 900])))
-        found.update(mine[marker] for marker in rows)
-    return found
-
-
-async def reaction_counts(db: AsyncSession, story_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
-    counts: dict[uuid.UUID, dict[str, int]] = {}
-    rows = await db.execute(
-        select(Reaction.story_id, Reaction.kind, func.count()).where(Reaction.story_id.in_(story_ids))
-        .group_by(Reaction.story_id, Reaction.kind)
-    )
-    for story_id, kind, n in rows:
-        counts.setdefault(story_id, {})[kind] = n
-    return counts
-
-
 async def released_story(db: AsyncSession, community_id: uuid.UUID, story_id: uuid.UUID) -> Story:
     story = await db.get(Story, story_id)
     if story is None or story.community_id != community_id or story.status != "released":
@@ -430,48 +361,3 @@ async def find_by_receipt(candidates: list[Story], code: str) -> Story | None:
 async def withdraw(db: AsyncSession, story: Story) -> None:
     """Gone from every page, search and count; the ciphertext is deleted (secure_delete on SQLite)."""
     await db.execute(delete(Story).where(Story.id == story.id))
-
-
-@dataclass
-class MonthlyActivity:
-    month: str  # e.g. 2026-11
-    stories: int  # released that month
-    replies: int  # released that month
-    reactions: int
-
-
-async def monthly_activity(db: AsyncSession, community_id: uuid.UUID, months: list[str]) -> list[MonthlyActivity]:
-    """Released stories and replies and all reactions per month, for the vitality page.
-
-    Counts of shared things, not of people: a released story is public to every member already.
-    Withdrawn or hidden ones are not counted.
-    """
-    first = date.fromisoformat(months[0] + "-01")
-    released = (Story.community_id == community_id) & (Story.status == "released")
-    story_days = await db.scalars(select(Story.released_on).where(released, Story.released_on >= first))
-    reply_days = await db.scalars(
-        select(Reply.released_on)
-        .join(Story, Story.id == Reply.story_id)
-        .where(released, Reply.status == "released", Reply.released_on >= first)
-    )
-    reaction_months = await db.execute(
-        select(Reaction.month, func.count())
-        .join(Story, Story.id == Reaction.story_id)
-        .where(released, Reaction.month >= months[0])
-        .group_by(Reaction.month)
-    )
-    stories = Counter(day.strftime("%Y-%m") for day in story_days)
-    replies = Counter(day.strftime("%Y-%m") for day in reply_days)
-    reactions = dict(reaction_months.tuples().all())
-    return [MonthlyActivity(m, stories.get(m, 0), replies.get(m, 0), reactions.get(m, 0)) for m in months]
-
-
-async def released_since(db: AsyncSession, community_id: uuid.UUID, day: date, until: date | None = None) -> int:
-    """How many stories were released on or after a day, and on or before `until` (withdrawn and
-    hidden ones not counted)."""
-    query = select(func.count()).select_from(Story).where(
-        Story.community_id == community_id, Story.status == "released", Story.released_on >= day
-    )
-    if until is not None:
-        query = query.where(Story.released_on <= until)
-    return await db.scalar(query) or 0

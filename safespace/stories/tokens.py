@@ -22,7 +22,7 @@ from safespace.identity.models import Community, Membership
 from safespace.privacy import token_keys
 from safespace.privacy.crypto import Keyring
 from safespace.privacy.token_keys import TokenRefused
-from safespace.stories import moderation, services
+from safespace.stories import moderation, responses, services
 from safespace.stories.models import Story, StoryKey, StorySpentToken
 
 KINDS = ("story", "reply")
@@ -164,4 +164,4 @@ async def redeem_reply(db: AsyncSession, keyring: Keyring, data: ReplyRedemption
     if story is None:
         raise TokenRefused(_("There is no such story to reply to."), 404)
     await _spend(db, key, data.msg, data.sig)
-    await services.reply(db, keyring, story, data.reply)
+    await responses.reply(db, keyring, story, data.reply)
