@@ -1,192 +1,23 @@
-"""The `safespace` command: serve, migrate, demo, create-community, invite, login-link, backup, restore."""
+"""The `safespace` command: serve, migrate, demo, create-community, invite, tick, keys rotate,
+login-link, backup, restore. What each does around its work (settings, the schema and key checks,
+explaining a failure in one line) is in preflight.py."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
 
 import click
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from safespace.settings import PREFIX, Settings, SettingsError, load_settings, served_at
-
-T = TypeVar("T")
-
-
-_loaded: list[Settings] = []  # the command's settings, for explaining its failure (_explain)
+from safespace.preflight import Commands, command_settings, fail, key_file_opens_the_database, schema_matches_the_code, with_db
+from safespace.settings import PREFIX, served_at
 
 
-def _settings() -> Settings:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        click.echo(f"Safespace cannot start: {exc}", err=True)
-        sys.exit(2)
-    from safespace.app import configure_logging
-
-    configure_logging(settings.log_level)
-    _loaded.append(settings)
-    return settings
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    """The exception, what it wraps (SQLAlchemy's .orig) and what caused it."""
-    found: list[BaseException] = []
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        current = pending.pop()
-        if current is None or any(current is seen for seen in found) or len(found) > 20:
-            continue
-        found.append(current)
-        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
-    return found
-
-
-def _database_problem(exc: BaseException, database_url: str) -> str | None:
-    """One line for a database that is not there or does not answer; None for anything else."""
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    from safespace.web.errors import database_unavailable
-
-    url = make_url(database_url)
-    causes = _causes(exc)
-    if any(isinstance(cause, asyncpg.InvalidCatalogNameError) for cause in causes):
-        return (
-            f"The database {url.database!r} does not exist on {url.host}:{url.port or 5432}: create it "
-            f"(`createdb {url.database}`) or correct SAFESPACE_DATABASE_URL, then run `safespace migrate`."
-        )
-    unavailable = next((cause for cause in causes if database_unavailable(cause)), None)
-    if unavailable is None:
-        return None
-    reason = str(getattr(unavailable, "orig", None) or unavailable).split("\n", 1)[0][:200]
-    return (
-        f"Cannot reach the database at {url.render_as_string(hide_password=True)} ({reason}). "
-        "Check SAFESPACE_DATABASE_URL, and that the database server is running."
-    )
-
-
-def _explain(exc: Exception) -> str | None:
-    """The one line an operator needs for an expected failure, or None (a bug: the traceback shows)."""
-    from safespace.db.migrate import MigrationsMissing
-    from safespace.privacy.crypto import KeyringError
-
-    if isinstance(exc, MigrationsMissing):
-        return str(exc)
-    if isinstance(exc, SettingsError | KeyringError):
-        return f"Safespace cannot start: {exc}"
-    return _database_problem(exc, _loaded[-1].database) if _loaded else None
-
-
-class _Commands(click.Group):
-    """Commands whose expected failures (a database that is down or missing, a damaged key file)
-    end with one line saying what is wrong and what to do, and exit 1, not with a traceback."""
-
-    def invoke(self, ctx: click.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except Exception as exc:
-            if isinstance(exc, click.ClickException | click.exceptions.Exit | click.Abort):
-                raise
-            line = _explain(exc)
-            if line is None:
-                raise
-            click.echo(line, err=True)
-            sys.exit(1)
-
-
-def _with_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], checked: bool = False) -> T:
-    """Run work in one transaction, committed if it returns, on a database at the code's schema
-    revision (`checked`: the caller has seen to that already)."""
-    from safespace.db.engine import make_engine
-
-    if not checked:
-        _schema_matches_the_code(settings)
-
-    async def run() -> T:
-        engine = make_engine(settings)
-        try:
-            async with async_sessionmaker(engine, expire_on_commit=False)() as db:
-                result = await work(db)
-                await db.commit()
-                return result
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
-
-
-def _fail(message: str) -> None:
-    click.echo(message, err=True)
-    sys.exit(1)
-
-
-def _schema_matches_the_code(settings: Settings, serving: bool = False) -> None:
-    """Commands refuse a database at another schema revision than the code's: unmigrated, older or
-    newer, its pages would answer 500 and a tick would fail half-way. A database that does not
-    answer stops a command (one line, _explain); `serve` starts anyway and answers 503 until it
-    is back, unless the database does not exist at all. A SQLite file is not created here."""
-    from safespace.db.engine import make_engine
-    from safespace.db.migrate import current_revision, schema_mismatch
-
-    if settings.is_sqlite:
-        from sqlalchemy.engine import make_url
-
-        path = make_url(settings.database).database
-        if path and path != ":memory:" and not Path(path).exists():
-            _fail(f"There is no database at {path} yet: run `safespace migrate` to create it.")
-
-    async def read() -> str | None:
-        engine = make_engine(settings)
-        try:
-            return await current_revision(engine)
-        finally:
-            await engine.dispose()
-
-    try:
-        revision = asyncio.run(read())
-    except Exception as exc:
-        problem = _database_problem(exc, settings.database)
-        if not serving or problem is None or "does not exist" in problem:
-            raise
-        # Down for now: serve answers 503 and /readyz says why until it is back.
-        click.echo(f"{problem} Starting anyway.", err=True)
-        return
-    mismatch = schema_mismatch(revision)
-    if mismatch is not None:
-        _fail(f"{mismatch.message()} Safespace did not start.")
-
-
-def _key_files_are_sound(settings: Settings) -> None:
-    """The secret and the key file, where they exist, can be read and are private (a missing one
-    is made on first use). Checked before anything starts: a worker would fail with a traceback."""
-    from safespace.privacy.crypto import Keyring
-
-    if Path(settings.secret_key_file or Path(settings.data_dir) / "secret.key").exists():
-        settings.secret_key()
-    if settings.encryption_key_path.exists():
-        Keyring.load(settings.encryption_key_path)
-
-
-def _key_file_opens_the_database(settings: Settings) -> None:
-    """serve and tick refuse to start when the key file cannot open what the database holds."""
-    from safespace.backup import BackupError, check_key_file
-
-    _key_files_are_sound(settings)
-    try:
-        asyncio.run(check_key_file(settings))
-    except BackupError as exc:
-        _fail(str(exc))
-    except Exception as exc:  # noqa: BLE001 - the database may be down: serve answers 503 until it is back
-        click.echo(f"Could not check the key file against the database ({exc.__class__.__name__}); starting anyway.", err=True)
-
-
-@click.group(cls=_Commands, help="Safespace: anonymous trust pulse surveys and failure sharing.")
+@click.group(cls=Commands, help="Safespace: anonymous trust pulse surveys and failure sharing.")
 def main() -> None:
     pass
 
@@ -201,13 +32,13 @@ def main() -> None:
 def serve(host: str, port: int, workers: int) -> None:
     import uvicorn
 
-    settings = served_at(_settings(), host, port)
+    settings = served_at(command_settings(), host, port)
     # SQLite allows one writer, and its write turns are per process (see docs/ARCHITECTURE.md).
     if workers > 1 and settings.is_sqlite:
-        _fail("--workers above 1 needs PostgreSQL (SAFESPACE_DATABASE_URL=postgresql+asyncpg://...): "
+        fail("--workers above 1 needs PostgreSQL (SAFESPACE_DATABASE_URL=postgresql+asyncpg://...): "
               "SQLite takes one writer at a time, so serve it with one worker.")
-    _schema_matches_the_code(settings, serving=True)  # before the key check, which reads tables the schema may lack
-    _key_file_opens_the_database(settings)
+    schema_matches_the_code(settings, serving=True)  # before the key check, which reads tables the schema may lack
+    key_file_opens_the_database(settings)
     click.echo(f"Safespace is serving {settings.base_url} (listening on {host}:{port}, {workers} worker(s)).")
     options = {
         "host": host,
@@ -232,7 +63,7 @@ def served_app():  # noqa: ANN201 - a Litestar app; the import stays lazy
     """The app of one `serve --workers N` process, from the environment like the parent's."""
     from safespace.app import create_app
 
-    return create_app(_settings(), freeze_heap=True)
+    return create_app(command_settings(), freeze_heap=True)
 
 
 @main.command(help="Apply database migrations (safe to run repeatedly).")
@@ -240,7 +71,7 @@ def migrate() -> None:
     from safespace.db.engine import make_engine
     from safespace.db.migrate import current_revision, upgrade
 
-    settings = _settings()
+    settings = command_settings()
 
     async def run() -> str | None:
         engine = make_engine(settings)
@@ -250,7 +81,7 @@ def migrate() -> None:
         finally:
             await engine.dispose()
 
-    revision = asyncio.run(run())  # a database that is not there: one line (_explain)
+    revision = asyncio.run(run())  # a database that is not there: one line (preflight.explain)
     click.echo(f"Database is at revision {revision}.")
 
 
@@ -262,8 +93,8 @@ def demo(host: str, port: int) -> None:
     from safespace.identity.mail import link_url
     from safespace.privacy.crypto import Keyring
 
-    settings = served_at(_settings(), host, port)  # SAFESPACE_BASE_URL, if set, wins
-    _schema_matches_the_code(settings)  # before the key file is made, which a failed command must not leave behind
+    settings = served_at(command_settings(), host, port)  # SAFESPACE_BASE_URL, if set, wins
+    schema_matches_the_code(settings)  # before the key file is made, which a failed command must not leave behind
     keyring = Keyring.load(settings.encryption_key_path)
 
     async def work(db: AsyncSession) -> tuple[bool, dict[str, str]]:
@@ -274,9 +105,9 @@ def demo(host: str, port: int) -> None:
     from safespace.errors import InvalidInput
 
     try:
-        created, tokens = _with_db(settings, work, checked=True)
+        created, tokens = with_db(settings, work, checked=True)
     except InvalidInput as exc:  # another community already has the demo's name in another case
-        _fail(f"Cannot create the demo community “{NAME}”: {' '.join(exc.errors.values())}")
+        fail(f"Cannot create the demo community “{NAME}”: {' '.join(exc.errors.values())}")
 
     click.echo(f"{'Created' if created else 'Found'} the demo community “{NAME}”.")
     click.echo("One-time sign-in links (valid 15 minutes; run `safespace demo` again for new ones):")
@@ -295,7 +126,7 @@ def create_community(
 ) -> None:
     from safespace.identity import services
 
-    settings = _settings()
+    settings = command_settings()
 
     async def work(db: AsyncSession):  # noqa: ANN202
         person, _ = await services.get_or_create_person(db, facilitator_email)
@@ -303,12 +134,12 @@ def create_community(
         return await services.create_community(db, person.id, name, vision, k, time_zone)
 
     try:
-        community = _with_db(settings, work)
+        community = with_db(settings, work)
     except services.CommunityNameTaken as exc:
-        _fail(f"There is already a community called “{exc.existing.name}” ({exc.existing.id}): choose another name, "
+        fail(f"There is already a community called “{exc.existing.name}” ({exc.existing.id}): choose another name, "
               f"or invite people to it with `safespace invite --community {exc.existing.id}`.")
     except services.InvalidInput as exc:
-        _fail("\n".join(f"{field}: {message}" for field, message in exc.errors.items()))
+        fail("\n".join(f"{field}: {message}" for field, message in exc.errors.items()))
     click.echo(f"Created {community.name} ({community.id}). Sign in as {facilitator_email} to continue.")
 
 
@@ -326,13 +157,13 @@ def _no_such_community(reference: str, names: list[str], shown: int = 20) -> str
 def invite(community_ref: str, team: str | None, addresses: tuple[str, ...]) -> None:
     from sqlalchemy import select
 
-    from safespace.identity import services, signin
+    from safespace.identity import members, services, signin
     from safespace.identity.mail import Postman
     from safespace.identity.models import Community, Team
     from safespace.mail import make_mailer
     from safespace.web.templates import template_environment
 
-    settings = _settings()
+    settings = command_settings()
 
     async def work(db: AsyncSession):  # noqa: ANN202
         community = await services.find_community(db, community_ref)
@@ -343,7 +174,7 @@ def invite(community_ref: str, team: str | None, addresses: tuple[str, ...]) -> 
             team_id = await db.scalar(select(Team.id).where(Team.community_id == community.id, Team.name == team))
             if team_id is None:
                 raise LookupError(f"{community.name} has no team named {team!r}.")
-        result = await services.invite(db, community.id, list(addresses), team_id)
+        result = await members.invite(db, community.id, list(addresses), team_id)
         tokens = [
             await signin.issue_link(db, m.person_id, community.id, ttl=signin.INVITATION_LINK_TTL)
             for m in result.invited
@@ -355,9 +186,9 @@ def invite(community_ref: str, team: str | None, addresses: tuple[str, ...]) -> 
         return result
 
     try:
-        result = _with_db(settings, work)
+        result = with_db(settings, work)
     except (LookupError, services.InvalidInput) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"Invited {len(result.invited)}; already members: {len(result.already_members)}.")
     for entry in result.invalid:
         click.echo(f"Not an email address (skipped): {entry}", err=True)
@@ -376,9 +207,9 @@ def tick() -> None:
     from safespace.schedule import tick as run_tick
     from safespace.web.templates import template_environment
 
-    settings = _settings()
-    _schema_matches_the_code(settings)  # first: the key check reads tables the schema may lack
-    _key_file_opens_the_database(settings)
+    settings = command_settings()
+    schema_matches_the_code(settings)  # first: the key check reads tables the schema may lack
+    key_file_opens_the_database(settings)
 
     async def run():  # noqa: ANN202
         engine = make_engine(settings)
@@ -417,16 +248,16 @@ def rotate_keys() -> None:
     from safespace.privacy.crypto import Keyring
     from safespace.privacy.rotation import count_not_current, reseal_all
 
-    settings = _settings()
-    _schema_matches_the_code(settings)
-    _key_file_opens_the_database(settings)  # a missing key file is not made afresh here either
+    settings = command_settings()
+    schema_matches_the_code(settings)
+    key_file_opens_the_database(settings)  # a missing key file is not made afresh here either
     keyring = Keyring.load(settings.encryption_key_path)
     new_id = keyring.add_key()  # saved first: a crash below leaves every row readable
 
-    resealed = _with_db(settings, lambda db: reseal_all(db, keyring), checked=True)
+    resealed = with_db(settings, lambda db: reseal_all(db, keyring), checked=True)
     # A second pass catches a comment a running server sealed just before it saw the new key.
-    resealed += _with_db(settings, lambda db: reseal_all(db, keyring), checked=True)
-    if _with_db(settings, lambda db: count_not_current(db, keyring), checked=True):
+    resealed += with_db(settings, lambda db: reseal_all(db, keyring), checked=True)
+    if with_db(settings, lambda db: count_not_current(db, keyring), checked=True):
         click.echo(f"Key {new_id} is now in use; re-encrypted {resealed} value(s). Some values were written with an "
                    "older key meanwhile: run `safespace keys rotate` again later to retire the older keys.")
         return
@@ -438,23 +269,23 @@ def rotate_keys() -> None:
               "for someone invited who has not joined yet, the link also accepts the invitation.")
 @click.argument("email")
 def login_link(email: str) -> None:
-    from safespace.identity import services, signin
+    from safespace.identity import members, services, signin
     from safespace.identity.mail import link_url
 
-    settings = _settings()
+    settings = command_settings()
 
     async def work(db: AsyncSession) -> tuple[str, str | None] | None:
         person = await services.find_person(db, email.strip().lower())
         if person is None:
             return None
         # Invited and not yet in: the link accepts the invitation, as the invitation mail's does.
-        invited = await services.pending_invitation(db, person.id)
+        invited = await members.pending_invitation(db, person.id)
         token = await signin.issue_link(db, person.id, invited.id if invited else None)
         return token, invited.name if invited else None
 
-    issued = _with_db(settings, work)
+    issued = with_db(settings, work)
     if issued is None:
-        _fail(f"No one with the address {email} has been invited yet.")
+        fail(f"No one with the address {email} has been invited yet.")
     token, community = issued
     click.echo(link_url(settings.base_url, token))
     if community:
@@ -467,11 +298,11 @@ def login_link(email: str) -> None:
 def backup(path: Path) -> None:
     from safespace.backup import BackupError, take
 
-    settings = _settings()
+    settings = command_settings()
     try:
         report = asyncio.run(take(settings, path))
     except BackupError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     manifest = report.manifest
     kind = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[manifest.database]
     click.echo(
@@ -502,11 +333,11 @@ def restore(path: Path, force: bool) -> None:
     from safespace.backup import BackupError
     from safespace.backup import restore as run_restore
 
-    settings = _settings()
+    settings = command_settings()
     try:
         report = asyncio.run(run_restore(settings, path, force))
     except BackupError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     manifest = report.manifest
     kind = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[manifest.database]
     click.echo(

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace import i18n
 from safespace.errors import InvalidInput, Refused
 from safespace.i18n import gettext as _
-from safespace.identity import services, signin
+from safespace.identity import members, services, signin
 from safespace.identity.mail import Postman
 from safespace.identity.models import Community, Membership, Team
 from safespace.settings import Settings
@@ -119,7 +119,7 @@ class CommunitiesApi(Controller):
     async def list_communities(
         self, viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]
     ) -> list[CommunityOut]:
-        memberships = await services.memberships_of(db_session, viewer.person_id)
+        memberships = await members.memberships_of(db_session, viewer.person_id)
         return [CommunityOut.of(m.community, m.role) for m in memberships if m.status == "active"]
 
     @post("/", responses=problem_responses(400, 401, 403, 409, 422))
@@ -195,7 +195,7 @@ class CommunitiesApi(Controller):
     async def list_members(
         self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
     ) -> list[MemberOut]:
-        return [MemberOut.of(m) for m in await services.roster(db_session, facilitation.community_id)]
+        return [MemberOut.of(m) for m in await members.roster(db_session, facilitation.community_id)]
 
     @post("/{community_id:uuid}/members", responses=problem_responses(400, 401, 403, 404, 409, 422, 429))
     async def invite_members(
@@ -207,7 +207,7 @@ class CommunitiesApi(Controller):
         postman: NamedDependency[Postman],
         secret: NamedDependency[bytes],
     ) -> InviteOut:
-        result = await services.invite(db_session, facilitation.community_id, data.addresses, data.team_id)
+        result = await members.invite(db_session, facilitation.community_id, data.addresses, data.team_id)
         # Over the day's limit: a 429 problem (handle_too_many_invitations), nothing written.
         await signin.count_invitations(db_session, secret, facilitation.community_id, viewer.person_id, len(result.invited))
         tokens = [
@@ -234,7 +234,7 @@ class CommunitiesApi(Controller):
         if data.team_id is not msgspec.UNSET:
             changes["team_id"] = data.team_id
         try:
-            member = await services.change_member(db_session, facilitation.community_id, membership_id, **changes)
+            member = await members.change_member(db_session, facilitation.community_id, membership_id, **changes)
         except LookupError:
             raise NotFoundException(_("That person is not a member of this community.")) from None
         return MemberOut.of(member)

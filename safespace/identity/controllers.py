@@ -17,7 +17,7 @@ from safespace import i18n
 from safespace.chat import services as chat_services
 from safespace.errors import InvalidInput, Refused
 from safespace.i18n import gettext as _
-from safespace.identity import services, signin
+from safespace.identity import members, services, signin
 from safespace.identity.mail import Postman
 from safespace.identity.models import Membership
 from safespace.settings import Settings
@@ -82,7 +82,7 @@ class CommunitiesController(Controller):
     async def index(
         self, viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession], settings: NamedDependency[Settings]
     ) -> Template:
-        memberships = await services.memberships_of(db_session, viewer.person_id)
+        memberships = await members.memberships_of(db_session, viewer.person_id)
         return page("identity/communities.html", memberships=memberships, may_create=settings.community_creators == "anyone")
 
     @post("/{community_id:uuid}/accept")
@@ -93,7 +93,7 @@ class CommunitiesController(Controller):
         db_session: NamedDependency[AsyncSession],
     ) -> Redirect:
         """A signed-in person accepts an invitation they can see on their communities page."""
-        if not await services.accept_invitation(db_session, viewer.person_id, community_id):
+        if not await members.accept_invitation(db_session, viewer.person_id, community_id):
             raise NotFoundException(_("There is no invitation to this community for you."))
         return see_other(f"/c/{community_id}")
 
@@ -163,8 +163,8 @@ class CommunityController(Controller):
 
     async def _teams_page(self, db: AsyncSession, membership: Membership, status: int = 200, **extra: Any) -> Template:
         teams = await services.teams_of(db, membership.community_id)
-        members = await services.roster(db, membership.community_id)
-        counts = {team.id: sum(1 for m in members if m.team_id == team.id and m.status != "deactivated") for team in teams}
+        roster = await members.roster(db, membership.community_id)
+        counts = {team.id: sum(1 for m in roster if m.team_id == team.id and m.status != "deactivated") for team in teams}
         context = {"values": {}, "errors": {}, "rename_errors": {}} | extra
         return page(
             "identity/teams.html", status_code=status, community=membership.community, teams=teams, counts=counts, **context
@@ -216,15 +216,15 @@ class CommunityController(Controller):
         self, db: AsyncSession, membership: Membership, status: int = 200, **extra: Any
     ) -> Template:
         context = {"values": {}, "errors": {}, "invalid": [], "show": "all"} | extra
-        members = await services.roster(db, membership.community_id)
+        listed = await members.roster(db, membership.community_id)
         if context["show"] in ("invited", "active", "deactivated"):
-            members = [m for m in members if m.status == context["show"]]
+            listed = [m for m in listed if m.status == context["show"]]
         return page(
             "identity/members.html",
             status_code=status,
             community=membership.community,
             me=membership,
-            members=members,
+            members=listed,
             teams=await services.teams_of(db, membership.community_id),
             **context,
         )
@@ -250,7 +250,7 @@ class CommunityController(Controller):
     ) -> Template | Redirect:
         values = {"addresses": str(data.get("addresses", "")), "team": form_text(data, "team")}
         try:
-            result = await services.invite(db_session, facilitation.community_id, values["addresses"], values["team"])
+            result = await members.invite(db_session, facilitation.community_id, values["addresses"], values["team"])
             await signin.count_invitations(db_session, secret, facilitation.community_id, viewer.person_id, len(result.invited))
         except InvalidInput as exc:
             return await self._members_page(db_session, facilitation, 422, values=values, errors=exc.errors)
@@ -313,7 +313,7 @@ class CommunityController(Controller):
         if not changes:
             raise NotFoundException(_("That action is not available here."))
         try:
-            member = await services.change_member(db_session, facilitation.community_id, membership_id, **changes)
+            member = await members.change_member(db_session, facilitation.community_id, membership_id, **changes)
         except LookupError:
             raise NotFoundException(_("That person is not a member of this community.")) from None
         except (Refused, InvalidInput) as exc:

@@ -22,6 +22,7 @@ from safespace import clock
 from safespace.db.batch import Batcher, padded
 from safespace.db.engine import Reads
 from safespace.i18n import gettext as _
+from safespace.identity.members import accept_invitation
 from safespace.identity.models import (
     Community,
     LoginLink,
@@ -29,7 +30,6 @@ from safespace.identity.models import (
     Person,
     WebSession,
 )
-from safespace.identity.services import accept_invitation
 from safespace.ratelimit import attempts, over_limit, rate_key
 
 log = logging.getLogger(__name__)

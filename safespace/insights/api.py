@@ -10,7 +10,7 @@ from litestar.params import FromPath, FromQuery
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
-from safespace.identity import services as identity
+from safespace.identity.members import roster
 from safespace.identity.models import Membership
 from safespace.insights import actions, objective_figures, team_figures, trend_figures, vitality_figures
 from safespace.insights.controllers import round_or_404, survey_or_404
@@ -50,7 +50,7 @@ async def round_teams(
 @get(f"{PATH}/vitality", tags=["insights"], responses=READ)
 async def vitality(facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> vitality_figures.Vitality:
     """Response rate and members over rounds, stories, replies and reactions per month, the five keys."""
-    members = sum(1 for m in await identity.roster(db_session, facilitation.community_id) if m.status == "active")
+    members = sum(1 for m in await roster(db_session, facilitation.community_id) if m.status == "active")
     return await vitality_figures.vitality(db_session, facilitation.community, members, i18n.current_language())
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace import clock, i18n
 from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
-from safespace.identity import services as identity
+from safespace.identity.members import roster
 from safespace.identity.models import Community, Membership
 from safespace.insights import actions, exports, objective_figures, team_figures, trend_figures, views, vitality_figures
 from safespace.insights.objective_figures import METRICS, metric_name
@@ -318,7 +318,7 @@ class InsightsController(Controller):
     # --- vitality ---
 
     async def _vitality(self, db: AsyncSession, community: Community) -> vitality_figures.Vitality:
-        members = sum(1 for m in await identity.roster(db, community.id) if m.status == "active")
+        members = sum(1 for m in await roster(db, community.id) if m.status == "active")
         return await vitality_figures.vitality(db, community, members, i18n.current_language())
 
     @get("/vitality")

@@ -16,8 +16,8 @@ from litestar.params import FromPath
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
+from safespace.identity.members import active_membership
 from safespace.identity.models import Membership
-from safespace.identity.services import active_membership
 from safespace.web.session import Place, Viewer
 
 DATABASE_STATE_KEY = "database"  # app.state: the SQLAlchemy plugin's config (create_app)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from safespace import clock, schedule
-from safespace.identity import services as identity
+from safespace.identity import members as membership_rules
 from safespace.identity.models import Membership, Person
 from safespace.insights import objective_figures, trend_figures
 from safespace.pulse import services as pulse
@@ -264,7 +264,7 @@ async def test_every_route_answers_each_caller_as_its_rule_says(client, db: Asyn
     memberships = {
         p.email: m for m, p in (await db.execute(select(Membership, Person).join(Person).where(Membership.community_id == community.id)))
     }
-    await identity.change_member(db, community.id, memberships["m5@x.org"].id, status="deactivated")
+    await membership_rules.change_member(db, community.id, memberships["m5@x.org"].id, status="deactivated")
     note = await trend_figures.add_note(db, pulse_.round, "A holiday week.")
     objective = await objective_figures.add_objective(
         db, community, title="Answer more", metric="response_rate", direction="raise", target="90", baseline="60", due_on="2099-01-01"
