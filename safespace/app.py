@@ -44,7 +44,8 @@ from safespace.identity.sign_in_pages import SignInController, SignInLinks
 from safespace.identity.signin import SessionReader
 from safespace.insights.action_routes import ActionsController
 from safespace.insights.api import insights_api
-from safespace.insights.controllers import InsightsController, SummaryController
+from safespace.insights.community_pages import ObjectivesController, SummaryController, VitalityController
+from safespace.insights.controllers import InsightsController
 from safespace.insights.trend_figures import TREND_STATES, TrendStates
 from safespace.mail import Mailer, make_mailer
 from safespace.notifications.controllers import NotificationsController
@@ -261,6 +262,8 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
             StoriesController,
             ReceiptController,
             InsightsController,
+            VitalityController,
+            ObjectivesController,
             NotificationsController,
             ChatController,
             ActionsController,

@@ -7,7 +7,7 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
@@ -19,11 +19,12 @@ from safespace.errors import InvalidInput, Refused
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community, Membership
 from safespace.insights import actions, exports
-from safespace.insights.controllers import round_or_404
+from safespace.insights.controllers import provide_round
 from safespace.insights.models import ACTION_STATUSES
 from safespace.privacy.crypto import Keyring
 from safespace.pulse.lifecycle import note_mails
 from safespace.pulse.mail import RoundMails
+from safespace.pulse.models import Round
 from safespace.web.guards import facilitator_routes
 from safespace.web.pages import form_text, page, see_other
 from safespace.web.session import Viewer, flash
@@ -39,7 +40,7 @@ def _no_action() -> NotFoundException:
 class ActionsController(Controller):
     path = "/c/{community_id:uuid}/insights/actions"
     include_in_schema = False
-    dependencies = facilitator_routes()
+    dependencies = facilitator_routes() | {"round_": Provide(provide_round)}
 
     async def _list(
         self, db: AsyncSession, community: Community, status: str | None, instrument: str | None,
@@ -76,7 +77,7 @@ class ActionsController(Controller):
 
     @post("/", name="actions:create")
     async def create(
-        self, data: Form, facilitation: NamedDependency[Membership], viewer: NamedDependency[Viewer],
+        self, request: Request, data: Form, facilitation: NamedDependency[Membership], viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession],
     ) -> Template | Redirect:  # fmt: skip
         community = facilitation.community
@@ -92,7 +93,7 @@ class ActionsController(Controller):
         except InvalidInput as exc:
             return await self._list(db_session, community, None, None, 422, values=values, errors=exc.errors, about=about)
         await flash(db_session, viewer, _("Action planned. Members see it on “Our results”."))
-        return see_other(f"/c/{community.id}/insights/actions/{action.id}")
+        return _to_action(request, community.id, action.id)
 
     @get("/{action_id:uuid}", name="actions:show")
     async def show(
@@ -113,7 +114,7 @@ class ActionsController(Controller):
 
     @post("/{action_id:uuid}", name="actions:update")
     async def update(
-        self, data: Form, action_id: FromPath[uuid.UUID], facilitation: NamedDependency[Membership],
+        self, request: Request, data: Form, action_id: FromPath[uuid.UUID], facilitation: NamedDependency[Membership],
         viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession], keyring: NamedDependency[Keyring],
     ) -> Template | Redirect:  # fmt: skip
         community = facilitation.community
@@ -125,7 +126,7 @@ class ActionsController(Controller):
         except InvalidInput as exc:
             return await self._show(db_session, keyring, community, action_id, 422, values=values, errors=exc.errors)
         await flash(db_session, viewer, _("Action updated."))
-        return see_other(f"/c/{community.id}/insights/actions/{action_id}")
+        return _to_action(request, community.id, action_id)
 
     @get(["/export.csv", "/export.json"], name="actions:export")
     async def export(
@@ -137,15 +138,14 @@ class ActionsController(Controller):
 
     @post("/summaries/{round_id:uuid}", name="actions:publish")
     async def publish(
-        self, data: Form, round_id: FromPath[uuid.UUID], facilitation: NamedDependency[Membership],
+        self, request: Request, data: Form, round_: NamedDependency[Round], facilitation: NamedDependency[Membership],
         viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession],
         send_round_mails: NamedDependency[RoundMails],
     ) -> Redirect:  # fmt: skip
         """Publish a closed round's "you said, we did" and mail it to every active member, in their
         language, after the commit (the mails are noted with it, as round invitations are)."""
         community = facilitation.community
-        round_ = await round_or_404(db_session, community, round_id)
-        back = f"/c/{community.id}/insights/rounds/{round_.id}"
+        back = request.app.route_reverse("insights:round", community_id=community.id, round_id=round_.id)
         try:
             await actions.publish_summary(db_session, community, round_, form_text(data, "summary"))
         except (Refused, InvalidInput) as exc:
@@ -159,3 +159,7 @@ class ActionsController(Controller):
         redirect = see_other(f"{back}#summary")
         redirect.background = BackgroundTask(send_round_mails, mails)
         return redirect
+
+
+def _to_action(request: Request, community_id: uuid.UUID, action_id: uuid.UUID) -> Redirect:
+    return see_other(request.app.route_reverse("actions:show", community_id=community_id, action_id=action_id))

@@ -5,15 +5,16 @@ from __future__ import annotations
 import uuid
 
 from litestar import Router, get
-from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromQuery
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
 from safespace.identity.members import roster
 from safespace.identity.models import Membership
 from safespace.insights import actions, objective_figures, team_figures, trend_figures, vitality_figures
-from safespace.insights.controllers import round_or_404, survey_or_404
+from safespace.insights.controllers import provide_round, survey_or_404
+from safespace.pulse.models import Round
 from safespace.pulse.services import round_instruments
 from safespace.web.errors import problem_responses
 from safespace.web.guards import facilitator_routes
@@ -36,12 +37,10 @@ async def trend(
 
 @get(f"{PATH}/rounds/{{round_id:uuid}}/teams", tags=["insights"], responses=READ)
 async def round_teams(
-    round_id: FromPath[uuid.UUID],
-    facilitation: NamedDependency[Membership],
+    round_: NamedDependency[Round],
     db_session: NamedDependency[AsyncSession],
 ) -> list[team_figures.TeamGrid]:
     """Teams × statements of a closed round, with complementary suppression; empty while open."""
-    round_ = await round_or_404(db_session, facilitation.community, round_id)
     if not round_.closed:
         return []
     return [await team_figures.round_team_grid(db_session, round_, i, i18n.current_language()) for i in round_instruments(round_)]
@@ -73,5 +72,5 @@ async def action_list(
 insights_api = Router(
     path="/api/v1",
     route_handlers=[trend, round_teams, vitality, objectives, action_list],
-    dependencies=facilitator_routes(),
+    dependencies=facilitator_routes() | {"round_": Provide(provide_round)},
 )

@@ -1,4 +1,5 @@
-"""Facilitators' insights pages and exports, and the members' summary of released results.
+"""Facilitators' insights pages and exports: the trend, one round, the teams. (Vitality, objectives
+and the members' summary: community_pages.py.)
 
 Every number comes from the insights *_figures modules (released aggregates, through surveys.disclosure).
 """
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
@@ -20,18 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace import clock, i18n
 from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
-from safespace.identity.members import roster
 from safespace.identity.models import Community, Membership
-from safespace.insights import actions, exports, objective_figures, team_figures, trend_figures, views, vitality_figures
-from safespace.insights.objective_figures import METRICS, metric_name
-from safespace.insights.reasons import reason_text
+from safespace.insights import actions, exports, team_figures, trend_figures, views
 from safespace.insights.trend_figures import TREND_STATES
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import results as pulse_results
 from safespace.pulse import services as pulse
 from safespace.pulse.models import Round, Survey
 from safespace.pulse.results import comments_shown, round_result
-from safespace.web.guards import facilitator_place, facilitator_routes, member_routes, no_community, request_session
+from safespace.web.guards import facilitator_place, facilitator_routes, no_community, request_session
 from safespace.web.pages import form_text, page, see_other
 from safespace.web.session import Viewer, flash
 
@@ -52,9 +50,12 @@ def _no_survey() -> NotFoundException:
     return NotFoundException(_("There is no such survey in this community."))
 
 
-async def round_or_404(db: AsyncSession, community: Community, round_id: uuid.UUID) -> Round:
+async def provide_round(
+    round_id: FromPath[uuid.UUID], facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
+) -> Round:
+    """The round of the path, in the facilitator's community; 404 otherwise."""
     try:
-        return await pulse.round_in(db, community.id, round_id)
+        return await pulse.round_in(db_session, facilitation.community_id, round_id)
     except LookupError:
         raise NotFoundException(_("There is no such round in this community.")) from None
 
@@ -107,11 +108,12 @@ async def _trend_sections(request: Request, community: trend_figures.CommunityFa
 
 
 class InsightsController(Controller):
-    """Trend, round results, teams, vitality, objectives: aggregates only, for facilitators."""
+    """Trend, round results and teams: aggregates only, for facilitators (vitality and objectives:
+    community_pages.py). The round of the path is the `round_` dependency."""
 
     path = "/c/{community_id:uuid}/insights"
     include_in_schema = False
-    dependencies = facilitator_routes()
+    dependencies = facilitator_routes() | {"round_": Provide(provide_round)}
 
     # --- trend ---
 
@@ -161,9 +163,8 @@ class InsightsController(Controller):
     # --- one round ---
 
     async def _round_context(
-        self, db: AsyncSession, keyring: Keyring, community: Community, round_id: uuid.UUID, comments: str | None = None
+        self, db: AsyncSession, keyring: Keyring, community: Community, round_: Round, comments: str | None = None
     ) -> dict:
-        round_ = await round_or_404(db, community, round_id)
         survey = await pulse.survey_in(db, community.id, round_.survey_id)
         language = i18n.current_language()
         result = await round_result(db, keyring, round_, language, clock.now(), comments_shown(comments))
@@ -191,56 +192,50 @@ class InsightsController(Controller):
             "zone_day": lambda moment: views.day_label(moment.astimezone(views.zone(community)).date()),
         }
 
-    @get("/rounds/{round_id:uuid}")
+    @get("/rounds/{round_id:uuid}", name="insights:round")
     async def round_page(
         self,
-        round_id: FromPath[uuid.UUID],
+        round_: NamedDependency[Round],
         facilitation: NamedDependency[Membership],
         db_session: NamedDependency[AsyncSession],
         keyring: NamedDependency[Keyring],
         comments: FromQuery[str | None] = None,
     ) -> Template:
-        context = await self._round_context(db_session, keyring, facilitation.community, round_id, comments)
+        context = await self._round_context(db_session, keyring, facilitation.community, round_, comments)
         return page("insights/round.html", values={}, errors={}, **context)
 
     @get("/rounds/{round_id:uuid}/report")
     async def round_report(
         self,
-        round_id: FromPath[uuid.UUID],
+        round_: NamedDependency[Round],
         facilitation: NamedDependency[Membership],
         db_session: NamedDependency[AsyncSession],
         keyring: NamedDependency[Keyring],
     ) -> Template:
-        context = await self._round_context(db_session, keyring, facilitation.community, round_id, "all")
+        context = await self._round_context(db_session, keyring, facilitation.community, round_, "all")
         return page("insights/report.html", **context)
 
     @get(["/rounds/{round_id:uuid}/results.csv", "/rounds/{round_id:uuid}/results.json"])
     async def round_export(
         self,
         request: Request,
-        round_id: FromPath[uuid.UUID],
+        round_: NamedDependency[Round],
         facilitation: NamedDependency[Membership],
         db_session: NamedDependency[AsyncSession],
         keyring: NamedDependency[Keyring],
     ) -> Response:
-        round_ = await round_or_404(db_session, facilitation.community, round_id)
         result = await round_result(db_session, keyring, round_, i18n.current_language(), clock.now())
         return exports.export(request, f"round-{round_.number}", exports.RESULT_HEADER, exports.result_rows(result), result)
 
     @get(["/rounds/{round_id:uuid}/teams.csv", "/rounds/{round_id:uuid}/teams.json"])
     async def round_teams_export(
-        self,
-        request: Request,
-        round_id: FromPath[uuid.UUID],
-        facilitation: NamedDependency[Membership],
-        db_session: NamedDependency[AsyncSession],
+        self, request: Request, round_: NamedDependency[Round], db_session: NamedDependency[AsyncSession]
     ) -> Response:
-        grids = await self._grids(db_session, facilitation.community, round_id)
+        grids = await self._grids(db_session, round_)
         rows = [(g.title,) + row for g in grids for row in exports.team_rows(g)]
         return exports.export(request, "teams", ("grid",) + exports.TEAMS_HEADER, rows, grids)
 
-    async def _grids(self, db: AsyncSession, community: Community, round_id: uuid.UUID) -> list[team_figures.TeamGrid]:
-        round_ = await round_or_404(db, community, round_id)
+    async def _grids(self, db: AsyncSession, round_: Round) -> list[team_figures.TeamGrid]:
         if not round_.closed:
             return []
         return [await team_figures.round_team_grid(db, round_, i, i18n.current_language()) for i in pulse.round_instruments(round_)]
@@ -248,7 +243,8 @@ class InsightsController(Controller):
     @post("/rounds/{round_id:uuid}/notes")
     async def add_note(
         self,
-        round_id: FromPath[uuid.UUID],
+        request: Request,
+        round_: NamedDependency[Round],
         data: Form,
         facilitation: NamedDependency[Membership],
         viewer: NamedDependency[Viewer],
@@ -256,31 +252,28 @@ class InsightsController(Controller):
         keyring: NamedDependency[Keyring],
     ) -> Template | Redirect:
         community = facilitation.community
-        round_ = await round_or_404(db_session, community, round_id)
         values = {"note": form_text(data, "note")}
         try:
             await trend_figures.add_note(db_session, round_, values["note"])
         except InvalidInput as exc:
-            context = await self._round_context(db_session, keyring, community, round_id)
+            context = await self._round_context(db_session, keyring, community, round_)
             return page("insights/round.html", status_code=422, values=values, errors=exc.errors, **context)
         await flash(db_session, viewer, _("Note pinned to round %(number)s.", number=round_.number))
-        return see_other(f"/c/{community.id}/insights/rounds/{round_id}")
+        return _to_round(request, round_)
 
     @post("/rounds/{round_id:uuid}/notes/{note_id:uuid}/delete")
     async def delete_note(
         self,
-        round_id: FromPath[uuid.UUID],
+        request: Request,
+        round_: NamedDependency[Round],
         note_id: FromPath[uuid.UUID],
-        facilitation: NamedDependency[Membership],
         viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession],
     ) -> Redirect:
-        community = facilitation.community
-        round_ = await round_or_404(db_session, community, round_id)
         if not await trend_figures.delete_note(db_session, round_, note_id):
             raise NotFoundException(_("There is no such note."))
         await flash(db_session, viewer, _("Note removed."))
-        return see_other(f"/c/{community.id}/insights/rounds/{round_id}")
+        return _to_round(request, round_)
 
     # --- teams ---
 
@@ -315,111 +308,6 @@ class InsightsController(Controller):
             charts=[views.team_heatmap(f"grid{n}", g, k) for n, g in enumerate(grids) if g.rows],
         )
 
-    # --- vitality ---
 
-    async def _vitality(self, db: AsyncSession, community: Community) -> vitality_figures.Vitality:
-        members = sum(1 for m in await roster(db, community.id) if m.status == "active")
-        return await vitality_figures.vitality(db, community, members, i18n.current_language())
-
-    @get("/vitality")
-    async def vitality(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Template:
-        community = facilitation.community
-        result = await self._vitality(db_session, community)
-        return page(
-            "insights/vitality.html",
-            community=community,
-            vitality=result,
-            charts=views.vitality_charts(result, community.min_group_size),
-        )
-
-    @get(["/vitality.csv", "/vitality.json"])
-    async def vitality_export(
-        self, request: Request, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
-    ) -> Response:
-        result = await self._vitality(db_session, facilitation.community)
-        return exports.export(request, "vitality", exports.VITALITY_HEADER, exports.vitality_rows(result), result)
-
-    # --- objectives ---
-
-    async def _objectives_page(self, db: AsyncSession, community: Community, status: int = 200, **extra: Any) -> Template:
-        context = {"values": {"metric": "psychological_safety", "direction": "raise"}, "errors": {}} | extra
-        return page(
-            "insights/objectives.html",
-            status_code=status,
-            community=community,
-            objectives=await objective_figures.objectives(db, community),
-            metrics=[(m, metric_name(m)) for m in METRICS],
-            **context,
-        )
-
-    @get("/objectives")
-    async def objectives(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Template:
-        return await self._objectives_page(db_session, facilitation.community)
-
-    @post("/objectives")
-    async def add_objective(
-        self,
-        data: Form,
-        facilitation: NamedDependency[Membership],
-        viewer: NamedDependency[Viewer],
-        db_session: NamedDependency[AsyncSession],
-    ) -> Template | Redirect:
-        community = facilitation.community
-        values = {key: form_text(data, key) for key in ("title", "metric", "direction", "target", "baseline", "due_on")}
-        try:
-            await objective_figures.add_objective(db_session, community, **values)
-        except InvalidInput as exc:
-            return await self._objectives_page(db_session, community, 422, values=values, errors=exc.errors)
-        await flash(db_session, viewer, _("Objective added."))
-        return see_other(f"/c/{community.id}/insights/objectives")
-
-    @post("/objectives/{objective_id:uuid}/delete")
-    async def delete_objective(
-        self,
-        objective_id: FromPath[uuid.UUID],
-        facilitation: NamedDependency[Membership],
-        viewer: NamedDependency[Viewer],
-        db_session: NamedDependency[AsyncSession],
-    ) -> Redirect:
-        community = facilitation.community
-        if not await objective_figures.delete_objective(db_session, community, objective_id):
-            raise NotFoundException(_("There is no such objective."))
-        await flash(db_session, viewer, _("Objective removed."))
-        return see_other(f"/c/{community.id}/insights/objectives")
-
-    @get(["/objectives.csv", "/objectives.json"])
-    async def objectives_export(
-        self, request: Request, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
-    ) -> Response:
-        rows = await objective_figures.objectives(db_session, facilitation.community)
-        return exports.export(request, "objectives", exports.OBJECTIVES_HEADER, exports.objective_rows(rows), rows)
-
-
-class SummaryController(Controller):
-    """What every member may see: the community's released results, the same numbers, same rules."""
-
-    path = "/c/{community_id:uuid}/summary"
-    include_in_schema = False
-    dependencies = member_routes()
-
-    @get("/")
-    async def summary(self, membership: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Template:
-        community = membership.community
-        language = i18n.current_language()
-        trends = []
-        for n, survey in enumerate(await pulse.surveys_of(db_session, community.id)):
-            trend = await trend_figures.survey_trend(db_session, community, survey, language)
-            trends.append(
-                (trend, [(t, views.trend_charts(f"s{n}-{m}", t, community.min_group_size, with_notes=False)) for m, t in enumerate(trend.instruments)])
-            )
-        return page(
-            "insights/summary.html",
-            community=community,
-            membership=membership,
-            trends=trends,
-            objectives=await objective_figures.objectives(db_session, community),
-            # "You said, we did": what the community is doing about its results (dropped ones left out).
-            actions=[a for a in await actions.actions(db_session, community, with_log=True) if a.status != "dropped"],
-            status_name=actions.status_name,
-            reason_text=reason_text,
-        )
+def _to_round(request: Request, round_: Round) -> Redirect:
+    return see_other(request.app.route_reverse("insights:round", community_id=round_.community_id, round_id=round_.id))
