@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from safespace.demo import PAST_ROUNDS
+from safespace.demo_rounds import PAST_ROUNDS
 from tests.e2e.conftest import CHROMIUM
 
 pytestmark = pytest.mark.e2e

@@ -20,7 +20,8 @@ from safespace.app import create_app
 from safespace.backup import read_manifest, revisions
 from safespace.db.migrate import current_revision, upgrade
 from safespace.db.models import metadata
-from safespace.demo import FACILITATOR, NAME, PAST_ROUNDS, SURVEY_TITLE, ensure_demo
+from safespace.demo import FACILITATOR, NAME, ensure_demo
+from safespace.demo_rounds import PAST_ROUNDS, SURVEY_TITLE
 from safespace.identity import services as identity
 from safespace.identity.models import Community, Membership
 from safespace.privacy.crypto import Keyring

@@ -43,7 +43,7 @@ async def test_demo_has_a_year_of_weekly_rounds_with_a_rising_trend(settings, db
     """The README promises a year of weekly rounds (issue 17 item 7: it had twelve)."""
     import msgspec
 
-    from safespace.demo import SURVEY_TITLE
+    from safespace.demo_rounds import SURVEY_TITLE
     from safespace.pulse.models import Round, Survey, Tally
     from surveys import stats
     from surveys import tally as tally_rules

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace.demo import FACILITATOR, SURVEY_TITLE, ensure_demo
+from safespace.demo import FACILITATOR, ensure_demo
+from safespace.demo_rounds import SURVEY_TITLE
 from safespace.identity.models import Community
 from safespace.privacy.crypto import Keyring
 from safespace.pulse.models import Round, Survey
