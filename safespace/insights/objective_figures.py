@@ -147,39 +147,9 @@ async def add_objective(
 ) -> Objective:
     """Check a facilitator's objective and add it. `baseline` empty: the latest released value.
     `starts_on` (the demo): an objective set on an earlier day, its baseline as released then."""
-    errors: dict[str, str] = {}
-    title = clean_text(title)
-    if not title:
-        errors["title"] = _("Give the objective a title.")
-    elif len(title) > 200:
-        errors["title"] = _("Keep the title to 200 characters or fewer.")
-    if metric not in METRICS:
-        errors["metric"] = _("Choose a metric from the list.")
-    if direction not in DIRECTIONS:
-        errors["direction"] = _("Choose whether the metric should rise or fall to the target.")
-    top = SCALE_TOP.get(metric, 10000)
-    values: dict[str, float] = {}
-    for name, text in (("target", target), ("baseline", baseline)):
-        if name == "baseline" and not text.strip():
-            continue
-        try:
-            values[name] = _number(text)
-        except ValueError:
-            errors[name] = _("Enter a number, such as 5.5 or 70.")
-        else:
-            if not 0 <= values[name] <= top:
-                errors[name] = _("Enter a number between 0 and %(top)s.") % {"top": top}
     today = clock.now().astimezone(ZoneInfo(community.time_zone)).date()
     starts_on = starts_on or today
-    try:
-        due = date.fromisoformat(due_on)
-    except ValueError:
-        errors["due_on"] = _("Enter the due date as a date, such as %(example)s.") % {
-            "example": (today + timedelta(days=90)).isoformat()
-        }
-    else:
-        if due <= today:
-            errors["due_on"] = _("Choose a due date in the future.")
+    title, values, due, errors = _read_form(title, metric, direction, target, baseline, due_on, today)
     if metric in METRICS and "baseline" not in errors:
         current = await metric_value(db, community, metric)
         if "baseline" not in values:
@@ -209,6 +179,47 @@ async def add_objective(
     db.add(objective)
     await db.flush()
     return objective
+
+
+def _read_form(
+    title: str, metric: str, direction: str, target: str, baseline: str, due_on: str, today: date
+) -> tuple[str, dict[str, float], date | None, dict[str, str]]:
+    """The objective form's own checks, before any released value is read: the title, the metric
+    and direction from their lists, numbers within the metric's scale, a due date after today.
+    Returns the cleaned title, the numbers read, the due date and the errors found."""
+    errors: dict[str, str] = {}
+    due = None
+    title = clean_text(title)
+    if not title:
+        errors["title"] = _("Give the objective a title.")
+    elif len(title) > 200:
+        errors["title"] = _("Keep the title to 200 characters or fewer.")
+    if metric not in METRICS:
+        errors["metric"] = _("Choose a metric from the list.")
+    if direction not in DIRECTIONS:
+        errors["direction"] = _("Choose whether the metric should rise or fall to the target.")
+    top = SCALE_TOP.get(metric, 10000)
+    values: dict[str, float] = {}
+    for name, text in (("target", target), ("baseline", baseline)):
+        if name == "baseline" and not text.strip():
+            continue
+        try:
+            values[name] = _number(text)
+        except ValueError:
+            errors[name] = _("Enter a number, such as 5.5 or 70.")
+        else:
+            if not 0 <= values[name] <= top:
+                errors[name] = _("Enter a number between 0 and %(top)s.") % {"top": top}
+    try:
+        due = date.fromisoformat(due_on)
+    except ValueError:
+        errors["due_on"] = _("Enter the due date as a date, such as %(example)s.") % {
+            "example": (today + timedelta(days=90)).isoformat()
+        }
+    else:
+        if due <= today:
+            errors["due_on"] = _("Choose a due date in the future.")
+    return title, values, due, errors
 
 
 def _start_of(community: Community, day: date) -> datetime:

@@ -178,7 +178,22 @@ async def close_round(db: AsyncSession, keyring: Keyring, round_id: uuid.UUID, m
     if round_.closes_at > moment:
         round_.closes_at = moment  # closed early
     random_order = random.SystemRandom()
+    await _shuffle_ledger(db, round_, random_order)
+    keep, answered = await _keep_released_tallies(db, keyring, round_)
+    await _release_comments(db, keyring, round_, keep, answered, random_order)
+    await db.execute(delete(RoundMail).where(RoundMail.round_id == round_id))
+    # No token of the round can verify again, and the spent list is no longer needed.
+    await db.execute(delete(RoundKey).where(RoundKey.round_id == round_id))
+    await db.execute(delete(SpentToken).where(SpentToken.round_id == round_id))
+    # The facilitators' digests say what the results page says, when they are sent (notifications/).
+    await notifications.note(db, round_.community_id, ROUND_CLOSED, moment, round_id)
+    await db.flush()
+    return True
 
+
+async def _shuffle_ledger(db: AsyncSession, round_: Round, random_order: random.SystemRandom) -> None:
+    """The ledger re-inserted in a shuffled order (close_round's first point)."""
+    round_id = round_.id
     ledger = (await db.execute(select(Participation.person_id, Participation.reissued).where(Participation.round_id == round_id))).all()
     people = [person for person, _reissued in ledger]
     round_.reissued = sum(1 for _person, reissued in ledger if reissued)  # shown beside the results
@@ -186,6 +201,11 @@ async def close_round(db: AsyncSession, keyring: Keyring, round_id: uuid.UUID, m
     random_order.shuffle(people)
     db.add_all([Participation(round_id=round_id, person_id=person) for person in people])
 
+
+async def _keep_released_tallies(db: AsyncSession, keyring: Keyring, round_: Round) -> tuple[set[str], int]:
+    """Only the tallies that may be shown stay, in the clear; the rest are deleted (close_round's
+    second point). Returns the groups kept and how many answered."""
+    round_id = round_.id
     tallies = list(await db.scalars(select(Tally).where(Tally.round_id == round_id)))
     # Who answered is what the tallies counted: with answer tokens the ledger also holds members
     # who took a token and never used it, so it can only overstate.
@@ -218,7 +238,15 @@ async def close_round(db: AsyncSession, keyring: Keyring, round_id: uuid.UUID, m
     ]
     await db.execute(delete(Tally).where(Tally.round_id == round_id))
     db.add_all([Tally(round_id=round_id, instrument=i, group_key=g, respondents=n, data=d) for i, g, n, d in kept])
+    return keep, answered
 
+
+async def _release_comments(
+    db: AsyncSession, keyring: Keyring, round_: Round, keep: set[str], answered: int, random_order: random.SystemRandom
+) -> None:
+    """Pending comments become released ones, shuffled, under new ids; or are deleted when the round
+    missed the comment threshold (close_round's third point)."""
+    round_id = round_.id
     pending = list(await db.scalars(select(PendingComment).where(PendingComment.round_id == round_id)))
     texts = []
     if disclosure.comments_visible(answered, round_.min_group_size, round_.comment_threshold):
@@ -244,14 +272,6 @@ async def close_round(db: AsyncSession, keyring: Keyring, round_id: uuid.UUID, m
                 body=keyring.seal(text, associated_data("released_comment", "body", f"{round_id}/{comment_id}")),
             )
         )
-    await db.execute(delete(RoundMail).where(RoundMail.round_id == round_id))
-    # No token of the round can verify again, and the spent list is no longer needed.
-    await db.execute(delete(RoundKey).where(RoundKey.round_id == round_id))
-    await db.execute(delete(SpentToken).where(SpentToken.round_id == round_id))
-    # The facilitators' digests say what the results page says, when they are sent (notifications/).
-    await notifications.note(db, round_.community_id, ROUND_CLOSED, moment, round_id)
-    await db.flush()
-    return True
 
 
 def _pending_text(keyring: Keyring, round_id: uuid.UUID, comment: PendingComment) -> str:
