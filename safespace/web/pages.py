@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 # A private name, but no public accessor exists for the request's session; the version is pinned.
 from litestar import Request
@@ -24,6 +25,16 @@ def local_path(value: str | None) -> str | None:
     if value and value.startswith("/") and not value.startswith(("//", "/\\")) and "\n" not in value:
         return value
     return None
+
+
+def here(path: str, query: str) -> str:
+    """Where the language switcher returns to: this page, with its query but without a `next` that
+    leads off the site (the sign-in page drops such a `next`; the switcher must not carry it on).
+    Empty on a sign-in link's page: its token stays out of any query."""
+    if path.startswith("/signin/"):
+        return ""
+    pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "next" or local_path(v)]
+    return path + ("?" + urlencode(pairs) if pairs else "")
 
 
 def form_text(data: dict[str, Any], name: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from safespace import i18n
+from safespace.web.pages import here
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"  # package data: a plain wheel carries them
 def template_environment() -> Environment:
@@ -29,7 +30,7 @@ def template_environment() -> Environment:
         lambda singular, plural, n: i18n.translations(i18n.current_language()).ngettext(singular, plural, n),
         newstyle=True,
     )
-    env.globals.update(current_language=i18n.current_language, languages=i18n.LANGUAGES, sri=subresource_integrity)
+    env.globals.update(current_language=i18n.current_language, languages=i18n.LANGUAGES, sri=subresource_integrity, return_here=here)
     return env
 
 

@@ -11,6 +11,7 @@ import httpx
 from litestar import Litestar
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace.insights import actions
 from safespace.pulse.token_routes import REDEEM_PATH
 from tests.helpers import api, make_community, post_form, sign_in
 from tests.safespace.insights.conftest import Closed, answered_round, form
@@ -34,9 +35,10 @@ def get_routes(app: Litestar) -> list[str]:
     return sorted(route.path for route in app.routes if "GET" in getattr(route, "methods", ()))
 
 
-def fill(template: str, closed: Closed) -> str:
+def fill(template: str, closed: Closed, action_id: uuid.UUID) -> str:
     """A real value for each path parameter, from the world the test built."""
     values = {
+        "action_id": str(action_id),
         "community_id": str(closed.world.community.id),
         "round_id": str(closed.round.id),
         "survey_id": str(closed.survey_id),
@@ -85,19 +87,24 @@ def check_headers(response: httpx.Response) -> None:
         assert headers.get_list("cache-control") == ["no-store"], where
 
 
-async def world(client: httpx.AsyncClient, db: AsyncSession, engine, settings) -> Closed:
-    """A community of two teams of five who answered a round that has closed."""
+async def world(client: httpx.AsyncClient, db: AsyncSession, engine, settings) -> tuple[Closed, uuid.UUID]:
+    """A community of two teams of five who answered a round that has closed, and an action
+    planned from its results."""
     teams = {"North": [f"north{i}@x.org" for i in range(5)], "South": [f"south{i}@x.org" for i in range(5)]}
     answers = {email: form(5, comment="Comments need ten people.") for members in teams.values() for email in members}
-    return await answered_round(client, db, engine, settings, teams, answers)
+    closed = await answered_round(client, db, engine, settings, teams, answers)
+    about = await actions.subject(db, closed.world.community, str(closed.round.id), "psychological_safety", "")
+    action = await actions.create_action(db, closed.world.community, title="Speak first", owner="", due_on="", about=about)
+    await db.commit()
+    return closed, action.id
 
 
 async def test_every_get_route_sends_the_security_headers_to_a_facilitator(client, db: AsyncSession, engine, settings) -> None:
-    closed = await world(client, db, engine, settings)
+    closed, action_id = await world(client, db, engine, settings)
     await sign_in(client, db, closed.world.facilitator)
     statuses: dict[str, int] = {}
     for template in get_routes(client.app):
-        response = await client.get(fill(template, closed))
+        response = await client.get(fill(template, closed, action_id))
         check_headers(response)
         statuses[template] = response.status_code
     assert len(statuses) >= 50, sorted(statuses)
@@ -110,11 +117,11 @@ async def test_every_get_route_sends_the_security_headers_to_a_facilitator(clien
 
 async def test_every_get_route_sends_the_security_headers_without_a_session(client, db: AsyncSession, engine, settings) -> None:
     """Signed out: sign-in redirects and 401 problem documents carry them too."""
-    closed = await world(client, db, engine, settings)
+    closed, action_id = await world(client, db, engine, settings)
     client.cookies.clear()
     statuses = set()
     for template in get_routes(client.app):
-        response = await client.get(fill(template, closed))
+        response = await client.get(fill(template, closed, action_id))
         check_headers(response)
         statuses.add(response.status_code)
     assert {200, 401} <= statuses and statuses & {302, 303}, statuses  # sign-in redirects and problems
