@@ -105,7 +105,8 @@ class ActionsController(Controller):
     async def _show(
         self, db: AsyncSession, keyring: Keyring, community: Community, action_id: uuid.UUID, code: int = 200, **extra: Any
     ) -> Template:
-        found = next((a for a in await actions.actions(db, community, keyring=keyring, with_log=True) if a.id == action_id), None)
+        # This action only: the follow-up reads every later round's results.
+        found = next(iter(await actions.actions(db, community, action_id=action_id, keyring=keyring, with_log=True)), None)
         if found is None:
             raise _no_action()
         context = {"values": {"status": found.status}, "errors": {}} | extra

@@ -168,11 +168,13 @@ async def update_action(db: AsyncSession, community: Community, action_id: uuid.
 
 async def actions(
     db: AsyncSession, community: Community, *, status: str | None = None, instrument: str | None = None,
-    keyring: Keyring | None = None, with_log: bool = False,
+    action_id: uuid.UUID | None = None, keyring: Keyring | None = None, with_log: bool = False,
 ) -> list[ActionView]:  # fmt: skip
-    """The community's actions, newest first, filtered by status and instrument; with their log and
-    the later rounds' figures when asked (`keyring`: follow-up figures)."""
+    """The community's actions, newest first, filtered by status, instrument or id; with their log
+    and the later rounds' figures when asked (`keyring`: follow-up figures, a few rounds each)."""
     query = select(Action).where(Action.community_id == community.id)
+    if action_id is not None:
+        query = query.where(Action.id == action_id)
     if status:
         query = query.where(Action.status == status)
     if instrument:
