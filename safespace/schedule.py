@@ -29,7 +29,8 @@ from safespace.privacy.crypto import Keyring
 from safespace.pulse.lease import holder_name, schedule_turn
 from safespace.pulse.lifecycle import Mail, close_round, due_window, forget_round_keys, note_mails, open_round, refused_mails
 from safespace.pulse.mail import RoundMailer
-from safespace.pulse.models import Lease, Round, Survey
+from safespace.pulse.models import Lease, Survey
+from safespace.pulse.services import last_round
 from safespace.stories import services as stories
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ async def run_schedule(
 async def _advance(
     db: AsyncSession, keyring: Keyring, survey: Survey, moment: datetime, report: TickReport, token_key_bits: int = 2048
 ) -> None:
-    last = await db.scalar(select(Round).where(Round.survey_id == survey.id).order_by(Round.number.desc()).limit(1))
+    last = await last_round(db, survey.id)
     if last is not None and not last.closed:
         if moment < last.closes_at:
             report.mails += await refused_mails(db, last)

@@ -25,7 +25,7 @@ from safespace.chat.models import ChatChannel, ChatPost
 from safespace.chat.services import Receiver, apprise_plugin, secrets_in, shown_as, url_aad
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community
-from safespace.insights.models import Action, RoundSummary
+from safespace.insights import actions
 from safespace.privacy.crypto import Keyring
 from safespace.pulse.models import Round, Survey
 
@@ -81,14 +81,11 @@ async def compose(db: AsyncSession, post: ChatPost, language: str, base_url: str
                      survey=survey.title, community=community.name, date=closes)  # fmt: skip
         elif post.kind == "summary":
             # "You said, we did": the facilitators' own words and the round's actions (no figure of ours).
-            summary = await db.get(RoundSummary, round_.id)
+            summary = await actions.published(db, round_.id)
             if summary is None:
                 return None
             title = _("%(survey)s: what you said, and what we are doing", survey=survey.title)
-            taken = await db.scalars(
-                select(Action.title).where(Action.round_id == round_.id, Action.status != "dropped").order_by(Action.created_at)
-            )
-            lines = [f"- {t}" for t in taken]
+            lines = [f"- {title_}" for title_, _status, _owner in summary.actions]
             body = summary.text + (("\n\n" + _("What we are doing:") + "\n" + "\n".join(lines)) if lines else "")
             link += "/results"
         else:

@@ -168,13 +168,16 @@ async def update_action(db: AsyncSession, community: Community, action_id: uuid.
 
 async def actions(
     db: AsyncSession, community: Community, *, status: str | None = None, instrument: str | None = None,
-    action_id: uuid.UUID | None = None, keyring: Keyring | None = None, with_log: bool = False,
+    action_id: uuid.UUID | None = None, round_id: uuid.UUID | None = None, keyring: Keyring | None = None,
+    with_log: bool = False,
 ) -> list[ActionView]:  # fmt: skip
-    """The community's actions, newest first, filtered by status, instrument or id; with their log
-    and the later rounds' figures when asked (`keyring`: follow-up figures, a few rounds each)."""
+    """The community's actions, newest first, filtered by status, instrument, id or the round they
+    answer; with their log and the later rounds' figures when asked (`keyring`: follow-up figures)."""
     query = select(Action).where(Action.community_id == community.id)
     if action_id is not None:
         query = query.where(Action.id == action_id)
+    if round_id is not None:
+        query = query.where(Action.round_id == round_id)
     if status:
         query = query.where(Action.status == status)
     if instrument:
@@ -263,17 +266,40 @@ class SummaryView(msgspec.Struct):
     actions: list[ActionView]
 
 
-async def round_summary(db: AsyncSession, community: Community, round_: Round) -> SummaryView | None:
-    """The round's published summary with the actions that answer the round (dropped ones left out)."""
+async def round_summary(
+    db: AsyncSession, community: Community, round_: Round, answering: list[ActionView] | None = None
+) -> SummaryView | None:
+    """The round's published summary with the actions that answer the round (dropped ones left
+    out); `answering`: the round's actions, when the caller has read them already."""
     found = await db.get(RoundSummary, round_.id)
     if found is None:
         return None
-    answering = [a for a in await round_actions(db, community, round_) if a.status != "dropped"]
+    answering = [a for a in (answering if answering is not None else await round_actions(db, community, round_)) if a.status != "dropped"]
     return SummaryView(round_.id, found.text, found.published_at.astimezone(ZoneInfo(community.time_zone)).date(), answering)
 
 
+class Published(msgspec.Struct):
+    """What a mail or a chat post about a round's summary says: the text, and (title, status, owner)
+    of each action answering the round, dropped ones left out. Read outside any request."""
+
+    text: str
+    actions: list[tuple[str, str, str | None]]
+
+
+async def published(db: AsyncSession, round_id: uuid.UUID) -> Published | None:
+    found = await db.get(RoundSummary, round_id)
+    if found is None:
+        return None
+    rows = await db.execute(
+        select(Action.title, Action.status, Action.owner)
+        .where(Action.round_id == round_id, Action.status != "dropped")
+        .order_by(Action.created_at)
+    )
+    return Published(found.text, [tuple(row) for row in rows])
+
+
 async def round_actions(db: AsyncSession, community: Community, round_: Round) -> list[ActionView]:
-    return [a for a in await actions(db, community, with_log=True) if a.round_id == round_.id]
+    return await actions(db, community, round_id=round_.id, with_log=True)
 
 
 async def publish_summary(db: AsyncSession, community: Community, round_: Round, text: str) -> RoundSummary:

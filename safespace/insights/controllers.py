@@ -177,9 +177,10 @@ class InsightsController(Controller):
             views.share_chart(f"shares{n}", instrument, round_.min_group_size) for n, instrument in enumerate(result.instruments)
         ]
         notes = (await trend_figures.notes_by_round(db, [round_.id])).get(round_.id, [])
+        answering = await actions.round_actions(db, community, round_) if round_.closed else []
         return {
-            "summary": await actions.round_summary(db, community, round_),
-            "round_actions": await actions.round_actions(db, community, round_) if round_.closed else [],
+            "summary": await actions.round_summary(db, community, round_, answering),
+            "round_actions": answering,
             "status_name": actions.status_name,
             "community": community,
             "survey": survey,

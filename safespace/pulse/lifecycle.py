@@ -97,7 +97,7 @@ def on_demand_window(survey: Survey, last: Round | None, moment: datetime) -> ca
     if closes_at - moment < SHORTEST_ON_DEMAND:
         raise Refused(_("The next scheduled round opens in less than a day; it opens on its own then."))
     opens_on = moment.astimezone(ZoneInfo(survey_cadence(survey).time_zone)).date()
-    return cadence_rules.Window(number=0, opens_on=opens_on, opens_at=moment, closes_at=closes_at)
+    return cadence_rules.Window(number=0, opens_on=opens_on, opens_at=moment, closes_at=closes_at)  # 0: not the schedule's
 
 
 async def open_round(

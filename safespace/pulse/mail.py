@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from safespace.i18n import DEFAULT_LANGUAGE
 from safespace.identity.models import Community, Person
-from safespace.insights.models import Action, RoundSummary
+from safespace.insights import actions
 from safespace.mail import Mailer
 from safespace.mail.messages import render
 from safespace.pulse.models import Round, RoundMail, Survey
@@ -36,6 +36,7 @@ class RoundMailer:
     ) -> int:
         """Send the noted mails; a failure is logged (without the address) and the rest go on."""
         sent = 0
+        summaries: dict[uuid.UUID, actions.Published | None] = {}
         async with sessionmaker() as db:
             for kind, round_id, person_id in mails:
                 round_ = await db.get_one(Round, round_id)
@@ -43,7 +44,9 @@ class RoundMailer:
                 community = await db.get_one(Community, round_.community_id)
                 person = await db.get_one(Person, person_id)
                 closes = round_.closes_at.astimezone(ZoneInfo(community.time_zone))
-                summary = await _summary(db, round_) if kind == "summary" else None
+                if kind == "summary" and round_.id not in summaries:  # one read per round, not per member
+                    summaries[round_.id] = await actions.published(db, round_.id)
+                summary = summaries.get(round_.id) if kind == "summary" else None
                 message = render(
                     self.templates,
                     TEMPLATES[kind],
@@ -72,21 +75,3 @@ class RoundMailer:
 
 
 TEMPLATES = {"invitation": "round_open", "reminder": "round_reminder", "summary": "round_summary"}
-
-
-@dataclass
-class _Summary:
-    text: str
-    actions: list[tuple[str, str, str | None]]  # (title, status, owner) of the actions answering the round
-
-
-async def _summary(db: AsyncSession, round_: Round) -> _Summary:
-    """A round's published "you said, we did" and its actions, for the mail (insights/actions.py
-    publishes it; read here directly, as a mail is rendered outside any request)."""
-    found = await db.get_one(RoundSummary, round_.id)
-    rows = await db.execute(
-        select(Action.title, Action.status, Action.owner)
-        .where(Action.round_id == round_.id, Action.status != "dropped")
-        .order_by(Action.created_at)
-    )
-    return _Summary(found.text, [tuple(row) for row in rows])

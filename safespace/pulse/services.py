@@ -187,6 +187,11 @@ async def bump_trend(db: AsyncSession, survey_id: uuid.UUID) -> None:
     await db.execute(update(Survey).where(Survey.id == survey_id).values(trend_revision=Survey.trend_revision + 1))
 
 
+async def last_round(db: AsyncSession, survey_id: uuid.UUID) -> Round | None:
+    """The survey's latest round: the only one that can be open (rounds never overlap)."""
+    return await db.scalar(select(Round).where(Round.survey_id == survey_id).order_by(Round.number.desc()).limit(1))
+
+
 async def rounds_of(db: AsyncSession, survey_id: uuid.UUID) -> list[Round]:
     return list(await db.scalars(select(Round).where(Round.survey_id == survey_id).order_by(Round.number.desc())))
 

@@ -47,7 +47,8 @@ async def provide_survey(
 
 
 async def _open_round_of(db: AsyncSession, survey: Survey) -> Round | None:
-    return next((r for r in await services.rounds_of(db, survey.id) if not r.closed), None)
+    last = await services.last_round(db, survey.id)
+    return last if last is not None and not last.closed else None
 
 
 class SurveysController(Controller):
@@ -223,19 +224,16 @@ class SurveysController(Controller):
         viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession],
     ) -> Template | Redirect:  # fmt: skip
         """Opening mails every member: a page that says when it opens and closes, and asks once more."""
-        rounds = await services.rounds_of(db_session, survey.id)
-        moment = clock.now()
+        last, moment = await services.last_round(db_session, survey.id), clock.now()
         try:
-            window = lifecycle.on_demand_window(survey, rounds[0] if rounds else None, moment)
+            window = lifecycle.on_demand_window(survey, last, moment)
         except Refused as exc:
             await flash(db_session, viewer, str(exc))
             return _to_survey(request, survey)
-        due = lifecycle.due_window(survey, rounds[0] if rounds else None, moment)
-        following = lifecycle.planned_windows(survey, rounds[0] if rounds else None, moment, count=2)
-        following = [w for w in following if w != window][:1]
+        following = [w for w in lifecycle.planned_windows(survey, last, moment, count=2) if w != window][:1]
         members = await services.active_members(db_session, survey.community_id)
         return page("pulse/open_round.html", community=facilitation.community, survey=survey, window=window,
-                    scheduled=due is not None, following=following, members=members,
+                    scheduled=window.number > 0, following=following, members=members,
                     zone=ZoneInfo(facilitation.community.time_zone))  # fmt: skip
 
     @post("/{survey_id:uuid}/open-round", name="surveys:open_round")
@@ -251,9 +249,8 @@ class SurveysController(Controller):
     ) -> Redirect:
         """Open a round now, outside the schedule, once; the next scheduled round keeps its date.
         Its invitations are noted with it, as `tick` notes them, and sent after the commit."""
-        rounds = await services.rounds_of(db_session, survey.id)
         try:
-            window = lifecycle.on_demand_window(survey, rounds[0] if rounds else None, clock.now())
+            window = lifecycle.on_demand_window(survey, await services.last_round(db_session, survey.id), clock.now())
             async with db_session.begin_nested():  # the schedule may open one at the same moment
                 round_ = await lifecycle.open_round(db_session, survey, window, keyring, settings.token_key_bits)
         except Refused as exc:
