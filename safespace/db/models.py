@@ -2,6 +2,7 @@
 
 from safespace import ratelimit  # noqa: F401 - its rate_counter table
 from safespace.chat import models as chat_models  # noqa: F401
+from safespace.checkin import models as checkin_models  # noqa: F401
 from safespace.db.base import Base
 from safespace.identity import models as identity_models  # noqa: F401
 from safespace.insights import models as insights_models  # noqa: F401

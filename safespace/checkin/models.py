@@ -1,0 +1,94 @@
+"""A check-in, its tally, its participation ledger and its sealed comments.
+
+Split like a round's tables (pulse/models.py): `checkin_participation` knows WHO joined and
+nothing about the answer; `checkin_tally` and `checkin_comment` know WHAT was answered and
+nothing about who. A member's current answer lives only in their own browser, in a receipt
+sealed with the check-in's key (checkin/receipts.py); the ledger keeps a hash of the receipt's
+random nonce so the answer can be changed (folded out, folded in) exactly once per receipt.
+At close the key, the hashes and the ledger itself are deleted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from safespace.db.base import Base, RandomId, UTCDateTime
+
+STATES = ("open", "closed", "revealed")
+OUTCOMES = ("trend", "discarded")
+
+
+class CheckIn(RandomId, Base):
+    __tablename__ = "checkin"
+    __table_args__ = (
+        CheckConstraint("state IN ('open', 'closed', 'revealed')", name="known_state"),
+        CheckConstraint("outcome IS NULL OR outcome IN ('trend', 'discarded')", name="known_outcome"),
+        CheckConstraint("min_group_size >= 3", name="min_group_size_at_least_3"),
+    )
+
+    community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(12), unique=True)  # the short join code
+    # The statements (or the free question) as an instrument definition, snapshotted at start.
+    instrument: Mapped[dict] = mapped_column(JSON)
+    prompt: Mapped[str | None] = mapped_column(String(200), nullable=True)  # optional free text
+    state: Mapped[str] = mapped_column(String(12), default="open")
+    # Locked at start from the community's settings, like a round's.
+    min_group_size: Mapped[int] = mapped_column(Integer)
+    comment_threshold: Mapped[int] = mapped_column(Integer)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the meeting's time, not an answer's
+    closes_at: Mapped[datetime] = mapped_column(UTCDateTime)  # auto-close (safespace tick)
+    # AES-GCM key of the answer receipts, sealed with the installation's keyring; NULL once the
+    # check-in closes, so no receipt can be opened afterwards.
+    receipt_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # After the reveal: kept as a "meeting check-in" point of this survey's trend, or discarded.
+    outcome: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    trend_survey_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("survey.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+
+
+class CheckInTally(Base):
+    """Sufficient statistics of the check-in's answers (surveys.tally.Tally); never one person's."""
+
+    __tablename__ = "checkin_tally"
+
+    checkin_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("checkin.id", ondelete="CASCADE"), primary_key=True)
+    respondents: Mapped[int] = mapped_column(Integer, default=0)
+    data: Mapped[bytes] = mapped_column(LargeBinary)  # msgspec JSON of surveys.tally.Tally
+
+
+class CheckInParticipation(Base):
+    """Who joined: one row per member while the check-in is open. No time, no order, no answer.
+
+    `receipt_hash` is SHA-256 of the random nonce inside the member's current receipt: it lets
+    that receipt (and no older one) fold the previous answer out. Rows are deleted at close.
+    """
+
+    __tablename__ = "checkin_participation"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    checkin_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("checkin.id", ondelete="CASCADE"), primary_key=True)
+    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), primary_key=True)
+    receipt_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+
+
+class CheckInComment(RandomId, Base):
+    """Free text for the prompt: encrypted, no member, no time; re-inserted shuffled at close
+    with its `position` (NULL while pending)."""
+
+    __tablename__ = "checkin_comment"
+
+    checkin_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("checkin.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
