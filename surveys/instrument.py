@@ -18,6 +18,12 @@ INSTRUMENTS_DIR = Path(__file__).with_name("instruments")
 SLUG = re.compile(r"[a-z][a-z0-9_]{0,39}")
 SCALE_POINTS = (5, 7)
 MAX_ITEMS = 30
+# The kinds of answer scale: agreement (Likert, 5 or 7 points, the default, so definitions written
+# before kinds existed still read), zero_to_ten (11 points 0..10, labels for the two ends: the eNPS
+# question) and choice (2 to 10 named options with no order: no mean, favourable or score).
+AGREEMENT, ZERO_TO_TEN, CHOICE = "agreement", "zero_to_ten", "choice"
+SCALE_KINDS = (AGREEMENT, ZERO_TO_TEN, CHOICE)
+CHOICE_OPTIONS = (2, 10)
 DIMENSIONS = (
     "shared_vision",
     "flexible_leadership",
@@ -46,9 +52,24 @@ class Item(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     dimension: str = ""
 
 
-class Scale(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Scale(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """The answers a block of questions shares. `points` counts the answers a question can take
+    (5 or 7; 11 for 0..10; the number of options); `labels` names every point, or for zero_to_ten
+    the two ends. omit_defaults: an agreement scale is stored exactly as before kinds existed."""
+
     points: int
     labels: list[Text]
+    kind: str = AGREEMENT
+
+    @property
+    def lowest(self) -> int:
+        """The value of the first point: 0 on a 0..10 scale, else 1."""
+        return 0 if self.kind == ZERO_TO_TEN else 1
+
+    @property
+    def ordered(self) -> bool:
+        """Whether answers have an order that a mean or a score could read (not for choice)."""
+        return self.kind != CHOICE
 
 
 class Instrument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -154,15 +175,7 @@ def _validate(instrument: Instrument, source: str) -> None:
     _check_text(instrument.description, "description", source)
     if instrument.free_text is not None:
         _check_text(instrument.free_text, "free_text", source)
-    points, labels = instrument.scale.points, instrument.scale.labels
-    if points not in SCALE_POINTS:
-        raise InstrumentError(source, None, f"scale.points must be 5 or 7, not {points}")
-    if len(labels) != points:
-        raise InstrumentError(
-            source, None, f"scale has {len(labels)} labels for {points} points; give one label per point"
-        )
-    for number, label in enumerate(labels, start=1):
-        _check_text(label, f"scale label {number}", source)
+    _validate_scale(instrument, source)
     if not 1 <= len(instrument.items) <= MAX_ITEMS:
         raise InstrumentError(
             source, None, f"has {len(instrument.items)} items; an instrument needs 1 to {MAX_ITEMS}"
@@ -176,6 +189,33 @@ def _validate(instrument: Instrument, source: str) -> None:
         seen.add(item.key)
         _check_text(item.text, "text", source, item.key)
     _validate_dimensions(instrument, source)
+
+
+def _validate_scale(instrument: Instrument, source: str) -> None:
+    kind, points, labels = instrument.scale.kind, instrument.scale.points, instrument.scale.labels
+    if kind not in SCALE_KINDS:
+        raise InstrumentError(source, None, f"scale.kind {kind!r} is unknown; use one of: {', '.join(SCALE_KINDS)}")
+    if kind == AGREEMENT and points not in SCALE_POINTS:
+        raise InstrumentError(source, None, f"scale.points must be 5 or 7, not {points}")
+    if kind == ZERO_TO_TEN and points != 11:
+        raise InstrumentError(source, None, f"a 0-10 scale has 11 points (0 to 10), not {points}")
+    low, high = CHOICE_OPTIONS
+    if kind == CHOICE and not low <= points <= high:
+        raise InstrumentError(source, None, f"a single choice needs {low} to {high} options, not {points}")
+    wanted = 2 if kind == ZERO_TO_TEN else points
+    if len(labels) != wanted:
+        what = "give a label for each end (0 and 10)" if kind == ZERO_TO_TEN else "give one label per point"
+        raise InstrumentError(source, None, f"scale has {len(labels)} labels for {points} points; {what}")
+    for number, label in enumerate(labels, start=1):
+        _check_text(label, f"scale label {number}", source)
+    if kind == CHOICE and len({label.en.strip().casefold() for label in labels}) != len(labels):
+        raise InstrumentError(source, None, "two options have the same text; give each option its own")
+    reversed_items = [item.key for item in instrument.items if item.reverse]
+    if kind != AGREEMENT and reversed_items:
+        scale = "a 0-10 scale" if kind == ZERO_TO_TEN else "a single choice"
+        raise InstrumentError(source, reversed_items[0], f"{scale} cannot be reversed; only agreement statements can")
+    if kind != AGREEMENT and any(item.dimension for item in instrument.items):
+        raise InstrumentError(source, None, "only agreement statements can feed the vitality dimensions")
 
 
 def _validate_dimensions(instrument: Instrument, source: str) -> None:
@@ -248,6 +288,10 @@ _CUSTOM_DESCRIPTION = {
 }
 
 
+# The ends of a 0..10 scale when the facilitator names none: the eNPS wording.
+LIKELY_ENDS = (Text("Not at all likely", "Nada probable"), Text("Extremely likely", "Muy probable"))
+
+
 def custom_instrument(
     key: str,
     name: str,
@@ -255,24 +299,40 @@ def custom_instrument(
     items: list[tuple[str, str, bool]],
     free_text: str | None,
     language: str = "en",
+    kind: str = AGREEMENT,
+    labels: list[str] | None = None,
 ) -> Instrument:
+    """A facilitator's instrument from the builder's form. `points` matters for agreement (5 or 7);
+    `labels` are a choice's options, or a 0..10 scale's two ends (blank: LIKELY_ENDS)."""
     source = f"custom instrument {key!r}"
     language = _base_language(language)
     if language not in _CUSTOM_DESCRIPTION:
         raise InstrumentError(source, None, f"language must be en or es, not {language!r}")
-    if points not in SCALE_POINTS:
+    if kind not in SCALE_KINDS:
+        raise InstrumentError(source, None, f"scale.kind {kind!r} is unknown; use one of: {', '.join(SCALE_KINDS)}")
+    if kind == AGREEMENT and points not in SCALE_POINTS:
         raise InstrumentError(source, None, f"scale.points must be 5 or 7, not {points}")
 
     def same(text: str) -> dict[str, str]:
         # The facilitator writes in one language; members see that text whatever their locale.
         return {"en": text, "es": text}
 
+    written = [label.strip() for label in labels or [] if label and label.strip()]
+    if kind == AGREEMENT:
+        scale = {"points": points, "labels": [msgspec.to_builtins(t) for t in agreement_labels(points)]}
+    elif kind == ZERO_TO_TEN:
+        if written and len(written) != 2:
+            raise InstrumentError(source, None, "name both ends of the 0-10 scale, or neither")
+        ends = [same(text) for text in written] or [msgspec.to_builtins(t) for t in LIKELY_ENDS]
+        scale = {"kind": kind, "points": 11, "labels": ends}
+    else:
+        scale = {"kind": kind, "points": len(written), "labels": [same(text) for text in written]}
     raw = {
         "key": key,
         "version": 1,
         "name": same(name),
         "description": same(_CUSTOM_DESCRIPTION[language]),
-        "scale": {"points": points, "labels": [msgspec.to_builtins(t) for t in agreement_labels(points)]},
+        "scale": scale,
         "items": [{"key": k, "text": same(text), "reverse": reverse} for k, text, reverse in items],
         # A blank open question on the form means "no open question", not an error.
         "free_text": same(free_text) if free_text and free_text.strip() else None,

@@ -42,6 +42,17 @@ class Shares(msgspec.Struct, frozen=True):
     agree: float
 
 
+class Recommend(msgspec.Struct, frozen=True):
+    """A 0..10 question read the eNPS way: promoters answered 9-10, passives 7-8, detractors 0-6
+    (fractions 0-1 of those who answered); score is %promoters - %detractors, -100..100."""
+
+    n: int
+    promoters: float
+    passives: float
+    detractors: float
+    score: float
+
+
 # Two-sided 95% critical values of Student's t for df = 1..30 (index df - 1).
 _T_975 = (
     12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004,
@@ -183,3 +194,27 @@ def difference(before: Estimate, after: Estimate) -> Estimate | None:
     return Estimate(
         n=before.n + after.n, mean=change, sd=None, ci_low=change - half, ci_high=change + half
     )
+
+
+def recommend(counts: list[int]) -> Recommend | None:
+    """Promoters, passives, detractors and the score from the 11 counts of a 0..10 question."""
+    if len(counts) != 11:
+        raise ValueError(f"a 0-10 question has 11 counts, got {len(counts)}")
+    n = sum(counts)
+    if n == 0:
+        return None
+    promoters, passives = counts[9] + counts[10], counts[7] + counts[8]
+    detractors = n - promoters - passives
+    return Recommend(
+        n=n,
+        promoters=promoters / n,
+        passives=passives / n,
+        detractors=detractors / n,
+        score=float(Fraction(100 * (promoters - detractors), n)),
+    )
+
+
+def option_shares(counts: list[int]) -> list[float] | None:
+    """Each option's share (0-1) of those who answered a single-choice question."""
+    n = sum(counts)
+    return [count / n for count in counts] if n else None

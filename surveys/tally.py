@@ -14,6 +14,10 @@ from collections.abc import Iterable, Mapping
 import msgspec
 
 SCALE_POINTS = (5, 7)
+# The kinds of scale (as surveys.instrument's): agreement has a score, keyed sums and cross
+# products; a 0..10 scale and a single choice keep only counts per point, skips and respondents.
+AGREEMENT, ZERO_TO_TEN, CHOICE = "agreement", "zero_to_ten", "choice"
+CHOICE_OPTIONS = (2, 10)
 
 
 class AnswerError(ValueError):
@@ -26,7 +30,11 @@ class AnswerError(ValueError):
 
 
 class Tally(msgspec.Struct, forbid_unknown_fields=True):
-    """Counts and sums for one round and one group; never a single person's answers."""
+    """Counts and sums for one round and one group; never a single person's answers.
+
+    `counts[item]` has one count per point: agreement 1..points, zero_to_ten 0..10 (11 counts),
+    choice one per option. The score, keyed and cross fields are filled for agreement only.
+    """
 
     items: list[str]
     reverse: list[str]
@@ -42,6 +50,12 @@ class Tally(msgspec.Struct, forbid_unknown_fields=True):
     keyed_sum: dict[str, int] = msgspec.field(default_factory=dict)
     keyed_sumsq: dict[str, int] = msgspec.field(default_factory=dict)
     cross: dict[str, int] = msgspec.field(default_factory=dict)
+    kind: str = AGREEMENT  # tallies stored before kinds existed are agreement tallies
+
+    @property
+    def lowest(self) -> int:
+        """The answer counted in counts[item][0]: 0 on a 0..10 scale, else 1."""
+        return 0 if self.kind == ZERO_TO_TEN else 1
 
 
 def score_scale(tally: Tally) -> int:
@@ -62,7 +76,20 @@ def _pairs(items: list[str]) -> list[tuple[str, str]]:
     return [(a, b) for i, a in enumerate(items) for b in items[i + 1 :]]
 
 
-def new_tally(items: list[str], reverse: list[str], points: int) -> Tally:
+def _check_scale(kind: str, points: int) -> None:
+    if isinstance(points, bool) or not isinstance(points, int):
+        raise ValueError(f"points must be a whole number, got {points!r}")
+    if kind == AGREEMENT and points not in SCALE_POINTS:
+        raise ValueError(f"points must be 5 or 7, got {points!r}")
+    if kind == ZERO_TO_TEN and points != 11:
+        raise ValueError(f"a 0-10 scale has 11 points, got {points!r}")
+    if kind == CHOICE and not CHOICE_OPTIONS[0] <= points <= CHOICE_OPTIONS[1]:
+        raise ValueError(f"a single choice has 2 to 10 options, got {points!r}")
+    if kind not in (AGREEMENT, ZERO_TO_TEN, CHOICE):
+        raise ValueError(f"unknown scale kind {kind!r}")
+
+
+def new_tally(items: list[str], reverse: list[str], points: int, kind: str = AGREEMENT) -> Tally:
     """An empty tally for an instrument, with every key present so its JSON has a fixed shape."""
     items = list(items)
     if not items:
@@ -75,9 +102,10 @@ def new_tally(items: list[str], reverse: list[str], points: int) -> Tally:
     unknown = [key for key in reverse if key not in items]
     if unknown:
         raise ValueError(f"reverse-keyed items {unknown} are not among the items {items}")
-    if isinstance(points, bool) or points not in SCALE_POINTS:
-        raise ValueError(f"points must be 5 or 7, got {points!r}")
-    return _canonical(Tally(items=items, reverse=[k for k in items if k in reverse], points=points))
+    _check_scale(kind, points)
+    if reverse and kind != AGREEMENT:
+        raise ValueError(f"only agreement items can be reverse-keyed, not {kind} items {list(reverse)}")
+    return _canonical(Tally(items=items, reverse=[k for k in items if k in reverse], points=points, kind=kind))
 
 
 def _canonical(t: Tally) -> Tally:
@@ -88,6 +116,7 @@ def _canonical(t: Tally) -> Tally:
             raise ValueError(f"tally counts for {key!r} have {len(row)} points, not {t.points}")
     if t.score_hist and len(t.score_hist) != t.points:
         raise ValueError(f"tally score histogram has {len(t.score_hist)} bins, not {t.points}")
+    scored = t.kind == AGREEMENT  # no score, keyed sums or cross products where no order or no reversal
     return Tally(
         items=list(t.items),
         reverse=list(t.reverse),
@@ -98,11 +127,12 @@ def _canonical(t: Tally) -> Tally:
         score_n=t.score_n,
         score_sum=t.score_sum,
         score_sumsq=t.score_sumsq,
-        score_hist=list(t.score_hist or zero),
+        score_hist=list(t.score_hist or zero) if scored else [],
         complete_n=t.complete_n,
-        keyed_sum={k: t.keyed_sum.get(k, 0) for k in t.items},
-        keyed_sumsq={k: t.keyed_sumsq.get(k, 0) for k in t.items},
-        cross={pair_key(a, b): t.cross.get(pair_key(a, b), 0) for a, b in _pairs(t.items)},
+        keyed_sum={k: t.keyed_sum.get(k, 0) for k in t.items} if scored else {},
+        keyed_sumsq={k: t.keyed_sumsq.get(k, 0) for k in t.items} if scored else {},
+        cross={pair_key(a, b): t.cross.get(pair_key(a, b), 0) for a, b in _pairs(t.items)} if scored else {},
+        kind=t.kind,
     )
 
 
@@ -117,13 +147,18 @@ def check_answers(tally: Tally, answers: Mapping[str, int | None]) -> dict[str, 
                 str(key), "not an item of this survey; reload the form and answer again"
             )
     normalised: dict[str, int | None] = {}
-    points = tally.points
+    low, high = tally.lowest, tally.lowest + tally.points - 1
     for key in tally.items:
         value = answers.get(key)
         if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= points
+            isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high
         ):
-            reason = f"{value!r} is not on the {points}-point scale; choose 1 to {points}"
+            if tally.kind == CHOICE:
+                reason = f"{value!r} is not one of the {tally.points} options; choose 1 to {high}"
+            elif tally.kind == AGREEMENT:
+                reason = f"{value!r} is not on the {high}-point scale; choose 1 to {high}"
+            else:
+                reason = f"{value!r} is not on the {low}-{high} scale; choose {low} to {high}"
             raise AnswerError(key, reason)
         normalised[key] = value
     return normalised
@@ -149,12 +184,14 @@ def fold_all(tally: Tally, answer_sets: Iterable[Mapping[str, int | None]]) -> T
 
 def _fold_into(t: Tally, answers: dict[str, int | None]) -> None:
     t.respondents += 1
-    given = {key: keyed(t, key, value) for key, value in answers.items() if value is not None}
     for key, value in answers.items():
         if value is None:
             t.skipped[key] += 1
         else:
-            t.counts[key][value - 1] += 1
+            t.counts[key][value - t.lowest] += 1
+    if t.kind != AGREEMENT:
+        return  # counts per point are all a 0..10 or a choice question's figures need
+    given = {key: keyed(t, key, value) for key, value in answers.items() if value is not None}
     if given:
         answered, total = len(given), sum(given.values())
         scaled = total * score_scale(t) // answered  # exact: `answered` divides the scale
@@ -174,10 +211,10 @@ def _fold_into(t: Tally, answers: dict[str, int | None]) -> None:
 
 def merge(a: Tally, b: Tally) -> Tally:
     """The tally of both groups of answer sets together (e.g. teams into a community)."""
-    if (a.items, a.reverse, a.points) != (b.items, b.reverse, b.points):
+    if (a.items, a.reverse, a.points, a.kind) != (b.items, b.reverse, b.points, b.kind):
         raise ValueError(
             "cannot merge tallies of different instruments: "
-            f"{a.items} {a.reverse} {a.points}-point vs {b.items} {b.reverse} {b.points}-point"
+            f"{a.items} {a.reverse} {a.points}-point {a.kind} vs {b.items} {b.reverse} {b.points}-point {b.kind}"
         )
     a, b = _canonical(a), _canonical(b)
 
@@ -199,4 +236,5 @@ def merge(a: Tally, b: Tally) -> Tally:
         keyed_sum=add(a.keyed_sum, b.keyed_sum),
         keyed_sumsq=add(a.keyed_sumsq, b.keyed_sumsq),
         cross=add(a.cross, b.cross),
+        kind=a.kind,
     )

@@ -46,8 +46,16 @@ def refusal(raw, source: str = "test") -> InstrumentError:
 # --- the shipped instruments ------------------------------------------------------------------
 
 
-def test_three_instruments_ship() -> None:
-    assert set(builtin_instruments()) == {"psychological_safety", "trust", "vitality"}
+def test_four_instruments_ship() -> None:
+    assert set(builtin_instruments()) == {"psychological_safety", "trust", "vitality", "recommend"}
+
+
+def test_recommend_is_a_bilingual_zero_to_ten_question() -> None:
+    recommend = builtin_instruments()["recommend"]
+    assert (recommend.scale.kind, recommend.scale.points, recommend.scale.lowest) == ("zero_to_ten", 11, 0)
+    assert [label.get("es") for label in recommend.scale.labels] == ["Nada probable", "Muy probable"]
+    assert recommend.items[0].text.get("en") == "How likely are you to recommend this community to a colleague?"
+    assert not recommend.reverse_keys
 
 
 def test_builtin_instruments_are_cached_but_not_shared_mutably() -> None:
@@ -298,3 +306,63 @@ def test_any_valid_custom_instrument_round_trips(key, name, points, items, free_
     assert isinstance(instrument, Instrument)
     assert parse_instrument(instrument_to_dict(instrument), "stored") == instrument
     assert instrument.item_keys == [k for k, _, _ in items]
+
+
+# --- kinds of scale ------------------------------------------------------------------------------
+
+
+def test_an_agreement_scale_is_stored_as_before_kinds_existed() -> None:
+    stored = ps_dict()
+    assert "kind" not in stored["scale"]  # stored custom instruments and round snapshots read the same
+    assert parse_instrument(stored, "old").scale.kind == "agreement"
+
+
+def choice_dict(**scale: object) -> dict:
+    raw = ps_dict()
+    raw["scale"] = {"kind": "choice", "points": 3, "labels": [{"en": w, "es": w} for w in ("Online", "In person", "Both")]} | scale
+    for item in raw["items"]:
+        item["reverse"] = False
+    return raw
+
+
+def test_a_single_choice_instrument_parses() -> None:
+    instrument = parse_instrument(choice_dict(), "test")
+    assert (instrument.scale.kind, instrument.scale.points, instrument.scale.ordered) == ("choice", 3, False)
+
+
+@pytest.mark.parametrize(("scale", "reason"), [
+    ({"kind": "stars"}, "scale.kind 'stars' is unknown"),
+    ({"points": 1, "labels": [{"en": "Only", "es": "Solo"}]}, "a single choice needs 2 to 10 options, not 1"),
+    ({"points": 4}, "scale has 3 labels for 4 points; give one label per point"),
+    ({"labels": [{"en": "Same", "es": "a"}, {"en": "same", "es": "b"}, {"en": "c", "es": "c"}]}, "two options have the same text"),
+    ({"kind": "zero_to_ten", "points": 10}, "a 0-10 scale has 11 points (0 to 10), not 10"),
+    ({"kind": "zero_to_ten", "points": 11}, "scale has 3 labels for 11 points; give a label for each end (0 and 10)"),
+])  # fmt: skip
+def test_impossible_scales_are_refused(scale: dict, reason: str) -> None:
+    assert reason in refusal(choice_dict(**scale)).reason
+
+
+@pytest.mark.parametrize("kind", ["choice", "zero_to_ten"])
+def test_only_agreement_statements_can_be_reversed(kind: str) -> None:
+    raw = choice_dict()
+    if kind == "zero_to_ten":
+        raw["scale"] = {"kind": kind, "points": 11, "labels": [{"en": "No", "es": "No"}, {"en": "Yes", "es": "Sí"}]}
+    raw["items"][1]["reverse"] = True
+    error = refusal(raw)
+    assert error.item == raw["items"][1]["key"] and "cannot be reversed" in error.reason
+
+
+def test_custom_zero_to_ten_takes_the_likely_ends_unless_named() -> None:
+    plain = custom_instrument("nps", "NPS", 0, [("q1", "Recommend us?", False)], None, "en", kind="zero_to_ten")
+    assert [label.en for label in plain.scale.labels] == ["Not at all likely", "Extremely likely"]
+    named = custom_instrument("nps", "NPS", 0, [("q1", "¿Volverías?", False)], None, "es", "zero_to_ten", ["Nunca", "Seguro"])
+    assert [label.get("es") for label in named.scale.labels] == ["Nunca", "Seguro"] and named.scale.points == 11
+    with pytest.raises(InstrumentError, match="both ends"):
+        custom_instrument("nps", "NPS", 0, [("q1", "Recommend us?", False)], None, "en", "zero_to_ten", ["Never"])
+
+
+def test_custom_choice_takes_its_options_and_refuses_one() -> None:
+    made = custom_instrument("where", "Where", 0, [("q1", "Where do we meet?", False)], None, "en", "choice", ["Online", " ", "On site"])
+    assert [label.en for label in made.scale.labels] == ["Online", "On site"] and made.scale.points == 2
+    with pytest.raises(InstrumentError, match="2 to 10 options, not 1"):
+        custom_instrument("where", "Where", 0, [("q1", "Where?", False)], None, "en", "choice", ["Online"])

@@ -310,3 +310,19 @@ def test_shares_add_up_to_one(round_: Round) -> None:
             assert 0 <= shares.favourable <= shares.agree + 1e-12
             if tally.points == 5:  # the top two of five are all of agree
                 assert shares.favourable == pytest.approx(shares.agree)
+
+
+# --- 0..10 questions read the eNPS way, and single-choice shares -----------------------------------
+
+
+def test_recommend_splits_promoters_passives_detractors_and_scores() -> None:
+    from surveys.stats import option_shares, recommend
+
+    # 0..10: three detractors (0, 5, 6), two passives (7, 8), five promoters (9, 9, 10, 10, 10)
+    counts = [1, 0, 0, 0, 0, 1, 1, 1, 1, 2, 3]
+    found = recommend(counts)
+    assert (found.n, found.promoters, found.passives, found.detractors) == (10, 0.5, 0.2, 0.3)
+    assert found.score == 20.0
+    assert recommend([0] * 11) is None
+    assert recommend([4] + [0] * 10).score == -100.0 and recommend([0] * 10 + [4]).score == 100.0
+    assert option_shares([3, 1, 0]) == [0.75, 0.25, 0.0] and option_shares([0, 0]) is None

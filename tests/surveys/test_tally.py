@@ -159,14 +159,19 @@ def test_tally_json_refuses_unknown_fields() -> None:
 
 @st.composite
 def instruments(draw: st.DrawFn) -> Tally:
+    """A tally of any kind: agreement (5 or 7 points, some reversed), 0..10, or 2 to 10 options."""
     k = draw(st.integers(1, 6))
     items = [f"q{i}" for i in range(k)]
-    reverse = draw(st.lists(st.sampled_from(items), unique=True))
-    return new_tally(items, reverse, draw(st.sampled_from([5, 7])))
+    kind = draw(st.sampled_from(["agreement", "zero_to_ten", "choice"]))
+    if kind == "agreement":
+        reverse = draw(st.lists(st.sampled_from(items), unique=True))
+        return new_tally(items, reverse, draw(st.sampled_from([5, 7])))
+    points = 11 if kind == "zero_to_ten" else draw(st.integers(2, 10))
+    return new_tally(items, [], points, kind)
 
 
 def answer_sets(tally: Tally) -> st.SearchStrategy[list[dict[str, int | None]]]:
-    value = st.one_of(st.none(), st.integers(1, tally.points))
+    value = st.one_of(st.none(), st.integers(tally.lowest, tally.lowest + tally.points - 1))
     return st.lists(st.dictionaries(st.sampled_from(tally.items), value), max_size=12)
 
 
@@ -219,8 +224,63 @@ def test_tally_totals_agree(round_: Round) -> None:
     assert tally.respondents == len(answer_sets)
     for key in tally.items:
         assert sum(tally.counts[key]) + tally.skipped[key] == tally.respondents
+        assert len(tally.counts[key]) == tally.points
+    if tally.kind != "agreement":  # counts only: no score, keyed sums or cross products
+        assert (tally.score_n, tally.score_hist, tally.keyed_sum, tally.cross) == (0, [], {}, {})
+        return
     assert sum(tally.score_hist) == tally.score_n
     assert tally.score_n == sum(1 for a in answer_sets if any(v is not None for v in a.values()))
     assert tally.complete_n == sum(
         1 for a in answer_sets if all(a.get(k) is not None for k in tally.items)
     )
+
+
+# --- 0..10 and single-choice questions ------------------------------------------------------------
+
+
+def test_zero_to_ten_counts_every_point_from_zero() -> None:
+    empty = new_tally(["rc"], [], 11, "zero_to_ten")
+    tally = folded(empty, [{"rc": 0}, {"rc": 10}, {"rc": 10}, {"rc": 7}, {"rc": None}])
+    assert tally.counts["rc"] == [1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 2]
+    assert tally.skipped["rc"] == 1 and tally.respondents == 5
+    assert tally.score_n == 0 and tally.score_hist == []
+
+
+@pytest.mark.parametrize("value", [-1, 11, 3.0, True, "5"])
+def test_zero_to_ten_refuses_what_is_off_the_scale(value: object) -> None:
+    with pytest.raises(AnswerError) as caught:
+        check_answers(new_tally(["rc"], [], 11, "zero_to_ten"), {"rc": value})
+    assert caught.value.item == "rc" and "choose 0 to 10" in caught.value.reason
+
+
+@pytest.mark.parametrize("value", [0, 4])
+def test_choice_refuses_an_option_that_is_not_there(value: int) -> None:
+    with pytest.raises(AnswerError) as caught:
+        check_answers(new_tally(["where"], [], 3, "choice"), {"where": value})
+    assert "not one of the 3 options" in caught.value.reason
+
+
+def test_choice_counts_one_per_option() -> None:
+    tally = folded(new_tally(["where", "when"], [], 3, "choice"), [{"where": 1, "when": 3}, {"where": 1}, {"when": 2}])
+    assert tally.counts == {"where": [2, 0, 0], "when": [0, 1, 1]}
+    assert tally.skipped == {"where": 1, "when": 1}
+
+
+@pytest.mark.parametrize(("kind", "points", "reverse"), [
+    ("zero_to_ten", 7, []), ("zero_to_ten", 11, ["q"]), ("choice", 1, []), ("choice", 11, []),
+    ("choice", 3, ["q"]), ("stars", 5, []),
+])  # fmt: skip
+def test_new_tally_refuses_impossible_kinds(kind: str, points: int, reverse: list[str]) -> None:
+    with pytest.raises(ValueError):
+        new_tally(["q"], reverse, points, kind)
+
+
+def test_tallies_of_different_kinds_do_not_merge() -> None:
+    with pytest.raises(ValueError, match="different instruments"):
+        merge(new_tally(["q"], [], 5, "choice"), new_tally(["q"], [], 5))
+
+
+def test_a_tally_stored_before_kinds_existed_reads_as_agreement() -> None:
+    old = msgspec.json.encode(seven_point()).replace(b',"kind":"agreement"', b"")
+    assert b"kind" not in old
+    assert msgspec.json.decode(old, type=Tally) == seven_point()
