@@ -7,10 +7,11 @@ import contextlib
 import functools
 import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, Response, get
@@ -189,35 +190,48 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *, freeze_heap: bool = False) -> Litestar:
-    settings = settings or load_settings()
-    configure_logging(settings.log_level)
-    db = alchemy_config(settings)
-    db.before_send_handler = commit_before_send(db.session_scope_key)  # read by the plugin when the app starts
-    templates = template_environment()
-    # Private mode's quiet window (static/quiet.js): no signed-in request this close to an anonymous one.
-    templates.globals["private_window_seconds"] = settings.private_window_seconds
-    mailer = mailer or make_mailer(settings)
-    postman = Postman(mailer, templates, settings.base_url)
-    round_mailer = RoundMailer(mailer, templates, settings.base_url)
-    digests = DigestMailer(mailer, templates, settings.base_url)  # facilitators' notifications
-    secret = settings.secret_key()
-    keyring = Keyring.load(settings.encryption_key_path)
-    sessionmaker = db.create_session_maker()
-    sign_in_links = SignInLinks(sessionmaker, postman)
-    send_round_mails = functools.partial(round_mailer.send_all, sessionmaker)
-    chat_delivery = ChatDelivery(settings.base_url)
-    # The settings page's test message, sent after the response (never inside the request).
-    send_chat_posts = functools.partial(chat_delivery.deliver_due, sessionmaker, keyring)
-    answers = AnswerQueue(sessionmaker, keyring)
-    reads = Reads(sessionmaker.kw["bind"])
-    issuances = IssuanceQueue(sessionmaker, keyring, reads)
-    sessions = SessionReader(reads)
-    trend_states = TrendStates(reads)
+# Every route of the app; create_app adds nothing to it.
+ROUTES = [
+    healthz,
+    readyz,
+    SignInController,
+    PrivacyController,
+    ProfileController,
+    CommunitiesController,
+    HomeController,
+    CommunityController,
+    PulseController,
+    SurveysController,
+    InstrumentsController,
+    ReviewController,
+    StoriesController,
+    ReceiptController,
+    InsightsController,
+    VitalityController,
+    ObjectivesController,
+    NotificationsController,
+    ChatController,
+    ActionsController,
+    SummaryController,
+    api_router,
+    pulse_api,
+    insights_api,
+    token_router,
+    redeem,
+    published_round_keys,
+    story_token_router,
+    *anonymous_story_routes,
+    create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
+]
+
+
+def _scheduler(
+    settings: Settings, keyring: Keyring, round_mailer: RoundMailer, chat_delivery: ChatDelivery, digests: DigestMailer
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """The periodic task that opens, reminds and closes rounds (a lease keeps replicas apart)."""
 
     @asynccontextmanager
     async def schedule(_app: Litestar) -> AsyncIterator[None]:
-        """The periodic task that opens, reminds and closes rounds (a lease keeps replicas apart)."""
         if not settings.schedule_interval_seconds:
             yield
             return
@@ -245,53 +259,13 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
                 await task
             await engine.dispose()
 
-    return Litestar(
-        route_handlers=[
-            healthz,
-            readyz,
-            SignInController,
-            PrivacyController,
-            ProfileController,
-            CommunitiesController,
-            HomeController,
-            CommunityController,
-            PulseController,
-            SurveysController,
-            InstrumentsController,
-            ReviewController,
-            StoriesController,
-            ReceiptController,
-            InsightsController,
-            VitalityController,
-            ObjectivesController,
-            NotificationsController,
-            ChatController,
-            ActionsController,
-            SummaryController,
-            api_router,
-            pulse_api,
-            insights_api,
-            token_router,
-            redeem,
-            published_round_keys,
-            story_token_router,
-            *anonymous_story_routes,
-            create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
-        ],
-        plugins=[SQLAlchemyPlugin(config=db)],
-        dependencies={
-            "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
-            "postman": Provide(lambda: postman, sync_to_thread=False, use_cache=True),
-            "sign_in_links": Provide(lambda: sign_in_links, sync_to_thread=False, use_cache=True),
-            "secret": Provide(lambda: secret, sync_to_thread=False, use_cache=True),
-            "keyring": Provide(lambda: keyring, sync_to_thread=False, use_cache=True),
-            # Not "answers": a dependency named like a body field turns that field's 400 into a 500.
-            "answer_queue": Provide(lambda: answers, sync_to_thread=False, use_cache=True),
-            "issuances": Provide(lambda: issuances, sync_to_thread=False, use_cache=True),
-            "send_round_mails": Provide(lambda: send_round_mails, sync_to_thread=False, use_cache=True),
-            "send_chat_posts": Provide(lambda: send_chat_posts, sync_to_thread=False, use_cache=True),
-        },
-        middleware=[
+    return schedule
+
+
+def _session_and_csrf(settings: Settings, sessions: SessionReader, secret: bytes) -> dict[str, Any]:
+    """The session middleware and the CSRF check, which share one secret; anonymous paths skip both."""
+    return {
+        "middleware": [
             DefineMiddleware(
                 SessionAuthMiddleware,
                 sessions=sessions,
@@ -301,7 +275,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
                 exclude=PUBLIC + ANONYMOUS,
             )
         ],
-        csrf_config=CSRFConfig(
+        "csrf_config": CSRFConfig(
             secret=secret.hex(),
             cookie_name="safespace_csrf",
             cookie_secure=settings.secure_cookies,
@@ -310,6 +284,56 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
             header_name="x-csrftoken",
             exclude=ANONYMOUS,
         ),
+    }
+
+
+def _singletons(**values: Any) -> dict[str, Provide]:
+    """Dependencies that are one object for the app's life (settings, the mail, the batchers)."""
+    return {name: Provide(_constant(value), sync_to_thread=False, use_cache=True) for name, value in values.items()}
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
+def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *, freeze_heap: bool = False) -> Litestar:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    db = alchemy_config(settings)
+    db.before_send_handler = commit_before_send(db.session_scope_key)  # read by the plugin when the app starts
+    templates = template_environment()
+    # Private mode's quiet window (static/quiet.js): no signed-in request this close to an anonymous one.
+    templates.globals["private_window_seconds"] = settings.private_window_seconds
+    mailer = mailer or make_mailer(settings)
+    postman = Postman(mailer, templates, settings.base_url)
+    round_mailer = RoundMailer(mailer, templates, settings.base_url)
+    digests = DigestMailer(mailer, templates, settings.base_url)  # facilitators' notifications
+    secret = settings.secret_key()
+    keyring = Keyring.load(settings.encryption_key_path)
+    sessionmaker = db.create_session_maker()
+    chat_delivery = ChatDelivery(settings.base_url)
+    answers = AnswerQueue(sessionmaker, keyring)
+    reads = Reads(sessionmaker.kw["bind"])
+    issuances = IssuanceQueue(sessionmaker, keyring, reads)
+    sessions = SessionReader(reads)
+    dependencies = _singletons(
+        settings=settings,
+        postman=postman,
+        sign_in_links=SignInLinks(sessionmaker, postman),
+        secret=secret,
+        keyring=keyring,
+        # Not "answers": a dependency named like a body field turns that field's 400 into a 500.
+        answer_queue=answers,
+        issuances=issuances,
+        send_round_mails=functools.partial(round_mailer.send_all, sessionmaker),
+        # The settings page's test message, sent after the response (never inside the request).
+        send_chat_posts=functools.partial(chat_delivery.deliver_due, sessionmaker, keyring),
+    )
+    return Litestar(
+        route_handlers=ROUTES,
+        plugins=[SQLAlchemyPlugin(config=db)],
+        dependencies=dependencies,
+        **_session_and_csrf(settings, sessions, secret),
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(templates)),
         exception_handlers={HTTPException: handle_http_error, Exception: handle_server_error},
         before_request=answer_options,
@@ -323,10 +347,12 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
         openapi_config=OpenAPIConfig(
             title="Safespace API", version="1", path="/schema", render_plugins=[JsonRenderPlugin(), YamlRenderPlugin()]
         ),
-        lifespan=[schedule],
+        lifespan=[_scheduler(settings, keyring, round_mailer, chat_delivery, digests)],
         on_startup=[issuances.start, *([_freeze_heap] if freeze_heap else [])],
         on_shutdown=[reads.dispose],
         # The batchers are kept where tests and benchmarks can see how well they group.
-        state=State({DATABASE_STATE_KEY: db, "answers": answers, "issuances": issuances, "sessions": sessions, TREND_STATES: trend_states}),
+        state=State(
+            {DATABASE_STATE_KEY: db, "answers": answers, "issuances": issuances, "sessions": sessions, TREND_STATES: TrendStates(reads)}
+        ),
         debug=False,
     )
