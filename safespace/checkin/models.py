@@ -3,9 +3,9 @@
 Split like a round's tables (pulse/models.py): `checkin_participation` knows WHO joined and
 nothing about the answer; `checkin_tally` and `checkin_comment` know WHAT was answered and
 nothing about who. A member's current answer lives only in their own browser, in a receipt
-sealed with the check-in's key (checkin/receipts.py); the ledger keeps a hash of the receipt's
-random nonce so the answer can be changed (folded out, folded in) exactly once per receipt.
-At close the key, the hashes and the ledger itself are deleted.
+sealed under the check-in's own key (a file outside the database, privacy/round_keys.py); the
+ledger keeps a hash of the receipt's random nonce so the answer can be changed (folded out,
+folded in) once per receipt. At close the key file, the hashes and the ledger are deleted.
 """
 
 from __future__ import annotations
@@ -48,9 +48,6 @@ class CheckIn(RandomId, Base):
     comment_threshold: Mapped[int] = mapped_column(Integer)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the meeting's time, not an answer's
     closes_at: Mapped[datetime] = mapped_column(UTCDateTime)  # auto-close (safespace tick)
-    # AES-GCM key of the answer receipts, sealed with the installation's keyring; NULL once the
-    # check-in closes, so no receipt can be opened afterwards.
-    receipt_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     # After the reveal: kept as a "meeting check-in" point of this survey's trend, or discarded.
     outcome: Mapped[str | None] = mapped_column(String(12), nullable=True)
     trend_survey_id: Mapped[uuid.UUID | None] = mapped_column(

@@ -31,7 +31,6 @@ def upgrade() -> None:
     sa.Column('comment_threshold', sa.Integer(), nullable=False),
     sa.Column('opened_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('closes_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('receipt_key', sa.LargeBinary(), nullable=True),
     sa.Column('outcome', sa.String(length=12), nullable=True),
     sa.Column('trend_survey_id', sa.Uuid(), nullable=True),
     sa.Column('id', sa.Uuid(), nullable=False),
