@@ -54,19 +54,8 @@ def line_chart(chart_id: str, title: str, rounds: Sequence[str], series: Sequenc
     pinned = tuple(Note(n, rounds[i], text) for n, (i, text) in enumerate(notes, start=1))
     at = [i for i, _note in notes]
 
-    legend_items = []
-    for k, s in enumerate(series):
-        dash = "" if k == 0 else ' stroke-dasharray="5 3"'
-        legend_items.append((f'<line x1="0" y1="5" x2="14" y2="5" stroke="{SERIES_COLOURS[k]}" '
-                             f'stroke-width="2.5"{dash}/>', s.name))
-        if _has_band(s):
-            legend_items.append((f'<rect width="14" height="10" fill="{SERIES_COLOURS[k]}" fill-opacity=".2"/>',
-                                 _("%(name)s: %(level)s%% interval", name=s.name, level=95) if len(series) > 1
-                                 else _("%(level)s%% interval", level=95)))
-    if any(any(s.significant or ()) for s in series):
-        legend_items.append((f'<path d="M7 0 L13 10 L1 10 Z" fill="{INK}"/>', _("significant change")))
     parts, y = ([_text(0, 12, y_label, FONT_SIZE, **{"font-weight": 600})], 20.0) if y_label else ([], 0.0)
-    legend, y = _legend(legend_items, y)
+    legend, y = _legend(_legend_items(series), y)
     parts += legend
     top = y + (26 if pinned else 12)  # room for the note markers above the plot
     axis = _Axis(top=top, bottom=top + 170, n=len(rounds), lo=y_range[0], hi=y_range[1])
@@ -77,14 +66,7 @@ def line_chart(chart_id: str, title: str, rounds: Sequence[str], series: Sequenc
     parts += _gaps(axis, hidden)
     for k, s in enumerate(series):
         parts += _series_marks(axis, k, s, rounds, decimals, unit)
-    for note, i in zip(pinned, at, strict=True):
-        x, y = axis.x(i), axis.top - 14
-        parts.append(f'<g class="note" data-round="{i}"><title>{_t(f"{note.number}. {note.text}")}</title>'
-                     + _el("line", {"x1": x, "x2": x, "y1": y + 8, "y2": axis.bottom, "stroke": INK,
-                                    "stroke-dasharray": "1 3"})
-                     + _el("circle", {"cx": x, "cy": y, "r": 8.0, "fill": "#ffffff", "stroke": INK})
-                     + _text(x, y + 4, str(note.number), SMALL, **{"text-anchor": "middle", "font-weight": 600})
-                     + "</g>")
+    parts += [_note_marker(axis, note, i) for note, i in zip(pinned, at, strict=True)]
 
     headers, rows = _trend_table(rounds, series, decimals, unit, gap_label)
     if pinned:
@@ -92,19 +74,50 @@ def line_chart(chart_id: str, title: str, rounds: Sequence[str], series: Sequenc
         rows = [(*row, " ".join(f"{n.number}. {n.text}" for n, j in zip(pinned, at, strict=True) if j == i))
                 for i, row in enumerate(rows)]
     if description is None:
-        sentences = [_("%(name)s over %(count)s rounds: %(spread)s.", name=s.name, count=len(rounds),
-                       spread=_spread(s.values, rounds, decimals, unit)) for s in series]
-        if hidden:
-            sentences.append(_("%(num)s of %(total)s rounds hidden (%(why)s).", num=len(hidden), total=len(rounds),
-                               why=gap_label))
-        flagged = [rounds[i] for s in series if s.significant for i in range(len(rounds))
-                   if s.significant[i] and s.values[i] is not None]
-        if flagged:
-            sentences.append(_("Significant changes at %(rounds)s.", rounds=", ".join(flagged)))
-        sentences += [_("Note %(n)s at %(round)s: %(text)s", n=n.number, round=n.label, text=n.text) for n in pinned]
-        description = " ".join(sentences)
+        description = _describe(series, rounds, decimals, unit, len(hidden), gap_label, pinned)
     svg = _svg(chart_id, axis.bottom + 24, title, description, parts)
     return Chart(chart_id, title, description, svg, Table(title, tuple(headers), tuple(rows)), pinned)
+
+
+def _legend_items(series: Sequence[Series]) -> list[tuple[str, str]]:
+    """A swatch per series, its band (when it has one) and the change marker (when one is flagged)."""
+    items = []
+    for k, s in enumerate(series):
+        dash = "" if k == 0 else ' stroke-dasharray="5 3"'
+        items.append((f'<line x1="0" y1="5" x2="14" y2="5" stroke="{SERIES_COLOURS[k]}" '
+                      f'stroke-width="2.5"{dash}/>', s.name))
+        if _has_band(s):
+            items.append((f'<rect width="14" height="10" fill="{SERIES_COLOURS[k]}" fill-opacity=".2"/>',
+                          _("%(name)s: %(level)s%% interval", name=s.name, level=95) if len(series) > 1
+                          else _("%(level)s%% interval", level=95)))
+    if any(any(s.significant or ()) for s in series):
+        items.append((f'<path d="M7 0 L13 10 L1 10 Z" fill="{INK}"/>', _("significant change")))
+    return items
+
+
+def _note_marker(axis: _Axis, note: Note, i: int) -> str:
+    """A numbered circle above round i, with a dotted line down to the axis."""
+    x, y = axis.x(i), axis.top - 14
+    return (f'<g class="note" data-round="{i}"><title>{_t(f"{note.number}. {note.text}")}</title>'
+            + _el("line", {"x1": x, "x2": x, "y1": y + 8, "y2": axis.bottom, "stroke": INK, "stroke-dasharray": "1 3"})
+            + _el("circle", {"cx": x, "cy": y, "r": 8.0, "fill": "#ffffff", "stroke": INK})
+            + _text(x, y + 4, str(note.number), SMALL, **{"text-anchor": "middle", "font-weight": 600})
+            + "</g>")
+
+
+def _describe(series: Sequence[Series], rounds: list[str], decimals: int, unit: str, hidden: int, gap_label: str,
+              pinned: Sequence[Note]) -> str:
+    """The chart in words: each series' spread, hidden rounds, flagged changes and the notes."""
+    sentences = [_("%(name)s over %(count)s rounds: %(spread)s.", name=s.name, count=len(rounds),
+                   spread=_spread(s.values, rounds, decimals, unit)) for s in series]
+    if hidden:
+        sentences.append(_("%(num)s of %(total)s rounds hidden (%(why)s).", num=hidden, total=len(rounds), why=gap_label))
+    flagged = [rounds[i] for s in series if s.significant for i in range(len(rounds))
+               if s.significant[i] and s.values[i] is not None]
+    if flagged:
+        sentences.append(_("Significant changes at %(rounds)s.", rounds=", ".join(flagged)))
+    sentences += [_("Note %(n)s at %(round)s: %(text)s", n=n.number, round=n.label, text=n.text) for n in pinned]
+    return " ".join(sentences)
 
 
 def _has_band(s: Series) -> bool:
