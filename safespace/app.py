@@ -30,6 +30,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from safespace.chat.controllers import ChatController
 from safespace.chat.delivery import ChatDelivery
+from safespace.checkin.controllers import CheckInsController
+from safespace.checkin.join_pages import JoinController
+from safespace.checkin.live import Hub, channels_plugin
 from safespace.db.engine import Reads, alchemy_config, make_engine
 from safespace.db.migrate import current_revision, schema_mismatch
 from safespace.home import HomeController
@@ -213,6 +216,8 @@ ROUTES = [
     ChatController,
     ActionsController,
     SummaryController,
+    CheckInsController,
+    JoinController,
     api_router,
     pulse_api,
     insights_api,
@@ -328,10 +333,11 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
         send_round_mails=functools.partial(round_mailer.send_all, sessionmaker),
         # The settings page's test message, sent after the response (never inside the request).
         send_chat_posts=functools.partial(chat_delivery.deliver_due, sessionmaker, keyring),
+        checkin_hub=Hub(sessionmaker),  # check-ins' event streams: short sessions of their own
     )
     return Litestar(
         route_handlers=ROUTES,
-        plugins=[SQLAlchemyPlugin(config=db)],
+        plugins=[SQLAlchemyPlugin(config=db), channels_plugin(settings)],  # channels: check-ins' live counts
         dependencies=dependencies,
         **_session_and_csrf(settings, sessions, secret),
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(templates)),

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from safespace import clock
 from safespace.chat import services as chat
 from safespace.chat.delivery import ChatDelivery
+from safespace.checkin import lifecycle as checkin_lifecycle
 from safespace.db.upsert import insert_once
 from safespace.identity.signin import forget_old_sign_ins
 from safespace.notifications import noting as notifications
@@ -47,6 +48,7 @@ class TickReport:
     stories_released: int = 0
     digests: list[Digest] = field(default_factory=list)  # facilitators' digests, sent after the commit
     chat_delivered: int = 0
+    checkins_closed: int = 0  # meeting check-ins left open past their time
 
 
 SCRUB_DUE = "scrub-due"  # a lease row that is a note: old row versions wait to be scrubbed
@@ -171,6 +173,7 @@ async def tick(
             await scrub(db, STORY_TABLES)
             await db.execute(delete(Lease).where(Lease.name == SCRUB_DUE))
             await db.commit()
+    report.checkins_closed = await checkin_lifecycle.close_due(sessionmaker, keyring, moment)
     if mailer is not None:
         await mailer.send_all(sessionmaker, report.mails)
     if digests is not None and report.digests:

@@ -37,6 +37,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     trusted_proxies: str = "127.0.0.1"  # proxies whose X-Forwarded-For names the real client (rate limits)
     schedule_interval_seconds: int = 60  # how often `serve` opens/closes rounds; 0: only `safespace tick`
     token_key_bits: int = 2048  # RSA size of the answer-token keys (RFC 9474): 2048 or 3072
+    checkin_close_minutes: int = 120  # a check-in left open closes itself after this long
     # Private mode: a browser sends no signed-in request this many seconds either side of an
     # anonymous answer, story or reply (docs/THREAT_MODEL.md, "What timing can still tell").
     private_window_seconds: int = 30
@@ -199,6 +200,8 @@ def _check(settings: Settings) -> None:
         raise SettingsError("SAFESPACE_STORY_RELEASE_HOUR: use an hour from 0 to 23.")
     if settings.schedule_interval_seconds < 0:
         raise SettingsError("SAFESPACE_SCHEDULE_INTERVAL_SECONDS: use 0 (off) or a number of seconds, e.g. 60.")
+    if settings.checkin_close_minutes < 5:
+        raise SettingsError("SAFESPACE_CHECKIN_CLOSE_MINUTES: a check-in needs at least 5 minutes; use 5 or more.")
     if settings.token_key_bits not in (2048, 3072):
         raise SettingsError("SAFESPACE_TOKEN_KEY_BITS: use 2048 or 3072.")
     if not 1 <= settings.private_window_seconds <= 3600:

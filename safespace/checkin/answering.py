@@ -1,0 +1,163 @@
+"""Answering a check-in, and changing one's answer until the reveal, with no row per person.
+
+The member's current answer is kept by their own browser only, in a receipt: the answers, the id
+of their comment (if any) and a random nonce, sealed (AES-256-GCM) under the check-in's own key,
+a file outside the database destroyed at close (privacy/round_keys.py). The ledger row holds
+SHA-256 of the nonce, so only the latest receipt can fold the previous answer out of the tally;
+a receipt kept from before cannot fold it out twice. The database therefore never holds a
+person's answer, not even sealed: only the tally (sealed while open) and the ledger (who joined).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import uuid
+
+import msgspec
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.checkin.keys import checkin_keys
+from safespace.checkin.models import CheckIn, CheckInComment, CheckInParticipation, CheckInTally
+from safespace.checkin.services import NotOpen
+from safespace.errors import Refused
+from safespace.i18n import gettext as _
+from safespace.privacy.crypto import Keyring, associated_data
+from safespace.privacy.round_keys import RoundKeyError, is_sealed
+from surveys import tally as tally_rules
+
+NONCE_BYTES = 16
+
+
+class AnsweredElsewhere(Refused):
+    """The member answered in another browser, which holds the receipt needed to change it."""
+
+
+class Receipt(msgspec.Struct, forbid_unknown_fields=True):
+    nonce: str  # hex; its hash is the ledger's receipt_hash
+    answers: dict[str, int | None]
+    comment: str | None = None  # the comment row's random id
+
+
+def receipt_cookie(checkin: CheckIn) -> str:
+    return f"checkin_{checkin.code}"
+
+
+def _receipt_aad(checkin: CheckIn, person_id: uuid.UUID) -> bytes:
+    # Bound to the member: a receipt copied to someone else's browser does not open for them.
+    return associated_data("checkin_receipt", "cookie", f"{checkin.id}/{person_id}")
+
+
+def nonce_hash(nonce: str) -> bytes:
+    return hashlib.sha256(bytes.fromhex(nonce)).digest()
+
+
+def seal_receipt(keyring: Keyring, checkin: CheckIn, person_id: uuid.UUID, receipt: Receipt) -> str:
+    sealed = checkin_keys(keyring).seal(checkin.id, msgspec.json.encode(receipt), _receipt_aad(checkin, person_id))
+    return base64.urlsafe_b64encode(sealed).decode()
+
+
+def open_receipt(keyring: Keyring, checkin: CheckIn, person_id: uuid.UUID, value: str | None) -> Receipt | None:
+    """The receipt the browser sent, or None if it sent none or one that does not open."""
+    if not value:
+        return None
+    try:
+        sealed = base64.urlsafe_b64decode(value.encode())
+        return msgspec.json.decode(checkin_keys(keyring).open(checkin.id, sealed, _receipt_aad(checkin, person_id)), type=Receipt)
+    except (ValueError, RoundKeyError, msgspec.DecodeError):
+        return None
+
+
+def _tally_aad(checkin_id: uuid.UUID) -> bytes:
+    return associated_data("checkin_tally", "data", checkin_id)
+
+
+def read_tally(keyring: Keyring, checkin_id: uuid.UUID, data: bytes) -> tally_rules.Tally:
+    """Sealed under the check-in's key while open (each state differs from the last by one
+    answer, and databases keep old row versions); in the clear once closed."""
+    if is_sealed(data):
+        data = checkin_keys(keyring).open(checkin_id, data, _tally_aad(checkin_id))
+    return msgspec.json.decode(data, type=tally_rules.Tally)
+
+
+def _negated(t: tally_rules.Tally) -> tally_rules.Tally:
+    """A tally whose every count and sum is the opposite: merging it in folds `t` out."""
+
+    def neg(value):  # noqa: ANN001, ANN202
+        if isinstance(value, bool) or not isinstance(value, int | list | dict):
+            return value
+        if isinstance(value, int):
+            return -value
+        if isinstance(value, list):
+            return [neg(v) for v in value]
+        return {k: neg(v) for k, v in value.items()}
+
+    fields = {name: getattr(t, name) for name in t.__struct_fields__}
+    keep = {"items", "reverse", "points"}
+    return tally_rules.Tally(**{name: value if name in keep else neg(value) for name, value in fields.items()})
+
+
+def refold(tally: tally_rules.Tally, old: dict[str, int | None] | None, new: dict[str, int | None]) -> tally_rules.Tally:
+    """The tally with `old` (a previous answer set, if any) folded out and `new` folded in."""
+    changed = tally_rules.fold(tally, new)
+    if old is None:
+        return changed
+    previous = tally_rules.fold(tally_rules.new_tally(tally.items, tally.reverse, tally.points), old)
+    return tally_rules.merge(changed, _negated(previous))
+
+
+async def answer(
+    db: AsyncSession,
+    keyring: Keyring,
+    checkin: CheckIn,
+    person_id: uuid.UUID,
+    answers: dict[str, int | None],
+    comment: str,
+    sent_receipt: str | None,
+) -> tuple[str, int]:
+    """Count (or change) the member's answer; returns the new receipt and how many answered.
+
+    The first statement takes the write lock (PostgreSQL: the tally row; SQLite: the database),
+    so concurrent answers queue here and each reads the tally the one before it wrote."""
+    await db.execute(update(CheckInTally).where(CheckInTally.checkin_id == checkin.id).values(respondents=CheckInTally.respondents))
+    state = await db.scalar(select(CheckIn.state).where(CheckIn.id == checkin.id))
+    if state != "open":
+        raise NotOpen(_("This check-in is closed; answers are no longer accepted."))
+    row = await db.get(CheckInTally, checkin.id, with_for_update=True)
+    tally = read_tally(keyring, checkin.id, row.data)
+    answers = tally_rules.check_answers(tally, answers)
+    hashed = await db.scalar(
+        select(CheckInParticipation.receipt_hash).where(
+            CheckInParticipation.checkin_id == checkin.id, CheckInParticipation.person_id == person_id
+        )
+    )
+    joined = hashed is not None
+    previous = open_receipt(keyring, checkin, person_id, sent_receipt) if joined else None
+    if joined and (previous is None or nonce_hash(previous.nonce) != hashed):
+        raise AnsweredElsewhere(
+            _("You have already answered, in another browser or device; your answer is counted. It can be changed only from there.")
+        )
+    receipt = Receipt(nonce=os.urandom(NONCE_BYTES).hex(), answers=answers)
+    if previous is not None and previous.comment:
+        await db.execute(delete(CheckInComment).where(CheckInComment.id == uuid.UUID(previous.comment), CheckInComment.checkin_id == checkin.id))
+    if comment.strip() and checkin.prompt:
+        comment_id = uuid.uuid4()
+        body = checkin_keys(keyring).seal(checkin.id, comment.strip().encode(), associated_data("checkin_comment", "body", f"{checkin.id}/{comment_id}"))
+        await db.execute(insert(CheckInComment).values(id=comment_id, checkin_id=checkin.id, body=body))
+        receipt.comment = str(comment_id)
+    tally = refold(tally, previous.answers if previous else None, answers)
+    row.data = checkin_keys(keyring).seal(checkin.id, msgspec.json.encode(tally), _tally_aad(checkin.id))
+    row.respondents = tally.respondents
+    new_hash = nonce_hash(receipt.nonce)
+    if joined:
+        await db.execute(
+            update(CheckInParticipation)
+            .where(CheckInParticipation.checkin_id == checkin.id, CheckInParticipation.person_id == person_id)
+            .values(receipt_hash=new_hash)
+        )
+    else:
+        await db.execute(insert(CheckInParticipation).values(checkin_id=checkin.id, person_id=person_id, receipt_hash=new_hash))
+    await db.flush()
+    return seal_receipt(keyring, checkin, person_id, receipt), tally.respondents

@@ -1,0 +1,112 @@
+"""Closing a check-in (by its facilitator, or by `safespace tick` after its time), revealing it,
+and keeping or discarding it afterwards.
+
+Close is a round's close in small (pulse/lifecycle.py): the tally is written in the clear, the
+comments are re-inserted in a shuffled order under the installation's keyring (or deleted when
+too few answered to show them), the ledger is deleted, and once committed the check-in's key
+file is destroyed, so no earlier tally state and no receipt opens again.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import datetime
+
+import msgspec
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace.checkin.answering import read_tally
+from safespace.checkin.keys import checkin_keys
+from safespace.checkin.models import CheckIn, CheckInComment, CheckInParticipation, CheckInTally
+from safespace.checkin.services import TooFew
+from safespace.errors import Refused
+from safespace.i18n import gettext as _
+from safespace.privacy.crypto import Keyring, associated_data
+from surveys import disclosure
+
+
+async def close(db: AsyncSession, keyring: Keyring, checkin_id: uuid.UUID) -> bool:
+    """Stop answers and scrub; False if it was already closed. The caller commits, then calls
+    forget_key."""
+    await db.execute(update(CheckInTally).where(CheckInTally.checkin_id == checkin_id).values(respondents=CheckInTally.respondents))
+    checkin = await db.get(CheckIn, checkin_id, with_for_update=True, populate_existing=True)
+    if checkin is None or checkin.state != "open":
+        return False
+    row = await db.get(CheckInTally, checkin_id, populate_existing=True)
+    tally = read_tally(keyring, checkin_id, row.data)
+    row.data = msgspec.json.encode(tally)  # the final aggregate, in the clear
+    await _release_comments(db, keyring, checkin, tally.respondents)
+    # Who joined served only "one answer each": nothing needs it once answers are closed.
+    await db.execute(delete(CheckInParticipation).where(CheckInParticipation.checkin_id == checkin_id))
+    checkin.state = "closed"
+    await db.flush()
+    return True
+
+
+async def _release_comments(db: AsyncSession, keyring: Keyring, checkin: CheckIn, respondents: int) -> None:
+    """P4/P5: pending comments re-inserted with new random ids in a shuffled order, under the
+    keyring; deleted unseen if too few answered for free text to be shown."""
+    pending = list(await db.scalars(select(CheckInComment).where(CheckInComment.checkin_id == checkin.id)))
+    texts = [
+        checkin_keys(keyring).open(checkin.id, c.body, associated_data("checkin_comment", "body", f"{checkin.id}/{c.id}")).decode()
+        for c in pending
+    ]
+    await db.execute(delete(CheckInComment).where(CheckInComment.checkin_id == checkin.id))
+    if not disclosure.comments_visible(respondents, checkin.min_group_size, checkin.comment_threshold):
+        return
+    random.SystemRandom().shuffle(texts)
+    rows = []
+    for position, text in enumerate(texts):
+        comment_id = uuid.uuid4()
+        body = keyring.seal(text, associated_data("checkin_comment", "body", f"{checkin.id}/{comment_id}"))
+        rows.append(CheckInComment(id=comment_id, checkin_id=checkin.id, position=position, body=body))
+    db.add_all(rows)
+
+
+def forget_key(keyring: Keyring, checkin_id: uuid.UUID) -> None:
+    """After close is committed: the key of the receipts and of every sealed state goes."""
+    checkin_keys(keyring).destroy(checkin_id)
+
+
+async def reveal(db: AsyncSession, keyring: Keyring, checkin_id: uuid.UUID) -> None:
+    """Close (if open) and show the figures; refused below k, and the check-in then stays as it was."""
+    checkin = await db.get(CheckIn, checkin_id)
+    count = int(await db.scalar(select(CheckInTally.respondents).where(CheckInTally.checkin_id == checkin_id)) or 0)
+    if not disclosure.enough(count, checkin.min_group_size):
+        raise TooFew(_("Fewer than %(k)s people have answered: revealing now would say too much about too few.", k=checkin.min_group_size))
+    if checkin.state == "revealed":
+        return
+    await close(db, keyring, checkin_id)
+    checkin.state = "revealed"
+    await db.flush()
+
+
+async def decide(db: AsyncSession, checkin: CheckIn, outcome: str, survey_id: uuid.UUID | None) -> None:
+    """After the reveal: a "meeting check-in" point on a survey's trend, or discarded."""
+    if checkin.state != "revealed":
+        raise Refused(_("Only a revealed check-in can be added to a trend or discarded."))
+    checkin.outcome = outcome
+    checkin.trend_survey_id = survey_id if outcome == "trend" else None
+    await db.flush()
+
+
+async def due(db: AsyncSession, moment: datetime) -> list[uuid.UUID]:
+    """Open check-ins whose time is up."""
+    return list(await db.scalars(select(CheckIn.id).where(CheckIn.state == "open", CheckIn.closes_at <= moment)))
+
+
+async def close_due(sessionmaker, keyring: Keyring, moment: datetime) -> int:  # noqa: ANN001
+    """`safespace tick`: close every check-in left open past its time, each in its own transaction."""
+    async with sessionmaker() as db:
+        ids = await due(db, moment)
+    closed = 0
+    for checkin_id in ids:
+        async with sessionmaker() as db:
+            done = await close(db, keyring, checkin_id)
+            await db.commit()
+        if done:
+            forget_key(keyring, checkin_id)
+            closed += 1
+    return closed

@@ -1,0 +1,272 @@
+"""Live check-ins over HTTP, on SQLite and PostgreSQL: each rule a member or a facilitator
+would check, including the event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import timedelta
+
+import msgspec
+from sqlalchemy import select
+
+from safespace import clock, schedule
+from safespace.checkin.models import CheckInParticipation, CheckInTally
+from safespace.privacy.crypto import Keyring
+from surveys import tally as tally_rules
+from tests.safespace.checkin.conftest import MEMBERS, Meeting, open_stream, outsider, shown_count
+
+
+async def _tally(meeting: Meeting) -> CheckInTally:
+    meeting.db.expire_all()
+    return await meeting.db.get(CheckInTally, meeting.checkin_id)
+
+
+async def test_member_answers_and_sees_counted(meeting: Meeting) -> None:
+    await meeting.start()
+    page = await (await meeting.browser(MEMBERS[0])).get(meeting.join)
+    assert page.status_code == 200 and "Send my answer" in page.text
+    response = await meeting.answer(MEMBERS[0])
+    assert response.status_code == 303
+    page = await (await meeting.browser(MEMBERS[0])).get(meeting.join)
+    assert "Counted." in page.text
+    assert "Waiting for at least 5 answers" in page.text
+
+
+async def test_count_is_hidden_below_k_on_every_page_and_stream_then_shown_at_k(meeting: Meeting) -> None:
+    await meeting.start()
+    stream = await open_stream(meeting, MEMBERS[5])
+    first = await stream.next()
+    assert first == {"state": "open", "count": None}
+    for email in MEMBERS[:4]:
+        assert (await meeting.answer(email)).status_code == 303
+        for viewer, path in ((meeting.world.facilitator, meeting.page), (MEMBERS[0], meeting.join), (MEMBERS[5], meeting.join)):
+            text = (await (await meeting.browser(viewer)).get(path)).text
+            assert shown_count(text) is None, (viewer, path)
+            assert "Waiting for at least 5 answers" in text
+    await asyncio.sleep(0.2)
+    assert stream.pending() == []  # not one message below k: a listener cannot even count them
+    assert (await meeting.answer(MEMBERS[4])).status_code == 303
+    assert await stream.next() == {"state": "open", "count": 5}
+    assert shown_count((await (await meeting.browser(meeting.world.facilitator)).get(meeting.page)).text) == "5"
+    assert shown_count((await (await meeting.browser(MEMBERS[0])).get(meeting.join)).text) == "5"
+    await stream.close()
+
+
+async def test_reveal_is_refused_below_k_and_works_at_k(meeting: Meeting) -> None:
+    await meeting.start()
+    for email in MEMBERS[:4]:
+        await meeting.answer(email, 2)
+    refused = await meeting.post(meeting.world.facilitator, f"{meeting.page}/reveal", {})
+    assert refused.status_code == 409
+    assert "Fewer than 5 people have answered" in refused.text
+    assert (await meeting.reload()).state == "open"
+    assert "Scale score" not in (await (await meeting.browser(MEMBERS[0])).get(meeting.join)).text
+    stream = await open_stream(meeting, MEMBERS[0])
+    assert (await stream.next())["count"] is None
+    await meeting.answer(MEMBERS[4], 5)
+    assert (await stream.next())["count"] == 5
+    revealed = await meeting.post(meeting.world.facilitator, f"{meeting.page}/reveal", {})
+    assert revealed.status_code == 303
+    assert await stream.next() == {"state": "revealed", "count": 5}
+    page = (await (await meeting.browser(MEMBERS[0])).get(meeting.join)).text
+    assert "Scale score" in page and "Results per statement" in page
+    # Answers per point of the 7-point scale, per statement: four answered 2, one answered 5.
+    assert "0 · 4 · 0 · 0 · 1 · 0 · 0" in re.sub(r"<[^>]+>", "", page)
+    late = await meeting.answer(MEMBERS[5], 1)
+    assert late.status_code == 409 and "closed" in late.text
+    await stream.close()
+
+
+async def test_one_answer_per_member_and_a_change_moves_the_tally_without_a_second_count(meeting: Meeting, settings) -> None:
+    await meeting.start()
+    await meeting.answer(MEMBERS[0], 1)
+    await meeting.answer(MEMBERS[0], 5)  # a change of answer, from the same browser
+    keyring = Keyring.load(settings.encryption_key_path)
+    from safespace.checkin.answering import read_tally
+
+    row = await _tally(meeting)
+    tally = read_tally(keyring, meeting.checkin_id, row.data)
+    assert row.respondents == 1 and tally.respondents == 1
+    assert tally.counts["s1"] == [0, 0, 0, 0, 1, 0, 0]
+    # The same member in another browser has no receipt: refused, nothing counted twice.
+    other = meeting.new_browser()
+    from tests.helpers import csrf, sign_in
+
+    await sign_in(other, meeting.db, MEMBERS[0])
+    again = await other.post(meeting.join, data={"a.s1": "3", "a.s2": "3", "_csrf_token": csrf(other)})
+    assert again.status_code == 409 and "already answered" in again.text
+    assert (await _tally(meeting)).respondents == 1
+    await other.aclose()
+
+
+async def test_an_old_receipt_cannot_fold_an_answer_out_twice(meeting: Meeting, settings) -> None:
+    await meeting.start()
+    browser = await meeting.browser(MEMBERS[0])
+    await meeting.answer(MEMBERS[0], 1)
+    old = browser.cookies.get(f"checkin_{meeting.code}")
+    await meeting.answer(MEMBERS[0], 2)
+    browser.cookies.set(f"checkin_{meeting.code}", old, domain="testserver.local", path=meeting.join)
+    replay = await meeting.answer(MEMBERS[0], 3)
+    assert replay.status_code == 409
+    from safespace.checkin.answering import read_tally
+
+    tally = read_tally(Keyring.load(settings.encryption_key_path), meeting.checkin_id, (await _tally(meeting)).data)
+    assert tally.respondents == 1 and tally.counts["s1"] == [0, 1, 0, 0, 0, 0, 0]
+
+
+async def test_a_member_of_another_community_is_refused(meeting: Meeting) -> None:
+    await meeting.start()
+    stranger = await outsider(meeting)
+    browser = await meeting.browser(stranger)
+    assert (await browser.get(meeting.join)).status_code == 404
+    assert (await meeting.answer(stranger)).status_code == 404
+    stream = await open_stream(meeting, stranger)
+    assert stream.status == 404
+    assert (await browser.get(meeting.page)).status_code == 404
+    assert (await _tally(meeting)).respondents == 0
+    # Not signed in at all: sent to sign in, never a page of the check-in.
+    anonymous = meeting.new_browser()
+    assert (await anonymous.get(meeting.join)).status_code in (302, 303, 401)
+    await anonymous.aclose()
+
+
+async def test_a_member_cannot_run_the_check_in(meeting: Meeting) -> None:
+    await meeting.start()
+    for email in MEMBERS[:5]:
+        await meeting.answer(email)
+    assert (await meeting.post(MEMBERS[0], f"{meeting.page}/reveal", {})).status_code == 403
+    assert (await meeting.reload()).state == "open"
+
+
+async def test_left_open_it_closes_itself_at_tick_and_below_k_is_never_shown(meeting: Meeting, settings, engine) -> None:
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    await meeting.start()
+    for email in MEMBERS[:3]:
+        await meeting.answer(email)
+    keyring = Keyring.load(settings.encryption_key_path)
+    sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    early = await schedule.tick(sessionmaker, keyring, None, moment=clock.now() + timedelta(minutes=119))
+    assert early.checkins_closed == 0
+    report = await schedule.tick(sessionmaker, keyring, None, moment=clock.now() + timedelta(minutes=121))
+    assert report.checkins_closed == 1
+    assert (await meeting.reload()).state == "closed"
+    late = await meeting.answer(MEMBERS[4])
+    assert late.status_code == 409
+    assert (await meeting.post(meeting.world.facilitator, f"{meeting.page}/reveal", {})).status_code == 409
+    page = (await (await meeting.browser(MEMBERS[0])).get(meeting.join)).text
+    assert "Fewer than 5 people answered, so nothing will be shown" in page and shown_count(page) is None
+
+
+async def test_closed_at_k_by_time_is_revealed_by_the_facilitator(meeting: Meeting, settings, engine) -> None:
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    await meeting.start()
+    for email in MEMBERS[:5]:
+        await meeting.answer(email)
+    keyring = Keyring.load(settings.encryption_key_path)
+    await schedule.tick(async_sessionmaker(engine, expire_on_commit=False), keyring, None, moment=clock.now() + timedelta(hours=3))
+    assert (await meeting.reload()).state == "closed"
+    assert "Scale score" not in (await (await meeting.browser(MEMBERS[0])).get(meeting.join)).text
+    assert (await meeting.post(meeting.world.facilitator, f"{meeting.page}/reveal", {})).status_code == 303
+    assert "Scale score" in (await (await meeting.browser(MEMBERS[0])).get(meeting.join)).text
+
+
+async def test_free_text_is_shown_shuffled_only_at_the_comment_threshold(meeting: Meeting) -> None:
+    meeting.world.community.comment_threshold = 5
+    meeting.db.add(meeting.world.community)
+    await meeting.db.commit()
+    await meeting.start(prompt="One word for this meeting?")
+    for n, email in enumerate(MEMBERS[:5]):
+        await meeting.answer(email, comment=f"word{n}")
+    await meeting.post(meeting.world.facilitator, f"{meeting.page}/reveal", {})
+    page = (await (await meeting.browser(MEMBERS[0])).get(meeting.join)).text
+    assert all(f"word{n}" in page for n in range(5))
+    assert "In random order." in page
+
+
+async def test_the_facilitator_page_shows_the_code_the_join_link_and_a_qr_code(meeting: Meeting) -> None:
+    await meeting.start()
+    page = (await (await meeting.browser(meeting.world.facilitator)).get(meeting.page)).text
+    assert meeting.code in page
+    assert f"http://testserver.local/checkin/{meeting.code}" in page
+    assert '<svg' in page and 'class="qr"' in page
+    assert '<noscript><meta http-equiv="refresh"' in page
+
+
+async def test_a_revealed_check_in_can_join_the_trend_or_be_discarded(meeting: Meeting) -> None:
+    await meeting.start()
+    for email in MEMBERS[:5]:
+        await meeting.answer(email)
+    too_early = await meeting.post(meeting.world.facilitator, f"{meeting.page}/outcome", {"outcome": "discarded"})
+    assert too_early.status_code == 409
+    await meeting.post(meeting.world.facilitator, f"{meeting.page}/reveal", {})
+    assert (await meeting.post(meeting.world.facilitator, f"{meeting.page}/outcome", {"outcome": "discarded"})).status_code == 303
+    assert (await meeting.reload()).outcome == "discarded"
+
+
+async def test_a_free_question_with_a_fixed_answer_set(meeting: Meeting) -> None:
+    await meeting.start(statements=[], question="I can say what I think in this meeting.")
+    page = (await (await meeting.browser(MEMBERS[0])).get(meeting.join)).text
+    assert "I can say what I think in this meeting." in page and "Strongly agree" in page
+    assert (await meeting.post(MEMBERS[0], meeting.join, {"a.q1": "4"})).status_code == 303
+    assert (await _tally(meeting)).respondents == 1
+
+
+async def test_starting_needs_one_to_three_statements(meeting: Meeting) -> None:
+    url = f"/c/{meeting.community_id}/checkins"
+    none = await meeting.post(meeting.world.facilitator, url, {"prompt": ""})
+    assert none.status_code == 422 and "Choose one to three statements" in none.text
+    four = ["psychological_safety/ps_mistakes", "psychological_safety/ps_raise_issues", "psychological_safety/ps_difference", "trust/tr_open"]
+    many = await meeting.post(meeting.world.facilitator, url, {"statement": four})
+    assert many.status_code == 422 and "at most three" in many.text
+
+
+async def test_the_raw_database_links_no_one_to_an_answer_after_a_change_and_after_close(meeting: Meeting, settings) -> None:
+    """Attack: read every check-in table as the operator would, after a change of answer (while
+    open) and after close; nothing pairs a member with what they answered."""
+    await meeting.start(prompt="Anything else?")
+    for email in MEMBERS[:4]:
+        await meeting.answer(email, 3)
+    await meeting.answer(MEMBERS[0], 1, comment="secret-word")
+    await meeting.answer(MEMBERS[0], 5, comment="changed-word")  # the change
+    await meeting.answer(MEMBERS[4], 3)
+    dump = await _dump(meeting)
+    ledger = dump["checkin_participation"]
+    assert {tuple(sorted(r)) for r in ledger} == {("checkin_id", "person_id", "receipt_hash")}
+    tally_data = dump["checkin_tally"][0]["data"]
+    assert not tally_data.startswith(b"{")  # sealed while open: old row versions do not open either
+    blob = repr(dump).encode()
+    assert b"secret-word" not in blob and b"changed-word" not in blob
+    comments = dump["checkin_comment"]
+    assert len(comments) == 1 and all(c["position"] is None for c in comments)  # the first comment is gone
+    await meeting.post(meeting.world.facilitator, f"{meeting.page}/reveal", {})
+    after = await _dump(meeting)
+    assert after["checkin_participation"] == []  # the ledger is gone at close
+    final = msgspec.json.decode(after["checkin_tally"][0]["data"], type=tally_rules.Tally)
+    assert final.respondents == 5 and final.counts["s1"] == [0, 0, 4, 0, 1, 0, 0]
+    from safespace.checkin.keys import checkin_keys
+
+    assert not checkin_keys(Keyring.load(settings.encryption_key_path)).has(meeting.checkin_id)  # receipts never open again
+    assert b"secret-word" not in repr(after).encode()
+
+
+async def _dump(meeting: Meeting) -> dict[str, list[dict]]:
+    from sqlalchemy import text
+
+    meeting.db.expire_all()
+    found = {}
+    for table in ("checkin", "checkin_tally", "checkin_participation", "checkin_comment"):
+        rows = (await meeting.db.execute(text(f"SELECT * FROM {table}"))).mappings().all()
+        found[table] = [dict(r) for r in rows]
+    await meeting.db.commit()
+    return found
+
+
+async def test_the_ledger_holds_one_row_per_member_who_answered(meeting: Meeting) -> None:
+    await meeting.start()
+    for email in MEMBERS[:3]:
+        await meeting.answer(email)
+    rows = list(await meeting.db.scalars(select(CheckInParticipation).where(CheckInParticipation.checkin_id == meeting.checkin_id)))
+    assert len(rows) == 3
