@@ -22,14 +22,14 @@ from safespace import clock, i18n
 from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community, Membership
-from safespace.insights import actions, exports, team_figures, trend_figures, views
+from safespace.insights import actions, exports, round_page, team_figures, trend_figures, views
 from safespace.insights.trend_figures import TREND_STATES
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import results as pulse_results
 from safespace.pulse import services as pulse
 from safespace.pulse.models import Round, Survey
 from safespace.pulse.results import comments_shown, round_result
-from safespace.web.guards import facilitator_place, facilitator_routes, no_community, request_session
+from safespace.web.guards import facilitator_place, facilitator_routes, no_community, provide_facilitation, request_session
 from safespace.web.pages import form_text, page, see_other
 from safespace.web.session import Viewer, flash
 
@@ -196,14 +196,35 @@ class InsightsController(Controller):
     @get("/rounds/{round_id:uuid}", name="insights:round")
     async def round_page(
         self,
-        round_: NamedDependency[Round],
-        facilitation: NamedDependency[Membership],
-        db_session: NamedDependency[AsyncSession],
+        request: Request,
+        community_id: FromPath[uuid.UUID],
+        round_id: FromPath[uuid.UUID],
         keyring: NamedDependency[Keyring],
         comments: FromQuery[str | None] = None,
     ) -> Template:
-        context = await self._round_context(db_session, keyring, facilitation.community, round_, comments)
-        return page("insights/round.html", values={}, errors={}, **context)
+        # A closed round: the facilitator's place from the session, one statement for the page's
+        # version, the rest kept (round_page.py). No dependency: no ORM session unless it is drawn.
+        facilitator_place(request, community_id)
+        reads = request.app.state[TREND_STATES].reads
+        key = await round_page.closed_round_key(reads, community_id, round_id)
+        if key is None:  # open, scheduled, or not here: drawn on every visit
+            db = request_session(request)
+            facilitation = await provide_facilitation(community_id, request, db)
+            round_ = await provide_round(round_id, facilitation, db)
+            context = await self._round_context(db, keyring, facilitation.community, round_, comments)
+            return page("insights/round.html", values={}, errors={}, **context)
+
+        async def context() -> dict[str, Any]:
+            db = request_session(request)
+            facilitation = await provide_facilitation(community_id, request, db)
+            round_ = await provide_round(round_id, facilitation, db)
+            found = await self._round_context(db, keyring, facilitation.community, round_, comments)
+            return found | {"request": request, "kept": None}
+
+        template = request.app.template_engine.get_template("insights/round.html")
+        key = (*key, i18n.current_language(), pulse_results.comments_shown(comments))
+        kept = await round_page.kept_blocks(key, template, context)
+        return page("insights/round.html", kept=kept, csrf_slot=round_page.CSRF_SLOT)
 
     @get("/rounds/{round_id:uuid}/report")
     async def round_report(

@@ -1,0 +1,85 @@
+"""A closed round's results page, kept rendered: a closed round's figures never change, so the page
+is drawn once per version of everything else on it and served from memory afterwards.
+
+Every visit reads one statement on a bare connection (db.engine.Reads): the round, checked to be
+in the community, with the facts the page draws besides its frozen figures. They are the key:
+
+- the survey's title and trend revision (Survey.trend_revision: bumped when a note is pinned or
+  removed, when an action is planned on the round or dropped);
+- the community's name and time zone (the round's and the summary's dates are in it);
+- the published summary ("You said, we did"), by its time of publication (published once);
+- the round's actions and their updates, by count (an action's status changes by adding an
+  update; its title, owner and due date are fixed when it is planned);
+- the teams' ids and names (the team heatmaps name them);
+- the language, and how many comments are shown (?comments=all).
+
+Nothing of the viewer is in the kept blocks: the CSRF field of the forms is a slot filled in on
+each visit (CSRF_SLOT, in insights/round.html), and the header, navigation and notice are base.html's, rendered per visit.
+An open or scheduled round is not kept: its page moves with every answer and with the clock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from jinja2 import Template as JinjaTemplate
+from markupsafe import Markup
+from sqlalchemy import bindparam, func, select
+
+from safespace.db.engine import Reads
+from safespace.identity.models import Community, Team
+from safespace.insights.models import Action, ActionUpdate, RoundSummary
+from safespace.pulse.models import Round, Survey
+
+# Stands for the viewer's CSRF field in the kept blocks: no character that HTML escaping changes,
+# and none that clean_text lets into stored text.
+CSRF_SLOT = "\x00csrf\x00"
+
+_ACTIONS = select(func.count(Action.id)).where(Action.round_id == Round.id).scalar_subquery()
+_UPDATES = (
+    select(func.count(ActionUpdate.id)).join(Action, Action.id == ActionUpdate.action_id).where(Action.round_id == Round.id)
+).scalar_subquery()
+_ROUND_STATE = (
+    select(Round.closed, Round.survey_id, Survey.title, Survey.trend_revision, Community.name, Community.time_zone,
+           RoundSummary.published_at, _ACTIONS, _UPDATES, Team.id, Team.name)  # fmt: skip
+    .join(Survey, Survey.id == Round.survey_id)
+    .join(Community, Community.id == Round.community_id)
+    .outerjoin(RoundSummary, RoundSummary.round_id == Round.id)
+    .outerjoin(Team, Team.community_id == Round.community_id)
+    .where(Round.id == bindparam("round_id"), Round.community_id == bindparam("community_id"))
+    .order_by(Team.name, Team.id)
+)
+
+
+async def closed_round_key(reads: Reads, community_id: uuid.UUID, round_id: uuid.UUID) -> tuple | None:
+    """The version of a closed round's page (see the module's docstring); None when the round is
+    not closed or not in the community (the caller takes the full path, which answers 404)."""
+    rows = await reads.rows(_ROUND_STATE, {"round_id": round_id, "community_id": community_id})
+    if not rows or not rows[0][0]:
+        return None
+    first = rows[0]
+    teams = tuple((row[9], row[10]) for row in rows if row[9] is not None)
+    return (round_id, *first[1:9], teams)
+
+
+# The kept (title, content) blocks of insights/round.html, per process and bounded.
+_KEPT: dict[tuple, tuple[Markup, Markup]] = {}
+_KEPT_MAX = 256  # a full cache starts again
+
+
+async def kept_blocks(
+    key: tuple, template: JinjaTemplate, context: Callable[[], Awaitable[dict[str, Any]]]
+) -> tuple[Markup, Markup]:
+    """The page's title and content blocks for `key`, rendered from `context()` on the first visit."""
+    found = _KEPT.get(key)
+    if found is None:
+        values = await context() | {"csrf_input": CSRF_SLOT, "values": {}, "errors": {}}
+        rendered = template.new_context(values)
+        found = tuple(Markup("".join(template.blocks[name](rendered))) for name in ("title", "content"))
+        if len(_KEPT) >= _KEPT_MAX:
+            _KEPT.clear()
+        _KEPT[key] = found
+    return found  # type: ignore[return-value]
+
