@@ -46,6 +46,8 @@ from safespace.identity.mail import Postman
 from safespace.identity.privacy_page import PrivacyController
 from safespace.identity.sign_in_pages import SignInController, SignInLinks
 from safespace.identity.signin import SessionReader
+from safespace.identity.sso import Providers
+from safespace.identity.sso_pages import SsoController, SsoSettingController
 from safespace.insights.action_routes import ActionsController
 from safespace.insights.api import insights_api
 from safespace.insights.community_pages import ObjectivesController, SummaryController, VitalityController
@@ -198,6 +200,8 @@ ROUTES = [
     healthz,
     readyz,
     SignInController,
+    SsoController,
+    SsoSettingController,
     PrivacyController,
     ProfileController,
     CommunitiesController,
@@ -309,6 +313,8 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
     templates = template_environment()
     # Private mode's quiet window (static/quiet.js): no signed-in request this close to an anonymous one.
     templates.globals["private_window_seconds"] = settings.private_window_seconds
+    templates.globals["sso_providers"] = settings.sso_providers  # the sign-in page's buttons
+    sso_providers = Providers(settings.sso_providers)
     mailer = mailer or make_mailer(settings)
     postman = Postman(mailer, templates, settings.base_url)
     round_mailer = RoundMailer(mailer, templates, settings.base_url)
@@ -326,6 +332,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
         postman=postman,
         sign_in_links=SignInLinks(sessionmaker, postman),
         secret=secret,
+        sso_providers=sso_providers,
         keyring=keyring,
         # Not "answers": a dependency named like a body field turns that field's 400 into a 500.
         answer_queue=answers,

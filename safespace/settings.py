@@ -55,6 +55,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     smtp_user: str = ""
     smtp_password: str = ""
     mail_from: str = "Safespace <safespace@localhost>"
+    # Single sign-on (OpenID Connect): a JSON list of providers, each {"id", "name", "issuer",
+    # "client_id", "client_secret"}; empty: magic links only (identity/sso.py).
+    oidc_providers: str = ""
+
+    @property
+    def sso_providers(self) -> tuple[OIDCProvider, ...]:
+        return parse_providers(self.oidc_providers)
 
     @property
     def database(self) -> str:
@@ -100,6 +107,35 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
                 "delete it to have a new one generated."
             )
         return key
+
+
+class OIDCProvider(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One OpenID Connect provider: `id` names it in addresses, `name` on the sign-in button."""
+
+    id: str
+    name: str
+    issuer: str
+    client_id: str
+    client_secret: str
+
+
+def parse_providers(text: str) -> tuple[OIDCProvider, ...]:
+    """SAFESPACE_OIDC_PROVIDERS read and checked; SettingsError names what to fix."""
+    if not text.strip():
+        return ()
+    example = '[{"id": "corp", "name": "Corp", "issuer": "https://id.corp.example", "client_id": "...", "client_secret": "..."}]'
+    try:
+        providers = msgspec.json.decode(text, type=tuple[OIDCProvider, ...])
+    except msgspec.DecodeError as exc:
+        raise SettingsError(f"SAFESPACE_OIDC_PROVIDERS: {exc}. Use a JSON list such as {example}.") from None
+    for provider in providers:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", provider.id):
+            raise SettingsError(f"SAFESPACE_OIDC_PROVIDERS: id {provider.id!r}: use lower-case letters, digits and '-', e.g. \"corp\".")
+        if urlsplit(provider.issuer).scheme not in {"http", "https"} or not provider.name.strip():
+            raise SettingsError(f"SAFESPACE_OIDC_PROVIDERS: provider {provider.id!r} needs a name and an http(s) issuer URL.")
+    if len({p.id for p in providers}) != len(providers):
+        raise SettingsError("SAFESPACE_OIDC_PROVIDERS: two providers have the same id; give each its own.")
+    return providers
 
 
 def _field_names() -> tuple[str, ...]:
@@ -212,5 +248,6 @@ def _check(settings: Settings) -> None:
         raise SettingsError("SAFESPACE_DATABASE_POOL_TIMEOUT_SECONDS: use a number of seconds from 1 to 600, e.g. 5.")
     if not 1 <= settings.database_statement_timeout_seconds <= 3600:
         raise SettingsError("SAFESPACE_DATABASE_STATEMENT_TIMEOUT_SECONDS: use a number of seconds from 1 to 3600, e.g. 10.")
+    parse_providers(settings.oidc_providers)
     if not 0 < settings.smtp_port < 65536:
         raise SettingsError("SAFESPACE_SMTP_PORT: use a port number between 1 and 65535.")

@@ -1,6 +1,7 @@
 """Every area's models, imported in one place so Alembic and tests see the whole schema."""
 
 from safespace import ratelimit  # noqa: F401 - its rate_counter table
+from safespace.audit import models as audit_models  # noqa: F401
 from safespace.chat import models as chat_models  # noqa: F401
 from safespace.checkin import models as checkin_models  # noqa: F401
 from safespace.db.base import Base

@@ -135,3 +135,30 @@ class WebSession(RandomId, Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     flash: Mapped[str | None] = mapped_column(Text)  # a notice for the next page, then cleared
+
+
+class SsoRequired(Base):
+    """A community whose members sign in only through an OpenID Connect provider: magic links are
+    refused (identity/sso.py). A row of its own rather than a column of `community`, which older
+    migrations' tests still write with the ORM."""
+
+    __tablename__ = "sso_required"
+
+    community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), primary_key=True)
+
+
+class SsoAttempt(RandomId, Base):
+    """A single sign-on started in a browser and not yet finished: what the callback checks.
+
+    Kept in the database, not in process memory, so any replica can finish it; deleted when used
+    (a replayed callback finds nothing) or when it expires. Only the state's SHA-256 is kept.
+    """
+
+    __tablename__ = "sso_attempt"
+
+    state_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    nonce: Mapped[str] = mapped_column(String(128))
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    next_path: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

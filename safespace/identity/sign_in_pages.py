@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from safespace import i18n, ratelimit
 from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
-from safespace.identity import services, signin
+from safespace.identity import services, signin, sso
 from safespace.identity.mail import Postman
 from safespace.settings import Settings
 from safespace.web.pages import form_text, local_path, page, see_other
@@ -48,6 +48,17 @@ class SignInLinks:
             token = await signin.issue_link(db, person.id)
             await db.commit()
         await self.postman.sign_in_link(person, token, language=language, next_path=next_path)
+
+
+async def _link_needs_sso(db: AsyncSession, link: signin.LinkPreview) -> bool:
+    assert link.person_id is not None
+    return await sso.sso_only(db, link.person_id, link.community_id)
+
+
+def _sso_required() -> Template:
+    message = _("Your community asks its members to sign in with their organisation's account, not with a link by e-mail. "
+                "Use the button below.")  # fmt: skip
+    return page("identity/sso_refused.html", status_code=403, headers=NO_REFERRER, message=message, values={}, errors={})
 
 
 class SignInController(Controller):
@@ -115,6 +126,8 @@ class SignInController(Controller):
         link = await signin.peek_link(db_session, token)
         if link is None:
             return page("identity/link_invalid.html", status_code=410, headers=NO_REFERRER, values={}, errors={})
+        if await _link_needs_sso(db_session, link):
+            return _sso_required()
         return page(
             "identity/confirm_link.html", headers=NO_REFERRER, token=token, link=link, next=local_path(next_path) or ""
         )
@@ -129,6 +142,9 @@ class SignInController(Controller):
         settings: NamedDependency[Settings],
         secret: NamedDependency[bytes],
     ) -> Redirect | Template:
+        link = await signin.peek_link(db_session, token)
+        if link is not None and await _link_needs_sso(db_session, link):
+            return _sso_required()  # checked before the link is used: it changes nothing
         signed_in = await signin.redeem_link(db_session, token)
         if signed_in is None:
             return page("identity/link_invalid.html", status_code=410, headers=NO_REFERRER, values={}, errors={})

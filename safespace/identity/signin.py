@@ -28,6 +28,7 @@ from safespace.identity.models import (
     LoginLink,
     Membership,
     Person,
+    SsoAttempt,
     WebSession,
 )
 from safespace.ratelimit import attempts, over_limit, rate_key
@@ -87,13 +88,15 @@ class SignedIn:
 @dataclass(frozen=True)
 class LinkPreview:
     invitation_to: str | None  # the community's name for an invitation, None for a sign-in link
+    person_id: uuid.UUID | None = None
+    community_id: uuid.UUID | None = None
 
 
 async def peek_link(db: AsyncSession, token: str) -> LinkPreview | None:
     """Whether a link would still work, without using it."""
     row = (
         await db.execute(
-            select(LoginLink.community_id, Community.name)
+            select(LoginLink.community_id, Community.name, LoginLink.person_id)
             .outerjoin(Community, Community.id == LoginLink.community_id)
             .where(
                 LoginLink.token_hash == token_hash(token),
@@ -104,7 +107,7 @@ async def peek_link(db: AsyncSession, token: str) -> LinkPreview | None:
     ).first()
     if row is None:
         return None
-    return LinkPreview(invitation_to=row.name)
+    return LinkPreview(invitation_to=row.name, person_id=row.person_id, community_id=row.community_id)
 
 
 async def redeem_link(db: AsyncSession, token: str) -> SignedIn | None:
@@ -260,6 +263,7 @@ async def forget_old_sign_ins(db: AsyncSession, idle: timedelta) -> None:
     moment = clock.now()
     await db.execute(delete(LoginLink).where((LoginLink.expires_at < moment) | (LoginLink.used_at.is_not(None))))
     await db.execute(delete(WebSession).where(WebSession.last_seen_at < moment - idle))
+    await db.execute(delete(SsoAttempt).where(SsoAttempt.expires_at < moment))  # single sign-ins never finished
 
 
 async def end_session(db: AsyncSession, token: str) -> None:

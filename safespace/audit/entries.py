@@ -1,0 +1,69 @@
+"""Writing and reading the audit log (audit/models.py says what is never written)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace import clock
+from safespace.audit.models import AuditEntry
+
+OPERATOR = "operator"  # the actor of what the `safespace` command does
+PER_PAGE = 50
+
+# Every kind of act the log keeps, with its label on the page and in the export.
+KINDS = (
+    "settings",  # k, the comment threshold, the community's name or time zone
+    "survey",  # a survey created, changed or its schedule edited
+    "round-closed",  # a round closed early by a facilitator
+    "moderation",  # a story approved, hidden or restored
+    "member",  # a member deactivated or reactivated
+    "role",  # a member made facilitator or member
+    "export",  # results downloaded
+    "keys",  # encryption keys rotated
+    "backup",  # a backup written
+    "sso",  # single sign-on required or not
+)
+
+
+async def record(db: AsyncSession, community_id: uuid.UUID | None, actor: str, kind: str, detail: str = "") -> None:
+    """Add one entry, in the caller's transaction: the act and its record commit together."""
+    assert kind in KINDS, kind
+    db.add(AuditEntry(community_id=community_id, actor=actor, kind=kind, detail=detail, at=clock.now()))
+    await db.flush()
+
+
+def _of(community_id: uuid.UUID):  # noqa: ANN202 - a SQL condition
+    # The community's own entries and the installation's (backups, key rotations) that concern it too.
+    return or_(AuditEntry.community_id == community_id, AuditEntry.community_id.is_(None))
+
+
+async def page_of(db: AsyncSession, community_id: uuid.UUID, page: int) -> tuple[Sequence[AuditEntry], int]:
+    """One page of entries, newest first, and the number of pages."""
+    total = await db.scalar(select(func.count()).select_from(AuditEntry).where(_of(community_id))) or 0
+    pages = max(1, -(-total // PER_PAGE))
+    page = min(max(page, 1), pages)
+    rows = await db.scalars(
+        select(AuditEntry).where(_of(community_id)).order_by(AuditEntry.at.desc(), AuditEntry.id).limit(PER_PAGE).offset((page - 1) * PER_PAGE)
+    )
+    return rows.all(), pages
+
+
+def _cell(text: str) -> str:
+    """A spreadsheet must not run a cell as a formula (CSV injection): such a cell gets a leading quote."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+async def as_csv(db: AsyncSession, community_id: uuid.UUID) -> str:
+    rows = await db.scalars(select(AuditEntry).where(_of(community_id)).order_by(AuditEntry.at.desc(), AuditEntry.id))
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["when_utc", "who", "what", "detail"])
+    for entry in rows:
+        writer.writerow([entry.at.strftime("%Y-%m-%d %H:%M:%S"), _cell(entry.actor), entry.kind, _cell(entry.detail)])
+    return out.getvalue()
