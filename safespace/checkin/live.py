@@ -9,7 +9,10 @@ messages; a change of answer publishes nothing (the count does not move).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import msgspec
@@ -23,6 +26,8 @@ from safespace.checkin.models import CheckIn
 from safespace.checkin.services import shown_count
 from safespace.settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 class LiveState(msgspec.Struct):
     state: str  # "open" | "closed" | "revealed"
@@ -33,12 +38,68 @@ def channel(checkin_id: uuid.UUID) -> str:
     return f"checkin_{checkin_id.hex}"
 
 
+class PostgresChannels(AsyncPgChannelsBackend):
+    """Litestar's LISTEN/NOTIFY backend, made to start without the database and to outlive it:
+    the app must come up (and /healthz answer) while PostgreSQL is down, and one failed NOTIFY
+    must not stop the plugin's publishing task for good. It connects when a first stream
+    subscribes, again after the connection was lost, and publishes on one kept connection
+    (Litestar's opens a new one per message)."""
+
+    async def on_startup(self) -> None:
+        self._listener_lock = asyncio.Lock()
+        self._queue = asyncio.Queue()
+        self._listener_conn = None
+        self._publisher = None
+
+    async def on_shutdown(self) -> None:
+        async with self._listener_lock:
+            for conn in (self._listener_conn, self._publisher):
+                if conn is not None and not conn.is_closed():
+                    await conn.close()
+            self._listener_conn = self._publisher = None
+            self._subscribed_channels.clear()
+            self._queue = None
+
+    def _lost(self, _connection: object) -> None:
+        self._listener_conn = None
+        self._subscribed_channels.clear()
+
+    async def subscribe(self, channels: Iterable[str]) -> None:
+        async with self._listener_lock:
+            if self._listener_conn is None or self._listener_conn.is_closed():
+                self._subscribed_channels.clear()
+                self._listener_conn = await self._connect()
+                self._listener_conn.add_termination_listener(self._lost)
+            for name in set(channels) - self._subscribed_channels:
+                await self._listener_conn.add_listener(name, self._listener)
+                self._subscribed_channels.add(name)
+
+    async def unsubscribe(self, channels: Iterable[str]) -> None:
+        async with self._listener_lock:
+            if self._listener_conn is None or self._listener_conn.is_closed():
+                self._subscribed_channels.difference_update(channels)
+                return
+            for name in set(channels) & self._subscribed_channels:
+                await self._listener_conn.remove_listener(name, self._listener)
+                self._subscribed_channels.remove(name)
+
+    async def publish(self, data: bytes, channels: Iterable[str]) -> None:
+        try:
+            if self._publisher is None or self._publisher.is_closed():
+                self._publisher = await self._connect()
+            for name in channels:
+                await self._publisher.execute("SELECT pg_notify($1, $2)", name, data.decode())
+        except Exception as error:  # noqa: BLE001 - any failure: this update is lost, not the next
+            self._publisher = None
+            log.warning("check-in update not published (%s); pages still refresh", error.__class__.__name__)
+
+
 def channels_plugin(settings: Settings) -> ChannelsPlugin:
     if settings.is_sqlite:
         backend = MemoryChannelsBackend()
     else:
         dsn = make_url(settings.database).set(drivername="postgresql").render_as_string(hide_password=False)
-        backend = AsyncPgChannelsBackend(dsn=dsn)
+        backend = PostgresChannels(dsn=dsn)
     # A slow listener loses older updates, never holds up the others: the newest says it all.
     return ChannelsPlugin(backend=backend, arbitrary_channels_allowed=True, subscriber_max_backlog=8, subscriber_backlog_strategy="dropleft")
 
