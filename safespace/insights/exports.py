@@ -61,7 +61,7 @@ def export(request: Request, filename: str, header: Sequence[str], rows: Iterabl
 
 TREND_HEADER = (
     "survey", "instrument", "round", "closed_on", "members", "respondents", "response_rate", "score",
-    "ci_low", "ci_high", "favourable", "change", "significant", "empty_because", "notes",
+    "ci_low", "ci_high", "favourable", "change", "significant", "empty_because", "notes", "recommend_scores",
 )  # fmt: skip
 
 
@@ -72,6 +72,8 @@ def trend_rows(trend: SurveyTrend) -> Iterable[tuple]:
                 trend.title, instrument.key, p.number, p.closed_on.isoformat(), p.members, p.respondents, p.response_rate,
                 p.score, p.ci_low, p.ci_high, p.favourable, p.change, "yes" if p.significant else "no",
                 p.empty_because, " | ".join(p.notes),
+                # a 0..10 instrument's score per statement (-100..100), "" where one is hidden
+                " | ".join("" if v is None else f"{v:.1f}" for v in p.recommend_scores),
             )  # fmt: skip
 
 
@@ -79,7 +81,7 @@ def trend_rows(trend: SurveyTrend) -> Iterable[tuple]:
 # point, to any degree. All four after reverse keying (surveys.stats.Shares), empty where the row is.
 RESULT_HEADER = (
     "round", "instrument", "item", "statement", "reverse", "mean", "n", "favourable", "disagree", "neutral", "agree",
-    "distribution", "empty_because",
+    "distribution", "empty_because", "kind", "promoters", "passives", "detractors", "recommend_score", "option_shares",
 )  # fmt: skip
 
 
@@ -90,12 +92,16 @@ def result_rows(result: RoundResult) -> Iterable[tuple]:
     for instrument in result.instruments:
         if instrument.score:
             yield (result.number, instrument.key, "score", "", "", instrument.score.mean, instrument.score.n,
-                   instrument.favourable, instrument.disagree, instrument.neutral, instrument.agree, "", None)  # fmt: skip
+                   instrument.favourable, instrument.disagree, instrument.neutral, instrument.agree, "", None,
+                   instrument.kind, None, None, None, None, "")  # fmt: skip
         for item in instrument.items:
+            # A choice's shares as "option=share" in the options' order (the options are the scale's labels).
+            options = " | ".join(f"{label}={share:.4f}" for label, share in zip(instrument.labels, item.option_shares))
             yield (
                 result.number, instrument.key, item.key, item.text, "yes" if item.reverse else "no", item.mean, item.n,
                 item.favourable, item.disagree, item.neutral, item.agree, " ".join(map(str, item.distribution)),
-                None if item.mean is not None else "fewer_than_k",
+                None if item.n is not None else "fewer_than_k", instrument.kind,
+                item.promoters, item.passives, item.detractors, item.recommend_score, options,
             )  # fmt: skip
 
 

@@ -85,7 +85,7 @@ async def metric_value(db: AsyncSession, community: Community, metric: str, *, b
         for instrument in round_instruments(round_):
             if instrument_key and instrument.key != instrument_key:
                 continue
-            answered, rate, estimate, favourable, _reason = _round_figures(
+            answered, rate, estimate, favourable, _reason, _scores = _round_figures(
                 round_, tallies.get((round_.id, instrument.key, COMMUNITY)), instrument
             )
             if metric == "response_rate" and rate is not None:

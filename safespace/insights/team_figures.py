@@ -39,6 +39,9 @@ class TeamGrid(msgspec.Struct):
     columns: list[str]
     column_keys: list[str]
     rows: list[TeamRow]
+    # agreement: means on 1..points; zero_to_ten: each statement's score (%promoters - %detractors,
+    # -100..100). A single choice has no team grid (rows stay empty): its options have no order.
+    kind: str = "agreement"
 
 
 def _hidden_teams(round_: Round, tallies: dict[tuple, tally_rules.Tally]) -> dict[str, str | None]:
@@ -80,6 +83,9 @@ def _dropped(round_: Round, team_id: str) -> str:
 
 
 def _team_cell(tally: tally_rules.Tally, column: str) -> tuple[float | None, str | None]:
+    if tally.kind == tally_rules.ZERO_TO_TEN:
+        found = stats.recommend(tally.counts[column])
+        return (found.score, None) if found else (None, BELOW_K)
     estimate = stats.scale_estimate(tally) if column == "score" else stats.item_estimate(tally, column)
     return (estimate.mean, None) if estimate else (None, BELOW_K)
 
@@ -111,9 +117,14 @@ async def round_team_grid(db: AsyncSession, round_: Round, instrument: Instrumen
 
 
 async def _round_team_grid(db: AsyncSession, round_: Round, instrument: Instrument, language: str, names: dict[str, str]) -> TeamGrid:
+    kind = instrument.scale.kind
+    title = _("%(name)s by team, round %(number)s", name=instrument.name.get(language), number=round_.number)
+    if kind == tally_rules.CHOICE:
+        return TeamGrid(title=title, description="", points=instrument.scale.points, columns=[], column_keys=[], rows=[], kind=kind)
     tallies = await pulse_results.released_tallies(db, [round_])
     teams = {g: t for (_r, i, g), t in tallies.items() if i == instrument.key and g != COMMUNITY}
-    columns = [item.key for item in instrument.items] + ["score"]
+    scored = kind == tally_rules.AGREEMENT
+    columns = [item.key for item in instrument.items] + (["score"] if scored else [])
     hidden = _hidden_teams(round_, tallies)
     rows = []
     for team_id, name in names.items():
@@ -124,21 +135,30 @@ async def _round_team_grid(db: AsyncSession, round_: Round, instrument: Instrume
         else:  # too small to be counted apart, or dropped at close
             cells = [(None, _dropped(round_, team_id))] * len(columns)
         rows.append(TeamRow(team_id, name, [v for v, _r in cells], [r for _v, r in cells]))
-    labels = [f"{n}. {item.text.get(language)}" for n, item in enumerate(instrument.items, start=1)] + [_("Scale score")]
+    labels = [f"{n}. {item.text.get(language)}" for n, item in enumerate(instrument.items, start=1)]
+    if scored:
+        description = _("Mean answer per statement and team (1–%(points)s, as people saw the scale); hatched cells are hidden.",
+                        points=instrument.scale.points)  # fmt: skip
+    else:
+        description = _("Score per statement and team: promoters (9–10) minus detractors (0–6), in points from −100 to 100; hatched cells are hidden.")
     return TeamGrid(
-        title=_("%(name)s by team, round %(number)s", name=instrument.name.get(language), number=round_.number),
-        description=_("Mean answer per statement and team (1–%(points)s, as people saw the scale); hatched cells are hidden.",
-                      points=instrument.scale.points),  # fmt: skip
+        title=title,
+        description=description,
         points=instrument.scale.points,
-        columns=labels,
+        columns=labels + ([_("Scale score")] if scored else []),
         column_keys=columns,
         rows=rows,
+        kind=kind,
     )
 
 
 async def team_trend_grid(db: AsyncSession, community: Community, survey: Survey, instrument: Instrument, language: str) -> TeamGrid:
     """Teams × the last closed rounds: each team's scale score over time, same rules per round."""
     names = await _team_names(db, community.id)
+    if instrument.scale.kind != tally_rules.AGREEMENT:  # no scale score to follow: the round grid shows a 0..10 per team
+        title = _("%(name)s: each team's scale score by round", name=instrument.name.get(language))
+        return TeamGrid(title=title, description="", points=instrument.scale.points, columns=[], column_keys=[], rows=[],
+                        kind=instrument.scale.kind)  # fmt: skip
     rounds = [r for r in await pulse_results.closed_rounds(db, survey.id, 12) if any(i.key == instrument.key for i in round_instruments(r))]
     tallies = await pulse_results.released_tallies(db, rounds)
     zone = ZoneInfo(community.time_zone)

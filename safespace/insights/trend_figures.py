@@ -50,6 +50,9 @@ class TrendPoint(msgspec.Struct):
     significant: bool  # the change's 95% interval excludes zero
     empty_because: str | None
     notes: list[str]
+    # A 0..10 instrument: each statement's score (%promoters - %detractors, -100..100; None where
+    # hidden). Its scale score, interval, favourable and change stay None: they do not exist there.
+    recommend_scores: list[float | None] = msgspec.field(default_factory=list)
 
 
 class InstrumentTrend(msgspec.Struct):
@@ -57,6 +60,8 @@ class InstrumentTrend(msgspec.Struct):
     name: str
     points: int
     rounds: list[TrendPoint]
+    kind: str = "agreement"  # agreement or zero_to_ten; a single choice has no trend
+    statements: list[str] = msgspec.field(default_factory=list)  # a 0..10 instrument's, for its lines
 
 
 class OpenRoundRate(msgspec.Struct):
@@ -88,7 +93,7 @@ def _cached_figures(round_: Round, instrument: Instrument) -> tuple | None:
 
 
 def _round_figures(round_: Round, tally: tally_rules.Tally | None, instrument: Instrument) -> tuple:
-    """(respondents, rate, estimate, favourable, reason) of one instrument in one closed round."""
+    """(respondents, rate, estimate, favourable, reason, recommend scores) of one instrument in one closed round."""
     cached = _cached_figures(round_, instrument)
     if cached is None:
         cached = _compute_figures(round_, tally, instrument)
@@ -102,13 +107,14 @@ def _round_figures(round_: Round, tally: tally_rules.Tally | None, instrument: I
 def _compute_figures(round_: Round, tally: tally_rules.Tally | None, instrument: Instrument) -> tuple:
     members = int(round_.population.get(COMMUNITY, 0))
     if tally is None:
-        return None, None, None, None, BELOW_K
+        return None, None, None, None, BELOW_K, []
     view = disclosure.group_view(tally.respondents, members, round_.min_group_size, closed=True)
     if not view.results:
-        return None, None, None, None, BELOW_K
+        return None, None, None, None, BELOW_K, []
     shown = pulse_results.instrument_result(instrument, tally, round_.min_group_size, "en", [])
-    reason = None if shown.score else BELOW_K
-    return view.respondents, view.response_rate, shown.score, shown.favourable, reason
+    scores = [item.recommend_score for item in shown.items] if instrument.scale.kind == tally_rules.ZERO_TO_TEN else []
+    reason = None if shown.score or any(v is not None for v in scores) else BELOW_K
+    return view.respondents, view.response_rate, shown.score, shown.favourable, reason, scores
 
 
 async def notes_by_round(db: AsyncSession, round_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[RoundNote]]:
@@ -150,9 +156,11 @@ async def survey_trend(
     last: dict[str, stats.Estimate] = {}  # each instrument's previous shown score
     for round_ in rounds:
         for instrument in round_instruments(round_):
+            if instrument.scale.kind == tally_rules.CHOICE:
+                continue  # options without order: nothing to follow over rounds
             entry = by_key.setdefault(instrument.key, (instrument, []))
             tally = tallies.get((round_.id, instrument.key, COMMUNITY))
-            answered, rate, estimate, favourable, reason = _round_figures(round_, tally, instrument)
+            answered, rate, estimate, favourable, reason, scores = _round_figures(round_, tally, instrument)
             change, significant = None, False
             if estimate and instrument.key in last:
                 diff = stats.difference(last[instrument.key], estimate)
@@ -179,6 +187,7 @@ async def survey_trend(
                     # Actions are marked like notes, on the round whose result they answer.
                     notes=[n.text for n in notes.get(round_.id, [])]
                     + [_("Action: %(title)s", title=title) for title in taken.get((round_.id, instrument.key), [])],
+                    recommend_scores=scores,
                 )
             )
     return SurveyTrend(
@@ -186,7 +195,8 @@ async def survey_trend(
         title=survey.title,
         min_group_size=community.min_group_size,
         instruments=[
-            InstrumentTrend(key=i.key, name=i.name.get(language), points=i.scale.points, rounds=points)
+            InstrumentTrend(key=i.key, name=i.name.get(language), points=i.scale.points, rounds=points, kind=i.scale.kind,
+                            statements=[item.text.get(language) for item in i.items] if i.scale.kind == tally_rules.ZERO_TO_TEN else [])
             for i, points in by_key.values()
         ],
         open_round=await open_round_rate(db, survey),

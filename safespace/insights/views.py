@@ -88,6 +88,8 @@ def _draw_trend(prefix: str, trend: InstrumentTrend, k: int, with_notes: bool) -
     labels = [day_label(p.closed_on) for p in points]
     notes = [(i, text) for i, p in enumerate(points) for text in p.notes] if with_notes else []
     gap = charts.suppressed_label(k)
+    if trend.kind == "zero_to_ten":
+        return [*_recommend_lines(prefix, trend, labels, notes, gap), _rate_bars(prefix, trend, labels, gap)]
     scores = [p.score for p in points]
     score = charts.line_chart(
         f"{prefix}-score",
@@ -120,8 +122,12 @@ def _draw_trend(prefix: str, trend: InstrumentTrend, k: int, with_notes: bool) -
         decimals=0,
         gap_label=gap,
     )
-    rates = [None if p.response_rate is None else p.response_rate * 100 for p in points]
-    rate = charts.bar_chart(
+    return [score, share, _rate_bars(prefix, trend, labels, gap)]
+
+
+def _rate_bars(prefix: str, trend: InstrumentTrend, labels: list[str], gap: str) -> charts.Chart:
+    rates = [None if p.response_rate is None else p.response_rate * 100 for p in trend.rounds]
+    return charts.bar_chart(
         f"{prefix}-rate",
         _("%(name)s: response rate by round", name=trend.name),
         labels,
@@ -130,11 +136,35 @@ def _draw_trend(prefix: str, trend: InstrumentTrend, k: int, with_notes: bool) -
         gap_label=gap,
         description=_direction(rates, 0),
     )
-    return [score, share, rate]
 
 
-def share_chart(prefix: str, instrument: InstrumentResult, k: int) -> charts.Chart:
-    """Disagree / neutral / agree (any degree) per statement; hidden statements are hatched rows."""
+def _recommend_lines(prefix: str, trend: InstrumentTrend, labels: list[str], notes: list, gap: str) -> list[charts.Chart]:
+    """A 0..10 instrument: each statement's score (%promoters - %detractors) by round, -100 to 100."""
+    drawn = []
+    for n, statement in enumerate(trend.statements):
+        values = [p.recommend_scores[n] if n < len(p.recommend_scores) else None for p in trend.rounds]
+        drawn.append(
+            charts.line_chart(
+                f"{prefix}-recommend{n}",
+                _("%(statement)s: score by round", statement=statement),
+                labels,
+                [charts.Series(name=_("Score (promoters minus detractors)"), values=values)],
+                y_range=(-100, 100),
+                y_label=_("Score (−100 to 100)"),
+                decimals=0,
+                notes=notes if n == 0 else [],
+                gap_label=gap,
+                description=_direction(values, 0),
+            )
+        )
+    return drawn
+
+
+def share_chart(prefix: str, instrument: InstrumentResult, k: int) -> charts.Chart | None:
+    """Disagree / neutral / agree (any degree) per statement; hidden statements are hatched rows.
+    None for a 0..10 or choice instrument: its statements have no agree or disagree."""
+    if instrument.kind != "agreement":
+        return None
     # Keyed by all it is drawn from: the name and statements (in their language) with their figures.
     key = ("shares", prefix, k, i18n.current_language(), msgspec.json.encode((instrument.name, instrument.items)))
     return _drawn(key, lambda: _draw_shares(prefix, instrument, k))
@@ -164,8 +194,9 @@ def _draw_heatmap(prefix: str, grid: TeamGrid, k: int) -> charts.Chart:
         [row.name for row in grid.rows],
         grid.columns,
         [row.values for row in grid.rows],
-        value_range=(1, grid.points),
-        decimals=2,
+        # a 0..10 grid holds scores (%promoters - %detractors), an agreement grid means on its points
+        value_range=(-100, 100) if grid.kind == "zero_to_ten" else (1, grid.points),
+        decimals=0 if grid.kind == "zero_to_ten" else 2,
         hidden_label=charts.suppressed_label(k),
         description=grid.description,
         reasons=[[reason_text(why, k) if why else None for why in row.empty_because] for row in grid.rows],

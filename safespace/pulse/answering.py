@@ -80,7 +80,7 @@ def read_answers(instruments: list[Instrument], form: dict[str, str]) -> tuple[d
     for instrument in instruments:
         try:
             answers[instrument.key] = tally_rules.check_answers(
-                tally_rules.new_tally(instrument.item_keys, instrument.reverse_keys, instrument.scale.points),
+                tally_rules.new_tally(instrument.item_keys, instrument.reverse_keys, instrument.scale.points, instrument.scale.kind),
                 answers[instrument.key],
             )
         except tally_rules.AnswerError as exc:

@@ -140,7 +140,7 @@ async def open_round(
     db.add(round_)
     await db.flush()
     for instrument in instruments:
-        empty = tally_rules.new_tally(instrument.item_keys, instrument.reverse_keys, instrument.scale.points)
+        empty = tally_rules.new_tally(instrument.item_keys, instrument.reverse_keys, instrument.scale.points, instrument.scale.kind)
         for group in population:
             db.add(
                 Tally(

@@ -33,6 +33,14 @@ class ItemResult(msgspec.Struct):
     agree: float | None
     distribution: list[int]  # answers per scale point 1..points; empty when fewer than k answered the item
     n: int | None = None  # people who answered this statement (the figures above rest on them); None: hidden
+    # A 0..10 question (eNPS): shares 0-1 of promoters (9-10), passives (7-8), detractors (0-6), and
+    # the score %promoters - %detractors (-100..100). None for other kinds and when hidden.
+    promoters: float | None = None
+    passives: float | None = None
+    detractors: float | None = None
+    recommend_score: float | None = None
+    # A single choice: each option's share (0-1), in the options' order; empty for other kinds or hidden.
+    option_shares: list[float] = msgspec.field(default_factory=list)
 
 
 class InstrumentResult(msgspec.Struct):
@@ -51,6 +59,10 @@ class InstrumentResult(msgspec.Struct):
     # What the four shares rest on: the answers to the statements shown, pooled (score.n is the
     # people the scale score rests on: those who answered at least one statement).
     favourable_n: int | None = None
+    # agreement | zero_to_ten | choice: which of the figures above exist (surveys.instrument.Scale).
+    # For 0..10 and choice there is no scale score, favourable, mean or reliability: they stay None.
+    kind: str = "agreement"
+    labels: list[str] = msgspec.field(default_factory=list)  # the options of a choice, the ends of 0..10
 
 
 class RoundResult(msgspec.Struct):
@@ -72,30 +84,41 @@ class RoundResult(msgspec.Struct):
 MIN_FOR_RELIABILITY = 10
 
 
+def _item_result(item, tally: tally_rules.Tally, k: int, language: str) -> ItemResult:  # noqa: ANN001
+    """One statement's figures; every one rests on the people who answered it (P1 per item: five
+    people in the round but one who answered this statement is one person)."""
+    counts = tally.counts[item.key]
+    shown = disclosure.enough(sum(counts), k)
+    agreement = tally.kind == tally_rules.AGREEMENT
+    estimate = stats.item_estimate(tally, item.key) if shown and agreement else None
+    shares = stats.item_shares(tally, item.key) if shown and agreement else None
+    recommend = stats.recommend(counts) if shown and tally.kind == tally_rules.ZERO_TO_TEN else None
+    options = stats.option_shares(counts) if shown and tally.kind == tally_rules.CHOICE else None
+    return ItemResult(
+        key=item.key,
+        text=item.text.get(language),
+        reverse=item.reverse,
+        mean=estimate.mean if estimate else None,
+        favourable=shares.favourable if shares else None,
+        disagree=shares.disagree if shares else None,
+        neutral=shares.neutral if shares else None,
+        agree=shares.agree if shares else None,
+        distribution=list(counts) if shown else [],
+        n=sum(counts) if shown else None,
+        promoters=recommend.promoters if recommend else None,
+        passives=recommend.passives if recommend else None,
+        detractors=recommend.detractors if recommend else None,
+        recommend_score=recommend.score if recommend else None,
+        option_shares=options or [],
+    )
+
+
 def instrument_result(
     instrument, tally: tally_rules.Tally, k: int, language: str, comments: list[str], comments_total: int | None = None  # noqa: ANN001
 ) -> InstrumentResult:
-    items = []
-    for item in instrument.items:
-        # P1 per item too: five people in the round but one who answered this item is one person.
-        shown = disclosure.enough(sum(tally.counts[item.key]), k)
-        estimate = stats.item_estimate(tally, item.key) if shown else None
-        shares = stats.item_shares(tally, item.key) if shown else None
-        items.append(
-            ItemResult(
-                key=item.key,
-                text=item.text.get(language),
-                reverse=item.reverse,
-                mean=estimate.mean if estimate else None,
-                favourable=shares.favourable if shares else None,
-                disagree=shares.disagree if shares else None,
-                neutral=shares.neutral if shares else None,
-                agree=shares.agree if shares else None,
-                distribution=list(tally.counts[item.key]) if shown else [],
-                n=sum(tally.counts[item.key]) if shown else None,
-            )
-        )
-    scored = disclosure.enough(tally.score_n, k)
+    items = [_item_result(item, tally, k, language) for item in instrument.items]
+    agreement = instrument.scale.kind == tally_rules.AGREEMENT
+    scored = agreement and disclosure.enough(tally.score_n, k)
     # Pooled over the statements that are shown only: pooling a hidden one in would let it be
     # recovered by subtracting the shown ones.
     pooled = stats.favourable(tally, [item.key for item in items if item.favourable is not None]) if scored else None
@@ -108,11 +131,13 @@ def instrument_result(
         disagree=pooled.disagree if pooled else None,
         neutral=pooled.neutral if pooled else None,
         agree=pooled.agree if pooled else None,
-        reliability=stats.cronbach_alpha(tally) if tally.complete_n >= MIN_FOR_RELIABILITY else None,
+        reliability=stats.cronbach_alpha(tally) if agreement and tally.complete_n >= MIN_FOR_RELIABILITY else None,
         items=items,
         comments=comments,
         comments_total=len(comments) if comments_total is None else comments_total,
         favourable_n=pooled.n if pooled else None,
+        kind=instrument.scale.kind,
+        labels=[label.get(language) for label in instrument.scale.labels],
     )
 
 

@@ -31,7 +31,7 @@ from safespace.text import clean_text
 from safespace.web.guards import facilitator_routes
 from safespace.web.pages import form_text, page, see_other
 from safespace.web.session import Viewer, flash
-from surveys.instrument import InstrumentError, custom_instrument
+from surveys.instrument import AGREEMENT, CHOICE, CHOICE_OPTIONS, ZERO_TO_TEN, InstrumentError, custom_instrument
 
 Form = URLEncodedBody[dict[str, Any]]
 
@@ -268,12 +268,25 @@ class SurveysController(Controller):
         return redirect
 
 
+def _scale_labels(data: Form, kind: str) -> list[str]:
+    """What the builder's form names for the scale: a choice's options (option1..option10, blanks
+    left out) or a 0..10 scale's two ends (low_label, high_label; both blank: the eNPS ends)."""
+    if kind == CHOICE:
+        return [clean_text(form_text(data, f"option{i}")) for i in range(1, CHOICE_OPTIONS[1] + 1)
+                if clean_text(form_text(data, f"option{i}"))]  # fmt: skip
+    if kind == ZERO_TO_TEN:
+        ends = [clean_text(form_text(data, "low_label")), clean_text(form_text(data, "high_label"))]
+        return ends if any(ends) else []
+    return []
+
+
 def _to_survey(request: Request, survey: Survey) -> Redirect:
     return see_other(request.app.route_reverse("surveys:show", community_id=survey.community_id, survey_id=survey.id))
 
 
 class InstrumentsController(Controller):
-    """Facilitators build their own instrument: Likert items, reverse keys, one open question."""
+    """Facilitators build their own instrument: agree-or-disagree statements (with reverse keys), 0 to 10
+    questions or single-choice questions with their options, and one open question."""
 
     path = "/c/{community_id:uuid}/instruments"
     include_in_schema = False
@@ -283,8 +296,9 @@ class InstrumentsController(Controller):
     @get("/new")
     async def new(self, facilitation: NamedDependency[Membership]) -> Template:
         return page(
-            "pulse/instrument_form.html", community=facilitation.community, values={"points": "5"}, errors={}, rows=self.ROWS
-        )
+            "pulse/instrument_form.html", community=facilitation.community, values={"points": "5", "kind": AGREEMENT},
+            errors={}, rows=self.ROWS, options=CHOICE_OPTIONS[1],
+        )  # fmt: skip
 
     @post("/")
     async def create(
@@ -302,13 +316,18 @@ class InstrumentsController(Controller):
             if clean_text(form_text(data, f"item{i}"))
         ]
         name = clean_text(form_text(data, "name"))
-        too_long = len(name) > 120 or any(len(text) > 300 for _k, text, _r in items) or len(form_text(data, "free_text")) > 300
+        kind = form_text(data, "kind") or AGREEMENT  # forms from before kinds existed are agreement
+        labels = _scale_labels(data, kind)
+        too_long = (len(name) > 120 or any(len(text) > 300 for _k, text, _r in items) or len(form_text(data, "free_text")) > 300
+                    or any(len(label) > 80 for label in labels))  # fmt: skip
         try:
             if too_long:
-                raise ValueError(_("keep the name to 120 characters and each statement to 300."))
-            points = int(form_text(data, "points") or 0)
+                raise ValueError(_("keep the name to 120 characters, each statement to 300 and each option or end to 80."))
+            points = int(form_text(data, "points") or 0) if kind == AGREEMENT else 0
             key = "custom_" + uuid.uuid4().hex[:12]
-            instrument = custom_instrument(key, name, points, items, form_text(data, "free_text") or None, i18n.current_language())
+            instrument = custom_instrument(
+                key, name, points, items, form_text(data, "free_text") or None, i18n.current_language(), kind, labels
+            )
         except (ValueError, InstrumentError) as exc:
             reason = exc.reason if isinstance(exc, InstrumentError) else str(exc)
             message = _("Check the instrument: %(reason)s") % {"reason": reason}
@@ -318,6 +337,12 @@ class InstrumentsController(Controller):
                 message = _("Give the instrument a name.")
             elif not items:
                 message = _("Write at least one statement.")
+            elif kind == CHOICE and len(labels) < CHOICE_OPTIONS[0]:
+                message = _("Give a single choice at least two options.")
+            elif kind == ZERO_TO_TEN and len([end for end in labels if end]) == 1:
+                message = _("Name both ends of the 0 to 10 scale, or neither.")
+            elif kind != AGREEMENT and any(reverse for _k, _t, reverse in items):
+                message = _("Only agree-or-disagree statements can be reversed; untick “reversed” for a 0 to 10 or single-choice question.")
             return page(
                 "pulse/instrument_form.html",
                 status_code=422,
@@ -325,6 +350,7 @@ class InstrumentsController(Controller):
                 values=values,
                 errors={"instrument": message},
                 rows=self.ROWS,
+                options=CHOICE_OPTIONS[1],
             )
         await services.save_custom_instrument(db_session, facilitation.community_id, instrument)
         await flash(db_session, viewer, _("Instrument saved. Choose it when you create a survey."))
