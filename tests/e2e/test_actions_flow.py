@@ -71,6 +71,32 @@ def test_an_action_from_a_result_reaches_members_by_page_mail_and_chat(served_wi
         expect(member.get_by_role("heading", name="You said, we did")).to_be_visible()
         expect(member.get_by_text(ACTION)).to_be_visible()
         assert member.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+
+        # Issue 18 item 7: a 0 to 10 question. The facilitator starts a survey of the built-in
+        # Recommend instrument and opens a round now; the member answers it on the phone, by keyboard.
+        facilitator.goto(f"{base}/c/{community}/surveys")
+        facilitator.get_by_label("Title").fill("Would you recommend us")
+        facilitator.locator('input[name="instruments"][value="recommend"]').check()
+        facilitator.get_by_role("button", name="Create survey").click()
+        facilitator.goto(f"{base}/c/{community}/surveys")
+        facilitator.get_by_role("link", name="Would you recommend us").click()
+        facilitator.get_by_role("link", name="Open a round now").click()
+        facilitator.get_by_role("button", name="Open the round now").click()
+        rate = facilitator.get_by_role("link", name="Response rate").first.get_attribute("href")
+        member.goto(base + rate.removesuffix("/results"))
+        question = member.get_by_role("group", name="How likely are you to recommend this community to a colleague?")
+        expect(question).to_contain_text("0: Not at all likely")
+        expect(question).to_contain_text("10: Extremely likely")
+        question.get_by_label("0", exact=True).focus()
+        for _step in range(9):  # arrows move through a radio group and choose as they go
+            member.keyboard.press("ArrowRight")
+        expect(question.get_by_label("9", exact=True)).to_be_checked()
+        top = {v: question.get_by_label(v, exact=True).bounding_box()["y"] for v in ("0", "5", "6", "10")}
+        assert top["0"] == top["5"] < top["6"] == top["10"], top  # two rows on a phone: 0-5 and 6-10
+        assert member.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+        member.screenshot(path=str(tmp_path / "recommend-phone.png"), full_page=True)
+        member.get_by_role("button", name="Send my answers").click()
+        expect(member.get_by_text("Your answers were added to the totals")).to_be_visible(timeout=15_000)
         browser.close()
 
     # The mail, to every member (sent after the publication's commit, one by one), and the chat
