@@ -28,6 +28,7 @@ from litestar.template import TemplateConfig
 from litestar.types import Message, Scope
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from safespace.audit.pages import AuditController
 from safespace.chat.controllers import ChatController
 from safespace.chat.delivery import ChatDelivery
 from safespace.checkin.controllers import CheckInsController
@@ -202,6 +203,7 @@ ROUTES = [
     SignInController,
     SsoController,
     SsoSettingController,
+    AuditController,
     PrivacyController,
     ProfileController,
     CommunitiesController,

@@ -14,7 +14,7 @@ import click
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from safespace.preflight import Commands, command_settings, fail, key_file_opens_the_database, schema_matches_the_code, with_db
-from safespace.settings import PREFIX, served_at
+from safespace.settings import PREFIX, Settings, served_at
 
 
 @click.group(cls=Commands, help="Safespace: anonymous trust pulse surveys and failure sharing.")
@@ -260,6 +260,7 @@ def rotate_keys() -> None:
     resealed = with_db(settings, lambda db: reseal_all(db, keyring), checked=True)
     # A second pass catches a comment a running server sealed just before it saw the new key.
     resealed += with_db(settings, lambda db: reseal_all(db, keyring), checked=True)
+    log_operator(settings, "keys", f"key {new_id} in use; {resealed} value(s) re-encrypted")
     if with_db(settings, lambda db: count_not_current(db, keyring), checked=True):
         click.echo(f"Key {new_id} is now in use; re-encrypted {resealed} value(s). Some values were written with an "
                    "older key meanwhile: run `safespace keys rotate` again later to retire the older keys.")
@@ -295,6 +296,19 @@ def login_link(email: str) -> None:
         click.echo(f"It also accepts the invitation to {community}.", err=True)
 
 
+def log_operator(settings: Settings, kind: str, detail: str) -> None:
+    """An operator's act in the audit log every community's facilitators read. The act itself is
+    done: a database that cannot take the entry (an older schema) gets a note, not a failure."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from safespace.audit import entries as audit
+
+    try:
+        with_db(settings, lambda db: audit.record(db, None, audit.OPERATOR, kind, detail), checked=True)
+    except SQLAlchemyError as exc:
+        click.echo(f"Note: not written to the audit log ({exc.__class__.__name__}).", err=True)
+
+
 @main.command(help="Write a consistent snapshot of the database to PATH (a new file, or a folder to put one in). "
               "The encryption keys are not in it: back them up separately.")
 @click.argument("path", type=click.Path(path_type=Path))
@@ -307,6 +321,8 @@ def backup(path: Path) -> None:
     except BackupError as exc:
         fail(str(exc))
     manifest = report.manifest
+    # Logged after the snapshot (so not in it), for every community's facilitators to see.
+    log_operator(settings, "backup", f"{manifest.row_total} rows to {Path(report.path).name}")
     kind = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[manifest.database]
     click.echo(
         f"Backed up the {kind} database (revision {manifest.revision}, {manifest.row_total} rows in "

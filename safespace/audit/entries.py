@@ -7,11 +7,13 @@ import io
 import uuid
 from collections.abc import Sequence
 
+from litestar import Request
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import clock
 from safespace.audit.models import AuditEntry
+from safespace.identity.models import Community
 
 OPERATOR = "operator"  # the actor of what the `safespace` command does
 PER_PAGE = 50
@@ -67,3 +69,26 @@ async def as_csv(db: AsyncSession, community_id: uuid.UUID) -> str:
     for entry in rows:
         writer.writerow([entry.at.strftime("%Y-%m-%d %H:%M:%S"), _cell(entry.actor), entry.kind, _cell(entry.detail)])
     return out.getvalue()
+
+
+async def downloaded(request: Request, db: AsyncSession, what: str) -> None:
+    """An export was downloaded: logged when a facilitator of the community of the path did it
+    (never a member: reading results is never recorded)."""
+    viewer = request.user
+    community_id = request.path_params.get("community_id")
+    if viewer is None or community_id is None:
+        return
+    if any(p.community_id == community_id and p.role == "facilitator" for p in viewer.places):
+        await record(db, community_id, viewer.email, "export", f"{what} ({request.url.path.rsplit('.', 1)[-1]})")
+
+
+def settings_of(community: Community) -> tuple:
+    """What a settings change is logged by (read before the change, compared after)."""
+    return (community.min_group_size, community.comment_threshold, community.name, community.time_zone)
+
+
+async def settings_changed(db: AsyncSession, community: Community, actor: str, before: tuple) -> None:
+    after = settings_of(community)
+    if after != before:
+        detail = f"k {before[0]} → {after[0]}; comment threshold {before[1]} → {after[1]}; name {after[2]}; time zone {after[3]}"
+        await record(db, community.id, actor, "settings", detail)

@@ -14,6 +14,7 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
+from safespace.audit import entries as audit
 from safespace.errors import InvalidInput, Refused
 from safespace.i18n import gettext as _
 from safespace.identity import members, services, signin
@@ -149,6 +150,7 @@ class CommunitiesApi(Controller):
         db_session: NamedDependency[AsyncSession],
     ) -> CommunityOut:
         c = facilitation.community
+        before = audit.settings_of(c)
         await services.update_community(
             db_session,
             c,
@@ -158,6 +160,7 @@ class CommunitiesApi(Controller):
             time_zone=c.time_zone if data.time_zone is None else data.time_zone,
             comment_threshold=data.comment_threshold,
         )
+        await audit.settings_changed(db_session, c, facilitation.person.email, before)
         return CommunityOut.of(c, facilitation.role)
 
     @get("/{community_id:uuid}/teams", responses=problem_responses(400, 401, 403, 404))
@@ -237,6 +240,11 @@ class CommunitiesApi(Controller):
             member = await members.change_member(db_session, facilitation.community_id, membership_id, **changes)
         except LookupError:
             raise NotFoundException(_("That person is not a member of this community.")) from None
+        actor = facilitation.person.email
+        if data.status is not None:
+            await audit.record(db_session, facilitation.community_id, actor, "member", f"status {data.status}: {member.person.email}")
+        if data.role is not None:
+            await audit.record(db_session, facilitation.community_id, actor, "role", f"role {data.role}: {member.person.email}")
         return MemberOut.of(member)
 
 

@@ -14,6 +14,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
+from safespace.audit import entries as audit
 from safespace.chat import services as chat_services
 from safespace.errors import InvalidInput, Refused
 from safespace.i18n import gettext as _
@@ -152,10 +153,12 @@ class CommunityController(Controller):
     ) -> Template | Redirect:
         c = facilitation.community
         values = {key: form_text(data, key) for key in COMMUNITY_FIELDS}
+        before = audit.settings_of(c)
         try:
             await services.update_community(db_session, c, **values)
         except InvalidInput as exc:
             return page("identity/community_form.html", status_code=422, values=values, errors=exc.errors, community=c)
+        await audit.settings_changed(db_session, c, viewer.email, before)
         await flash(db_session, viewer, _("Community settings saved."))
         return see_other(f"/c/{c.id}/settings")
 
@@ -321,5 +324,7 @@ class CommunityController(Controller):
             message = str(exc) if isinstance(exc, Refused) else next(iter(exc.errors.values()))
             await flash(db_session, viewer, message, "error")
             return see_other(f"/c/{community_id}/members")
+        if action != "move":  # deactivation and roles are logged; a team move is not a staff decision worth a record
+            await audit.record(db_session, community_id, viewer.email, "role" if "make" in action else "member", f"{action} {member.person.email}")
         await flash(db_session, viewer, _("Saved the change for %(who)s.") % {"who": member.person.email})
         return see_other(f"/c/{community_id}/members")

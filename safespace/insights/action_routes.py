@@ -14,6 +14,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import clock
+from safespace.audit import entries as audit
 from safespace.chat import services as chat
 from safespace.errors import InvalidInput, Refused
 from safespace.i18n import gettext as _
@@ -135,6 +136,7 @@ class ActionsController(Controller):
         status: FromQuery[str | None] = None,
     ) -> Response:  # fmt: skip
         rows = await actions.actions(db_session, facilitation.community, status=status if status in ACTION_STATUSES else None)
+        await audit.downloaded(request, db_session, "actions")
         return exports.export(request, "actions", exports.ACTIONS_HEADER, exports.action_rows(rows), rows)
 
     @post("/summaries/{round_id:uuid}", name="actions:publish")

@@ -15,6 +15,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
+from safespace.audit import entries as audit
 from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity.members import roster
@@ -57,6 +58,7 @@ class VitalityController(Controller):
         self, request: Request, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
     ) -> Response:
         result = await self._vitality(db_session, facilitation.community)
+        await audit.downloaded(request, db_session, "vitality")
         return exports.export(request, "vitality", exports.VITALITY_HEADER, exports.vitality_rows(result), result)
 
 
@@ -121,6 +123,7 @@ class ObjectivesController(Controller):
         self, request: Request, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]
     ) -> Response:
         rows = await objective_figures.objectives(db_session, facilitation.community)
+        await audit.downloaded(request, db_session, "objectives")
         return exports.export(request, "objectives", exports.OBJECTIVES_HEADER, exports.objective_rows(rows), rows)
 
 

@@ -19,6 +19,7 @@ from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import clock, i18n
+from safespace.audit import entries as audit
 from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity.models import Community, Membership
@@ -158,6 +159,7 @@ class InsightsController(Controller):
     ) -> Response:
         _surveys, chosen = await survey_or_404(db_session, facilitation.community, survey)
         trend = await trend_figures.survey_trend(db_session, facilitation.community, chosen, i18n.current_language(), None)
+        await audit.downloaded(request, db_session, "trend")
         return exports.export(request, "trend", exports.TREND_HEADER, exports.trend_rows(trend), trend)
 
     # --- one round ---
@@ -247,6 +249,7 @@ class InsightsController(Controller):
         keyring: NamedDependency[Keyring],
     ) -> Response:
         result = await round_result(db_session, keyring, round_, i18n.current_language(), clock.now())
+        await audit.downloaded(request, db_session, f"round {round_.number} results")
         return exports.export(request, f"round-{round_.number}", exports.RESULT_HEADER, exports.result_rows(result), result)
 
     @get(["/rounds/{round_id:uuid}/teams.csv", "/rounds/{round_id:uuid}/teams.json"])
@@ -255,6 +258,7 @@ class InsightsController(Controller):
     ) -> Response:
         grids = await self._grids(db_session, round_)
         rows = [(g.title,) + row for g in grids for row in exports.team_rows(g)]
+        await audit.downloaded(request, db_session, f"round {round_.number} teams")
         return exports.export(request, "teams", ("grid",) + exports.TEAMS_HEADER, rows, grids)
 
     async def _grids(self, db: AsyncSession, round_: Round) -> list[team_figures.TeamGrid]:

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import clock, i18n, schedule
+from safespace.audit import entries as audit
 from safespace.chat import services as chat
 from safespace.errors import InvalidInput, Refused
 from safespace.i18n import gettext as _
@@ -100,6 +101,7 @@ class SurveysController(Controller):
             )
         except InvalidInput as exc:
             return await self._index(db_session, facilitation, 422, values=values | {"instruments": chosen}, errors=exc.errors)
+        await audit.record(db_session, facilitation.community_id, viewer.email, "survey", f"created “{survey.title}”")
         await flash(db_session, viewer, _("Survey created. Rounds will open on their own, on the schedule below."))
         return _to_survey(request, survey)
 
@@ -154,6 +156,7 @@ class SurveysController(Controller):
     async def pause(self, request: Request, survey: NamedDependency[Survey], viewer: NamedDependency[Viewer],
                     db_session: NamedDependency[AsyncSession]) -> Redirect:  # fmt: skip
         survey.paused = True
+        await audit.record(db_session, survey.community_id, viewer.email, "survey", f"paused “{survey.title}”")
         await flash(db_session, viewer, _("Survey paused: no new rounds open until you resume it."))
         return _to_survey(request, survey)
 
@@ -161,6 +164,7 @@ class SurveysController(Controller):
     async def resume(self, request: Request, survey: NamedDependency[Survey], viewer: NamedDependency[Viewer],
                      db_session: NamedDependency[AsyncSession]) -> Redirect:  # fmt: skip
         survey.paused = False
+        await audit.record(db_session, survey.community_id, viewer.email, "survey", f"resumed “{survey.title}”")
         await flash(db_session, viewer, _("Survey resumed."))
         return _to_survey(request, survey)
 
@@ -180,6 +184,7 @@ class SurveysController(Controller):
             await services.change_cadence(db_session, survey, facilitation.community.time_zone, form)
         except InvalidInput as exc:
             return await self._survey_page(db_session, facilitation, survey, 422, values=values, errors=exc.errors)
+        await audit.record(db_session, survey.community_id, viewer.email, "survey", f"schedule of “{survey.title}” changed: {values}")
         await flash(db_session, viewer, _("Schedule changed. It applies from the next round on."))
         return _to_survey(request, survey)
 
@@ -208,6 +213,7 @@ class SurveysController(Controller):
         if open_round is None:
             notice = _("There is no open round to close.")
         else:
+            await audit.record(db_session, survey.community_id, viewer.email, "round-closed", f"round {open_round.number} of “{survey.title}”")
             if await lifecycle.close_round(db_session, keyring, open_round.id, clock.now()):
                 await chat.note_post(db_session, survey.community_id, "results", open_round.id, clock.now())  # sent by the next tick
             await db_session.commit()
@@ -259,6 +265,7 @@ class SurveysController(Controller):
         except IntegrityError:  # it did: its round has the number this one would have had
             await flash(db_session, viewer, _("The schedule opened a round at this moment; it is the open round below."))
             return _to_survey(request, survey)
+        await audit.record(db_session, survey.community_id, viewer.email, "survey", f"round {round_.number} of “{survey.title}” opened now")
         mails = await lifecycle.note_mails(db_session, round_, "invitation", unanswered_only=False)
         await chat.note_post(db_session, survey.community_id, "invitation", round_.id, clock.now())  # sent by the next tick
         await flash(db_session, viewer, _("Round %(number)s is open; %(count)s invitations are on their way.", number=round_.number, count=len(mails)))

@@ -13,6 +13,7 @@ from litestar.params import URLEncodedBody
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace.audit import entries as audit
 from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.i18n import weekday_names
@@ -66,6 +67,7 @@ class ReviewController(Controller):
     async def moderation_on(self, request: Request, facilitation: NamedDependency[Membership], viewer: NamedDependency[Viewer],
                             db_session: NamedDependency[AsyncSession]) -> Redirect:  # fmt: skip
         facilitation.community.moderate_stories = True
+        await audit.record(db_session, facilitation.community_id, viewer.email, "moderation", "moderation on")
         await flash(db_session, viewer, _("Stories now wait for a facilitator's approval."))
         return _to_review(request, facilitation)
 
@@ -73,6 +75,7 @@ class ReviewController(Controller):
     async def moderation_off(self, request: Request, facilitation: NamedDependency[Membership], viewer: NamedDependency[Viewer],
                              db_session: NamedDependency[AsyncSession]) -> Redirect:  # fmt: skip
         facilitation.community.moderate_stories = False
+        await audit.record(db_session, facilitation.community_id, viewer.email, "moderation", "moderation off")
         await flash(db_session, viewer, _("Stories now go straight to the next batch."))
         return _to_review(request, facilitation)
 
@@ -150,5 +153,7 @@ async def _decided(
     except InvalidInput as exc:
         await flash(db, viewer, next(iter(exc.errors.values())), "error")
         return _to_review(request, facilitation)
+    # The decision (hide, dismiss, approve, decline, release-time, topics), never who wrote the story: nobody knows.
+    await audit.record(db, facilitation.community_id, viewer.email, "moderation", request.url.path.rsplit("/", 1)[-1])
     await flash(db, viewer, done)
     return _to_review(request, facilitation)

@@ -57,6 +57,8 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/signin/{token:str}"): PUBLIC,
     ("POST", "/signin/{token:str}"): PUBLIC,
     ("POST", "/signout"): PUBLIC,
+    ("POST", "/signin/sso/{provider_id:str}"): PUBLIC,  # single sign-on: 404 for a provider not configured
+    ("GET", "/signin/sso/{provider_id:str}/callback"): PUBLIC,
     ("GET", "/language/{code:str}"): PUBLIC,
     ("GET", "/static/{file_path:path}"): PUBLIC,
     ("GET", "/schema"): PUBLIC,
@@ -197,6 +199,11 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", f"{API}/insights/vitality"): FACILITATOR,
     ("GET", f"{API}/insights/objectives"): FACILITATOR,
     ("GET", f"{API}/insights/actions"): FACILITATOR,
+    # single sign-on required or not, and the audit log
+    ("GET", f"{C}/settings/sso"): FACILITATOR,
+    ("POST", f"{C}/settings/sso"): FACILITATOR,
+    ("GET", f"{C}/audit"): FACILITATOR,
+    ("GET", f"{C}/audit/export.csv"): FACILITATOR,
 }
 
 # Who calls: (name, email). The former member was deactivated: for the community they are a stranger.

@@ -91,6 +91,7 @@ def route_values(closed: Closed, **more: object) -> dict[str, object]:
         "token": "not-a-sign-in-token",
         "file_path": "safespace.css",
         "path": "no-such-schema-page",
+        "provider_id": "no-such-provider",  # single sign-on: none is configured in these tests
     } | more
 
 
