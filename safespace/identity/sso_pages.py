@@ -47,18 +47,21 @@ class SsoController(Controller):
 
     include_in_schema = False
 
-    @post("/signin/sso/{provider_id:str}", name="sso-start")
+    # A link, not a form: the browser's next stop is the provider, and our Content-Security-Policy's
+    # form-action 'self' stops a form's redirect to another site. What it starts is bound to this
+    # browser (the state cookie) and finished only by the provider's answer to it.
+    @get("/signin/sso/{provider_id:str}", name="sso-start")
     async def start(
         self,
         provider_id: FromPath[str],
-        data: Form,
         db_session: NamedDependency[AsyncSession],
         settings: NamedDependency[Settings],
         sso_providers: NamedDependency[sso.Providers],
+        next_path: Annotated[str | None, QueryParameter(name="next")] = None,
     ) -> Redirect | Template:
         provider = _provider(sso_providers, provider_id)
         try:
-            url, state = await sso.begin(db_session, sso_providers, provider, settings.base_url, local_path(form_text(data, "next")))
+            url, state = await sso.begin(db_session, sso_providers, provider, settings.base_url, local_path(next_path))
         except sso.SsoRefused as exc:
             return refused(str(exc), status_code=503)
         cookie = Cookie(

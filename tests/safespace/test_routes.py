@@ -57,7 +57,7 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/signin/{token:str}"): PUBLIC,
     ("POST", "/signin/{token:str}"): PUBLIC,
     ("POST", "/signout"): PUBLIC,
-    ("POST", "/signin/sso/{provider_id:str}"): PUBLIC,  # single sign-on: 404 for a provider not configured
+    ("GET", "/signin/sso/{provider_id:str}"): PUBLIC,  # single sign-on: 404 for a provider not configured
     ("GET", "/signin/sso/{provider_id:str}/callback"): PUBLIC,
     ("GET", "/language/{code:str}"): PUBLIC,
     ("GET", "/static/{file_path:path}"): PUBLIC,
