@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime
 
 import msgspec
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.checkin.answering import read_tally
@@ -92,6 +92,20 @@ async def decide(db: AsyncSession, checkin: CheckIn, outcome: str, survey_id: uu
     await db.flush()
 
 
+async def _tell_listeners(db: AsyncSession, checkin_id: uuid.UUID) -> None:
+    """On PostgreSQL, the close reaches open pages through the same LISTEN/NOTIFY channel the app
+    processes use (checkin/live.py), delivered when this transaction commits, even from
+    `safespace tick` in cron. On SQLite (one process, in-memory channels) pages learn it at their
+    next load."""
+    if db.bind.dialect.name != "postgresql":
+        return
+    from safespace.checkin import live, services  # live imports the channels backends: only here
+
+    checkin = await db.get(CheckIn, checkin_id)
+    state = live.state_of(checkin, await services.answered(db, checkin_id))
+    await db.execute(select(func.pg_notify(live.channel(checkin_id), msgspec.json.encode(state).decode())))
+
+
 async def due(db: AsyncSession, moment: datetime) -> list[uuid.UUID]:
     """Open check-ins whose time is up."""
     return list(await db.scalars(select(CheckIn.id).where(CheckIn.state == "open", CheckIn.closes_at <= moment)))
@@ -105,6 +119,8 @@ async def close_due(sessionmaker, keyring: Keyring, moment: datetime) -> int:  #
     for checkin_id in ids:
         async with sessionmaker() as db:
             done = await close(db, keyring, checkin_id)
+            if done:
+                await _tell_listeners(db, checkin_id)
             await db.commit()
         if done:
             forget_key(keyring, checkin_id)

@@ -270,3 +270,21 @@ async def test_the_ledger_holds_one_row_per_member_who_answered(meeting: Meeting
         await meeting.answer(email)
     rows = list(await meeting.db.scalars(select(CheckInParticipation).where(CheckInParticipation.checkin_id == meeting.checkin_id)))
     assert len(rows) == 3
+
+
+async def test_a_close_by_tick_reaches_open_pages_on_postgresql(meeting: Meeting, settings, engine) -> None:
+    """On PostgreSQL the tick (cron's `safespace tick` too) tells the open streams through NOTIFY."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    if engine.dialect.name != "postgresql":
+        return  # SQLite: one process, in-memory channels; an open page learns it at its next load
+    await meeting.start()
+    stream = await open_stream(meeting, MEMBERS[0])
+    assert (await stream.next())["count"] is None
+    for email in MEMBERS[:5]:
+        await meeting.answer(email)
+    assert await stream.next() == {"state": "open", "count": 5}
+    keyring = Keyring.load(settings.encryption_key_path)
+    await schedule.tick(async_sessionmaker(engine, expire_on_commit=False), keyring, None, moment=clock.now() + timedelta(hours=3))
+    assert await stream.next() == {"state": "closed", "count": 5}
+    await stream.close()

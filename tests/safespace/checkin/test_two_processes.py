@@ -61,7 +61,7 @@ async def test_two_processes_serve_one_check_in(settings, db: AsyncSession, tmp_
         assert started.status_code == 303, started.text
         checkin = await db.get(CheckIn, uuid.UUID(started.headers["location"].rsplit("/", 1)[1]))
         join = f"/checkin/{checkin.code}"
-        queues = [asyncio.Queue() for _ in range(3)]
+        queues: list[asyncio.Queue] = [asyncio.Queue() for _ in range(3)]
         listeners = [
             asyncio.create_task(_listen(members[0], f"{join}/events", queues[0])),  # a member on A
             asyncio.create_task(_listen(members[4], f"{join}/events", queues[1])),  # another on A
