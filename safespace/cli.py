@@ -1,5 +1,5 @@
 """The `safespace` command: serve, migrate, demo, create-community, invite, tick, keys rotate,
-login-link, backup, restore. What each does around its work (settings, the schema and key checks,
+login-link, sso-providers, backup, restore. What each does around its work (settings, the schema and key checks,
 explaining a failure in one line) is in preflight.py."""
 
 from __future__ import annotations
@@ -267,6 +267,24 @@ def rotate_keys() -> None:
         return
     keyring.retire_older_keys()
     click.echo(f"Key {new_id} is now in use; re-encrypted {resealed} value(s); older keys removed.")
+
+
+@main.command("sso-providers", help="Check each single sign-on provider of SAFESPACE_OIDC_PROVIDERS (its discovery "
+              "document) and print the redirect URI to register with it.")
+def sso_providers() -> None:
+    from safespace.identity.sso import Providers, callback_url, discover
+
+    settings = command_settings()
+    providers = Providers(settings.sso_providers)
+    if not providers.configured:
+        fail("No single sign-on provider is configured: set SAFESPACE_OIDC_PROVIDERS (see the README).")
+    broken = 0
+    for provider in providers.configured:
+        problem = asyncio.run(discover(providers, provider))
+        click.echo(f"{provider.id} ({provider.name}): {problem or 'discovery OK'}; redirect URI {callback_url(settings.base_url, provider)}")
+        broken += problem is not None
+    if broken:
+        fail(f"{broken} provider(s) could not be reached or described themselves wrongly; fix their issuer URL.")
 
 
 @main.command("login-link", help="Print a one-time sign-in link for EMAIL (for operators without mail); "

@@ -84,6 +84,17 @@ class Providers:
         return self._clients[provider.id]
 
 
+async def discover(providers: Providers, provider: OIDCProvider) -> str | None:
+    """None if the provider's discovery document is there and names the configured issuer; else what is wrong."""
+    try:
+        metadata = await providers.client(provider).load_server_metadata()
+    except (httpx.HTTPError, ValueError) as exc:
+        return f"discovery failed ({exc.__class__.__name__}: {exc})"
+    if metadata.get("issuer", "").rstrip("/") != provider.issuer.rstrip("/"):
+        return f"the provider calls itself {metadata.get('issuer')!r}, not {provider.issuer!r}"
+    return None
+
+
 def callback_url(base_url: str, provider: OIDCProvider) -> str:
     """Where the provider sends the browser back: register this address with the provider."""
     return f"{base_url.rstrip('/')}/signin/sso/{provider.id}/callback"

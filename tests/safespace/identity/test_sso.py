@@ -4,6 +4,9 @@ signs a known person in, and every answer that must not, each refused with a pag
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -17,7 +20,7 @@ from safespace.app import create_app
 from safespace.identity import services
 from safespace.identity.models import Membership
 from safespace.settings import Settings
-from tests.conftest import browser_like
+from tests.conftest import browser_like, free_port
 from tests.helpers import make_community, post_form, sign_in
 from tests.safespace.identity.oidc_provider import CLIENT_ID, Tampering, provider_process, proxy_to
 
@@ -190,3 +193,15 @@ async def test_community_requiring_sso_refuses_magic_links(sso_client, db: Async
     assert await signed_in_as(sso_client) is None
     set_user(provider[0], "ana@x.org")
     assert (await sso_client.get(await at_provider(sso_client, "ana@x.org"))).status_code == 303
+
+
+def test_cli_checks_each_provider_and_prints_its_redirect_uri(provider, tmp_path) -> None:
+    good = {"id": "corp", "name": "Corp ID", "issuer": provider[0], "client_id": CLIENT_ID, "client_secret": "s3cret"}
+    gone = good | {"id": "gone", "issuer": f"http://127.0.0.1:{free_port()}"}
+    env = os.environ | {"SAFESPACE_DATA_DIR": str(tmp_path), "SAFESPACE_BASE_URL": "https://safespace.example.org"}
+    for providers, code in (([good], 0), ([good, gone], 1)):
+        done = subprocess.run([sys.executable, "-m", "safespace", "sso-providers"], env=env | {"SAFESPACE_OIDC_PROVIDERS": json.dumps(providers)},
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == code, done.stderr
+        assert "corp (Corp ID): discovery OK; redirect URI https://safespace.example.org/signin/sso/corp/callback" in done.stdout
+    assert "gone (Corp ID): discovery failed" in done.stdout and "fix their issuer URL" in done.stderr
