@@ -72,7 +72,7 @@ from safespace.stories.receipt_pages import RECEIPT_PATH, ReceiptController
 from safespace.stories.review_pages import ReviewController
 from safespace.stories.token_routes import REPLY_PATH, STORY_PATH, anonymous_story_routes, story_token_router
 from safespace.web.errors import RETRY_AFTER, answer_options, handle_http_error, handle_server_error
-from safespace.web.guards import DATABASE_STATE_KEY
+from safespace.web.guards import DATABASE_STATE_KEY, READS_STATE_KEY
 from safespace.web.session import SessionAuthMiddleware
 from safespace.web.templates import template_environment
 from safespace.web.transaction import commit_before_send
@@ -367,7 +367,8 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
         on_shutdown=[reads.dispose],
         # The batchers are kept where tests and benchmarks can see how well they group.
         state=State(
-            {DATABASE_STATE_KEY: db, "answers": answers, "issuances": issuances, "sessions": sessions, TREND_STATES: TrendStates(reads)}
+            {DATABASE_STATE_KEY: db, "answers": answers, "issuances": issuances, "sessions": sessions, TREND_STATES: TrendStates(reads),
+             READS_STATE_KEY: reads}
         ),
         debug=False,
     )

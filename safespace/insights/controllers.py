@@ -30,7 +30,7 @@ from safespace.pulse import results as pulse_results
 from safespace.pulse import services as pulse
 from safespace.pulse.models import Round, Survey
 from safespace.pulse.results import comments_shown, round_result
-from safespace.web.guards import facilitator_place, facilitator_routes, no_community, provide_facilitation, request_session
+from safespace.web.guards import facilitator_place, facilitator_routes, no_community, provide_facilitation, request_reads, request_session
 from safespace.web.pages import form_text, page, see_other
 from safespace.web.session import Viewer, flash
 
@@ -207,7 +207,7 @@ class InsightsController(Controller):
         # A closed round: the facilitator's place from the session, one statement for the page's
         # version, the rest kept (round_page.py). No dependency: no ORM session unless it is drawn.
         facilitator_place(request, community_id)
-        reads = request.app.state[TREND_STATES].reads
+        reads = request_reads(request)
         key = await round_page.closed_round_key(reads, community_id, round_id)
         if key is None:  # open, scheduled, or not here: drawn on every visit
             db = request_session(request)

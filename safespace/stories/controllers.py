@@ -13,17 +13,17 @@ from litestar.params import FromPath, FromQuery, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace import ratelimit
+from safespace import clock, i18n, ratelimit
 from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity.models import Membership
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import services as pulse
 from safespace.settings import Settings
-from safespace.stories import moderation, responses, services, tokens
+from safespace.stories import moderation, responses, services, tokens, wall_page
 from safespace.stories.models import Story
-from safespace.web.guards import member_routes
-from safespace.web.pages import form_text, page, see_other
+from safespace.web.guards import member_place, member_routes, no_community, request_reads, request_session
+from safespace.web.pages import csrf_input, form_text, page, see_other
 
 Form = URLEncodedBody[dict[str, Any]]
 CHECKS_PER_WINDOW = 200  # identifying-details checks per member per 15 minutes (about one per keystroke pause)
@@ -65,8 +65,8 @@ class StoriesController(Controller):
     @get("/", name="stories:wall")
     async def wall(
         self,
-        membership: NamedDependency[Membership],
-        db_session: NamedDependency[AsyncSession],
+        request: Request,
+        community_id: FromPath[uuid.UUID],
         keyring: NamedDependency[Keyring],
         secret: NamedDependency[bytes],
         tag: FromQuery[str] = "",
@@ -74,25 +74,41 @@ class StoriesController(Controller):
         sent: FromQuery[str] = "",
         page_number: Annotated[int, QueryParameter(name="page", ge=1, le=100_000)] = 1,
     ) -> Template:
-        shown = await services.wall(db_session, keyring, membership.community_id, tag or None, q or None, page_number)
-        stories = shown.stories
-        ids = [item.story.id for item in stories]
+        # The member's place from the session, then a few index reads on bare connections; the
+        # content is kept for unfiltered pages, with slots for what is the viewer's (wall_page.py).
+        place = member_place(request, community_id)
+        reads = request_reads(request)
+        community = await wall_page.community(reads, community_id, clock.now())
+        if community is None:  # deleted since the session was read
+            raise no_community()
+        if tag or q:  # chosen by their decrypted text: read through the request's session, never kept
+            shown = await services.wall(request_session(request), keyring, community_id, tag or None, q or None, page_number)
+            rows, more, page_number = [item.story for item in shown.stories], shown.more, shown.page
+            counts = await wall_page.counts(reads, [row.id for row in rows])
+        else:
+            rows, more = await wall_page.page_stories(reads, community_id, page_number)
+            counts = wall_page.page_counts(rows)
+        ids = [row.id for row in rows]
+        reply_rows, replies = await wall_page.replies(reads, ids)
+        # The rows as read are the key: ids, dates, topics, sealed texts (sealed anew on each edit), counts.
+        key = None if tag or q else (community, page_number, more, i18n.current_language(), place.role, tuple(rows), reply_rows)
+
+        def render() -> str:
+            stories, texts = wall_page.opened(keyring, rows, replies)
+            return request.app.template_engine.get_template("stories/_wall_content.html").render(
+                community=community, role=place.role, stories=stories, replies=texts, reactions=counts,
+                pressed=wall_page.pressed_slot, csrf_input=wall_page.slot(wall_page.CSRF), kinds=reaction_labels(),
+                tags=community.tags, tag=tag, q=q, page_number=page_number, more=more,
+            )  # fmt: skip
+
+        parts = wall_page.kept(key, render)
+        pressed, open_rounds = await wall_page.own_state(reads, secret, community_id, request.user.person_id, ids)
         return page(
             "stories/wall.html",
-            community=membership.community,
-            membership=membership,
-            stories=stories,
-            replies=await responses.released_replies(db_session, keyring, ids),
-            reactions=await responses.reaction_counts(db_session, ids),
-            pressed=await responses.own_reactions(db_session, secret, membership.person_id, ids),
-            kinds=reaction_labels(),
-            tags=moderation.community_tags(membership.community),
-            tag=tag,
-            q=q,
-            page_number=shown.page,
-            more=shown.more,
+            community=community,
+            content=wall_page.filled(parts, csrf_input(request), pressed),
+            open_rounds=open_rounds,
             notice=sent_notice(sent),
-            **(await private_mode(db_session, membership)),
         )
 
     @post("/{story_id:uuid}/react")

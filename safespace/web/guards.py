@@ -16,11 +16,13 @@ from litestar.params import FromPath
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
+from safespace.db.engine import Reads
 from safespace.identity.members import active_membership
 from safespace.identity.models import Membership
 from safespace.web.session import Place, Viewer
 
 DATABASE_STATE_KEY = "database"  # app.state: the SQLAlchemy plugin's config (create_app)
+READS_STATE_KEY = "reads"  # app.state: the app's db.engine.Reads, for every-visit reads on bare connections
 
 
 def request_session(request: Request) -> AsyncSession:
@@ -29,6 +31,10 @@ def request_session(request: Request) -> AsyncSession:
     only on some paths (a dependency is made for every request, and several at once cost an
     anyio task group)."""
     return request.app.state[DATABASE_STATE_KEY].provide_session(request.app.state, request.scope)
+
+
+def request_reads(request: Request) -> Reads:
+    return request.app.state[READS_STATE_KEY]
 
 
 def provide_viewer(request: Request) -> Viewer:
@@ -72,10 +78,16 @@ def facilitator_place(request: Request, community_id: uuid.UUID) -> Place:
     """provide_facilitation's check, answered from the viewer's places: the active memberships
     read with the session at the start of this request. No query and no Membership object, for
     a page that needs nothing more of the membership (the trend page, on every visit)."""
+    place = member_place(request, community_id)
+    _facilitators_only(place.role)
+    return place
+
+
+def member_place(request: Request, community_id: uuid.UUID) -> Place:
+    """provide_membership's check, answered from the viewer's places (see facilitator_place)."""
     place = next((p for p in provide_viewer(request).places if p.community_id == community_id), None)
     if place is None:
         raise no_community()
-    _facilitators_only(place.role)
     return place
 
 

@@ -1,0 +1,221 @@
+"""The story wall as a member sees it, read in a few statements on bare connections and kept
+rendered where it is the same for everyone.
+
+A visit reads, by index and with no ORM session (db.engine.Reads): the community's name, topics
+and this week's published keys; one page of released stories with their released replies and
+reaction counts; and, for this member only, which of those stories they reacted to (their own
+HMAC markers, as responses.own_reactions finds them) and the open rounds they have taken no token
+for. The page's content (stories/_wall_content.html) is rendered with *slots* for what is the
+viewer's own: the CSRF field and each reaction button's pressed state. An unfiltered page of the
+wall is kept in that form, per process and bounded, keyed by everything it is drawn from: the
+page, the language, the viewer's role (facilitators get a link to moderation), the community's
+name, topics and keys, and each story's id, date, topics, advice flag, sealed text (sealed anew
+on every edit), released replies and reaction counts. The slots are filled on every visit from
+the member's own reads, so no member's state is ever kept, let alone shown to another.
+A search or a topic filter decrypts to choose its stories (services.wall) and is never kept.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, NamedTuple
+
+from markupsafe import Markup
+from sqlalchemy import Text, bindparam, cast, func, select
+
+from safespace import clock
+from safespace.db.batch import padded
+from safespace.db.engine import Reads
+from safespace.identity.models import Community
+from safespace.privacy.crypto import Keyring, associated_data
+from safespace.pulse.models import Participation, Round
+from safespace.stories.models import Reaction, Reply, Story, StoryKey
+from safespace.stories.responses import REACTIONS, reaction_markers
+from safespace.stories.services import DEFAULT_TAGS, WALL_PAGE, SharedStory, open_story, week_of
+
+MARK = "\x00"  # around a slot's name; clean_text keeps control characters out of all stored text
+CSRF = "csrf"
+
+
+def slot(name: str) -> str:
+    return f"{MARK}{name}{MARK}"
+
+
+def pressed_slot(story_id: uuid.UUID, kind: str) -> str:
+    return slot(f"pressed:{story_id}:{kind}")
+
+
+class PublishedKey(NamedTuple):
+    kind: str  # "story" | "reply"
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class WallCommunity:
+    id: uuid.UUID
+    name: str
+    tags: tuple[str, ...]  # the topics members choose from
+    keys: tuple[PublishedKey, ...]  # this week's, the same for every member
+
+
+@dataclass(frozen=True)
+class RoundRef:
+    id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class OpenRoundRef:
+    """What templates/_private.html's round_tokens needs of an open round the member has no token for."""
+
+    round: RoundRef
+    state: str = "open"
+
+
+_COMMUNITY = (
+    select(Community.name, Community.story_tags, StoryKey.kind, StoryKey.fingerprint)
+    .select_from(Community)
+    .outerjoin(StoryKey, (StoryKey.community_id == Community.id) & (StoryKey.week == bindparam("week")))
+    .where(Community.id == bindparam("community_id"))
+    .order_by(StoryKey.kind)
+)
+def _reactions(kind: str):  # noqa: ANN202 - a labelled scalar subquery
+    return select(func.count(Reaction.id)).where(Reaction.story_id == Story.id, Reaction.kind == kind).scalar_subquery().label(kind)
+
+
+# With each story's reaction counts (one index range per story and kind): no statement of their own.
+# The topics as their JSON text: each row is then a key of the kept page as it is.
+_PAGE = (
+    select(Story.id, Story.released_on, cast(Story.tags, Text).label("tags"), Story.wants_advice, Story.body,
+           *(_reactions(kind) for kind in REACTIONS))  # fmt: skip
+    .where(Story.community_id == bindparam("community_id"), Story.status == "released")
+    .order_by(Story.released_on.desc(), Story.position, Story.id)
+    .limit(bindparam("limit"))
+    .offset(bindparam("offset"))
+)
+_REPLIES = (
+    select(Reply.id, Reply.story_id, Reply.body)
+    .where(Reply.story_id.in_(bindparam("story_ids", expanding=True)), Reply.status == "released")
+    .order_by(Reply.position, Reply.id)
+)
+_COUNTS = (
+    select(Reaction.story_id, Reaction.kind, func.count())
+    .where(Reaction.story_id.in_(bindparam("story_ids", expanding=True)))
+    .group_by(Reaction.story_id, Reaction.kind)
+)
+_MINE = select(Reaction.marker).where(Reaction.marker.in_(bindparam("markers", expanding=True)))
+_NO_TOKEN_YET = (
+    select(Round.id)
+    .outerjoin(Participation, (Participation.round_id == Round.id) & (Participation.person_id == bindparam("person_id")))
+    .where(Round.community_id == bindparam("community_id"), Round.closed.is_(False), Round.opens_at <= bindparam("moment"),
+           Round.closes_at > bindparam("moment"), Participation.round_id.is_(None))  # fmt: skip
+    .order_by(Round.closes_at)
+)
+
+
+async def community(reads: Reads, community_id: uuid.UUID, moment: datetime) -> WallCommunity | None:
+    rows = await reads.rows(_COMMUNITY, {"community_id": community_id, "week": week_of(moment)})
+    if not rows:
+        return None
+    name, tags = rows[0][0], rows[0][1]
+    keys = tuple(PublishedKey(kind, fingerprint) for _n, _t, kind, fingerprint in rows if kind is not None)
+    return WallCommunity(community_id, name, tuple(tags) if tags else DEFAULT_TAGS, keys)
+
+
+async def page_stories(reads: Reads, community_id: uuid.UUID, page: int) -> tuple[list[Any], bool]:
+    """One unfiltered page of released stories, newest release first (rows, not decrypted), and
+    whether an older page exists."""
+    rows = await reads.rows(_PAGE, {"community_id": community_id, "limit": WALL_PAGE + 1, "offset": (page - 1) * WALL_PAGE})
+    return list(rows[:WALL_PAGE]), len(rows) > WALL_PAGE
+
+
+async def replies(reads: Reads, story_ids: list[uuid.UUID]) -> tuple[Any, dict[uuid.UUID, list[tuple[uuid.UUID, bytes]]]]:
+    """The released replies of these stories as read (a key of the kept page), and story id ->
+    [(reply id, sealed body)] in their shuffled order."""
+    rows = tuple(await reads.rows(_REPLIES, {"story_ids": padded(story_ids)})) if story_ids else ()
+    found: dict[uuid.UUID, list[tuple[uuid.UUID, bytes]]] = {}
+    for reply_id, story_id, body in rows:
+        found.setdefault(story_id, []).append((reply_id, body))
+    return rows, found
+
+
+def page_counts(rows: list[Any]) -> dict[uuid.UUID, dict[str, int]]:
+    """story id -> {kind: count}, from _PAGE's rows (the counts are their last columns)."""
+    return {row[0]: dict(zip(REACTIONS, row[-len(REACTIONS):])) for row in rows}
+
+
+async def counts(reads: Reads, story_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
+    """story id -> {kind: count}, for stories chosen by a search or a topic (not read with _PAGE)."""
+    found: dict[uuid.UUID, dict[str, int]] = {}
+    for story_id, kind, n in await reads.rows(_COUNTS, {"story_ids": padded(story_ids)}) if story_ids else []:
+        found.setdefault(story_id, {})[kind] = n
+    return found
+
+
+async def own_state(
+    reads: Reads, secret: bytes, community_id: uuid.UUID, person_id: uuid.UUID, story_ids: list[uuid.UUID]
+) -> tuple[set[tuple[uuid.UUID, str]], list[OpenRoundRef]]:
+    """This member's: (story, kind) of their reactions on the page, and the open rounds they have
+    taken no token for (the page takes them ahead of use, templates/_private.html)."""
+    mine = reaction_markers(secret, person_id, story_ids)
+    pressed = {mine[marker] for (marker,) in await reads.rows(_MINE, {"markers": padded(mine)})} if mine else set()
+    moment = clock.now()
+    rounds = await reads.rows(_NO_TOKEN_YET, {"community_id": community_id, "person_id": person_id, "moment": moment})
+    return pressed, [OpenRoundRef(RoundRef(round_id)) for (round_id,) in rounds]
+
+
+@dataclass(frozen=True)
+class WallStory:
+    """What the wall shows of a story besides its text."""
+
+    id: uuid.UUID
+    released_on: date
+    tags: list[str]
+    wants_advice: bool
+
+
+def opened(keyring: Keyring, rows: list[Any], replies: dict) -> tuple[list[SharedStory], dict]:
+    """The stories (_PAGE's rows, or Story objects chosen by a search) and their replies
+    decrypted, for rendering."""
+    texts = {
+        story_id: [(reply_id, keyring.open(body, associated_data("reply", "body", reply_id))) for reply_id, body in found]
+        for story_id, found in replies.items()
+    }
+    shown = []
+    for row in rows:
+        tags = json.loads(row.tags) if isinstance(row.tags, str) else row.tags
+        shown.append(SharedStory(WallStory(row.id, row.released_on, tags or [], row.wants_advice), open_story(keyring, row)))
+    return shown, texts
+
+
+# Unfiltered wall pages, kept with their slots (split: even items are text, odd ones slot names).
+_KEPT: dict[tuple, tuple[str, ...]] = {}
+_KEPT_MAX = 256  # a full cache starts again
+
+
+def kept(key: tuple | None, render: Callable[[], str]) -> tuple[str, ...]:
+    """The content split at its slots: kept under `key`, or rendered for this visit alone (None)."""
+    if key is None:
+        return tuple(render().split(MARK))
+    found = _KEPT.get(key)
+    if found is None:
+        found = tuple(render().split(MARK))
+        if len(_KEPT) >= _KEPT_MAX:
+            _KEPT.clear()
+        _KEPT[key] = found
+    return found
+
+
+def filled(parts: tuple[str, ...], csrf_input: str, pressed: set[tuple[uuid.UUID, str]]) -> Markup:
+    """The content with this viewer's CSRF field and pressed buttons."""
+    on = {f"pressed:{story_id}:{kind}" for story_id, kind in pressed}
+
+    def fill(name: str) -> str:
+        if name == CSRF:
+            return csrf_input
+        return "true" if name in on else "false"
+
+    return Markup("".join(part if n % 2 == 0 else fill(part) for n, part in enumerate(parts)))

@@ -1,0 +1,116 @@
+"""An unfiltered page of the wall is kept rendered (stories/wall_page.py), with slots for what is the
+viewer's own. Each thing the page is drawn from is changed after it was kept and the wall is read
+again over HTTP; and no member's own state (pressed buttons, CSRF field, round tokens) reaches
+another member through the kept page."""
+
+from __future__ import annotations
+
+import re
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from safespace import clock
+from safespace.pulse import services as pulse
+from safespace.pulse.models import Round
+from tests.helpers import post_form, sign_in
+from tests.safespace.insights.conftest import form
+from tests.safespace.pulse.conftest import post_as, session_cookie
+from tests.safespace.stories.test_moderation import open_title
+from tests.safespace.stories.test_responses import _pressed, _released_story
+from tests.safespace.stories.test_stories import _release, _world
+
+CSRF_FIELD = re.compile(r'name="_csrf_token" value="([^"]*)"')
+
+
+async def _as(client, db, email: str) -> None:
+    client.cookies.clear()
+    await sign_in(client, db, email)
+
+
+def _count(wall: str, story_id, kind: str) -> int:
+    article = wall.split(f'id="s-{story_id}"', 1)[1].split("</article>", 1)[0]
+    return int(re.search(rf'value="{kind}"[^>]*>[^<]*<span class="count">(\d+)</span>', article).group(1))
+
+
+async def test_a_kept_wall_shows_each_member_their_own_presses_and_csrf_field(client, db: AsyncSession, engine, settings) -> None:
+    world = await _world(db)
+    story, _codes = await _released_story(client, db, engine, settings, world)
+    wall = f"/c/{world.community.id}/stories"
+    await _as(client, db, "m3@x.org")
+    await client.get(wall)
+    assert (await post_form(client, f"{wall}/{story.id}/react", {"kind": "helps_me"})).status_code == 303
+    mine = (await client.get(wall)).text
+    m3_token = client.cookies["safespace_csrf"]
+    assert _pressed(mine, story.id)["helps_me"] == "true" and _count(mine, story.id, "helps_me") == 1
+    assert set(CSRF_FIELD.findall(mine)) == {m3_token} and "\x00" not in mine
+    await _as(client, db, "m4@x.org")  # the same page, kept: the same stories and counts
+    theirs = (await client.get(wall)).text
+    assert _pressed(theirs, story.id) == dict.fromkeys(("been_there", "helps_me", "thank_you"), "false")
+    assert _count(theirs, story.id, "helps_me") == 1
+    assert set(CSRF_FIELD.findall(theirs)) == {client.cookies["safespace_csrf"]} and m3_token not in theirs
+    assert (await post_form(client, f"{wall}/{story.id}/reply", {"reply": "Same here."})).status_code == 303  # their field works
+    await _as(client, db, "m3@x.org")
+    assert _pressed((await client.get(wall)).text, story.id)["helps_me"] == "true"
+
+
+async def test_a_kept_wall_follows_replies_reactions_edits_topics_and_hiding(client, db: AsyncSession, engine, settings) -> None:
+    world = await _world(db)
+    story, codes = await _released_story(client, db, engine, settings, world)
+    wall = f"/c/{world.community.id}/stories"
+    await client.get(wall)  # kept
+    for n in range(3):  # three replies go out together at the next release
+        await post_form(client, f"{wall}/{story.id}/reply", {"reply": f"Reply number {n}"})
+    await _release(engine, settings)
+    assert "Reply number 2" in (await client.get(wall)).text
+    await _as(client, db, "m4@x.org")
+    await client.get(wall)
+    await post_form(client, f"{wall}/{story.id}/react", {"kind": "been_there"})
+    assert _count((await client.get(wall)).text, story.id, "been_there") == 1
+    # The author edits a story with the receipt code: the wall shows the new text.
+    await client.get("/stories/mine")
+    edited = await post_form(client, "/stories/mine/edit", {"code": codes[0], "title": "Revised title",
+                                                           "happened": "Clearer now.", "learned": "", "differently": ""})  # fmt: skip
+    assert edited.status_code == 200
+    shown = (await client.get(wall)).text
+    assert "Revised title" in shown and "Review and moderation" not in shown
+    # The facilitator sees the moderation link (the role is in the key), sets topics, hides a story.
+    await _as(client, db, world.facilitator)
+    shown = (await client.get(wall)).text
+    assert "Review and moderation" in shown
+    review = f"{wall}/review"
+    await client.get(review)
+    await post_form(client, f"{review}/topics", {"tags": "Heat pumps\nFloods\n"})
+    shown = (await client.get(wall)).text
+    assert '<option value="Heat pumps"' in shown and "policy design" not in shown
+    await db.refresh(story)  # one of the three was edited above: this one may be it
+    title = open_title(story, settings)
+    assert title in shown
+    await post_form(client, f"{review}/hide", {"story": str(story.id), "reason": "Too detailed."})
+    shown = (await client.get(wall)).text
+    assert title not in shown and "Reply number 2" not in shown
+    spanish = (await client.get(wall, headers={"accept-language": "es"})).text
+    assert "Historias" in spanish and "Stories ·" not in spanish
+
+
+async def test_round_tokens_on_a_kept_wall_are_each_members_own(client, db: AsyncSession, engine, settings) -> None:
+    """The wall takes an answer token for each open round the member has none for: per member."""
+    world = await _world(db)
+    await _released_story(client, db, engine, settings, world)
+    today = clock.now().astimezone(ZoneInfo("Europe/Madrid")).date()
+    cadence = pulse.CadenceForm("weekly", today.weekday(), 1, 3, today.isoformat())
+    survey = await pulse.create_survey(db, world.community.id, "Europe/Madrid", "Pulse", ["psychological_safety"], cadence)
+    await db.commit()
+    await _release(engine, settings)  # the tick opens the round too
+    round_ = await db.scalar(select(Round).where(Round.survey_id == survey.id, Round.closed.is_(False)))
+    token_div = f'data-token-round="{round_.id}"'
+    wall = f"/c/{world.community.id}/stories"
+    await _as(client, db, "m3@x.org")
+    assert token_div in (await client.get(wall)).text
+    answer = await post_as(client, await session_cookie(db, "m4@x.org"), f"/c/{world.community.id}/rounds/{round_.id}", form(4))
+    assert answer.status_code == 303
+    await _as(client, db, "m4@x.org")
+    assert token_div not in (await client.get(wall)).text
+    await _as(client, db, "m3@x.org")
+    assert token_div in (await client.get(wall)).text
