@@ -146,7 +146,9 @@ def _recommend_lines(prefix: str, trend: InstrumentTrend, labels: list[str], not
         drawn.append(
             charts.line_chart(
                 f"{prefix}-recommend{n}",
-                _("%(statement)s: score by round", statement=statement),
+                # the question goes in the description: "...to a colleague?: score by round" read badly
+                _("%(name)s: score by round", name=trend.name) if len(trend.statements) == 1
+                else _("%(name)s, question %(n)s: score by round", name=trend.name, n=n + 1),
                 labels,
                 [charts.Series(name=_("Score (promoters minus detractors)"), values=values)],
                 y_range=(-100, 100),
@@ -154,7 +156,7 @@ def _recommend_lines(prefix: str, trend: InstrumentTrend, labels: list[str], not
                 decimals=0,
                 notes=notes if n == 0 else [],
                 gap_label=gap,
-                description=_direction(values, 0),
+                description=f"{statement} {_direction(values, 0)}",
             )
         )
     return drawn
