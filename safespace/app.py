@@ -45,6 +45,7 @@ from safespace.identity.controllers import (
 )
 from safespace.identity.mail import Postman
 from safespace.identity.privacy_page import PrivacyController
+from safespace.identity.roster_pages import RosterController
 from safespace.identity.sign_in_pages import SignInController, SignInLinks
 from safespace.identity.signin import SessionReader
 from safespace.identity.sso import Providers
@@ -204,6 +205,7 @@ ROUTES = [
     SsoController,
     SsoSettingController,
     AuditController,
+    RosterController,
     PrivacyController,
     ProfileController,
     CommunitiesController,

@@ -1,5 +1,5 @@
 """The `safespace` command: serve, migrate, demo, create-community, invite, tick, keys rotate,
-login-link, sso-providers, backup, restore. What each does around its work (settings, the schema and key checks,
+login-link, sso-providers, import-roster, backup, restore. What each does around its work (settings, the schema and key checks,
 explaining a failure in one line) is in preflight.py."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from safespace.identity.roster_cli import import_roster
 from safespace.preflight import Commands, command_settings, fail, key_file_opens_the_database, schema_matches_the_code, with_db
 from safespace.settings import PREFIX, Settings, served_at
 
@@ -267,6 +268,9 @@ def rotate_keys() -> None:
         return
     keyring.retire_older_keys()
     click.echo(f"Key {new_id} is now in use; re-encrypted {resealed} value(s); older keys removed.")
+
+
+main.add_command(import_roster)  # identity/roster_cli.py: the members page's roster import
 
 
 @main.command("sso-providers", help="Check each single sign-on provider of SAFESPACE_OIDC_PROVIDERS (its discovery "

@@ -20,6 +20,7 @@ from safespace.i18n import gettext as _
 from safespace.identity import members, services, signin
 from safespace.identity.mail import Postman
 from safespace.identity.models import Community, Membership, Team
+from safespace.identity.roster_pages import roster_api
 from safespace.settings import Settings
 from safespace.web.errors import handle_invalid_input, handle_refused, problem, problem_responses
 from safespace.web.guards import community_routes
@@ -250,7 +251,7 @@ class CommunitiesApi(Controller):
 
 api_router = Router(
     path="/api/v1",
-    route_handlers=[CommunitiesApi],
+    route_handlers=[CommunitiesApi, roster_api],
     dependencies=community_routes(),
     exception_handlers={
         InvalidInput: handle_invalid_input,

@@ -204,6 +204,10 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", f"{C}/settings/sso"): FACILITATOR,
     ("GET", f"{C}/audit"): FACILITATOR,
     ("GET", f"{C}/audit/export.csv"): FACILITATOR,
+    ("GET", f"{C}/members/import"): FACILITATOR,
+    ("POST", f"{C}/members/import"): FACILITATOR,
+    ("POST", f"{C}/members/import/apply"): FACILITATOR,
+    ("POST", f"{API}/roster"): FACILITATOR,
 }
 
 # Who calls: (name, email). The former member was deactivated: for the community they are a stranger.
