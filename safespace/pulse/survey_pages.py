@@ -184,7 +184,7 @@ class SurveysController(Controller):
             await services.change_cadence(db_session, survey, facilitation.community.time_zone, form)
         except InvalidInput as exc:
             return await self._survey_page(db_session, facilitation, survey, 422, values=values, errors=exc.errors)
-        await audit.record(db_session, survey.community_id, viewer.email, "survey", f"schedule of “{survey.title}” changed: {values}")
+        await audit.record(db_session, survey.community_id, viewer.email, "survey", f"schedule of “{survey.title}”: " + ", ".join(f"{k} {v}" for k, v in values.items() if v))
         await flash(db_session, viewer, _("Schedule changed. It applies from the next round on."))
         return _to_survey(request, survey)
 

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from safespace import clock
+from safespace.audit import entries as audit
 from safespace.audit.models import AuditEntry
 from safespace.identity.models import Membership, Person
 from safespace.stories import services as stories
@@ -94,9 +95,13 @@ async def test_survey_schedule_and_early_close_are_logged(client, db: AsyncSessi
     community_id, survey_url = pulse.world.community.id, f"/c/{pulse.world.community.id}/surveys/{pulse.survey_id}"
     await sign_in(client, db, pulse.world.facilitator)
     await post_form(client, f"{survey_url}/pause", {})
+    today = clock.now().date().isoformat()
+    schedule = {"every": "monthly", "weekday": "0", "day_of_month": "15", "open_days": "5", "start": today}
+    assert (await post_form(client, f"{survey_url}/schedule", schedule)).status_code == 303
     closed = await post_form(client, f"{survey_url}/close-round", {})
     assert closed.status_code == 303
-    assert [e.detail for e in await logged(db, "survey")] == ["paused “Pulse”"]
+    assert [e.detail for e in await logged(db, "survey")] == [
+        "paused “Pulse”", f"schedule of “Pulse”: every monthly, weekday 0, day_of_month 15, open_days 5, start {today}"]
     [early] = await logged(db, "round-closed")
     assert early.actor == pulse.world.facilitator and early.detail == "round 1 of “Pulse”"
     assert all(e.detail != "" for e in await entries(db)) and community_id
@@ -128,3 +133,25 @@ async def test_key_rotation_and_backup_are_logged_for_every_community(client, db
     await sign_in(client, db, world.facilitator)
     page = (await client.get(f"/c/{world.community.id}/audit")).text
     assert "keys" in page and "backup" in page
+
+
+async def test_requiring_single_sign_on_is_logged(client, db: AsyncSession, settings) -> None:
+    world = await make_community(db)
+    await sign_in(client, db, world.facilitator)
+    # No provider is configured here: the request is refused, and a refusal is not an act.
+    await post_form(client, f"/c/{world.community.id}/settings/sso", {"require": "yes"})
+    assert await logged(db, "sso") == []
+    await post_form(client, f"/c/{world.community.id}/settings/sso", {"require": "no"})
+    assert [(e.actor, e.detail) for e in await logged(db, "sso")] == [(world.facilitator, "optional")]
+
+
+async def test_the_log_is_paginated_newest_first(client, db: AsyncSession) -> None:
+    world = await make_community(db)
+    for n in range(120):
+        await audit.record(db, world.community.id, world.facilitator, "settings", f"change {n:03}")
+    await db.commit()
+    await sign_in(client, db, world.facilitator)
+    first = (await client.get(f"/c/{world.community.id}/audit")).text
+    third = (await client.get(f"/c/{world.community.id}/audit?p=3")).text
+    assert first.count('class="audit-detail"') == 50 and "Page 1 of 3" in first and "?p=2" in first
+    assert third.count('class="audit-detail"') == 20 and "Page 3 of 3" in third and "?p=2" in third and "?p=4" not in third

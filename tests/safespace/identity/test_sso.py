@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.app import create_app
+from safespace.audit.models import AuditEntry
 from safespace.identity import services
 from safespace.identity.models import Membership
 from safespace.settings import Settings
@@ -181,6 +182,7 @@ async def test_community_requiring_sso_refuses_magic_links(sso_client, db: Async
     await sign_in(sso_client, db, world.facilitator)
     turned = await post_form(sso_client, f"/c/{world.community.id}/settings/sso", {"require": "yes"})
     assert turned.status_code == 303
+    assert (await db.scalar(select(AuditEntry.detail).where(AuditEntry.kind == "sso"))) == "required"
     await post_form(sso_client, "/signout", {})
     ana = await services.find_person(db, "ana@x.org")
     from safespace.identity import signin
