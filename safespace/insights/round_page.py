@@ -14,7 +14,7 @@ in the community, with the facts the page draws besides its frozen figures. They
 - the language, and how many comments are shown (?comments=all).
 
 Nothing of the viewer is in the kept blocks: the CSRF field of the forms is a slot filled in on
-each visit (CSRF_SLOT, in insights/round.html), and the header, navigation and notice are base.html's, rendered per visit.
+each visit (web.pages.CSRF_SLOT), and the header, navigation and notice are base.html's, rendered per visit.
 An open or scheduled round is not kept: its page moves with every answer and with the clock.
 """
 
@@ -32,10 +32,7 @@ from safespace.db.engine import Reads
 from safespace.identity.models import Community, Team
 from safespace.insights.models import Action, ActionUpdate, RoundSummary
 from safespace.pulse.models import Round, Survey
-
-# Stands for the viewer's CSRF field in the kept blocks: no character that HTML escaping changes,
-# and none that clean_text lets into stored text.
-CSRF_SLOT = "\x00csrf\x00"
+from safespace.web.pages import render_blocks
 
 _ACTIONS = select(func.count(Action.id)).where(Action.round_id == Round.id).scalar_subquery()
 _UPDATES = (
@@ -75,9 +72,7 @@ async def kept_blocks(
     """The page's title and content blocks for `key`, rendered from `context()` on the first visit."""
     found = _KEPT.get(key)
     if found is None:
-        values = await context() | {"csrf_input": CSRF_SLOT, "values": {}, "errors": {}}
-        rendered = template.new_context(values)
-        found = tuple(Markup("".join(template.blocks[name](rendered))) for name in ("title", "content"))
+        found = render_blocks(template, await context() | {"values": {}, "errors": {}})
         if len(_KEPT) >= _KEPT_MAX:
             _KEPT.clear()
         _KEPT[key] = found

@@ -7,10 +7,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 # A private name, but no public accessor exists for the request's session; the version is pinned.
+from jinja2 import Template as JinjaTemplate
 from litestar import Request
 from litestar.background_tasks import BackgroundTask
 from litestar.response import Redirect, Template
 from litestar.utils.scope.state import ScopeState
+from markupsafe import Markup
 
 API_PREFIX = "/api/"
 
@@ -53,6 +55,19 @@ def page(
     **context: Any,
 ) -> Template:
     return Template(template_name=name, context=context, status_code=status_code, headers=headers, background=background)
+
+
+# Stands for the viewer's CSRF field in HTML kept for every viewer: no character that HTML escaping
+# changes, and none that clean_text lets into stored text. A page with kept blocks fills it in with
+# `{{ kept[1] | replace(csrf_slot, csrf_input | safe) }}`.
+CSRF_SLOT = "\x00csrf\x00"
+
+
+def render_blocks(template: JinjaTemplate, context: dict[str, Any], names: tuple[str, ...] = ("title", "content")) -> tuple[Markup, ...]:
+    """Some blocks of a page template rendered on their own, with the CSRF slot for the viewer's
+    field: what a page keeps for every viewer (the frame, base.html, stays the viewer's)."""
+    rendered = template.new_context(context | {"csrf_input": CSRF_SLOT, "kept": None})
+    return tuple(Markup("".join(template.blocks[name](rendered))) for name in names)
 
 
 def csrf_input(request: Request) -> str:
