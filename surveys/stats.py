@@ -214,6 +214,17 @@ def recommend(counts: list[int]) -> Recommend | None:
     )
 
 
+def recommend_estimate(counts: list[int]) -> Estimate | None:
+    """The 0..10 score as a mean with its 95% interval: each answer counts +100 (promoter, 9-10),
+    0 (passive, 7-8) or -100 (detractor, 0-6), so their mean is exactly the score, and a change
+    between rounds can be judged like any other mean's (difference)."""
+    found = recommend(counts)
+    if found is None:
+        return None
+    promoters, detractors = counts[9] + counts[10], sum(counts[:7])
+    return _estimate(found.n, 100 * (promoters - detractors), 100 * 100 * (promoters + detractors))
+
+
 def option_shares(counts: list[int]) -> list[float] | None:
     """Each option's share (0-1) of those who answered a single-choice question."""
     n = sum(counts)

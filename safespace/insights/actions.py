@@ -244,7 +244,8 @@ async def follow_up(db: AsyncSession, keyring: Keyring, community: Community, ac
 
 def _estimate(result, action: Action) -> stats.Estimate | None:  # noqa: ANN001 - a RoundResult
     """The released estimate the action follows in one round's result: the statement's mean (from
-    its released answer counts), or the instrument's score; None when hidden there."""
+    its released answer counts), a 0..10 question's score (-100..100), or the instrument's scale
+    score; None when hidden there (a single choice has nothing to follow)."""
     for instrument in result.instruments:
         if instrument.key != action.instrument:
             continue
@@ -253,6 +254,8 @@ def _estimate(result, action: Action) -> stats.Estimate | None:  # noqa: ANN001 
         for item in instrument.items:
             if item.key == action.item and item.mean is not None and item.distribution:
                 return stats.counts_estimate(item.distribution)
+            if item.key == action.item and item.recommend_score is not None:  # a 0..10 question: its score
+                return stats.recommend_estimate(item.distribution)
     return None
 
 

@@ -326,3 +326,16 @@ def test_recommend_splits_promoters_passives_detractors_and_scores() -> None:
     assert recommend([0] * 11) is None
     assert recommend([4] + [0] * 10).score == -100.0 and recommend([0] * 10 + [4]).score == 100.0
     assert option_shares([3, 1, 0]) == [0.75, 0.25, 0.0] and option_shares([0, 0]) is None
+
+
+def test_the_recommend_score_is_a_mean_with_an_interval() -> None:
+    from surveys.stats import recommend, recommend_estimate
+
+    counts = [1, 0, 0, 0, 0, 1, 1, 1, 1, 2, 3]  # five promoters, two passives, three detractors
+    found = recommend_estimate(counts)
+    assert found.n == 10 and found.mean == pytest.approx(recommend(counts).score) == pytest.approx(20)
+    # the same as the mean of ten answers coded +100, 0 and -100
+    coded = [100] * 5 + [0] * 2 + [-100] * 3
+    sd = (sum((x - 20) ** 2 for x in coded) / 9) ** 0.5
+    assert found.sd == pytest.approx(sd) and found.ci_low < 20 < found.ci_high
+    assert recommend_estimate([0] * 11) is None

@@ -229,3 +229,34 @@ async def test_a_team_of_four_is_hidden_in_the_zero_to_ten_grid(client, db: Asyn
     assert result["instruments"][0]["items"][0]["recommend_score"] == pytest.approx(enps(list(scores.values()))[3])  # 8.33
     # Big's own score would be 62.5 (five promoters, three passives); Small's -100.
     assert_teams_hidden(bodies, ("Small", "Big"), ("62.5",), "no comment here")
+
+
+# --- an action on a 0..10 question follows its score -------------------------------------------------
+
+
+async def test_an_action_on_the_recommend_question_shows_whether_its_score_moved(client, db: AsyncSession, engine, settings, monkeypatch) -> None:
+    members = [f"m{i}@x.org" for i in range(6)]
+    closed = await round_with_kinds(client, db, engine, settings, {"Team": members}, dict(zip(members, [2, 3, 4, 5, 6, 7])),
+                                    dict.fromkeys(members, 1))  # fmt: skip
+    community = closed.world.community
+    await sign_in(client, db, closed.world.facilitator)
+    page = (await client.get(f"/c/{community.id}/insights/rounds/{closed.round.id}")).text
+    link = f"/c/{community.id}/insights/actions?round={closed.round.id}&amp;instrument=recommend&amp;item=rc_recommend"
+    assert link in page  # "Plan an action" beside the question
+    about = {"round": str(closed.round.id), "instrument": "recommend", "item": "rc_recommend"}
+    made = await post_form(client, f"/c/{community.id}/insights/actions/", about | {"title": "Invite a guest", "owner": "", "due_on": ""})
+    assert made.status_code == 303
+    # A week later five answer 9 or 10: the score goes from -83 to 100, beyond its uncertainty.
+    next_week = closed.round.opens_at + timedelta(days=7, hours=1)
+    monkeypatch.setattr(clock, "now", lambda: next_week)
+    assert (await schedule.tick(closed.sessionmaker, closed.keyring, None, moment=next_week)).opened == 1
+    second = await db.scalar(select(Round).where(Round.survey_id == closed.survey_id, Round.number == 2))
+    field = choice_field(second)
+    for i, email in enumerate(members[:5]):
+        form = {RC: str(9 + i % 2), field: "2"}
+        assert (await post_as(client, await session_cookie(db, email), f"/c/{community.id}/rounds/{second.id}", form)).status_code == 303
+    assert (await schedule.tick(closed.sessionmaker, closed.keyring, None, moment=second.closes_at + timedelta(seconds=1))).closed == 1
+    client.cookies.clear()
+    await sign_in(client, db, closed.world.facilitator)
+    detail = (await client.get(made.headers["location"])).text
+    assert "rose beyond its uncertainty" in detail and "100.00" in detail
