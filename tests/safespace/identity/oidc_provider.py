@@ -52,9 +52,12 @@ def provider_process(*args: str) -> Iterator[str]:
 
 
 class Tampering:
-    """What the proxy does to the traffic now: None (forward as is), "signature" or "audience"."""
+    """What the proxy does to the traffic now: None (forward as is), "signature" or "audience";
+    and the token requests it saw (form bodies), for tests to read."""
 
-    mode: str | None = None
+    def __init__(self) -> None:
+        self.mode: str | None = None
+        self.token_requests: list[dict[str, str]] = []
 
 
 def _swap_client(value: str) -> str:
@@ -87,6 +90,8 @@ def _handler(upstream: str, tampering: Tampering) -> type[BaseHTTPRequestHandler
                     pair = base64.b64decode(auth[6:]).decode()
                     headers["Authorization"] = "Basic " + base64.b64encode(_swap_client(pair).encode()).decode()
                 body = _swap_client(body.decode()).encode()
+            if self.path.startswith("/oauth2/token"):
+                tampering.token_requests.append(dict(parse_qsl(body.decode())))
             answer = httpx.request(self.command, upstream + path, headers=headers, content=body, follow_redirects=False)
             content = answer.content
             if tampering.mode == "signature" and self.path.startswith("/oauth2/token") and answer.status_code == 200:

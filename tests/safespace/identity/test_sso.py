@@ -3,6 +3,8 @@ signs a known person in, and every answer that must not, each refused with a pag
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -68,7 +70,10 @@ async def at_provider(client: httpx.AsyncClient, email: str, provider_id: str = 
     """Press "Sign in with ...", then choose the account at the provider; returns the callback path."""
     started = await client.get(f"/signin/sso/{provider_id}")
     assert started.status_code == 303, started.text
-    authorize = started.headers["location"]
+    authorize = client.authorize_url = started.headers["location"]
+    asked = dict(parse_qsl(urlsplit(authorize).query))
+    # PKCE (S256) and a nonce in every request: a stolen code is useless without the verifier.
+    assert asked["code_challenge_method"] == "S256" and len(asked["code_challenge"]) == 43 and asked["nonce"] and asked["state"]
     chosen = httpx.post(authorize, data={"sub": email})
     assert chosen.status_code == 302, chosen.text
     callback = chosen.headers["location"]
@@ -86,12 +91,16 @@ async def test_sign_in_page_offers_each_provider(sso_client) -> None:
     assert "Sign in with Corp ID" in page.text and "Sign in with Late ID" in page.text
 
 
-async def test_member_signs_in_with_a_verified_address(sso_client, db: AsyncSession, provider) -> None:
+async def test_member_signs_in_with_a_verified_address(sso_client, db: AsyncSession, provider, tampering) -> None:
     world = await make_community(db, teams={"Harbour": ["ana@x.org"]})
     set_user(provider[0], "ana@x.org")
     callback = await at_provider(sso_client, "ana@x.org")
     done = await sso_client.get(callback)
     assert done.status_code == 303, done.text
+    # The code was redeemed with the verifier of this sign-in's PKCE challenge (RFC 7636, S256).
+    challenge = dict(parse_qsl(urlsplit(sso_client.authorize_url).query))["code_challenge"]
+    verifier = tampering.token_requests[-1]["code_verifier"]
+    assert base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode() == challenge
     home = await sso_client.get("/")
     assert home.headers["location"] == f"/c/{world.community.id}"
     assert "ana@x.org" in (await signed_in_as(sso_client) or "")
