@@ -36,7 +36,7 @@ from safespace import clock
 from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity.members import accept_invitation
-from safespace.identity.models import Membership, Person, SsoAttempt, SsoRequired
+from safespace.identity.models import Membership, Person, SsoAttempt, SsoRequired, WebSession
 from safespace.identity.services import normalize_email
 from safespace.identity.signin import token_hash
 from safespace.settings import OIDCProvider
@@ -229,10 +229,14 @@ async def is_required(db: AsyncSession, community_id: uuid.UUID) -> bool:
     return (await db.get(SsoRequired, community_id)) is not None
 
 
-async def set_required(db: AsyncSession, community_id: uuid.UUID, required: bool) -> None:
+async def set_required(db: AsyncSession, community_id: uuid.UUID, required: bool, by: uuid.UUID) -> None:
+    """Require single sign-on or not. Turning it on signs out the community's other members (a
+    session does not record how it began), so each one's next sign-in goes through the provider."""
     row = await db.get(SsoRequired, community_id)
     if required and row is None:
         db.add(SsoRequired(community_id=community_id))
+        members = select(Membership.person_id).where(Membership.community_id == community_id, Membership.person_id != by)
+        await db.execute(delete(WebSession).where(WebSession.person_id.in_(members)))
     elif not required and row is not None:
         await db.delete(row)
     await db.flush()

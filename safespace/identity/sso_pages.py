@@ -147,7 +147,7 @@ class SsoSettingController(Controller):
         if wanted and not settings.sso_providers:
             await flash(db_session, viewer, _("No sign-in provider is configured here; ask your operator to set one up first."), "error")
             return see_other(f"/c/{community.id}/settings/sso")
-        await sso.set_required(db_session, community.id, wanted)
+        await sso.set_required(db_session, community.id, wanted, viewer.person_id)
         await audit.record(db_session, community.id, viewer.email, "sso", "required" if wanted else "optional")
         message = _("Members now sign in only with their organisation's account.") if wanted else _("Members may sign in with a link by e-mail again.")
         await flash(db_session, viewer, message)

@@ -188,10 +188,18 @@ async def test_unknown_address_gets_a_clear_page(sso_client, db: AsyncSession, p
 
 async def test_community_requiring_sso_refuses_magic_links(sso_client, db: AsyncSession, provider) -> None:
     world = await make_community(db, teams={"Harbour": ["ana@x.org"]})
+    await sign_in(sso_client, db, "ana@x.org")  # ana's session from a link, before it is required
+    ana_cookie = sso_client.cookies.get("safespace_session")
+    sso_client.cookies.clear()
     await sign_in(sso_client, db, world.facilitator)
     turned = await post_form(sso_client, f"/c/{world.community.id}/settings/sso", {"require": "yes"})
     assert turned.status_code == 303
     assert (await db.scalar(select(AuditEntry.detail).where(AuditEntry.kind == "sso"))) == "required"
+    assert (await sso_client.get("/profile")).status_code == 200  # the facilitator who turned it on stays signed in
+    facilitator_cookie = sso_client.cookies.get("safespace_session")
+    sso_client.cookies.set("safespace_session", ana_cookie, domain="testserver.local", path="/")
+    assert (await sso_client.get("/profile")).status_code == 302  # ana's link session has ended
+    sso_client.cookies.set("safespace_session", facilitator_cookie, domain="testserver.local", path="/")
     await post_form(sso_client, "/signout", {})
     ana = await services.find_person(db, "ana@x.org")
     from safespace.identity import signin
