@@ -65,6 +65,7 @@ class ActionView(msgspec.Struct):
     instrument_name: str | None
     item: str | None
     statement: str | None  # the statement's text, as members saw it
+    scale_kind: str | None = None  # its instrument's scale: follow_up holds a 0..10 score (-100..100) for zero_to_ten
     updates: list[UpdateView] = []
     follow_up: list[FollowUp] = []
 
@@ -193,17 +194,17 @@ async def actions(
     views = []
     for action in rows:
         round_ = rounds.get(action.round_id)
-        name = statement = None
+        name = statement = kind = None
         for found in round_instruments(round_) if round_ else []:
             if found.key == action.instrument:
-                name = found.name.get(language)
+                name, kind = found.name.get(language), found.scale.kind
                 statement = next((i.text.get(language) for i in found.items if i.key == action.item), None)
         views.append(
             ActionView(
                 id=action.id, title=action.title, status=action.status, owner=action.owner, due_on=action.due_on,
                 created_on=action.created_at.astimezone(zone).date(), round_id=action.round_id,
                 round_number=round_.number if round_ else None, instrument=action.instrument, instrument_name=name,
-                item=action.item, statement=statement, updates=logs.get(action.id, []),
+                item=action.item, statement=statement, scale_kind=kind, updates=logs.get(action.id, []),
                 follow_up=await follow_up(db, keyring, community, action, round_) if keyring and round_ else [],
             )  # fmt: skip
         )

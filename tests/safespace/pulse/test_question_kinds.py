@@ -259,4 +259,6 @@ async def test_an_action_on_the_recommend_question_shows_whether_its_score_moved
     client.cookies.clear()
     await sign_in(client, db, closed.world.facilitator)
     detail = (await client.get(made.headers["location"])).text
-    assert "rose beyond its uncertainty" in detail and "100.00" in detail
+    assert "rose beyond its uncertainty" in detail
+    # Read as a score, not a mean: whole points on -100..100, named so.
+    assert "<td>100</td>" in detail and "+183" in detail and "its score (promoters" in detail and "100.00" not in detail
