@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -113,9 +114,34 @@ def worth_sending(live: LiveState) -> bool:
     return live.state != "open" or live.count is not None
 
 
+# A burst of answers (a room answering at once) sends the newest count at most this often, not
+# once per answer: every update goes to every listener, so per-answer updates cost answers times
+# listeners writes. The reveal and the close go at once.
+COALESCE_SECONDS = 0.2
+_PENDING: weakref.WeakKeyDictionary[ChannelsPlugin, dict[uuid.UUID, LiveState]] = weakref.WeakKeyDictionary()
+
+
 def publish(channels: ChannelsPlugin, checkin: CheckIn, live: LiveState) -> None:
-    if worth_sending(live):
+    if not worth_sending(live):
+        return
+    pending = _PENDING.setdefault(channels, {})
+    if live.state != "open":
+        pending.pop(checkin.id, None)
         channels.publish(msgspec.json.encode(live), channel(checkin.id))
+        return
+    waiting = pending.get(checkin.id)
+    if waiting is not None:
+        if (live.count or 0) > (waiting.count or 0):
+            pending[checkin.id] = live  # the flush already planned sends this one instead
+        return
+    pending[checkin.id] = live
+    asyncio.get_running_loop().call_later(COALESCE_SECONDS, _flush, channels, checkin.id)
+
+
+def _flush(channels: ChannelsPlugin, checkin_id: uuid.UUID) -> None:
+    live = _PENDING.get(channels, {}).pop(checkin_id, None)
+    if live is not None:  # None: the reveal or close went first
+        channels.publish(msgspec.json.encode(live), channel(checkin_id))
 
 
 @dataclass
