@@ -215,6 +215,15 @@ async def test_a_question_fewer_than_k_answered_shows_nothing_anywhere(client, d
     assert_no_kind_figures({url: r.text for url, r in member_bodies.items()})
 
 
+async def test_a_trend_of_zero_to_ten_and_choice_questions_does_not_define_favourable(client, db: AsyncSession, engine, settings) -> None:
+    members = [f"m{i}@x.org" for i in range(6)]
+    closed = await round_with_kinds(client, db, engine, settings, {"Team": members}, dict.fromkeys(members, 9), dict.fromkeys(members, 1))
+    await sign_in(client, db, closed.world.facilitator)
+    trend = (await client.get(f"/c/{closed.world.community.id}/insights/?survey={closed.survey_id}")).text
+    assert "score by round" in trend  # the 0..10 question's trend is there
+    assert "favourable-note" not in trend and "Favourable:" not in trend  # nothing on the page is favourable
+
+
 async def test_a_team_of_four_is_hidden_in_the_zero_to_ten_grid(client, db: AsyncSession, engine, settings) -> None:
     """Teams of 4 and 8: the small team is below k and the big one would give it away by
     subtraction (12 - 8), so neither team's score shows, though the community's does."""
