@@ -75,19 +75,6 @@ async def toggle_reaction(
     return True
 
 
-async def own_reactions(
-    db: AsyncSession, secret: bytes, person_id: uuid.UUID, story_ids: list[uuid.UUID]
-) -> set[tuple[uuid.UUID, str]]:
-    """(story, kind) of the reactions this member has given: their buttons show as pressed.
-    Found by recomputing the member's own markers, as toggle_reaction does; nothing stored names them."""
-    mine = reaction_markers(secret, person_id, story_ids)
-    markers, found = list(mine), set()
-    for start in range(0, len(markers), 900):  # well under every database's limit on bound values
-        rows = await db.scalars(select(Reaction.marker).where(Reaction.marker.in_(markers[start : start + 900])))
-        found.update(mine[marker] for marker in rows)
-    return found
-
-
 async def reaction_counts(db: AsyncSession, story_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
     counts: dict[uuid.UUID, dict[str, int]] = {}
     rows = await db.execute(

@@ -4,7 +4,7 @@ rendered where it is the same for everyone.
 A visit reads, by index and with no ORM session (db.engine.Reads): the community's name, topics
 and this week's published keys; one page of released stories with their released replies and
 reaction counts; and, for this member only, which of those stories they reacted to (their own
-HMAC markers, as responses.own_reactions finds them) and the open rounds they have taken no token
+HMAC markers, responses.reaction_markers) and the open rounds they have taken no token
 for. The page's content (stories/_wall_content.html) is rendered with *slots* for what is the
 viewer's own: the CSRF field and each reaction button's pressed state. An unfiltered page of the
 wall is kept in that form, per process and bounded, keyed by everything it is drawn from: the
