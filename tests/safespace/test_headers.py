@@ -39,6 +39,7 @@ def fill(template: str, closed: Closed, action_id: uuid.UUID) -> str:
     """A real value for each path parameter, from the world the test built."""
     values = {
         "action_id": str(action_id),
+        "checkin_id": str(uuid.uuid4()),  # no such check-in: its 404 page carries the headers too
         "community_id": str(closed.world.community.id),
         "round_id": str(closed.round.id),
         "survey_id": str(closed.survey_id),
