@@ -19,6 +19,7 @@ import msgspec
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace import clock
 from safespace.checkin.keys import checkin_keys
 from safespace.checkin.models import CheckIn, CheckInComment, CheckInParticipation, CheckInTally
 from safespace.checkin.services import NotOpen
@@ -123,7 +124,7 @@ async def answer(
     so concurrent answers queue here and each reads the tally the one before it wrote."""
     await db.execute(update(CheckInTally).where(CheckInTally.checkin_id == checkin.id).values(respondents=CheckInTally.respondents))
     state = await db.scalar(select(CheckIn.state).where(CheckIn.id == checkin.id))
-    if state != "open":
+    if state != "open" or clock.now() >= checkin.closes_at:  # past its time: closed, whenever tick runs
         raise NotOpen(_("This check-in is closed; answers are no longer accepted."))
     row = await db.get(CheckInTally, checkin.id, with_for_update=True)
     tally = read_tally(keyring, checkin.id, row.data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import segno
 from litestar import Controller, get, post
@@ -131,6 +132,7 @@ class CheckInsController(Controller):
             instrument=services.instrument_of(checkin),
             language=i18n.current_language(),
             join_url=url,
+            closes=checkin.closes_at.astimezone(ZoneInfo(membership.community.time_zone)),
             qr=qr_svg(url),
             live_state=live.state_of(checkin, count),
             result=await revealed_result(db, keyring, checkin, i18n.current_language()),

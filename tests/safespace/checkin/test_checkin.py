@@ -288,3 +288,13 @@ async def test_a_close_by_tick_reaches_open_pages_on_postgresql(meeting: Meeting
     await schedule.tick(async_sessionmaker(engine, expire_on_commit=False), keyring, None, moment=clock.now() + timedelta(hours=3))
     assert await stream.next() == {"state": "closed", "count": 5}
     await stream.close()
+
+
+async def test_no_answer_is_taken_past_the_closing_time_even_before_the_tick(meeting: Meeting, monkeypatch) -> None:
+    await meeting.start()
+    await meeting.answer(MEMBERS[0])
+    later = clock.now() + timedelta(minutes=121)
+    monkeypatch.setattr(clock, "now", lambda: later)
+    late = await meeting.answer(MEMBERS[1])
+    assert late.status_code == 409 and "closed" in late.text
+    assert (await _tally(meeting)).respondents == 1
