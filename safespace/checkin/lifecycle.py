@@ -24,6 +24,7 @@ from safespace.checkin.services import TooFew
 from safespace.errors import Refused
 from safespace.i18n import gettext as _
 from safespace.privacy.crypto import Keyring, associated_data
+from safespace.pulse.services import bump_trend
 from surveys import disclosure
 
 
@@ -89,6 +90,8 @@ async def decide(db: AsyncSession, checkin: CheckIn, outcome: str, survey_id: uu
         raise Refused(_("Only a revealed check-in can be added to a trend or discarded."))
     checkin.outcome = outcome
     checkin.trend_survey_id = survey_id if outcome == "trend" else None
+    if survey_id is not None and outcome == "trend":
+        await bump_trend(db, survey_id)  # what the survey's trend pages show changed
     await db.flush()
 
 

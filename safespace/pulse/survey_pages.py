@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace import clock, i18n, schedule
 from safespace.audit import entries as audit
 from safespace.chat import services as chat
+from safespace.checkin.trend import kept_in_trend
 from safespace.errors import InvalidInput, Refused
 from safespace.i18n import gettext as _
 from safespace.i18n import weekday_names
@@ -123,6 +124,7 @@ class SurveysController(Controller):
             zone=zone,
             moment=moment,
             weekdays=weekday_names(),
+            checkins=await kept_in_trend(db, survey.id, i18n.current_language(), zone),  # meeting check-ins kept in its trend
             **context,
         )
 

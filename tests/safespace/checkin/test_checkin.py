@@ -195,15 +195,45 @@ async def test_the_facilitator_page_shows_the_code_the_join_link_and_a_qr_code(m
     assert '<noscript><meta http-equiv="refresh"' in page
 
 
-async def test_a_revealed_check_in_can_join_the_trend_or_be_discarded(meeting: Meeting) -> None:
+async def _survey(meeting: Meeting) -> str:
+    from safespace.pulse import services as pulse
+
+    today = clock.now().date()
+    cadence = pulse.CadenceForm("weekly", today.weekday(), 1, 3, today.isoformat())
+    survey = await pulse.create_survey(meeting.db, meeting.community_id, "Europe/Madrid", "Pulse", ["psychological_safety"], cadence)
+    await meeting.db.commit()
+    return str(survey.id)
+
+
+async def _revealed(meeting: Meeting, values: list[int]) -> None:
+    await meeting.start()
+    for email, value in zip(MEMBERS, values, strict=False):
+        await meeting.answer(email, value)
+    assert (await meeting.post(meeting.world.facilitator, f"{meeting.page}/reveal", {})).status_code == 303
+
+
+async def test_a_check_in_kept_in_the_trend_shows_on_the_survey_marked_as_a_meeting_check_in(meeting: Meeting) -> None:
+    survey_id = await _survey(meeting)
     await meeting.start()
     for email in MEMBERS[:5]:
         await meeting.answer(email)
-    too_early = await meeting.post(meeting.world.facilitator, f"{meeting.page}/outcome", {"outcome": "discarded"})
-    assert too_early.status_code == 409
+    too_early = await meeting.post(meeting.world.facilitator, f"{meeting.page}/outcome", {"outcome": "trend", "survey": survey_id})
+    assert too_early.status_code == 409  # not revealed yet
     await meeting.post(meeting.world.facilitator, f"{meeting.page}/reveal", {})
+    kept = await meeting.post(meeting.world.facilitator, f"{meeting.page}/outcome", {"outcome": "trend", "survey": survey_id})
+    assert kept.status_code == 303
+    page = (await (await meeting.browser(meeting.world.facilitator)).get(f"/c/{meeting.community_id}/surveys/{survey_id}")).text
+    assert "Meeting check-ins in this trend" in page and "meeting check-in</span>" in page
+    assert meeting.checkin_id and str(meeting.checkin_id) in page
+
+
+async def test_a_discarded_check_in_is_in_no_trend(meeting: Meeting) -> None:
+    survey_id = await _survey(meeting)
+    await _revealed(meeting, [4, 4, 4, 4, 4])
     assert (await meeting.post(meeting.world.facilitator, f"{meeting.page}/outcome", {"outcome": "discarded"})).status_code == 303
     assert (await meeting.reload()).outcome == "discarded"
+    page = (await (await meeting.browser(meeting.world.facilitator)).get(f"/c/{meeting.community_id}/surveys/{survey_id}")).text
+    assert "Meeting check-ins in this trend" not in page
 
 
 async def test_a_free_question_with_a_fixed_answer_set(meeting: Meeting) -> None:
