@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -217,6 +218,11 @@ async def run(kind: str, participants: int) -> bool:
             process.terminate()
             process.wait(timeout=10)
         await engine.dispose()
+        if kind == "postgresql":
+            admin = await asyncpg.connect(PG_ADMIN)
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            await admin.close()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def main() -> None:
