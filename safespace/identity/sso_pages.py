@@ -13,6 +13,7 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace import ratelimit
 from safespace.audit import entries as audit
 from safespace.i18n import gettext as _
 from safespace.identity import signin, sso
@@ -53,13 +54,19 @@ class SsoController(Controller):
     @get("/signin/sso/{provider_id:str}", name="sso-start")
     async def start(
         self,
+        request: Request,
         provider_id: FromPath[str],
         db_session: NamedDependency[AsyncSession],
         settings: NamedDependency[Settings],
+        secret: NamedDependency[bytes],
         sso_providers: NamedDependency[sso.Providers],
         next_path: Annotated[str | None, QueryParameter(name="next")] = None,
     ) -> Redirect | Template:
         provider = _provider(sso_providers, provider_id)
+        # Counted with the requests for links by e-mail: each start stores an attempt and asks the provider.
+        client = request.client.host if request.client else "unknown"
+        if await ratelimit.over_limit(db_session, ratelimit.rate_key(secret, "client", client), signin.RATE_LIMIT_PER_CLIENT):
+            return refused(_("Too many sign-in requests from here. Wait 15 minutes, then try again."), status_code=429)
         try:
             url, state = await sso.begin(db_session, sso_providers, provider, settings.base_url, local_path(next_path))
         except sso.SsoRefused as exc:

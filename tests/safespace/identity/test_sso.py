@@ -224,3 +224,10 @@ def test_cli_checks_each_provider_and_prints_its_redirect_uri(provider, tmp_path
         assert done.returncode == code, done.stderr
         assert "corp (Corp ID): discovery OK; redirect URI https://safespace.example.org/signin/sso/corp/callback" in done.stdout
     assert "gone (Corp ID): discovery failed" in done.stdout and "fix their issuer URL" in done.stderr
+
+
+async def test_sign_in_starts_are_limited_per_client(sso_client, db: AsyncSession) -> None:
+    await make_community(db)
+    answers = [(await sso_client.get("/signin/sso/corp")).status_code for _ in range(21)]
+    assert answers == [303] * 20 + [429]
+    assert "Too many sign-in requests from here" in (await sso_client.get("/signin/sso/corp")).text
