@@ -47,6 +47,7 @@ def fill(template: str, closed: Closed, action_id: uuid.UUID) -> str:
         "token": "a-sign-in-token-that-was-never-issued",
         "file_path": "safespace.css",
         "path": "nothing-here",
+        "provider_id": "no-such-provider",  # no single sign-on here: its 404 page carries the headers too
     }
 
     def value(match: re.Match[str]) -> str:
