@@ -88,10 +88,13 @@ async def decide(db: AsyncSession, checkin: CheckIn, outcome: str, survey_id: uu
     """After the reveal: a "meeting check-in" point on a survey's trend, or discarded."""
     if checkin.state != "revealed":
         raise Refused(_("Only a revealed check-in can be added to a trend or discarded."))
+    before = checkin.trend_survey_id
     checkin.outcome = outcome
     checkin.trend_survey_id = survey_id if outcome == "trend" else None
-    if survey_id is not None and outcome == "trend":
-        await bump_trend(db, survey_id)  # what the survey's trend pages show changed
+    # What the trend pages of the survey it leaves and of the one it joins show changed: their
+    # kept charts are drawn again (insights/controllers.py _trend_sections).
+    for changed in dict.fromkeys(s for s in (before, checkin.trend_survey_id) if s is not None):
+        await bump_trend(db, changed)
     await db.flush()
 
 

@@ -70,7 +70,8 @@ def _limit(period: str | None) -> int | None:
 # and the open round's card, which moves with every answer, is rendered on each visit.
 # - The charts and round lists (insights/_trend_sections.html), per survey, trend revision,
 #   period, language, k and time zone (rounds are dated in it): they change only with the
-#   revision (Survey.trend_revision, bumped when a round closes or a note changes), so a
+#   revision (Survey.trend_revision, bumped when a round closes, a note changes, or a meeting
+#   check-in is kept in or leaves the trend: checkin/lifecycle.py decide), so a
 #   facilitator's next visit reads one row instead of every round again.
 # - The heading, tabs and survey picker (insights/_trend_head.html): most of what was left of
 #   rendering the page once the sections were kept.
@@ -103,8 +104,8 @@ async def _trend_sections(request: Request, community: trend_figures.CommunityFa
     found, chosen = await db.get(Community, community.id), await db.get(Survey, survey.id)
     if found is None or chosen is None:  # deleted since the reads: as if it never was
         raise _no_survey()
-    trend = await trend_figures.survey_trend(db, found, chosen, language, limit)
-    charts = [(t, views.trend_charts(f"t{n}", t, community.min_group_size)) for n, t in enumerate(trend.instruments)]
+    trend = await trend_figures.survey_trend(db, found, chosen, language, limit, meetings=True)
+    charts = [(t, views.trend_charts(f"t{n}", t, community.min_group_size), trend_figures.trend_places(t)) for n, t in enumerate(trend.instruments)]
     return _kept(_SECTIONS, key, lambda: _render(request, "insights/_trend_sections.html", community=community, charts=charts))
 
 
@@ -158,7 +159,7 @@ class InsightsController(Controller):
         survey: FromQuery[uuid.UUID],
     ) -> Response:
         _surveys, chosen = await survey_or_404(db_session, facilitation.community, survey)
-        trend = await trend_figures.survey_trend(db_session, facilitation.community, chosen, i18n.current_language(), None)
+        trend = await trend_figures.survey_trend(db_session, facilitation.community, chosen, i18n.current_language(), None, meetings=True)
         await audit.downloaded(request, db_session, "trend")
         return exports.export(request, "trend", exports.TREND_HEADER, exports.trend_rows(trend), trend)
 

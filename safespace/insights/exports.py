@@ -13,7 +13,7 @@ from litestar import Request, Response
 from safespace.insights.actions import ActionView
 from safespace.insights.objective_figures import ObjectiveView
 from safespace.insights.team_figures import TeamGrid
-from safespace.insights.trend_figures import SurveyTrend
+from safespace.insights.trend_figures import MeetingPoint, SurveyTrend, trend_places
 from safespace.insights.vitality_figures import Vitality
 from safespace.pulse.results import RoundResult
 
@@ -59,21 +59,29 @@ def export(request: Request, filename: str, header: Sequence[str], rows: Iterabl
     return json_response(filename, value)
 
 
+# kind: "round", or "meeting_checkin" for a meeting check-in kept in the trend (its date in
+# closed_on, no round number, member count, rate, interval or change; notes: the statements asked).
 TREND_HEADER = (
     "survey", "instrument", "round", "closed_on", "members", "respondents", "response_rate", "score",
-    "ci_low", "ci_high", "favourable", "change", "significant", "empty_because", "notes", "recommend_scores",
+    "ci_low", "ci_high", "favourable", "change", "significant", "empty_because", "notes", "recommend_scores", "kind",
 )  # fmt: skip
 
 
 def trend_rows(trend: SurveyTrend) -> Iterable[tuple]:
     for instrument in trend.instruments:
-        for p in instrument.rounds:
+        for p in trend_places(instrument):
+            if isinstance(p, MeetingPoint):
+                yield (
+                    trend.title, instrument.key, None, p.day.isoformat(), None, p.respondents, None, p.score,
+                    None, None, p.favourable, None, "no", p.empty_because, " | ".join(p.statements), "", p.kind,
+                )  # fmt: skip
+                continue
             yield (
                 trend.title, instrument.key, p.number, p.closed_on.isoformat(), p.members, p.respondents, p.response_rate,
                 p.score, p.ci_low, p.ci_high, p.favourable, p.change, "yes" if p.significant else "no",
                 p.empty_because, " | ".join(p.notes),
                 # a 0..10 instrument's score per statement (-100..100), "" where one is hidden
-                " | ".join("" if v is None else f"{v:.1f}" for v in p.recommend_scores),
+                " | ".join("" if v is None else f"{v:.1f}" for v in p.recommend_scores), "round",
             )  # fmt: skip
 
 

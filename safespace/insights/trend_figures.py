@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from safespace import clock
+from safespace.checkin.trend import asked_from, kept_points
 from safespace.db.batch import Batcher, padded
 from safespace.db.engine import Reads
 from safespace.errors import InvalidInput
@@ -55,6 +56,21 @@ class TrendPoint(msgspec.Struct):
     recommend_scores: list[float | None] = msgspec.field(default_factory=list)
 
 
+class MeetingPoint(msgspec.Struct):
+    """A meeting check-in kept in the trend (safespace/checkin/trend.py): the figures its reveal
+    showed, of the few statements it asked. Marked apart from the rounds, never joined to their
+    line, and no round's change is measured from or to it."""
+
+    checkin_id: uuid.UUID
+    day: date  # the meeting's, in the community's time zone
+    statements: list[str]
+    respondents: int | None
+    score: float | None  # the mean of the statements asked, on the instrument's points; None where hidden
+    favourable: float | None  # 0..1
+    empty_because: str | None
+    kind: str = "meeting_checkin"
+
+
 class InstrumentTrend(msgspec.Struct):
     key: str
     name: str
@@ -62,6 +78,15 @@ class InstrumentTrend(msgspec.Struct):
     rounds: list[TrendPoint]
     kind: str = "agreement"  # agreement or zero_to_ten; a single choice has no trend
     statements: list[str] = msgspec.field(default_factory=list)  # a 0..10 instrument's, for its lines
+    # Meeting check-ins kept in the trend that asked this instrument's statements, oldest first
+    # (the facilitator's trend page and its exports only: survey_trend(meetings=True)).
+    checkins: list[MeetingPoint] = msgspec.field(default_factory=list)
+
+
+def trend_places(trend: InstrumentTrend) -> list[TrendPoint | MeetingPoint]:
+    """The rounds and the meeting check-ins kept in the trend, by date (a round first on a shared day)."""
+    dated = [(p.closed_on, 0, n, p) for n, p in enumerate(trend.rounds)] + [(c.day, 1, n, c) for n, c in enumerate(trend.checkins)]
+    return [place for *_order, place in sorted(dated, key=lambda d: d[:3])]
 
 
 class OpenRoundRate(msgspec.Struct):
@@ -144,7 +169,8 @@ _SURVEY = bindparam("survey_id")
 
 
 async def survey_trend(
-    db: AsyncSession, community: Community, survey: Survey, language: str, limit: int | None = TREND_ROUNDS
+    db: AsyncSession, community: Community, survey: Survey, language: str, limit: int | None = TREND_ROUNDS,
+    meetings: bool = False,
 ) -> SurveyTrend:
     rounds = await pulse_results.closed_rounds(db, survey.id, limit)
     undrawn = [r for r in rounds if any(_cached_figures(r, i) is None for i in round_instruments(r))]
@@ -190,17 +216,45 @@ async def survey_trend(
                     recommend_scores=scores,
                 )
             )
+    kept = await meeting_points(db, survey, rounds, language, zone, limit is not None and len(rounds) >= limit) if meetings else {}
     return SurveyTrend(
         survey_id=survey.id,
         title=survey.title,
         min_group_size=community.min_group_size,
         instruments=[
             InstrumentTrend(key=i.key, name=i.name.get(language), points=i.scale.points, rounds=points, kind=i.scale.kind,
-                            statements=[item.text.get(language) for item in i.items] if i.scale.kind == tally_rules.ZERO_TO_TEN else [])
+                            statements=[item.text.get(language) for item in i.items] if i.scale.kind == tally_rules.ZERO_TO_TEN else [],
+                            checkins=kept.get(i.key, []))
             for i, points in by_key.values()
         ],
         open_round=await open_round_rate(db, survey),
     )
+
+
+async def meeting_points(
+    db: AsyncSession, survey: Survey, rounds: list[Round], language: str, zone: ZoneInfo, cut: bool
+) -> dict[str, list[MeetingPoint]]:
+    """instrument key -> the kept meeting check-ins that asked its statements (any version of it in
+    the rounds drawn). A free question, or statements of several instruments, joins no chart.
+    Where the period left older rounds out (`cut`), check-ins from before its first round opened
+    are left out with them."""
+    if not rounds:
+        return {}
+    instruments = [i for r in rounds for i in round_instruments(r) if i.scale.kind == tally_rules.AGREEMENT]
+    since = rounds[0].opens_at.astimezone(zone).date() if cut else None
+    found: dict[str, list[MeetingPoint]] = {}
+    for point, asked in await kept_points(db, survey.id, language, zone):
+        key = asked_from(asked, instruments)
+        if key is None or (since is not None and point.day < since):
+            continue
+        hidden = point.score is None and point.favourable is None
+        found.setdefault(key, []).append(
+            MeetingPoint(
+                checkin_id=point.checkin_id, day=point.day, statements=point.statements, respondents=point.respondents,
+                score=point.score, favourable=point.favourable, empty_because=BELOW_K if hidden else None,
+            )
+        )
+    return found
 
 
 # The open round's figures and its community tally's count (no ORM object, no instrument

@@ -16,7 +16,7 @@ from safespace.identity.models import Community
 from safespace.insights import charts
 from safespace.insights.reasons import reason_text
 from safespace.insights.team_figures import TeamGrid, format_day
-from safespace.insights.trend_figures import InstrumentTrend
+from safespace.insights.trend_figures import InstrumentTrend, MeetingPoint, trend_places
 from safespace.insights.vitality_figures import Vitality
 from safespace.pulse.results import InstrumentResult
 
@@ -84,12 +84,19 @@ def trend_charts(prefix: str, trend: InstrumentTrend, k: int, with_notes: bool =
 
 
 def _draw_trend(prefix: str, trend: InstrumentTrend, k: int, with_notes: bool) -> list[charts.Chart]:
-    points = trend.rounds
-    labels = [day_label(p.closed_on) for p in points]
-    notes = [(i, text) for i, p in enumerate(points) for text in p.notes] if with_notes else []
+    if trend.kind == "zero_to_ten":  # a check-in asks agreement statements only: rounds alone here
+        labels = [day_label(p.closed_on) for p in trend.rounds]
+        notes = [(i, text) for i, p in enumerate(trend.rounds) for text in p.notes] if with_notes else []
+        gap = charts.suppressed_label(k)
+        return [*_recommend_lines(prefix, trend, labels, notes, gap), _rate_bars(prefix, trend.rounds, trend.name, labels, gap)]
+    # A meeting check-in is a place of its own at its date, marked apart (line_chart's meetings):
+    # its figures only; no band, no response rate, and no change is measured from or to it.
+    points = trend_places(trend)
+    meetings = [isinstance(p, MeetingPoint) for p in points]
+    labels = [day_label(p.day if isinstance(p, MeetingPoint) else p.closed_on) for p in points]
+    notes = [(i, text) for i, p in enumerate(points) if not meetings[i] for text in p.notes] if with_notes else []
     gap = charts.suppressed_label(k)
-    if trend.kind == "zero_to_ten":
-        return [*_recommend_lines(prefix, trend, labels, notes, gap), _rate_bars(prefix, trend, labels, gap)]
+    rounds_only = lambda field: [None if meetings[i] else getattr(p, field) for i, p in enumerate(points)]  # noqa: E731
     scores = [p.score for p in points]
     score = charts.line_chart(
         f"{prefix}-score",
@@ -99,9 +106,9 @@ def _draw_trend(prefix: str, trend: InstrumentTrend, k: int, with_notes: bool) -
             charts.Series(
                 name=_("Scale score"),
                 values=scores,
-                low=[p.ci_low for p in points],
-                high=[p.ci_high for p in points],
-                significant=[p.significant for p in points],
+                low=rounds_only("ci_low"),
+                high=rounds_only("ci_high"),
+                significant=[not meetings[i] and p.significant for i, p in enumerate(points)],
             )
         ],
         y_range=(1, trend.points),
@@ -109,6 +116,7 @@ def _draw_trend(prefix: str, trend: InstrumentTrend, k: int, with_notes: bool) -
         decimals=2,
         notes=notes,
         gap_label=gap,
+        meetings=meetings,
     )
     favourable = [None if p.favourable is None else p.favourable * 100 for p in points]
     share = charts.line_chart(
@@ -121,20 +129,24 @@ def _draw_trend(prefix: str, trend: InstrumentTrend, k: int, with_notes: bool) -
         unit="%",
         decimals=0,
         gap_label=gap,
+        meetings=meetings,
     )
-    return [score, share, _rate_bars(prefix, trend, labels, gap)]
+    return [score, share, _rate_bars(prefix, points, trend.name, labels, gap, meetings)]
 
 
-def _rate_bars(prefix: str, trend: InstrumentTrend, labels: list[str], gap: str) -> charts.Chart:
-    rates = [None if p.response_rate is None else p.response_rate * 100 for p in trend.rounds]
+def _rate_bars(prefix: str, points: list, name: str, labels: list[str], gap: str, meetings: list[bool] | None = None) -> charts.Chart:
+    """Beneath the trend, place for place; a meeting check-in's place stays empty (no member count)."""
+    meetings = meetings or [False] * len(points)
+    rates = [None if meetings[i] or p.response_rate is None else p.response_rate * 100 for i, p in enumerate(points)]
     return charts.bar_chart(
         f"{prefix}-rate",
-        _("%(name)s: response rate by round", name=trend.name),
+        _("%(name)s: response rate by round", name=name),
         labels,
         rates,
         name=_("Response rate"),
         gap_label=gap,
-        description=_direction(rates, 0),
+        description=_direction([r for i, r in enumerate(rates) if not meetings[i]], 0),
+        blank=meetings,
     )
 
 

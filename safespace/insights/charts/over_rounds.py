@@ -36,17 +36,24 @@ from safespace.insights.charts.svg import (
 def line_chart(chart_id: str, title: str, rounds: Sequence[str], series: Sequence[Series], *,
                y_range: tuple[float, float], y_label: str = "", unit: str = "", decimals: int = 1,
                notes: Sequence[tuple[int, str]] = (), gap_label: str | None = None,
-               description: str | None = None) -> Chart:
+               description: str | None = None, meetings: Sequence[bool] | None = None) -> Chart:
     """One or two series over rounds on one value range; bands, gaps, change flags and notes.
 
     notes: (round index, text) pairs; each becomes a numbered marker and a Note on the Chart.
+    meetings: which places are meeting check-ins, not rounds: a hollow diamond off the line (the
+    line joins the rounds around it), no band, no change flag, "Meeting check-in, <label>" in the
+    table and the description, and a legend entry.
     Two quantities on different ranges (score 1–7, favourable %) read better as two charts.
     """
     rounds = [str(r) for r in rounds]
     if not 1 <= len(series) <= 2:
         raise ValueError(f"a line chart draws one or two series, got {len(series)}; give the others their own chart")
+    meetings = list(meetings) if meetings is not None else [False] * len(rounds)
+    _check(chart_id, rounds, meetings)
     for s in series:
         _check(chart_id, rounds, s.values, s.low, s.high, s.significant)
+        if any(s.significant[i] for i in range(len(rounds)) if meetings[i] and s.significant):
+            raise ValueError("a meeting check-in carries no change flag: changes are measured between rounds")
     for index, _note in notes:
         if not 0 <= index < len(rounds):
             raise ValueError(f"a note is pinned to round {index}, but the chart has rounds 0–{len(rounds) - 1}")
@@ -55,31 +62,41 @@ def line_chart(chart_id: str, title: str, rounds: Sequence[str], series: Sequenc
     at = [i for i, _note in notes]
 
     parts, y = ([_text(0, 12, y_label, FONT_SIZE, **{"font-weight": 600})], 20.0) if y_label else ([], 0.0)
-    legend, y = _legend(_legend_items(series), y)
+    legend, y = _legend(_legend_items(series, any(meetings)), y)
     parts += legend
     top = y + (26 if pinned else 12)  # room for the note markers above the plot
     axis = _Axis(top=top, bottom=top + 170, n=len(rounds), lo=y_range[0], hi=y_range[1])
     parts += _frame(axis, rounds, unit)
-    hidden = [(i, gap_label if len(series) == 1 else
-               "; ".join(f"{s.name}: {gap_label}" for s in series if s.values[i] is None))
+    named = [_meeting_name(r) if meetings[i] else r for i, r in enumerate(rounds)]  # in tips, table and words
+    hidden = [(i, (f"{named[i]}: " if meetings[i] else "") + (gap_label if len(series) == 1 else
+               "; ".join(f"{s.name}: {gap_label}" for s in series if s.values[i] is None)))
               for i in range(len(rounds)) if any(s.values[i] is None for s in series)]
     parts += _gaps(axis, hidden)
     for k, s in enumerate(series):
-        parts += _series_marks(axis, k, s, rounds, decimals, unit)
+        parts += _series_marks(axis, k, s, named, decimals, unit, meetings)
     parts += [_note_marker(axis, note, i) for note, i in zip(pinned, at, strict=True)]
 
-    headers, rows = _trend_table(rounds, series, decimals, unit, gap_label)
+    headers, rows = _trend_table(named, series, decimals, unit, gap_label, meetings)
     if pinned:
         headers.append(_("Notes"))
         rows = [(*row, " ".join(f"{n.number}. {n.text}" for n, j in zip(pinned, at, strict=True) if j == i))
                 for i, row in enumerate(rows)]
     if description is None:
-        description = _describe(series, rounds, decimals, unit, len(hidden), gap_label, pinned)
+        description = _describe(series, rounds, decimals, unit, hidden, gap_label, pinned, meetings)
     svg = _svg(chart_id, axis.bottom + 24, title, description, parts)
     return Chart(chart_id, title, description, svg, Table(title, tuple(headers), tuple(rows)), pinned)
 
 
-def _legend_items(series: Sequence[Series]) -> list[tuple[str, str]]:
+def _meeting_name(label: str) -> str:
+    return _("Meeting check-in, %(date)s", date=label)
+
+
+# A hollow diamond: a meeting check-in differs from a round by its shape, not by colour alone.
+def _diamond(x: float, y: float, r: float) -> str:
+    return f"M{_n(x)} {_n(y - r)} L{_n(x + r)} {_n(y)} L{_n(x)} {_n(y + r)} L{_n(x - r)} {_n(y)} Z"
+
+
+def _legend_items(series: Sequence[Series], meetings: bool = False) -> list[tuple[str, str]]:
     """A swatch per series, its band (when it has one) and the change marker (when one is flagged)."""
     items = []
     for k, s in enumerate(series):
@@ -92,6 +109,9 @@ def _legend_items(series: Sequence[Series]) -> list[tuple[str, str]]:
                           else _("%(level)s%% interval", level=95)))
     if any(any(s.significant or ()) for s in series):
         items.append((f'<path d="M7 0 L13 10 L1 10 Z" fill="{INK}"/>', _("significant change")))
+    if meetings:
+        items.append((f'<path d="{_diamond(7, 5, 5)}" fill="#ffffff" stroke="{SERIES_COLOURS[0]}" stroke-width="2"/>',
+                      _("meeting check-in")))
     return items
 
 
@@ -105,17 +125,27 @@ def _note_marker(axis: _Axis, note: Note, i: int) -> str:
             + "</g>")
 
 
-def _describe(series: Sequence[Series], rounds: list[str], decimals: int, unit: str, hidden: int, gap_label: str,
-              pinned: Sequence[Note]) -> str:
-    """The chart in words: each series' spread, hidden rounds, flagged changes and the notes."""
-    sentences = [_("%(name)s over %(count)s rounds: %(spread)s.", name=s.name, count=len(rounds),
-                   spread=_spread(s.values, rounds, decimals, unit)) for s in series]
-    if hidden:
-        sentences.append(_("%(num)s of %(total)s rounds hidden (%(why)s).", num=hidden, total=len(rounds), why=gap_label))
+def _describe(series: Sequence[Series], rounds: list[str], decimals: int, unit: str, hidden: list[tuple[int, str]],
+              gap_label: str, pinned: Sequence[Note], meetings: Sequence[bool]) -> str:
+    """The chart in words: each series' spread over the rounds, hidden rounds, flagged changes,
+    the meeting check-ins apart, and the notes."""
+    at = [i for i in range(len(rounds)) if not meetings[i]]  # the rounds; the check-ins after them
+    labels = [rounds[i] for i in at]
+    sentences = [_("%(name)s over %(count)s rounds: %(spread)s.", name=s.name, count=len(at),
+                   spread=_spread([s.values[i] for i in at], labels, decimals, unit) if at else _("no round can be shown"))
+                 for s in series]
+    hidden_rounds = sum(1 for i, _why in hidden if not meetings[i])
+    if hidden_rounds:
+        sentences.append(_("%(num)s of %(total)s rounds hidden (%(why)s).", num=hidden_rounds, total=len(at), why=gap_label))
     flagged = [rounds[i] for s in series if s.significant for i in range(len(rounds))
                if s.significant[i] and s.values[i] is not None]
     if flagged:
         sentences.append(_("Significant changes at %(rounds)s.", rounds=", ".join(flagged)))
+    for i in (i for i in range(len(rounds)) if meetings[i]):
+        figures = "; ".join(f"{s.name}: {gap_label if s.values[i] is None else _number(s.values[i], decimals, unit)}"
+                            for s in series)
+        sentences.append(_("%(label)s, marked apart from the rounds: %(figures)s.", label=_meeting_name(rounds[i]),
+                           figures=figures))
     sentences += [_("Note %(n)s at %(round)s: %(text)s", n=n.number, round=n.label, text=n.text) for n in pinned]
     return " ".join(sentences)
 
@@ -130,17 +160,22 @@ def _interval(s: Series, i: int) -> tuple[float, float] | None:
     return s.low[i], s.high[i]
 
 
-def _rose(s: Series, i: int) -> bool:
-    """Whether a round's value is at or above the previous shown one (the direction of its flag)."""
-    before = next((p for p in reversed(s.values[:i]) if p is not None), None)
+def _rose(s: Series, i: int, meetings: Sequence[bool] = ()) -> bool:
+    """Whether a round's value is at or above the previous shown round's (the direction of its
+    flag; a meeting check-in between them does not count)."""
+    before = next((p for j, p in reversed(list(enumerate(s.values[:i])))
+                   if p is not None and not (j < len(meetings) and meetings[j])), None)
     return before is None or s.values[i] >= before
 
 
-def _series_marks(axis: _Axis, k: int, s: Series, rounds: Sequence[str], decimals: int, unit: str) -> list[str]:
-    """Band, line runs (broken at hidden rounds), change flags and points of one series."""
+def _series_marks(axis: _Axis, k: int, s: Series, rounds: Sequence[str], decimals: int, unit: str,
+                  meetings: Sequence[bool]) -> list[str]:
+    """Band, line runs (broken at hidden rounds, joining the rounds around a meeting check-in),
+    change flags and points of one series; a meeting check-in is a hollow diamond off the line."""
     colour, parts = SERIES_COLOURS[k], []
     radius = 3.5 if axis.band >= 10 else 2.0
-    for run in _runs([None if _interval(s, i) is None else i for i in range(len(rounds))]):
+    on_line = [i for i in range(len(rounds)) if not meetings[i]]
+    for run in _runs([None if _interval(s, i) is None else i for i in on_line]):
         if len(run) == 1:  # a lone round: its interval as a short bar
             (i,) = run
             parts.append(_el("rect", {"class": "band", "x": axis.x(i) - 3, "width": 6.0, "y": axis.y(s.high[i]),
@@ -151,7 +186,7 @@ def _series_marks(axis: _Axis, k: int, s: Series, rounds: Sequence[str], decimal
             lower = " L".join(f"{_n(axis.x(i))} {_n(axis.y(s.low[i]))}" for i in reversed(run))
             parts.append(_el("path", {"class": "band", "d": f"M{upper} L{lower} Z", "fill": colour,
                                       "fill-opacity": ".2"}))
-    for run in _runs([None if v is None else i for i, v in enumerate(s.values)]):
+    for run in _runs([None if s.values[i] is None else i for i in on_line]):
         if len(run) > 1:
             d = "M" + " L".join(f"{_n(axis.x(i))} {_n(axis.y(s.values[i]))}" for i in run)
             parts.append(_el("path", {"class": f"line series-{k}", "d": d, "fill": "none", "stroke": colour,
@@ -162,11 +197,15 @@ def _series_marks(axis: _Axis, k: int, s: Series, rounds: Sequence[str], decimal
             continue
         x, y = axis.x(i), axis.y(v)
         tip = f"{s.name}, {rounds[i]}: {_number(v, decimals, unit)}"
+        if meetings[i]:
+            parts.append(_el("path", {"class": f"point meeting series-{k}", "d": _diamond(x, y, radius + 2),
+                                      "fill": "#ffffff", "stroke": colour, "stroke-width": 2.0}, title=tip))
+            continue
         if (interval := _interval(s, i)) is not None:
             tip += " " + _("(%(level)s%% interval %(low)s–%(high)s)", level=95,
                            low=_number(interval[0], decimals, unit), high=_number(interval[1], decimals, unit))
         if s.significant is not None and s.significant[i]:
-            up = _rose(s, i)
+            up = _rose(s, i, meetings)
             tip += "; " + (_("significant rise") if up else _("significant fall"))
             base, sign = (y - radius - 3, -1) if up else (y + radius + 3, 1)
             d = f"M{_n(x)} {_n(base + 8 * sign)} L{_n(x + 5)} {_n(base)} L{_n(x - 5)} {_n(base)} Z"
@@ -180,7 +219,7 @@ def _series_marks(axis: _Axis, k: int, s: Series, rounds: Sequence[str], decimal
 
 
 def _trend_table(rounds: Sequence[str], series: Sequence[Series], decimals: int, unit: str,
-                 gap_label: str) -> tuple[list[str], list[tuple[str, ...]]]:
+                 gap_label: str, meetings: Sequence[bool]) -> tuple[list[str], list[tuple[str, ...]]]:
     headers = [_("Round")]
     for s in series:
         headers.append(s.name)
@@ -199,7 +238,7 @@ def _trend_table(rounds: Sequence[str], series: Sequence[Series], decimals: int,
                 row.append("" if interval is None else "–".join(_number(b, decimals, unit) for b in interval))
             if s.significant is not None:
                 row.append("" if v is None or not s.significant[i] else
-                           _("significant rise") if _rose(s, i) else _("significant fall"))
+                           _("significant rise") if _rose(s, i, meetings) else _("significant fall"))
         rows.append(tuple(row))
     return headers, rows
 
@@ -216,21 +255,32 @@ def _runs(indices: Sequence[int | None]) -> list[list[int]]:
 
 def bar_chart(chart_id: str, title: str, rounds: Sequence[str], values: Sequence[float | None], *,
               name: str, y_range: tuple[float, float] = (0, 100), unit: str = "%", decimals: int = 0,
-              gap_label: str | None = None, description: str | None = None) -> Chart:
-    """A series over rounds as columns (the response rate beneath a trend); None is a labelled gap."""
+              gap_label: str | None = None, description: str | None = None,
+              blank: Sequence[bool] | None = None) -> Chart:
+    """A series over rounds as columns (the response rate beneath a trend); None is a labelled gap.
+
+    blank: places with no such figure at all (a meeting check-in beneath a trend has no response
+    rate): nothing drawn, left out of the table and the description, so the columns stay under
+    the places of the chart above."""
     rounds = [str(r) for r in rounds]
     _check(chart_id, rounds, values)
+    if blank is not None:
+        _check(chart_id, rounds, blank)
+        kept = [i for i in range(len(rounds)) if not blank[i]]
+    else:
+        kept = list(range(len(rounds)))
     gap_label = gap_label or _("hidden: too few answered")
     fmt = lambda v: _number(v, decimals, unit)  # noqa: E731
     parts = [_text(0, 12, name, FONT_SIZE, **{"font-weight": 600})]
     axis = _Axis(top=30, bottom=150, n=len(rounds), lo=y_range[0], hi=y_range[1])
     parts += _frame(axis, rounds, unit)
-    hidden = [(i, gap_label) for i, v in enumerate(values) if v is None]
+    hidden = [(i, gap_label) for i in kept if values[i] is None]
     parts += _gaps(axis, hidden)
     width = min(axis.band * 0.7, 28)
-    widest = max((_text_width(fmt(v), SMALL) for v in values if v is not None), default=0.0)
+    widest = max((_text_width(fmt(values[i]), SMALL) for i in kept if values[i] is not None), default=0.0)
     labelled = axis.band >= widest + 2  # values on the bars only where they fit
-    for i, v in enumerate(values):
+    for i in kept:
+        v = values[i]
         if v is None:
             continue
         top = axis.y(v)
@@ -239,12 +289,12 @@ def bar_chart(chart_id: str, title: str, rounds: Sequence[str], values: Sequence
                          title=f"{rounds[i]}: {fmt(v)}"))
         if labelled:
             parts.append(_text(axis.x(i), top - 4, fmt(v), SMALL, **{"text-anchor": "middle"}))
-    rows = tuple((r, gap_label if v is None else fmt(v)) for r, v in zip(rounds, values, strict=True))
+    rows = tuple((rounds[i], gap_label if values[i] is None else fmt(values[i])) for i in kept)
     if description is None:
-        description = _("%(name)s over %(count)s rounds: %(spread)s.", name=name, count=len(rounds),
-                        spread=_spread(values, rounds, decimals, unit))
+        description = _("%(name)s over %(count)s rounds: %(spread)s.", name=name, count=len(kept),
+                        spread=_spread([values[i] for i in kept], [rounds[i] for i in kept], decimals, unit))
         if hidden:
             description += " " + _("%(num)s of %(total)s rounds hidden (%(why)s).", num=len(hidden),
-                                   total=len(rounds), why=gap_label)
+                                   total=len(kept), why=gap_label)
     svg = _svg(chart_id, axis.bottom + 24, title, description, parts)
     return Chart(chart_id, title, description, svg, Table(title, (_("Round"), name), rows))

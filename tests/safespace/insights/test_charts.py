@@ -349,3 +349,49 @@ def test_every_value_range_gets_a_few_ticks() -> None:
         ticks = _ticks(0, hi)
         assert 2 <= len(ticks) <= 7, (hi, ticks)
         assert ticks[0] >= 0 and ticks[-1] <= hi
+
+
+# --- a meeting check-in kept in the trend (checkin/trend.py) -------------------------------------
+
+
+def meeting_trend() -> Chart:
+    """Rounds at 5.0 and 4.0 with a meeting check-in at 2.0 between them; the second round's fall is flagged."""
+    return line_chart("meet", "Psychological safety", ["3 Mar", "5 Mar", "10 Mar"],
+                      [Series("Scale score", [5.0, 2.0, 4.0], [4.8, None, 3.8], [5.2, None, 4.2], [False, False, True])],
+                      y_range=(1, 7), decimals=2, gap_label=K, meetings=[False, True, False])
+
+
+def test_a_meeting_check_in_is_a_diamond_off_the_line_between_the_rounds() -> None:
+    chart = meeting_trend()
+    root = parse(chart)
+    (line,) = with_class(root, "line")  # one line, from the first round to the second, past the check-in
+    assert line.get("d").count("L") == 1
+    (diamond,) = with_class(root, "meeting")
+    assert diamond.tag == f"{SVG}path" and diamond.get("fill") == "#ffffff"
+    assert title_of(diamond) == "Scale score, Meeting check-in, 5 Mar: 2.00"
+    assert len(with_class(root, "point")) == 3 and "meeting check-in" in texts(root)
+    assert [row[0] for row in chart.table.rows] == ["3 Mar", "Meeting check-in, 5 Mar", "10 Mar"]
+    assert chart.table.rows[1][1:] == ("2.00", "", "")  # no interval, no change
+
+
+def test_a_change_is_measured_between_rounds_never_from_a_meeting_check_in() -> None:
+    chart = meeting_trend()
+    # 4.0 after a 5.0 round is a fall, though the check-in between was 2.0.
+    assert chart.table.rows[2][-1] == "significant fall"
+    assert "Scale score over 2 rounds: from 5.00 (3 Mar) to 4.00 (10 Mar)" in chart.description
+    assert "Meeting check-in, 5 Mar, marked apart from the rounds: Scale score: 2.00." in chart.description
+    with pytest.raises(ValueError, match="between rounds"):
+        line_chart("bad", "T", ["a", "b"], [Series("S", [1.0, 2.0], significant=[False, True])], y_range=(1, 7),
+                   meetings=[False, True])
+
+
+def test_a_hidden_meeting_check_in_is_a_labelled_gap_and_rate_bars_leave_its_place_empty() -> None:
+    chart = line_chart("meet", "T", ["3 Mar", "5 Mar"], [Series("Scale score", [5.0, None])], y_range=(1, 7),
+                       gap_label=K, meetings=[False, True])
+    (gap,) = with_class(parse(chart), "gap")
+    assert title_of(gap) == f"Meeting check-in, 5 Mar: {K}" and chart.table.rows[1][1] == K
+    assert "rounds hidden" not in chart.description
+    bars = bar_chart("rate", "Response rate", ["3 Mar", "5 Mar"], [70, None], name="Response rate", blank=[False, True])
+    root = parse(bars)
+    assert not with_class(root, "gap") and len(with_class(root, "bar")) == 1
+    assert bars.table.rows == (("3 Mar", "70%"),)
