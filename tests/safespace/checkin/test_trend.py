@@ -101,7 +101,10 @@ async def test_a_kept_check_in_is_drawn_on_the_trend_marked_as_such_and_leaves_i
     [meeting_row] = [r for r in rows if r["kind"] == "meeting_checkin"]
     assert meeting_row["score"] == "4" and meeting_row["respondents"] == "5" and meeting_row["closed_on"] == day.isoformat()
 
-    # Taken out of the trend (discarded): the kept charts are drawn again without it.
+    # Taken out of the trend (discarded), with the button on the check-in's page: the kept charts
+    # are drawn again without it.
+    shown = (await (await meeting.browser(meeting.world.facilitator)).get(meeting.page)).text
+    assert 'name="outcome" value="discarded"' in shown and "Take it out of the trend" in shown
     out = await meeting.post(meeting.world.facilitator, f"{meeting.page}/outcome", {"outcome": "discarded"})
     assert out.status_code == 303
     page = await _trend(meeting, survey_id)
