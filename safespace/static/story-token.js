@@ -45,6 +45,28 @@ for (const kind of ["story", "reply"]) {
   });
 }
 
+// The wall's reply forms share their settings, given once on their list (data-token-shared): each
+// form gets them here, with the notices it shows (nothing to show without this file).
+function notice(form, name, kind, role) {
+  if (form.querySelector(`.${name}`)) return;
+  const box = document.createElement("p");
+  box.className = `${name} notice notice-${kind}`;
+  box.setAttribute("role", role);
+  if (role === "status" && name === "token-status") box.setAttribute("aria-live", "polite");
+  box.hidden = true;
+  form.append(box);
+}
+for (const list of PRIVATE_MODE ? document.querySelectorAll("[data-token-shared]") : []) {
+  for (const form of list.querySelectorAll("form[data-token-kind]")) {
+    for (const [name, value] of Object.entries(list.dataset)) {
+      if (name !== "tokenShared" && !(name in form.dataset)) form.dataset[name] = value;
+    }
+    notice(form, "token-status", "info", "status");
+    notice(form, "token-sent", "success", "status");
+    notice(form, "token-problems", "error", "alert");
+  }
+}
+
 const forms = PRIVATE_MODE ? [...document.querySelectorAll("form[data-token-kind]")] : [];
 
 // Taken now, used later: one token per slot, however many reply forms share it.

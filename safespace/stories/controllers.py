@@ -85,13 +85,14 @@ class StoriesController(Controller):
             shown = await services.wall(request_session(request), keyring, community_id, tag or None, q or None, page_number)
             rows, more, page_number = [item.story for item in shown.stories], shown.more, shown.page
             counts = await wall_page.counts(reads, [row.id for row in rows])
-        else:
-            rows, more = await wall_page.page_stories(reads, community_id, page_number)
+            _read, replies = await wall_page.replies(reads, [row.id for row in rows])
+            key = None
+        else:  # the page with its counts and replies in one statement
+            rows, more, replies, read = await wall_page.page_stories(reads, community_id, page_number)
             counts = wall_page.page_counts(rows)
+            # The rows as read are the key: ids, dates, topics, sealed texts (sealed anew on each edit), counts, replies.
+            key = (community, page_number, more, i18n.current_language(), place.role, read)
         ids = [row.id for row in rows]
-        reply_rows, replies = await wall_page.replies(reads, ids)
-        # The rows as read are the key: ids, dates, topics, sealed texts (sealed anew on each edit), counts.
-        key = None if tag or q else (community, page_number, more, i18n.current_language(), place.role, tuple(rows), reply_rows)
 
         def render() -> str:
             stories, texts = wall_page.opened(keyring, rows, replies)

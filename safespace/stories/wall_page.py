@@ -25,7 +25,7 @@ from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from markupsafe import Markup
-from sqlalchemy import Text, bindparam, cast, func, select
+from sqlalchemy import Text, bindparam, cast, func, null, select, union_all
 
 from safespace import clock
 from safespace.db.batch import padded
@@ -86,15 +86,23 @@ def _reactions(kind: str):  # noqa: ANN202 - a labelled scalar subquery
     return select(func.count(Reaction.id)).where(Reaction.story_id == Story.id, Reaction.kind == kind).scalar_subquery().label(kind)
 
 
-# With each story's reaction counts (one index range per story and kind): no statement of their own.
-# The topics as their JSON text: each row is then a key of the kept page as it is.
-_PAGE = (
-    select(Story.id, Story.released_on, cast(Story.tags, Text).label("tags"), Story.wants_advice, Story.body,
+# One page of stories (one more, to know whether an older page exists) with each story's reaction
+# counts (one index range per story and kind) and its released replies, one row per reply (or one
+# with no reply): the page in one statement. The topics as their JSON text: the rows as read are
+# then a key of the kept page as they are.
+_STORIES = (
+    select(Story.id, Story.released_on, Story.position, cast(Story.tags, Text).label("tags"), Story.wants_advice, Story.body,
            *(_reactions(kind) for kind in REACTIONS))  # fmt: skip
     .where(Story.community_id == bindparam("community_id"), Story.status == "released")
     .order_by(Story.released_on.desc(), Story.position, Story.id)
     .limit(bindparam("limit"))
     .offset(bindparam("offset"))
+    .subquery("page")
+)
+_PAGE = (
+    select(_STORIES, Reply.id.label("reply_id"), Reply.body.label("reply_body"))
+    .select_from(_STORIES.outerjoin(Reply, (Reply.story_id == _STORIES.c.id) & (Reply.status == "released")))
+    .order_by(_STORIES.c.released_on.desc(), _STORIES.c.position, _STORIES.c.id, Reply.position, Reply.id)
 )
 _REPLIES = (
     select(Reply.id, Reply.story_id, Reply.body)
@@ -106,14 +114,16 @@ _COUNTS = (
     .where(Reaction.story_id.in_(bindparam("story_ids", expanding=True)))
     .group_by(Reaction.story_id, Reaction.kind)
 )
-_MINE = select(Reaction.marker).where(Reaction.marker.in_(bindparam("markers", expanding=True)))
-_NO_TOKEN_YET = (
-    select(Round.id)
+# The member's own, in one statement: markers of their reactions among those of the page (round
+# columns empty), then the open rounds they have taken no token for (marker empty).
+_OWN = union_all(
+    select(Reaction.marker, cast(null(), Round.id.type).label("round_id"), cast(null(), Round.closes_at.type).label("closes_at"))
+    .where(Reaction.marker.in_(bindparam("markers", expanding=True))),
+    select(cast(null(), Reaction.marker.type), Round.id, Round.closes_at)
     .outerjoin(Participation, (Participation.round_id == Round.id) & (Participation.person_id == bindparam("person_id")))
     .where(Round.community_id == bindparam("community_id"), Round.closed.is_(False), Round.opens_at <= bindparam("moment"),
-           Round.closes_at > bindparam("moment"), Participation.round_id.is_(None))  # fmt: skip
-    .order_by(Round.closes_at)
-)
+           Round.closes_at > bindparam("moment"), Participation.round_id.is_(None)),
+)  # fmt: skip
 
 
 async def community(reads: Reads, community_id: uuid.UUID, moment: datetime) -> WallCommunity | None:
@@ -125,15 +135,28 @@ async def community(reads: Reads, community_id: uuid.UUID, moment: datetime) -> 
     return WallCommunity(community_id, name, tuple(tags) if tags else DEFAULT_TAGS, keys)
 
 
-async def page_stories(reads: Reads, community_id: uuid.UUID, page: int) -> tuple[list[Any], bool]:
-    """One unfiltered page of released stories, newest release first (rows, not decrypted), and
-    whether an older page exists."""
-    rows = await reads.rows(_PAGE, {"community_id": community_id, "limit": WALL_PAGE + 1, "offset": (page - 1) * WALL_PAGE})
-    return list(rows[:WALL_PAGE]), len(rows) > WALL_PAGE
+class PageRead(NamedTuple):
+    stories: list[Any]  # one row per story, newest release first (not decrypted)
+    more: bool  # an older page exists
+    replies: dict[uuid.UUID, list[tuple[uuid.UUID, bytes]]]  # story id -> [(reply id, sealed body)], shuffled order
+    rows: tuple  # as read: a key of the kept page
+
+
+async def page_stories(reads: Reads, community_id: uuid.UUID, page: int) -> PageRead:
+    """One unfiltered page of released stories with their released replies, in one statement."""
+    rows = tuple(await reads.rows(_PAGE, {"community_id": community_id, "limit": WALL_PAGE + 1, "offset": (page - 1) * WALL_PAGE}))
+    stories: dict[uuid.UUID, Any] = {}
+    replies: dict[uuid.UUID, list[tuple[uuid.UUID, bytes]]] = {}
+    for row in rows:
+        stories.setdefault(row.id, row)
+        if row.reply_id is not None:
+            replies.setdefault(row.id, []).append((row.reply_id, row.reply_body))
+    shown = list(stories.values())
+    return PageRead(shown[:WALL_PAGE], len(shown) > WALL_PAGE, replies, rows)
 
 
 async def replies(reads: Reads, story_ids: list[uuid.UUID]) -> tuple[Any, dict[uuid.UUID, list[tuple[uuid.UUID, bytes]]]]:
-    """The released replies of these stories as read (a key of the kept page), and story id ->
+    """For stories chosen by a search or a topic: their released replies as read, and story id ->
     [(reply id, sealed body)] in their shuffled order."""
     rows = tuple(await reads.rows(_REPLIES, {"story_ids": padded(story_ids)})) if story_ids else ()
     found: dict[uuid.UUID, list[tuple[uuid.UUID, bytes]]] = {}
@@ -143,8 +166,8 @@ async def replies(reads: Reads, story_ids: list[uuid.UUID]) -> tuple[Any, dict[u
 
 
 def page_counts(rows: list[Any]) -> dict[uuid.UUID, dict[str, int]]:
-    """story id -> {kind: count}, from _PAGE's rows (the counts are their last columns)."""
-    return {row[0]: dict(zip(REACTIONS, row[-len(REACTIONS):])) for row in rows}
+    """story id -> {kind: count}, from _PAGE's rows (a column per kind)."""
+    return {row.id: {kind: row._mapping[kind] for kind in REACTIONS} for row in rows}
 
 
 async def counts(reads: Reads, story_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
@@ -161,10 +184,10 @@ async def own_state(
     """This member's: (story, kind) of their reactions on the page, and the open rounds they have
     taken no token for (the page takes them ahead of use, templates/_private.html)."""
     mine = reaction_markers(secret, person_id, story_ids)
-    pressed = {mine[marker] for (marker,) in await reads.rows(_MINE, {"markers": padded(mine)})} if mine else set()
-    moment = clock.now()
-    rounds = await reads.rows(_NO_TOKEN_YET, {"community_id": community_id, "person_id": person_id, "moment": moment})
-    return pressed, [OpenRoundRef(RoundRef(round_id)) for (round_id,) in rounds]
+    rows = await reads.rows(_OWN, {"markers": padded(mine), "community_id": community_id, "person_id": person_id, "moment": clock.now()})
+    pressed = {mine[marker] for marker, _round, _closes in rows if marker is not None}
+    rounds = sorted((closes_at, round_id) for marker, round_id, closes_at in rows if marker is None)
+    return pressed, [OpenRoundRef(RoundRef(round_id)) for _closes, round_id in rounds]
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ async def test_reported_story_is_hidden_with_a_reason_its_author_sees(client, db
     await post_form(client, f"{review}/hide", {"story": str(story.id), "reason": "It describes a client in detail."})
     wall = (await client.get(f"/c/{world.community.id}/stories")).text
     title = open_title(story, settings)
-    assert title not in wall
+    assert f"<h2>{title}</h2>" not in wall  # as a heading: a two-letter title can turn up in a script's hash
     client.cookies.clear()
     await sign_in(client, db, "m2@x.org")
     mine = "/stories/mine"  # the receipt route: the code alone, no session read
