@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.background_tasks import BackgroundTask
-from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter, URLEncodedBody
@@ -23,7 +21,7 @@ from safespace.identity import services, signin, sso
 from safespace.identity.mail import Postman
 from safespace.settings import Settings
 from safespace.web.pages import form_text, local_path, page, see_other
-from safespace.web.session import LANGUAGE_COOKIE, SESSION_COOKIE, Viewer, bound_csrf_token, csrf_cookie
+from safespace.web.session import LANGUAGE_COOKIE, SESSION_COOKIE, Viewer, session_cookies
 
 log = logging.getLogger(__name__)
 NO_REFERRER = {"Referrer-Policy": "no-referrer"}
@@ -158,19 +156,7 @@ class SignInController(Controller):
             target,
             status_code=303,
             headers=NO_REFERRER,
-            cookies=[
-                Cookie(
-                    key=SESSION_COOKIE,
-                    value=session_token,
-                    httponly=True,
-                    samesite="lax",
-                    secure=settings.secure_cookies,
-                    path="/",
-                    max_age=int(timedelta(days=30).total_seconds()),
-                ),
-                # The new session's own CSRF token: the one from before sign-in stops working.
-                csrf_cookie(bound_csrf_token(secret.hex(), session_token), settings.secure_cookies),
-            ],
+            cookies=session_cookies(session_token, secret.hex(), settings.secure_cookies),
         )
 
     @get("/language/{code:str}")

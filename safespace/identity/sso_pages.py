@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 
 from litestar import Controller, Request, get, post
@@ -22,7 +21,7 @@ from safespace.identity.sign_in_pages import NO_REFERRER, Form
 from safespace.settings import OIDCProvider, Settings
 from safespace.web.guards import facilitator_routes
 from safespace.web.pages import form_text, local_path, page, see_other
-from safespace.web.session import SESSION_COOKIE, Viewer, bound_csrf_token, csrf_cookie, flash
+from safespace.web.session import Viewer, flash, session_cookies
 
 # The browser's half of `state`: the callback must come back to the browser that pressed the button.
 STATE_COOKIE = "safespace_sso"
@@ -111,18 +110,7 @@ class SsoController(Controller):
             done.next_path or "/",
             status_code=303,
             headers=NO_REFERRER,
-            cookies=[
-                Cookie(
-                    key=SESSION_COOKIE,
-                    value=session_token,
-                    httponly=True,
-                    samesite="lax",
-                    secure=settings.secure_cookies,
-                    path="/",
-                    max_age=int(timedelta(days=30).total_seconds()),
-                ),
-                csrf_cookie(bound_csrf_token(secret.hex(), session_token), settings.secure_cookies),
-            ],
+            cookies=session_cookies(session_token, secret.hex(), settings.secure_cookies),
         )
         response.delete_cookie(STATE_COOKIE, path=STATE_PATH)
         return response

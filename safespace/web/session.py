@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 
 SESSION_COOKIE = "safespace_session"
+SESSION_DAYS = 30  # the session cookie's life in the browser; the server ends idle sessions sooner
 CSRF_COOKIE = "safespace_csrf"
 BOUND_CSRF = "safespace.bound_csrf"  # scope key: the session's CSRF token, when this response must set it
 
@@ -48,6 +49,15 @@ def bound_csrf_token(csrf_secret: str, session_token: str) -> str:
 def csrf_cookie(token: str, secure: bool) -> Cookie:
     """As Litestar's CSRF middleware sets it (app.py CSRFConfig)."""
     return Cookie(key=CSRF_COOKIE, value=token, path="/", httponly=True, samesite="lax", secure=secure)
+
+
+def session_cookies(session_token: str, csrf_secret: str, secure: bool) -> list[Cookie]:
+    """A new session's cookies (by magic link or single sign-on): the session, and its own CSRF
+    token, so the one from before sign-in stops working."""
+    session = Cookie(
+        key=SESSION_COOKIE, value=session_token, httponly=True, samesite="lax", secure=secure, path="/", max_age=SESSION_DAYS * 86400
+    )
+    return [session, csrf_cookie(bound_csrf_token(csrf_secret, session_token), secure)]
 LANGUAGE_COOKIE = "safespace_lang"  # the language chosen on the sign-in pages, before any profile
 
 
