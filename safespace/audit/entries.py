@@ -21,7 +21,7 @@ PER_PAGE = 50
 # Every kind of act the log keeps, with its label on the page and in the export.
 KINDS = (
     "settings",  # k, the comment threshold, the community's name or time zone
-    "survey",  # a survey created, changed or its schedule edited
+    "survey",  # a survey created, changed or its schedule edited; a custom instrument created
     "round-closed",  # a round closed early by a facilitator
     "moderation",  # a story approved, hidden or restored
     "member",  # a member deactivated or reactivated

@@ -362,5 +362,6 @@ class InstrumentsController(Controller):
                 options=CHOICE_OPTIONS[1],
             )
         await services.save_custom_instrument(db_session, facilitation.community_id, instrument)
+        await audit.record(db_session, facilitation.community_id, viewer.email, "survey", f"instrument “{name}” created")
         await flash(db_session, viewer, _("Instrument saved. Choose it when you create a survey."))
         return see_other(request.app.route_reverse("surveys:index", community_id=facilitation.community_id))

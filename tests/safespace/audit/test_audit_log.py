@@ -107,6 +107,16 @@ async def test_survey_schedule_and_early_close_are_logged(client, db: AsyncSessi
     assert all(e.detail != "" for e in await entries(db)) and community_id
 
 
+async def test_a_custom_instrument_is_logged(client, db: AsyncSession) -> None:
+    world = await make_community(db)
+    await sign_in(client, db, world.facilitator)
+    await client.get(f"/c/{world.community.id}/instruments/new")
+    made = await post_form(client, f"/c/{world.community.id}/instruments", {"name": "Meetings", "kind": "agreement", "points": "5", "item1": "Our meetings end with next steps."})
+    assert made.status_code == 303, made.text
+    [entry] = await logged(db, "survey")
+    assert entry.actor == world.facilitator and entry.detail == "instrument “Meetings” created"
+
+
 async def test_moderation_decision_is_logged(client, db: AsyncSession) -> None:
     world = await make_community(db, teams={"Team": MEMBERS})
     await sign_in(client, db, world.facilitator)
