@@ -158,17 +158,21 @@ async def year_of_rounds(db: AsyncSession, keyring: Keyring, community: Communit
         answer_sets = [(p, _answers(rng, instrument, nudges, p, survey is monthly, week, window.number)) for p in answering]
         await _fold(db, round_, instrument.key, answer_sets)
         if len(answering) >= community.comment_threshold:
-            texts = VITALITY_COMMENTS if survey is monthly else DEMO_COMMENTS
-            for text in rng.sample(texts, rng.randint(0, 2)):
-                comment_id = uuid.uuid4()
-                aad = associated_data("pending_comment", "body", f"{round_.id}/{comment_id}")
-                db.add(PendingComment(id=comment_id, round_id=round_.id, instrument=instrument.key,
-                                      group_key=pulse.COMMUNITY, body=keyring.seal(text, aad)))
+            _comment(db, keyring, round_, instrument.key, rng.sample(VITALITY_COMMENTS if survey is monthly else DEMO_COMMENTS, rng.randint(0, 2)))
         await db.flush()
         await lifecycle.close_round(db, keyring, round_.id, window.closes_at)
         if survey is weekly and window.number in ROUND_NOTES:
             await trend_figures.add_note(db, round_, ROUND_NOTES[window.number])
     await lifecycle.open_round(db, weekly, cadence_rules.window(weekly_cadence, PAST_ROUNDS + 1), keyring)
+
+
+def _comment(db: AsyncSession, keyring: Keyring, round_: Round, instrument_key: str, texts: list[str]) -> None:
+    """Comments waiting in a round, sealed as a member's would be, released when it closes."""
+    for text in texts:
+        comment_id = uuid.uuid4()
+        aad = associated_data("pending_comment", "body", f"{round_.id}/{comment_id}")
+        db.add(PendingComment(id=comment_id, round_id=round_.id, instrument=instrument_key, group_key=pulse.COMMUNITY,
+                              body=keyring.seal(text, aad)))  # fmt: skip
 
 
 def _who_answers(rng: random.Random, present: list[Member], holiday: bool, usual: float) -> list[Member]:
