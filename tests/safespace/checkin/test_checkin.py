@@ -282,6 +282,20 @@ async def test_the_raw_database_links_no_one_to_an_answer_after_a_change_and_aft
     assert b"secret-word" not in repr(after).encode()
 
 
+async def test_the_sealed_tally_is_as_long_whatever_was_answered(meeting: Meeting) -> None:
+    """Attack: without the key, compare the lengths of the sealed tally states (the versions
+    PostgreSQL's pages and WAL keep, each beside the ledger row its answer wrote). Unpadded, the
+    first state alone told a 1 from a 5 (a sum gaining a digit); padded, every state is as long."""
+    await meeting.start()
+    lengths = set()
+    for email, value in zip(MEMBERS[:5], (1, 5, 2, 4, 3), strict=True):
+        await meeting.answer(email, value)
+        lengths.add(len((await _tally(meeting)).data))
+    await meeting.answer(MEMBERS[0], 5)  # a change of answer
+    lengths.add(len((await _tally(meeting)).data))
+    assert len(lengths) == 1
+
+
 async def _dump(meeting: Meeting) -> dict[str, list[dict]]:
     from sqlalchemy import text
 
