@@ -214,15 +214,13 @@ async def _person_for(db: AsyncSession, provider: OIDCProvider, claims: dict) ->
 
 async def sso_only(db: AsyncSession, person_id: uuid.UUID, community_id: uuid.UUID | None) -> bool:
     """Whether a magic link must be refused: it is an invitation to a community that requires
-    single sign-on, or the person belongs to (or is invited to) one."""
-    query = select(SsoRequired.community_id)
+    single sign-on, or the person belongs to (or is invited to) one. Both are asked of every link:
+    the session an invitation elsewhere starts opens all of the person's communities."""
+    mine = select(Membership.community_id).where(Membership.person_id == person_id, Membership.status.in_(("invited", "active")))
+    required_here = SsoRequired.community_id.in_(mine)
     if community_id is not None:
-        query = query.where(SsoRequired.community_id == community_id)
-    else:
-        query = query.join(Membership, Membership.community_id == SsoRequired.community_id).where(
-            Membership.person_id == person_id, Membership.status.in_(("invited", "active"))
-        )
-    return (await db.scalar(query.limit(1))) is not None
+        required_here = required_here | (SsoRequired.community_id == community_id)
+    return (await db.scalar(select(SsoRequired.community_id).where(required_here).limit(1))) is not None
 
 
 async def is_required(db: AsyncSession, community_id: uuid.UUID) -> bool:

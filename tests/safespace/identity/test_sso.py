@@ -231,3 +231,21 @@ async def test_sign_in_starts_are_limited_per_client(sso_client, db: AsyncSessio
     answers = [(await sso_client.get("/signin/sso/corp")).status_code for _ in range(21)]
     assert answers == [303] * 20 + [429]
     assert "Too many sign-in requests from here" in (await sso_client.get("/signin/sso/corp")).text
+
+
+async def test_invitation_elsewhere_is_no_way_round_required_sso(sso_client, db: AsyncSession) -> None:
+    """An invitation link to a community that does not require single sign-on still starts a session
+    that opens every community of the person: refused too, if one of them requires it."""
+    from safespace.identity import signin, sso
+
+    required = await make_community(db, teams={"Harbour": ["ana@x.org"]})
+    await sso.set_required(db, required.community.id, True, by=(await services.find_person(db, required.facilitator)).id)
+    other = await make_community(db, name="Open Circle", facilitator="bo@x.org")
+    ana = await services.find_person(db, "ana@x.org")
+    services.add_membership(db, other.community.id, ana.id, None, "invited")
+    token = await signin.issue_link(db, ana.id, other.community.id, ttl=signin.INVITATION_LINK_TTL)
+    await db.commit()
+    for answer in (await sso_client.get(f"/signin/{token}"), await post_form(sso_client, f"/signin/{token}", {})):
+        assert answer.status_code == 403
+        assert "not with a link by e-mail" in answer.text
+    assert await signed_in_as(sso_client) is None
