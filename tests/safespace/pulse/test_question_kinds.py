@@ -224,6 +224,18 @@ async def test_a_trend_of_zero_to_ten_and_choice_questions_does_not_define_favou
     assert "favourable-note" not in trend and "Favourable:" not in trend  # nothing on the page is favourable
 
 
+async def test_the_members_summary_draws_the_zero_to_ten_score_and_defines_no_favourable(client, db: AsyncSession, engine, settings) -> None:
+    """Our results (members): a 0..10 question's score by round, not the chart after it (the rate
+    bars, which the summary leaves out for every kind), and no definition of favourable."""
+    members = [f"m{i}@x.org" for i in range(6)]
+    closed = await round_with_kinds(client, db, engine, settings, {"Team": members}, dict.fromkeys(members, 9), dict.fromkeys(members, 1))
+    await sign_in(client, db, members[0])
+    summary = (await client.get(f"/c/{closed.world.community.id}/summary")).text
+    assert "Recommend: score by round" in summary
+    assert "response rate by round" not in summary
+    assert "favourable-note" not in summary
+
+
 async def test_a_team_of_four_is_hidden_in_the_zero_to_ten_grid(client, db: AsyncSession, engine, settings) -> None:
     """Teams of 4 and 8: the small team is below k and the big one would give it away by
     subtraction (12 - 8), so neither team's score shows, though the community's does."""
