@@ -154,11 +154,11 @@ async def _round_team_grid(db: AsyncSession, round_: Round, instrument: Instrume
 
 async def team_trend_grid(db: AsyncSession, community: Community, survey: Survey, instrument: Instrument, language: str) -> TeamGrid:
     """Teams × the last closed rounds: each team's scale score over time, same rules per round."""
-    names = await _team_names(db, community.id)
     if instrument.scale.kind != tally_rules.AGREEMENT:  # no scale score to follow: the round grid shows a 0..10 per team
         title = _("%(name)s: each team's scale score by round", name=instrument.name.get(language))
         return TeamGrid(title=title, description="", points=instrument.scale.points, columns=[], column_keys=[], rows=[],
                         kind=instrument.scale.kind)  # fmt: skip
+    names = await _team_names(db, community.id)
     rounds = [r for r in await pulse_results.closed_rounds(db, survey.id, 12) if any(i.key == instrument.key for i in round_instruments(r))]
     tallies = await pulse_results.released_tallies(db, rounds)
     zone = ZoneInfo(community.time_zone)
