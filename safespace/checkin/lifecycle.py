@@ -14,10 +14,10 @@ import uuid
 from datetime import datetime
 
 import msgspec
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace.checkin.answering import read_tally
+from safespace.checkin.answering import locked_tally, read_tally
 from safespace.checkin.keys import checkin_keys
 from safespace.checkin.models import CheckIn, CheckInComment, CheckInParticipation, CheckInTally
 from safespace.checkin.services import TooFew
@@ -31,11 +31,10 @@ from surveys import disclosure
 async def close(db: AsyncSession, keyring: Keyring, checkin_id: uuid.UUID) -> bool:
     """Stop answers and scrub; False if it was already closed. The caller commits, then calls
     forget_key."""
-    await db.execute(update(CheckInTally).where(CheckInTally.checkin_id == checkin_id).values(respondents=CheckInTally.respondents))
+    row = await locked_tally(db, checkin_id)
     checkin = await db.get(CheckIn, checkin_id, with_for_update=True, populate_existing=True)
-    if checkin is None or checkin.state != "open":
+    if row is None or checkin is None or checkin.state != "open":
         return False
-    row = await db.get(CheckInTally, checkin_id, populate_existing=True)
     tally = read_tally(keyring, checkin_id, row.data)
     row.data = msgspec.json.encode(tally)  # the final aggregate, in the clear
     await _release_comments(db, keyring, checkin, tally.respondents)
