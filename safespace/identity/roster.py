@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace.audit import entries as audit
 from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
+from safespace.identity import signin
 from safespace.identity.members import change_member
 from safespace.identity.models import LANGUAGES, Membership, Person
 from safespace.identity.services import add_membership, get_or_create_person, normalize_email, teams_of
@@ -145,3 +147,15 @@ async def apply(db: AsyncSession, community_id: uuid.UUID, planned: Plan, deacti
     for membership in invited:
         await db.refresh(membership, ["person", "team", "community"])
     return invited
+
+
+async def apply_and_record(
+    db: AsyncSession, community_id: uuid.UUID, planned: Plan, deactivate_missing: bool, actor: str
+) -> list[tuple[Membership, str]]:
+    """apply(), its audit entry and the new people's invitation links, in the caller's transaction
+    (the page, the API and the command alike); the caller commits, then mails each (membership, link)."""
+    invited = await apply(db, community_id, planned, deactivate_missing)
+    gone = len(planned.missing) if deactivate_missing else 0
+    detail = f"roster import: {len(invited)} invited, {len(planned.changed_team)} team changes, {gone} deactivated"
+    await audit.record(db, community_id, actor, "member", detail)
+    return [(m, await signin.issue_link(db, m.person_id, community_id, ttl=signin.INVITATION_LINK_TTL)) for m in invited]

@@ -31,7 +31,7 @@ def _print_plan(planned, deactivate: bool) -> None:  # noqa: ANN001 - a roster.P
 @click.argument("path", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 def import_roster(community_ref: str, apply_it: bool, deactivate_missing: bool, path: Path) -> None:
     from safespace.audit import entries as audit
-    from safespace.identity import roster, services, signin
+    from safespace.identity import roster, services
     from safespace.identity.mail import Postman
     from safespace.mail import make_mailer
     from safespace.web.templates import template_environment
@@ -45,14 +45,10 @@ def import_roster(community_ref: str, apply_it: bool, deactivate_missing: bool, 
         planned = await roster.plan(db, community.id, roster.read_rows(path.read_bytes()))
         if not apply_it:
             return planned, []
-        invited = await roster.apply(db, community.id, planned, deactivate_missing)
-        gone = len(planned.missing) if deactivate_missing else 0
-        detail = f"roster import: {len(invited)} invited, {len(planned.changed_team)} team changes, {gone} deactivated"
-        await audit.record(db, community.id, audit.OPERATOR, "member", detail)
-        tokens = [await signin.issue_link(db, m.person_id, community.id, ttl=signin.INVITATION_LINK_TTL) for m in invited]
+        invited = await roster.apply_and_record(db, community.id, planned, deactivate_missing, audit.OPERATOR)
         await db.commit()
         postman = Postman(make_mailer(settings), template_environment(), settings.base_url)
-        for membership, token in zip(invited, tokens, strict=True):
+        for membership, token in invited:
             await postman.invitation(membership, token, "Safespace")
         return planned, invited
 

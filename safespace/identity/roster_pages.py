@@ -14,7 +14,6 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
-from safespace.audit import entries as audit
 from safespace.errors import InvalidInput
 from safespace.i18n import gettext as _
 from safespace.identity import roster, signin
@@ -69,7 +68,7 @@ class RosterController(Controller):
         community_id = facilitation.community_id
         try:
             planned = await roster.plan(db_session, community_id, roster.read_rows(raw))
-            invited = await roster.apply(db_session, community_id, planned, deactivate)
+            invited = await roster.apply_and_record(db_session, community_id, planned, deactivate, viewer.email)
             await signin.count_invitations(db_session, secret, community_id, viewer.person_id, len(invited))
         except (roster.RosterRefused, signin.TooManyInvitations) as exc:
             await db_session.rollback()
@@ -77,12 +76,9 @@ class RosterController(Controller):
             return page("identity/roster.html", status_code=422, community=facilitation.community, plan=None, error=str(exc), text="",
                         deactivate=deactivate)  # fmt: skip
         deactivated = len(planned.missing) if deactivate else 0
-        detail = f"roster import: {len(invited)} invited, {len(planned.changed_team)} team changes, {deactivated} deactivated"
-        await audit.record(db_session, community_id, viewer.email, "member", detail)
-        tokens = [await signin.issue_link(db_session, m.person_id, m.community_id, ttl=signin.INVITATION_LINK_TTL) for m in invited]
         await db_session.commit()  # invitations exist before the mails that announce them
         language = i18n.current_language()
-        sent = [await postman.invitation(m, t, viewer.name, language) for m, t in zip(invited, tokens, strict=True)]
+        sent = [await postman.invitation(m, t, viewer.name, language) for m, t in invited]
         message = _("Roster applied: %(invited)s invited, %(moved)s moved to another team, %(gone)s deactivated.") % {
             "invited": sum(sent), "moved": len(planned.changed_team), "gone": deactivated}  # fmt: skip
         await flash(db_session, viewer, message, "success" if all(sent) else "warning")
@@ -131,16 +127,12 @@ async def roster_api(
         planned = await roster.plan(db_session, facilitation.community_id, roster.read_rows(await request.body()))
     except roster.RosterRefused as exc:
         raise InvalidInput({"file": str(exc)}) from None
-    invited: list[Membership] = []
+    invited: list[tuple[Membership, str]] = []
     if apply:
-        invited = await roster.apply(db_session, facilitation.community_id, planned, deactivate_missing)
+        invited = await roster.apply_and_record(db_session, facilitation.community_id, planned, deactivate_missing, viewer.email)
         await signin.count_invitations(db_session, secret, facilitation.community_id, viewer.person_id, len(invited))
-        gone = len(planned.missing) if deactivate_missing else 0
-        detail = f"roster import: {len(invited)} invited, {len(planned.changed_team)} team changes, {gone} deactivated"
-        await audit.record(db_session, facilitation.community_id, viewer.email, "member", detail)
-        tokens = [await signin.issue_link(db_session, m.person_id, m.community_id, ttl=signin.INVITATION_LINK_TTL) for m in invited]
         await db_session.commit()
-        for membership, token in zip(invited, tokens, strict=True):
+        for membership, token in invited:
             await postman.invitation(membership, token, viewer.name, i18n.current_language())
     return RosterOut(
         applied=apply,
