@@ -252,6 +252,23 @@ async def test_a_team_of_four_is_hidden_in_the_zero_to_ten_grid(client, db: Asyn
     assert_teams_hidden(bodies, ("Small", "Big"), ("62.5",), "no comment here")
 
 
+async def test_a_team_where_fewer_than_k_answered_the_question_hides_its_sibling_too(client, db: AsyncSession, engine, settings) -> None:
+    """Both teams answered the round (5 and 8, k = 5), but only three of the small team answered
+    the 0..10 question: its score is below k, and the big team's (12.5) would give those three away
+    by subtraction from the community's, so neither team's score shows anywhere (P1, P2)."""
+    small = [f"small{i}@x.org" for i in range(5)]
+    big = [f"big{i}@x.org" for i in range(8)]
+    scores = dict(zip(small, [9, 7, 7, None, None])) | dict(zip(big, [10, 9, 9, 8, 8, 8, 3, 2]))
+    picks = dict.fromkeys(small + big, 1)
+    closed = await round_with_kinds(client, db, engine, settings, {"Small": small, "Big": big}, scores, picks)
+    await sign_in(client, db, "fac@x.org")
+    bodies = await everything_a_facilitator_can_read(client, closed)
+    result = json.loads(bodies[f"/c/{closed.world.community.id}/insights/rounds/{closed.round.id}/results.json"])
+    answered = [v for v in scores.values() if v is not None]
+    assert result["instruments"][0]["items"][0]["recommend_score"] == pytest.approx(enps(answered)[3])  # the community's: shown
+    assert_teams_hidden(bodies, ("Small", "Big"), ("12.5", "33.3"), "no comment here")
+
+
 # --- an action on a 0..10 question follows its score -------------------------------------------------
 
 
