@@ -139,8 +139,9 @@ async def answer(
     answers: dict[str, int | None],
     comment: str,
     sent_receipt: str | None,
-) -> tuple[str, int]:
-    """Count (or change) the member's answer; returns the new receipt and how many answered.
+) -> tuple[str, int | None]:
+    """Count (or change) the member's answer; returns the new receipt and how many answered, or
+    None for a change of answer (the count did not move: there is nothing to tell listeners).
 
     The first statement takes the write lock (PostgreSQL: the tally row; SQLite: the database),
     so concurrent answers queue here and each reads the tally the one before it wrote."""
@@ -182,4 +183,4 @@ async def answer(
     else:
         await db.execute(insert(CheckInParticipation).values(checkin_id=checkin.id, person_id=person_id, receipt_hash=new_hash))
     await db.flush()
-    return seal_receipt(keyring, checkin, person_id, receipt), tally.respondents
+    return seal_receipt(keyring, checkin, person_id, receipt), None if joined else tally.respondents

@@ -142,7 +142,8 @@ class JoinController(Controller):
         except (services.NotOpen, answering.AnsweredElsewhere) as refusal:
             return await self._page(request, db_session, keyring, checkin, viewer.person_id, 409, refusal=str(refusal))
         await db_session.commit()  # counted before anyone hears of it
-        live.publish(channels, checkin, live.state_of(checkin, count))
+        if count is not None:  # a change of answer publishes nothing
+            live.publish(channels, checkin, live.state_of(checkin, count))
         remaining = max(int((checkin.closes_at - checkin.opened_at).total_seconds()), 60)
         cookie = Cookie(
             key=cookie_name, value=receipt, path=f"/checkin/{checkin.code}", httponly=True, samesite="strict",

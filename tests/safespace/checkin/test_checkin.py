@@ -296,6 +296,19 @@ async def test_the_sealed_tally_is_as_long_whatever_was_answered(meeting: Meetin
     assert len(lengths) == 1
 
 
+async def test_a_change_of_answer_publishes_nothing(meeting: Meeting, monkeypatch) -> None:
+    from safespace.checkin import live
+
+    sent = []
+    monkeypatch.setattr(live, "publish", lambda channels, checkin, state: sent.append(state.count))
+    await meeting.start()
+    for email in MEMBERS[:5]:
+        await meeting.answer(email, 3)
+    await meeting.answer(MEMBERS[0], 5)  # a change: the count stays at 5
+    await meeting.answer(MEMBERS[5], 2)
+    assert sent == [None, None, None, None, 5, 6]  # one per new answer (none sent below k), none for the change
+
+
 async def _dump(meeting: Meeting) -> dict[str, list[dict]]:
     from sqlalchemy import text
 
