@@ -48,6 +48,13 @@ class SignInLinks:
         await self.postman.sign_in_link(person, token, language=language, next_path=next_path)
 
 
+async def client_over_limit(request: Request, db: AsyncSession, secret: bytes) -> bool:
+    """Counts one sign-in request from this client (the form's, or a single sign-on start's: one
+    counter for both) in the database, so the limit holds across replicas; True past the limit."""
+    client = request.client.host if request.client else "unknown"
+    return await ratelimit.over_limit(db, ratelimit.rate_key(secret, "client", client), signin.RATE_LIMIT_PER_CLIENT)
+
+
 async def _link_needs_sso(db: AsyncSession, link: signin.LinkPreview) -> bool:
     assert link.person_id is not None
     return await sso.sso_only(db, link.person_id, link.community_id)
@@ -96,8 +103,7 @@ class SignInController(Controller):
             email = services.normalize_email(raw)
         except InvalidInput as exc:
             return page("identity/sign_in.html", status_code=422, values=values, errors=exc.errors)
-        client = request.client.host if request.client else "unknown"
-        if await ratelimit.over_limit(db_session, ratelimit.rate_key(secret, "client", client), signin.RATE_LIMIT_PER_CLIENT):
+        if await client_over_limit(request, db_session, secret):
             return page(
                 "identity/sign_in.html",
                 status_code=429,

@@ -12,12 +12,11 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace import ratelimit
 from safespace.audit import entries as audit
 from safespace.i18n import gettext as _
 from safespace.identity import signin, sso
 from safespace.identity.models import Membership
-from safespace.identity.sign_in_pages import NO_REFERRER, Form
+from safespace.identity.sign_in_pages import NO_REFERRER, Form, client_over_limit
 from safespace.settings import OIDCProvider, Settings
 from safespace.web.guards import facilitator_routes
 from safespace.web.pages import form_text, local_path, page, see_other
@@ -63,8 +62,7 @@ class SsoController(Controller):
     ) -> Redirect | Template:
         provider = _provider(sso_providers, provider_id)
         # Counted with the requests for links by e-mail: each start stores an attempt and asks the provider.
-        client = request.client.host if request.client else "unknown"
-        if await ratelimit.over_limit(db_session, ratelimit.rate_key(secret, "client", client), signin.RATE_LIMIT_PER_CLIENT):
+        if await client_over_limit(request, db_session, secret):
             return refused(_("Too many sign-in requests from here. Wait 15 minutes, then try again."), status_code=429)
         try:
             url, state = await sso.begin(db_session, sso_providers, provider, settings.base_url, local_path(next_path))
