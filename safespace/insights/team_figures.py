@@ -103,6 +103,8 @@ _CLOSED_GRIDS_KEPT = 512  # a full cache starts again
 
 async def round_team_grid(db: AsyncSession, round_: Round, instrument: Instrument, language: str) -> TeamGrid:
     """Teams × items (and the scale score) of one closed round: means, suppressed cells marked."""
+    if instrument.scale.kind == tally_rules.CHOICE:  # options without order: an empty grid, read nothing
+        return await _round_team_grid(db, round_, instrument, language, {})
     names = await _team_names(db, round_.community_id)
     if not round_.closed:
         return await _round_team_grid(db, round_, instrument, language, names)
