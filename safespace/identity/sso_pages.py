@@ -133,11 +133,11 @@ class SsoSettingController(Controller):
         facilitation: NamedDependency[Membership],
         viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession],
-        settings: NamedDependency[Settings],
+        sso_providers: NamedDependency[sso.Providers],
     ) -> Redirect:
         community = facilitation.community
         wanted = form_text(data, "require") == "yes"
-        if wanted and not settings.sso_providers:
+        if wanted and not sso_providers.configured:
             await flash(db_session, viewer, _("No sign-in provider is configured here; ask your operator to set one up first."), "error")
             return see_other(f"/c/{community.id}/settings/sso")
         await sso.set_required(db_session, community.id, wanted, viewer.person_id)
