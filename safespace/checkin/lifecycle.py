@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.checkin.answering import locked_tally, read_tally
 from safespace.checkin.keys import checkin_keys
-from safespace.checkin.models import CheckIn, CheckInComment, CheckInParticipation, CheckInTally
-from safespace.checkin.services import TooFew
+from safespace.checkin.models import CheckIn, CheckInComment, CheckInParticipation
+from safespace.checkin.services import TooFew, answered
 from safespace.errors import Refused
 from safespace.i18n import gettext as _
 from safespace.privacy.crypto import Keyring, associated_data
@@ -73,7 +73,7 @@ def forget_key(keyring: Keyring, checkin_id: uuid.UUID) -> None:
 async def reveal(db: AsyncSession, keyring: Keyring, checkin_id: uuid.UUID) -> None:
     """Close (if open) and show the figures; refused below k, and the check-in then stays as it was."""
     checkin = await db.get(CheckIn, checkin_id)
-    count = int(await db.scalar(select(CheckInTally.respondents).where(CheckInTally.checkin_id == checkin_id)) or 0)
+    count = await answered(db, checkin_id)
     if not disclosure.enough(count, checkin.min_group_size):
         raise TooFew(_("Fewer than %(k)s people have answered: revealing now would say too much about too few.", k=checkin.min_group_size))
     if checkin.state == "revealed":
@@ -104,10 +104,10 @@ async def _tell_listeners(db: AsyncSession, checkin_id: uuid.UUID) -> None:
     next load."""
     if db.bind.dialect.name != "postgresql":
         return
-    from safespace.checkin import live, services  # live imports the channels backends: only here
+    from safespace.checkin import live  # live imports the channels backends: only here
 
     checkin = await db.get(CheckIn, checkin_id)
-    state = live.state_of(checkin, await services.answered(db, checkin_id))
+    state = live.state_of(checkin, await answered(db, checkin_id))
     await db.execute(select(func.pg_notify(live.channel(checkin_id), msgspec.json.encode(state).decode())))
 
 

@@ -147,7 +147,10 @@ async def of_community(db: AsyncSession, community_id: uuid.UUID) -> list[CheckI
 
 
 async def answered(db: AsyncSession, checkin_id: uuid.UUID) -> int:
-    return int(await db.scalar(select(CheckInTally.respondents).where(CheckInTally.checkin_id == checkin_id)) or 0)
+    # The row, not the column: a revealed check-in's page then reads its figures
+    # (results.revealed_result) from the same row without a second query.
+    row = await db.get(CheckInTally, checkin_id)
+    return row.respondents if row is not None else 0
 
 
 def shown_count(checkin: CheckIn, count: int) -> int | None:
