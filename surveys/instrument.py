@@ -14,16 +14,17 @@ from typing import Any
 
 import msgspec
 
+from surveys.tally import AGREEMENT, CHOICE, CHOICE_OPTIONS, ZERO_TO_TEN
+
 INSTRUMENTS_DIR = Path(__file__).with_name("instruments")
 SLUG = re.compile(r"[a-z][a-z0-9_]{0,39}")
 SCALE_POINTS = (5, 7)
 MAX_ITEMS = 30
-# The kinds of answer scale: agreement (Likert, 5 or 7 points, the default, so definitions written
-# before kinds existed still read), zero_to_ten (11 points 0..10, labels for the two ends: the eNPS
-# question) and choice (2 to 10 named options with no order: no mean, favourable or score).
-AGREEMENT, ZERO_TO_TEN, CHOICE = "agreement", "zero_to_ten", "choice"
+# The kinds of answer scale, defined once with the tallies that count them: agreement (Likert, 5 or
+# 7 points, the default, so definitions written before kinds existed still read), zero_to_ten (11
+# points 0..10, labels for the two ends: the eNPS question) and choice (2 to 10 named options with
+# no order: no mean, favourable or score).
 SCALE_KINDS = (AGREEMENT, ZERO_TO_TEN, CHOICE)
-CHOICE_OPTIONS = (2, 10)
 DIMENSIONS = (
     "shared_vision",
     "flexible_leadership",

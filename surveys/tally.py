@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 import msgspec
 
 SCALE_POINTS = (5, 7)
-# The kinds of scale (as surveys.instrument's): agreement has a score, keyed sums and cross
-# products; a 0..10 scale and a single choice keep only counts per point, skips and respondents.
+# The kinds of scale (surveys.instrument.Scale.kind imports them): agreement has a score, keyed sums
+# and cross products; a 0..10 scale and a single choice keep only counts per point, skips and respondents.
 AGREEMENT, ZERO_TO_TEN, CHOICE = "agreement", "zero_to_ten", "choice"
 CHOICE_OPTIONS = (2, 10)
 
