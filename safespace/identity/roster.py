@@ -89,13 +89,16 @@ def read_rows(data: bytes) -> list[Row]:
     return rows
 
 
+async def _memberships(db: AsyncSession, community_id: uuid.UUID) -> dict[str, Membership]:
+    """The community's memberships by address, in one query (the plan's and the applying's)."""
+    found = await db.execute(select(Membership, Person.email).join(Person).where(Membership.community_id == community_id))
+    return {email: membership for membership, email in found.all()}
+
+
 async def plan(db: AsyncSession, community_id: uuid.UUID, rows: list[Row]) -> Plan:
     """What applying the rows would do, without doing it."""
     teams = {team.name.casefold(): team.name for team in await teams_of(db, community_id)}
-    current = {
-        email: (membership, membership.team.name if membership.team else "")
-        for membership, email in (await db.execute(select(Membership, Person.email).join(Person).where(Membership.community_id == community_id))).all()
-    }
+    current = {email: (m, m.team.name if m.team else "") for email, m in (await _memberships(db, community_id)).items()}
     result, listed = Plan(), set()
     for row in rows:
         try:
@@ -126,23 +129,22 @@ async def plan(db: AsyncSession, community_id: uuid.UUID, rows: list[Row]) -> Pl
 async def apply(db: AsyncSession, community_id: uuid.UUID, planned: Plan, deactivate_missing: bool) -> list[Membership]:
     """Carry the plan out in the caller's transaction; the new invitations, for their mails."""
     teams = {team.name: team.id for team in await teams_of(db, community_id)}
+    current = await _memberships(db, community_id)  # one query, not one per row
     invited = []
     for row in planned.new:
-        person, created = await get_or_create_person(db, row.email)
-        if created:
-            person.display_name, person.language = row.name[:80], row.language or None
-        existing = await db.scalar(select(Membership).where(Membership.person_id == person.id, Membership.community_id == community_id))
+        existing = current.get(row.email)
         if existing is not None:  # a deactivated member listed again: invited back, as "reactivate" does
             await change_member(db, community_id, existing.id, status="active", team_id=teams.get(row.team))
             continue
+        person, created = await get_or_create_person(db, row.email)
+        if created:
+            person.display_name, person.language = row.name[:80], row.language or None
         invited.append(add_membership(db, community_id, person.id, teams.get(row.team), "invited"))
     for row, _before in planned.changed_team:
-        membership = await db.scalar(select(Membership).join(Person).where(Membership.community_id == community_id, Person.email == row.email))
-        membership.team_id = teams.get(row.team)
+        current[row.email].team_id = teams.get(row.team)
     if deactivate_missing:
         for email in planned.missing:
-            membership = await db.scalar(select(Membership).join(Person).where(Membership.community_id == community_id, Person.email == email))
-            membership.status = "deactivated"
+            current[email].status = "deactivated"
     await db.flush()
     for membership in invited:
         await db.refresh(membership, ["person", "team", "community"])
