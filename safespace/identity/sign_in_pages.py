@@ -55,9 +55,11 @@ async def client_over_limit(request: Request, db: AsyncSession, secret: bytes) -
     return await ratelimit.over_limit(db, ratelimit.rate_key(secret, "client", client), signin.RATE_LIMIT_PER_CLIENT)
 
 
-async def _link_needs_sso(db: AsyncSession, link: signin.LinkPreview) -> bool:
+async def _link_needs_sso(db: AsyncSession, link: signin.LinkPreview, providers: sso.Providers) -> bool:
+    """With no provider configured (any more) a requirement cannot be met: refusing links then would
+    lock the community out, the facilitators who could lift it included. No query either."""
     assert link.person_id is not None
-    return await sso.sso_only(db, link.person_id, link.community_id)
+    return bool(providers.configured) and await sso.sso_only(db, link.person_id, link.community_id)
 
 
 def _sso_required() -> Template:
@@ -124,13 +126,14 @@ class SignInController(Controller):
         self,
         token: FromPath[str],
         db_session: NamedDependency[AsyncSession],
+        sso_providers: NamedDependency[sso.Providers],
         next_path: Annotated[str | None, QueryParameter(name="next")] = None,
     ) -> Template:
         """Opening the link only shows a button: mail scanners that fetch links cannot use it up."""
         link = await signin.peek_link(db_session, token)
         if link is None:
             return page("identity/link_invalid.html", status_code=410, headers=NO_REFERRER, values={}, errors={})
-        if await _link_needs_sso(db_session, link):
+        if await _link_needs_sso(db_session, link, sso_providers):
             return _sso_required()
         return page(
             "identity/confirm_link.html", headers=NO_REFERRER, token=token, link=link, next=local_path(next_path) or ""
@@ -145,9 +148,10 @@ class SignInController(Controller):
         db_session: NamedDependency[AsyncSession],
         settings: NamedDependency[Settings],
         secret: NamedDependency[bytes],
+        sso_providers: NamedDependency[sso.Providers],
     ) -> Redirect | Template:
         link = await signin.peek_link(db_session, token)
-        if link is not None and await _link_needs_sso(db_session, link):
+        if link is not None and await _link_needs_sso(db_session, link, sso_providers):
             return _sso_required()  # checked before the link is used: it changes nothing
         signed_in = await signin.redeem_link(db_session, token)
         if signed_in is None:

@@ -249,3 +249,16 @@ async def test_invitation_elsewhere_is_no_way_round_required_sso(sso_client, db:
         assert answer.status_code == 403
         assert "not with a link by e-mail" in answer.text
     assert await signed_in_as(sso_client) is None
+
+
+async def test_links_work_again_once_no_provider_is_configured(client, db: AsyncSession) -> None:
+    """A community that required single sign-on, after the operator removed every provider: its
+    members (its facilitators too) sign in by link again rather than being locked out."""
+    from safespace.identity import sso
+
+    world = await make_community(db, teams={"Harbour": ["ana@x.org"]})
+    await sso.set_required(db, world.community.id, True, by=(await services.find_person(db, world.facilitator)).id)
+    await db.commit()
+    for address in ("ana@x.org", world.facilitator):
+        await sign_in(client, db, address)
+        assert await signed_in_as(client) is not None
