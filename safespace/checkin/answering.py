@@ -23,7 +23,7 @@ from safespace import clock
 from safespace.checkin.keys import checkin_keys
 from safespace.checkin.models import CheckIn, CheckInComment, CheckInParticipation, CheckInTally
 from safespace.checkin.services import NotOpen
-from safespace.errors import Refused
+from safespace.errors import InvalidInput, Refused
 from safespace.i18n import gettext as _
 from safespace.privacy.crypto import Keyring, associated_data
 from safespace.privacy.round_keys import RoundKeyError, is_sealed
@@ -36,6 +36,11 @@ NONCE_BYTES = 16
 # WAL), each written in the transaction that wrote a ledger row, would tell without any key how
 # high each member answered. Three statements stay under 1 KiB past 100,000 answers.
 TALLY_BLOCK = 1024
+MAX_COMMENT_CHARS = 1000  # the answer page's maxlength
+# A pending comment is sealed padded to this (UTF-8 takes at most 4 bytes a character), for the
+# same reason: its row's versions, each written beside a ledger row, would otherwise pair a
+# member with the comment released at close by its length.
+COMMENT_BYTES = 4 * MAX_COMMENT_CHARS
 
 
 class AnsweredElsewhere(Refused):
@@ -145,6 +150,9 @@ async def answer(
 
     The first statement takes the write lock (PostgreSQL: the tally row; SQLite: the database),
     so concurrent answers queue here and each reads the tally the one before it wrote."""
+    comment = comment.strip()
+    if len(comment) > MAX_COMMENT_CHARS:
+        raise InvalidInput({"comment": _("Keep your comment to %(n)s characters or fewer.") % {"n": MAX_COMMENT_CHARS}})
     row = await locked_tally(db, checkin.id)
     state = await db.scalar(select(CheckIn.state).where(CheckIn.id == checkin.id))
     if state != "open" or clock.now() >= checkin.closes_at:  # past its time: closed, whenever tick runs
@@ -165,9 +173,10 @@ async def answer(
     receipt = Receipt(nonce=os.urandom(NONCE_BYTES).hex(), answers=answers)
     if previous is not None and previous.comment:
         await db.execute(delete(CheckInComment).where(CheckInComment.id == uuid.UUID(previous.comment), CheckInComment.checkin_id == checkin.id))
-    if comment.strip() and checkin.prompt:
+    if comment and checkin.prompt:
         comment_id = uuid.uuid4()
-        body = checkin_keys(keyring).seal(checkin.id, comment.strip().encode(), associated_data("checkin_comment", "body", f"{checkin.id}/{comment_id}"))
+        padded = comment.encode().ljust(COMMENT_BYTES)  # stripped: the close strips the padding off
+        body = checkin_keys(keyring).seal(checkin.id, padded, associated_data("checkin_comment", "body", f"{checkin.id}/{comment_id}"))
         await db.execute(insert(CheckInComment).values(id=comment_id, checkin_id=checkin.id, body=body))
         receipt.comment = str(comment_id)
     tally = refold(tally, previous.answers if previous else None, answers)

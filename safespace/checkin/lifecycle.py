@@ -50,7 +50,7 @@ async def _release_comments(db: AsyncSession, keyring: Keyring, checkin: CheckIn
     keyring; deleted unseen if too few answered for free text to be shown."""
     pending = list(await db.scalars(select(CheckInComment).where(CheckInComment.checkin_id == checkin.id)))
     texts = [
-        checkin_keys(keyring).open(checkin.id, c.body, associated_data("checkin_comment", "body", f"{checkin.id}/{c.id}")).decode()
+        checkin_keys(keyring).open(checkin.id, c.body, associated_data("checkin_comment", "body", f"{checkin.id}/{c.id}")).decode().rstrip()
         for c in pending
     ]
     await db.execute(delete(CheckInComment).where(CheckInComment.checkin_id == checkin.id))

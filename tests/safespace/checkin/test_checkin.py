@@ -309,6 +309,26 @@ async def test_a_change_of_answer_publishes_nothing(meeting: Meeting, monkeypatc
     assert sent == [None, None, None, None, 5, 6]  # one per new answer (none sent below k), none for the change
 
 
+async def test_pending_comments_are_as_long_whatever_was_written_and_a_long_one_is_refused(meeting: Meeting) -> None:
+    """Attack: a pending comment's sealed length, beside the ledger row written with it, would
+    pair its author with the comment released at close; every pending one is as long."""
+    meeting.world.community.comment_threshold = 5
+    meeting.db.add(meeting.world.community)
+    await meeting.db.commit()
+    await meeting.start(prompt="Anything else?")
+    await meeting.answer(MEMBERS[0], 3, comment="ok")
+    await meeting.answer(MEMBERS[1], 3, comment="a much longer comment about the meeting, ñ and all " * 10)
+    rows = (await _dump(meeting))["checkin_comment"]
+    assert len(rows) == 2 and len({len(r["body"]) for r in rows}) == 1
+    too_long = await meeting.answer(MEMBERS[2], 3, comment="x" * 1001)
+    assert too_long.status_code == 422 and "Keep your comment to 1000 characters or fewer." in too_long.text
+    for email in MEMBERS[2:5]:
+        await meeting.answer(email, 3)
+    await meeting.post(meeting.world.facilitator, f"{meeting.page}/reveal", {})
+    shown = (await (await meeting.browser(MEMBERS[0])).get(meeting.join)).text
+    assert "<li>ok</li>" in shown  # released without its padding
+
+
 async def _dump(meeting: Meeting) -> dict[str, list[dict]]:
     from sqlalchemy import text
 
