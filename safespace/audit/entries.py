@@ -45,15 +45,15 @@ def _of(community_id: uuid.UUID):  # noqa: ANN202 - a SQL condition
     return or_(AuditEntry.community_id == community_id, AuditEntry.community_id.is_(None))
 
 
-async def page_of(db: AsyncSession, community_id: uuid.UUID, page: int) -> tuple[Sequence[AuditEntry], int]:
-    """One page of entries, newest first, and the number of pages."""
+async def page_of(db: AsyncSession, community_id: uuid.UUID, page: int) -> tuple[Sequence[AuditEntry], int, int]:
+    """One page of entries, newest first; the page's number (the one asked for, kept in range) and the number of pages."""
     total = await db.scalar(select(func.count()).select_from(AuditEntry).where(_of(community_id))) or 0
     pages = max(1, -(-total // PER_PAGE))
     page = min(max(page, 1), pages)
     rows = await db.scalars(
         select(AuditEntry).where(_of(community_id)).order_by(AuditEntry.at.desc(), AuditEntry.id).limit(PER_PAGE).offset((page - 1) * PER_PAGE)
     )
-    return rows.all(), pages
+    return rows.all(), page, pages
 
 
 def _cell(text: str) -> str:

@@ -21,8 +21,8 @@ class AuditController(Controller):
 
     @get("/", name="audit:log")
     async def log(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession], p: FromQuery[int] = 1) -> Template:
-        rows, pages = await entries.page_of(db_session, facilitation.community_id, p)
-        return page("audit/log.html", community=facilitation.community, entries=rows, page_number=min(max(p, 1), pages), pages=pages)
+        rows, number, pages = await entries.page_of(db_session, facilitation.community_id, p)
+        return page("audit/log.html", community=facilitation.community, entries=rows, page_number=number, pages=pages)
 
     @get("/export.csv", name="audit:csv")
     async def export(self, request: Request, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Response:
