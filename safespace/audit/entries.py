@@ -82,6 +82,15 @@ async def downloaded(request: Request, db: AsyncSession, what: str) -> None:
         await record(db, community_id, viewer.email, "export", f"{what} ({request.url.path.rsplit('.', 1)[-1]})")
 
 
+async def member_changed(db: AsyncSession, community_id: uuid.UUID, actor: str, email: str, *, status: str | None = None, role: str | None = None) -> None:
+    """A deactivation, reactivation or role change (a team move is not logged), in the same words
+    whether the members page or the API made it."""
+    if status is not None:
+        await record(db, community_id, actor, "member", f"{'deactivate' if status == 'deactivated' else 'reactivate'} {email}")
+    if role is not None:
+        await record(db, community_id, actor, "role", f"make_{role} {email}")
+
+
 def settings_of(community: Community) -> tuple:
     """What a settings change is logged by (read before the change, compared after)."""
     return (community.min_group_size, community.comment_threshold, community.name, community.time_zone)

@@ -241,11 +241,7 @@ class CommunitiesApi(Controller):
             member = await members.change_member(db_session, facilitation.community_id, membership_id, **changes)
         except LookupError:
             raise NotFoundException(_("That person is not a member of this community.")) from None
-        actor = facilitation.person.email
-        if data.status is not None:
-            await audit.record(db_session, facilitation.community_id, actor, "member", f"status {data.status}: {member.person.email}")
-        if data.role is not None:
-            await audit.record(db_session, facilitation.community_id, actor, "role", f"role {data.role}: {member.person.email}")
+        await audit.member_changed(db_session, facilitation.community_id, facilitation.person.email, member.person.email, status=data.status, role=data.role)
         return MemberOut.of(member)
 
 

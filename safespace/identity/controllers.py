@@ -324,7 +324,6 @@ class CommunityController(Controller):
             message = str(exc) if isinstance(exc, Refused) else next(iter(exc.errors.values()))
             await flash(db_session, viewer, message, "error")
             return see_other(f"/c/{community_id}/members")
-        if action != "move":  # deactivation and roles are logged; a team move is not a staff decision worth a record
-            await audit.record(db_session, community_id, viewer.email, "role" if "make" in action else "member", f"{action} {member.person.email}")
+        await audit.member_changed(db_session, community_id, viewer.email, member.person.email, status=changes.get("status"), role=changes.get("role"))
         await flash(db_session, viewer, _("Saved the change for %(who)s.") % {"who": member.person.email})
         return see_other(f"/c/{community_id}/members")

@@ -90,6 +90,17 @@ async def test_deactivation_and_role_change_are_logged(client, db: AsyncSession)
     assert [e.detail for e in await logged(db, "role")] == ["make_facilitator m2@x.org"]
 
 
+async def test_the_api_logs_member_changes_in_the_pages_words(client, db: AsyncSession) -> None:
+    world = await make_community(db, teams={"Team": MEMBERS})
+    ids = dict((await db.execute(select(Person.email, Membership.id).join(Membership))).all())
+    await sign_in(client, db, world.facilitator)
+    url = f"/api/v1/communities/{world.community.id}/members/{ids['m1@x.org']}"
+    assert (await api(client, "PATCH", url, {"status": "deactivated"})).status_code == 200
+    assert (await api(client, "PATCH", url, {"status": "active", "role": "facilitator"})).status_code == 200
+    assert [e.detail for e in await logged(db, "member")] == ["deactivate m1@x.org", "reactivate m1@x.org"]
+    assert [(e.actor, e.detail) for e in await logged(db, "role")] == [(world.facilitator, "make_facilitator m1@x.org")]
+
+
 async def test_survey_schedule_and_early_close_are_logged(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:
     pulse = await answered_round(client, db, engine, settings, {"Team": MEMBERS}, {}, close=False)
     community_id, survey_url = pulse.world.community.id, f"/c/{pulse.world.community.id}/surveys/{pulse.survey_id}"
