@@ -17,9 +17,10 @@ from safespace import clock
 from safespace.identity import services
 from safespace.identity.models import Community
 from safespace.insights import trend_figures
-from safespace.privacy.crypto import Keyring, associated_data
+from safespace.privacy.crypto import Keyring
 from safespace.pulse import lifecycle
 from safespace.pulse import services as pulse
+from safespace.pulse.answering import seal_pending_comment
 from safespace.pulse.models import Participation, PendingComment, Round, Tally
 from surveys import cadence as cadence_rules
 from surveys import tally as tally_rules
@@ -170,9 +171,8 @@ def _comment(db: AsyncSession, keyring: Keyring, round_: Round, instrument_key: 
     """Comments waiting in a round, sealed as a member's would be, released when it closes."""
     for text in texts:
         comment_id = uuid.uuid4()
-        aad = associated_data("pending_comment", "body", f"{round_.id}/{comment_id}")
-        db.add(PendingComment(id=comment_id, round_id=round_.id, instrument=instrument_key, group_key=pulse.COMMUNITY,
-                              body=keyring.seal(text, aad)))  # fmt: skip
+        body = seal_pending_comment(keyring, round_.id, comment_id, text)
+        db.add(PendingComment(id=comment_id, round_id=round_.id, instrument=instrument_key, group_key=pulse.COMMUNITY, body=body))
 
 
 def _who_answers(rng: random.Random, present: list[Member], holiday: bool, usual: float) -> list[Member]:

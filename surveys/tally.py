@@ -67,6 +67,42 @@ def score_scale(tally: Tally) -> int:
     return math.lcm(*range(1, len(tally.items) + 1))
 
 
+# More answer sets than any tally takes (one per member of a community): the bound of
+# encode_fixed_length. A tally past it still encodes, only no longer at the fixed length.
+MAX_ANSWER_SETS = 10**7
+
+
+def encode_fixed_length(tally: Tally) -> bytes:
+    """The tally's JSON, padded with trailing spaces (JSON whitespace: it decodes as is) to the
+    length it would have with every count and sum at its largest for MAX_ANSWER_SETS answer sets.
+
+    The length then depends on the instrument's shape only, never on what was answered: sealing
+    hides a tally's content but not its length, and the states a database keeps of a tally row
+    (PostgreSQL pages and WAL), each written beside a ledger row naming who answered, would
+    otherwise tell from a sum gaining a digit how high that person answered."""
+    plain = msgspec.json.encode(tally)
+    return plain + b" " * max(0, len(msgspec.json.encode(_largest(tally))) - len(plain))
+
+
+def _largest(tally: Tally) -> Tally:
+    n, top = MAX_ANSWER_SETS, tally.points + tally.lowest
+    scaled = top * score_scale(tally)  # the largest mean score, scaled as _fold_into scales it
+    t = _canonical(tally)
+    return msgspec.structs.replace(
+        t,
+        respondents=n,
+        counts={k: [n] * len(row) for k, row in t.counts.items()},
+        skipped=dict.fromkeys(t.skipped, n),
+        score_n=n,
+        score_sum=n * scaled,
+        score_sumsq=n * scaled * scaled,
+        score_hist=[n] * len(t.score_hist),
+        complete_n=n,
+        keyed_sum=dict.fromkeys(t.keyed_sum, n * top),
+        keyed_sumsq=dict.fromkeys(t.keyed_sumsq, n * top * top),
+        cross=dict.fromkeys(t.cross, n * top * top),
+    )
+
 def pair_key(a: str, b: str) -> str:
     """The key of a pair of items in `Tally.cross`; `a` comes before `b` in the instrument."""
     return f"{a}|{b}"

@@ -30,12 +30,6 @@ from safespace.privacy.round_keys import RoundKeyError, is_sealed
 from surveys import tally as tally_rules
 
 NONCE_BYTES = 16
-# A sealed tally's plaintext is padded to a whole number of these: AES-GCM hides the content, not
-# the length, and a tally's JSON grows with what was answered (a sum or a product gaining a
-# digit), so unpadded, the lengths of the row versions the database keeps (PostgreSQL pages and
-# WAL), each written in the transaction that wrote a ledger row, would tell without any key how
-# high each member answered. Three statements stay under 1 KiB past 100,000 answers.
-TALLY_BLOCK = 1024
 MAX_COMMENT_CHARS = 1000  # the answer page's maxlength
 # A pending comment is sealed padded to this (UTF-8 takes at most 4 bytes a character), for the
 # same reason: its row's versions, each written beside a ledger row, would otherwise pair a
@@ -87,9 +81,8 @@ def _tally_aad(checkin_id: uuid.UUID) -> bytes:
 
 
 def seal_tally(keyring: Keyring, checkin_id: uuid.UUID, tally: tally_rules.Tally) -> bytes:
-    plain = msgspec.json.encode(tally)
-    plain += b" " * (-len(plain) % TALLY_BLOCK)  # JSON whitespace: read_tally decodes it as is
-    return checkin_keys(keyring).seal(checkin_id, plain, _tally_aad(checkin_id))
+    # At a length its answers cannot change (tally.encode_fixed_length): each state sits beside a ledger row.
+    return checkin_keys(keyring).seal(checkin_id, tally_rules.encode_fixed_length(tally), _tally_aad(checkin_id))
 
 
 def read_tally(keyring: Keyring, checkin_id: uuid.UUID, data: bytes) -> tally_rules.Tally:

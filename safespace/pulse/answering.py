@@ -316,7 +316,20 @@ def read_tally(keyring: Keyring, round_id: uuid.UUID, instrument: str, group: st
 
 
 def sealed_tally(keyring: Keyring, round_id: uuid.UUID, instrument: str, group: str, tally: tally_rules.Tally) -> bytes:
-    return keyring.rounds.seal(round_id, msgspec.json.encode(tally), _tally_aad(round_id, instrument, group))
+    # At a length its answers cannot change (tally.encode_fixed_length): each state sits beside a ledger row.
+    return keyring.rounds.seal(round_id, tally_rules.encode_fixed_length(tally), _tally_aad(round_id, instrument, group))
+
+
+# A pending comment is sealed padded to this (UTF-8 takes at most 4 bytes a character): its row
+# sits beside the ledger row of the one who wrote it, and its text is released at close, so its
+# length alone would pair them. lifecycle._pending_text strips the padding.
+COMMENT_BYTES = 4 * MAX_COMMENT_CHARS
+
+
+def seal_pending_comment(keyring: Keyring, round_id: uuid.UUID, comment_id: uuid.UUID, text: str) -> bytes:
+    """Under the round's own key, like the tallies: destroyed at close (privacy/round_keys.py)."""
+    aad = associated_data("pending_comment", "body", f"{round_id}/{comment_id}")
+    return keyring.rounds.seal(round_id, text.encode().ljust(COMMENT_BYTES), aad)
 
 
 def fold_into_tallies(
@@ -344,8 +357,7 @@ def fold_into_tallies(
                     batched.setdefault((round_id, instrument, group), []).append(items)
         for instrument, text in comments.items():
             comment_id = uuid.uuid4()
-            # Under the round's own key, like the tallies: destroyed at close (privacy/round_keys.py).
-            body = keyring.rounds.seal(round_id, text.encode(), associated_data("pending_comment", "body", f"{round_id}/{comment_id}"))
+            body = seal_pending_comment(keyring, round_id, comment_id, text)
             pending.append({"id": comment_id, "round_id": round_id, "instrument": instrument, "group_key": fold_groups[-1], "body": body})
     changed = {key: tally_rules.fold_all(tallies[key], answer_sets) for key, answer_sets in batched.items()}
     if changed:

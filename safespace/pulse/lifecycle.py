@@ -277,7 +277,7 @@ async def _release_comments(
 def _pending_text(keyring: Keyring, round_id: uuid.UUID, comment: PendingComment) -> str:
     aad = associated_data("pending_comment", "body", f"{round_id}/{comment.id}")
     if is_sealed(comment.body):  # under the round's key (pulse/answering.fold_into_tallies)
-        return keyring.rounds.open(round_id, comment.body, aad).decode()
+        return keyring.rounds.open(round_id, comment.body, aad).decode().rstrip(" ")  # sealed padded
     return keyring.open(comment.body, aad)  # sealed before round keys existed
 
 

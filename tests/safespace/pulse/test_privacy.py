@@ -238,6 +238,22 @@ async def test_open_round_tallies_open_only_with_the_round_key_which_close_destr
     assert (await db.execute(select(PendingComment))).all() == []  # below the comment threshold (10): deleted
 
 
+async def test_sealed_states_are_as_long_whatever_was_answered_or_written(client, db: AsyncSession, pulse) -> None:
+    """Sealing hides content, not length, and each tally state and pending comment sits beside the
+    ledger row of the member who wrote it: read raw, their lengths must not tell what that member
+    answered (a sum gaining a digit) or which released comment is theirs."""
+    from safespace.pulse.models import PendingComment, Tally
+
+    lengths = set()
+    for i, (value, comment) in enumerate([(1, "ok"), (5, "A much longer comment about the meetings " * 20), (5, None)]):
+        response = await post_as(client, await session_cookie(db, f"m{i}@x.org"), pulse.url, answers(value, comment=comment))
+        assert response.status_code == 303
+        lengths |= {len(data) for (data,) in (await db.execute(select(Tally.data).where(Tally.round_id == pulse.round.id))).all()}
+    assert len(lengths) == 1, f"tally states of different lengths: {sorted(lengths)}"
+    bodies = [b for (b,) in (await db.execute(select(PendingComment.body).where(PendingComment.round_id == pulse.round.id))).all()]
+    assert len(bodies) == 2 and len({len(b) for b in bodies}) == 1, "a pending comment's length tells which one it is"
+
+
 async def test_a_round_whose_key_was_lost_closes_without_results(client, db: AsyncSession, pulse, caplog) -> None:
     """A database restored from a backup taken while the round was open, after its key was
     destroyed: the answers cannot be opened, and the round still closes (no tick fails)."""
