@@ -8,6 +8,7 @@ order people answered in, so it cannot leak that order.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 
@@ -81,7 +82,13 @@ def encode_fixed_length(tally: Tally) -> bytes:
     (PostgreSQL pages and WAL), each written beside a ledger row naming who answered, would
     otherwise tell from a sum gaining a digit how high that person answered."""
     plain = msgspec.json.encode(tally)
-    return plain + b" " * max(0, len(msgspec.json.encode(_largest(tally))) - len(plain))
+    return plain + b" " * max(0, _largest_length(tuple(tally.items), tuple(tally.reverse), tally.points, tally.kind) - len(plain))
+
+
+@functools.lru_cache(maxsize=256)
+def _largest_length(items: tuple[str, ...], reverse: tuple[str, ...], points: int, kind: str) -> int:
+    """Once per instrument shape: every answer batch of a round seals its tallies at this length."""
+    return len(msgspec.json.encode(_largest(new_tally(list(items), list(reverse), points, kind))))
 
 
 def _largest(tally: Tally) -> Tally:
