@@ -147,6 +147,17 @@ class SsoRequired(Base):
     community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), primary_key=True)
 
 
+class Retention(Base):
+    """How long a community keeps its closed rounds, check-ins and stories; no row: kept until deleted.
+    A row of its own for the reason SsoRequired gives."""
+
+    __tablename__ = "retention"
+    __table_args__ = (CheckConstraint("days >= 30", name="at_least_30_days"),)
+
+    community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), primary_key=True)
+    days: Mapped[int] = mapped_column(Integer)
+
+
 class SsoAttempt(RandomId, Base):
     """A single sign-on started in a browser and not yet finished: what the callback checks.
 
