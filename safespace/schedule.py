@@ -1,5 +1,5 @@
-"""The schedule: rounds open, remind and close on their own, story batches are released and old
-sign-ins forgotten. `safespace tick` runs one pass; `serve` runs one every
+"""The schedule: rounds open, remind and close on their own, story batches are released, old
+sign-ins forgotten and, where a community set a retention, old results and stories deleted. `safespace tick` runs one pass; `serve` runs one every
 SAFESPACE_SCHEDULE_INTERVAL_SECONDS.
 
 Every step is idempotent and runs in its turn (pulse/lease.py), so cron every minute plus several
@@ -32,6 +32,8 @@ from safespace.pulse.lifecycle import Mail, close_round, due_window, forget_roun
 from safespace.pulse.mail import RoundMailer
 from safespace.pulse.models import Lease, Survey
 from safespace.pulse.services import last_round
+from safespace.retention import CHECKIN_TABLES, Expired
+from safespace.retention import apply as apply_retention
 from safespace.stories import services as stories
 
 log = logging.getLogger(__name__)
@@ -49,19 +51,26 @@ class TickReport:
     digests: list[Digest] = field(default_factory=list)  # facilitators' digests, sent after the commit
     chat_delivered: int = 0
     checkins_closed: int = 0  # meeting check-ins left open past their time
+    expired: Expired = field(default_factory=Expired)  # deleted under a community's retention
 
 
 SCRUB_DUE = "scrub-due"  # a lease row that is a note: old row versions wait to be scrubbed
 ANSWER_TABLES = ("participation", "tally", "pending_comment", "released_comment", "round_mail", "round_key", "spent_token")
 STORY_TABLES = ("story", "story_quota", "reply", "flag", "reaction")
+SCRUB_FULL_DUE = "scrub-full-due"  # a note as SCRUB_DUE: retention deleted rows, whose tables are rewritten
+# What retention deletes from. A plain VACUUM frees a deleted row's space in its page without
+# overwriting it (seen on PostgreSQL 15: every deleted value still in the heap file); VACUUM FULL
+# writes the table's live rows to a new file and removes the old one.
+RETENTION_TABLES = ("round", "tally", "released_comment", "round_note", "round_summary", *CHECKIN_TABLES, *STORY_TABLES)
 
 
-async def scrub(db: AsyncSession, tables: tuple[str, ...] = ANSWER_TABLES) -> None:
+async def scrub(db: AsyncSession, tables: tuple[str, ...] = ANSWER_TABLES, rewrite: bool = False) -> None:
     """After a close is committed, drop the old row versions the database still keeps.
 
     SQLite's write-ahead log holds every committed page image until a checkpoint; PostgreSQL
     keeps dead row versions until VACUUM. Either would let someone with the files replay the
-    round answer by answer.
+    round answer by answer. `rewrite`: on PostgreSQL, VACUUM FULL (each table locked while it is
+    rewritten), for deleted rows that must leave the files; SQLite's secure_delete already zeroes them.
     """
     engine = db.bind
     async with engine.connect() as connection:
@@ -69,7 +78,7 @@ async def scrub(db: AsyncSession, tables: tuple[str, ...] = ANSWER_TABLES) -> No
             await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         else:
             autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await autocommit.exec_driver_sql(f"VACUUM {', '.join(tables)}")
+            await autocommit.exec_driver_sql(f"VACUUM {'FULL ' if rewrite else ''}{', '.join(tables)}")
 
 
 async def run_schedule(
@@ -94,6 +103,11 @@ async def run_schedule(
             await notifications.note_waiting(db, moment)  # stories waiting for review, new reports
     except Exception:
         log.exception("schedule: facilitators' notifications of stories skipped this pass")
+    try:
+        async with db.begin_nested():
+            report.expired = await apply_retention(db, moment)
+    except Exception:
+        log.exception("schedule: retention skipped this pass")
     for survey in list(await db.scalars(select(Survey))):
         try:
             # A savepoint per survey: one broken survey (say, a comment sealed with a lost key)
@@ -161,6 +175,8 @@ async def tick(
                     # Noted in the same transaction: a tick killed before its scrub leaves the note,
                     # and the next tick scrubs (old row versions must not outlive a close).
                     await insert_once(db, Lease, {"name": SCRUB_DUE, "holder": holder, "expires_at": moment}, ["name"])
+                if report.expired:
+                    await insert_once(db, Lease, {"name": SCRUB_FULL_DUE, "holder": holder, "expires_at": moment}, ["name"])
                 if digests is not None:
                     report.digests = await claim_due(db, moment)  # claimed in this transaction, sent after it
                 await db.commit()  # the mail ledger is written before any mail goes out
@@ -169,9 +185,12 @@ async def tick(
                 raise
         await forget_round_keys(db, keyring)  # closed rounds' keys: after the close committed, before the scrub
         if await db.get(Lease, SCRUB_DUE) is not None:
-            await scrub(db)
-            await scrub(db, STORY_TABLES)
+            await scrub(db, ANSWER_TABLES + STORY_TABLES)
             await db.execute(delete(Lease).where(Lease.name == SCRUB_DUE))
+            await db.commit()
+        if await db.get(Lease, SCRUB_FULL_DUE) is not None:
+            await scrub(db, RETENTION_TABLES, rewrite=True)
+            await db.execute(delete(Lease).where(Lease.name == SCRUB_FULL_DUE))
             await db.commit()
     report.checkins_closed = await checkin_lifecycle.close_due(sessionmaker, keyring, moment)
     if mailer is not None:

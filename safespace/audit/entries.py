@@ -30,6 +30,8 @@ KINDS = (
     "keys",  # encryption keys rotated
     "backup",  # a backup written
     "sso",  # single sign-on required or not
+    "retention",  # how long results and stories are kept, and what the schedule deleted under it
+    "account",  # a facilitator deleted their own account (their earlier entries name no one since)
 )
 
 

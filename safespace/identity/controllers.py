@@ -13,18 +13,18 @@ from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace import i18n
+from safespace import clock, i18n, retention
 from safespace.audit import entries as audit
 from safespace.chat import services as chat_services
 from safespace.errors import InvalidInput, Refused
 from safespace.i18n import gettext as _
-from safespace.identity import members, services, signin
+from safespace.identity import account, members, services, signin
 from safespace.identity.mail import Postman
-from safespace.identity.models import Membership
+from safespace.identity.models import Community, Membership
 from safespace.settings import Settings
 from safespace.web.guards import community_routes, provide_viewer
 from safespace.web.pages import form_text, local_path, page, see_other
-from safespace.web.session import Viewer, flash
+from safespace.web.session import SESSION_COOKIE, Viewer, flash
 from surveys.disclosure import DEFAULT_COMMENT_THRESHOLD
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,24 @@ class ProfileController(Controller):
         i18n.set_language(values["language"] or i18n.negotiate(request.headers.get("accept-language")))
         await flash(db_session, viewer, _("Your profile is saved."))
         return see_other("/profile")
+
+    @post("/delete", name="profile:delete")
+    async def delete_account(
+        self, request: Request, data: Form, viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]
+    ) -> Template:
+        """Delete the signed-in person's account (identity/account.py says what goes and what stays)."""
+        typed = form_text(data, "confirm_email")
+        values = {"display_name": viewer.display_name, "language": viewer.language or "", "confirm_email": typed}
+        try:
+            await account.delete_account(db_session, viewer.person_id, typed)
+        except InvalidInput as exc:
+            return page("identity/profile.html", status_code=422, values=values, errors=exc.errors)
+        except Refused as exc:
+            return page("identity/profile.html", status_code=409, values=values, errors={"confirm_email": str(exc)})
+        request.scope["user"] = None  # the page is drawn signed out: the session went with the account
+        response = page("identity/account_deleted.html")
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
 
     @post("/language", name="profile:language")
     async def choose_language(self, data: Form, viewer: NamedDependency[Viewer], db_session: NamedDependency[AsyncSession]) -> Redirect:
@@ -141,7 +159,34 @@ class CommunityController(Controller):
         c = facilitation.community
         values = {key: getattr(c, key) for key in COMMUNITY_FIELDS}
         chat = await chat_services.channel_view(db_session, c)
-        return page("identity/community_form.html", values=values, errors={}, community=c, chat=chat)
+        kept = await _retention_view(db_session, c)
+        return page("identity/community_form.html", values=values, errors={}, community=c, chat=chat, retention=kept)
+
+    @post("/settings/retention", name="retention:set")
+    async def set_retention(
+        self,
+        data: Form,
+        facilitation: NamedDependency[Membership],
+        viewer: NamedDependency[Viewer],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template | Redirect:
+        """Set how long results and stories are kept. Where that would delete something at the next
+        pass, the page first says how much and asks again: nothing deleted can be brought back."""
+        c = facilitation.community
+        try:
+            days = retention.parse_days(form_text(data, "retention_days"))
+        except InvalidInput as exc:
+            await flash(db_session, viewer, exc.errors["retention_days"])
+            return see_other(f"/c/{c.id}/settings#retention")
+        due = await retention.due(db_session, c, days, clock.now()) if days else retention.Expired()
+        if due and form_text(data, "confirm") != "yes":
+            values = {key: getattr(c, key) for key in COMMUNITY_FIELDS}
+            kept = await _retention_view(db_session, c) | {"asked": days, "asked_due": due}
+            chat = await chat_services.channel_view(db_session, c)
+            return page("identity/community_form.html", values=values, errors={}, community=c, chat=chat, retention=kept)
+        if await retention.set_days(db_session, c, days, viewer.email):
+            await flash(db_session, viewer, _("Kept for %(days)d days from now on.", days=days) if days else _("Results and stories are kept until someone deletes them."))
+        return see_other(f"/c/{c.id}/settings#retention")
 
     @post("/settings")
     async def save_settings(
@@ -327,3 +372,10 @@ class CommunityController(Controller):
         await audit.member_changed(db_session, community_id, viewer.email, member.person.email, status=changes.get("status"), role=changes.get("role"))
         await flash(db_session, viewer, _("Saved the change for %(who)s.") % {"who": member.person.email})
         return see_other(f"/c/{community_id}/members")
+
+
+async def _retention_view(db: AsyncSession, community: Community) -> dict[str, Any]:
+    """The settings page's retention section: the age chosen, what the next pass deletes under it, the choices."""
+    days = await retention.days_of(db, community.id)
+    due = await retention.due(db, community, days, clock.now()) if days else retention.Expired()
+    return {"days": days, "due": due, "choices": retention.CHOICES, "asked": None}
