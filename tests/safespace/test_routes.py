@@ -70,6 +70,7 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/profile"): SIGNED_IN,
     ("POST", "/profile"): SIGNED_IN,
     ("POST", "/profile/language"): SIGNED_IN,
+    ("POST", "/profile/delete"): SIGNED_IN,  # the walk's empty form does not confirm: nobody is deleted
     ("GET", "/communities"): SIGNED_IN,
     ("POST", "/communities"): SIGNED_IN,
     ("GET", "/communities/new"): SIGNED_IN,
@@ -115,6 +116,7 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", f"{C}/notifications"): FACILITATOR,  # the facilitator's own choice of mails
     ("POST", f"{C}/notifications"): FACILITATOR,
     ("POST", f"{C}/settings/chat"): FACILITATOR,
+    ("POST", f"{C}/settings/retention"): FACILITATOR,
     ("POST", f"{C}/settings/chat/remove"): FACILITATOR,
     ("POST", f"{C}/settings/chat/test"): FACILITATOR,
     ("GET", f"{C}/teams"): FACILITATOR,
