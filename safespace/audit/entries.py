@@ -30,6 +30,7 @@ KINDS = (
     "keys",  # encryption keys rotated
     "backup",  # a backup written
     "sso",  # single sign-on required or not
+    "webhook",  # a webhook endpoint registered or removed, or its secret rotated
 )
 
 
