@@ -12,7 +12,7 @@ from litestar import Controller, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import URLEncodedBody
+from litestar.params import FromPath, URLEncodedBody
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -67,7 +67,7 @@ class WebhooksController(Controller):
 
     @post("/{endpoint_id:uuid}/rotate", name="webhooks:rotate")
     async def rotate(
-        self, endpoint_id: uuid.UUID, facilitation: NamedDependency[Membership], viewer: NamedDependency[Viewer],
+        self, endpoint_id: FromPath[uuid.UUID], facilitation: NamedDependency[Membership], viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession], keyring: NamedDependency[Keyring],
     ) -> Template:  # fmt: skip
         endpoint = await _endpoint(db_session, facilitation, endpoint_id)
@@ -77,7 +77,7 @@ class WebhooksController(Controller):
 
     @post("/{endpoint_id:uuid}/remove", name="webhooks:remove")
     async def remove(
-        self, endpoint_id: uuid.UUID, facilitation: NamedDependency[Membership], viewer: NamedDependency[Viewer],
+        self, endpoint_id: FromPath[uuid.UUID], facilitation: NamedDependency[Membership], viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession],
     ) -> Redirect:  # fmt: skip
         endpoint = await _endpoint(db_session, facilitation, endpoint_id)
@@ -88,7 +88,7 @@ class WebhooksController(Controller):
 
     @post("/{endpoint_id:uuid}/test", name="webhooks:test")
     async def test(
-        self, endpoint_id: uuid.UUID, facilitation: NamedDependency[Membership], viewer: NamedDependency[Viewer],
+        self, endpoint_id: FromPath[uuid.UUID], facilitation: NamedDependency[Membership], viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession], send_webhooks: NamedDependency[SendWebhooks],
     ) -> Redirect:  # fmt: skip
         """Note a ping and send it after the response: the request never waits on the receiver."""
@@ -109,9 +109,8 @@ async def _endpoint(db: AsyncSession, facilitation: Membership, endpoint_id: uui
 async def _page(db: AsyncSession, facilitation: Membership, status_code: int = 200, **context: Any) -> Template:
     endpoints = await services.endpoint_views(db, facilitation.community)
     context = {"errors": {}, "values": {"events": list(EVENTS)}, "shown_secret": None} | context
-    # A page showing a secret is kept by no cache, the browser's included.
-    headers = {"Cache-Control": "no-store"} if context["shown_secret"] else None
-    return page("webhooks/page.html", status_code, headers, community=facilitation.community, endpoints=endpoints, events=EVENTS,
+    # Every page is sent with Cache-Control: no-store (app._common_headers), this one's secret too.
+    return page("webhooks/page.html", status_code, community=facilitation.community, endpoints=endpoints, events=EVENTS,
                 most=services.MAX_ENDPOINTS, **context)  # fmt: skip
 
 
