@@ -25,7 +25,7 @@ from safespace.pulse import services as pulse
 from safespace.pulse.mail import RoundMailer
 from safespace.pulse.models import Round
 from safespace.web.templates import template_environment
-from safespace.webhooks.delivery import WebhookSender
+from safespace.webhooks.delivery import WebhookSender, signature
 from safespace.webhooks.models import EVENTS, WebhookDelivery, WebhookEndpoint
 from tests.conftest import BASE_URL
 from tests.helpers import World, make_community, post_form, sign_in
@@ -85,9 +85,13 @@ def _figures(body: bytes) -> list[str]:
     return re.findall(r"\d+", shown)
 
 
-def _check_signed(arrival, secret: str) -> dict:
-    """The arrival verifies with the secret by the README's verifier, and its headers name it."""
-    assert readme_verify()(secret, arrival.headers, arrival.body)
+def _check_signed(arrival, secret: str, fresh: bool = True) -> dict:
+    """The arrival verifies with the secret by the README's verifier, and its headers name it.
+    Not `fresh`: signed at a moment the test's clock chose, so checked without the time limit."""
+    if fresh:
+        assert readme_verify()(secret, arrival.headers, arrival.body)
+    else:
+        assert arrival.headers["Safespace-Signature"] == signature(secret, int(arrival.headers["Safespace-Timestamp"]), arrival.body)
     assert not readme_verify()("whsec_" + "x" * 43, arrival.headers, arrival.body)
     assert not readme_verify()(secret, arrival.headers, arrival.body + b" ")
     body = json.loads(arrival.body)
@@ -256,3 +260,70 @@ async def test_a_community_without_webhooks_notes_no_delivery(db: AsyncSession, 
     report = await _tick(settings, engine, clock.now())
     assert report.opened == 1 and report.webhooks_delivered == 0 and receiver.arrivals == []
     assert await db.scalar(select(WebhookDelivery)) is None
+
+
+async def test_a_round_opened_now_and_closed_early_over_http_reaches_the_endpoint(client, db: AsyncSession, engine, settings, receiver, monkeypatch) -> None:  # fmt: skip
+    world, secret = await _world_with_webhook(client, db, receiver, events=["round.opened", "round.closed"])
+    survey = await _survey(db, world)
+    assert (await _tick(settings, engine, clock.now())).webhooks_delivered == 1
+    first = await db.scalar(select(Round).where(Round.survey_id == survey.id))
+    assert (await _tick(settings, engine, first.closes_at + timedelta(seconds=1))).webhooks_delivered == 1
+    later = first.closes_at + timedelta(hours=1)  # the scheduled round is over: open one now
+    monkeypatch.setattr(clock, "now", lambda: later)
+    url = f"/c/{world.community.id}/surveys/{survey.id}"
+    await client.get(f"{url}/open-round")
+    assert (await post_form(client, f"{url}/open-round", {})).status_code == 303
+    assert len(receiver.arrivals) == 2  # the request only noted it: the schedule sends it
+    assert (await _tick(settings, engine, later)).webhooks_delivered == 1
+    await client.get(f"{url}/close-round")
+    assert (await post_form(client, f"{url}/close-round", {})).status_code == 303
+    assert (await _tick(settings, engine, later + timedelta(minutes=1))).webhooks_delivered == 1
+    bodies = [_check_signed(arrival, secret, fresh=False) for arrival in receiver.arrivals]
+    assert [(b["event"], b.get("outcome")) for b in bodies] == [
+        ("round.opened", None), ("round.closed", "too_few"), ("round.opened", None), ("round.closed", "too_few")
+    ]
+    assert bodies[2]["round"]["id"] == bodies[3]["round"]["id"] != bodies[0]["round"]["id"]
+
+
+async def test_the_page_keeps_the_last_twenty_finished_deliveries(client, db: AsyncSession, engine, settings, receiver) -> None:
+    from safespace.webhooks import services
+
+    world, _secret = await _world_with_webhook(client, db, receiver)
+    endpoint, page = await db.scalar(select(WebhookEndpoint)), f"/c/{world.community.id}/webhooks"
+    sender = WebhookSender(settings.base_url, settings.webhook_ca_file, settings.webhook_allow_private)
+    keyring = Keyring.load(settings.encryption_key_path)
+    for _ in range(23):
+        services.ping(db, endpoint, clock.now())
+        await db.commit()
+        assert await sender.deliver_due(async_sessionmaker(engine, expire_on_commit=False), keyring) == 1
+    db.expire_all()
+    kept = list(await db.scalars(select(WebhookDelivery)))
+    assert len(kept) == 20 and {d.status for d in kept} == {"delivered"} and len(receiver.arrivals) == 23
+    shown = (await client.get(page)).text
+    assert shown.count("<code>ping</code>") == 20 and "Last delivered on" in shown
+
+
+async def test_a_host_that_turned_private_is_not_sent_to(client, db: AsyncSession, engine, settings, receiver) -> None:
+    # Registered while private addresses were allowed; the operator has since turned that off:
+    # the address is checked again before every request, and nothing leaves.
+    world, _secret = await _world_with_webhook(client, db, receiver)
+    await _survey(db, world)
+    strict = msgspec.structs.replace(settings, webhook_allow_private=False)
+    assert (await _tick(strict, engine, clock.now())).webhooks_delivered == 0
+    assert receiver.arrivals == []
+    shown = (await client.get(f"/c/{world.community.id}/webhooks")).text
+    assert "The last delivery failed" in shown and "private address (127.0.0.1)" in shown
+
+
+async def test_a_webhook_secret_is_resealed_by_key_rotation(client, db: AsyncSession, settings, receiver) -> None:
+    from safespace.privacy import rotation
+    from safespace.webhooks import services
+
+    _world, secret = await _world_with_webhook(client, db, receiver)
+    keyring = Keyring.load(settings.encryption_key_path)
+    keyring.add_key()
+    assert await rotation.count_not_current(db, keyring) == 1
+    assert await rotation.reseal_all(db, keyring) == 1
+    await db.commit()
+    keyring.retire_older_keys()
+    assert services.secret_of(await db.scalar(select(WebhookEndpoint)), keyring) == secret
