@@ -71,22 +71,22 @@ class WebhookSender:
     timeout: float = TIMEOUT_SECONDS
     _tls: ssl.SSLContext | None = field(default=None, repr=False)
 
-    async def post(self, url: str, body: bytes, sent_headers: dict[str, str]) -> str | None:
-        """One request; None when the receiver took it (2xx), else why not (no secret in it)."""
+    async def post(self, url: str, body: bytes, sent_headers: dict[str, str]) -> tuple[bool, str]:
+        """One request: whether the receiver took it (2xx), and its answer or why not (no secret in it)."""
         try:
             if not self.allow_private and (found := await private_address(url)) is not None:
-                return f"refused: the host now resolves to a private address ({found})"
+                return False, f"refused: the host now resolves to a private address ({found})"
         except OSError:
-            return "the host cannot be resolved"
+            return False, "the host cannot be resolved"
         self._tls = self._tls or tls_context(self.ca_file)
         try:
             async with httpx.AsyncClient(verify=self._tls, follow_redirects=False, timeout=self.timeout) as client:
                 answer = await asyncio.wait_for(client.post(url, content=body, headers=sent_headers), 2 * self.timeout)
         except (TimeoutError, httpx.TimeoutException):
-            return f"no answer within {self.timeout:g} seconds"
+            return False, f"no answer within {self.timeout:g} seconds"
         except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: {exc}"[:300]
-        return None if 200 <= answer.status_code < 300 else f"HTTP {answer.status_code}"
+            return False, f"{type(exc).__name__}: {exc}"[:300]
+        return 200 <= answer.status_code < 300, f"HTTP {answer.status_code}"
 
     async def deliver_due(
         self, sessionmaker: async_sessionmaker[AsyncSession], keyring: Keyring, moment: datetime | None = None,
@@ -129,12 +129,14 @@ class WebhookSender:
         # Signed now, by the real clock: the receiver checks the timestamp against its own.
         sent = headers(delivery_id, event, secret_of(endpoint, keyring), int(clock.now().timestamp()), body)
         await db.commit()  # the claim and the body; no transaction is open while the receiver is called
-        why = await self.post(url, body, sent)
-        await _record(db, delivery_id, event, attempts, why, moment)
-        return int(why is None)
+        delivered, answer = await self.post(url, body, sent)
+        await _record(db, delivery_id, event, attempts, delivered, answer, moment)
+        return int(delivered)
 
 
-async def _record(db: AsyncSession, delivery_id: uuid.UUID, event: str, attempts: int, why: str | None, moment: datetime) -> None:
+async def _record(
+    db: AsyncSession, delivery_id: uuid.UUID, event: str, attempts: int, delivered: bool, answer: str, moment: datetime
+) -> None:
     """Note how the try went on the delivery and its endpoint, and keep the last KEPT finished."""
     delivery = await db.get(WebhookDelivery, delivery_id, populate_existing=True)
     endpoint = delivery and await db.get(WebhookEndpoint, delivery.endpoint_id, populate_existing=True)
@@ -142,12 +144,12 @@ async def _record(db: AsyncSession, delivery_id: uuid.UUID, event: str, attempts
         await db.commit()
         return
     now = clock.now()
-    delivery.attempts, delivery.result = attempts, why or "delivered"
-    if why is None:
+    delivery.attempts, delivery.result = attempts, answer
+    if delivered:
         delivery.status, delivery.finished_at, endpoint.last_delivered_at = "delivered", now, now
     else:
-        log.warning("a webhook %s delivery failed (attempt %d): %s", event, attempts, why)
-        endpoint.last_failed_at, endpoint.last_failure = now, why
+        log.warning("a webhook %s delivery failed (attempt %d): %s", event, attempts, answer)
+        endpoint.last_failed_at, endpoint.last_failure = now, answer
         if event == PING or attempts >= MAX_ATTEMPTS:
             delivery.status, delivery.finished_at = "given_up", now
         else:
