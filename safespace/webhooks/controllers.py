@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from litestar import Controller, get, post
 from litestar.background_tasks import BackgroundTask
@@ -62,7 +63,7 @@ class WebhooksController(Controller):
             return _to_page(facilitation)
         except InvalidInput as exc:
             return await _page(db_session, facilitation, 422, errors=exc.errors, values={"url": url, "events": chosen})
-        await audit.record(db_session, facilitation.community_id, viewer.email, "webhook", f"endpoint {endpoint.url} registered")
+        await audit.record(db_session, facilitation.community_id, viewer.email, "webhook", f"endpoint on {_host(endpoint)} registered")
         return await _page(db_session, facilitation, shown_secret=(endpoint.id, secret))
 
     @post("/{endpoint_id:uuid}/rotate", name="webhooks:rotate")
@@ -72,7 +73,7 @@ class WebhooksController(Controller):
     ) -> Template:  # fmt: skip
         endpoint = await _endpoint(db_session, facilitation, endpoint_id)
         secret = services.rotate(endpoint, keyring)
-        await audit.record(db_session, facilitation.community_id, viewer.email, "webhook", f"secret of {endpoint.url} rotated")
+        await audit.record(db_session, facilitation.community_id, viewer.email, "webhook", f"secret of the endpoint on {_host(endpoint)} rotated")
         return await _page(db_session, facilitation, shown_secret=(endpoint.id, secret))
 
     @post("/{endpoint_id:uuid}/remove", name="webhooks:remove")
@@ -81,7 +82,7 @@ class WebhooksController(Controller):
         db_session: NamedDependency[AsyncSession],
     ) -> Redirect:  # fmt: skip
         endpoint = await _endpoint(db_session, facilitation, endpoint_id)
-        await audit.record(db_session, facilitation.community_id, viewer.email, "webhook", f"endpoint {endpoint.url} removed")
+        await audit.record(db_session, facilitation.community_id, viewer.email, "webhook", f"endpoint on {_host(endpoint)} removed")
         await services.remove(db_session, endpoint)
         await flash(db_session, viewer, _("The endpoint is removed; nothing more is sent to it."))
         return _to_page(facilitation)
@@ -112,6 +113,11 @@ async def _page(db: AsyncSession, facilitation: Membership, status_code: int = 2
     # Every page is sent with Cache-Control: no-store (app._common_headers), this one's secret too.
     return page("webhooks/page.html", status_code, community=facilitation.community, endpoints=endpoints, events=EVENTS,
                 most=services.MAX_ENDPOINTS, **context)  # fmt: skip
+
+
+def _host(endpoint: WebhookEndpoint) -> str:
+    """How the audit log names an endpoint: its host, not a path that may hold the receiver's token."""
+    return urlsplit(endpoint.url).netloc
 
 
 def _to_page(facilitation: Membership) -> Redirect:

@@ -250,7 +250,8 @@ async def test_the_secret_is_shown_once_sealed_at_rest_and_rotated(client, db: A
     db.expire_all()
     assert await db.scalar(select(WebhookEndpoint)) is None and await db.scalar(select(WebhookDelivery)) is None
     kinds = [e.detail for e in await db.scalars(select(AuditEntry).where(AuditEntry.kind == "webhook").order_by(AuditEntry.at))]
-    assert kinds == [f"endpoint {receiver.url} registered", f"secret of {receiver.url} rotated", f"endpoint {receiver.url} removed"]
+    host = f"127.0.0.1:{receiver.port}"
+    assert kinds == [f"endpoint on {host} registered", f"secret of the endpoint on {host} rotated", f"endpoint on {host} removed"]
     assert not [detail for detail in kinds if "whsec_" in detail]
 
 
