@@ -138,9 +138,10 @@ async def _record(
     db: AsyncSession, delivery_id: uuid.UUID, event: str, attempts: int, delivered: bool, answer: str, moment: datetime
 ) -> None:
     """Note how the try went on the delivery and its endpoint, and keep the last KEPT finished."""
+    # Read again: a facilitator may have removed the endpoint (and its deliveries) while this one was out.
     delivery = await db.get(WebhookDelivery, delivery_id, populate_existing=True)
-    endpoint = delivery and await db.get(WebhookEndpoint, delivery.endpoint_id, populate_existing=True)
-    if delivery is None or endpoint is None:  # removed while it was out
+    endpoint = await db.get(WebhookEndpoint, delivery.endpoint_id, populate_existing=True) if delivery else None
+    if delivery is None or endpoint is None:
         await db.commit()
         return
     now = clock.now()
