@@ -77,6 +77,8 @@ from safespace.web.guards import DATABASE_STATE_KEY, READS_STATE_KEY
 from safespace.web.session import SessionAuthMiddleware
 from safespace.web.templates import template_environment
 from safespace.web.transaction import commit_before_send
+from safespace.webhooks.controllers import WebhooksController
+from safespace.webhooks.delivery import WebhookSender
 
 STATIC = Path(__file__).with_name("static")
 # Our own scripts, styles and images only: no inline script or style, no other host (a CDN would
@@ -222,6 +224,7 @@ ROUTES = [
     ObjectivesController,
     NotificationsController,
     ChatController,
+    WebhooksController,
     ActionsController,
     SummaryController,
     CheckInsController,
@@ -239,7 +242,8 @@ ROUTES = [
 
 
 def _scheduler(
-    settings: Settings, keyring: Keyring, round_mailer: RoundMailer, chat_delivery: ChatDelivery, digests: DigestMailer
+    settings: Settings, keyring: Keyring, round_mailer: RoundMailer, chat_delivery: ChatDelivery, digests: DigestMailer,
+    webhooks: WebhookSender,
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """The periodic task that opens, reminds and closes rounds (a lease keeps replicas apart)."""
 
@@ -262,6 +266,7 @@ def _scheduler(
                 settings.token_key_bits,
                 chat_delivery,
                 digests,
+                webhooks,
             )
         )
         try:
@@ -327,6 +332,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
     keyring = Keyring.load(settings.encryption_key_path)
     sessionmaker = db.create_session_maker()
     chat_delivery = ChatDelivery(settings.base_url)
+    webhooks = WebhookSender(settings.base_url, settings.webhook_ca_file, settings.webhook_allow_private)
     answers = AnswerQueue(sessionmaker, keyring)
     reads = Reads(sessionmaker.kw["bind"])
     issuances = IssuanceQueue(sessionmaker, keyring, reads)
@@ -344,6 +350,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
         send_round_mails=functools.partial(round_mailer.send_all, sessionmaker),
         # The settings page's test message, sent after the response (never inside the request).
         send_chat_posts=functools.partial(chat_delivery.deliver_due, sessionmaker, keyring),
+        send_webhooks=functools.partial(webhooks.deliver_due, sessionmaker, keyring),  # the webhooks page's test event
         checkin_hub=Hub(sessionmaker),  # check-ins' event streams: short sessions of their own
     )
     return Litestar(
@@ -364,7 +371,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
         openapi_config=OpenAPIConfig(
             title="Safespace API", version="1", path="/schema", render_plugins=[JsonRenderPlugin(), YamlRenderPlugin()]
         ),
-        lifespan=[_scheduler(settings, keyring, round_mailer, chat_delivery, digests)],
+        lifespan=[_scheduler(settings, keyring, round_mailer, chat_delivery, digests, webhooks)],
         on_startup=[issuances.start, *([_freeze_heap] if freeze_heap else [])],
         on_shutdown=[reads.dispose],
         # The batchers are kept where tests and benchmarks can see how well they group.

@@ -210,6 +210,7 @@ def tick() -> None:
     from safespace.pulse.mail import RoundMailer
     from safespace.schedule import tick as run_tick
     from safespace.web.templates import template_environment
+    from safespace.webhooks.delivery import WebhookSender
 
     settings = command_settings()
     schema_matches_the_code(settings)  # first: the key check reads tables the schema may lack
@@ -228,6 +229,7 @@ def tick() -> None:
                 token_key_bits=settings.token_key_bits,
                 chat_delivery=ChatDelivery(settings.base_url),
                 digests=DigestMailer(make_mailer(settings), template_environment(), settings.base_url),
+                webhook_sender=WebhookSender(settings.base_url, settings.webhook_ca_file, settings.webhook_allow_private),
             )
         finally:
             await engine.dispose()

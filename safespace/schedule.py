@@ -1,6 +1,6 @@
 """The schedule: rounds open, remind and close on their own, story batches are released, old
-sign-ins forgotten and, where a community set a retention, old results and stories deleted. `safespace tick` runs one pass; `serve` runs one every
-SAFESPACE_SCHEDULE_INTERVAL_SECONDS.
+sign-ins forgotten and, where a community set a retention, old results and stories deleted.
+`safespace tick` runs one pass; `serve` runs one every SAFESPACE_SCHEDULE_INTERVAL_SECONDS.
 
 Every step is idempotent and runs in its turn (pulse/lease.py), so cron every minute plus several
 app replicas never open a round twice, close it twice, or mail anyone twice.
@@ -35,6 +35,8 @@ from safespace.pulse.services import last_round
 from safespace.retention import CHECKIN_TABLES, Expired
 from safespace.retention import apply as apply_retention
 from safespace.stories import services as stories
+from safespace.webhooks import services as webhooks
+from safespace.webhooks.delivery import WebhookSender
 
 log = logging.getLogger(__name__)
 REMIND_BEFORE_CLOSE = timedelta(days=1)
@@ -50,6 +52,7 @@ class TickReport:
     stories_released: int = 0
     digests: list[Digest] = field(default_factory=list)  # facilitators' digests, sent after the commit
     chat_delivered: int = 0
+    webhooks_delivered: int = 0
     checkins_closed: int = 0  # meeting check-ins left open past their time
     expired: Expired = field(default_factory=Expired)  # deleted under a community's retention
 
@@ -130,6 +133,7 @@ async def _advance(
             if await close_round(db, keyring, last.id, moment):
                 report.closed += 1
                 await chat.note_post(db, survey.community_id, "results", last.id, moment)
+                await webhooks.note(db, survey.community_id, "round.closed", moment, last.id)
         elif (
             not last.reminder_sent
             and moment >= last.closes_at - REMIND_BEFORE_CLOSE
@@ -149,6 +153,7 @@ async def _advance(
     report.mails += await note_mails(db, round_, "invitation", unanswered_only=False)
     report.opened += 1
     await chat.note_post(db, survey.community_id, "invitation", round_.id, moment)
+    await webhooks.note(db, survey.community_id, "round.opened", moment, round_.id)
 
 
 async def tick(
@@ -162,6 +167,7 @@ async def tick(
     token_key_bits: int = 2048,
     chat_delivery: ChatDelivery | None = None,
     digests: DigestMailer | None = None,
+    webhook_sender: WebhookSender | None = None,
 ) -> TickReport:
     moment = moment or clock.now()
     holder = holder or holder_name()
@@ -207,6 +213,12 @@ async def tick(
             report.chat_delivered = await chat_delivery.deliver_due(sessionmaker, keyring, moment)
         except Exception:
             log.exception("schedule: chat posts wait for the next pass")
+    if webhook_sender is not None:
+        # Likewise: a receiver that fails or never answers holds up nothing above.
+        try:
+            report.webhooks_delivered = await webhook_sender.deliver_due(sessionmaker, keyring, moment)
+        except Exception:
+            log.exception("schedule: webhook deliveries wait for the next pass")
     return report
 
 
@@ -220,13 +232,14 @@ async def run_periodically(
     token_key_bits: int = 2048,
     chat_delivery: ChatDelivery | None = None,
     digests: DigestMailer | None = None,
+    webhook_sender: WebhookSender | None = None,
 ) -> None:
     """The periodic task inside `safespace serve`."""
     while True:
         try:
             report = await tick(
                 sessionmaker, keyring, mailer, session_idle=session_idle, story_release=story_release, token_key_bits=token_key_bits,
-                chat_delivery=chat_delivery, digests=digests,
+                chat_delivery=chat_delivery, digests=digests, webhook_sender=webhook_sender,
             )
             if report.opened or report.closed or report.reminded:
                 log.info("schedule: opened %d, closed %d, reminded %d", report.opened, report.closed, report.reminded)

@@ -58,6 +58,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # Single sign-on (OpenID Connect): a JSON list of providers, each {"id", "name", "issuer",
     # "client_id", "client_secret"}; empty: magic links only (identity/sso.py).
     oidc_providers: str = ""
+    # Webhooks: a PEM file of CAs trusted beside the system's for their HTTPS endpoints (empty:
+    # the system's only), and whether an endpoint may be on a private or loopback address.
+    webhook_ca_file: str = ""
+    webhook_allow_private: bool = False
 
     @property
     def sso_providers(self) -> tuple[OIDCProvider, ...]:
@@ -249,5 +253,7 @@ def _check(settings: Settings) -> None:
     if not 1 <= settings.database_statement_timeout_seconds <= 3600:
         raise SettingsError("SAFESPACE_DATABASE_STATEMENT_TIMEOUT_SECONDS: use a number of seconds from 1 to 3600, e.g. 10.")
     parse_providers(settings.oidc_providers)
+    if settings.webhook_ca_file and not Path(settings.webhook_ca_file).is_file():
+        raise SettingsError(f"SAFESPACE_WEBHOOK_CA_FILE: {settings.webhook_ca_file} is not a file; give the path of a PEM bundle of CA certificates, or leave it empty.")
     if not 0 < settings.smtp_port < 65536:
         raise SettingsError("SAFESPACE_SMTP_PORT: use a port number between 1 and 65535.")

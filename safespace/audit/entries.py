@@ -32,6 +32,7 @@ KINDS = (
     "sso",  # single sign-on required or not
     "retention",  # how long results and stories are kept, and what the schedule deleted under it
     "account",  # a facilitator deleted their own account (their earlier entries name no one since)
+    "webhook",  # a webhook endpoint registered or removed, or its secret rotated
 )
 
 

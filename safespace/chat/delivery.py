@@ -13,7 +13,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,6 +21,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from safespace import clock, i18n
+from safespace.backoff import CLAIM, MAX_ATTEMPTS, next_wait
 from safespace.chat.models import ChatChannel, ChatPost
 from safespace.chat.services import Receiver, apprise_plugin, secrets_in, shown_as, url_aad
 from safespace.i18n import gettext as _
@@ -32,15 +33,7 @@ from safespace.pulse.models import Round, Survey
 log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 10.0  # a receiver slower than this failed; the post is tried again later
-FIRST_WAIT = timedelta(minutes=2)  # then 4, 8, ... minutes
-LONGEST_WAIT = timedelta(hours=2)
-MAX_ATTEMPTS = 8  # about six hours of trying; a test message is tried once
-CLAIM = timedelta(minutes=5)  # a post being sent is not picked up by another pass meanwhile
-BATCH = 100
-
-
-def next_wait(attempts: int) -> timedelta:
-    return min(FIRST_WAIT * 2 ** (attempts - 1), LONGEST_WAIT)
+BATCH = 100  # a test message is tried once; the others as safespace.backoff says
 
 
 @dataclass(frozen=True)

@@ -10,5 +10,6 @@ from safespace.insights import models as insights_models  # noqa: F401
 from safespace.notifications import models as notifications_models  # noqa: F401
 from safespace.pulse import models as pulse_models  # noqa: F401
 from safespace.stories import models as stories_models  # noqa: F401
+from safespace.webhooks import models as webhooks_models  # noqa: F401
 
 metadata = Base.metadata

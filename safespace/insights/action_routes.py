@@ -29,6 +29,7 @@ from safespace.pulse.models import Round
 from safespace.web.guards import facilitator_routes
 from safespace.web.pages import form_text, page, see_other
 from safespace.web.session import Viewer, flash
+from safespace.webhooks import services as webhooks
 
 Form = URLEncodedBody[dict[str, Any]]
 FIELDS = ("title", "owner", "due_on", "round", "instrument", "item")
@@ -157,6 +158,7 @@ class ActionsController(Controller):
             return see_other(f"{back}#summary")
         mails = await note_mails(db_session, round_, "summary", unanswered_only=False)
         await chat.note_post(db_session, community.id, "summary", round_.id, clock.now())  # where the community has a chat
+        await webhooks.note(db_session, community.id, "action.published", clock.now(), round_.id)  # sent by the next tick
         await flash(db_session, viewer, _("Published. %(count)s members get it by mail.", count=len(mails)))
         await db_session.commit()
         redirect = see_other(f"{back}#summary")

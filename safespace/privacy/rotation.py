@@ -10,6 +10,7 @@ from safespace.privacy.crypto import Keyring, associated_data
 from safespace.privacy.round_keys import is_sealed
 from safespace.pulse.models import PendingComment, ReleasedComment, RoundKey
 from safespace.stories.models import Reply, Story, StoryKey
+from safespace.webhooks.models import WebhookEndpoint
 
 # Each sealed column, with how its associated data is built from the row.
 SEALED = [
@@ -20,6 +21,7 @@ SEALED = [
     (RoundKey, "round_key", "private_sealed", lambda row: row.id),
     (StoryKey, "story_key", "private_sealed", lambda row: row.id),
     (ChatChannel, "chat_channel", "url_sealed", lambda row: row.community_id),
+    (WebhookEndpoint, "webhook_endpoint", "secret_sealed", lambda row: row.id),
 ]
 
 

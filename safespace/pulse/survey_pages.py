@@ -33,6 +33,7 @@ from safespace.text import clean_text
 from safespace.web.guards import facilitator_routes
 from safespace.web.pages import form_text, page, see_other
 from safespace.web.session import Viewer, flash
+from safespace.webhooks import services as webhooks
 from surveys.instrument import AGREEMENT, CHOICE, CHOICE_OPTIONS, ZERO_TO_TEN, InstrumentError, custom_instrument
 
 Form = URLEncodedBody[dict[str, Any]]
@@ -218,6 +219,7 @@ class SurveysController(Controller):
             await audit.record(db_session, survey.community_id, viewer.email, "round-closed", f"round {open_round.number} of “{survey.title}”")
             if await lifecycle.close_round(db_session, keyring, open_round.id, clock.now()):
                 await chat.note_post(db_session, survey.community_id, "results", open_round.id, clock.now())  # sent by the next tick
+                await webhooks.note(db_session, survey.community_id, "round.closed", clock.now(), open_round.id)
             await db_session.commit()
             await lifecycle.forget_round_keys(db_session, keyring)
             await schedule.scrub(db_session)
@@ -270,6 +272,7 @@ class SurveysController(Controller):
         await audit.record(db_session, survey.community_id, viewer.email, "survey", f"round {round_.number} of “{survey.title}” opened now")
         mails = await lifecycle.note_mails(db_session, round_, "invitation", unanswered_only=False)
         await chat.note_post(db_session, survey.community_id, "invitation", round_.id, clock.now())  # sent by the next tick
+        await webhooks.note(db_session, survey.community_id, "round.opened", clock.now(), round_.id)
         await flash(db_session, viewer, _("Round %(number)s is open; %(count)s invitations are on their way.", number=round_.number, count=len(mails)))
         await db_session.commit()
         redirect = _to_survey(request, survey)

@@ -28,6 +28,7 @@ from safespace.stories import receipts
 from safespace.stories.identifying import Finding, find_identifying, roster_names
 from safespace.stories.models import Reply, Story, StoryKey, StoryQuota, StoryRelease
 from safespace.text import clean_text
+from safespace.webhooks import services as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,10 @@ async def release_due(db: AsyncSession, keyring: Keyring, moment: datetime, week
             async with db.begin_nested():  # one community's failure must not hold back the others'
                 here = 0
                 if count and (count >= BATCH_SIZE or weekly_due):
-                    here += await _release(db, keyring, community.id, local.date())
+                    stories_out = await _release(db, keyring, community.id, local.date())
+                    if stories_out:  # noted with the batch, in its savepoint: no count (webhooks/payloads.py)
+                        await webhooks.note(db, community.id, "stories.released", moment)
+                    here += stories_out
                 if weekly_due:
                     db.add(StoryRelease(community_id=community.id, week=week))
                 here += await _release_replies(db, keyring, community.id, local.date(), minimum=1 if weekly_due else REPLIES_AT_ONCE)
