@@ -3,6 +3,7 @@ event stream. Any signed-in member of the check-in's community; anyone else find
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,7 +19,7 @@ from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage,
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace import i18n
+from safespace import clock, i18n
 from safespace.checkin import answering, live, services
 from safespace.checkin.models import CheckIn, CheckInParticipation
 from safespace.checkin.results import revealed_result
@@ -154,25 +155,37 @@ class JoinController(Controller):
     @get("/{code:str}/events", name="checkin:events")
     async def events(self, checkin: NamedDependency[CheckIn], channels: NamedDependency[ChannelsPlugin], checkin_hub: NamedDependency[live.Hub]) -> ServerSentEvent:
         """The live count and state, as server-sent events: what the page shows, nothing more."""
-        checkin_id = checkin.id
+        checkin_id, closes_at = checkin.id, checkin.closes_at
+
+        async def current() -> live.LiveState:
+            async with checkin_hub.sessionmaker() as db:
+                return live.state_of(await db.get_one(CheckIn, checkin_id), await services.answered(db, checkin_id))
 
         async def stream() -> AsyncIterator[ServerSentEventMessage]:
             async with channels.start_subscription(live.channel(checkin_id)) as subscriber:
-                # Subscribed first, read second: an update between the two is not lost.
-                async with checkin_hub.sessionmaker() as db:
-                    current = await db.get(CheckIn, checkin_id)
-                    state = live.state_of(current, await services.answered(db, checkin_id))
+                state = await current()  # subscribed first, read second: an update between the two is not lost
                 highest = state.count or 0
                 yield ServerSentEventMessage(data=msgspec.json.encode(state).decode(), event="state")
                 if state.state != "open":
                     return
-                async for raw in subscriber.iter_events():
-                    update = msgspec.json.decode(raw, type=live.LiveState)
-                    if update.state == "open" and (update.count or 0) <= highest:
-                        continue  # two processes' updates may cross: the count only grows
-                    highest = max(highest, update.count or 0)
-                    yield ServerSentEventMessage(data=msgspec.json.encode(update).decode(), event="state")
-                    if update.state != "open":
-                        return
+                updates: asyncio.Queue[bytes] = asyncio.Queue()
+                async with subscriber.run_in_background(updates.put, join=False):
+                    while True:
+                        # Past its time the check-in closes at the schedule's next pass, which on
+                        # SQLite (or from cron) cannot tell this process: the stream then reads the
+                        # state itself every few seconds until it has closed.
+                        wait = max((closes_at - clock.now()).total_seconds(), 0) + live.POLL_AFTER_DUE_SECONDS
+                        try:
+                            update = msgspec.json.decode(await asyncio.wait_for(updates.get(), wait), type=live.LiveState)
+                        except TimeoutError:
+                            update = await current()
+                            if update.state == "open":
+                                continue
+                        if update.state == "open" and (update.count or 0) <= highest:
+                            continue  # two processes' updates may cross: the count only grows
+                        highest = max(highest, update.count or 0)
+                        yield ServerSentEventMessage(data=msgspec.json.encode(update).decode(), event="state")
+                        if update.state != "open":
+                            return
 
         return ServerSentEvent(stream())

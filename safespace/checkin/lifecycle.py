@@ -100,8 +100,9 @@ async def decide(db: AsyncSession, checkin: CheckIn, outcome: str, survey_id: uu
 async def _tell_listeners(db: AsyncSession, checkin_id: uuid.UUID) -> None:
     """On PostgreSQL, the close reaches open pages through the same LISTEN/NOTIFY channel the app
     processes use (checkin/live.py), delivered when this transaction commits, even from
-    `safespace tick` in cron. On SQLite (one process, in-memory channels) pages learn it at their
-    next load."""
+    `safespace tick` in cron. On SQLite (in-memory channels, which another process cannot reach)
+    the open event streams read the state themselves once the check-in's time is up
+    (join_pages.events), so pages learn it within a few seconds of the pass."""
     if db.bind.dialect.name != "postgresql":
         return
     from safespace.checkin import live  # live imports the channels backends: only here

@@ -118,6 +118,9 @@ def worth_sending(live: LiveState) -> bool:
 # once per answer: every update goes to every listener, so per-answer updates cost answers times
 # listeners writes. The reveal and the close go at once.
 COALESCE_SECONDS = 0.2
+# Once a check-in's time is up, how often an open event stream reads its state, until the
+# schedule's pass has closed it (that pass may have no way to publish: SQLite, cron).
+POLL_AFTER_DUE_SECONDS = 5.0
 _PENDING: weakref.WeakKeyDictionary[ChannelsPlugin, dict[uuid.UUID, LiveState]] = weakref.WeakKeyDictionary()
 
 

@@ -8,10 +8,13 @@ import re
 from datetime import timedelta
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from safespace import clock, schedule
-from safespace.checkin.models import CheckInParticipation, CheckInTally
+from safespace.checkin import live
+from safespace.checkin.models import CheckIn, CheckInParticipation, CheckInTally
+from safespace.db.engine import make_engine
 from safespace.privacy.crypto import Keyring
 from surveys import tally as tally_rules
 from tests.safespace.checkin.conftest import MEMBERS, Meeting, open_stream, outsider, shown_count
@@ -157,6 +160,30 @@ async def test_left_open_it_closes_itself_at_tick_and_below_k_is_never_shown(mee
     assert (await meeting.post(meeting.world.facilitator, f"{meeting.page}/reveal", {})).status_code == 409
     page = (await (await meeting.browser(MEMBERS[0])).get(meeting.join)).text
     assert "Fewer than 5 people answered, so nothing will be shown" in page and shown_count(page) is None
+
+
+async def test_a_page_left_open_learns_the_close_by_time_without_reloading(meeting: Meeting, settings, monkeypatch) -> None:
+    """The pass that closes a check-in past its time may run where it cannot publish to this
+    process (SQLite's channels live in one process; `safespace tick` from cron): the open stream
+    reads the state itself once the time is up, and tells the page."""
+    await meeting.start()
+    for email in MEMBERS[:5]:
+        await meeting.answer(email)
+    closes_at = clock.now() + timedelta(seconds=1)
+    await meeting.db.execute(update(CheckIn).where(CheckIn.id == meeting.checkin_id).values(closes_at=closes_at))
+    await meeting.db.commit()
+    monkeypatch.setattr(live, "POLL_AFTER_DUE_SECONDS", 0.2)
+    stream = await open_stream(meeting, MEMBERS[0])
+    assert await stream.next() == {"state": "open", "count": 5}
+    engine = make_engine(settings)  # the pass's own engine, as a `safespace tick` process has
+    try:
+        keyring = Keyring.load(settings.encryption_key_path)
+        report = await schedule.tick(async_sessionmaker(engine, expire_on_commit=False), keyring, None, moment=closes_at + timedelta(seconds=1))
+    finally:
+        await engine.dispose()
+    assert report.checkins_closed == 1
+    assert await stream.next(timeout=15) == {"state": "closed", "count": 5}
+    await stream.close()
 
 
 async def test_closed_at_k_by_time_is_revealed_by_the_facilitator(meeting: Meeting, settings, engine) -> None:
