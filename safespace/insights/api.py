@@ -30,9 +30,11 @@ async def trend(
     db_session: NamedDependency[AsyncSession],
 ) -> trend_figures.SurveyTrend:
     """A survey's closed rounds: scale score with 95% interval, favourable share, response rate,
-    significant changes and notes. Rounds below k carry `empty_because` instead of numbers."""
+    significant changes and notes, and the meeting check-ins kept in it (`checkins`, kind
+    "meeting_checkin"), as the trend page and its JSON export show them. Rounds and check-ins below
+    k carry `empty_because` instead of numbers."""
     _surveys, chosen = await survey_or_404(db_session, facilitation.community, survey)
-    return await trend_figures.survey_trend(db_session, facilitation.community, chosen, i18n.current_language(), None)
+    return await trend_figures.survey_trend(db_session, facilitation.community, chosen, i18n.current_language(), None, meetings=True)
 
 
 @get(f"{PATH}/rounds/{{round_id:uuid}}/teams", tags=["insights"], responses=READ)

@@ -59,6 +59,9 @@ async def _exports(meeting: Meeting, survey_id: str) -> tuple[list[dict[str, str
     client = await meeting.browser(meeting.world.facilitator)
     rows = (await client.get(f"/c/{meeting.community_id}/insights/trend.csv?survey={survey_id}")).text
     found = (await client.get(f"/c/{meeting.community_id}/insights/trend.json?survey={survey_id}")).json()
+    # The API gives the same trend, its kept check-ins included (and nothing of one below k).
+    api = (await client.get(f"/api/v1/communities/{meeting.community_id}/insights/trend?survey={survey_id}")).json()
+    assert [i["checkins"] for i in api["instruments"]] == [i["checkins"] for i in found["instruments"]]
     return list(csv.DictReader(io.StringIO(rows))), found
 
 
