@@ -1,0 +1,81 @@
+"""Issue 20 item 4 in Chromium on a 390 px phone: a facilitator chooses how long the demo keeps its
+year of results and confirms what that deletes; the schedule's pass deletes it; a member deletes
+their account with the keyboard alone, on a second browser."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import CHROMIUM
+from tests.e2e.test_browser import tick
+
+pytestmark = pytest.mark.e2e
+PHONE = {"width": 390, "height": 844}
+
+
+def fits_the_phone(page) -> None:  # noqa: ANN001 - a Playwright page
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], page.url
+
+
+def test_retention_confirmed_on_a_phone_and_an_account_deleted_by_keyboard(request: pytest.FixtureRequest, database_url: str, served_env, tmp_path: Path) -> None:
+    """The pages are the same from either database (the deletions are tested on both over HTTP): once, on SQLite."""
+    from playwright.sync_api import expect, sync_playwright
+
+    if not database_url.startswith("sqlite"):
+        pytest.skip("the pages render the same from PostgreSQL; tests/safespace/test_retention.py deletes on both")
+    base, links = request.getfixturevalue("served")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        facilitator = browser.new_context(viewport=PHONE).new_page()
+        facilitator.goto(links["facilitator"])
+        facilitator.get_by_role("button", name="Continue").click()
+        community = re.search(r"/c/([0-9a-f-]{36})", facilitator.url).group(1)
+        facilitator.goto(f"{base}/c/{community}/settings#retention")
+        expect(facilitator.get_by_text("Now: kept until someone deletes them.")).to_be_visible()
+        facilitator.get_by_label("Keep for").select_option(label="3 months")
+        facilitator.get_by_role("button", name="Save how long to keep").click()
+        # The demo holds a year of weekly rounds: the page says what goes before anything does.
+        asked = facilitator.get_by_role("alert")
+        expect(asked).to_contain_text("Keeping 91 days deletes, at the next pass of the schedule:")
+        deleting = int(re.search(r"(\d+) closed rounds", asked.inner_text()).group(1))
+        assert deleting > 30
+        fits_the_phone(facilitator)
+        facilitator.screenshot(path=str(tmp_path / "retention-asked-390.png"), full_page=True)
+        facilitator.get_by_role("button", name="Yes, delete them").click()
+        expect(facilitator.get_by_text("Kept for 91 days from now on.")).to_be_visible()
+        expect(facilitator.get_by_text(f"The next pass deletes {deleting} closed rounds", exact=False)).to_be_visible()
+
+        tick(served_env)
+        facilitator.reload()
+        expect(facilitator.get_by_text("Nothing is old enough to be deleted yet.")).to_be_visible()
+        facilitator.goto(f"{base}/c/{community}/audit")
+        expect(facilitator.get_by_text(f"deleted {deleting} rounds", exact=False)).to_be_visible()
+        fits_the_phone(facilitator)
+
+        # A member, on a browser of their own, deletes their account without a mouse.
+        member = browser.new_context(viewport=PHONE).new_page()
+        member.goto(links["member"])
+        member.get_by_role("button", name="Continue").click()
+        member.goto(f"{base}/profile")
+        address = re.search(r"Signed in as (\S+)\.", member.get_by_text("Signed in as").inner_text()).group(1)
+        fits_the_phone(member)
+        field = member.get_by_label(f"Type your address to confirm: {address}")
+        field.focus()
+        member.keyboard.type("not-" + address)
+        member.keyboard.press("Enter")
+        expect(member.get_by_text("Type your address exactly as shown above to confirm.")).to_be_visible()
+        field = member.get_by_label(f"Type your address to confirm: {address}")
+        field.focus()
+        member.keyboard.press("Control+A")
+        member.keyboard.type(address)
+        member.keyboard.press("Tab")  # to the button, as a keyboard user goes
+        expect(member.get_by_role("button", name="Delete my account")).to_be_focused()
+        member.keyboard.press("Enter")
+        expect(member.get_by_role("heading", name="Your account is deleted")).to_be_visible()
+        fits_the_phone(member)
+        member.goto(f"{base}/profile")
+        assert "/signin" in member.url  # the session went with the account
+        browser.close()
