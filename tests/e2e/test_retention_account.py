@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 PHONE = {"width": 390, "height": 844}
 
 
-def fits_the_phone(page) -> None:  # noqa: ANN001 - a Playwright page
+def fits_the_phone(page) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], page.url
 
 
