@@ -157,10 +157,7 @@ class CommunityController(Controller):
     @get("/settings")
     async def settings_form(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Template:
         c = facilitation.community
-        values = {key: getattr(c, key) for key in COMMUNITY_FIELDS}
-        chat = await chat_services.channel_view(db_session, c)
-        kept = await _retention_view(db_session, c)
-        return page("identity/community_form.html", values=values, errors={}, community=c, chat=chat, retention=kept)
+        return await _settings_page(db_session, c, {key: getattr(c, key) for key in COMMUNITY_FIELDS})
 
     @post("/settings/retention", name="retention:set")
     async def set_retention(
@@ -181,9 +178,7 @@ class CommunityController(Controller):
         due = await retention.due(db_session, c, days, clock.now()) if days else retention.Expired()
         if due and form_text(data, "confirm") != "yes":
             values = {key: getattr(c, key) for key in COMMUNITY_FIELDS}
-            kept = await _retention_view(db_session, c) | {"asked": days, "asked_due": due}
-            chat = await chat_services.channel_view(db_session, c)
-            return page("identity/community_form.html", values=values, errors={}, community=c, chat=chat, retention=kept)
+            return await _settings_page(db_session, c, values, asked={"asked": days, "asked_due": due})
         if await retention.set_days(db_session, c, days, viewer.email):
             await flash(db_session, viewer, _("Kept for %(days)d days from now on.", days=days) if days else _("Results and stories are kept until someone deletes them."))
         return see_other(f"/c/{c.id}/settings#retention")
@@ -202,7 +197,7 @@ class CommunityController(Controller):
         try:
             await services.update_community(db_session, c, **values)
         except InvalidInput as exc:
-            return page("identity/community_form.html", status_code=422, values=values, errors=exc.errors, community=c)
+            return await _settings_page(db_session, c, values, exc.errors, status=422)
         await audit.settings_changed(db_session, c, viewer.email, before)
         await flash(db_session, viewer, _("Community settings saved."))
         return see_other(f"/c/{c.id}/settings")
@@ -374,8 +369,20 @@ class CommunityController(Controller):
         return see_other(f"/c/{community_id}/members")
 
 
-async def _retention_view(db: AsyncSession, community: Community) -> dict[str, Any]:
-    """The settings page's retention section: the age chosen, what the next pass deletes under it, the choices."""
+async def _settings_page(
+    db: AsyncSession,
+    community: Community,
+    values: dict[str, Any],
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+    asked: dict[str, Any] | None = None,
+) -> Template:
+    """The settings page with its chat and retention sections. The retention section holds the age
+    chosen, what the next pass deletes under it, the choices, and (`asked`) an age waiting to be confirmed."""
     days = await retention.days_of(db, community.id)
     due = await retention.due(db, community, days, clock.now()) if days else retention.Expired()
-    return {"days": days, "due": due, "choices": retention.CHOICES, "asked": None}
+    kept = {"days": days, "due": due, "choices": retention.CHOICES, "asked": None} | (asked or {})
+    chat = await chat_services.channel_view(db, community)
+    return page(
+        "identity/community_form.html", status_code=status, values=values, errors=errors or {}, community=community, chat=chat, retention=kept
+    )
