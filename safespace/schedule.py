@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from safespace import clock
@@ -64,24 +65,38 @@ SCRUB_FULL_DUE = "scrub-full-due"  # a note as SCRUB_DUE: retention deleted rows
 # What retention deletes from. A plain VACUUM frees a deleted row's space in its page without
 # overwriting it (seen on PostgreSQL 15: every deleted value still in the heap file); VACUUM FULL
 # writes the table's live rows to a new file and removes the old one.
+REWRITE_LOCK_WAIT = "5s"
 RETENTION_TABLES = ("round", "tally", "released_comment", "round_note", "round_summary", *CHECKIN_TABLES, *STORY_TABLES)
 
 
-async def scrub(db: AsyncSession, tables: tuple[str, ...] = ANSWER_TABLES, rewrite: bool = False) -> None:
+async def scrub(db: AsyncSession, tables: tuple[str, ...] = ANSWER_TABLES, rewrite: bool = False) -> bool:
     """After a close is committed, drop the old row versions the database still keeps.
 
     SQLite's write-ahead log holds every committed page image until a checkpoint; PostgreSQL
     keeps dead row versions until VACUUM. Either would let someone with the files replay the
     round answer by answer. `rewrite`: on PostgreSQL, VACUUM FULL (each table locked while it is
     rewritten), for deleted rows that must leave the files; SQLite's secure_delete already zeroes them.
+    False: a table stayed locked by another transaction past REWRITE_LOCK_WAIT, and nothing was rewritten.
     """
     engine = db.bind
     async with engine.connect() as connection:
         if engine.dialect.name == "sqlite":
             await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        else:
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await autocommit.exec_driver_sql(f"VACUUM {'FULL ' if rewrite else ''}{', '.join(tables)}")
+            return True
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        if not rewrite:
+            await autocommit.exec_driver_sql(f"VACUUM {', '.join(tables)}")
+            return True
+        # VACUUM FULL waits for every transaction that has read a table; queued, it holds up every
+        # later reader of it (answers included). It gives up after a few seconds instead, and the
+        # note that asked for it stays for the next pass.
+        await autocommit.exec_driver_sql(f"SET lock_timeout = '{REWRITE_LOCK_WAIT}'")
+        try:
+            await autocommit.exec_driver_sql(f"VACUUM FULL {', '.join(tables)}")
+        except DBAPIError as error:
+            log.warning("schedule: the rewrite after a retention delete waits for the next pass (%s)", str(error.orig).splitlines()[0][:200])
+            return False
+        return True
 
 
 async def run_schedule(
@@ -190,13 +205,13 @@ async def tick(
                 await db.rollback()
                 raise
         await forget_round_keys(db, keyring)  # closed rounds' keys: after the close committed, before the scrub
-        if await db.get(Lease, SCRUB_DUE) is not None:
-            await scrub(db, ANSWER_TABLES + STORY_TABLES)
-            await db.execute(delete(Lease).where(Lease.name == SCRUB_DUE))
-            await db.commit()
-        if await db.get(Lease, SCRUB_FULL_DUE) is not None:
-            await scrub(db, RETENTION_TABLES, rewrite=True)
-            await db.execute(delete(Lease).where(Lease.name == SCRUB_FULL_DUE))
+        notes = set(await db.scalars(select(Lease.name).where(Lease.name.in_((SCRUB_DUE, SCRUB_FULL_DUE)))))
+        await db.rollback()  # no transaction of this pass may hold a table the scrub rewrites
+        done = {SCRUB_DUE} if SCRUB_DUE in notes and await scrub(db, ANSWER_TABLES + STORY_TABLES) else set()
+        if SCRUB_FULL_DUE in notes and await scrub(db, RETENTION_TABLES, rewrite=True):
+            done.add(SCRUB_FULL_DUE)
+        if done:
+            await db.execute(delete(Lease).where(Lease.name.in_(done)))
             await db.commit()
     report.checkins_closed = await checkin_lifecycle.close_due(sessionmaker, keyring, moment)
     if mailer is not None:

@@ -31,6 +31,9 @@ async def _left_alone(db: AsyncSession, person_id: uuid.UUID) -> tuple[list[uuid
     mine = select(Membership.community_id).where(
         Membership.person_id == person_id, Membership.role == "facilitator", Membership.status == "active"
     )
+    # Locked (PostgreSQL) until the deletion commits: two facilitators deleting at once, or a
+    # demotion beside a deletion, must not both count the other as the one who stays.
+    await db.execute(select(Community.id).where(Community.id.in_(mine)).order_by(Community.id).with_for_update())
     others = (Membership.community_id == Community.id, Membership.person_id != person_id)
     rows = await db.execute(
         select(
@@ -64,6 +67,10 @@ async def delete_account(db: AsyncSession, person_id: uuid.UUID, typed_email: st
         await db.scalars(select(Membership.community_id).where(Membership.person_id == person_id, Membership.role == "facilitator"))
     ) - set(alone)
     await db.execute(update(AuditEntry).where(AuditEntry.actor == person.email).values(actor=DELETED))
+    # A deactivation or role change names its member at the end of the detail (audit.member_changed).
+    named = AuditEntry.kind.in_(("member", "role")), AuditEntry.detail.endswith(" " + person.email, autoescape=True)
+    for entry in await db.scalars(select(AuditEntry).where(*named)):
+        entry.detail = entry.detail.removesuffix(person.email) + DELETED
     for community_id in facilitated:
         await audit.record(db, community_id, DELETED, "account", "a facilitator deleted their account")
     await db.execute(delete(Community).where(Community.id.in_(alone)))

@@ -149,7 +149,7 @@ def _read(paths: list[Path]) -> bytes:
     return subprocess.run(["cat", *map(str, paths)], capture_output=True, check=True).stdout
 
 
-async def test_deleted_results_are_not_left_in_the_database_files(meeting: Meeting, engine, settings, database_url) -> None:
+async def test_deleted_results_are_not_left_in_the_database_files(meeting: Meeting, engine, settings, database_url, monkeypatch) -> None:
     """Read raw: after the pass, the deleted round's kept tallies are in no file of the database.
     SQLite deletes with secure_delete and the pass checkpoints its write-ahead log; on PostgreSQL the
     pass rewrites the tables (a plain VACUUM leaves the freed rows' bytes in the pages). What the
@@ -166,6 +166,15 @@ async def test_deleted_results_are_not_left_in_the_database_files(meeting: Meeti
     await pulse_services.create_survey(meeting.db, meeting.community_id, "Europe/Madrid", "Later", ["psychological_safety"], form)
     await meeting.db.commit()
     assert (await _tick(meeting, engine, settings, newer.replace(hour=12))).opened >= 1
+    # Answered, so its key is held: the pass reads the open rounds for it just before the rewrite,
+    # which must not wait for a lock of that pass's own (PostgreSQL).
+    monkeypatch.setattr(clock, "now", lambda: newer.replace(hour=13))
+    member = meeting.new_browser()
+    await sign_in(member, meeting.db, MEMBERS[0])
+    await member.get("/profile")
+    later_round = await meeting.db.scalar(select(Round.id).where(Round.closed.is_(False)).order_by(Round.opens_at.desc()).limit(1))
+    sent = await member.post(f"/c/{meeting.community_id}/rounds/{later_round}", data=answers(3) | {"_csrf_token": member.cookies["safespace_csrf"]})
+    assert sent.status_code == 303, sent.text
     before = _read(await _database_files(meeting, database_url))
     assert all(data in before for data in tallies)  # the probe finds them while they are kept
     await retention.set_days(meeting.db, meeting.world.community, 91, "fac@x.org")

@@ -49,6 +49,12 @@ async def test_a_member_deletes_their_account_and_the_totals_they_answered_into_
     assert respondents == 5
     leaving = MEMBERS[0]
     person_id = await meeting.db.scalar(select(Person.id).where(Person.email == leaving))
+    # Deactivated once and back: the audit log names them in what was done.
+    membership_id = await meeting.db.scalar(select(Membership.id).where(Membership.person_id == person_id))
+    for action in ("deactivate", "reactivate"):
+        changed = await meeting.post(meeting.world.facilitator, f"/c/{cid}/members/{membership_id}", {"action": action})
+        assert changed.status_code == 303
+    assert leaving in (await (await meeting.browser(meeting.world.facilitator)).get(f"/c/{cid}/audit")).text
     client = await meeting.browser(leaving)
 
     wrong = await _delete(meeting, leaving, "someone@else.org")
@@ -63,6 +69,8 @@ async def test_a_member_deletes_their_account_and_the_totals_they_answered_into_
         assert await _count(meeting, model, column == person_id) == 0, model
     # The old session's cookie, sent again, opens nothing.
     assert (await client.get("/profile")).status_code in (302, 303, 401)
+    log = (await (await meeting.browser(meeting.world.facilitator)).get(f"/c/{cid}/audit")).text
+    assert leaving not in log and "deactivate a deleted account" in log and "reactivate a deleted account" in log
     # The totals stay as they were, and the results page still shows them.
     assert await meeting.db.scalar(select(Tally.respondents).where(Tally.round_id == round_id, Tally.group_key == "community")) == 5
     results = await (await meeting.browser(MEMBERS[1])).get(f"/c/{cid}/rounds/{round_id}/results")

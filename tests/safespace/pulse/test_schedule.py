@@ -234,7 +234,7 @@ async def test_a_scrub_left_undone_by_a_killed_tick_is_done_by_the_next(db: Asyn
 
     async def counting(session, tables=schedule.ANSWER_TABLES, rewrite=False):
         scrubbed.append(tables)
-        await real_scrub(session, tables, rewrite)
+        return await real_scrub(session, tables, rewrite)
 
     monkeypatch.setattr(schedule, "scrub", counting)
     report = await schedule.tick(sessionmaker, keyring, None, moment=clock.now())
