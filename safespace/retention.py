@@ -30,7 +30,9 @@ from safespace.pulse.services import bump_trend
 from safespace.stories.models import Story
 
 CHOICES = (91, 182, 365, 730, 1095)  # what the settings page offers: 3 and 6 months, 1, 2 and 3 years
-MIN_DAYS, MAX_DAYS = 30, 3650  # the API's range; the database refuses under 30 too
+MIN_DAYS, MAX_DAYS = 91, 3650  # the database refuses under 91 too
+# 91: longer than any round stays open (a quarterly survey's 88 days, a daylight-saving day more), so a
+# round closed early is deleted only after its window has passed, and the schedule cannot open it again.
 SCHEDULE = "schedule"  # the audit log's actor for what the retention pass deletes
 # Tables whose old row versions the pass scrubs after deleting (with schedule.ANSWER_TABLES and STORY_TABLES).
 CHECKIN_TABLES = ("checkin", "checkin_tally", "checkin_participation", "checkin_comment")

@@ -159,7 +159,10 @@ class JoinController(Controller):
 
         async def current() -> live.LiveState:
             async with checkin_hub.sessionmaker() as db:
-                return live.state_of(await db.get_one(CheckIn, checkin_id), await services.answered(db, checkin_id))
+                found = await db.get(CheckIn, checkin_id)
+                if found is None:  # deleted meanwhile (with its community): answers are closed
+                    return live.LiveState(state="closed", count=None)
+                return live.state_of(found, await services.answered(db, checkin_id))
 
         async def stream() -> AsyncIterator[ServerSentEventMessage]:
             async with channels.start_subscription(live.channel(checkin_id)) as subscriber:
@@ -179,8 +182,10 @@ class JoinController(Controller):
                             update = msgspec.json.decode(await asyncio.wait_for(updates.get(), wait), type=live.LiveState)
                         except TimeoutError:
                             update = await current()
-                            if update.state == "open":
+                            if update.state == "open" and clock.now() < closes_at + live.POLL_AFTER_DUE_FOR:
                                 continue
+                            if update.state == "open":
+                                return  # no schedule has run since: the page's next load says so
                         if update.state == "open" and (update.count or 0) <= highest:
                             continue  # two processes' updates may cross: the count only grows
                         highest = max(highest, update.count or 0)

@@ -15,6 +15,7 @@ import uuid
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import msgspec
 from litestar.channels import ChannelsPlugin
@@ -121,6 +122,7 @@ COALESCE_SECONDS = 0.2
 # Once a check-in's time is up, how often an open event stream reads its state, until the
 # schedule's pass has closed it (that pass may have no way to publish: SQLite, cron).
 POLL_AFTER_DUE_SECONDS = 5.0
+POLL_AFTER_DUE_FOR = timedelta(minutes=15)  # then the stream ends: no schedule runs here (SAFESPACE_SCHEDULE_INTERVAL_SECONDS=0 and no cron)
 _PENDING: weakref.WeakKeyDictionary[ChannelsPlugin, dict[uuid.UUID, LiveState]] = weakref.WeakKeyDictionary()
 
 

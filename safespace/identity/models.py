@@ -152,7 +152,7 @@ class Retention(Base):
     A row of its own for the reason SsoRequired gives."""
 
     __tablename__ = "retention"
-    __table_args__ = (CheckConstraint("days >= 30", name="at_least_30_days"),)
+    __table_args__ = (CheckConstraint("days >= 91", name="at_least_91_days"),)
 
     community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), primary_key=True)
     days: Mapped[int] = mapped_column(Integer)

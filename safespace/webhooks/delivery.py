@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 10.0
 BATCH = 100
 KEPT = 20  # finished deliveries kept per endpoint for the facilitators' page
+PASS_SECONDS = 30.0  # a pass starts no new delivery after this long (each may take 2 x TIMEOUT_SECONDS)
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -74,8 +75,9 @@ class WebhookSender:
     async def post(self, url: str, body: bytes, sent_headers: dict[str, str]) -> tuple[bool, str]:
         """One request: whether the receiver took it (2xx), and its answer or why not (no secret in it)."""
         try:
-            if not self.allow_private and (found := await private_address(url)) is not None:
-                return False, f"refused: the host now resolves to a private address ({found})"
+            if not self.allow_private and await private_address(url) is not None:
+                # Not which address: a facilitator must not map the inside network with it.
+                return False, "refused: the host now resolves to a private or local network address"
         except OSError:
             return False, "the host cannot be resolved"
         self._tls = self._tls or tls_context(self.ca_file)
@@ -86,6 +88,8 @@ class WebhookSender:
             return False, f"no answer within {self.timeout:g} seconds"
         except httpx.HTTPError as exc:
             return False, f"{type(exc).__name__}: {exc}"[:300]
+        except Exception as exc:  # noqa: BLE001 - an address httpx cannot use (InvalidURL, an IDNA error): a failed try, not a failed pass
+            return False, f"the address cannot be used ({type(exc).__name__})"
         return 200 <= answer.status_code < 300, f"HTTP {answer.status_code}"
 
     async def deliver_due(
@@ -104,8 +108,15 @@ class WebhookSender:
                 query = query.join(WebhookEndpoint).where(WebhookEndpoint.community_id == community_id)
             due = (await db.execute(query.order_by(WebhookDelivery.created_at).limit(BATCH))).all()
             await db.rollback()
+            started = asyncio.get_running_loop().time()
             for delivery_id, due_at in due:
-                delivered += await self._deliver_one(db, keyring, delivery_id, due_at, moment)
+                if asyncio.get_running_loop().time() - started > PASS_SECONDS:
+                    break  # slow receivers must not hold up the schedule: the rest go with the next pass
+                try:
+                    delivered += await self._deliver_one(db, keyring, delivery_id, due_at, moment)
+                except Exception:  # one delivery's fault (its body, its secret) must not stop the others
+                    log.exception("a webhook delivery failed before it was sent; it is tried again after the claim")
+                    await db.rollback()
         return delivered
 
     async def _deliver_one(self, db: AsyncSession, keyring: Keyring, delivery_id: uuid.UUID, due_at: datetime, moment: datetime) -> int:

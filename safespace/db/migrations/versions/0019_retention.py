@@ -23,7 +23,7 @@ def upgrade() -> None:
     op.create_table('retention',
     sa.Column('community_id', sa.Uuid(), nullable=False),
     sa.Column('days', sa.Integer(), nullable=False),
-    sa.CheckConstraint('days >= 30', name=op.f('ck_retention_at_least_30_days')),
+    sa.CheckConstraint('days >= 91', name=op.f('ck_retention_at_least_91_days')),
     sa.ForeignKeyConstraint(['community_id'], ['community.id'], name=op.f('fk_retention_community_id_community'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('community_id', name=op.f('pk_retention'))
     )
