@@ -146,7 +146,11 @@ class ChatDelivery:
             due = (await db.execute(query.order_by(ChatPost.created_at).limit(BATCH))).all()
             await db.rollback()
             for post_id, due_at in due:
-                delivered += await self._deliver_one(db, keyring, post_id, due_at, moment)
+                try:
+                    delivered += await self._deliver_one(db, keyring, post_id, due_at, moment)
+                except Exception:  # one post's fault (its words, a URL that no longer opens) must not stop the others
+                    log.exception("a chat post failed before it was sent; it is tried again after the claim")
+                    await db.rollback()
         return delivered
 
     async def _deliver_one(self, db: AsyncSession, keyring: Keyring, post_id: uuid.UUID, due_at: datetime, moment: datetime) -> int:

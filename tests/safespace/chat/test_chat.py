@@ -359,3 +359,19 @@ async def test_a_chat_removed_while_a_post_is_out_is_left_removed(db: AsyncSessi
     assert await ChatDelivery(settings.base_url).deliver_due(sessionmaker, keyring, MONDAY) == 1
     db.expire_all()
     assert await db.scalar(select(ChatChannel)) is None and await db.scalar(select(ChatPost)) is None
+
+
+async def test_one_post_that_cannot_be_sent_does_not_hold_back_another_communitys(db: AsyncSession, engine, settings, receiver) -> None:
+    """A post whose chat breaks before sending (its sealed URL no longer opens, as after a botched
+    restore) fails alone: the pass goes on to the next community's post."""
+    world, _survey, keyring = await _community_with_chat(db, settings, receiver)
+    other = await make_community(db, name="Second Planners", facilitator="fac2@x.org")
+    await chat.set_channel(db, keyring, other.community.id, receiver.url("hooks/second"), "en", MONDAY)
+    broken = await db.get(ChatChannel, world.community.id)
+    broken.url_sealed = b"\0" * len(broken.url_sealed)
+    await chat.note_post(db, world.community.id, "test", None, MONDAY)  # the broken one first in line
+    await chat.note_post(db, other.community.id, "test", None, MONDAY + timedelta(seconds=1))
+    await db.commit()
+    sent = await ChatDelivery(settings.base_url, timeout=2.0).deliver_due(async_sessionmaker(engine, expire_on_commit=False), keyring, MONDAY + timedelta(seconds=2))
+    assert sent == 1
+    assert [post["path"] for post in receiver.posts] == ["/hooks/second"]
