@@ -1,6 +1,7 @@
-"""Issue 20 item 4 in Chromium on a 390 px phone: a facilitator chooses how long the demo keeps its
-year of results and confirms what that deletes; the schedule's pass deletes it; a member deletes
-their account with the keyboard alone, on a second browser."""
+"""Issue 20 items 4 and 5 in Chromium on a 390 px phone: a facilitator chooses how long the demo
+keeps its year of results and confirms what that deletes, and the schedule's pass deletes it; they
+add a webhook and copy its secret, shown once; a member deletes their account with the keyboard
+alone, on a second browser."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import CHROMIUM
+from tests.e2e.conftest import CHROMIUM, demo_served
 from tests.e2e.test_browser import tick
 
 pytestmark = pytest.mark.e2e
@@ -20,13 +21,21 @@ def fits_the_phone(page) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], page.url
 
 
-def test_retention_confirmed_on_a_phone_and_an_account_deleted_by_keyboard(request: pytest.FixtureRequest, database_url: str, served_env, tmp_path: Path) -> None:
-    """The pages are the same from either database (the deletions are tested on both over HTTP): once, on SQLite."""
+@pytest.fixture
+def served_for_webhooks(served_env, db, tmp_path: Path):
+    """The demo, with webhooks allowed to a local address (nothing listens there: deliveries fail)."""
+    env = served_env | {"SAFESPACE_WEBHOOK_ALLOW_PRIVATE": "true"}
+    with demo_served(env, tmp_path) as served:
+        yield served, env
+
+
+def test_retention_and_a_webhook_on_a_phone_and_an_account_deleted_by_keyboard(request: pytest.FixtureRequest, database_url: str, tmp_path: Path) -> None:
+    """The pages are the same from either database (what they do is tested on both over HTTP): once, on SQLite."""
     from playwright.sync_api import expect, sync_playwright
 
     if not database_url.startswith("sqlite"):
-        pytest.skip("the pages render the same from PostgreSQL; tests/safespace/test_retention.py deletes on both")
-    base, links = request.getfixturevalue("served")
+        pytest.skip("the pages render the same from PostgreSQL; tests/safespace/test_retention.py and the webhook tests run on both")
+    (base, links), served_env = request.getfixturevalue("served_for_webhooks")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         facilitator = browser.new_context(viewport=PHONE).new_page()
@@ -53,6 +62,29 @@ def test_retention_confirmed_on_a_phone_and_an_account_deleted_by_keyboard(reque
         expect(facilitator.get_by_text("Nothing is old enough to be deleted yet.")).to_be_visible()
         facilitator.goto(f"{base}/c/{community}/audit")
         expect(facilitator.get_by_text(f"deleted {deleting} rounds", exact=False)).to_be_visible()
+        fits_the_phone(facilitator)
+
+        # A webhook: its secret is shown once, whole, on the phone; a test event to an address where
+        # nothing listens shows as failed on the next load.
+        facilitator.goto(f"{base}/c/{community}/settings")
+        facilitator.get_by_role("link", name="Webhooks:", exact=False).click()
+        facilitator.get_by_label("HTTPS address").fill("https://127.0.0.1:9/safespace")
+        facilitator.get_by_label("a round closes", exact=False).check()
+        facilitator.get_by_role("button", name="Add the endpoint").click()
+        secret = facilitator.locator("code.secret")
+        expect(secret).to_have_text(re.compile(r"^whsec_[A-Za-z0-9_-]{43}$"))
+        assert secret.bounding_box()["x"] + secret.bounding_box()["width"] <= PHONE["width"]
+        fits_the_phone(facilitator)
+        shown = secret.inner_text()
+        facilitator.get_by_role("button", name="Send a test event").click()
+        failed = facilitator.get_by_text("The last delivery failed", exact=False)
+        for _ in range(20):  # the test event goes after the answer: reload as a facilitator would
+            facilitator.reload()
+            if failed.count():
+                break
+            facilitator.wait_for_timeout(500)
+        expect(failed).to_be_visible()
+        assert shown not in facilitator.content()  # never shown again
         fits_the_phone(facilitator)
 
         # A member, on a browser of their own, deletes their account without a mouse.
