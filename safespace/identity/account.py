@@ -5,8 +5,9 @@ memberships, notification choices and their rows in the ledgers of rounds and ch
 open. What stays: the totals they answered into (a tally holds nothing about who is in it), and
 stories and replies they shared (nothing links them to the author, so they cannot be found; the
 receipt code still withdraws them). The audit log keeps what a facilitator did, without their
-address. A community nobody else belongs to goes with its only member; one where others remain
-needs another facilitator first, so it is never left without one.
+address. A community nobody else is an active member of (invitations not yet accepted, and
+deactivated members, do not count) goes with its only member; one where others remain needs another
+facilitator first, so it is never left without one.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ async def _left_alone(db: AsyncSession, person_id: uuid.UUID) -> tuple[list[uuid
             Community.id,
             Community.name,
             select(func.count()).where(*others, Membership.role == "facilitator", Membership.status == "active").scalar_subquery(),
-            select(func.count()).where(*others, Membership.status != "deactivated").scalar_subquery(),
+            select(func.count()).where(*others, Membership.status == "active").scalar_subquery(),
         ).where(Community.id.in_(mine))
     )
     alone, blocked = [], []

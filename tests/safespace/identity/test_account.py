@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from safespace import clock, schedule
 from safespace.audit.models import AuditEntry
+from safespace.identity import services as identity
 from safespace.identity.models import Community, LoginLink, Membership, Person, WebSession
 from safespace.privacy.crypto import Keyring
 from safespace.pulse import services as pulse_services
@@ -104,6 +105,9 @@ async def test_the_only_facilitator_is_refused_until_another_takes_over_and_the_
 
 async def test_a_community_of_one_goes_with_its_only_member(meeting: Meeting) -> None:
     world = await make_community(meeting.db, name="Solo", facilitator="solo@x.org")
+    invited, _new = await identity.get_or_create_person(meeting.db, "not-yet@x.org")
+    identity.add_membership(meeting.db, world.community.id, invited.id, None, "invited")  # has not accepted: no member yet
+    await meeting.db.commit()
     solo = meeting.new_browser()
     await sign_in(solo, meeting.db, "solo@x.org")
     await solo.get("/profile")
