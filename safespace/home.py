@@ -30,7 +30,7 @@ class HomeController(Controller):
     path = "/c/{community_id:uuid}"
     dependencies = member_routes()
 
-    @get("/")
+    @get("/", name="community:home")
     async def home(
         self,
         membership: NamedDependency[Membership],

@@ -82,4 +82,4 @@ class ChatController(Controller):
 
 
 def _to_settings(request: Request, facilitation: Membership) -> Redirect:
-    return see_other(f"/c/{facilitation.community_id}/settings#chat")
+    return see_other(request.app.route_reverse("community:settings", community_id=facilitation.community_id) + "#chat")

@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import segno
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.channels import ChannelsPlugin
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
@@ -86,6 +86,7 @@ class CheckInsController(Controller):
     @post("/", name="checkins:start")
     async def start(
         self,
+        request: Request,
         data: Form,
         facilitation: NamedDependency[Membership],
         db_session: NamedDependency[AsyncSession],
@@ -105,7 +106,7 @@ class CheckInsController(Controller):
             return await self._start_page(db_session, facilitation, 422, errors=refusal.errors, values=values, chosen=refs)
         except ValueError:
             return await self._start_page(db_session, facilitation, 422, errors={"points": _("Choose a 5- or 7-point scale.")}, values=values, chosen=refs)
-        return see_other(f"/c/{facilitation.community_id}/checkins/{checkin.id}")
+        return see_other(request.app.route_reverse("checkins:show", community_id=facilitation.community_id, checkin_id=checkin.id))
 
     @get("/{checkin_id:uuid}", name="checkins:show")
     async def show(
@@ -143,6 +144,7 @@ class CheckInsController(Controller):
     @post("/{checkin_id:uuid}/reveal", name="checkins:reveal")
     async def reveal(
         self,
+        request: Request,
         checkin: NamedDependency[CheckIn],
         facilitation: NamedDependency[Membership],
         db_session: NamedDependency[AsyncSession],
@@ -159,11 +161,12 @@ class CheckInsController(Controller):
         if was_open:
             lifecycle.forget_key(keyring, checkin.id)
         live.publish(channels, checkin, live.state_of(checkin, await services.answered(db_session, checkin.id)))
-        return see_other(f"/c/{facilitation.community_id}/checkins/{checkin.id}")
+        return see_other(request.app.route_reverse("checkins:show", community_id=facilitation.community_id, checkin_id=checkin.id))
 
     @post("/{checkin_id:uuid}/close", name="checkins:close")
     async def close(
         self,
+        request: Request,
         checkin: NamedDependency[CheckIn],
         facilitation: NamedDependency[Membership],
         db_session: NamedDependency[AsyncSession],
@@ -176,11 +179,12 @@ class CheckInsController(Controller):
             lifecycle.forget_key(keyring, checkin.id)
             await db_session.refresh(checkin)
             live.publish(channels, checkin, live.state_of(checkin, await services.answered(db_session, checkin.id)))
-        return see_other(f"/c/{facilitation.community_id}/checkins/{checkin.id}")
+        return see_other(request.app.route_reverse("checkins:show", community_id=facilitation.community_id, checkin_id=checkin.id))
 
     @post("/{checkin_id:uuid}/outcome", name="checkins:outcome")
     async def outcome(
         self,
+        request: Request,
         data: Form,
         checkin: NamedDependency[CheckIn],
         facilitation: NamedDependency[Membership],
@@ -202,4 +206,4 @@ class CheckInsController(Controller):
             await lifecycle.decide(db_session, checkin, choice, survey_id)
         except Refused as refusal:
             return await self._show(db_session, facilitation, checkin, settings, keyring, 409, str(refusal))
-        return see_other(f"/c/{facilitation.community_id}/checkins/{checkin.id}")
+        return see_other(request.app.route_reverse("checkins:show", community_id=facilitation.community_id, checkin_id=checkin.id))

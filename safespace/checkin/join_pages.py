@@ -81,10 +81,10 @@ class JoinController(Controller):
     dependencies = {"viewer": Provide(provide_viewer, sync_to_thread=False), "checkin": Provide(provide_joined)}
 
     @get("/", name="checkin:enter")
-    async def enter(self, viewer: NamedDependency[Viewer], code: FromQuery[str | None] = None) -> Template | Redirect:
+    async def enter(self, request: Request, viewer: NamedDependency[Viewer], code: FromQuery[str | None] = None) -> Template | Redirect:
         """A form to type the code (for those who did not scan the QR code)."""
         if code and services.normal_code(code):
-            return see_other(f"/checkin/{services.normal_code(code)}")
+            return see_other(request.app.route_reverse("checkin:join", code=services.normal_code(code)))
         return page("checkin/enter.html")
 
     async def _page(

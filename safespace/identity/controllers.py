@@ -107,6 +107,7 @@ class CommunitiesController(Controller):
     @post("/{community_id:uuid}/accept")
     async def accept(
         self,
+        request: Request,
         community_id: FromPath[uuid.UUID],
         viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession],
@@ -114,7 +115,7 @@ class CommunitiesController(Controller):
         """A signed-in person accepts an invitation they can see on their communities page."""
         if not await members.accept_invitation(db_session, viewer.person_id, community_id):
             raise NotFoundException(_("There is no invitation to this community for you."))
-        return see_other(f"/c/{community_id}")
+        return see_other(request.app.route_reverse("community:home", community_id=community_id))
 
     @get("/new")
     async def new(self, settings: NamedDependency[Settings], viewer: NamedDependency[Viewer]) -> Template:
@@ -128,6 +129,7 @@ class CommunitiesController(Controller):
     @post("/")
     async def create(
         self,
+        request: Request,
         data: Form,
         viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession],
@@ -141,7 +143,7 @@ class CommunitiesController(Controller):
             return page("identity/community_form.html", status_code=422, values=values, errors=exc.errors, community=None)
         await signin.remember_community(db_session, viewer.session_id, viewer.person_id, community.id)
         await flash(db_session, viewer, _("Your community is ready. Add teams, then invite members."))
-        return see_other(f"/c/{community.id}/teams")
+        return see_other(request.app.route_reverse("community:teams", community_id=community.id))
 
 
 class CommunityController(Controller):
@@ -154,7 +156,7 @@ class CommunityController(Controller):
 
     # --- settings ---
 
-    @get("/settings")
+    @get("/settings", name="community:settings")
     async def settings_form(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Template:
         c = facilitation.community
         return await _settings_page(db_session, c, {key: getattr(c, key) for key in COMMUNITY_FIELDS})
@@ -162,6 +164,7 @@ class CommunityController(Controller):
     @post("/settings/retention", name="retention:set")
     async def set_retention(
         self,
+        request: Request,
         data: Form,
         facilitation: NamedDependency[Membership],
         viewer: NamedDependency[Viewer],
@@ -174,18 +177,19 @@ class CommunityController(Controller):
             days = retention.parse_days(form_text(data, "retention_days"))
         except InvalidInput as exc:
             await flash(db_session, viewer, exc.errors["retention_days"])
-            return see_other(f"/c/{c.id}/settings#retention")
+            return see_other(request.app.route_reverse("community:settings", community_id=c.id) + "#retention")
         due = await retention.due(db_session, c, days, clock.now()) if days else retention.Expired()
         if due and form_text(data, "confirm") != "yes":
             values = {key: getattr(c, key) for key in COMMUNITY_FIELDS}
             return await _settings_page(db_session, c, values, asked={"asked": days, "asked_due": due})
         if await retention.set_days(db_session, c, days, viewer.email):
             await flash(db_session, viewer, _("Kept for %(days)d days from now on.", days=days) if days else _("Results and stories are kept until someone deletes them."))
-        return see_other(f"/c/{c.id}/settings#retention")
+        return see_other(request.app.route_reverse("community:settings", community_id=c.id) + "#retention")
 
     @post("/settings")
     async def save_settings(
         self,
+        request: Request,
         data: Form,
         facilitation: NamedDependency[Membership],
         viewer: NamedDependency[Viewer],
@@ -200,7 +204,7 @@ class CommunityController(Controller):
             return await _settings_page(db_session, c, values, exc.errors, status=422)
         await audit.settings_changed(db_session, c, viewer.email, before)
         await flash(db_session, viewer, _("Community settings saved."))
-        return see_other(f"/c/{c.id}/settings")
+        return see_other(request.app.route_reverse("community:settings", community_id=c.id))
 
     # --- teams ---
 
@@ -213,13 +217,14 @@ class CommunityController(Controller):
             "identity/teams.html", status_code=status, community=membership.community, teams=teams, counts=counts, **context
         )
 
-    @get("/teams")
+    @get("/teams", name="community:teams")
     async def teams(self, facilitation: NamedDependency[Membership], db_session: NamedDependency[AsyncSession]) -> Template:
         return await self._teams_page(db_session, facilitation)
 
     @post("/teams")
     async def create_team(
         self,
+        request: Request,
         data: Form,
         facilitation: NamedDependency[Membership],
         viewer: NamedDependency[Viewer],
@@ -231,11 +236,12 @@ class CommunityController(Controller):
         except InvalidInput as exc:
             return await self._teams_page(db_session, facilitation, 422, values={"name": name}, errors=exc.errors)
         await flash(db_session, viewer, _("Team “%(name)s” added.") % {"name": team.name})
-        return see_other(f"/c/{facilitation.community_id}/teams")
+        return see_other(request.app.route_reverse("community:teams", community_id=facilitation.community_id))
 
     @post("/teams/{team_id:uuid}")
     async def rename_team(
         self,
+        request: Request,
         team_id: FromPath[uuid.UUID],
         data: Form,
         facilitation: NamedDependency[Membership],
@@ -251,7 +257,7 @@ class CommunityController(Controller):
             errors = {str(team_id): exc.errors["name"]}
             return await self._teams_page(db_session, facilitation, 422, rename_errors=errors)
         await flash(db_session, viewer, _("Team renamed to “%(name)s”.") % {"name": " ".join(name.split())})
-        return see_other(f"/c/{facilitation.community_id}/teams")
+        return see_other(request.app.route_reverse("community:teams", community_id=facilitation.community_id))
 
     # --- members ---
 
@@ -272,7 +278,7 @@ class CommunityController(Controller):
             **context,
         )
 
-    @get("/members")
+    @get("/members", name="community:members")
     async def members(
         self,
         facilitation: NamedDependency[Membership],
@@ -284,6 +290,7 @@ class CommunityController(Controller):
     @post("/members")
     async def invite(
         self,
+        request: Request,
         data: Form,
         facilitation: NamedDependency[Membership],
         viewer: NamedDependency[Viewer],
@@ -333,11 +340,12 @@ class CommunityController(Controller):
                 notice={"message": notice, "kind": kind} if result.invited or result.already_members else None,
             )
         await flash(db_session, viewer, notice, kind)
-        return see_other(f"/c/{facilitation.community_id}/members")
+        return see_other(request.app.route_reverse("community:members", community_id=facilitation.community_id))
 
     @post("/members/{membership_id:uuid}")
     async def change_member(
         self,
+        request: Request,
         membership_id: FromPath[uuid.UUID],
         data: Form,
         facilitation: NamedDependency[Membership],
@@ -363,10 +371,10 @@ class CommunityController(Controller):
             await db_session.rollback()
             message = str(exc) if isinstance(exc, Refused) else next(iter(exc.errors.values()))
             await flash(db_session, viewer, message, "error")
-            return see_other(f"/c/{community_id}/members")
+            return see_other(request.app.route_reverse("community:members", community_id=community_id))
         await audit.member_changed(db_session, community_id, viewer.email, member.person.email, status=changes.get("status"), role=changes.get("role"))
         await flash(db_session, viewer, _("Saved the change for %(who)s.") % {"who": member.person.email})
-        return see_other(f"/c/{community_id}/members")
+        return see_other(request.app.route_reverse("community:members", community_id=community_id))
 
 
 async def _settings_page(

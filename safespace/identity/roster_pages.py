@@ -56,6 +56,7 @@ class RosterController(Controller):
     @post("/apply", name="roster:apply")
     async def apply(
         self,
+        request: Request,
         data: Form,
         facilitation: NamedDependency[Membership],
         viewer: NamedDependency[Viewer],
@@ -82,7 +83,7 @@ class RosterController(Controller):
         message = _("Roster applied: %(invited)s invited, %(moved)s moved to another team, %(gone)s deactivated.") % {
             "invited": sum(sent), "moved": len(planned.changed_team), "gone": deactivated}  # fmt: skip
         await flash(db_session, viewer, message, "success" if all(sent) else "warning")
-        return see_other(f"/c/{community_id}/members")
+        return see_other(request.app.route_reverse("community:members", community_id=community_id))
 
 
 class RosterChange(msgspec.Struct):

@@ -129,6 +129,7 @@ class SsoSettingController(Controller):
     @post("/", name="sso-require")
     async def require(
         self,
+        request: Request,
         data: Form,
         facilitation: NamedDependency[Membership],
         viewer: NamedDependency[Viewer],
@@ -139,9 +140,9 @@ class SsoSettingController(Controller):
         wanted = form_text(data, "require") == "yes"
         if wanted and not sso_providers.configured:
             await flash(db_session, viewer, _("No sign-in provider is configured here; ask your operator to set one up first."), "error")
-            return see_other(f"/c/{community.id}/settings/sso")
+            return see_other(request.app.route_reverse("sso-setting", community_id=community.id))
         await sso.set_required(db_session, community.id, wanted, viewer.person_id)
         await audit.record(db_session, community.id, viewer.email, "sso", "required" if wanted else "optional")
         message = _("Members now sign in only with their organisation's account.") if wanted else _("Members may sign in with a link by e-mail again.")
         await flash(db_session, viewer, message)
-        return see_other(f"/c/{community.id}/settings/sso")
+        return see_other(request.app.route_reverse("sso-setting", community_id=community.id))

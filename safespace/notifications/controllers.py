@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import URLEncodedBody
 from litestar.response import Redirect, Template
@@ -33,6 +33,7 @@ class NotificationsController(Controller):
     @post("/", name="notifications:save")
     async def save(
         self,
+        request: Request,
         data: URLEncodedBody[dict[str, Any]],
         facilitation: NamedDependency[Membership],
         viewer: NamedDependency[Viewer],
@@ -42,4 +43,4 @@ class NotificationsController(Controller):
         await choose_kinds(db_session, facilitation.person_id, facilitation.community_id,
                            set(chosen if isinstance(chosen, list) else [chosen]))  # fmt: skip
         await flash(db_session, viewer, _("Your notification choices are saved."))
-        return see_other(f"/c/{facilitation.community_id}/notifications")
+        return see_other(request.app.route_reverse("notifications:show", community_id=facilitation.community_id))

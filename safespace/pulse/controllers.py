@@ -134,7 +134,7 @@ class PulseController(Controller):
             status, context = _refusal(refusal, form)
             round_ = await provide_round(round_id, membership, db_session)
             return await self._answer_page(db_session, membership, round_, status, **context)
-        return see_other(f"/c/{community_id}")
+        return see_other(request.app.route_reverse("community:home", community_id=community_id))
 
     @get("/{round_id:uuid}/results")
     async def results(

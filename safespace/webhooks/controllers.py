@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
@@ -45,6 +45,7 @@ class WebhooksController(Controller):
     @post("/", name="webhooks:add")
     async def add(
         self,
+        request: Request,
         data: URLEncodedBody[dict[str, Any]],
         facilitation: NamedDependency[Membership],
         viewer: NamedDependency[Viewer],
@@ -60,7 +61,7 @@ class WebhooksController(Controller):
                                                        settings.webhook_allow_private)  # fmt: skip
         except Refused as exc:
             await flash(db_session, viewer, str(exc))
-            return _to_page(facilitation)
+            return _to_page(request, facilitation)
         except InvalidInput as exc:
             return await _page(db_session, facilitation, 422, errors=exc.errors, values={"url": url, "events": chosen})
         await audit.record(db_session, facilitation.community_id, viewer.email, "webhook", f"endpoint on {_host(endpoint)} registered")
@@ -78,24 +79,24 @@ class WebhooksController(Controller):
 
     @post("/{endpoint_id:uuid}/remove", name="webhooks:remove")
     async def remove(
-        self, endpoint_id: FromPath[uuid.UUID], facilitation: NamedDependency[Membership], viewer: NamedDependency[Viewer],
+        self, request: Request, endpoint_id: FromPath[uuid.UUID], facilitation: NamedDependency[Membership], viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession],
     ) -> Redirect:  # fmt: skip
         endpoint = await _endpoint(db_session, facilitation, endpoint_id)
         await audit.record(db_session, facilitation.community_id, viewer.email, "webhook", f"endpoint on {_host(endpoint)} removed")
         await services.remove(db_session, endpoint)
         await flash(db_session, viewer, _("The endpoint is removed; nothing more is sent to it."))
-        return _to_page(facilitation)
+        return _to_page(request, facilitation)
 
     @post("/{endpoint_id:uuid}/test", name="webhooks:test")
     async def test(
-        self, endpoint_id: FromPath[uuid.UUID], facilitation: NamedDependency[Membership], viewer: NamedDependency[Viewer],
+        self, request: Request, endpoint_id: FromPath[uuid.UUID], facilitation: NamedDependency[Membership], viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession], send_webhooks: NamedDependency[SendWebhooks],
     ) -> Redirect:  # fmt: skip
         """Note a ping and send it after the response: the request never waits on the receiver."""
         services.ping(db_session, await _endpoint(db_session, facilitation, endpoint_id), clock.now())
         await flash(db_session, viewer, _("A test event is on its way. Reload this page in a moment to see whether it arrived."))
-        redirect = _to_page(facilitation)
+        redirect = _to_page(request, facilitation)
         redirect.background = BackgroundTask(send_webhooks, community_id=facilitation.community_id)
         return redirect
 
@@ -120,5 +121,5 @@ def _host(endpoint: WebhookEndpoint) -> str:
     return urlsplit(endpoint.url).netloc
 
 
-def _to_page(facilitation: Membership) -> Redirect:
-    return see_other(f"/c/{facilitation.community_id}/webhooks")
+def _to_page(request: Request, facilitation: Membership) -> Redirect:
+    return see_other(request.app.route_reverse("webhooks:show", community_id=facilitation.community_id))
