@@ -118,7 +118,12 @@ async def apply(db: AsyncSession, moment: datetime) -> Expired:
         for survey_id in surveys:  # their trend charts are drawn again without the deleted points
             await bump_trend(db, survey_id)
         if gone:
-            detail = f"deleted {gone.rounds} rounds, {gone.checkins} check-ins, {gone.stories} stories older than {days} days"
+            detail = f"deleted {_many(gone.rounds, 'round')}, {_many(gone.checkins, 'check-in')}, {_many(gone.stories, 'story', 'stories')} older than {days} days"
             await audit.record(db, community.id, SCHEDULE, "retention", detail)
             total = Expired(total.rounds + gone.rounds, total.checkins + gone.checkins, total.stories + gone.stories)
     return total
+
+
+def _many(count: int, one: str, more: str = "") -> str:
+    """An audit detail's count (the log is kept in English, as every entry is)."""
+    return f"{count} {one if count == 1 else more or one + 's'}"

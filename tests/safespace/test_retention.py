@@ -90,7 +90,7 @@ async def test_old_results_and_stories_go_from_every_page_and_newer_ones_stay(me
     assert await _count(meeting, ReleasedComment, ReleasedComment.round_id == round_.id) == 0
     assert await _count(meeting, Story) == await _count(meeting, Reply) == await _count(meeting, CheckIn) == 0
     log = (await facilitator.get(f"/c/{cid}/audit")).text
-    assert "deleted 1 rounds, 1 check-ins, 3 stories older than 91 days" in log and "retention off -&gt; 91 days" in log
+    assert "deleted 1 round, 1 check-in, 3 stories older than 91 days" in log and "retention off -&gt; 91 days" in log
     assert await _count(meeting, Round, Round.id == round_.id) == 0
     # Done once: the next pass finds nothing more to delete.
     assert (await _tick(meeting, engine, settings, later + timedelta(minutes=1))).expired == retention.Expired()
