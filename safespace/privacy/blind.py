@@ -14,6 +14,7 @@ exactly as RFC 8017 section 9.1.1 defines it, and cryptography's RSASSA-PSS veri
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import logging
 import math
@@ -237,6 +238,15 @@ def blind_sign(private_key: rsa.RSAPrivateKey, blinded_msg: bytes) -> bytes:
         raise BlindSignatureError("blinded message out of range: it must be a number between 1 and n - 1")
     if as_mpz:
         m = gmpy2.mpz(m)
+    # GMP's exponentiations run without the GIL: a signing thread then takes no turns from the
+    # event loop (holding it, each signature would stall every request waiting on the loop).
+    with gmpy2.context(allow_release_gil=True) if as_mpz else contextlib.nullcontext():
+        return _signature(k, m, powmod_sec, powmod, invert)
+
+
+def _signature(
+    k: _SigningNumbers, m: int, powmod_sec: Callable[..., int], powmod: Callable[..., int], invert: Callable[[int, int], int]
+) -> bytes:
     # Base blinding: the exponentiation sees m * r^e for a fresh r, never the client's value.
     r = secrets.randbelow(int(k.n) - 1) + 1
     t = secrets.randbelow(int(k.n) - 1) + 1  # invert r*t, not r, so the gcd's timing says nothing of r

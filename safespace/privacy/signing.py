@@ -1,9 +1,9 @@
 """Blind signatures in a process of their own: the event loop's process keeps its core for requests.
 
-gmpy2 holds the GIL while it exponentiates, so a signing thread (token_keys.sign) and the event
-loop take turns on one core: at 2048 bits one process served about 300 issuances/s on a two-core
-machine, and the loop waited for the GIL on every socket write. Here one worker process per event
-loop signs whole batches. The loop talks to it over a pipe it watches itself (add_reader): no
+A round's opening brings a burst of issuances. blind_sign lets go of the GIL during GMP's
+exponentiations, but the Python work around each signature (conversions, hashing, the batch's
+bookkeeping) still holds it, and a thread would run at the loop's priority. Here one worker
+process per event loop signs whole batches, below the loop's priority. The loop talks to it over a pipe it watches itself (add_reader): no
 thread of ours in the server process, so nothing else there competes for the GIL (a
 ProcessPoolExecutor's two helper threads did, and cost a quarter of the loop's time under load).
 

@@ -92,8 +92,8 @@ def jwk(public_der: bytes) -> dict[str, str]:
 # A key id never changes its key (`safespace keys rotate` re-seals the same key), so the id suffices.
 _PARSED_KEYS: OrderedDict[tuple[str, uuid.UUID], rsa.RSAPrivateKey] = OrderedDict()
 _PARSED_KEYS_MAX = 256
-# One signing thread at a time: gmpy2 holds the GIL, so more threads would not sign faster, only
-# take turns with the event loop and make every request wait longer for its turn.
+# One signing thread at a time. blind_sign lets go of the GIL during GMP's arithmetic, so that
+# thread and the event loop run on two cores; a second signer would take the loop's core.
 _signer = anyio.CapacityLimiter(1)
 
 

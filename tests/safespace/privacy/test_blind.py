@@ -171,6 +171,25 @@ def test_faulty_private_operation_returns_nothing(
         blind.blind_sign(round_key, blinded_msg)
 
 
+def test_the_private_exponentiations_let_go_of_the_gil(round_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signing thread must not stall the event loop: GMP runs the secret-exponent powers with the
+    GIL released (gmpy2's allow_release_gil, per call), and the caller's context is left as it was."""
+    gmpy2 = pytest.importorskip("gmpy2")
+    seen: list[bool] = []
+    real = gmpy2.powmod_sec
+
+    def recording(*args: object) -> object:
+        seen.append(gmpy2.get_context().allow_release_gil)
+        return real(*args)
+
+    monkeypatch.setattr(gmpy2, "powmod_sec", recording)
+    blinded_msg, inv = blind.blind(round_key.public_key(), msg := blind.prepare(b"token"))
+    signature = blind.finalize(round_key.public_key(), msg, blind.blind_sign(round_key, blinded_msg), inv)
+    blind.verify(round_key.public_key(), msg, signature)
+    assert seen == [True, True]  # the two CRT halves
+    assert gmpy2.get_context().allow_release_gil is False
+
+
 def test_without_gmpy2_signing_still_matches_and_warns_once(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
