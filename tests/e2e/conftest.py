@@ -21,6 +21,30 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PRIVATE_WINDOW = "2"  # seconds: the flows wait it out as members would wait the default 30
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "postgresql_too: a browser test that also runs against PostgreSQL")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A browser test runs against SQLite only, unless marked postgresql_too: what the browser
+    sees does not depend on the database, and every route's work is tested on both databases in
+    process (tests/safespace). Those marked are the ones where PostgreSQL changes what is served:
+    the live check-in (LISTEN/NOTIFY), the log at DEBUG (the driver's own log lines), and one
+    member's whole private-mode visit."""
+    here = Path(__file__).parent
+    dropped = [
+        item
+        for item in items
+        if here in Path(item.fspath).parents
+        and getattr(item, "callspec", None) is not None
+        and item.callspec.params.get("database_url") == "postgresql"
+        and item.get_closest_marker("postgresql_too") is None
+    ]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
+
+
 @pytest.fixture
 def served_env(settings, tmp_path: Path) -> dict[str, str]:
     port = free_port()

@@ -122,6 +122,7 @@ def _database_after(database_url: str, round_number: int) -> dict:
     return asyncio.run(read())
 
 
+@pytest.mark.postgresql_too
 def test_member_answers_later_in_private_mode(served, served_env, tmp_path: Path) -> None:
     """Home fetches the token; the member closes the tab, comes back and answers with it, without
     cookies. The tally counts one more, the spent table has one more hash, and no table row or

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +19,8 @@ from tests.conftest import free_port
 from tests.e2e.conftest import CHROMIUM
 from tests.e2e.test_accessibility import AXE, AXE_RUN, PHONE_FIT, WIDTHS
 from tests.helpers import make_community, serving
+
+pytestmark = pytest.mark.e2e
 
 MEMBERS = [f"m{i}@x.org" for i in range(5)]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.identity import services as identity
@@ -15,6 +16,8 @@ from safespace.identity import signin
 from tests.conftest import free_port
 from tests.e2e.conftest import CHROMIUM
 from tests.helpers import make_community, serving
+
+pytestmark = pytest.mark.e2e
 
 MEMBERS = [f"m{i}@x.org" for i in range(5)]
 WAITING = "Waiting for at least 5 answers"
@@ -27,6 +30,7 @@ async def _link(db: AsyncSession, email: str) -> str:
     return f"/signin/{token}"
 
 
+@pytest.mark.postgresql_too
 async def test_six_browsers_see_the_count_only_from_k_and_the_reveal(settings, db: AsyncSession, tmp_path: Path) -> None:
     from playwright.async_api import async_playwright, expect
 

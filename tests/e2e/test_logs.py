@@ -70,6 +70,7 @@ def identifying_values(database_url: str) -> dict[str, str]:
     return asyncio.run(read())
 
 
+@pytest.mark.postgresql_too
 def test_a_members_visit_leaves_nothing_identifying_in_the_log(served, served_env, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 

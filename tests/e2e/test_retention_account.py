@@ -29,13 +29,10 @@ def served_for_webhooks(served_env, db, tmp_path: Path):
         yield served, env
 
 
-def test_retention_and_a_webhook_on_a_phone_and_an_account_deleted_by_keyboard(request: pytest.FixtureRequest, database_url: str, tmp_path: Path) -> None:
-    """The pages are the same from either database (what they do is tested on both over HTTP): once, on SQLite."""
+def test_retention_and_a_webhook_on_a_phone_and_an_account_deleted_by_keyboard(served_for_webhooks, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    if not database_url.startswith("sqlite"):
-        pytest.skip("the pages render the same from PostgreSQL; tests/safespace/test_retention.py and the webhook tests run on both")
-    (base, links), served_env = request.getfixturevalue("served_for_webhooks")
+    (base, links), served_env = served_for_webhooks
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         facilitator = browser.new_context(viewport=PHONE).new_page()
