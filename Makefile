@@ -32,8 +32,13 @@ run: $(STAMP)
 	$(BIN)/safespace demo --host $(HOST) --port $(PORT)
 	$(BIN)/safespace serve --host $(HOST) --port $(PORT)
 
+# Two workers (pytest-xdist): the browser and fault tests, which serve the app in processes of
+# their own, run one after another on one worker; the in-process tests share out over both
+# (tests/conftest.py, pytest_xdist_make_scheduler).
+# `make test WORKERS=` runs in one process.
+WORKERS ?= -n 2
 test: $(STAMP)
-	$(BIN)/python -m pytest --durations=20 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(WORKERS) --durations=20 $(PYTEST_ARGS)
 
 # Ruff, configured in pyproject.toml; .ci/run runs it before the tests.
 lint: $(STAMP)

@@ -52,6 +52,29 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"databases: SQLite only. {POSTGRES_PROBLEM}; {verdict}."]
 
 
+# --- workers ------------------------------------------------------------------------------------
+
+# The tests that serve the app in processes of their own (browsers, kills, full disks) and measure
+# what happens in time: under `make test`'s two workers they run one after another on one worker,
+# never beside each other, while the in-process tests share out over both.
+SERVED_TOGETHER = ("tests/e2e/", "tests/faults/")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    # xdist's own xdist_group mark does nothing under pytest 9 (it renames item._nodeid, which
+    # pytest 9 no longer reads), so the grouping is done here, by path.
+    if config.getvalue("dist") not in ("load", "loadscope", "loadgroup"):
+        return None  # --dist each, worksteal...: xdist's own
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ServedTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            # Scopes go out largest first, so this one starts at once on the first worker.
+            return "served" if nodeid.startswith(SERVED_TOGETHER) else nodeid
+
+    return ServedTogether(config, log)
+
+
 # --- databases ---------------------------------------------------------------------------------
 
 
