@@ -4,8 +4,9 @@ A round's opening brings a burst of issuances. blind_sign lets go of the GIL dur
 exponentiations, but the Python work around each signature (conversions, hashing, the batch's
 bookkeeping) still holds it, and a thread would run at the loop's priority. Here one worker
 process per event loop signs whole batches, below the loop's priority. The loop talks to it
-over a pipe it watches itself (add_reader): no thread of ours in the server process, so nothing else there competes for the GIL (a
-ProcessPoolExecutor's two helper threads did, and cost a quarter of the loop's time under load).
+over a pipe it watches itself (add_reader): no thread of ours in the server process, so nothing
+else there competes for the GIL (a ProcessPoolExecutor's two helper threads did, and cost a
+quarter of the loop's time under load).
 
 The worker imports this module and safespace.privacy.blind, nothing of the app (spawn). Keys are
 unsealed in the server (microseconds) and sent with each batch; the worker parses each key once
