@@ -11,20 +11,19 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-# A private name, but no public accessor exists for the request's session; the version is pinned.
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.types import Empty, Message, Receive, Scope, Send
+
+# Litestar's cache of parsed headers and cookies in the scope: no public way to reset it after the
+# cookie header is rewritten (_bind_csrf); litestar is pinned to a tested range.
 from litestar.utils.scope.state import ScopeState
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
 from safespace.identity.signin import SET_NOTICE, LiveSession, SessionReader, needs_ending, needs_settling, settle
-
-log = logging.getLogger(__name__)
-
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +57,9 @@ def session_cookies(session_token: str, csrf_secret: str, secure: bool) -> list[
         key=SESSION_COOKIE, value=session_token, httponly=True, samesite="lax", secure=secure, path="/", max_age=SESSION_DAYS * 86400
     )
     return [session, csrf_cookie(bound_csrf_token(csrf_secret, session_token), secure)]
+
+
 LANGUAGE_COOKIE = "safespace_lang"  # the language chosen on the sign-in pages, before any profile
-
-
 
 
 @dataclass(frozen=True)
@@ -173,7 +172,6 @@ class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
             places=places,
             flash=flash,
         )
-
 
     async def _settle(self, live: LiveSession, clear_notice: bool) -> LiveSession | None:
         """The session's housekeeping writes (the hourly touch, ending an idle session, clearing a
