@@ -22,7 +22,7 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
@@ -136,9 +136,21 @@ def _sqlite_dbapi() -> dict[str, Any]:
     return {"module": _OneHopDBAPI(aiosqlite, sqlite3)}
 
 
+def _savepoint_as_writer(conn: Connection, _name: str) -> None:
+    """A SAVEPOINT outside a transaction opens one as a reader: its reads pin a snapshot, and its
+    first write then fails at once with "database is locked" if another connection committed
+    since (a snapshot cannot become a write; the busy timeout does not apply). The code that
+    takes savepoints (opening a round now, the schedule, sign-in, story release) writes after
+    reading, so such a transaction begins as a writer instead, waiting its turn on the busy
+    timeout like any other write."""
+    if not conn.connection.driver_connection.in_transaction:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def configure_engine(engine: AsyncEngine, busy_seconds: float = COMMAND_BUSY_SECONDS) -> AsyncEngine:
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", lambda dbapi_connection, record: _sqlite_pragmas(dbapi_connection, record, busy_seconds))
+        event.listen(engine.sync_engine, "savepoint", _savepoint_as_writer)
     return engine
 
 
@@ -265,8 +277,9 @@ def alchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
 # pulse/group_commit.py; answer tokens, pulse/token_queue.py), each one batch at a time, take
 # turns here instead and are handed the lock at once. The other writers (a request's session,
 # the schedule, commands) are rare and left to SQLite's busy timeout: the driver begins their
-# transaction at its first write, so they wait for the lock and never fail to upgrade a read
-# to a write. This only orders this process's writers; correctness rests on SQLite's own lock.
+# transaction at its first write (a savepoint's with BEGIN IMMEDIATE: _savepoint_as_writer), so
+# they wait for the lock and never fail to upgrade a read to a write. This only orders this
+# process's writers; correctness rests on SQLite's own lock.
 _write_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.WeakKeyDictionary[Engine, asyncio.Lock]] = (
     weakref.WeakKeyDictionary()
 )

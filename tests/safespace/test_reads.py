@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import column, select, table, text
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from safespace.db.engine import Reads, configure_engine
 
@@ -93,4 +93,59 @@ async def test_a_long_read_leaves_the_event_loop_for_a_thread(database: Path) ->
     finally:
         ticker.cancel()
         reads.dispose()
+        await engine.dispose()
+
+
+async def test_a_savepoint_that_opens_a_transaction_takes_the_write_lock_first(database: Path) -> None:
+    """What opening a round now does (a SAVEPOINT, reads, then writes) while another connection
+    writes in between, as the mail sender of a publication does: the savepoint's transaction
+    begins as a writer, so the other write waits for it instead of this one failing at its first
+    write with "database is locked" (a read snapshot cannot become a write after another commit)."""
+    engine = configure_engine(create_async_engine(f"sqlite+aiosqlite:///{database}"))
+    other = configure_engine(create_async_engine(f"sqlite+aiosqlite:///{database}"))
+    try:
+        async with AsyncSession(engine) as db:
+            async with db.begin_nested():
+                assert await db.scalar(text("SELECT count(*) FROM note")) == 1
+
+                async def write_elsewhere() -> None:
+                    async with other.begin() as conn:
+                        await conn.execute(NOTE.insert().values(body="elsewhere"))
+
+                elsewhere = asyncio.create_task(write_elsewhere())
+                await asyncio.sleep(0.3)
+                assert not elsewhere.done()  # it waits for this transaction's lock
+                await db.execute(NOTE.insert().values(body="here"))
+            await db.commit()
+        await asyncio.wait_for(elsewhere, 5)
+        async with engine.connect() as conn:
+            assert sorted((await conn.execute(select(NOTE.c.body))).scalars()) == ["elsewhere", "first", "here"]
+    finally:
+        await engine.dispose()
+        await other.dispose()
+
+
+async def test_a_savepoint_that_cannot_get_the_write_lock_fails_alone(database: Path) -> None:
+    """As a page's housekeeping write does (identity.signin.remember_community): another writer
+    holds the database past the busy timeout, so the savepoint's write fails, and the page's
+    transaction goes on reading and ends cleanly."""
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    engine = configure_engine(create_async_engine(f"sqlite+aiosqlite:///{database}"), busy_seconds=0.1)
+    try:
+        async with AsyncSession(engine) as db:
+            assert await db.scalar(text("SELECT count(*) FROM note")) == 1
+            with pytest.raises(OperationalError, match="locked"):
+                async with db.begin_nested():
+                    await db.execute(NOTE.insert().values(body="not now"))
+            assert await db.scalar(text("SELECT count(*) FROM note")) == 1
+            await db.commit()
+        holder.execute("COMMIT")
+        async with AsyncSession(engine) as db:  # and the next transaction writes as usual
+            async with db.begin_nested():
+                await db.execute(NOTE.insert().values(body="later"))
+            await db.commit()
+            assert await db.scalar(text("SELECT count(*) FROM note")) == 2
+    finally:
+        holder.close()
         await engine.dispose()
