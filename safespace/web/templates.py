@@ -7,16 +7,39 @@ import functools
 import hashlib
 from pathlib import Path
 
-# A private name, but no public accessor exists for the request's session; the version is pinned.
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import BytecodeCache, Environment, FileSystemLoader, select_autoescape
+from jinja2.bccache import Bucket
 
 from safespace import i18n
 from safespace.web.pages import here
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"  # package data: a plain wheel carries them
+
+
+class _CompiledOnce(BytecodeCache):
+    """Templates compiled once per process, for every environment made by template_environment
+    (they all have the same settings, so one's code serves another): the app's, its error pages',
+    the commands' mailers, and the test suite's app per test. Jinja checks each template's source
+    checksum before using what is kept."""
+
+    def __init__(self) -> None:
+        self.compiled: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        if (code := self.compiled.get(bucket.key)) is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self.compiled[bucket.key] = bucket.bytecode_to_string()
+
+
+_COMPILED = _CompiledOnce()
+
+
 def template_environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
+        bytecode_cache=_COMPILED,
         autoescape=select_autoescape(["html"], default_for_string=False),
         extensions=["jinja2.ext.i18n"],
         trim_blocks=True,
