@@ -88,6 +88,9 @@ def launch(playwright):
 def audit(page, found: Findings, label: str) -> None:
     """axe on the page as it is now, at both widths, and at phone width whether it fits; what either
     finds goes into `found` under the label."""
+    # After a click that navigates, the new page's text can be there before its stylesheet is: axe
+    # would then judge the page unstyled (the skip link beside the header's links, all too close).
+    page.wait_for_load_state("load")
     for width, viewport in WIDTHS.items():
         page.set_viewport_size(viewport)
         if not page.evaluate("typeof axe !== 'undefined'"):
