@@ -1,6 +1,6 @@
 """Token issuance (RFC 9474 BlindSign) through the real route against blind_sign in-process, and /healthz under it.
 
-    .venv/bin/python bench/tokens.py [--members 1500] [--concurrency 50] [--seconds 4] [--bits 2048 3072] [--db sqlite|postgresql]
+    .venv/bin/python bench/tokens.py [--members 6000] [--concurrency 50] [--seconds 4] [--bits 2048 3072] [--db sqlite|postgresql] [--profile FILE]
 
 Per key size (SAFESPACE_TOKEN_KEY_BITS), on a fresh database: seed --members members with
 sessions in an open round (bench/submit.py's seed: 4 teams, a key for each) and start
@@ -28,6 +28,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -43,7 +44,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from probe import start_probe, stop_probe
 from sqlalchemy import select
-from submit import Connection, NoPostgreSQL, cpu_meter, seed, start_server, throwaway_database
+from submit import Connection, NoPostgreSQL, cpu_meter, profiler, seed, start_server, throwaway_database
 
 from safespace.db.engine import make_engine
 from safespace.privacy import blind
@@ -175,12 +176,16 @@ async def issuance(label: str, database_url: str, bits: int, args: argparse.Name
         for conn in conns:  # new connections: the server closes those idle for 5 s (uvicorn's keep-alive)
             conn.close()
         idle = await idle_probe(port)
+        spy = profiler(proc.pid, args.profile, f"{label}-{bits}") if args.profile else None
         meter = cpu_meter(proc.pid)
         prober = await start_probe(port, PROBE_EVERY)
         started, queue = time.perf_counter(), iter(members)
         await asyncio.gather(*(_each(conn, queue, post_token) for conn in conns))
         elapsed = time.perf_counter() - started
         loaded, (cpu, _) = await stop_probe(prober), meter()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
         for conn in conns:
             conn.close()
     finally:
@@ -236,11 +241,14 @@ def _public(jwk: dict[str, str]) -> rsa.RSAPublicKey:
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--members", type=int, default=1500, help="members, each taking one token")
+    # 6,000: about 5 s of issuance at this machine's rate, so the loaded /healthz p99 rests on some
+    # 400 probes (1,500 gave 1.3 s and 108 probes, whose "p99" was the second-largest sample).
+    parser.add_argument("--members", type=int, default=6000, help="members, each taking one token")
     parser.add_argument("--concurrency", type=int, default=50, help="connections issuing tokens at once")
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per side in-process")
     parser.add_argument("--bits", type=int, nargs="+", default=[2048, 3072])
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--profile", metavar="FILE", help="py-spy the server during the issuances (.svg or .txt)")
     args = parser.parse_args()
     backend = f"gmpy2 {blind.gmpy2.version()} powmod_sec" if blind.gmpy2 else "Python pow (gmpy2 not installed)"
     print(f"{args.members} members, one uvicorn worker, {args.db}, {os.cpu_count()} CPUs; blind_sign backend: {backend}")

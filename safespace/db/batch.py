@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+HANDBACK = 8  # results handed back per turn of the event loop
 
 
 class Batcher(Generic[Item, Result]):
@@ -57,15 +58,24 @@ class Batcher(Generic[Item, Result]):
             try:
                 if len(results) != len(batch):
                     raise RuntimeError(f"a batch of {len(batch)} items gave {len(results)} results")
-                for (_item, future), result in zip(batch, results, strict=True):
+                for handed, ((_item, future), result) in enumerate(zip(batch, results, strict=True)):
+                    if handed and handed % HANDBACK == 0:
+                        # Each caller wakes to finish its request (a response to write): a whole
+                        # batch at once held every other request, /healthz too, for milliseconds.
+                        # A turn of the loop between slices lets them in.
+                        await asyncio.sleep(0)
                     if future.done():
                         continue
                     if isinstance(result, Exception):
                         future.set_exception(result)
                     else:
                         future.set_result(result)
-            except Exception as exc:  # noqa: BLE001 - whatever went wrong, no caller is left waiting
+            except BaseException as exc:  # whatever went wrong, no caller is left waiting
                 _fail(batch, exc)
+                if not isinstance(exc, Exception):  # cancelled between slices (shutdown)
+                    _fail(self._waiting, exc)
+                    self._waiting.clear()
+                    raise
 
 
 def _fail(waiting: Iterable[tuple[object, asyncio.Future]], exc: BaseException) -> None:

@@ -45,10 +45,10 @@ from safespace.pulse.tokens import TokensUsedUp, group_of
 # As the answer queue's: enough to amortise the round trips, small enough that a transaction
 # holds its locks for a few milliseconds.
 MAX_BATCH = 64
-# Signing batches: small, so the answers come back to the loop a few at a time (a batch of 64
-# answered at once held /healthz up for 20-50 ms), and two at a time, so the signing process
-# starts the next the moment one ends.
-SIGN_BATCH = 16
+# Signing batches: small, so the answers come back to the loop a few at a time (a whole batch
+# answered at once holds other requests, /healthz too, while its callers write their responses),
+# and two at a time, so the signing process starts the next the moment one ends.
+SIGN_BATCH = 8
 
 
 class WrongKey(Exception):

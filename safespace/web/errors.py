@@ -117,8 +117,10 @@ def allowed_methods(request: Request) -> str:
     return ", ".join(sorted({m for methods in matching for m in methods} | {"OPTIONS"}))
 
 
-def answer_options(request: Request) -> Response | None:
-    """before_request: OPTIONS is answered here, with the whole Allow header."""
+async def answer_options(request: Request) -> Response | None:
+    """before_request: OPTIONS is answered here, with the whole Allow header. It runs before every
+    handler, so it is async: Litestar runs a plain function there in a worker thread, and every
+    request (/healthz too) would then wait for that thread to get the GIL from a busy loop."""
     if request.method == "OPTIONS":
         return Response(content=None, status_code=204, headers={"Allow": allowed_methods(request)})
     return None

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from safespace.db.batch import Batcher, padded
+from safespace.db.batch import HANDBACK, Batcher, padded
 
 
 class Recorder:
@@ -113,6 +113,47 @@ async def test_a_result_that_cannot_be_handed_back_fails_its_callers_and_later_b
         with pytest.raises(RuntimeError, match="lost on the way back"):
             await asyncio.wait_for(caller, timeout=10)
     assert await asyncio.wait_for(batcher.submit(5), timeout=10) == 50
+
+
+async def test_a_large_batch_is_handed_back_a_slice_at_a_time_so_other_work_gets_turns() -> None:
+    """A batch of 64 sessions read or tokens noted used to wake all its callers in one turn of the
+    event loop, and a request arriving meanwhile (/healthz) waited for all of them. Another task
+    now gets turns while the batch is handed back: it sees some callers answered, not all."""
+    size = HANDBACK * 4
+    batcher = Batcher(Recorder().run, max_batch=size)
+    callers = [asyncio.create_task(batcher.submit(2 * n)) for n in range(size)]
+    seen: list[int] = []
+
+    async def bystander() -> None:
+        while not all(caller.done() for caller in callers):
+            seen.append(sum(caller.done() for caller in callers))
+            await asyncio.sleep(0)
+
+    await asyncio.gather(bystander(), *callers)
+    assert [caller.result() for caller in callers] == [20 * n for n in range(size)]
+    assert any(0 < done < size for done in seen), seen  # a turn while the batch was half handed back
+
+
+async def test_a_batch_cancelled_while_it_is_handed_back_leaves_no_caller_waiting() -> None:
+    """A shutdown cancels the batch's task between two slices: the callers not yet answered, and
+    those queued for the next batch, are cancelled rather than left waiting forever."""
+    release = asyncio.Event()
+
+    async def run_then_shut_down(items: list[int]) -> list[int | Exception]:
+        await release.wait()
+        asyncio.get_running_loop().call_soon(batcher._worker.cancel)  # lands at the first slice's end
+        return [item * 10 for item in items]
+
+    batcher = Batcher(run_then_shut_down, max_batch=HANDBACK * 4)
+    callers = [asyncio.create_task(batcher.submit(n)) for n in range(HANDBACK * 4)]
+    await asyncio.sleep(0)
+    queued = asyncio.create_task(batcher.submit(100))  # waits for the next batch
+    await asyncio.sleep(0)
+    release.set()
+    _done, pending = await asyncio.wait([*callers, queued], timeout=10)
+    assert not pending, f"{len(pending)} callers still waiting"
+    assert [caller.result() for caller in callers[:HANDBACK]] == [n * 10 for n in range(HANDBACK)]
+    assert all(caller.cancelled() for caller in callers[HANDBACK:]) and queued.cancelled()
 
 
 def test_in_lists_are_distinct_and_padded_to_a_power_of_two() -> None:

@@ -10,10 +10,13 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import httpx
+from litestar.handlers import HTTPRouteHandler
+from litestar.utils.sync import AsyncCallable
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from safespace import clock, schedule
+from safespace.app import create_app
 from safespace.identity import members as membership_rules
 from safespace.identity.models import Membership, Person
 from safespace.insights import objective_figures, trend_figures
@@ -273,6 +276,24 @@ async def call(client: httpx.AsyncClient, method: str, template: str, url: str) 
     if url.startswith("/api/"):
         return await api(client, method, url, minimal_body(client.app, method, template))
     return await post_form(client, url, {})
+
+
+def test_no_request_waits_for_a_thread_to_run_a_hook(settings) -> None:
+    """Litestar runs a plain function given as a guard, a before_request or after_response hook, a
+    before_send handler or a dependency marked sync_to_thread in a worker thread, for every request
+    it applies to. The app's OPTIONS hook was one: every request, /healthz too, waited for a thread
+    and for that thread to get the GIL from a busy event loop (loaded /healthz p99 up by ms)."""
+    app = create_app(settings)
+    threaded = set()
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            if not isinstance(handler, HTTPRouteHandler):
+                continue
+            hooks = [*handler.resolve_guards(), handler.resolve_before_request(), handler.resolve_after_response()]
+            hooks += [provide.dependency for provide in handler.resolve_dependencies().values()]
+            threaded |= {hook.func.__qualname__ for hook in hooks if isinstance(hook, AsyncCallable)}
+    threaded |= {hook.func.__qualname__ for hook in [*app.before_send, *app.after_exception] if isinstance(hook, AsyncCallable)}
+    assert not threaded, f"run in a thread for each request: {sorted(threaded)}"
 
 
 async def test_every_route_answers_each_caller_as_its_rule_says(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:
