@@ -34,6 +34,8 @@ from safespace.chat.delivery import ChatDelivery
 from safespace.checkin.controllers import CheckInsController
 from safespace.checkin.join_pages import JoinController
 from safespace.checkin.live import Hub, channels_plugin
+from safespace.checkin.token_routes import ANONYMOUS_PATHS as CHECKIN_ANONYMOUS
+from safespace.checkin.token_routes import anonymous_checkin_routes, checkin_token_router
 from safespace.db.engine import Reads, alchemy_config, make_engine
 from safespace.db.migrate import current_revision, schema_mismatch
 from safespace.home import HomeController
@@ -119,7 +121,11 @@ PUBLIC = ["^/static/", "^/healthz$", "^/readyz$", "^/schema"]
 # Anonymous answers with a token: no session is loaded (a cookie sent along is refused by the
 # route) and no CSRF token is asked for (the request carries no ambient authority to abuse).
 # My story with a receipt code: the code is the only credential (stories/receipt_pages.py).
-ANONYMOUS = [f"^{REDEEM_PATH}$", f"^{STORY_PATH}$", f"^{REPLY_PATH}$", f"^{PUBLISHED_PATH}/", f"^{RECEIPT_PATH}(/edit|/withdraw)?$"]
+# A check-in's answers with a token, and its live count opened with the page's stream key.
+ANONYMOUS = [
+    f"^{REDEEM_PATH}$", f"^{STORY_PATH}$", f"^{REPLY_PATH}$", f"^{PUBLISHED_PATH}/", f"^{RECEIPT_PATH}(/edit|/withdraw)?$",
+    *CHECKIN_ANONYMOUS,
+]
 
 
 @get("/healthz", include_in_schema=False, sync_to_thread=False)
@@ -237,6 +243,8 @@ ROUTES = [
     published_round_keys,
     story_token_router,
     *anonymous_story_routes,
+    checkin_token_router,
+    *anonymous_checkin_routes,
     create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
 ]
 

@@ -32,8 +32,9 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from safespace import schedule
+from safespace import clock, schedule
 from safespace.app import ANONYMOUS
+from safespace.checkin import services as checkins
 from safespace.identity.models import Membership, Person
 from safespace.pulse.models import Round
 from safespace.stories import services as stories
@@ -70,8 +71,14 @@ async def _fuzzed_community(client: httpx.AsyncClient, db: AsyncSession, engine:
         await db.commit()
     if caller == "facilitator of another community":
         await make_community(db, name="Another community", facilitator="other@x.org")
+    # An open meeting check-in, for the private-mode routes by join code.
+    choices = await checkins.statement_choices(db, community.id)
+    instrument = checkins.checkin_instrument(choices, list(choices)[:2], "", 5, "en")
+    checkin = await checkins.start(db, community, instrument, "", clock.now(), 2)
+    await db.commit()
     await sign_in(client, db, CALLERS[caller] or closed.world.facilitator)
     return {
+        "code": [checkin.code, "ZZZZZZ"],
         "community_id": [community.id],
         "round_id": [closed.round.id, open_round.id],
         "team_id": list(closed.world.teams.values()),
@@ -169,6 +176,7 @@ TOKEN = {"key_id": str(uuid.uuid4()), "msg": "AA", "sig": "AA"}
         ("/api/v1/answers", TOKEN | {"round_id": str(uuid.uuid4()), "answers": {}}),
         ("/api/v1/stories", TOKEN),
         ("/api/v1/replies", TOKEN | {"story_id": str(uuid.uuid4()), "reply": "Thank you."}),
+        ("/api/v1/checkin-answers", TOKEN | {"answers": {"a.s1": "3"}}),
     ],
 )
 async def test_anonymous_routes_refuse_a_session_cookie(client, db: AsyncSession, path: str, body: dict) -> None:

@@ -30,6 +30,7 @@ from safespace.privacy.round_keys import RoundKeyError, is_sealed
 from surveys import tally as tally_rules
 
 NONCE_BYTES = 16
+SKIP = "skip"  # the "Prefer not to answer" radio
 MAX_COMMENT_CHARS = 1000  # the answer page's maxlength
 # A pending comment is sealed padded to this (UTF-8 takes at most 4 bytes a character), for the
 # same reason: its row's versions, each written beside a ledger row, would otherwise pair a
@@ -61,17 +62,27 @@ def nonce_hash(nonce: str) -> bytes:
 
 
 def seal_receipt(keyring: Keyring, checkin: CheckIn, person_id: uuid.UUID, receipt: Receipt) -> str:
-    sealed = checkin_keys(keyring).seal(checkin.id, msgspec.json.encode(receipt), _receipt_aad(checkin, person_id))
-    return base64.urlsafe_b64encode(sealed).decode()
+    return seal_bound(keyring, checkin.id, receipt, _receipt_aad(checkin, person_id))
 
 
 def open_receipt(keyring: Keyring, checkin: CheckIn, person_id: uuid.UUID, value: str | None) -> Receipt | None:
     """The receipt the browser sent, or None if it sent none or one that does not open."""
+    return open_bound(keyring, checkin.id, value, _receipt_aad(checkin, person_id))
+
+
+def seal_bound(keyring: Keyring, checkin_id: uuid.UUID, receipt: Receipt, aad: bytes) -> str:
+    """A receipt sealed under the check-in's key, bound to `aad` (a member, or a token)."""
+    sealed = checkin_keys(keyring).seal(checkin_id, msgspec.json.encode(receipt), aad)
+    return base64.urlsafe_b64encode(sealed).decode()
+
+
+def open_bound(keyring: Keyring, checkin_id: uuid.UUID, value: str | None, aad: bytes) -> Receipt | None:
+    """A receipt sealed by seal_bound with the same `aad`, or None (none sent, or it does not open)."""
     if not value:
         return None
     try:
         sealed = base64.urlsafe_b64decode(value.encode())
-        return msgspec.json.decode(checkin_keys(keyring).open(checkin.id, sealed, _receipt_aad(checkin, person_id)), type=Receipt)
+        return msgspec.json.decode(checkin_keys(keyring).open(checkin_id, sealed, aad), type=Receipt)
     except (ValueError, RoundKeyError, msgspec.DecodeError):
         return None
 
@@ -129,40 +140,55 @@ async def locked_tally(db: AsyncSession, checkin_id: uuid.UUID) -> CheckInTally:
     return await db.get(CheckInTally, checkin_id, with_for_update=True, populate_existing=True)
 
 
-async def answer(
-    db: AsyncSession,
-    keyring: Keyring,
-    checkin: CheckIn,
-    person_id: uuid.UUID,
-    answers: dict[str, int | None],
-    comment: str,
-    sent_receipt: str | None,
-) -> tuple[str, int | None]:
-    """Count (or change) the member's answer; returns the new receipt and how many answered, or
-    None for a change of answer (the count did not move: there is nothing to tell listeners).
+def read_form(instrument, form: dict[str, str]) -> dict[str, int | None]:  # noqa: ANN001
+    """The radio buttons as an answer set; InvalidInput names each statement left unanswered."""
+    answers: dict[str, int | None] = {}
+    errors = {}
+    for item in instrument.items:
+        value = form.get(f"a.{item.key}", "")
+        if value == SKIP:
+            answers[item.key] = None
+        elif value.isdigit() and 1 <= int(value) <= instrument.scale.points:
+            answers[item.key] = int(value)
+        else:
+            errors[f"a.{item.key}"] = _("Choose an answer, or “Prefer not to answer”.")
+    if errors:
+        raise InvalidInput(errors)
+    return answers
 
-    The first statement takes the write lock (PostgreSQL: the tally row; SQLite: the database),
-    so concurrent answers queue here and each reads the tally the one before it wrote."""
-    comment = comment.strip()
-    if len(comment) > MAX_COMMENT_CHARS:
-        raise InvalidInput({"comment": _("Keep your comment to %(n)s characters or fewer.") % {"n": MAX_COMMENT_CHARS}})
+
+class TookToken(Refused):
+    """The member took a private-mode token: the answer goes from the browser holding it."""
+
+
+async def lock_open(db: AsyncSession, checkin: CheckIn) -> CheckInTally:
+    """The tally row, locked (see locked_tally); NotOpen once answers closed."""
     row = await locked_tally(db, checkin.id)
     state = await db.scalar(select(CheckIn.state).where(CheckIn.id == checkin.id))
     if state != "open" or clock.now() >= checkin.closes_at:  # past its time: closed, whenever tick runs
         raise NotOpen(_("This check-in is closed; answers are no longer accepted."))
-    tally = read_tally(keyring, checkin.id, row.data)
-    answers = tally_rules.check_answers(tally, answers)
-    hashed = await db.scalar(
-        select(CheckInParticipation.receipt_hash).where(
-            CheckInParticipation.checkin_id == checkin.id, CheckInParticipation.person_id == person_id
-        )
-    )
-    joined = hashed is not None
-    previous = open_receipt(keyring, checkin, person_id, sent_receipt) if joined else None
-    if joined and (previous is None or nonce_hash(previous.nonce) != hashed):
-        raise AnsweredElsewhere(
-            _("You have already answered, in another browser or device; your answer is counted. It can be changed only from there.")
-        )
+    return row
+
+
+async def open_tally(db: AsyncSession, keyring: Keyring, checkin: CheckIn) -> tuple[CheckInTally, tally_rules.Tally]:
+    """The tally row, locked, and its contents; NotOpen once answers closed."""
+    row = await lock_open(db, checkin)
+    return row, read_tally(keyring, checkin.id, row.data)
+
+
+def check_comment(comment: str) -> str:
+    comment = comment.strip()
+    if len(comment) > MAX_COMMENT_CHARS:
+        raise InvalidInput({"comment": _("Keep your comment to %(n)s characters or fewer.") % {"n": MAX_COMMENT_CHARS}})
+    return comment
+
+
+async def fold_answer(
+    db: AsyncSession, keyring: Keyring, checkin: CheckIn, row: CheckInTally, tally: tally_rules.Tally,
+    previous: Receipt | None, answers: dict[str, int | None], comment: str,
+) -> Receipt:  # fmt: skip
+    """Fold `previous` (the answer a receipt holds, if any) out of the tally and `answers` in,
+    replacing its comment; returns the new receipt. Who answered is the caller's business."""
     receipt = Receipt(nonce=os.urandom(NONCE_BYTES).hex(), answers=answers)
     if previous is not None and previous.comment:
         await db.execute(delete(CheckInComment).where(CheckInComment.id == uuid.UUID(previous.comment), CheckInComment.checkin_id == checkin.id))
@@ -175,6 +201,47 @@ async def answer(
     tally = refold(tally, previous.answers if previous else None, answers)
     row.data = seal_tally(keyring, checkin.id, tally)
     row.respondents = tally.respondents
+    return receipt
+
+
+async def answer(
+    db: AsyncSession,
+    keyring: Keyring,
+    checkin: CheckIn,
+    person_id: uuid.UUID,
+    answers: dict[str, int | None],
+    comment: str,
+    sent_receipt: str | None,
+) -> tuple[str, int | None]:
+    """Count (or change) the member's answer, sent signed in; returns the new receipt and how many
+    answered, or None for a change of answer (the count did not move: there is nothing to tell
+    listeners).
+
+    The first statement takes the write lock (PostgreSQL: the tally row; SQLite: the database),
+    so concurrent answers queue here and each reads the tally the one before it wrote."""
+    comment = check_comment(comment)
+    row, tally = await open_tally(db, keyring, checkin)
+    answers = tally_rules.check_answers(tally, answers)
+    ledger = (
+        await db.execute(
+            select(CheckInParticipation.receipt_hash, CheckInParticipation.tokens).where(
+                CheckInParticipation.checkin_id == checkin.id, CheckInParticipation.person_id == person_id
+            )
+        )
+    ).one_or_none()
+    if ledger is not None and ledger.receipt_hash is None:
+        # It may have answered with that token: a second answer here could count twice.
+        raise TookToken(
+            _("This check-in's private-mode token is in the browser where you opened it: answer from there, without your name.")
+        )
+    hashed = ledger.receipt_hash if ledger is not None else None
+    joined = hashed is not None
+    previous = open_receipt(keyring, checkin, person_id, sent_receipt) if joined else None
+    if joined and (previous is None or nonce_hash(previous.nonce) != hashed):
+        raise AnsweredElsewhere(
+            _("You have already answered, in another browser or device; your answer is counted. It can be changed only from there.")
+        )
+    receipt = await fold_answer(db, keyring, checkin, row, tally, previous, answers, comment)
     new_hash = nonce_hash(receipt.nonce)
     if joined:
         await db.execute(
@@ -185,4 +252,4 @@ async def answer(
     else:
         await db.execute(insert(CheckInParticipation).values(checkin_id=checkin.id, person_id=person_id, receipt_hash=new_hash))
     await db.flush()
-    return seal_receipt(keyring, checkin, person_id, receipt), None if joined else tally.respondents
+    return seal_receipt(keyring, checkin, person_id, receipt), None if joined else row.respondents

@@ -3,23 +3,20 @@ event stream. Any signed-in member of the check-in's community; anyone else find
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import msgspec
 from litestar import Controller, Request, get, post
 from litestar.channels import ChannelsPlugin
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, URLEncodedBody
-from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
+from litestar.response import Redirect, ServerSentEvent, Template
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace import clock, i18n
+from safespace import i18n
 from safespace.checkin import answering, live, services
 from safespace.checkin.models import CheckIn, CheckInParticipation
 from safespace.checkin.results import revealed_result
@@ -35,7 +32,6 @@ from safespace.web.session import Viewer
 from surveys.tally import AnswerError
 
 Form = URLEncodedBody[dict[str, Any]]
-SKIP = "skip"
 
 
 def no_checkin() -> NotFoundException:
@@ -58,23 +54,6 @@ async def provide_joined(code: FromPath[str], viewer: NamedDependency[Viewer], d
     return checkin
 
 
-def read_form(instrument, form: dict[str, str]) -> dict[str, int | None]:  # noqa: ANN001
-    """The radio buttons as an answer set; InvalidInput names each statement left unanswered."""
-    answers: dict[str, int | None] = {}
-    errors = {}
-    for item in instrument.items:
-        value = form.get(f"a.{item.key}", "")
-        if value == SKIP:
-            answers[item.key] = None
-        elif value.isdigit() and 1 <= int(value) <= instrument.scale.points:
-            answers[item.key] = int(value)
-        else:
-            errors[f"a.{item.key}"] = _("Choose an answer, or “Prefer not to answer”.")
-    if errors:
-        raise InvalidInput(errors)
-    return answers
-
-
 class JoinController(Controller):
     path = "/checkin"
     include_in_schema = False
@@ -88,18 +67,21 @@ class JoinController(Controller):
         return page("checkin/enter.html")
 
     async def _page(
-        self, request: Request, db: AsyncSession, keyring: Keyring, checkin: CheckIn, person_id: uuid.UUID,
+        self, request: Request, db: AsyncSession, keyring: Keyring, secret: bytes, checkin: CheckIn, person_id: uuid.UUID,
         status: int = 200, **extra: Any,
     ) -> Template:  # fmt: skip
-        joined = await db.scalar(
-            select(CheckInParticipation.receipt_hash).where(
-                CheckInParticipation.checkin_id == checkin.id, CheckInParticipation.person_id == person_id
+        ledger = (
+            await db.execute(
+                select(CheckInParticipation.receipt_hash, CheckInParticipation.tokens).where(
+                    CheckInParticipation.checkin_id == checkin.id, CheckInParticipation.person_id == person_id
+                )
             )
-        )
+        ).one_or_none()
+        joined = ledger.receipt_hash if ledger is not None else None
         receipt = answering.open_receipt(keyring, checkin, person_id, request.cookies.get(answering.receipt_cookie(checkin)))
         if receipt is not None and (joined is None or answering.nonce_hash(receipt.nonce) != joined):
             receipt = None  # an older receipt: it cannot change the answer
-        values = {f"a.{k}": (SKIP if v is None else str(v)) for k, v in (receipt.answers if receipt else {}).items()}
+        values = {f"a.{k}": (answering.SKIP if v is None else str(v)) for k, v in (receipt.answers if receipt else {}).items()}
         count = await services.answered(db, checkin.id)
         return page(
             "checkin/answer.html",
@@ -109,6 +91,8 @@ class JoinController(Controller):
             language=i18n.current_language(),
             counted=joined is not None,
             can_change=receipt is not None,
+            tokens_taken=ledger.tokens if ledger is not None and joined is None else 0,  # private mode, elsewhere or here
+            events_url=live.EVENTS_PATH.format(code=checkin.code) + f"?key={live.events_key(secret, checkin)}",
             live_state=live.state_of(checkin, count),
             result=await revealed_result(db, keyring, checkin, i18n.current_language()),
             values=values | extra.pop("values", {}),
@@ -119,29 +103,29 @@ class JoinController(Controller):
     @get("/{code:str}", name="checkin:join")
     async def join(
         self, request: Request, checkin: NamedDependency[CheckIn], viewer: NamedDependency[Viewer],
-        db_session: NamedDependency[AsyncSession], keyring: NamedDependency[Keyring],
+        db_session: NamedDependency[AsyncSession], keyring: NamedDependency[Keyring], secret: NamedDependency[bytes],
     ) -> Template:  # fmt: skip
-        return await self._page(request, db_session, keyring, checkin, viewer.person_id)
+        return await self._page(request, db_session, keyring, secret, checkin, viewer.person_id)
 
     @post("/{code:str}", name="checkin:answer")
     async def answer(
         self, request: Request, data: Form, checkin: NamedDependency[CheckIn], viewer: NamedDependency[Viewer],
         db_session: NamedDependency[AsyncSession], keyring: NamedDependency[Keyring],
-        channels: NamedDependency[ChannelsPlugin], settings: NamedDependency[Settings],
+        channels: NamedDependency[ChannelsPlugin], settings: NamedDependency[Settings], secret: NamedDependency[bytes],
     ) -> Template | Redirect:  # fmt: skip
         form = {k: form_text(data, k) for k in data}
         instrument = services.instrument_of(checkin)
         cookie_name = answering.receipt_cookie(checkin)
         try:
-            answers = read_form(instrument, form)
+            answers = answering.read_form(instrument, form)
             receipt, count = await answering.answer(
                 db_session, keyring, checkin, viewer.person_id, answers, form.get("comment", ""), request.cookies.get(cookie_name)
             )
         except (InvalidInput, AnswerError) as refusal:
             errors = refusal.errors if isinstance(refusal, InvalidInput) else {"form": str(refusal)}
-            return await self._page(request, db_session, keyring, checkin, viewer.person_id, 422, values=form, errors=errors)
-        except (services.NotOpen, answering.AnsweredElsewhere) as refusal:
-            return await self._page(request, db_session, keyring, checkin, viewer.person_id, 409, refusal=str(refusal))
+            return await self._page(request, db_session, keyring, secret, checkin, viewer.person_id, 422, values=form, errors=errors)
+        except (services.NotOpen, answering.AnsweredElsewhere, answering.TookToken) as refusal:
+            return await self._page(request, db_session, keyring, secret, checkin, viewer.person_id, 409, refusal=str(refusal))
         await db_session.commit()  # counted before anyone hears of it
         if count is not None:  # a change of answer publishes nothing
             live.publish(channels, checkin, live.state_of(checkin, count))
@@ -155,42 +139,4 @@ class JoinController(Controller):
     @get("/{code:str}/events", name="checkin:events")
     async def events(self, checkin: NamedDependency[CheckIn], channels: NamedDependency[ChannelsPlugin], checkin_hub: NamedDependency[live.Hub]) -> ServerSentEvent:
         """The live count and state, as server-sent events: what the page shows, nothing more."""
-        checkin_id, closes_at = checkin.id, checkin.closes_at
-
-        async def current() -> live.LiveState:
-            async with checkin_hub.sessionmaker() as db:
-                found = await db.get(CheckIn, checkin_id)
-                if found is None:  # deleted meanwhile (with its community): answers are closed
-                    return live.LiveState(state="closed", count=None)
-                return live.state_of(found, await services.answered(db, checkin_id))
-
-        async def stream() -> AsyncIterator[ServerSentEventMessage]:
-            async with channels.start_subscription(live.channel(checkin_id)) as subscriber:
-                state = await current()  # subscribed first, read second: an update between the two is not lost
-                highest = state.count or 0
-                yield ServerSentEventMessage(data=msgspec.json.encode(state).decode(), event="state")
-                if state.state != "open":
-                    return
-                updates: asyncio.Queue[bytes] = asyncio.Queue()
-                async with subscriber.run_in_background(updates.put, join=False):
-                    while True:
-                        # Past its time the check-in closes at the schedule's next pass, which on
-                        # SQLite (or from cron) cannot tell this process: the stream then reads the
-                        # state itself every few seconds until it has closed.
-                        wait = max((closes_at - clock.now()).total_seconds(), 0) + live.POLL_AFTER_DUE_SECONDS
-                        try:
-                            update = msgspec.json.decode(await asyncio.wait_for(updates.get(), wait), type=live.LiveState)
-                        except TimeoutError:
-                            update = await current()
-                            if update.state == "open" and clock.now() < closes_at + live.POLL_AFTER_DUE_FOR:
-                                continue
-                            if update.state == "open":
-                                return  # no schedule has run since: the page's next load says so
-                        if update.state == "open" and (update.count or 0) <= highest:
-                            continue  # two processes' updates may cross: the count only grows
-                        highest = max(highest, update.count or 0)
-                        yield ServerSentEventMessage(data=msgspec.json.encode(update).decode(), event="state")
-                        if update.state != "open":
-                            return
-
-        return ServerSentEvent(stream())
+        return ServerSentEvent(live.events(checkin, channels, checkin_hub))

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace.checkin.answering import locked_tally, read_tally
 from safespace.checkin.keys import checkin_keys
-from safespace.checkin.models import CheckIn, CheckInComment, CheckInParticipation
+from safespace.checkin.models import CheckIn, CheckInComment, CheckInKey, CheckInParticipation, CheckInSpentToken
 from safespace.checkin.services import TooFew, answered
 from safespace.errors import Refused
 from safespace.i18n import gettext as _
@@ -40,6 +40,9 @@ async def close(db: AsyncSession, keyring: Keyring, checkin_id: uuid.UUID) -> bo
     await _release_comments(db, keyring, checkin, tally.respondents)
     # Who joined served only "one answer each": nothing needs it once answers are closed.
     await db.execute(delete(CheckInParticipation).where(CheckInParticipation.checkin_id == checkin_id))
+    # Private mode's spent tokens and key: no token of this check-in can answer again.
+    await db.execute(delete(CheckInSpentToken).where(CheckInSpentToken.checkin_id == checkin_id))
+    await db.execute(delete(CheckInKey).where(CheckInKey.checkin_id == checkin_id))
     checkin.state = "closed"
     await db.flush()
     return True

@@ -10,10 +10,12 @@ messages; a change of answer publishes nothing (the count does not move).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import uuid
 import weakref
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -21,9 +23,12 @@ import msgspec
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.asyncpg import AsyncPgChannelsBackend
 from litestar.channels.backends.memory import MemoryChannelsBackend
+from litestar.response import ServerSentEventMessage
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from safespace import clock
+from safespace.checkin import services
 from safespace.checkin.models import CheckIn
 from safespace.checkin.services import shown_count
 from safespace.settings import Settings
@@ -34,6 +39,17 @@ log = logging.getLogger(__name__)
 class LiveState(msgspec.Struct):
     state: str  # "open" | "closed" | "revealed"
     count: int | None  # None: fewer than k answered (never sent while open; see `worth_sending`)
+
+
+# The members' page's event stream, opened with a key and no session (checkin/token_routes.py).
+EVENTS_PATH = "/api/v1/checkins/{code}/events"
+
+
+def events_key(secret: bytes, checkin: CheckIn) -> str:
+    """Opens the check-in's anonymous event stream: given on the members' page, so the stream
+    needs no session (an EventSource reconnecting with the cookie would be a signed-in request at
+    any moment, next to an anonymous answer)."""
+    return hmac.new(secret, f"checkin-events/{checkin.id}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def channel(checkin_id: uuid.UUID) -> str:
@@ -155,3 +171,47 @@ class Hub:
     last an hour; it must not hold a pooled connection for that long)."""
 
     sessionmaker: async_sessionmaker[AsyncSession]
+
+
+def events(checkin: CheckIn, channels: ChannelsPlugin, hub: Hub) -> AsyncIterator[ServerSentEventMessage]:
+    """The live count and state of a check-in, as server-sent events: what the page shows,
+    nothing more. Read from the hub's own short sessions, not the request's."""
+    checkin_id, closes_at = checkin.id, checkin.closes_at
+
+    async def current() -> LiveState:
+        async with hub.sessionmaker() as db:
+            found = await db.get(CheckIn, checkin_id)
+            if found is None:  # deleted meanwhile (with its community): answers are closed
+                return LiveState(state="closed", count=None)
+            return state_of(found, await services.answered(db, checkin_id))
+
+    async def stream() -> AsyncIterator[ServerSentEventMessage]:
+        async with channels.start_subscription(channel(checkin_id)) as subscriber:
+            state = await current()  # subscribed first, read second: an update between the two is not lost
+            highest = state.count or 0
+            yield ServerSentEventMessage(data=msgspec.json.encode(state).decode(), event="state")
+            if state.state != "open":
+                return
+            updates: asyncio.Queue[bytes] = asyncio.Queue()
+            async with subscriber.run_in_background(updates.put, join=False):
+                while True:
+                    # Past its time the check-in closes at the schedule's next pass, which on
+                    # SQLite (or from cron) cannot tell this process: the stream then reads the
+                    # state itself every few seconds until it has closed.
+                    wait = max((closes_at - clock.now()).total_seconds(), 0) + POLL_AFTER_DUE_SECONDS
+                    try:
+                        update = msgspec.json.decode(await asyncio.wait_for(updates.get(), wait), type=LiveState)
+                    except TimeoutError:
+                        update = await current()
+                        if update.state == "open" and clock.now() < closes_at + POLL_AFTER_DUE_FOR:
+                            continue
+                        if update.state == "open":
+                            return  # no schedule has run since: the page's next load says so
+                    if update.state == "open" and (update.count or 0) <= highest:
+                        continue  # two processes' updates may cross: the count only grows
+                    highest = max(highest, update.count or 0)
+                    yield ServerSentEventMessage(data=msgspec.json.encode(update).decode(), event="state")
+                    if update.state != "open":
+                        return
+
+    return stream()

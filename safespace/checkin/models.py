@@ -6,6 +6,10 @@ nothing about who. A member's current answer lives only in their own browser, in
 sealed under the check-in's own key (a file outside the database, privacy/round_keys.py); the
 ledger keeps a hash of the receipt's random nonce so the answer can be changed (folded out,
 folded in) once per receipt. At close the key file, the hashes and the ledger are deleted.
+
+Private mode (checkin/tokens.py): the ledger notes that a member took a token; the answer comes
+without a session, with the token, and its receipt is bound to the token's hash, kept in
+`checkin_spent_token`, not to the member.
 """
 
 from __future__ import annotations
@@ -63,6 +67,9 @@ class CheckInTally(Base):
     checkin_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("checkin.id", ondelete="CASCADE"), primary_key=True)
     respondents: Mapped[int] = mapped_column(Integer, default=0)
     data: Mapped[bytes] = mapped_column(LargeBinary)  # msgspec JSON of surveys.tally.Tally
+    # Members who took a second private-mode token (another browser or device): each may have
+    # answered twice, so the results say "up to N answers may come from re-issued tokens".
+    reissued: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class CheckInParticipation(Base):
@@ -77,7 +84,37 @@ class CheckInParticipation(Base):
 
     checkin_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("checkin.id", ondelete="CASCADE"), primary_key=True)
     person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), primary_key=True)
+    # Set by an answer sent signed in (the form without private mode); NULL for a member who
+    # only took tokens: whether they answered with them, nobody here can know.
     receipt_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+    # Private mode: tokens taken (at most 2), and SHA-256 of the last blinded request, so that a
+    # request repeated after a lost answer is signed again rather than counted as a second token.
+    tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    token_request: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+
+
+class CheckInKey(RandomId, Base):
+    """The check-in's RSA key for private-mode tokens (RFC 9474), made at the first token taken;
+    deleted at close with the spent tokens (no token of it can be presented again)."""
+
+    __tablename__ = "checkin_key"
+
+    checkin_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("checkin.id", ondelete="CASCADE"), unique=True)
+    public_der: Mapped[bytes] = mapped_column(LargeBinary)
+    private_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    fingerprint: Mapped[str] = mapped_column(String(40))
+
+
+class CheckInSpentToken(Base):
+    """A token that answered: its hash, and the hash of the nonce in the answer's current receipt
+    (which alone can change that answer). No member, no time. Deleted at close."""
+
+    __tablename__ = "checkin_spent_token"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    checkin_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("checkin.id", ondelete="CASCADE"), primary_key=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    receipt_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
 class CheckInComment(RandomId, Base):

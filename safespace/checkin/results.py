@@ -42,6 +42,7 @@ async def revealed_result(db: AsyncSession, keyring: Keyring, checkin: CheckIn, 
         members=0,
         respondents=row.respondents,
         response_rate=None,
+        reissued_tokens=row.reissued,  # members who took a second private-mode token (checkin/tokens.py)
         instruments=[instrument_result(instrument, tally, checkin.min_group_size, language, comments)],
     )
 

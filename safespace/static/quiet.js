@@ -77,6 +77,12 @@ export async function signedInFetch(url, options = {}, onWait = null) {
   }
 }
 
+// Resolves once a signed-in request may go (the window after an anonymous send has passed), and
+// stamps it: for a page that must reload itself (a check-in's reveal).
+export function signedInTurn(onWait = null) {
+  return waitTurn(signedInAllowedAt, SIGNED_IN, onWait, false);
+}
+
 // A fetch that carries nothing it need not: no cookie, no Referer, no header of ours. Public
 // data only (key lists); it is not an anonymous send and does not move the window.
 export function bareFetch(url) {

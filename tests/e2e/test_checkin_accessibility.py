@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from safespace.identity import signin
 from safespace.identity.models import Person
 from tests.conftest import free_port
-from tests.e2e.conftest import CHROMIUM
+from tests.e2e.conftest import CHROMIUM, PRIVATE_WINDOW
 from tests.e2e.test_accessibility import AXE, AXE_RUN, PHONE_FIT, WIDTHS
 from tests.helpers import make_community, serving
 
@@ -33,6 +33,7 @@ async def _session(db: AsyncSession, email: str) -> str:
 
 
 async def _audit(page, label: str, found: dict) -> None:
+    await page.wait_for_load_state("load")  # the stylesheet too, not only the text a click brought
     for width, viewport in WIDTHS.items():
         await page.set_viewport_size(viewport)
         if not await page.evaluate("typeof axe !== 'undefined'"):
@@ -56,7 +57,7 @@ async def test_every_check_in_page_passes_axe_and_fits_a_phone(settings, db: Asy
     world = await make_community(db, teams={"All": MEMBERS}, k=5)
     port = free_port()
     env = {**os.environ, "SAFESPACE_DATA_DIR": str(tmp_path), "SAFESPACE_DATABASE_URL": settings.database_url,
-           "SAFESPACE_SCHEDULE_INTERVAL_SECONDS": "0"}  # fmt: skip
+           "SAFESPACE_SCHEDULE_INTERVAL_SECONDS": "0", "SAFESPACE_PRIVATE_WINDOW_SECONDS": PRIVATE_WINDOW}  # fmt: skip
     found: dict[str, list] = {}
     with serving(env, tmp_path / "serve.log", port) as base:
         async with async_playwright() as playwright:
@@ -83,10 +84,11 @@ async def test_every_check_in_page_passes_axe_and_fits_a_phone(settings, db: Asy
             await member.get_by_role("button", name="Join").click()
             await _audit(member, "answer form", found)
             await member.get_by_role("button", name="Send my answer").click()  # nothing chosen: errors
+            await expect(member.locator("fieldset.likert[aria-invalid=true]").first).to_be_visible()
             await _audit(member, "answer form with errors", found)
             await member.locator("fieldset.likert").first.get_by_label("Agree", exact=True).check()
             await member.get_by_role("button", name="Send my answer").click()
-            await expect(member.locator("#counted")).to_be_visible()
+            await expect(member.locator("#counted-here")).to_be_visible(timeout=15_000)  # sent in private mode
             await _audit(member, "counted, waiting", found)
             for email in MEMBERS[1:]:
                 async with httpx.AsyncClient(base_url=base) as client:

@@ -167,6 +167,13 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/checkin/{code:str}"): SIGNED_IN,
     ("POST", "/checkin/{code:str}"): SIGNED_IN,
     ("GET", "/checkin/{code:str}/events"): SIGNED_IN,
+    # private mode: the member's token (signed in, the code decides as above); the answer with it
+    # (anonymous); the key and the members' live count without a session (the stream by its key)
+    ("GET", "/api/v1/checkins/{code:str}/token-key"): SIGNED_IN,
+    ("POST", "/api/v1/checkins/{code:str}/token"): SIGNED_IN,
+    ("POST", "/api/v1/checkin-answers"): ANONYMOUS,
+    ("GET", "/api/v1/token-keys/checkins/{code:str}"): PUBLIC,
+    ("GET", "/api/v1/checkins/{code:str}/events"): PUBLIC,
     ("GET", f"{C}/stories/review"): FACILITATOR,
     ("POST", f"{C}/stories/review/moderation/on"): FACILITATOR,
     ("POST", f"{C}/stories/review/moderation/off"): FACILITATOR,

@@ -114,9 +114,10 @@ class EventStream:
         self._buffer = ""
         self._done = asyncio.Event()
         cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
+        path, _, query = path.partition("?")
         scope = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-            "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+            "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
             "headers": [(b"host", b"testserver.local"), (b"cookie", cookie.encode()), (b"accept", b"text/event-stream")],
             "client": ("203.0.113.7", 50000), "server": ("testserver.local", 80),
         }  # fmt: skip

@@ -291,7 +291,8 @@ async def test_the_raw_database_links_no_one_to_an_answer_after_a_change_and_aft
     await meeting.answer(MEMBERS[4], 3)
     dump = await _dump(meeting)
     ledger = dump["checkin_participation"]
-    assert {tuple(sorted(r)) for r in ledger} == {("checkin_id", "person_id", "receipt_hash")}
+    # Who, a receipt's hash, and private mode's token count: no answer, no time.
+    assert {tuple(sorted(r)) for r in ledger} == {("checkin_id", "person_id", "receipt_hash", "token_request", "tokens")}
     tally_data = dump["checkin_tally"][0]["data"]
     assert not tally_data.startswith(b"{")  # sealed while open: old row versions do not open either
     blob = repr(dump).encode()
