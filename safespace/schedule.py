@@ -259,5 +259,9 @@ async def run_periodically(
             if report.opened or report.closed or report.reminded:
                 log.info("schedule: opened %d, closed %d, reminded %d", report.opened, report.closed, report.reminded)
         except Exception:
+            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                # Stopping: the cancel turned into another error on its way out of the pass (a
+                # cleanup that failed). Caught here, `serve` would never stop.
+                raise asyncio.CancelledError from None
             log.exception("schedule pass failed")
         await asyncio.sleep(every * random.uniform(0.9, 1.1))

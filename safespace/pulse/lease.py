@@ -156,4 +156,8 @@ async def schedule_turn(db: AsyncSession, holder: str, moment: datetime) -> Asyn
         yield taken
     finally:
         if taken:
+            # Whatever the pass left undone is rolled back first (the pass commits its work): a
+            # shutdown's cancel in the middle of a statement leaves the transaction broken, and
+            # releasing inside it raised PendingRollbackError in place of the cancel.
+            await db.rollback()
             await release_lease(db, holder)

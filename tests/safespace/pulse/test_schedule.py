@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from litestar import Litestar
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -126,6 +128,43 @@ async def test_serve_runs_the_schedule_by_itself(db: AsyncSession, settings) -> 
                 break
             await asyncio.sleep(0.1)
     assert await db.scalar(select(func.count()).select_from(Round).where(Round.survey_id == survey.id)) == 1
+
+
+async def test_serve_stops_whatever_its_schedule_pass_is_doing(db: AsyncSession, settings) -> None:
+    """`serve` stopped (SIGTERM: its lifespan cancels the schedule) at a random moment of a pass,
+    over and over, each time with a new community whose round the pass opens. A cancel in the
+    middle of a statement used to leave the pass's transaction broken; releasing the schedule's
+    lease inside it raised PendingRollbackError in place of the cancel, the loop logged it as a
+    failed pass and went on, and the shutdown waited forever (a test run hung for 25 minutes)."""
+    from msgspec import structs
+
+    from tests.conftest import running
+
+    chance, today = random.Random(15), clock.now().astimezone(MADRID).date()
+    for attempt in range(15):
+        world = await make_community(db, f"Community {attempt}", f"f{attempt}@x.org", teams={"All": [f"m{attempt}-{n}@x.org" for n in range(6)]})
+        form = services.CadenceForm("weekly", today.weekday(), today.day, 3, today.isoformat())
+        await services.create_survey(db, world.community.id, "Europe/Madrid", "Pulse", ["psychological_safety"], form)
+        await db.commit()
+        app = create_app(structs.replace(settings, schedule_interval_seconds=0.02))  # back to back passes
+
+        async def serve_a_moment(app: Litestar = app) -> None:
+            async with running(app):
+                await asyncio.sleep(chance.uniform(0, 0.25))
+
+        serving = asyncio.create_task(serve_a_moment())
+        stopped, _ = await asyncio.wait([serving], timeout=20)
+        if not stopped:
+            serving.cancel()  # a second cancel frees it, so the tests after this one can run
+            await asyncio.wait([serving], timeout=10)
+        assert stopped, f"the app did not stop (attempt {attempt})"
+    # And the schedule still works after all that: served once more, it opens every survey's round.
+    async with running(create_app(structs.replace(settings, schedule_interval_seconds=0.2))):
+        for _ in range(100):
+            if await db.scalar(select(func.count()).select_from(Round)) == 15:
+                break
+            await asyncio.sleep(0.1)
+    assert await db.scalar(select(func.count()).select_from(Round)) == 15
 
 
 async def test_facilitator_creates_pauses_reschedules_and_closes(client, db: AsyncSession, settings, engine) -> None:
