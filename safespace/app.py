@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import functools
 import gc
-import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
@@ -57,6 +56,7 @@ from safespace.insights.api import insights_api
 from safespace.insights.community_pages import ObjectivesController, SummaryController, VitalityController
 from safespace.insights.controllers import InsightsController
 from safespace.insights.trend_figures import TREND_STATES, TrendStates
+from safespace.logs import configure_logging
 from safespace.mail import Mailer, make_mailer
 from safespace.notifications.controllers import NotificationsController
 from safespace.notifications.digest import DigestMailer
@@ -195,14 +195,6 @@ def _freeze_heap() -> None:
     `serve` asks for it; tests, which build many apps in one process, do not."""
     gc.collect()
     gc.freeze()
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    # P7: these libraries' info and debug logs print SQL and its parameters, which on the answer
-    # path include the member's id. They stay at WARNING whatever SAFESPACE_LOG_LEVEL says.
-    for name in ("aiosqlite", "asyncpg", "sqlalchemy"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 # Every route of the app; create_app adds nothing to it.

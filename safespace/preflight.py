@@ -13,6 +13,7 @@ from typing import TypeVar
 import click
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from safespace.logs import configure_logging
 from safespace.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
@@ -27,8 +28,6 @@ def command_settings() -> Settings:
     except SettingsError as exc:
         click.echo(f"Safespace cannot start: {exc}", err=True)
         sys.exit(2)
-    from safespace.app import configure_logging
-
     configure_logging(settings.log_level)
     _loaded.append(settings)
     return settings

@@ -9,13 +9,8 @@ import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from advanced_alchemy.extensions.litestar import (
-    AsyncSessionConfig,
-    EngineConfig,
-    SQLAlchemyAsyncConfig,
-)
 from sqlalchemy import Executable, Row, create_engine, event
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
@@ -27,6 +22,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from safespace.settings import Settings
+
+if TYPE_CHECKING:
+    from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
 
 COMMAND_BUSY_SECONDS = 5  # SQLite: how long commands and the schedule wait for another writer's lock
 # SQLite reads on the event loop (Reads): the longest one may hold it before it moves to a thread.
@@ -259,6 +257,10 @@ def _sqlite_read_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
 
 
 def alchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
+    # Imported here: the Litestar integration is for the served app, and the commands that only
+    # need an engine (migrate, tick, backup...) start half a second sooner without it.
+    from advanced_alchemy.extensions.litestar import AsyncSessionConfig, EngineConfig, SQLAlchemyAsyncConfig
+
     engine = make_engine(settings, request_limits=True)
     return SQLAlchemyAsyncConfig(
         engine_instance=engine,

@@ -13,7 +13,7 @@ from tests.safespace.pulse.conftest import answers, post_as, session_cookie
 
 async def test_answering_logs_no_member_id_email_or_address(client, db: AsyncSession, pulse, caplog) -> None:
     """With SAFESPACE_LOG_LEVEL=DEBUG, the most a log can say."""
-    from safespace.app import configure_logging
+    from safespace.logs import configure_logging
 
     session = await session_cookie(db, "m0@x.org")
     person = await db.scalar(select(Person).where(Person.email == "m0@x.org"))
