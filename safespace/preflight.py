@@ -29,6 +29,10 @@ def command_settings() -> Settings:
         click.echo(f"Safespace cannot start: {exc}", err=True)
         sys.exit(2)
     configure_logging(settings.log_level)
+    # Every table, so that foreign keys resolve whatever models a command imports itself (the app,
+    # which imports them all, is no longer loaded for a command).
+    import safespace.db.models  # noqa: F401
+
     _loaded.append(settings)
     return settings
 

@@ -102,7 +102,9 @@ async def test_every_check_in_page_passes_axe_and_fits_a_phone(settings, db: Asy
             await host.get_by_role("button", name="Reveal the answers").click()
             await expect(host.get_by_text("Scale score").first).to_be_visible()
             await _audit(host, "revealed, facilitator", found)
-            await member.goto(f"/checkin/{code}")
+            # The member's page reloads itself once it hears of the reveal, after the quiet window: a
+            # goto of ours could cross that reload (net::ERR_ABORTED), so wait for it instead.
+            await expect(member.get_by_text("The facilitator revealed the answers")).to_be_visible(timeout=15_000)
             await _audit(member, "revealed, member", found)
             await browser.close()
     assert not found, "\n".join(f"{label}: {problem}" for label, problems in found.items() for problem in problems)
