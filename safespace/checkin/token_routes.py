@@ -20,11 +20,10 @@ from safespace.errors import InvalidInput, Refused
 from safespace.i18n import gettext as _
 from safespace.privacy.crypto import Keyring
 from safespace.privacy.token_keys import TokenRefused, b64url, from_b64url, refusal
-from safespace.pulse.token_routes import PUBLISHED_PATH
+from safespace.pulse.token_routes import PUBLISHED_PATH, sent_with_a_session
 from safespace.settings import Settings
 from safespace.web.errors import problem, problem_responses
 from safespace.web.guards import provide_viewer
-from safespace.web.session import SESSION_COOKIE
 from surveys.tally import AnswerError
 
 ANSWER_PATH = "/api/v1/checkin-answers"
@@ -93,8 +92,8 @@ async def redeem_checkin(
     channels: NamedDependency[ChannelsPlugin],
 ) -> Response[dict[str, object]]:
     """A check-in answer with a token and nothing else; with its receipt, a change of answer."""
-    if SESSION_COOKIE in request.cookies:
-        return problem(400, _("Sent with a session"), _("Answers with a token must be sent without cookies, so they cannot be paired with you."))
+    if refused := sent_with_a_session(request):
+        return refused
     try:
         checkin, receipt, count = await tokens.redeem(db_session, keyring, data)
     except (TokenRefused, Refused, InvalidInput, AnswerError) as exc:

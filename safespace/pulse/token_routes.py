@@ -123,19 +123,22 @@ async def published_round_keys(round_id: FromPath[uuid.UUID], db_session: NamedD
     return await tokens.published_keys(db_session, round_id)
 
 
+def sent_with_a_session(request: Request) -> Response | None:
+    """The refusal of an answer with a token that came with the session cookie (round and check-in
+    answers). The browser sends it with credentials "omit"; a cookie here means a client that would
+    pair the answer with a session. Refused rather than ignored, so it is noticed."""
+    if SESSION_COOKIE in request.cookies:
+        return problem(400, _("Sent with a session"), _("Answers with a token must be sent without cookies, so they cannot be paired with you."))
+    return None
+
+
 @post(REDEEM_PATH, tags=["tokens"], status_code=201, responses=problem_responses(400, 404, 409, 422))
 async def redeem(
     request: Request, data: JSONBody[Redemption], db_session: NamedDependency[AsyncSession], keyring: NamedDependency[Keyring]
 ) -> Response[dict[str, bool]]:
     """Answers with a token and nothing else: no session, no name. Refused with a session cookie."""
-    if SESSION_COOKIE in request.cookies:
-        # The browser sends this request with credentials "omit"; a cookie here means a client
-        # that would pair the answer with a session. Refuse rather than ignore, so it is noticed.
-        return problem(
-            400,
-            _("Sent with a session"),
-            _("Answers with a token must be sent without cookies, so they cannot be paired with you."),
-        )
+    if refused := sent_with_a_session(request):
+        return refused
     try:
         await tokens.redeem(db_session, keyring, data)
     except (TokenRefused, services.RoundNotOpen, InvalidInput) as exc:
