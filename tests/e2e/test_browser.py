@@ -221,6 +221,9 @@ def test_member_shares_a_story_and_finds_it_with_the_receipt(served, served_env,
         page.get_by_role("link", name="Read the stories").click()
         expect(page.get_by_role("heading", name="A model we trusted too much")).to_be_visible()
         page.get_by_role("link", name="Share a failure").first.click()
+        # The private-mode script runs once the page has loaded; a Share pressed before that is the
+        # signed-in form (the fallback without JavaScript), as a slow machine showed.
+        page.wait_for_load_state("load")
         page.get_by_label("Title").fill("The workshop I ran alone")
         page.get_by_label("What happened").fill("Sofia offered to help and I said no; the workshop ran over by an hour.")
         page.get_by_label("What you learned").fill("Accepting help is part of the job.")
