@@ -67,6 +67,19 @@ async def test_a_story_alone_waits_three_go_out_together(client, db: AsyncSessio
     assert f"Released on {clock.now().astimezone(__import__('zoneinfo').ZoneInfo('Europe/Madrid')).date().isoformat()}" in wall.text
 
 
+async def test_a_story_sent_signed_in_gets_a_receipt_that_says_so(client, db: AsyncSession) -> None:
+    """The signed-in form (no private mode: JavaScript off, or Share pressed before the page's
+    script ran) still stores the story without a name; its receipt says the server knew who sent
+    it, as private mode's receipt says it did not."""
+    world = await _world(db)
+    await sign_in(client, db, "m2@x.org")
+    await client.get(f"/c/{world.community.id}/stories/new")
+    sent = await post_form(client, f"/c/{world.community.id}/stories", STORY)
+    assert sent.status_code == 200 and 'id="receipt-code"' in sent.text
+    assert "Sent signed in" in sent.text and "the server knew who was sending" in sent.text
+    assert "Sent in private mode" not in sent.text
+
+
 async def test_the_weekly_release_sends_a_lone_story(client, db: AsyncSession, engine, settings) -> None:
     world = await _world(db)
     await sign_in(client, db, "m2@x.org")
