@@ -61,6 +61,9 @@ class TickReport:
 SCRUB_DUE = "scrub-due"  # a lease row that is a note: old row versions wait to be scrubbed
 ANSWER_TABLES = ("participation", "tally", "pending_comment", "released_comment", "round_mail", "round_key", "spent_token")
 STORY_TABLES = ("story", "story_quota", "reply", "flag", "reaction")
+# What a check-in's close deletes or rewrites: its ledger (who joined), private mode's spent tokens
+# and key, the pending comments re-inserted shuffled, the tally written in the clear.
+CHECKIN_ANSWER_TABLES = ("checkin_tally", "checkin_participation", "checkin_comment", "checkin_spent_token", "checkin_key")
 SCRUB_FULL_DUE = "scrub-full-due"  # a note as SCRUB_DUE: retention deleted rows, whose tables are rewritten
 # What retention deletes from. A plain VACUUM frees a deleted row's space in its page without
 # overwriting it (seen on PostgreSQL 15: every deleted value still in the heap file); VACUUM FULL
@@ -214,6 +217,9 @@ async def tick(
             await db.execute(delete(Lease).where(Lease.name.in_(done)))
             await db.commit()
     report.checkins_closed = await checkin_lifecycle.close_due(sessionmaker, keyring, moment)
+    if report.checkins_closed:
+        async with sessionmaker() as db:
+            await scrub(db, CHECKIN_ANSWER_TABLES)
     if mailer is not None:
         await mailer.send_all(sessionmaker, report.mails)
     if digests is not None and report.digests:

@@ -18,7 +18,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace import clock, i18n
+from safespace import clock, i18n, schedule
 from safespace.checkin import lifecycle, live, services
 from safespace.checkin.models import CheckIn
 from safespace.checkin.results import revealed_result
@@ -160,6 +160,7 @@ class CheckInsController(Controller):
         await db_session.commit()
         if was_open:
             lifecycle.forget_key(keyring, checkin.id)
+            await schedule.scrub(db_session, schedule.CHECKIN_ANSWER_TABLES)  # the closed ledger's old pages
         live.publish(channels, checkin, live.state_of(checkin, await services.answered(db_session, checkin.id)))
         return see_other(request.app.route_reverse("checkins:show", community_id=facilitation.community_id, checkin_id=checkin.id))
 
@@ -177,6 +178,7 @@ class CheckInsController(Controller):
         if await lifecycle.close(db_session, keyring, checkin.id):
             await db_session.commit()
             lifecycle.forget_key(keyring, checkin.id)
+            await schedule.scrub(db_session, schedule.CHECKIN_ANSWER_TABLES)  # the closed ledger's old pages
             await db_session.refresh(checkin)
             live.publish(channels, checkin, live.state_of(checkin, await services.answered(db_session, checkin.id)))
         return see_other(request.app.route_reverse("checkins:show", community_id=facilitation.community_id, checkin_id=checkin.id))

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 from datetime import timedelta
+from pathlib import Path
 
 import msgspec
+import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -308,6 +311,38 @@ async def test_the_raw_database_links_no_one_to_an_answer_after_a_change_and_aft
 
     assert not checkin_keys(Keyring.load(settings.encryption_key_path)).has(meeting.checkin_id)  # receipts never open again
     assert b"secret-word" not in repr(after).encode()
+
+
+async def test_the_database_files_keep_no_ledger_row_once_a_check_in_is_closed(meeting: Meeting, settings) -> None:
+    """Attack from the files: the ledger's receipt hashes (a member's row: who, and the receipt
+    that changes their answer) read before the close, then looked for in every byte the database
+    left on disk after the facilitator's close, as a copy of the live data directory would have
+    them, for each way a check-in closes. The close deletes the rows; its scrub checkpoints the
+    write-ahead log, which otherwise still holds the pages as they were (SQLite's secure_delete
+    zeroes the database file only)."""
+    if meeting.db.bind.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL: a plain VACUUM frees a deleted row's space without zeroing it, as for a round's ledger")
+    folder = Path(meeting.db.bind.url.database).parent
+    for closed_by in ("the facilitator", "the reveal", "the schedule"):
+        await meeting.start()
+        for email in MEMBERS[:5]:
+            await meeting.answer(email, 3)
+        where = CheckInParticipation.checkin_id == meeting.checkin_id
+        ledger = list(await meeting.db.scalars(select(CheckInParticipation.receipt_hash).where(where)))
+        await meeting.db.commit()
+        assert len(ledger) == 5 and all(ledger)
+        if closed_by != "the schedule":
+            action = "close" if closed_by == "the facilitator" else "reveal"
+            assert (await meeting.post(meeting.world.facilitator, f"{meeting.page}/{action}", {})).status_code == 303
+        else:  # left open past its time
+            keyring = Keyring.load(settings.encryption_key_path)
+            report = await schedule.tick(async_sessionmaker(meeting.db.bind), keyring, None, moment=clock.now() + timedelta(hours=3))
+            assert report.checkins_closed == 1
+        # Read by another process, as a copy would: reading them here would drop this process's locks.
+        files = {path.name: subprocess.run(["cat", str(path)], capture_output=True, check=True).stdout for path in folder.iterdir()}
+        assert any(name.endswith("-wal") for name in files), sorted(files)  # the log is there, live
+        found = [name for name, data in files.items() for receipt in ledger if receipt in data]
+        assert found == [], f"closed by {closed_by}: ledger rows of a closed check-in in {sorted(set(found))}"
 
 
 async def test_the_sealed_tally_is_as_long_whatever_was_answered(meeting: Meeting) -> None:
