@@ -160,8 +160,9 @@ class CheckInsController(Controller):
         await db_session.commit()
         if was_open:
             lifecycle.forget_key(keyring, checkin.id)
-            await schedule.scrub(db_session, schedule.CHECKIN_ANSWER_TABLES)  # the closed ledger's old pages
         live.publish(channels, checkin, live.state_of(checkin, await services.answered(db_session, checkin.id)))
+        if was_open:  # after the room has heard: the closed ledger's old pages
+            await schedule.scrub(db_session, schedule.CHECKIN_ANSWER_TABLES)
         return see_other(request.app.route_reverse("checkins:show", community_id=facilitation.community_id, checkin_id=checkin.id))
 
     @post("/{checkin_id:uuid}/close", name="checkins:close")
@@ -178,9 +179,9 @@ class CheckInsController(Controller):
         if await lifecycle.close(db_session, keyring, checkin.id):
             await db_session.commit()
             lifecycle.forget_key(keyring, checkin.id)
-            await schedule.scrub(db_session, schedule.CHECKIN_ANSWER_TABLES)  # the closed ledger's old pages
             await db_session.refresh(checkin)
             live.publish(channels, checkin, live.state_of(checkin, await services.answered(db_session, checkin.id)))
+            await schedule.scrub(db_session, schedule.CHECKIN_ANSWER_TABLES)  # after the room has heard: the closed ledger's old pages
         return see_other(request.app.route_reverse("checkins:show", community_id=facilitation.community_id, checkin_id=checkin.id))
 
     @post("/{checkin_id:uuid}/outcome", name="checkins:outcome")
