@@ -28,7 +28,7 @@ from safespace.notifications import noting as notifications
 from safespace.notifications.digest import Digest, DigestMailer, claim_due
 from safespace.notifications.models import LOW_PARTICIPATION
 from safespace.privacy.crypto import Keyring
-from safespace.pulse.lease import holder_name, schedule_turn
+from safespace.pulse.lease import SCRUB_DUE, holder_name, schedule_turn
 from safespace.pulse.lifecycle import Mail, close_round, due_window, forget_round_keys, note_mails, open_round, refused_mails
 from safespace.pulse.mail import RoundMailer
 from safespace.pulse.models import Lease, Survey
@@ -58,13 +58,12 @@ class TickReport:
     expired: Expired = field(default_factory=Expired)  # deleted under a community's retention
 
 
-SCRUB_DUE = "scrub-due"  # a lease row that is a note: old row versions wait to be scrubbed
 ANSWER_TABLES = ("participation", "tally", "pending_comment", "released_comment", "round_mail", "round_key", "spent_token")
 STORY_TABLES = ("story", "story_quota", "reply", "flag", "reaction")
 # What a check-in's close deletes or rewrites: its ledger (who joined), private mode's spent tokens
 # and key, the pending comments re-inserted shuffled, the tally written in the clear.
 CHECKIN_ANSWER_TABLES = ("checkin_tally", "checkin_participation", "checkin_comment", "checkin_spent_token", "checkin_key")
-SCRUB_FULL_DUE = "scrub-full-due"  # a note as SCRUB_DUE: retention deleted rows, whose tables are rewritten
+SCRUB_FULL_DUE = "scrub-full-due"  # a note as SCRUB_DUE (pulse/lease.py): retention deleted rows, whose tables are rewritten
 # What retention deletes from. A plain VACUUM frees a deleted row's space in its page without
 # overwriting it (seen on PostgreSQL 15: every deleted value still in the heap file); VACUUM FULL
 # writes the table's live rows to a new file and removes the old one.
@@ -210,7 +209,8 @@ async def tick(
         await forget_round_keys(db, keyring)  # closed rounds' keys: after the close committed, before the scrub
         notes = set(await db.scalars(select(Lease.name).where(Lease.name.in_((SCRUB_DUE, SCRUB_FULL_DUE)))))
         await db.rollback()  # no transaction of this pass may hold a table the scrub rewrites
-        done = {SCRUB_DUE} if SCRUB_DUE in notes and await scrub(db, ANSWER_TABLES + STORY_TABLES) else set()
+        noted = ANSWER_TABLES + STORY_TABLES + CHECKIN_ANSWER_TABLES  # a close by a request or a pass, or a release
+        done = {SCRUB_DUE} if SCRUB_DUE in notes and await scrub(db, noted) else set()
         if SCRUB_FULL_DUE in notes and await scrub(db, RETENTION_TABLES, rewrite=True):
             done.add(SCRUB_FULL_DUE)
         if done:

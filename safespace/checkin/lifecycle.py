@@ -17,6 +17,7 @@ import msgspec
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from safespace import clock
 from safespace.checkin.answering import locked_tally, read_tally
 from safespace.checkin.keys import checkin_keys
 from safespace.checkin.models import CheckIn, CheckInComment, CheckInKey, CheckInParticipation, CheckInSpentToken
@@ -24,6 +25,7 @@ from safespace.checkin.services import TooFew, answered
 from safespace.errors import Refused
 from safespace.i18n import gettext as _
 from safespace.privacy.crypto import Keyring, associated_data
+from safespace.pulse.lease import note_scrub_due
 from safespace.pulse.services import bump_trend
 from surveys import disclosure
 
@@ -43,6 +45,7 @@ async def close(db: AsyncSession, keyring: Keyring, checkin_id: uuid.UUID) -> bo
     # Private mode's spent tokens and key: no token of this check-in can answer again.
     await db.execute(delete(CheckInSpentToken).where(CheckInSpentToken.checkin_id == checkin_id))
     await db.execute(delete(CheckInKey).where(CheckInKey.checkin_id == checkin_id))
+    await note_scrub_due(db, clock.now())  # scrubbed after the commit; by the next pass if the closer dies first
     checkin.state = "closed"
     await db.flush()
     return True

@@ -22,6 +22,7 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from safespace.db.upsert import insert_once
 from safespace.pulse.models import Lease
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,15 @@ LEASE_TIME = timedelta(minutes=2)
 ADVISORY_LOCK = int.from_bytes(b"schedule", "big")
 # A dying holder's connection ends a moment after the process: wait that long, no longer.
 ADVISORY_WAIT = "1s"
+SCRUB_DUE = "scrub-due"  # a lease row that is a note: old row versions wait to be scrubbed
+
+
+async def note_scrub_due(db: AsyncSession, moment: datetime) -> None:
+    """In a close's own transaction (a round's or a check-in's): the note that old row versions
+    wait to be scrubbed. Whoever closed scrubs after the commit; the note makes the schedule's next
+    pass scrub too (schedule.tick), so a process that died between its commit and its scrub leaves
+    them no longer than one pass."""
+    await insert_once(db, Lease, {"name": SCRUB_DUE, "holder": holder_name(), "expires_at": moment}, ["name"])
 
 
 def _pid_namespace() -> str:

@@ -24,6 +24,7 @@ from safespace.privacy.crypto import Keyring, associated_data
 from safespace.privacy.round_keys import is_sealed
 from safespace.pulse import tokens
 from safespace.pulse.answering import read_tally
+from safespace.pulse.lease import note_scrub_due
 from safespace.pulse.models import (
     Participation,
     PendingComment,
@@ -187,6 +188,7 @@ async def close_round(db: AsyncSession, keyring: Keyring, round_id: uuid.UUID, m
     await db.execute(delete(SpentToken).where(SpentToken.round_id == round_id))
     # The facilitators' digests say what the results page says, when they are sent (notifications/).
     await notifications.note(db, round_.community_id, ROUND_CLOSED, moment, round_id)
+    await note_scrub_due(db, moment)  # scrubbed after the commit; by the next pass if the closer dies first
     await db.flush()
     return True
 

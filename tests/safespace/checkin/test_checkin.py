@@ -345,6 +345,43 @@ async def test_the_database_files_keep_no_ledger_row_once_a_check_in_is_closed(m
         assert found == [], f"closed by {closed_by}: ledger rows of a closed check-in in {sorted(set(found))}"
 
 
+async def test_a_closer_that_dies_before_its_scrub_leaves_the_ledger_pages_one_pass_at_most(meeting: Meeting, settings, monkeypatch) -> None:
+    """The close's transaction notes that a scrub is due; a process killed between its commit and
+    its scrub (here: the route's scrub never runs) leaves the write-ahead log with the ledger's
+    pages, and the schedule's next pass scrubs them and drops the note."""
+    if meeting.db.bind.dialect.name != "sqlite":
+        pytest.skip("the files are read on SQLite (see the test above)")
+    from safespace.checkin import controllers
+    from safespace.pulse.models import Lease
+
+    folder = Path(meeting.db.bind.url.database).parent
+    await meeting.start()
+    for email in MEMBERS[:5]:
+        await meeting.answer(email, 3)
+    ledger = list(await meeting.db.scalars(select(CheckInParticipation.receipt_hash).where(CheckInParticipation.checkin_id == meeting.checkin_id)))
+    await meeting.db.commit()
+
+    async def died_first(*_args, **_kwargs) -> bool:
+        return False
+
+    monkeypatch.setattr(controllers.schedule, "scrub", died_first)
+    assert (await meeting.post(meeting.world.facilitator, f"{meeting.page}/close", {})).status_code == 303
+    monkeypatch.undo()
+
+    def holders() -> list[str]:
+        files = {path.name: subprocess.run(["cat", str(path)], capture_output=True, check=True).stdout for path in folder.iterdir()}
+        return sorted({name for name, data in files.items() for receipt in ledger if receipt in data})
+
+    async def notes() -> int:
+        found = len(list(await meeting.db.scalars(select(Lease.name).where(Lease.name == schedule.SCRUB_DUE))))
+        await meeting.db.commit()
+        return found
+
+    assert holders() == ["safespace.db-wal"] and await notes() == 1  # the pages are there, and so is the note
+    await schedule.tick(async_sessionmaker(meeting.db.bind), Keyring.load(settings.encryption_key_path), None)
+    assert holders() == [] and await notes() == 0
+
+
 async def test_the_sealed_tally_is_as_long_whatever_was_answered(meeting: Meeting) -> None:
     """Attack: without the key, compare the lengths of the sealed tally states (the versions
     PostgreSQL's pages and WAL keep, each beside the ledger row its answer wrote). Unpadded, the
