@@ -194,9 +194,9 @@ async def tick(
                 return TickReport(skipped=True)
             try:
                 report = await run_schedule(db, keyring, moment, session_idle, story_release, token_key_bits)
-                if report.closed or report.stories_released:
+                if report.stories_released:
                     # Noted in the same transaction: a tick killed before its scrub leaves the note,
-                    # and the next tick scrubs (old row versions must not outlive a close).
+                    # and the next tick scrubs (a close notes it itself: pulse/lease.note_scrub_due).
                     await insert_once(db, Lease, {"name": SCRUB_DUE, "holder": holder, "expires_at": moment}, ["name"])
                 if report.expired:
                     await insert_once(db, Lease, {"name": SCRUB_FULL_DUE, "holder": holder, "expires_at": moment}, ["name"])
@@ -206,6 +206,8 @@ async def tick(
             except Exception:
                 await db.rollback()
                 raise
+        # Check-ins left open past their time, each in its own transaction, noting the scrub below.
+        report.checkins_closed = await checkin_lifecycle.close_due(sessionmaker, keyring, moment)
         await forget_round_keys(db, keyring)  # closed rounds' keys: after the close committed, before the scrub
         notes = set(await db.scalars(select(Lease.name).where(Lease.name.in_((SCRUB_DUE, SCRUB_FULL_DUE)))))
         await db.rollback()  # no transaction of this pass may hold a table the scrub rewrites
@@ -216,10 +218,6 @@ async def tick(
         if done:
             await db.execute(delete(Lease).where(Lease.name.in_(done)))
             await db.commit()
-    report.checkins_closed = await checkin_lifecycle.close_due(sessionmaker, keyring, moment)
-    if report.checkins_closed:
-        async with sessionmaker() as db:
-            await scrub(db, CHECKIN_ANSWER_TABLES)
     if mailer is not None:
         await mailer.send_all(sessionmaker, report.mails)
     if digests is not None and report.digests:
