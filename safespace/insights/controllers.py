@@ -31,7 +31,7 @@ from safespace.pulse import services as pulse
 from safespace.pulse.models import Round, Survey
 from safespace.pulse.results import comments_shown, round_result
 from safespace.web.guards import facilitator_place, facilitator_routes, no_community, provide_facilitation, request_reads, request_session
-from safespace.web.pages import CSRF_SLOT, form_text, page, see_other
+from safespace.web.pages import form_text, page, see_other
 from safespace.web.session import Viewer, flash
 
 Form = URLEncodedBody[dict[str, Any]]
@@ -227,7 +227,7 @@ class InsightsController(Controller):
         template = request.app.template_engine.get_template("insights/round.html")
         key = (*key, i18n.current_language(), pulse_results.comments_shown(comments))
         kept = await round_page.kept_blocks(key, template, context)
-        return page("insights/round.html", kept=kept, csrf_slot=CSRF_SLOT)
+        return page("insights/round.html", kept=kept)
 
     @get("/rounds/{round_id:uuid}/report")
     async def round_report(

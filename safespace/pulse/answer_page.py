@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from markupsafe import Markup
 from sqlalchemy import Text, bindparam, cast, select
 
 from safespace.db.engine import Reads
 from safespace.identity.models import Community
 from safespace.pulse.models import Participation, Round, Survey
 from safespace.pulse.services import ledger_state
+from safespace.web.pages import Kept
 
 
 @dataclass(frozen=True)
@@ -100,11 +100,11 @@ async def read(reads: Reads, community_id: uuid.UUID, round_id: uuid.UUID, perso
 
 
 # Kept (title, content) blocks of pulse/answer.html.
-_KEPT: dict[tuple, tuple[Markup, ...]] = {}
+_KEPT: dict[tuple, Kept] = {}
 _KEPT_MAX = 512  # a full cache starts again
 
 
-def kept_blocks(found: AnswerForm, is_open: bool, language: str, render: Callable[[], tuple[Markup, ...]]) -> tuple[Markup, ...]:
+def kept_blocks(found: AnswerForm, is_open: bool, language: str, render: Callable[[], Kept]) -> Kept:
     r = found.round
     key = (found.community, r.id, r.number, r.closes_at, r.min_group_size, found.survey, found.state, is_open, language)
     kept = _KEPT.get(key)

@@ -24,7 +24,7 @@ from safespace.pulse.group_commit import AnswerQueue
 from safespace.pulse.models import Round
 from safespace.pulse.results import comments_shown, round_result
 from safespace.web.guards import member_place, member_routes, provide_viewer, request_reads, request_session, require_membership
-from safespace.web.pages import CSRF_SLOT, page, render_blocks, see_other
+from safespace.web.pages import Kept, page, render_blocks, see_other
 from safespace.web.session import notice
 
 Form = URLEncodedBody[dict[str, Any]]
@@ -95,7 +95,7 @@ class PulseController(Controller):
             raise NotFoundException(_("There is no such round in this community."))
         is_open, language = services.is_open(found.round, clock.now()), i18n.current_language()  # type: ignore[arg-type]
 
-        def render() -> tuple:
+        def render() -> Kept:
             return render_blocks(request.app.template_engine.get_template("pulse/answer.html"), {
                 "community": found.community, "round": found.round, "survey": found.survey, "state": found.state,
                 "instruments": services.round_instruments(found.round),  # type: ignore[arg-type]
@@ -104,7 +104,7 @@ class PulseController(Controller):
             })  # fmt: skip
 
         kept = answer_page.kept_blocks(found, is_open, language, render)
-        return page("pulse/answer.html", kept=kept, csrf_slot=CSRF_SLOT)
+        return page("pulse/answer.html", kept=kept)
 
     @post("/{round_id:uuid}")
     async def answer(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -58,16 +59,29 @@ def page(
 
 
 # Stands for the viewer's CSRF field in HTML kept for every viewer: no character that HTML escaping
-# changes, and none that clean_text lets into stored text. A page with kept blocks fills it in with
-# `{{ kept[1] | replace(csrf_slot, csrf_input | safe) }}`.
+# changes, and none that clean_text lets into stored text.
 CSRF_SLOT = "\x00csrf\x00"
 
 
-def render_blocks(template: JinjaTemplate, context: dict[str, Any], names: tuple[str, ...] = ("title", "content")) -> tuple[Markup, ...]:
-    """Some blocks of a page template rendered on their own, with the CSRF slot for the viewer's
-    field: what a page keeps for every viewer (the frame, base.html, stays the viewer's)."""
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A page's title and content blocks, rendered once for every viewer. The content is kept cut
+    at the CSRF slot, so each visit joins the pieces around its own field (a page template writes
+    `{{ kept.content(csrf_input) }}`) instead of searching the whole block for the slot."""
+
+    title: Markup
+    pieces: tuple[str, ...]
+
+    def content(self, csrf_field: str) -> Markup:
+        return Markup(csrf_field.join(self.pieces))
+
+
+def render_blocks(template: JinjaTemplate, context: dict[str, Any]) -> Kept:
+    """A page template's title and content blocks rendered on their own, with the CSRF slot for
+    the viewer's field: what a page keeps for every viewer (the frame, base.html, stays the viewer's)."""
     rendered = template.new_context(context | {"csrf_input": CSRF_SLOT, "kept": None})
-    return tuple(Markup("".join(template.blocks[name](rendered))) for name in names)
+    title, content = ("".join(template.blocks[name](rendered)) for name in ("title", "content"))
+    return Kept(Markup(title), tuple(content.split(CSRF_SLOT)))
 
 
 def csrf_input(request: Request) -> str:
