@@ -46,8 +46,11 @@ def bound_csrf_token(csrf_secret: str, session_token: str) -> str:
 
 
 def csrf_cookie(token: str, secure: bool) -> Cookie:
-    """As Litestar's CSRF middleware sets it (app.py CSRFConfig)."""
-    return Cookie(key=CSRF_COOKIE, value=token, path="/", httponly=True, samesite="lax", secure=secure)
+    """A session's CSRF token, as Litestar's CSRF middleware sets a cookie (app.py CSRFConfig) but
+    kept as long as the session cookie: a browser opened again within the session's life still
+    holds it, so its first page does not have to set it again. It is only an HMAC of the session's
+    token, worth nothing without the session cookie beside it."""
+    return Cookie(key=CSRF_COOKIE, value=token, path="/", httponly=True, samesite="lax", secure=secure, max_age=SESSION_DAYS * 86400)
 
 
 def session_cookies(session_token: str, csrf_secret: str, secure: bool) -> list[Cookie]:

@@ -392,3 +392,25 @@ async def test_asking_for_a_link_does_the_same_work_for_known_and_unknown_addres
     assert not any("FROM person" in s for s in known_before), "the person is looked up only after the response"
     assert any("INSERT INTO login_link" in s for s in known_after) and not any("login_link" in s for s in unknown_after)
     assert len(inbox.to(world.facilitator)) == 1 and inbox.to("stranger@x.org") == []
+
+
+async def test_the_sessions_csrf_cookie_lasts_as_long_as_the_session_cookie(client, db: AsyncSession) -> None:
+    """The CSRF cookie of a session is kept by the browser as long as the session cookie: a member
+    who reopens the browser the next day (the round mail's link) still sends both, and their pages
+    set no cookie. A browser-session cookie was dropped on closing, and every first page after
+    that computed and set it again."""
+    world = await make_community(db)
+    person = await db.scalar(select(Person).where(Person.email == world.facilitator))
+    token = await signin.issue_link(db, person.id)
+    await db.commit()
+    signed_in = await follow_link(client, f"/signin/{token}")
+    assert signed_in.status_code == 303
+    set_cookies = {c.split("=", 1)[0]: c for c in signed_in.headers.get_list("set-cookie")}
+    assert "Max-Age=2592000" in set_cookies["safespace_session"], set_cookies
+    assert "Max-Age=2592000" in set_cookies["safespace_csrf"], set_cookies
+    page = await client.get("/profile")  # both cookies sent, as a browser holds them
+    assert page.status_code == 200 and "set-cookie" not in page.headers, page.headers.get_list("set-cookie")
+    # A browser that lost it anyway (cleared by hand) gets it back, kept as long.
+    session = client.cookies.get("safespace_session")
+    again = await client.get("/profile", headers={"cookie": f"safespace_session={session}"})
+    assert "Max-Age=2592000" in again.headers["set-cookie"] and again.headers["set-cookie"].startswith("safespace_csrf="), again.headers
