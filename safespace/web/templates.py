@@ -53,6 +53,9 @@ def template_environment() -> Environment:
         lambda singular, plural, n: i18n.translations(i18n.current_language()).ngettext(singular, plural, n),
         newstyle=True,
     )
+    # `_` is the gettext above itself, not the extension's alias that looks "gettext" up in each
+    # template's context on every call (a fifth of the cost of each of a page's many `_()`).
+    env.globals["_"] = env.globals["gettext"]
     env.globals.update(current_language=i18n.current_language, languages=i18n.LANGUAGES, sri=subresource_integrity, return_here=here)
     return env
 
