@@ -6,14 +6,17 @@ import csv
 import io
 import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from litestar import Request
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import clock
 from safespace.audit.models import AuditEntry
 from safespace.identity.models import Community
+
+if TYPE_CHECKING:
+    from litestar import Request
 
 OPERATOR = "operator"  # the actor of what the `safespace` command does
 PER_PAGE = 50

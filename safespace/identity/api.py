@@ -23,7 +23,7 @@ from safespace.identity.models import Community, Membership, Team
 from safespace.identity.roster_pages import roster_api
 from safespace.settings import Settings
 from safespace.web.errors import handle_invalid_input, handle_refused, problem, problem_responses
-from safespace.web.guards import community_routes
+from safespace.web.guards import community_routes, may_create_communities
 from safespace.web.session import Viewer
 
 # --- schemas --------------------------------------------------------------------------------
@@ -132,7 +132,7 @@ class CommunitiesApi(Controller):
         db_session: NamedDependency[AsyncSession],
         settings: NamedDependency[Settings],
     ) -> CommunityOut:
-        services.may_create_communities(settings.community_creators)
+        may_create_communities(settings.community_creators)
         k = settings.default_min_group_size if data.min_group_size is None else data.min_group_size
         community = await services.create_community(
             db_session, viewer.person_id, data.name, data.vision, k, data.time_zone, data.comment_threshold

@@ -22,8 +22,9 @@ from safespace.identity import account, members, services, signin
 from safespace.identity.mail import Postman
 from safespace.identity.models import Community, Membership
 from safespace.settings import Settings
-from safespace.web.guards import community_routes, provide_viewer
-from safespace.web.pages import form_text, local_path, page, see_other
+from safespace.web.guards import community_routes, may_create_communities, provide_viewer
+from safespace.web.pages import form_text, page, see_other
+from safespace.web.paths import local_path
 from safespace.web.session import SESSION_COOKIE, Viewer, flash
 from surveys.disclosure import DEFAULT_COMMENT_THRESHOLD
 
@@ -121,7 +122,7 @@ class CommunitiesController(Controller):
     async def new(self, settings: NamedDependency[Settings], viewer: NamedDependency[Viewer]) -> Template:
         # `viewer` is asked for only to require a session: a controller's dependency guards only
         # the handlers that name it, and signed out this form could never be sent.
-        services.may_create_communities(settings.community_creators)
+        may_create_communities(settings.community_creators)
         k = settings.default_min_group_size
         values = COMMUNITY_DEFAULTS | {"min_group_size": k, "comment_threshold": max(k, DEFAULT_COMMENT_THRESHOLD)}
         return page("identity/community_form.html", values=values, errors={}, community=None)
@@ -135,7 +136,7 @@ class CommunitiesController(Controller):
         db_session: NamedDependency[AsyncSession],
         settings: NamedDependency[Settings],
     ) -> Template | Redirect:
-        services.may_create_communities(settings.community_creators)
+        may_create_communities(settings.community_creators)
         values = {key: form_text(data, key) for key in COMMUNITY_FIELDS}
         try:
             community = await services.create_community(db_session, viewer.person_id, **values)

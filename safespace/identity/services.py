@@ -8,7 +8,6 @@ import zoneinfo
 from functools import cache
 
 from email_validator import EmailNotValidError, validate_email
-from litestar.exceptions import PermissionDeniedException
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,12 +26,6 @@ class CommunityNameTaken(InvalidInput):
     def __init__(self, existing: Community) -> None:
         super().__init__({"name": _("There is already a community called “%(name)s”. Choose another name.") % {"name": existing.name}})
         self.existing = existing
-
-
-def may_create_communities(creators: str) -> None:
-    """SAFESPACE_COMMUNITY_CREATORS: "anyone" signed in, or "operators" (the CLI) only."""
-    if creators != "anyone":
-        raise PermissionDeniedException(_("On this Safespace, communities are started by the people who run it. Ask them to start one for you."))
 
 
 # --- people ------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from safespace.i18n import gettext as _
 from safespace.identity import services, signin, sso
 from safespace.identity.mail import Postman
 from safespace.settings import Settings
-from safespace.web.pages import form_text, local_path, page, see_other
+from safespace.web.pages import form_text, page, see_other
+from safespace.web.paths import local_path
 from safespace.web.session import LANGUAGE_COOKIE, SESSION_COOKIE, Viewer, session_cookies
 
 log = logging.getLogger(__name__)

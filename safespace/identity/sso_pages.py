@@ -19,7 +19,8 @@ from safespace.identity.models import Membership
 from safespace.identity.sign_in_pages import NO_REFERRER, Form, client_over_limit
 from safespace.settings import OIDCProvider, Settings
 from safespace.web.guards import facilitator_routes
-from safespace.web.pages import form_text, local_path, page, see_other
+from safespace.web.pages import form_text, page, see_other
+from safespace.web.paths import local_path
 from safespace.web.session import Viewer, flash, session_cookies
 
 # The browser's half of `state`: the callback must come back to the browser that pressed the button.

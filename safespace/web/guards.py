@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
 from safespace.db.engine import Reads
+from safespace.i18n import gettext as _
 from safespace.identity.members import active_membership
 from safespace.identity.models import Membership
 from safespace.web.session import Place, Viewer
@@ -104,3 +105,9 @@ def facilitator_routes() -> dict[str, Provide]:
 def community_routes() -> dict[str, Provide]:
     """Both, for controllers that mix member and facilitator routes."""
     return member_routes() | facilitator_routes()
+
+
+def may_create_communities(creators: str) -> None:
+    """SAFESPACE_COMMUNITY_CREATORS: "anyone" signed in, or "operators" (the CLI) only."""
+    if creators != "anyone":
+        raise PermissionDeniedException(_("On this Safespace, communities are started by the people who run it. Ask them to start one for you."))

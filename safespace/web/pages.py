@@ -1,11 +1,10 @@
-"""Small pieces every page route uses: redirects, local paths, form text, rendering."""
+"""Small pieces every page route uses: redirects, form text, rendering (local paths: web/paths.py)."""
 
 from __future__ import annotations
 
 import html
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 # A private name, but no public accessor exists for the request's session; the version is pinned.
 from jinja2 import Template as JinjaTemplate
@@ -23,23 +22,6 @@ API_PREFIX = "/api/"
 def see_other(path: str) -> Redirect:
     """After a form POST: the browser GETs the next page (303), so reloading it re-sends nothing."""
     return Redirect(path, status_code=303)
-
-
-def local_path(value: str | None) -> str | None:
-    """A path on this site to go back to after sign-in; anything else (another host) is dropped."""
-    if value and value.startswith("/") and not value.startswith(("//", "/\\")) and "\n" not in value:
-        return value
-    return None
-
-
-def here(path: str, query: str) -> str:
-    """Where the language switcher returns to: this page, with its query but without a `next` that
-    leads off the site (the sign-in page drops such a `next`; the switcher must not carry it on).
-    Empty on a sign-in link's page: its token stays out of any query."""
-    if path.startswith("/signin/"):
-        return ""
-    pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "next" or local_path(v)]
-    return path + ("?" + urlencode(pairs) if pairs else "")
 
 
 def form_text(data: dict[str, Any], name: str) -> str:

@@ -11,7 +11,7 @@ from jinja2 import BytecodeCache, Environment, FileSystemLoader, select_autoesca
 from jinja2.bccache import Bucket
 
 from safespace import i18n
-from safespace.web.pages import here
+from safespace.web.paths import here
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"  # package data: a plain wheel carries them
 

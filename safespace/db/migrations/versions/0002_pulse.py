@@ -8,7 +8,7 @@ Create Date: 2026-11-26
 from __future__ import annotations
 
 import sqlalchemy as sa
-from advanced_alchemy.types import DateTimeUTC
+from safespace.db.base import DateTimeUTC
 from alembic import op
 
 revision = '0002'
