@@ -73,7 +73,10 @@ def test_retention_and_a_webhook_on_a_phone_and_an_account_deleted_by_keyboard(s
         assert secret.bounding_box()["x"] + secret.bounding_box()["width"] <= PHONE["width"]
         fits_the_phone(facilitator)
         shown = secret.inner_text()
-        facilitator.get_by_role("button", name="Send a test event").click()
+        # The form answers with a redirect to this page: reloading before that navigation is done
+        # reloads a page that is being replaced (Chromium: "Not attached to an active page").
+        with facilitator.expect_navigation():
+            facilitator.get_by_role("button", name="Send a test event").click()
         failed = facilitator.get_by_text("The last delivery failed", exact=False)
         for _ in range(20):  # the test event goes after the answer: reload as a facilitator would
             facilitator.reload()
