@@ -25,7 +25,7 @@ from safespace.settings import Settings
 from safespace.web.guards import community_routes, may_create_communities, provide_viewer
 from safespace.web.pages import form_text, page, see_other
 from safespace.web.paths import local_path
-from safespace.web.session import SESSION_COOKIE, Viewer, flash
+from safespace.web.session import Viewer, flash, forget_session_cookies
 from surveys.disclosure import DEFAULT_COMMENT_THRESHOLD
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class ProfileController(Controller):
             return page("identity/profile.html", status_code=409, values=values, errors={"confirm_email": str(exc)})
         request.scope["user"] = None  # the page is drawn signed out: the session went with the account
         response = page("identity/account_deleted.html")
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        forget_session_cookies(response)
         return response
 
     @post("/language", name="profile:language")

@@ -22,7 +22,7 @@ from safespace.identity.mail import Postman
 from safespace.settings import Settings
 from safespace.web.pages import form_text, page, see_other
 from safespace.web.paths import local_path
-from safespace.web.session import LANGUAGE_COOKIE, SESSION_COOKIE, Viewer, session_cookies
+from safespace.web.session import LANGUAGE_COOKIE, Viewer, forget_session_cookies, session_cookies
 
 log = logging.getLogger(__name__)
 NO_REFERRER = {"Referrer-Policy": "no-referrer"}
@@ -191,5 +191,5 @@ class SignInController(Controller):
         if request.auth:
             await signin.end_session(db_session, request.auth)
         response = see_other("/signin")
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        forget_session_cookies(response)
         return response

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from litestar import Response
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
@@ -51,6 +52,13 @@ def csrf_cookie(token: str, secure: bool) -> Cookie:
     holds it, so its first page does not have to set it again. It is only an HMAC of the session's
     token, worth nothing without the session cookie beside it."""
     return Cookie(key=CSRF_COOKIE, value=token, path="/", httponly=True, samesite="lax", secure=secure, max_age=SESSION_DAYS * 86400)
+
+
+def forget_session_cookies(response: Response) -> None:
+    """Sign-out and account deletion: the browser drops the session cookie and the session's CSRF
+    cookie, which would otherwise outlive the session by up to its 30 days."""
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
 
 
 def session_cookies(session_token: str, csrf_secret: str, secure: bool) -> list[Cookie]:

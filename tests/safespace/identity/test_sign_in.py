@@ -414,3 +414,17 @@ async def test_the_sessions_csrf_cookie_lasts_as_long_as_the_session_cookie(clie
     session = client.cookies.get("safespace_session")
     again = await client.get("/profile", headers={"cookie": f"safespace_session={session}"})
     assert "Max-Age=2592000" in again.headers["set-cookie"] and again.headers["set-cookie"].startswith("safespace_csrf="), again.headers
+
+
+async def test_sign_out_drops_the_sessions_csrf_cookie_too(client, db: AsyncSession) -> None:
+    """The session's CSRF cookie is kept as long as the session cookie (30 days): signing out drops
+    both, so nothing derived from the ended session keeps travelling with a signed-out browser."""
+    world = await make_community(db)
+    await sign_in(client, db, world.facilitator)
+    session_csrf = client.cookies.get("safespace_csrf")
+    gone = await post_form(client, "/signout", {})
+    assert gone.status_code in (302, 303)
+    expired = {c.split("=", 1)[0]: c for c in gone.headers.get_list("set-cookie")}
+    assert "Max-Age=0" in expired["safespace_session"] and "Max-Age=0" in expired["safespace_csrf"], expired
+    signin_page = await client.get("/signin")  # the sign-in form gets a CSRF cookie of its own
+    assert signin_page.status_code == 200 and client.cookies.get("safespace_csrf") not in (None, session_csrf)
