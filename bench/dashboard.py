@@ -53,7 +53,15 @@ from pathlib import Path
 import msgspec
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
-from submit import Connection, NoPostgreSQL, cpu_meter, drive, start_server, throwaway_database  # bench/submit.py's load tool
+from submit import (  # bench/submit.py's load tool
+    Connection,
+    NoPostgreSQL,
+    cpu_meter,
+    drive,
+    session_csrf_cookie,
+    start_server,
+    throwaway_database,
+)
 
 from safespace import clock
 from safespace.db.engine import make_engine
@@ -256,17 +264,6 @@ def server_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def hold_csrf_cookie(port: int, cookies: dict) -> None:
-    """Add the CSRF cookie a signed-in browser holds beside its session cookie (the sign-in set both,
-    for the session's life), from a first page before any clock runs: without it, every page would
-    set it again, which only a browser that lost it sees."""
-    conn = Connection(port)
-    status, set_cookies = await conn.request("GET", "/profile", cookies)
-    conn.close()
-    assert status == 200 and CSRF_COOKIE in set_cookies, f"/profile answered {status} and set {sorted(set_cookies)}"
-    cookies[CSRF_COOKIE] = set_cookies[CSRF_COOKIE]
-
-
 async def rate(port: int, pid: int, concurrency: int, seconds: float, path: str, cookies: dict) -> tuple[float, float]:
     """(requests/s counted over `seconds` after a warm-up, server CPU ms per request); every answer must be a 200."""
     start = time.perf_counter() + WARMUP_SECONDS
@@ -324,8 +321,10 @@ async def measure(label: str, database_url: str, members: int, args: argparse.Na
     ratios: dict[str, list[float]] = {name: [] for name in pages}  # each page against the healthz just before it
     proc, port = await start_server(env, data_dir / "server.log")
     try:
+        conn = Connection(port)
         for cookies in (facilitator, member):
-            await hold_csrf_cookie(port, cookies)
+            cookies[CSRF_COOKIE] = await session_csrf_cookie(conn, cookies[SESSION_COOKIE])
+        conn.close()
         for repeat in range(args.repeats):  # interleaved, so a machine that drifts moves ceiling and pages alike
             meter = cpu_meter(proc.pid)
             samples["healthz"].append(await rate(port, proc.pid, args.concurrency, args.seconds, "/healthz", {}))

@@ -121,6 +121,16 @@ def profiler(pid: int, path: str, label: str) -> subprocess.Popen:
     return spy
 
 
+async def session_csrf_cookie(conn: Connection, session_token: str) -> str:
+    """The CSRF cookie a signed-in browser holds beside its session cookie (the sign-in link sets
+    both, for the session's life), taken from a first page before any clock runs: a client that
+    sent the session cookie alone would have every page set it again, which only a browser that
+    lost it sees."""
+    status, cookies = await conn.request("GET", "/profile", {SESSION_COOKIE: session_token})
+    assert status == 200 and CSRF_COOKIE in cookies, f"/profile answered {status} and set {sorted(cookies)}"
+    return cookies[CSRF_COOKIE]
+
+
 async def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, int]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -152,10 +162,8 @@ async def bench(label: str, database_url: str, args: argparse.Namespace) -> bool
     path, members, rng = f"/c/{community_id}/rounds/{round_id}", list(range(args.members)), random.Random(1)
     csrf, bodies, first, again = {}, {}, {}, {}
 
-    async def signed_in(conn: Connection, member: int) -> None:  # what the sign-in left in the browser
-        status, cookies = await conn.request("GET", "/profile", {SESSION_COOKIE: tokens[member]})
-        assert status == 200 and CSRF_COOKIE in cookies, f"/profile answered {status}"
-        csrf[member] = cookies[CSRF_COOKIE]
+    async def signed_in(conn: Connection, member: int) -> None:
+        csrf[member] = await session_csrf_cookie(conn, tokens[member])
 
     async def get_form(conn: Connection, member: int) -> None:
         status, _ = await conn.request("GET", path, {SESSION_COOKIE: tokens[member], CSRF_COOKIE: csrf[member]})
