@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import i18n
 from safespace.db.engine import Reads
-from safespace.i18n import gettext as _
 from safespace.identity.members import active_membership
 from safespace.identity.models import Membership
 from safespace.web.session import Place, Viewer
@@ -110,4 +109,4 @@ def community_routes() -> dict[str, Provide]:
 def may_create_communities(creators: str) -> None:
     """SAFESPACE_COMMUNITY_CREATORS: "anyone" signed in, or "operators" (the CLI) only."""
     if creators != "anyone":
-        raise PermissionDeniedException(_("On this Safespace, communities are started by the people who run it. Ask them to start one for you."))
+        raise PermissionDeniedException(i18n.gettext("On this Safespace, communities are started by the people who run it. Ask them to start one for you."))
