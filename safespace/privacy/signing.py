@@ -11,9 +11,12 @@ quarter of the loop's time under load).
 The worker imports this module and safespace.privacy.blind, nothing of the app (spawn). Keys are
 unsealed in the server (microseconds) and sent with each batch; the worker parses each key once
 and keeps it by key id, as token_keys does, and signs with blind.blind_sign (RFC 9474 BlindSign,
-with its s^e = m check). The worker ends when the pipe closes: when its loop is gone, or the
-server process ends however it ends (uvicorn re-raises SIGTERM, so clean-up at exit never runs).
-If the worker dies, the batches in it fail and the next batch starts a new one.
+with its s^e = m check). A process that runs one event loop after another (a command's
+asyncio.run calls, the test suite) keeps one worker: a loop that finds the worker of a closed
+loop with nothing in flight takes it over. The worker ends when the pipe closes: when the
+server process ends however it ends (uvicorn re-raises SIGTERM, so clean-up at exit never runs)
+or its signer is closed. If the worker dies, the batches in it fail and the next batch starts a
+new one.
 """
 
 from __future__ import annotations
@@ -64,8 +67,17 @@ class Signer:
         self._waiting: deque[asyncio.Future] = deque()
         self.gone = False
         self._loop.add_reader(self._conn.fileno(), self._answered)
-        # A loop that is closed and dropped takes its signer with it: the pipe closes, the worker ends.
+        # A signer that is dropped takes its worker with it: the pipe closes, the worker ends.
         weakref.finalize(self, self._conn.close)
+
+    def take_over(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Serve `loop` from now on, if this signer's own loop is closed and nothing is in flight."""
+        if self.gone or self._waiting or not self._loop.is_closed():
+            return False
+        # A closed loop has let go of its selector, and with it of the reader.
+        self._loop = loop
+        loop.add_reader(self._conn.fileno(), self._answered)
+        return True
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """`function(*args)` in the signing process (a module-level function: it is sent by name)."""
@@ -104,15 +116,26 @@ class Signer:
         self.process.join(timeout=5)
 
 
-_signers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Signer] = weakref.WeakKeyDictionary()
+# The signers of this process by their loop: one, unless loops run at once in several threads.
+_signers: dict[asyncio.AbstractEventLoop, Signer] = {}
 
 
 def signer() -> Signer:
-    """This event loop's signer, started on first use (or at app start-up: IssuanceQueue.start)."""
+    """This event loop's signer: the one of a closed loop taken over, or one started on first use
+    (or at app start-up: IssuanceQueue.start)."""
     loop = asyncio.get_running_loop()
     current = _signers.get(loop)
-    if current is None or current.gone:
-        current = _signers[loop] = Signer()
+    if current is not None and not current.gone:
+        return current
+    current = None
+    for old_loop, old in list(_signers.items()):
+        if old.gone or old_loop.is_closed():
+            del _signers[old_loop]  # dropped, unless taken over: a closed loop's signer with work in flight ends
+            if current is None and old.take_over(loop):
+                current = old
+    if current is None:
+        current = Signer()
+    _signers[loop] = current
     return current
 
 

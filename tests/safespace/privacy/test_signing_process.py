@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import multiprocessing
 import os
 import time
 
@@ -61,3 +63,36 @@ async def test_a_killed_signing_process_fails_its_batch_and_the_next_starts_a_ne
     (signature,) = await signing.sign_all(keyring, "round_key", [(round_key.id, round_key.private_sealed, blinded)])
     assert isinstance(signature, bytes)
     assert signing.signer() is not first
+
+
+async def _worker_pid() -> int:
+    return await signing.signer().run(os.getpid)
+
+
+def _signers_alive() -> list[multiprocessing.Process]:
+    return [child for child in multiprocessing.active_children() if child.name == "safespace-signer"]
+
+
+def test_loops_run_one_after_another_share_one_signing_process() -> None:
+    # As a command's asyncio.run calls or the test suite's loops: the second loop takes over the
+    # first one's worker instead of starting (and leaving behind) one of its own.
+    first = asyncio.run(_worker_pid())
+    alive = len(_signers_alive())
+    assert [asyncio.run(_worker_pid()) for _ in range(3)] == [first] * 3
+    assert len(_signers_alive()) == alive
+
+
+def test_a_loop_closed_with_a_signature_in_flight_leaves_its_worker_to_end() -> None:
+    async def leave_busy() -> int:
+        worker = signing.signer()
+        asyncio.get_running_loop().create_task(worker.run(time.sleep, 0.5))  # never awaited: its loop closes
+        await asyncio.sleep(0.05)
+        return worker.process.pid
+
+    abandoned = asyncio.run(leave_busy())
+    assert asyncio.run(_worker_pid()) != abandoned  # a fresh worker: no answer meant for the old loop
+    gc.collect()  # the dropped signer closes its pipe; its worker ends once its sleep is over
+    deadline = time.monotonic() + 10
+    while abandoned in {child.pid for child in _signers_alive()} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert abandoned not in {child.pid for child in _signers_alive()}
