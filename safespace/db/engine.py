@@ -229,8 +229,10 @@ class Reads:
             )
             event.listen(self._inline, "connect", _sqlite_read_pragmas)
 
-    async def rows(self, statement: Executable, parameters: dict[str, Any]) -> Sequence[Row]:
-        if self._inline is not None:
+    async def rows(self, statement: Executable, parameters: dict[str, Any], *, inline: bool = True) -> Sequence[Row]:
+        """The statement's rows. inline=False: on SQLite, in aiosqlite's thread all the same (a
+        batch's reads, whose lists of ids would hold the loop for a millisecond or more)."""
+        if self._inline is not None and inline:
             try:
                 with self._inline.connect() as conn:
                     deadline = time.perf_counter() + INLINE_LIMIT_SECONDS

@@ -7,7 +7,7 @@ signature left out, whatever the key size. Here each step serves a batch (db/bat
 steps overlap: while one batch is signed, the next is read and the one before is committed.
 
 1. checks: the rounds, keys and active memberships of the batch, one statement each, outside any
-   transaction (db.engine.Reads): which key signs for whom, or why not.
+   transaction (db.engine.Reads; on SQLite in aiosqlite's thread): which key signs for whom, or why not.
 2. the signatures, in batches of up to SIGN_BATCH, in the signing process (privacy/signing.py),
    before anything is written: a refused blinded message leaves no ledger row.
 3. ledger: one transaction (`note_tokens`): INSERT ... ON CONFLICT DO NOTHING RETURNING in
@@ -189,10 +189,11 @@ class IssuanceQueue:
         return signature
 
     async def _check(self, batch: list[Issuance]) -> list[_SigningKey | Exception]:
-        rounds = {row.id: row for row in await self.reads.rows(_ROUNDS, {"rounds": padded(i.round_id for i in batch)})}
-        keys = {row.id: row for row in await self.reads.rows(_KEYS, {"keys": padded(i.key_id for i in batch)})}
+        # Off the loop: with a burst's 64 ids in their lists, these reads held it for milliseconds.
+        rounds = {row.id: row for row in await self.reads.rows(_ROUNDS, {"rounds": padded(i.round_id for i in batch)}, inline=False)}
+        keys = {row.id: row for row in await self.reads.rows(_KEYS, {"keys": padded(i.key_id for i in batch)}, inline=False)}
         people = {"people": padded(i.person_id for i in batch), "communities": padded(i.community_id for i in batch)}
-        members = {(person, community): team for person, community, team in await self.reads.rows(_MEMBERS, people)}
+        members = {(person, community): team for person, community, team in await self.reads.rows(_MEMBERS, people, inline=False)}
         moment, outcomes = clock.now(), []
         for issuance in batch:
             round_ = rounds.get(issuance.round_id)

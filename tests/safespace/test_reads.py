@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import column, select, table, text
+from sqlalchemy import column, event, select, table, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
@@ -148,4 +149,20 @@ async def test_a_savepoint_that_cannot_get_the_write_lock_fails_alone(database: 
             assert await db.scalar(text("SELECT count(*) FROM note")) == 2
     finally:
         holder.close()
+        await engine.dispose()
+
+
+async def test_a_read_sent_to_the_thread_leaves_the_event_loop_alone(database: Path) -> None:
+    """inline=False (a batch's reads): done in aiosqlite's thread from the start, not interrupted there."""
+    engine = configure_engine(create_async_engine(f"sqlite+aiosqlite:///{database}"))
+    reads = Reads(engine)
+    threads: list[int] = []
+    event.listen(reads._inline, "connect", lambda *_args: threads.append(threading.get_ident()))
+    try:
+        assert [row.body for row in await reads.rows(select(NOTE.c.body), {}, inline=False)] == ["first"]
+        assert threads == [] and reads.moved_to_thread == 0  # the loop's own connection was never opened
+        assert [row.body for row in await reads.rows(select(NOTE.c.body), {})] == ["first"]
+        assert threads == [threading.get_ident()]
+    finally:
+        reads.dispose()
         await engine.dispose()

@@ -12,15 +12,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from safespace.db.models import metadata
 from safespace.identity.models import Person
 from safespace.privacy import blind
 from safespace.privacy.token_keys import b64url, from_b64url
+from safespace.pulse import token_queue
 from safespace.pulse.models import Participation, SpentToken, Tally
+from safespace.web.guards import READS_STATE_KEY
 from tests.conftest import BASE_URL
 from tests.helpers import session_csrf
 from tests.safespace.pulse.conftest import Pulse, after_close, answers, open_pulse, post_as, session_cookie
@@ -257,3 +260,25 @@ async def test_every_key_of_a_round_is_published_when_it_opens(client, db: Async
         await take_token(client, await session_cookie(db, "m0@x.org"), pulse)
         await take_token(client, await session_cookie(db, "m1@x.org"), pulse)
         assert (await bare.get(published)).json() == before, "the published list changed while members took tokens"
+
+
+async def test_a_batch_of_issuances_is_checked_off_the_event_loop(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:
+    # SQLite: a request's own lookups (its session) run on the loop's thread, but a batch's checks
+    # (rounds, keys and memberships of up to 64 issuances) are sent to aiosqlite's thread.
+    if not settings.is_sqlite:
+        pytest.skip("PostgreSQL reads never run on the event loop's thread")
+    pulse = await open_pulse(db, engine, settings, members=3)
+    inline = client.app.state[READS_STATE_KEY]._inline
+    on_the_loop: list[object] = []
+
+    def record(_conn, _cursor, _statement, _parameters, context, _many) -> None:
+        on_the_loop.append(context.compiled.statement if context.compiled is not None else None)
+
+    event.listen(inline, "before_cursor_execute", record)
+    try:
+        await take_token(client, await session_cookie(db, "m0@x.org"), pulse)
+    finally:
+        event.remove(inline, "before_cursor_execute", record)
+    assert on_the_loop, "the session is read on the loop's thread"
+    batch_reads = [token_queue._ROUNDS, token_queue._KEYS, token_queue._MEMBERS]
+    assert not [statement for statement in on_the_loop if any(statement is read for read in batch_reads)]
