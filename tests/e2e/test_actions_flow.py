@@ -33,17 +33,20 @@ def test_an_action_from_a_result_reaches_members_by_page_mail_and_chat(served_wi
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         facilitator = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
         facilitator.goto(links["facilitator"])
-        facilitator.get_by_role("button", name="Continue").click()
+        with facilitator.expect_navigation():  # its URL is read next
+            facilitator.get_by_role("button", name="Continue").click()
         community = facilitator.url.rstrip("/").rsplit("/c/", 1)[1].split("/")[0]
 
         # The community's chat, set on its settings page.
         facilitator.get_by_role("link", name="Settings").click()
         facilitator.get_by_label("Apprise URL of your chat").fill(receiver.url())
-        facilitator.get_by_role("button", name="Set the chat").click()
+        with facilitator.expect_navigation():  # the form's redirect, before the next page is asked for
+            facilitator.get_by_role("button", name="Set the chat").click()
 
         # The latest closed round of the weekly pulse: "Plan an action" beside its first statement.
         facilitator.goto(f"{base}/c/{community}")
-        facilitator.get_by_role("link", name="Weekly pulse: round 52").click()
+        with facilitator.expect_navigation():  # its URL is read next: the home page's until the click lands
+            facilitator.get_by_role("link", name="Weekly pulse: round 52").click()
         results_url = facilitator.url
         facilitator.goto(results_url.replace(f"/c/{community}/rounds/", f"/c/{community}/insights/rounds/").removesuffix("/results"))
         facilitator.get_by_role("link", name="Plan an action", exact=True).first.click()
