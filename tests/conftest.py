@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.message import EmailMessage
 
 import asyncpg
@@ -22,6 +23,7 @@ from litestar import Litestar
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from safespace import clock
 from safespace.app import create_app
 from safespace.db.engine import make_engine
 from safespace.db.migrate import upgrade
@@ -163,6 +165,16 @@ def smtp_server() -> Iterator[tuple[Inbox, int]]:
 def inbox(smtp_server: tuple[Inbox, int]) -> Inbox:
     smtp_server[0].messages.clear()
     return smtp_server[0]
+
+
+@pytest.fixture
+def still_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """The app's clock stopped at the test's start. Rate limits count per fixed window (15 minutes,
+    a day, a week): a test that makes limit + 1 attempts on a slow machine could otherwise cross
+    into the next window between the last allowed one and the refused one."""
+    moment = clock.now()
+    monkeypatch.setattr(clock, "now", lambda: moment)
+    return moment
 
 
 # --- the app -------------------------------------------------------------------------------------

@@ -250,7 +250,7 @@ async def test_sign_in_never_sends_people_to_another_site(client, db: AsyncSessi
         assert "evil" not in response.headers["location"]
 
 
-async def test_sign_in_requests_are_rate_limited_per_client(client, db: AsyncSession) -> None:
+async def test_sign_in_requests_are_rate_limited_per_client(client, db: AsyncSession, still_clock) -> None:
     await client.get("/signin")
     answers = [
         (await post_form(client, "/signin", {"email": f"person{i}@x.org"})).status_code

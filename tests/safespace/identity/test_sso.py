@@ -226,7 +226,7 @@ def test_cli_checks_each_provider_and_prints_its_redirect_uri(provider, tmp_path
     assert "gone (Corp ID): discovery failed" in done.stdout and "fix their issuer URL" in done.stderr
 
 
-async def test_sign_in_starts_are_limited_per_client(sso_client, db: AsyncSession) -> None:
+async def test_sign_in_starts_are_limited_per_client(sso_client, db: AsyncSession, still_clock) -> None:
     await make_community(db)
     answers = [(await sso_client.get("/signin/sso/corp")).status_code for _ in range(21)]
     assert answers == [303] * 20 + [429]

@@ -112,7 +112,7 @@ async def test_receipt_opens_the_story_and_withdraw_removes_it_everywhere(client
     assert (await post_form(client, mine, {"code": codes[0]})).status_code == 404
 
 
-async def test_wrong_receipt_codes_are_rate_limited_and_no_code_is_stored(client, db: AsyncSession) -> None:
+async def test_wrong_receipt_codes_are_rate_limited_and_no_code_is_stored(client, db: AsyncSession, still_clock) -> None:
     world = await _world(db)
     await sign_in(client, db, "m2@x.org")
     _status, code = await _share(client, world)
@@ -165,7 +165,7 @@ def test_an_ordinary_word_that_is_nobodys_name_is_not_flagged() -> None:
     assert find_identifying("We had a grace period on the energy budget.", roster_names(["Ines Duarte"], [])) == []
 
 
-async def test_the_fourth_story_in_a_week_is_refused(client, db: AsyncSession) -> None:
+async def test_the_fourth_story_in_a_week_is_refused(client, db: AsyncSession, still_clock) -> None:
     world = await _world(db)
     await sign_in(client, db, "m2@x.org")
     statuses = [(await _share(client, world, STORY | {"title": f"Story {i}"}))[0] for i in range(4)]

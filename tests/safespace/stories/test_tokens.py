@@ -58,7 +58,7 @@ async def test_a_story_with_a_token_warns_then_stores_and_works_once(client, db:
     assert refused.status_code == 400 and "without cookies" in refused.json()["detail"]
 
 
-async def test_the_weekly_quota_is_counted_when_tokens_are_taken(client, db: AsyncSession, engine: AsyncEngine, settings) -> None:
+async def test_the_weekly_quota_is_counted_when_tokens_are_taken(client, db: AsyncSession, engine: AsyncEngine, settings, still_clock) -> None:
     world = await _world(db)
     await sign_in(client, db, "m2@x.org")
     statuses = [(await story_token(client, world.community.id))[0] for _ in range(settings.stories_per_week + 1)]
@@ -85,7 +85,7 @@ async def test_a_reply_with_a_token_names_no_one(client, db: AsyncSession, engin
                 assert str(person_id) not in dump and person_id.hex not in dump and email not in dump
 
 
-async def test_the_anonymous_check_is_no_roster_oracle(client, db: AsyncSession, engine: AsyncEngine) -> None:
+async def test_the_anonymous_check_is_no_roster_oracle(client, db: AsyncSession, engine: AsyncEngine, still_clock) -> None:
     """Anyone with one story token tried names against the roster without limit, and was told which
     word matched. Now: a spent or forged token gets no check, a token gets five, and a name is
     never echoed (an email still is: it comes from the text, not from the roster)."""
