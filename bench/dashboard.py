@@ -12,7 +12,8 @@ writes them; per team and round 60-80% respond, and its tally folds a few synthe
 and close_round's storage rule (disclosure.groups_to_keep) drops what it would drop; one ledger
 row per respondent per round; 2% of respondents leave a comment (sealed like close_round does).
 --stories released stories (three a week over the past weeks, through the real store and release
-functions, as bench/soak.py seeds them) and a session for one plain member. Then `python -m safespace serve` (uvicorn, one worker) is driven by bench/submit.py's asyncio
+functions, as bench/soak.py seeds them), two thirds of their (story, kind) pairs with reactions
+from up to 30 members, and a session for one plain member. Then `python -m safespace serve` (uvicorn, one worker) is driven by bench/submit.py's asyncio
 HTTP/1.1 keep-alive client, --concurrency connections, 1 s warm-up then --seconds counted, in
 turn: /healthz, the trend page (GET /c/{id}/insights?survey=...), the latest closed round's
 results page (GET /c/{id}/insights/rounds/{id}: a closed round, which never changes), the story
@@ -51,7 +52,7 @@ from datetime import time as day_time
 from pathlib import Path
 
 import msgspec
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from submit import (  # bench/submit.py's load tool
     Connection,
@@ -73,7 +74,9 @@ from safespace.privacy.crypto import Keyring, associated_data
 from safespace.pulse import services as pulse
 from safespace.pulse.models import ReleasedComment, Round, Tally
 from safespace.settings import Settings
+from safespace.stories import responses
 from safespace.stories import services as stories
+from safespace.stories.models import Reaction, Story
 from safespace.web.session import CSRF_COOKIE, SESSION_COOKIE
 from surveys import disclosure
 from surveys import tally as tally_rules
@@ -140,10 +143,13 @@ async def insert_ledger(conn: AsyncConnection, rows: list[tuple[uuid.UUID, uuid.
 
 
 async def seed_stories(
-    engine: AsyncEngine, keyring: Keyring, community_id: uuid.UUID, member_id: uuid.UUID, count: int, rng: random.Random
+    engine: AsyncEngine, keyring: Keyring, secret: bytes, community_id: uuid.UUID, people: list[uuid.UUID], count: int,
+    rng: random.Random,
 ) -> str:
     """`count` stories released three a week over the past weeks (newest last), by the service
-    functions; returns a session cookie for one plain member, who reads the wall."""
+    functions, with reactions: each kind on each story from nobody (a third of the time) or from up
+    to 30 members, the reader (people[0]) among them now and then, under the markers toggle_reaction
+    writes. Returns a session cookie for people[0], a plain member, who reads the wall."""
     async with async_sessionmaker(engine, expire_on_commit=False)() as db:
         batches = math.ceil(count / stories.BATCH_SIZE)
         for batch in range(batches):
@@ -152,13 +158,24 @@ async def seed_stories(
                 await stories.store_story(db, keyring, community_id, STORY, tags, wants_advice=False, moderated=False)
             moment = clock.now() - timedelta(weeks=batches - batch)
             await stories.release_due(db, keyring, moment, moment.weekday(), 0)
-        token = await signin.start_session(db, member_id, community_id)
+        released = await db.scalars(select(Story.id).where(Story.community_id == community_id, Story.status == "released"))
+        month = clock.now().strftime("%Y-%m")
+        reactions = [
+            {"id": uuid.uuid4(), "story_id": story_id, "kind": kind, "month": month,
+             "marker": responses.reaction_marker(secret, person, story_id, kind)}
+            for story_id in released for kind in responses.REACTIONS if rng.random() >= 1 / 3
+            for person in rng.sample(people, rng.randint(1, min(30, len(people))))
+        ]  # fmt: skip
+        if reactions:
+            await db.execute(insert(Reaction.__table__), reactions)
+        token = await signin.start_session(db, people[0], community_id)
         await db.commit()
     return token
 
 
 async def seed(
-    engine: AsyncEngine, keyring: Keyring, members: int, rounds: int, open_round: bool, comment_share: float, stories_count: int = 0
+    engine: AsyncEngine, keyring: Keyring, members: int, rounds: int, open_round: bool, comment_share: float, stories_count: int = 0,
+    secret: bytes = b"",
 ) -> dict:
     """The community, committed; returns the ids and the facilitator's session cookie, and counts."""
     await upgrade(engine)
@@ -246,7 +263,7 @@ async def seed(
             await insert_ledger(conn, ledger)
             counts["ledger"] += len(ledger)
             counts["comments"] += len(comment_rows)
-    member_token = await seed_stories(engine, keyring, community.id, people[teams[0].id][0], stories_count, rng)
+    member_token = await seed_stories(engine, keyring, secret, community.id, people[teams[0].id], stories_count, rng)
     counts["stories"] = stories_count
     if dialect == "postgresql":  # what autovacuum would do soon after a bulk load; keeps plans stable in the run
         async with engine.connect() as conn:
@@ -303,7 +320,7 @@ async def measure(label: str, database_url: str, members: int, args: argparse.Na
            for name in ("data_dir", "database_url", "base_url", "schedule_interval_seconds", "log_level")}  # fmt: skip
     started, engine = time.perf_counter(), make_engine(settings)
     keyring = Keyring.load(settings.encryption_key_path)
-    seeded = await seed(engine, keyring, members, args.rounds, args.open_round, args.comments, args.stories)
+    seeded = await seed(engine, keyring, members, args.rounds, args.open_round, args.comments, args.stories, settings.secret_key())
     await engine.dispose()
     seconds = time.perf_counter() - started
     print(f"{label}: seeded {members} members, {args.rounds} closed rounds{' + 1 open' if args.open_round else ''}, "

@@ -113,7 +113,7 @@ async def _sqlite_restore(settings: Settings, manifest: Manifest, copy: Path) ->
         source.close()
 
 
-# Everything in the public schema goes, in the same transaction as the restore: a database that a
+# Everything in the public schema goes (tables, views, sequences, types, functions), in the same transaction as the restore: a database that a
 # newer revision migrated keeps no table the older backup lacks, and a failed restore changes nothing.
 _DROP_PUBLIC = """
 SET LOCAL lock_timeout = '60s';
@@ -130,6 +130,12 @@ BEGIN
   FOR r IN SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
            WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd') LOOP
     EXECUTE format('DROP TYPE IF EXISTS public.%I CASCADE', r.typname);
+  END LOOP;
+  -- Trigger functions (migration 0022's); an extension's own functions stay with it.
+  FOR r IN SELECT p.oid::regprocedure AS signature FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+           WHERE n.nspname = 'public' AND p.prokind = 'f'
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e') LOOP
+    EXECUTE format('DROP FUNCTION IF EXISTS %s CASCADE', r.signature);
   END LOOP;
 END $$;
 """

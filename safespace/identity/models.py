@@ -68,6 +68,9 @@ class Community(RandomId, Base):
     # The weekly story release (weekday 0 = Monday, hour in the community's time zone); None: the installation's.
     story_release_weekday: Mapped[int | None] = mapped_column(Integer)
     story_release_hour: Mapped[int | None] = mapped_column(Integer)
+    # Bumped by the database's triggers whenever something the story wall shows changes (migration
+    # 0022): the key of the wall's kept pages (stories/wall_page.py). Never written by the app.
+    wall_revision: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     teams: Mapped[list[Team]] = relationship(back_populates="community", order_by="Team.name")

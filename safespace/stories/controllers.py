@@ -81,33 +81,35 @@ class StoriesController(Controller):
         community = await wall_page.community(reads, community_id, clock.now())
         if community is None:  # deleted since the session was read
             raise no_community()
-        if tag or q:  # chosen by their decrypted text: read through the request's session, never kept
-            shown = await services.wall(request_session(request), keyring, community_id, tag or None, q or None, page_number)
-            rows, more, page_number = [item.story for item in shown.stories], shown.more, shown.page
-            counts = await wall_page.counts(reads, [row.id for row in rows])
-            _read, replies = await wall_page.replies(reads, [row.id for row in rows])
-            key = None
-        else:  # the page with its counts and replies in one statement
-            rows, more, replies, read = await wall_page.page_stories(reads, community_id, page_number)
-            counts = wall_page.page_counts(rows)
-            # The rows as read are the key: ids, dates, topics, sealed texts (sealed anew on each edit), counts, replies.
-            key = (community, page_number, more, i18n.current_language(), place.role, read)
-        ids = [row.id for row in rows]
 
-        def render() -> str:
+        def render(rows: list[Any], more: bool, replies: dict, counts: dict, shown_page: int) -> str:
             stories, texts = wall_page.opened(keyring, rows, replies)
             return request.app.template_engine.get_template("stories/_wall_content.html").render(
                 community=community, role=place.role, stories=stories, replies=texts, reactions=counts,
                 pressed=wall_page.pressed_slot, csrf_input=wall_page.slot(wall_page.CSRF), kinds=reaction_labels(),
-                tags=community.tags, tag=tag, q=q, page_number=page_number, more=more,
+                tags=community.tags, tag=tag, q=q, page_number=shown_page, more=more,
             )  # fmt: skip
 
-        parts = wall_page.kept(key, render)
-        pressed, open_rounds = await wall_page.own_state(reads, secret, community_id, request.user.person_id, ids)
+        if tag or q:  # chosen by their decrypted text: read through the request's session, never kept
+            shown = await services.wall(request_session(request), keyring, community_id, tag or None, q or None, page_number)
+            rows = [item.story for item in shown.stories]
+            counts = await wall_page.counts(reads, [row.id for row in rows])
+            _read, replies = await wall_page.replies(reads, [row.id for row in rows])
+            content = wall_page.Rendered.of(render(rows, shown.more, replies, counts, shown.page), counts)
+        else:
+            # Kept under the community as read, its wall revision included: a kept page is used
+            # without reading its stories, and any change to them brings a new revision.
+            key = (community, page_number, i18n.current_language(), place.role)
+            content = wall_page.kept(key)
+            if content is None:  # the page with its counts and replies in one statement
+                rows, more, replies = await wall_page.page_stories(reads, community_id, page_number)
+                counts = wall_page.page_counts(rows)
+                content = wall_page.keep(key, wall_page.Rendered.of(render(rows, more, replies, counts, page_number), counts))
+        pressed, open_rounds = await wall_page.own_state(reads, secret, community_id, request.user.person_id, content.reacted)
         return page(
             "stories/wall.html",
             community=community,
-            content=wall_page.filled(parts, csrf_input(request), pressed),
+            content=content.filled(csrf_input(request), pressed),
             open_rounds=open_rounds,
             notice=sent_notice(sent),
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hmac
 import uuid
+from collections.abc import Iterable
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,14 +50,18 @@ def reaction_marker(secret: bytes, person_id: uuid.UUID, story_id: uuid.UUID, ki
     return hmac.digest(secret, f"reaction:{person_id}:{story_id}:{kind}".encode(), "sha256")
 
 
-def reaction_markers(secret: bytes, person_id: uuid.UUID, story_ids: list[uuid.UUID]) -> dict[bytes, tuple[uuid.UUID, str]]:
-    """reaction_marker of this member for every story and kind -> (story, kind): the wall works out
-    60 per visit, so each id is turned into text once."""
+def reaction_markers(
+    secret: bytes, person_id: uuid.UUID, reacted: Iterable[tuple[uuid.UUID, str]]
+) -> dict[bytes, tuple[uuid.UUID, str]]:
+    """reaction_marker of this member for each (story, kind) -> (story, kind): the wall works out
+    one per kind with a reaction on each story it shows, so each id is turned into text once."""
     found = {}
-    for story_id in story_ids:
-        prefix = f"reaction:{person_id}:{story_id}:"
-        for kind in REACTIONS:
-            found[hmac.digest(secret, (prefix + kind).encode(), "sha256")] = (story_id, kind)
+    prefix, story_prefix = f"reaction:{person_id}:", None
+    last = None
+    for story_id, kind in reacted:
+        if story_id != last:
+            story_prefix, last = f"{prefix}{story_id}:", story_id
+        found[hmac.digest(secret, (story_prefix + kind).encode(), "sha256")] = (story_id, kind)
     return found
 
 

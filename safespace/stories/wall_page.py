@@ -1,25 +1,26 @@
 """The story wall as a member sees it, read in a few statements on bare connections and kept
 rendered where it is the same for everyone.
 
-A visit reads, by index and with no ORM session (db.engine.Reads): the community's name, topics
-and this week's published keys; one page of released stories with their released replies and
-reaction counts; and, for this member only, which of those stories they reacted to (their own
-HMAC markers, responses.reaction_markers) and the open rounds they have taken no token
-for. The page's content (stories/_wall_content.html) is rendered with *slots* for what is the
-viewer's own: the CSRF field and each reaction button's pressed state. An unfiltered page of the
-wall is kept in that form, per process and bounded, keyed by everything it is drawn from: the
-page, the language, the viewer's role (facilitators get a link to moderation), the community's
-name, topics and keys, and each story's id, date, topics, advice flag, sealed text (sealed anew
-on every edit), released replies and reaction counts. The slots are filled on every visit from
-the member's own reads, so no member's state is ever kept, let alone shown to another.
-A search or a topic filter decrypts to choose its stories (services.wall) and is never kept.
+A visit reads, by index and with no ORM session (db.engine.Reads): the community's name, topics,
+wall revision and this week's published keys; and, for this member only, which stories of the
+page they reacted to (their own HMAC markers, responses.reaction_markers) and the open rounds
+they have taken no token for. The page's content (stories/_wall_content.html) is rendered with
+*slots* for what is the viewer's own: the CSRF field and each reaction button's pressed state.
+An unfiltered page of the wall is kept in that form, per process and bounded, keyed by the
+community as read (name, topics, keys and wall revision), the page, the language and the
+viewer's role (facilitators get a link to moderation). The wall revision is bumped by the
+database's own triggers whenever a released story, a released reply or a reaction is written
+(migration 0022), so a kept page is used without reading its stories, replies or counts, and
+every replica sees a change at its next visit. Only a page not kept (or no longer right) reads
+them, in one statement. The slots are filled on every visit from the member's own reads, so no
+member's state is ever kept, let alone shown to another. A search or a topic filter decrypts to
+choose its stories (services.wall) and is never kept.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple
@@ -60,6 +61,7 @@ class WallCommunity:
     name: str
     tags: tuple[str, ...]  # the topics members choose from
     keys: tuple[PublishedKey, ...]  # this week's, the same for every member
+    revision: int  # Community.wall_revision: changes with anything the wall shows
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ class OpenRoundRef:
 
 
 _COMMUNITY = (
-    select(Community.name, Community.story_tags, StoryKey.kind, StoryKey.fingerprint)
+    select(Community.name, Community.story_tags, Community.wall_revision, StoryKey.kind, StoryKey.fingerprint)
     .select_from(Community)
     .outerjoin(StoryKey, (StoryKey.community_id == Community.id) & (StoryKey.week == bindparam("week")))
     .where(Community.id == bindparam("community_id"))
@@ -130,21 +132,20 @@ async def community(reads: Reads, community_id: uuid.UUID, moment: datetime) -> 
     rows = await reads.rows(_COMMUNITY, {"community_id": community_id, "week": week_of(moment)})
     if not rows:
         return None
-    name, tags = rows[0][0], rows[0][1]
-    keys = tuple(PublishedKey(kind, fingerprint) for _n, _t, kind, fingerprint in rows if kind is not None)
-    return WallCommunity(community_id, name, tuple(tags) if tags else DEFAULT_TAGS, keys)
+    name, tags, revision = rows[0][:3]
+    keys = tuple(PublishedKey(kind, fingerprint) for *_community, kind, fingerprint in rows if kind is not None)
+    return WallCommunity(community_id, name, tuple(tags) if tags else DEFAULT_TAGS, keys, revision)
 
 
 class PageRead(NamedTuple):
     stories: list[Any]  # one row per story, newest release first (not decrypted)
     more: bool  # an older page exists
     replies: dict[uuid.UUID, list[tuple[uuid.UUID, bytes]]]  # story id -> [(reply id, sealed body)], shuffled order
-    rows: tuple  # as read: a key of the kept page
 
 
 async def page_stories(reads: Reads, community_id: uuid.UUID, page: int) -> PageRead:
     """One unfiltered page of released stories with their released replies, in one statement."""
-    rows = tuple(await reads.rows(_PAGE, {"community_id": community_id, "limit": WALL_PAGE + 1, "offset": (page - 1) * WALL_PAGE}))
+    rows = await reads.rows(_PAGE, {"community_id": community_id, "limit": WALL_PAGE + 1, "offset": (page - 1) * WALL_PAGE})
     stories: dict[uuid.UUID, Any] = {}
     replies: dict[uuid.UUID, list[tuple[uuid.UUID, bytes]]] = {}
     for row in rows:
@@ -152,7 +153,7 @@ async def page_stories(reads: Reads, community_id: uuid.UUID, page: int) -> Page
         if row.reply_id is not None:
             replies.setdefault(row.id, []).append((row.reply_id, row.reply_body))
     shown = list(stories.values())
-    return PageRead(shown[:WALL_PAGE], len(shown) > WALL_PAGE, replies, rows)
+    return PageRead(shown[:WALL_PAGE], len(shown) > WALL_PAGE, replies)
 
 
 async def replies(reads: Reads, story_ids: list[uuid.UUID]) -> tuple[Any, dict[uuid.UUID, list[tuple[uuid.UUID, bytes]]]]:
@@ -179,12 +180,14 @@ async def counts(reads: Reads, story_ids: list[uuid.UUID]) -> dict[uuid.UUID, di
 
 
 async def own_state(
-    reads: Reads, secret: bytes, community_id: uuid.UUID, person_id: uuid.UUID, story_ids: list[uuid.UUID]
+    reads: Reads, secret: bytes, community_id: uuid.UUID, person_id: uuid.UUID, reacted: tuple[tuple[uuid.UUID, str], ...]
 ) -> tuple[set[tuple[uuid.UUID, str]], list[OpenRoundRef]]:
-    """This member's: (story, kind) of their reactions on the page, and the open rounds they have
-    taken no token for (the page takes them ahead of use, templates/_private.html)."""
-    mine = reaction_markers(secret, person_id, story_ids)
-    rows = await reads.rows(_OWN, {"markers": padded(mine), "community_id": community_id, "person_id": person_id, "moment": clock.now()})
+    """This member's: which of the page's reactions (story, kind) with a count are theirs, and the
+    open rounds they have taken no token for (the page takes them ahead of use, templates/_private.html).
+    A kind nobody chose on a story cannot be the member's: no marker is worked out or looked up for it."""
+    mine = reaction_markers(secret, person_id, reacted)
+    rows = await reads.rows(_OWN, {"markers": padded(mine), "community_id": community_id, "person_id": person_id,
+                                   "moment": clock.now()})  # fmt: skip
     pressed = {mine[marker] for marker, _round, _closes in rows if marker is not None}
     rounds = sorted((closes_at, round_id) for marker, round_id, closes_at in rows if marker is None)
     return pressed, [OpenRoundRef(RoundRef(round_id)) for _closes, round_id in rounds]
@@ -214,31 +217,41 @@ def opened(keyring: Keyring, rows: list[Any], replies: dict) -> tuple[list[Share
     return shown, texts
 
 
-# Unfiltered wall pages, kept with their slots (split: even items are text, odd ones slot names).
-_KEPT: dict[tuple, tuple[str, ...]] = {}
+class Rendered(NamedTuple):
+    """A page's content split at its slots (even items are text, odd ones slot names), and the
+    (story, kind) pairs on it with at least one reaction: the viewer's own can only be among them."""
+
+    parts: tuple[str, ...]
+    reacted: tuple[tuple[uuid.UUID, str], ...]
+
+    @classmethod
+    def of(cls, content: str, counts: dict[uuid.UUID, dict[str, int]]) -> Rendered:
+        reacted = tuple((story_id, kind) for story_id, kinds in counts.items() for kind in REACTIONS if kinds.get(kind))
+        return cls(tuple(content.split(MARK)), reacted)
+
+    def filled(self, csrf_input: str, pressed: set[tuple[uuid.UUID, str]]) -> Markup:
+        """The content with this viewer's CSRF field and pressed buttons."""
+        on = {f"pressed:{story_id}:{kind}" for story_id, kind in pressed}
+
+        def fill(name: str) -> str:
+            if name == CSRF:
+                return csrf_input
+            return "true" if name in on else "false"
+
+        return Markup("".join(part if n % 2 == 0 else fill(part) for n, part in enumerate(self.parts)))
+
+
+# Unfiltered wall pages by (WallCommunity, page, language, role).
+_KEPT: dict[tuple, Rendered] = {}
 _KEPT_MAX = 256  # a full cache starts again
 
 
-def kept(key: tuple | None, render: Callable[[], str]) -> tuple[str, ...]:
-    """The content split at its slots: kept under `key`, or rendered for this visit alone (None)."""
-    if key is None:
-        return tuple(render().split(MARK))
-    found = _KEPT.get(key)
-    if found is None:
-        found = tuple(render().split(MARK))
-        if len(_KEPT) >= _KEPT_MAX:
-            _KEPT.clear()
-        _KEPT[key] = found
-    return found
+def kept(key: tuple) -> Rendered | None:
+    return _KEPT.get(key)
 
 
-def filled(parts: tuple[str, ...], csrf_input: str, pressed: set[tuple[uuid.UUID, str]]) -> Markup:
-    """The content with this viewer's CSRF field and pressed buttons."""
-    on = {f"pressed:{story_id}:{kind}" for story_id, kind in pressed}
-
-    def fill(name: str) -> str:
-        if name == CSRF:
-            return csrf_input
-        return "true" if name in on else "false"
-
-    return Markup("".join(part if n % 2 == 0 else fill(part) for n, part in enumerate(parts)))
+def keep(key: tuple, rendered: Rendered) -> Rendered:
+    if len(_KEPT) >= _KEPT_MAX:
+        _KEPT.clear()
+    _KEPT[key] = rendered
+    return rendered

@@ -9,19 +9,22 @@ import re
 import uuid
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from safespace import clock
+from safespace.identity.models import Community
 from safespace.pulse import services as pulse
 from safespace.pulse.models import Round
-from safespace.stories.models import Reply
+from safespace.stories import wall_page
+from safespace.stories.models import Reply, Story
+from safespace.web.guards import READS_STATE_KEY
 from tests.helpers import post_form, sign_in
 from tests.safespace.insights.conftest import form
 from tests.safespace.pulse.conftest import post_as, session_cookie
 from tests.safespace.stories.test_moderation import open_title
 from tests.safespace.stories.test_responses import _pressed, _released_story
-from tests.safespace.stories.test_stories import _release, _world
+from tests.safespace.stories.test_stories import STORY, _release, _share, _world
 
 CSRF_FIELD = re.compile(r'name="_csrf_token" value="([^"]*)"')
 
@@ -140,3 +143,87 @@ async def test_the_reply_forms_share_their_private_mode_settings_once_and_each_p
     sent = await post_form(client, f"{action}/reply", {"reply": "Sent with no script."})
     assert sent.status_code == 303 and "sent=reply" in sent.headers["location"]
     assert await db.scalar(select(func.count()).select_from(Reply).where(Reply.story_id == uuid.UUID(story_id))) == 1
+
+
+async def _wall_revision(engine, community_id: uuid.UUID) -> int:
+    async with engine.connect() as connection:
+        return await connection.scalar(select(Community.wall_revision).where(Community.id == community_id))
+
+
+async def test_a_kept_wall_is_shown_without_reading_its_stories_until_something_on_it_changes(
+    client, db: AsyncSession, engine, settings
+) -> None:
+    world = await _world(db)
+    story, _codes = await _released_story(client, db, engine, settings, world)
+    wall = f"/c/{world.community.id}/stories"
+    reads = client.app.state[READS_STATE_KEY]
+    statements: list[object] = []
+
+    def record(_conn, _cursor, _statement, _parameters, context, _many) -> None:
+        statements.append(context.compiled.statement if context.compiled is not None else None)
+
+    watched = [reads.engine.sync_engine, *([reads._inline] if reads._inline is not None else [])]
+    for target in watched:
+        event.listen(target, "before_cursor_execute", record)
+    try:
+        async def visit() -> tuple[str, int]:
+            statements.clear()
+            shown = (await client.get(wall)).text
+            return shown, sum(statement is wall_page._PAGE for statement in statements)
+
+        assert (await visit())[1] == 1  # the first visit reads the page, and keeps it
+        assert (await visit())[1] == 0  # kept: its stories, replies and counts are not read again
+        await _as(client, db, "m4@x.org")  # another member: the same kept page, their own presses
+        await client.get(wall)
+        await post_form(client, f"{wall}/{story.id}/react", {"kind": "thank_you"})
+        shown, reads_of_the_page = await visit()
+        assert reads_of_the_page == 1 and _count(shown, story.id, "thank_you") == 1
+        assert _pressed(shown, story.id)["thank_you"] == "true"
+        assert (await visit())[1] == 0
+    finally:
+        for target in watched:
+            event.remove(target, "before_cursor_execute", record)
+
+
+async def test_the_wall_revision_moves_with_what_the_wall_shows_and_only_with_it(client, db: AsyncSession, engine, settings) -> None:
+    """The database's triggers (migration 0022), whatever writes: released stories and replies and
+    reactions move it; pending ones, which the wall does not show, leave it (and their writes) alone."""
+    world = await _world(db)
+    community_id = world.community.id
+    await sign_in(client, db, "m2@x.org")
+    wall = f"/c/{community_id}/stories"
+    for i in range(3):
+        await _share(client, world, STORY | {"title": f"S{i}"})
+    assert await _wall_revision(engine, community_id) == 0  # three pending stories: not on the wall
+    await _release(engine, settings)
+    released = await _wall_revision(engine, community_id)
+    assert released >= 3  # each released story
+    story = await db.scalar(select(Story).where(Story.status == "released").order_by(Story.position))
+    await client.get(wall)
+    for n in range(3):  # replies go out three at a time
+        await post_form(client, f"{wall}/{story.id}/reply", {"reply": f"Pending for now ({n})."})
+    assert await _wall_revision(engine, community_id) == released  # pending replies
+    await _release(engine, settings)
+    assert await _wall_revision(engine, community_id) == released + 3  # now released, each
+    changes = [
+        update(Reply).where(Reply.story_id == story.id).values(status="hidden"),
+        update(Story).where(Story.id == story.id).values(tags=["Floods"]),
+        update(Story).where(Story.id == story.id).values(status="hidden"),
+        update(Story).where(Story.id == story.id).values(status="released"),
+        delete(Reply).where(Reply.story_id == story.id),  # hidden: not on the wall
+        delete(Story).where(Story.id == story.id),
+    ]
+    expected = released + 3
+    for change, moves in zip(changes, (3, 1, 1, 1, 0, 1), strict=True):  # once per row
+        async with engine.begin() as connection:
+            await connection.execute(change)
+        expected += moves
+        assert await _wall_revision(engine, community_id) == expected, change
+    other = await db.scalar(select(Story).where(Story.status == "released"))
+    await post_form(client, f"{wall}/{other.id}/react", {"kind": "helps_me"})
+    await post_form(client, f"{wall}/{other.id}/react", {"kind": "helps_me"})  # taken back
+    assert await _wall_revision(engine, community_id) == expected + 2
+    # A community that goes takes its stories, replies and reactions with it: the triggers let it.
+    async with engine.begin() as connection:
+        await connection.execute(delete(Community).where(Community.id == community_id))
+    assert await _wall_revision(engine, community_id) is None
