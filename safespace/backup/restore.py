@@ -113,8 +113,9 @@ async def _sqlite_restore(settings: Settings, manifest: Manifest, copy: Path) ->
         source.close()
 
 
-# Everything in the public schema goes (tables, views, sequences, types, functions), in the same transaction as the restore: a database that a
-# newer revision migrated keeps no table the older backup lacks, and a failed restore changes nothing.
+# Everything in the public schema goes (tables, views, sequences, types, functions), in the same
+# transaction as the restore: a database that a newer revision migrated keeps no table or trigger
+# function the older backup lacks, and a failed restore changes nothing.
 _DROP_PUBLIC = """
 SET LOCAL lock_timeout = '60s';
 DO $$

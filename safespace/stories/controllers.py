@@ -94,7 +94,7 @@ class StoriesController(Controller):
             shown = await services.wall(request_session(request), keyring, community_id, tag or None, q or None, page_number)
             rows = [item.story for item in shown.stories]
             counts = await wall_page.counts(reads, [row.id for row in rows])
-            _read, replies = await wall_page.replies(reads, [row.id for row in rows])
+            replies = await wall_page.replies(reads, [row.id for row in rows])
             content = wall_page.Rendered.of(render(rows, shown.more, replies, counts, shown.page), counts)
         else:
             # Kept under the community as read, its wall revision included: a kept page is used

@@ -55,13 +55,11 @@ def reaction_markers(
 ) -> dict[bytes, tuple[uuid.UUID, str]]:
     """reaction_marker of this member for each (story, kind) -> (story, kind): the wall works out
     one per kind with a reaction on each story it shows, so each id is turned into text once."""
-    found = {}
-    prefix, story_prefix = f"reaction:{person_id}:", None
-    last = None
-    for story_id, kind in reacted:
+    found, prefix, last = {}, "", None
+    for story_id, kind in reacted:  # a story's kinds come together: its id is turned into text once
         if story_id != last:
-            story_prefix, last = f"{prefix}{story_id}:", story_id
-        found[hmac.digest(secret, (story_prefix + kind).encode(), "sha256")] = (story_id, kind)
+            prefix, last = f"reaction:{person_id}:{story_id}:", story_id
+        found[hmac.digest(secret, (prefix + kind).encode(), "sha256")] = (story_id, kind)
     return found
 
 

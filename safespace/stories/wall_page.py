@@ -156,14 +156,13 @@ async def page_stories(reads: Reads, community_id: uuid.UUID, page: int) -> Page
     return PageRead(shown[:WALL_PAGE], len(shown) > WALL_PAGE, replies)
 
 
-async def replies(reads: Reads, story_ids: list[uuid.UUID]) -> tuple[Any, dict[uuid.UUID, list[tuple[uuid.UUID, bytes]]]]:
-    """For stories chosen by a search or a topic: their released replies as read, and story id ->
-    [(reply id, sealed body)] in their shuffled order."""
-    rows = tuple(await reads.rows(_REPLIES, {"story_ids": padded(story_ids)})) if story_ids else ()
+async def replies(reads: Reads, story_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[tuple[uuid.UUID, bytes]]]:
+    """For stories chosen by a search or a topic: story id -> [(reply id, sealed body)] of their
+    released replies, in their shuffled order."""
     found: dict[uuid.UUID, list[tuple[uuid.UUID, bytes]]] = {}
-    for reply_id, story_id, body in rows:
+    for reply_id, story_id, body in await reads.rows(_REPLIES, {"story_ids": padded(story_ids)}) if story_ids else []:
         found.setdefault(story_id, []).append((reply_id, body))
-    return rows, found
+    return found
 
 
 def page_counts(rows: list[Any]) -> dict[uuid.UUID, dict[str, int]]:

@@ -11,6 +11,9 @@ itself bumps whenever something the wall shows changes: a released story (releas
 hidden, deleted), a released reply, a reaction. Triggers, not the app's code, so no write path
 (a tick, moderation, a receipt edit, retention, a restore) can forget it. Pending stories and
 replies do not bump it: they are not on the wall, and their writes stay where they were.
+
+SQLite: a later migration that rebuilds the community table (batch_alter_table) must drop these
+triggers first and create them again after, as SQLite checks triggers when a table is renamed.
 """
 
 from __future__ import annotations
@@ -43,22 +46,25 @@ def _community(table: str, row: str) -> str:
     return f"{row}.community_id" if table == "story" else _BY_STORY.format(row=row)
 
 
+def _function(table: str, row: str) -> str:
+    """PostgreSQL's trigger function for a table's NEW or OLD row: story rows name their
+    community, replies and reactions their story."""
+    return f"wall_bump_{'story' if table == 'story' else 'child'}_{row.lower()}"
+
+
 def upgrade() -> None:
     op.add_column('community', sa.Column('wall_revision', sa.Integer(), server_default='0', nullable=False))
     postgresql = op.get_bind().dialect.name == "postgresql"
-    if postgresql:  # one function per way of finding the community: story rows name it, the others their story
-        # (OR REPLACE: a schema emptied table by table keeps its functions; a restore drops them)
+    if postgresql:
+        # OR REPLACE: a schema emptied table by table keeps its functions (a restore drops them).
         for table in ("story", "reply"):
             for row in ("NEW", "OLD"):
-                op.execute(
-                    f"CREATE OR REPLACE FUNCTION wall_bump_{'story' if table == 'story' else 'child'}_{row.lower()}() RETURNS trigger "
-                    f"LANGUAGE plpgsql AS $$ BEGIN {_BUMP.format(community=_community(table, row))}; RETURN NULL; END $$"
-                )
+                op.execute(f"CREATE OR REPLACE FUNCTION {_function(table, row)}() RETURNS trigger LANGUAGE plpgsql "
+                           f"AS $$ BEGIN {_BUMP.format(community=_community(table, row))}; RETURN NULL; END $$")  # fmt: skip
     for name, table, event, condition, row in _TRIGGERS:
         when = f" WHEN ({condition})" if condition else ""
         if postgresql:
-            function = f"wall_bump_{'story' if table == 'story' else 'child'}_{row.lower()}"
-            op.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW{when} EXECUTE FUNCTION {function}()")
+            op.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW{when} EXECUTE FUNCTION {_function(table, row)}()")
         else:
             op.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW{when} "
                        f"BEGIN {_BUMP.format(community=_community(table, row))}; END")  # fmt: skip
@@ -69,8 +75,8 @@ def downgrade() -> None:
     for name, table, *_rest in _TRIGGERS:
         op.execute(f"DROP TRIGGER {name} ON {table}" if postgresql else f"DROP TRIGGER {name}")
     if postgresql:
-        for kind in ("story", "child"):
-            for row in ("new", "old"):
-                op.execute(f"DROP FUNCTION wall_bump_{kind}_{row}()")
+        for table in ("story", "reply"):
+            for row in ("NEW", "OLD"):
+                op.execute(f"DROP FUNCTION {_function(table, row)}()")
     with op.batch_alter_table('community') as batch_op:
         batch_op.drop_column('wall_revision')
