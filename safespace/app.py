@@ -373,7 +373,11 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
         ),
         lifespan=[_scheduler(settings, keyring, round_mailer, chat_delivery, digests, webhooks)],
         on_startup=[issuances.start, *([_freeze_heap] if freeze_heap else [])],
-        on_shutdown=[reads.dispose],
+        # The engine is disposed here too: advanced_alchemy's lifespan disposes it only when its
+        # state key is the default one, which from the second app of a process on (the test
+        # suite builds hundreds) is made unique; its connections were then left to the garbage
+        # collector, open until it ran.
+        on_shutdown=[reads.dispose, sessionmaker.kw["bind"].dispose],
         # The batchers are kept where tests and benchmarks can see how well they group.
         state=State(
             {DATABASE_STATE_KEY: db, "answers": answers, "issuances": issuances, "sessions": sessions, TREND_STATES: TrendStates(reads),

@@ -21,4 +21,6 @@ async def test_a_served_app_freezes_its_start_up_heap(settings: Settings, db: As
             # The modules, routes and templates alone are hundreds of thousands of objects.
             assert gc.get_freeze_count() > 100_000
     finally:
-        gc.unfreeze()  # the test process goes on collecting as before
+        gc.unfreeze()  # the test process goes on collecting as before (tests/conftest.py: frozen at start)
+        gc.collect()
+        gc.freeze()
