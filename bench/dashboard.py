@@ -175,7 +175,7 @@ async def seed_stories(
 
 async def seed(
     engine: AsyncEngine, keyring: Keyring, members: int, rounds: int, open_round: bool, comment_share: float, stories_count: int = 0,
-    secret: bytes = b"",
+    *, secret: bytes,
 ) -> dict:
     """The community, committed; returns the ids and the facilitator's session cookie, and counts."""
     await upgrade(engine)
@@ -320,7 +320,7 @@ async def measure(label: str, database_url: str, members: int, args: argparse.Na
            for name in ("data_dir", "database_url", "base_url", "schedule_interval_seconds", "log_level")}  # fmt: skip
     started, engine = time.perf_counter(), make_engine(settings)
     keyring = Keyring.load(settings.encryption_key_path)
-    seeded = await seed(engine, keyring, members, args.rounds, args.open_round, args.comments, args.stories, settings.secret_key())
+    seeded = await seed(engine, keyring, members, args.rounds, args.open_round, args.comments, args.stories, secret=settings.secret_key())
     await engine.dispose()
     seconds = time.perf_counter() - started
     print(f"{label}: seeded {members} members, {args.rounds} closed rounds{' + 1 open' if args.open_round else ''}, "

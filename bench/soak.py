@@ -69,7 +69,6 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from datetime import timedelta
 from pathlib import Path
 
 from dashboard import seed as seed_community
@@ -85,7 +84,6 @@ from safespace.privacy.crypto import Keyring
 from safespace.pulse import lifecycle
 from safespace.pulse import services as pulse
 from safespace.settings import Settings
-from safespace.stories import services as stories
 from safespace.web.session import SESSION_COOKIE
 from surveys.cadence import window_at
 
@@ -96,29 +94,9 @@ ROUTES = ("form", "answer", "stories", "insights", "round")
 EXPECTED = {"form": 200, "answer": 303, "thanks": 200, "stories": 200, "insights": 200, "round": 200}
 THANKS = b"Thank you."  # the notice on the page the answer's 303 leads to (English: no language chosen)
 MAX_CONNECTIONS, KEEP_ALIVE_SECONDS = 256, 4.0  # uvicorn closes keep-alive connections idle for 5 s
-STORY = stories.StoryText(
-    title="The pilot nobody asked the clinics about",
-    happened="We designed a referral scheme with the ministry and rolled it out to twelve districts. "
-    "Nobody had asked the clinic staff how referrals actually moved; the forms went unused for months. " * 2,
-    learned="Talk to the people who will carry the paper before the paper exists. Watch a week of real work first.",
-    differently="Run it in two districts with the staff in the room, and budget the time to change it.",
-)
 
 
 # --- seeding ----------------------------------------------------------------------------------------
-
-
-async def seed_stories(engine: AsyncEngine, keyring: Keyring, community_id: uuid.UUID, count: int) -> None:
-    """`count` stories, released three a week over the past weeks (newest last), by the service functions."""
-    async with async_sessionmaker(engine, expire_on_commit=False)() as db:
-        batches = math.ceil(count / stories.BATCH_SIZE)
-        for batch in range(batches):
-            for _ in range(min(stories.BATCH_SIZE, count - batch * stories.BATCH_SIZE)):
-                tags = random.sample(stories.DEFAULT_TAGS, 2)
-                await stories.store_story(db, keyring, community_id, STORY, tags, wants_advice=False, moderated=False)
-            moment = clock.now() - timedelta(weeks=batches - batch)
-            await stories.release_due(db, keyring, moment, moment.weekday(), 0)
-        await db.commit()
 
 
 async def seed_sessions(engine: AsyncEngine, community_id: uuid.UUID) -> list[str]:
@@ -423,8 +401,8 @@ async def soak(database_url: str, args: argparse.Namespace) -> bool:
            for name in ("data_dir", "database_url", "base_url", "schedule_interval_seconds", "log_level")}  # fmt: skip
     started, engine = time.perf_counter(), make_engine(settings)
     keyring = Keyring.load(settings.encryption_key_path)
-    seeded = await seed_community(engine, keyring, args.members, args.rounds, False, 0.02)
-    await seed_stories(engine, keyring, seeded["community"], args.stories)
+    # The stories as bench/dashboard.py seeds them, with their reactions.
+    seeded = await seed_community(engine, keyring, args.members, args.rounds, False, 0.02, args.stories, secret=settings.secret_key())
     tokens = await seed_sessions(engine, seeded["community"])
     print(f"seeded {args.members} members with sessions, {args.rounds} closed rounds ({seeded['ledger']:,} ledger rows, "
           f"{seeded['comments']:,} comments), {args.stories} released stories in {time.perf_counter() - started:.1f} s")  # fmt: skip

@@ -334,7 +334,8 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
     chat_delivery = ChatDelivery(settings.base_url)
     webhooks = WebhookSender(settings.base_url, settings.webhook_ca_file, settings.webhook_allow_private)
     answers = AnswerQueue(sessionmaker, keyring)
-    reads = Reads(sessionmaker.kw["bind"])
+    engine = sessionmaker.kw["bind"]
+    reads = Reads(engine)
     issuances = IssuanceQueue(sessionmaker, keyring, reads)
     sessions = SessionReader(reads)
     dependencies = _singletons(
@@ -377,7 +378,7 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None, *
         # state key is the default one, which from the second app of a process on (the test
         # suite builds hundreds) is made unique; its connections were then left to the garbage
         # collector, open until it ran.
-        on_shutdown=[reads.dispose, sessionmaker.kw["bind"].dispose],
+        on_shutdown=[reads.dispose, engine.dispose],
         # The batchers are kept where tests and benchmarks can see how well they group.
         state=State(
             {DATABASE_STATE_KEY: db, "answers": answers, "issuances": issuances, "sessions": sessions, TREND_STATES: TrendStates(reads),
