@@ -8,13 +8,16 @@ import email.policy
 import gc
 import os
 import re
+import shutil
 import socket
+import stat
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -29,6 +32,7 @@ from safespace.app import create_app
 from safespace.db.engine import make_engine
 from safespace.db.migrate import upgrade
 from safespace.db.models import metadata
+from safespace.privacy.crypto import Keyring
 from safespace.settings import Settings
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -73,6 +77,9 @@ def pytest_configure(config: pytest.Config) -> None:
 # what happens in time: under `make test`'s two workers they run one after another on one worker,
 # never beside each other, while the in-process tests share out over both.
 SERVED_TOGETHER = ("tests/e2e/", "tests/faults/")
+# But the accessibility crawl (two minutes and more of one worker) runs beside them, on the other
+# worker: it only reads pages of a server of its own, and times nothing.
+SERVED_APART = "tests/e2e/test_accessibility.py"
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
@@ -84,7 +91,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
 
     class ServedTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            # Scopes go out largest first, so this one starts at once on the first worker.
+            # Scopes go out largest first: "served" starts at once on the first worker, and the
+            # crawl's module (four tests) on the second.
+            if nodeid.startswith(SERVED_APART):
+                return SERVED_APART
             return "served" if nodeid.startswith(SERVED_TOGETHER) else nodeid
 
     return ServedTogether(config, log)
@@ -193,10 +203,52 @@ def still_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
 # --- the app -------------------------------------------------------------------------------------
 
 
+# Building the app costs a third of a second or more (Litestar registers some 300 handlers: their
+# signatures, dependencies and routes). Built for each of the 560 tests that serve it, that was half
+# the in-process tests' time. So a test process builds one app per database (and per settings a
+# test module asks for), and each test enters its lifespan anew: the pools made again, no cookies
+# (tests/safespace/test_shutdown.py checks an app serves again after it stopped). Each test still
+# starts where an app of its own would: the database emptied (db) and the data folder as it was
+# first made (data_folder, put back after every test).
+
+
+@dataclass(frozen=True)
+class DataFolder:
+    """A data folder the tests of one database share, and what it held when made: its key files."""
+
+    path: Path
+    made: dict[Path, tuple[bytes, int]]  # relative path: (contents, mode)
+
+    def put_back(self) -> None:
+        """Remove what a test added to the folder and restore what it changed (a rotated key file)."""
+        for entry in sorted(self.path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if entry.relative_to(self.path) in self.made:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        for name, (contents, mode) in self.made.items():
+            path = self.path / name
+            if not path.is_file() or path.read_bytes() != contents:
+                path.write_bytes(contents)
+            os.chmod(path, mode)
+
+
+@pytest.fixture(scope="session")
+def data_folder(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> DataFolder:
+    path = tmp_path_factory.mktemp("data")
+    first = Settings(data_dir=str(path), database_url=database_url)
+    first.secret_key()  # both made as the app's first start makes them
+    Keyring.load(first.encryption_key_path)
+    made = {entry.relative_to(path): (entry.read_bytes(), stat.S_IMODE(entry.stat().st_mode)) for entry in path.iterdir()}
+    return DataFolder(path, made)
+
+
 @pytest.fixture
-def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory, smtp_server: tuple[Inbox, int]) -> Settings:
-    return Settings(
-        data_dir=str(tmp_path_factory.mktemp("data")),
+def settings(database_url: str, data_folder: DataFolder, smtp_server: tuple[Inbox, int]) -> Iterator[Settings]:
+    yield Settings(
+        data_dir=str(data_folder.path),
         database_url=database_url,
         base_url=BASE_URL,
         smtp_host="127.0.0.1",
@@ -204,11 +256,29 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory, smtp_s
         smtp_security="none",
         schedule_interval_seconds=0,  # tests drive the schedule with explicit ticks
     )
+    data_folder.put_back()
+
+
+_APPS: dict[tuple, Litestar] = {}
+KEPT_APPS = 4  # a process's databases, and a module's own settings or two
+
+
+def shared_app(settings: Settings) -> Litestar:
+    """The app for these settings and key files, built once in this process."""
+    folder = Path(settings.data_dir)
+    keys = tuple(path.read_bytes() if path.is_file() else b"" for path in (folder / "secret.key", folder / "encryption.keys"))
+    key = (repr(settings), keys)
+    app = _APPS.get(key)
+    if app is None:
+        if len(_APPS) >= KEPT_APPS:
+            del _APPS[next(iter(_APPS))]
+        app = _APPS[key] = create_app(settings)
+    return app
 
 
 @pytest.fixture
 async def client(settings: Settings, db: AsyncSession) -> AsyncIterator[httpx.AsyncClient]:
-    async with browser_like(create_app(settings)) as test_client:
+    async with browser_like(shared_app(settings)) as test_client:
         yield test_client
 
 

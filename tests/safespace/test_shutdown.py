@@ -10,6 +10,7 @@ from safespace.app import create_app
 from safespace.settings import Settings
 from safespace.web.guards import DATABASE_STATE_KEY
 from tests.conftest import browser_like
+from tests.helpers import csrf, make_community, sign_in
 
 
 async def _backends(engine: AsyncEngine) -> int | None:
@@ -31,3 +32,20 @@ async def test_an_app_that_stops_leaves_none_of_its_database_connections_open(se
             assert app_engine.sync_engine.pool.checkedin() >= 1
         assert app_engine.sync_engine.pool.checkedin() == 0
         assert await _backends(engine) == before
+
+
+async def test_an_app_serves_again_after_it_stopped(settings: Settings, db: AsyncSession) -> None:
+    """The suite serves one app to test after test, entering its lifespan anew each time
+    (tests/conftest.py, shared_app): an app that stopped (engine disposed, batchers idle, channels
+    closed) serves signed-in pages, forms and check-in streams again when started."""
+    app = create_app(settings)
+    for attempt in range(3):
+        world = await make_community(db, f"Community {attempt}", f"f{attempt}@x.org", teams={"All": [f"m{attempt}-{n}@x.org" for n in range(5)]})
+        async with browser_like(app) as client:
+            await sign_in(client, db, world.facilitator)  # the link, then the session through the batched reads
+            home = await client.get(f"/c/{world.community.id}")
+            assert home.status_code == 200 and f"Community {attempt}" in home.text
+            teams = await client.get(f"/c/{world.community.id}/teams")
+            sent = await client.post(f"/c/{world.community.id}/teams", data={"name": f"Team {attempt}", "_csrf_token": csrf(client)})
+            assert teams.status_code == 200 and sent.status_code in (302, 303), sent.text
+            assert f"Team {attempt}" in (await client.get(f"/c/{world.community.id}/teams")).text

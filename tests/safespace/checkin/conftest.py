@@ -15,11 +15,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from safespace.app import create_app
 from safespace.checkin.models import CheckIn
 from safespace.identity import services as identity
 from safespace.identity.models import Community
-from tests.conftest import BASE_URL, running
+from tests.conftest import BASE_URL, running, shared_app
 from tests.helpers import World, csrf, make_community, sign_in
 
 MEMBERS = [f"m{i}@x.org" for i in range(6)]
@@ -86,7 +85,7 @@ class Meeting:
 @pytest.fixture
 async def meeting(settings, db: AsyncSession) -> AsyncIterator[Meeting]:
     world = await make_community(db, teams={"All": MEMBERS}, k=5)
-    app = create_app(settings)
+    app = shared_app(settings)
     async with running(app):
         found = Meeting(app, world, db, community_id=world.community.id, transport=httpx.ASGITransport(app=app, client=("203.0.113.7", 50000)))
         try:

@@ -10,7 +10,6 @@ import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from litestar import Litestar
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -141,14 +140,14 @@ async def test_serve_stops_whatever_its_schedule_pass_is_doing(db: AsyncSession,
     from tests.conftest import running
 
     chance, today = random.Random(15), clock.now().astimezone(MADRID).date()
+    app = create_app(structs.replace(settings, schedule_interval_seconds=0.02))  # back to back passes
     for attempt in range(15):
         world = await make_community(db, f"Community {attempt}", f"f{attempt}@x.org", teams={"All": [f"m{attempt}-{n}@x.org" for n in range(6)]})
         form = services.CadenceForm("weekly", today.weekday(), today.day, 3, today.isoformat())
         await services.create_survey(db, world.community.id, "Europe/Madrid", "Pulse", ["psychological_safety"], form)
         await db.commit()
-        app = create_app(structs.replace(settings, schedule_interval_seconds=0.02))  # back to back passes
 
-        async def serve_a_moment(app: Litestar = app) -> None:
+        async def serve_a_moment() -> None:  # the app started again, as `serve` is after a stop
             async with running(app):
                 await asyncio.sleep(chance.uniform(0, 0.25))
 
