@@ -260,7 +260,7 @@ def settings(database_url: str, data_folder: DataFolder, smtp_server: tuple[Inbo
 
 
 _APPS: dict[tuple, Litestar] = {}
-KEPT_APPS = 4  # a process's databases, and a module's own settings or two
+KEPT_APPS = 4  # a process's two databases, and a module's own settings (tests/safespace/webhooks)
 
 
 def shared_app(settings: Settings) -> Litestar:
@@ -268,11 +268,10 @@ def shared_app(settings: Settings) -> Litestar:
     folder = Path(settings.data_dir)
     keys = tuple(path.read_bytes() if path.is_file() else b"" for path in (folder / "secret.key", folder / "encryption.keys"))
     key = (repr(settings), keys)
-    app = _APPS.get(key)
-    if app is None:
-        if len(_APPS) >= KEPT_APPS:
-            del _APPS[next(iter(_APPS))]
-        app = _APPS[key] = create_app(settings)
+    app = _APPS.pop(key, None) or create_app(settings)
+    _APPS[key] = app  # the last used last: the one used longest ago goes first
+    if len(_APPS) > KEPT_APPS:
+        del _APPS[next(iter(_APPS))]
     return app
 
 
