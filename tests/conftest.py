@@ -265,9 +265,9 @@ KEPT_APPS = 4  # a process's two databases, and a module's own settings (tests/s
 
 def shared_app(settings: Settings) -> Litestar:
     """The app for these settings and key files, built once in this process."""
-    folder = Path(settings.data_dir)
-    keys = tuple(path.read_bytes() if path.is_file() else b"" for path in (folder / "secret.key", folder / "encryption.keys"))
-    key = (repr(settings), keys)
+    # The key files where the app reads them (the secret made if missing, as the app would make it).
+    keys = settings.encryption_key_path
+    key = (repr(settings), settings.secret_key(), keys.read_bytes() if keys.is_file() else b"")
     app = _APPS.pop(key, None) or create_app(settings)
     _APPS[key] = app  # the last used last: the one used longest ago goes first
     if len(_APPS) > KEPT_APPS:

@@ -1,5 +1,5 @@
-"""An app that stops closes its database connections: the hundredth app of a process (the test
-suite's) as well as the only one of a served process."""
+"""An app that stops closes its database connections (the hundredth app of a process, the test
+suite's, as well as the only one of a served process), and serves again when started again."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ async def test_an_app_that_stops_leaves_none_of_its_database_connections_open(se
 async def test_an_app_serves_again_after_it_stopped(settings: Settings, db: AsyncSession) -> None:
     """The suite serves one app to test after test, entering its lifespan anew each time
     (tests/conftest.py, shared_app): an app that stopped (engine disposed, batchers idle, channels
-    closed) serves signed-in pages, forms and check-in streams again when started."""
+    closed) signs in, serves pages and takes forms again when started. (The check-in tests' streams
+    run on the same shared app: tests/safespace/checkin/conftest.py.)"""
     app = create_app(settings)
     for attempt in range(3):
         world = await make_community(db, f"Community {attempt}", f"f{attempt}@x.org", teams={"All": [f"m{attempt}-{n}@x.org" for n in range(5)]})
